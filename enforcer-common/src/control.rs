@@ -1,0 +1,72 @@
+//! The two small arrays every packet reads first: which policy slot is live, and that slot's settings.
+
+use crate::Decision;
+
+/// `CONTROL`: `Array<Control>` with one entry (index 0). Written by userspace on every policy switch
+/// (one 8-byte store of `epoch`); the program bumps `epoch` by 2 when it quarantines a device.
+pub const CONTROL_MAP: &str = "CONTROL";
+
+/// `CONFIG`: `Array<PolicyConfig>` with [`crate::SLOTS`] entries, indexed by slot. Userspace writes the
+/// idle slot's entry before flipping [`Control::epoch`].
+pub const CONFIG_MAP: &str = "CONFIG";
+
+/// The live-policy word.
+///
+/// `epoch & 1` is the active slot. Every change that can alter a verdict (a policy switch, a
+/// quarantine or a release) increases `epoch`, which invalidates every cached flow (their stored
+/// epoch no longer matches) without touching the flow table. The kernel bumps it by 2 so the slot bit
+/// is kept; userspace moves it to the next value whose low bit is the new slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Control {
+    pub epoch: u64,
+    /// [`crate::LAYOUT_VERSION`] of whoever created the pinned maps; 0 before the first policy.
+    pub layout: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<Control>() == 16);
+
+impl Control {
+    #[must_use]
+    pub const fn slot(&self) -> u8 {
+        (self.epoch & 1) as u8
+    }
+
+    /// The epoch that makes `slot` live: the next one after `self.epoch` with that low bit.
+    #[must_use]
+    pub const fn next_epoch_for(&self, slot: u8) -> u64 {
+        let next = self.epoch + 1;
+        if (next & 1) as u8 == slot { next } else { next + 1 }
+    }
+}
+
+/// Per-slot policy settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PolicyConfig {
+    /// Policy generation (counts applied policies, shown in metrics); 0 means "no policy in this slot".
+    pub generation: u64,
+    /// `defaults.action` (rule 0).
+    pub default: Decision,
+    /// [`crate::Mode`].
+    pub mode: u8,
+    /// `defaults.spoofed`: [`crate::Action::Allow`] or [`crate::Action::Deny`].
+    pub spoofed: u8,
+    /// Class of the sources and destinations that resolve to nothing (`defaults.unknown`).
+    pub unknown_class: u16,
+    /// Class of the router's own addresses (and of broadcast, multicast and link-local destinations).
+    pub router_class: u16,
+    /// Class a quarantined device is moved to; 0 when the policy has no quarantine zone.
+    pub quarantine_class: u16,
+    /// Quarantine trigger: this many denied packets within `quarantine_window_ms` (0 = off).
+    pub quarantine_denied: u32,
+    pub quarantine_window_ms: u32,
+    /// How long an automatic quarantine lasts, in seconds (0 = until released by hand).
+    pub quarantine_release_s: u32,
+    /// Bit flags, `CONFIG_F_*`.
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<PolicyConfig>() == 40);
+
+/// Quarantine a listed device whose traffic is judged spoofed.
+pub const CONFIG_F_QUARANTINE_ON_SPOOF: u32 = 1;

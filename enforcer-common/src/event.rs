@@ -1,0 +1,69 @@
+//! Deny events, from the program to the daemon.
+
+/// `EVENTS`: `RingBuf` of [`EVENTS_BYTES`]. The program reserves, fills and submits a
+/// [`DenyEvent`]; when full the event is counted in `Counter::EventsDropped`, never waited for.
+pub const EVENTS_MAP: &str = "EVENTS";
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// Why a packet was denied (or would have been, in audit mode).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    /// An explicit deny rule.
+    Rule = 1,
+    /// No rule allowed it: the default action.
+    Default = 2,
+    /// Source MAC and address disagree with the policy.
+    Spoofed = 3,
+    /// The device is quarantined.
+    Quarantined = 4,
+    /// A reply-only packet (ICMP echo reply or error) of no remembered flow.
+    NoFlow = 5,
+}
+
+impl DenyReason {
+    #[must_use]
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Rule),
+            2 => Some(Self::Default),
+            3 => Some(Self::Spoofed),
+            4 => Some(Self::Quarantined),
+            5 => Some(Self::NoFlow),
+            _ => None,
+        }
+    }
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Rule => "rule",
+            Self::Default => "default",
+            Self::Spoofed => "spoofed",
+            Self::Quarantined => "quarantined",
+            Self::NoFlow => "no_flow",
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DenyEvent {
+    pub timestamp_ns: u64,
+    pub device: u32,
+    pub rule: u32,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub ifindex: u32,
+    pub proto: u8,
+    pub family: u8,
+    /// [`DenyReason`].
+    pub reason: u8,
+    /// [`crate::Verdict`] as u8: Deny, or Audit when only counted.
+    pub verdict: u8,
+    pub src_mac: [u8; 6],
+    pub vlan: u16,
+}
+const _: () = assert!(core::mem::size_of::<DenyEvent>() == 72);

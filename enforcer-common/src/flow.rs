@@ -1,0 +1,104 @@
+//! Connection state: the flow table that lets replies of allowed flows through, and the fragment
+//! table that lets later fragments of an allowed first fragment through.
+
+/// `FLOWS`: `LruHashMap<FlowKey, FlowValue>`, capacity [`MAX_FLOWS`]. Written by the program only
+/// (userspace reads it for `status` and deletes it on `detach`). A flow is inserted only after
+/// the policy allowed its first packet; eviction can only make a later packet be judged again.
+pub const FLOWS_MAP: &str = "FLOWS";
+pub const MAX_FLOWS: u32 = 65_536;
+
+/// `FRAGS`: `LruHashMap<FragKey, FragValue>`, capacity [`MAX_FRAGS`]. Program only. An entry is
+/// made only by an allowed first fragment; a later fragment without one is dropped (fail closed).
+pub const FRAGS_MAP: &str = "FRAGS";
+pub const MAX_FRAGS: u32 = 8_192;
+
+/// Idle timeouts, nanoseconds. A stale entry is ignored and the packet judged as a new flow.
+pub const FLOW_TIMEOUT_TCP_NS: u64 = 1_800 * 1_000_000_000;
+pub const FLOW_TIMEOUT_UDP_NS: u64 = 120 * 1_000_000_000;
+pub const FLOW_TIMEOUT_ICMP_NS: u64 = 30 * 1_000_000_000;
+/// How long later fragments may follow an allowed first fragment (RFC 791's reassembly timer is
+/// of this order; Linux uses 30 s).
+pub const FRAG_TIMEOUT_NS: u64 = 30 * 1_000_000_000;
+
+/// Key of `FLOWS`: the 5-tuple in canonical order, so both directions of a flow find one entry.
+/// The (address, port) endpoint that compares lower is `lo`. IPv4 addresses fill the first four
+/// bytes. For ICMP echo both ports hold the echo identifier.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub lo_addr: [u8; 16],
+    pub hi_addr: [u8; 16],
+    pub lo_port: u16,
+    pub hi_port: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+impl FlowKey {
+    /// The canonical key of a packet from `(src, sport)` to `(dst, dport)`; the flag says whether
+    /// the source is the `lo` side.
+    #[must_use]
+    pub fn canonical(
+        family: u8,
+        proto: u8,
+        src: [u8; 16],
+        sport: u16,
+        dst: [u8; 16],
+        dport: u16,
+    ) -> (Self, bool) {
+        let src_is_lo = (src, sport) <= (dst, dport);
+        let (lo_addr, lo_port, hi_addr, hi_port) =
+            if src_is_lo { (src, sport, dst, dport) } else { (dst, dport, src, sport) };
+        (Self { lo_addr, hi_addr, lo_port, hi_port, proto, family, _pad: [0; 2] }, src_is_lo)
+    }
+}
+
+/// Value of `FLOWS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowValue {
+    /// [`crate::control::Control::epoch`] when the flow was last judged. A different epoch means the
+    /// policy or a quarantine changed since: the flow is judged again in its original direction.
+    pub epoch: u64,
+    pub last_seen_ns: u64,
+    /// The rule that allowed it.
+    pub rule: u32,
+    /// Device ids of the two ends, for accounting the packets each one sends.
+    pub init_device: u32,
+    pub resp_device: u32,
+    /// MAC the initiator sent from.
+    pub init_mac: [u8; 6],
+    /// MAC the responder must send from when it is a listed device with a MAC, else zero (any).
+    pub resp_mac: [u8; 6],
+    /// 1 when the initiator is the key's `lo` side.
+    pub init_is_lo: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 48);
+
+/// Key of `FRAGS`. The protocol is part of the key (Suricata CVE-2017-7177): a fragment of another
+/// protocol with the same id must not ride on an allowed first fragment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FragKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// IPv4 identification (16 bits) or IPv6 fragment identification (32 bits).
+    pub id: u32,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<FragKey>() == 40);
+
+/// Value of `FRAGS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FragValue {
+    pub expires_ns: u64,
+    pub device: u32,
+    pub rule: u32,
+}
+const _: () = assert!(core::mem::size_of::<FragValue>() == 16);

@@ -1,0 +1,97 @@
+//! Per-CPU counters. The program only ever adds; userspace sums the CPUs when it reads.
+
+/// `DEVICE_STATS`: `PerCpuArray<DeviceStats>`, [`crate::MAX_DEVICES`] rows indexed by device id
+/// (row 0 = unknown sources). Program writes, userspace reads (and zeroes a row when an id is
+/// reused for a new device name).
+pub const DEVICE_STATS_MAP: &str = "DEVICE_STATS";
+/// `RULE_STATS`: `PerCpuArray<RuleStats>`, [`crate::MAX_RULES`] rows indexed by rule id (row 0 =
+/// the default verdict).
+pub const RULE_STATS_MAP: &str = "RULE_STATS";
+/// `COUNTERS`: `PerCpuArray<u64>`, [`Counter::COUNT`] rows indexed by [`Counter`].
+pub const COUNTERS_MAP: &str = "COUNTERS";
+
+/// Packets and bytes a device sent, by [`crate::Verdict`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DeviceStats {
+    pub packets: [u64; 3],
+    pub bytes: [u64; 3],
+    /// Packets judged spoofed (whatever their final verdict).
+    pub spoofed: u64,
+    /// `bpf_ktime_get_ns` of the last packet (userspace takes the maximum over CPUs).
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<DeviceStats>() == 64);
+
+/// Packets and bytes a rule decided (first packets of flows, and every packet of a cached flow).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RuleStats {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<RuleStats>() == 16);
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident = $label:literal,)*) => {
+        /// Global datapath counters (`COUNTERS` rows). The `Malformed*` ones sum to
+        /// `enforcer_malformed_packets_total`.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Counter { $($(#[$doc])* $name,)* }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$name,)*];
+            pub const COUNT: u32 = Self::ALL.len() as u32;
+
+            /// Label value used in metrics.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Counter::$name => $label,)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frame shorter than an Ethernet header, or a header runs past the end.
+    MalformedTruncated = "truncated",
+    /// More than two VLAN tags.
+    MalformedVlan = "vlan",
+    /// IPv4 header invalid: IHL < 5, total length inconsistent, version mismatch, reserved flag.
+    MalformedIpv4 = "ipv4_header",
+    /// IPv6 header or extension-header chain invalid, too long, or out of order.
+    MalformedIpv6 = "ipv6_header",
+    /// TCP/UDP/ICMP header missing, cut short, or TCP data offset < 5.
+    MalformedL4 = "l4_header",
+    /// Fragment invalid: tiny first fragment (RFC 1858), offset past 65535, overlap of a header.
+    MalformedFragment = "fragment",
+    /// Non-IP, non-ARP frames dropped.
+    NonIpDropped = "non_ip",
+    /// ARP passed.
+    ArpPassed = "arp",
+    /// IPv6 neighbour discovery, router solicitation and MLD passed.
+    NdPassed = "nd",
+    /// Router advertisements and redirects arriving on an enforced interface (rogue router).
+    RogueRaDropped = "rogue_ra",
+    /// Later fragments passed on an allowed first fragment.
+    FragmentPassed = "fragment_passed",
+    /// Later fragments with no allowed first fragment (dropped).
+    FragmentOrphan = "fragment_orphan",
+    /// Packets of a remembered flow (fast path).
+    FlowHit = "flow_hit",
+    /// Flow-table inserts that failed (the packet was still judged; its replies will be judged too).
+    FlowInsertFailed = "flow_insert_failed",
+    /// ICMP errors passed because they quote a remembered flow.
+    IcmpRelated = "icmp_related",
+    /// Packets dropped because no policy is loaded (fail closed).
+    NoPolicy = "no_policy",
+    /// Deny events written to the ring buffer.
+    EventsSent = "events_sent",
+    /// Deny events lost because the ring buffer was full.
+    EventsDropped = "events_dropped",
+    /// Deny events not sent because the device exceeded its per-second budget.
+    EventsRateLimited = "events_rate_limited",
+    /// Devices quarantined by the datapath.
+    QuarantineTrips = "quarantine_trips",
+}

@@ -1,0 +1,11 @@
+//! enforcer: zero-trust microsegmentation for IoT networks.
+//!
+//! - [`policy`]: the policy language: loading, validation and compilation into map contents.
+//! - [`datapath`]: the facade over the XDP program and its maps (load, attach, apply, read).
+//! - [`cli`] and [`commands`]: the command line.
+
+pub mod cli;
+pub mod commands;
+pub mod datapath;
+pub mod exit;
+pub mod policy;

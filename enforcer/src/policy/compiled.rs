@@ -1,0 +1,203 @@
+//! The compiled policy: an in-memory image of every policy map, slot-free, plus the names behind
+//! the ids so userspace can label metrics, logs and `plan` output.
+//!
+//! The compiler (`policy::compile`) is the only producer; the datapath facade (`datapath`) is the
+//! only consumer that writes it into the kernel, stamping each key with the idle slot. Everything
+//! here is already resolved: deny precedence is applied, classes are expanded, ports of ranges are
+//! listed one by one. The datapath does no policy reasoning.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use enforcer_common::{
+    Action, Decision, Mode,
+    identity::{AddrEntry, MacEntry, NetEntry},
+    rules::PairValue,
+};
+use serde::{Deserialize, Serialize};
+
+/// Stable ids: names to ids, kept across reloads (and restarts, through the daemon's state file) so
+/// counters indexed by id keep meaning the same device or rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTable {
+    /// Device name -> device id (`1..MAX_DEVICES`).
+    pub devices: BTreeMap<String, u32>,
+    /// Rule name -> rule id (`1..MAX_RULES`).
+    pub rules: BTreeMap<String, u32>,
+    /// Network name -> network id (`1..`).
+    pub networks: BTreeMap<String, u32>,
+}
+
+/// What the compiler needs besides the policy files.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// The router's own addresses (every address of the enforced interfaces). Empty for `check`.
+    pub router_addrs: Vec<IpAddr>,
+    /// Ids of the running policy, to keep them stable.
+    pub previous_ids: Option<IdTable>,
+}
+
+/// One class (a set of endpoints every rule treats alike).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClassInfo {
+    pub id: u16,
+    /// `zone:NAME`, `device:NAME`, `network:NAME` or `router`.
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ZoneInfo {
+    pub name: String,
+    pub description: Option<String>,
+    /// The class its member devices (without rules of their own) and unknown sources have.
+    pub class: u16,
+}
+
+/// Inventory fields, all optional strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceInfo {
+    pub id: u32,
+    pub name: String,
+    pub zone: String,
+    pub class: u16,
+    pub mac: Option<[u8; 6]>,
+    pub addresses: Vec<IpAddr>,
+    pub inventory: Inventory,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleInfo {
+    pub id: u32,
+    pub name: String,
+    /// "allow" or "deny".
+    pub action: String,
+    /// The rule's `from`, `to` and services as written, for display.
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    pub services: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NetworkInfo {
+    pub id: u32,
+    pub name: String,
+    pub class: u16,
+    pub cidrs: Vec<String>,
+}
+
+/// Automatic quarantine settings (`quarantine:` in the policy); absent = off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QuarantineSettings {
+    pub zone: String,
+    pub class: u16,
+    /// Denied packets within the window that trip it; `None` = this trigger is off.
+    pub denied_packets: Option<(u32, u32)>,
+    pub spoofing: bool,
+    /// Destinations (network or device names as written) that are tripwires.
+    pub touches: Vec<String>,
+    /// Seconds; `None` = until released by hand.
+    pub release_after_s: Option<u32>,
+}
+
+/// Everything the datapath needs for one policy, and the names behind its ids.
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    /// sha256 of the source files (name and bytes, in read order), hex.
+    pub digest: String,
+    /// Files read, in order.
+    pub sources: Vec<String>,
+
+    // Settings (the `CONFIG` entry, less the generation the datapath assigns).
+    pub mode: Mode,
+    /// Rule 0.
+    pub default_action: Action,
+    pub spoofed_action: Action,
+    pub unknown_class: u16,
+    pub router_class: u16,
+    pub quarantine: Option<QuarantineSettings>,
+
+    // Map contents, without slots. Each list is sorted by key and has no duplicate keys.
+    /// `MACS`: MAC -> device.
+    pub macs: Vec<([u8; 6], MacEntry)>,
+    /// `ADDRS_V4`: device and router addresses.
+    pub addrs_v4: Vec<([u8; 4], AddrEntry)>,
+    /// `ADDRS_V6`: device and router addresses.
+    pub addrs_v6: Vec<([u8; 16], AddrEntry)>,
+    /// `NETS_V4`: (network address with host bits zero, prefix length 0..=32, entry).
+    pub nets_v4: Vec<([u8; 4], u8, NetEntry)>,
+    /// `NETS_V6`: (network address, prefix length 0..=128, entry).
+    pub nets_v6: Vec<([u8; 16], u8, NetEntry)>,
+    /// `PAIRS`: (src class, dst class) -> value; `PairValue::pair` indexes `ports`.
+    pub pairs: Vec<((u16, u16), PairValue)>,
+    /// `PORTS`: (pair id, protocol, destination port) -> decision.
+    pub ports: Vec<((u32, u8, u16), Decision)>,
+
+    // Names behind the ids.
+    pub ids: IdTable,
+    pub classes: Vec<ClassInfo>,
+    pub zones: Vec<ZoneInfo>,
+    pub devices: Vec<DeviceInfo>,
+    pub rules: Vec<RuleInfo>,
+    pub networks: Vec<NetworkInfo>,
+    /// Warnings the compiler found (shadowed rules and the like), already located.
+    pub warnings: Vec<String>,
+}
+
+impl CompiledPolicy {
+    /// Default decision as the `CONFIG` map stores it.
+    #[must_use]
+    pub fn default_decision(&self) -> Decision {
+        Decision::new(self.default_action, enforcer_common::DEFAULT_RULE)
+    }
+
+    /// Number of entries per map, for `plan` and capacity checks.
+    #[must_use]
+    pub fn map_sizes(&self) -> BTreeMap<&'static str, usize> {
+        use enforcer_common::{identity as id, rules};
+        BTreeMap::from([
+            (id::MACS_MAP, self.macs.len()),
+            (id::ADDRS_V4_MAP, self.addrs_v4.len()),
+            (id::ADDRS_V6_MAP, self.addrs_v6.len()),
+            (id::NETS_V4_MAP, self.nets_v4.len()),
+            (id::NETS_V6_MAP, self.nets_v6.len()),
+            (rules::PAIRS_MAP, self.pairs.len()),
+            (rules::PORTS_MAP, self.ports.len()),
+        ])
+    }
+
+    /// Device name by id (`"unknown"` for id 0 and ids not in this policy).
+    #[must_use]
+    pub fn device_name(&self, id: u32) -> &str {
+        self.devices.iter().find(|d| d.id == id).map_or("unknown", |d| d.name.as_str())
+    }
+
+    /// Rule name by id (`"default"` for rule 0).
+    #[must_use]
+    pub fn rule_name(&self, id: u32) -> &str {
+        if id == enforcer_common::DEFAULT_RULE {
+            return "default";
+        }
+        self.rules.iter().find(|r| r.id == id).map_or("unknown", |r| r.name.as_str())
+    }
+}
