@@ -48,11 +48,20 @@ impl FlowKey {
         dst: [u8; 16],
         dport: u16,
     ) -> (Self, bool) {
-        let src_is_lo = (src, sport) <= (dst, dport);
+        // Compared as big-endian words, not byte slices: slice comparison lowers to `memcmp`,
+        // which BPF programs do not have.
+        let s = (be_u64(&src, 0), be_u64(&src, 8), sport);
+        let d = (be_u64(&dst, 0), be_u64(&dst, 8), dport);
+        let src_is_lo = s <= d;
         let (lo_addr, lo_port, hi_addr, hi_port) =
             if src_is_lo { (src, sport, dst, dport) } else { (dst, dport, src, sport) };
         (Self { lo_addr, hi_addr, lo_port, hi_port, proto, family, _pad: [0; 2] }, src_is_lo)
     }
+}
+
+#[inline(always)]
+fn be_u64(a: &[u8; 16], at: usize) -> u64 {
+    u64::from_be_bytes([a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6], a[at + 7]])
 }
 
 /// Value of `FLOWS`.
@@ -102,3 +111,27 @@ pub struct FragValue {
     pub rule: u32,
 }
 const _: () = assert!(core::mem::size_of::<FragValue>() == 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_directions_of_a_flow_share_one_canonical_key() {
+        let a = [10, 1, 3, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let b = [10, 1, 4, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let (k1, a_lo) = FlowKey::canonical(4, 6, a, 40000, b, 9100);
+        let (k2, b_lo) = FlowKey::canonical(4, 6, b, 9100, a, 40000);
+        assert_eq!(k1, k2);
+        assert!(a_lo);
+        assert!(!b_lo);
+    }
+
+    #[test]
+    fn same_address_pair_orders_by_port() {
+        let a = [0xfd; 16];
+        let (k, src_lo) = FlowKey::canonical(6, 17, a, 53, a, 40000);
+        assert!(src_lo);
+        assert_eq!((k.lo_port, k.hi_port), (53, 40000));
+    }
+}

@@ -42,8 +42,12 @@ impl MacKey {
 pub struct MacEntry {
     pub device: u32,
     pub class: u16,
-    pub _pad: u16,
+    /// `MAC_F_*`.
+    pub flags: u16,
 }
+
+/// The device lists no addresses: its MAC alone identifies it, whatever source address it uses.
+pub const MAC_F_ANY_ADDR: u16 = 1;
 const _: () = assert!(core::mem::size_of::<MacEntry>() == 8);
 
 /// Key of `ADDRS_V4`: the address in network order.
