@@ -28,12 +28,14 @@ const _: () = assert!(core::mem::size_of::<Control>() == 16);
 
 impl Control {
     #[must_use]
+    #[inline(always)]
     pub const fn slot(&self) -> u8 {
         (self.epoch & 1) as u8
     }
 
     /// The epoch that makes `slot` live: the next one after `self.epoch` with that low bit.
     #[must_use]
+    #[inline(always)]
     pub const fn next_epoch_for(&self, slot: u8) -> u64 {
         let next = self.epoch + 1;
         if (next & 1) as u8 == slot { next } else { next + 1 }

@@ -52,8 +52,9 @@ pub struct DenyEvent {
     pub timestamp_ns: u64,
     pub device: u32,
     pub rule: u32,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    /// Addresses as words (`identity::words`); IPv4 in the first.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
     pub sport: u16,
     pub dport: u16,
     pub ifindex: u32,

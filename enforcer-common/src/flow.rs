@@ -21,13 +21,14 @@ pub const FLOW_TIMEOUT_ICMP_NS: u64 = 30 * 1_000_000_000;
 pub const FRAG_TIMEOUT_NS: u64 = 30 * 1_000_000_000;
 
 /// Key of `FLOWS`: the 5-tuple in canonical order, so both directions of a flow find one entry.
-/// The (address, port) endpoint that compares lower is `lo`. IPv4 addresses fill the first four
-/// bytes. For ICMP echo both ports hold the echo identifier.
+/// The (address, port) endpoint that compares lower (as words; any total order will do) is `lo`.
+/// Addresses are network-order bytes as words (`identity::words`); IPv4 uses the first word.
+/// For ICMP echo both ports hold the echo identifier.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
-    pub lo_addr: [u8; 16],
-    pub hi_addr: [u8; 16],
+    pub lo_addr: [u32; 4],
+    pub hi_addr: [u32; 4],
     pub lo_port: u16,
     pub hi_port: u16,
     pub proto: u8,
@@ -40,28 +41,31 @@ impl FlowKey {
     /// The canonical key of a packet from `(src, sport)` to `(dst, dport)`; the flag says whether
     /// the source is the `lo` side.
     #[must_use]
+    #[inline(always)]
     pub fn canonical(
         family: u8,
         proto: u8,
-        src: [u8; 16],
+        src: [u32; 4],
         sport: u16,
-        dst: [u8; 16],
+        dst: [u32; 4],
         dport: u16,
     ) -> (Self, bool) {
-        // Compared as big-endian words, not byte slices: slice comparison lowers to `memcmp`,
-        // which BPF programs do not have.
-        let s = (be_u64(&src, 0), be_u64(&src, 8), sport);
-        let d = (be_u64(&dst, 0), be_u64(&dst, 8), dport);
-        let src_is_lo = s <= d;
+        // Word by word, not as slices: slice comparison lowers to `memcmp`, which BPF lacks.
+        let src_is_lo = if src[0] != dst[0] {
+            src[0] < dst[0]
+        } else if src[1] != dst[1] {
+            src[1] < dst[1]
+        } else if src[2] != dst[2] {
+            src[2] < dst[2]
+        } else if src[3] != dst[3] {
+            src[3] < dst[3]
+        } else {
+            sport <= dport
+        };
         let (lo_addr, lo_port, hi_addr, hi_port) =
             if src_is_lo { (src, sport, dst, dport) } else { (dst, dport, src, sport) };
         (Self { lo_addr, hi_addr, lo_port, hi_port, proto, family, _pad: [0; 2] }, src_is_lo)
     }
-}
-
-#[inline(always)]
-fn be_u64(a: &[u8; 16], at: usize) -> u64 {
-    u64::from_be_bytes([a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6], a[at + 7]])
 }
 
 /// Value of `FLOWS`.
@@ -92,8 +96,9 @@ const _: () = assert!(core::mem::size_of::<FlowValue>() == 48);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FragKey {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    /// Addresses as words (`identity::words`).
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
     /// IPv4 identification (16 bits) or IPv6 fragment identification (32 bits).
     pub id: u32,
     pub proto: u8,
@@ -118,8 +123,8 @@ mod tests {
 
     #[test]
     fn both_directions_of_a_flow_share_one_canonical_key() {
-        let a = [10, 1, 3, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        let b = [10, 1, 4, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let a = crate::identity::words([10, 1, 3, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let b = crate::identity::words([10, 1, 4, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         let (k1, a_lo) = FlowKey::canonical(4, 6, a, 40000, b, 9100);
         let (k2, b_lo) = FlowKey::canonical(4, 6, b, 9100, a, 40000);
         assert_eq!(k1, k2);
@@ -129,7 +134,7 @@ mod tests {
 
     #[test]
     fn same_address_pair_orders_by_port() {
-        let a = [0xfd; 16];
+        let a = [0xfdfd_fdfd; 4];
         let (k, src_lo) = FlowKey::canonical(6, 17, a, 53, a, 40000);
         assert!(src_lo);
         assert_eq!((k.lo_port, k.hi_port), (53, 40000));

@@ -65,6 +65,7 @@ pub enum Action {
 
 impl Action {
     #[must_use]
+    #[inline(always)]
     pub const fn from_u8(v: u8) -> Self {
         match v {
             1 => Self::Allow,
@@ -88,16 +89,19 @@ impl Decision {
     pub const NONE: Self = Self { rule: 0, action: Action::None as u8, _pad: [0; 3] };
 
     #[must_use]
+    #[inline(always)]
     pub const fn new(action: Action, rule: u32) -> Self {
         Self { rule, action: action as u8, _pad: [0; 3] }
     }
 
     #[must_use]
+    #[inline(always)]
     pub const fn action(&self) -> Action {
         Action::from_u8(self.action)
     }
 
     #[must_use]
+    #[inline(always)]
     pub const fn is_set(&self) -> bool {
         self.action != Action::None as u8
     }
@@ -118,6 +122,7 @@ impl Verdict {
 
     /// Metric label value.
     #[must_use]
+    #[inline(always)]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "allow",

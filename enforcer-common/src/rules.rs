@@ -27,6 +27,7 @@ const _: () = assert!(core::mem::size_of::<PairKey>() == 8);
 
 impl PairKey {
     #[must_use]
+    #[inline(always)]
     pub const fn new(slot: u8, src_class: u16, dst_class: u16) -> Self {
         Self { src_class, dst_class, slot, _pad: [0; 3] }
     }
@@ -64,6 +65,7 @@ const _: () = assert!(core::mem::size_of::<PortKey>() == 8);
 
 impl PortKey {
     #[must_use]
+    #[inline(always)]
     pub const fn new(slot: u8, pair: u32, proto: u8, port: u16) -> Self {
         Self { pair, port, proto, slot }
     }

@@ -87,10 +87,11 @@ pub struct DiscoveredDevice {
     /// Non-zero when `v4` / `v6` hold an address seen from it.
     pub has_v4: u8,
     pub has_v6: u8,
-    pub v4: [u8; 4],
-    pub v6: [u8; 16],
-    /// Last destination it tried to reach (IPv4 in the first four bytes), port and protocol.
-    pub last_dst: [u8; 16],
+    /// Addresses as words (`identity::words`).
+    pub v4: u32,
+    pub v6: [u32; 4],
+    /// Last destination it tried to reach (IPv4 in the first word), port and protocol.
+    pub last_dst: [u32; 4],
     pub last_dport: u16,
     pub last_proto: u8,
     pub last_family: u8,

@@ -1,0 +1,139 @@
+//! Who sent the packet, and what it is addressed to, as the live policy slot says.
+//!
+//! Devices are exact-match lookups (MAC, then address); only networks use the LPM tries. The
+//! resolution order for an address is the router's own, then listed devices, then the longest
+//! network prefix, then unknown (the `defaults.unknown` zone).
+
+use aya_ebpf::maps::lpm_trie::Key;
+use enforcer_common::{
+    FAMILY_V4, UNKNOWN_DEVICE,
+    control::PolicyConfig,
+    identity::{
+        ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MacKey, NetEntry, net_key_v4,
+        net_key_v6, octets,
+    },
+};
+
+use crate::maps::{ADDRS_V4, ADDRS_V6, MACS, NETS_V4, NETS_V6};
+
+/// The sender as the policy sees it.
+#[derive(Clone, Copy)]
+pub struct Source {
+    /// Device id for accounting ([`UNKNOWN_DEVICE`] for network and unknown sources).
+    pub device: u32,
+    pub class: u16,
+    /// MAC and address disagree with the policy.
+    pub spoofed: bool,
+    /// Neither a listed device nor in a network: a candidate for discovery.
+    pub unknown: bool,
+}
+
+/// The destination as the policy sees it.
+#[derive(Clone, Copy)]
+pub struct Dest {
+    /// Device id when it is a listed device, else [`UNKNOWN_DEVICE`].
+    pub device: u32,
+    pub class: u16,
+    /// `DST_F_*` of the matched entry.
+    pub flags: u8,
+    /// The device's bound MAC (its replies must come from it), or zero.
+    pub mac: [u8; 6],
+}
+
+#[inline(always)]
+fn lookup_addr(slot: u8, family: u8, addr: &[u32; 4]) -> Option<AddrEntry> {
+    if family == FAMILY_V4 {
+        let key = AddrKeyV4 { addr: addr[0], slot, _pad: [0; 3] };
+        // SAFETY: userspace never deletes a live slot's entries while packets can read them (it
+        // waits past the flip before cleaning the old slot), and the value is copied out at once.
+        unsafe { ADDRS_V4.get(&key) }.copied()
+    } else {
+        let key = AddrKeyV6 { addr: *addr, slot, _pad: [0; 3] };
+        // SAFETY: as above.
+        unsafe { ADDRS_V6.get(&key) }.copied()
+    }
+}
+
+#[inline(always)]
+fn lookup_net(slot: u8, family: u8, addr: &[u32; 4]) -> Option<NetEntry> {
+    if family == FAMILY_V4 {
+        let key = Key::new(8 + 32, net_key_v4(slot, addr[0].to_ne_bytes()));
+        NETS_V4.get(&key).copied()
+    } else {
+        let key = Key::new(8 + 128, net_key_v6(slot, octets(*addr)));
+        NETS_V6.get(&key).copied()
+    }
+}
+
+/// Addresses a host uses before it has one of its own (DHCP's 0.0.0.0, DAD's ::) or that are
+/// derived per link (fe80::/10): the MAC alone identifies such a sender.
+#[inline(always)]
+fn is_link_scoped_source(family: u8, a: &[u32; 4]) -> bool {
+    if family == FAMILY_V4 {
+        return a[0] == 0;
+    }
+    let b = a[0].to_ne_bytes();
+    let unspecified = a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == 0;
+    unspecified || (b[0] == 0xfe && b[1] & 0xc0 == 0x80)
+}
+
+/// Destinations only the router itself can be meant by: limited broadcast, multicast, IPv6
+/// link-local. The kernel never forwards them, so they are judged as `router`.
+#[inline(always)]
+fn is_router_scoped_dest(family: u8, a: &[u32; 4]) -> bool {
+    let b = a[0].to_ne_bytes();
+    if family == FAMILY_V4 {
+        return a[0] == u32::MAX || b[0] & 0xf0 == 0xe0;
+    }
+    b[0] == 0xff || (b[0] == 0xfe && b[1] & 0xc0 == 0x80)
+}
+
+/// Resolves the sender from its MAC and source address.
+///
+/// Spoofed: a listed MAC with an address that is not its own, a listed address (of a device bound
+/// to a MAC) from another MAC, or the router's own address arriving from outside.
+#[inline(always)]
+pub fn resolve_source(slot: u8, cfg: &PolicyConfig, family: u8, src: &[u32; 4], mac: [u8; 6]) -> Source {
+    let unknown = Source { device: UNKNOWN_DEVICE, class: cfg.unknown_class, spoofed: false, unknown: true };
+    // SAFETY: as in `lookup_addr`.
+    let by_mac = unsafe { MACS.get(&MacKey::new(slot, mac)) }.copied();
+    if is_link_scoped_source(family, src) {
+        return match by_mac {
+            Some(m) => Source { device: m.device, class: m.class, spoofed: false, unknown: false },
+            None => unknown,
+        };
+    }
+    let by_addr = lookup_addr(slot, family, src);
+    match (by_mac, by_addr) {
+        (_, Some(a)) if a.kind == ADDR_KIND_ROUTER => Source {
+            device: by_mac.map_or(UNKNOWN_DEVICE, |m| m.device),
+            class: cfg.unknown_class,
+            spoofed: true,
+            unknown: false,
+        },
+        (Some(m), Some(a)) => Source { device: m.device, class: m.class, spoofed: a.device != m.device, unknown: false },
+        (Some(m), None) => {
+            Source { device: m.device, class: m.class, spoofed: m.flags & MAC_F_ANY_ADDR == 0, unknown: false }
+        }
+        (None, Some(a)) => Source { device: a.device, class: a.class, spoofed: a.has_mac(), unknown: false },
+        (None, None) => match lookup_net(slot, family, src) {
+            Some(n) => Source { device: UNKNOWN_DEVICE, class: n.class, spoofed: false, unknown: false },
+            None => unknown,
+        },
+    }
+}
+
+/// Resolves the destination address.
+#[inline(always)]
+pub fn resolve_dest(slot: u8, cfg: &PolicyConfig, family: u8, dst: &[u32; 4]) -> Dest {
+    if is_router_scoped_dest(family, dst) {
+        return Dest { device: UNKNOWN_DEVICE, class: cfg.router_class, flags: 0, mac: [0; 6] };
+    }
+    if let Some(a) = lookup_addr(slot, family, dst) {
+        return Dest { device: a.device, class: a.class, flags: a.flags, mac: a.mac };
+    }
+    match lookup_net(slot, family, dst) {
+        Some(n) => Dest { device: UNKNOWN_DEVICE, class: n.class, flags: n.flags, mac: [0; 6] },
+        None => Dest { device: UNKNOWN_DEVICE, class: cfg.unknown_class, flags: 0, mac: [0; 6] },
+    }
+}

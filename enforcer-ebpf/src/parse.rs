@@ -1,0 +1,590 @@
+//! Packet parsing: a bounds-checked cursor and one small function per header, Ethernet to L4.
+//!
+//! Every read is checked against `data_end` right before it (the verifier insists, and a length
+//! field from the packet is never trusted alone). The parser only describes the packet; it decides
+//! nothing except "malformed", which is a verdict of its own (`Reject`).
+
+use core::mem::size_of;
+
+use aya_ebpf::programs::XdpContext;
+use enforcer_common::{FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, stats::Counter};
+
+/// Why a frame was not parsed into a [`Packet`]. Each maps to one counter and one verdict in `main`.
+#[derive(Clone, Copy)]
+pub enum Reject {
+    /// Malformed: dropped and counted under this counter.
+    Malformed(Counter),
+    /// ARP: passed (a router needs it), counted.
+    Arp,
+    /// IPv6 neighbour discovery, router solicitation, MLD: passed, counted.
+    NeighbourDiscovery,
+    /// Router advertisement or redirect from a device: dropped (a rogue router), counted.
+    RogueRouter,
+    /// Not IP and not ARP: dropped, counted.
+    NonIp,
+}
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+/// At most this many IPv6 extension headers are walked; a longer chain is dropped. Real traffic
+/// carries one or two; the bound keeps the verifier's path count and the per-packet cost fixed.
+const MAX_EXT_HEADERS: usize = 6;
+
+#[repr(C)]
+struct EthHdr {
+    dst: [u8; 6],
+    src: [u8; 6],
+    proto: [u8; 2],
+}
+
+#[repr(C)]
+struct VlanHdr {
+    tci: [u8; 2],
+    proto: [u8; 2],
+}
+
+// IP headers keep addresses as words of network-order bytes (see `identity::words`): a word copy
+// is one instruction where sixteen byte copies would also spill registers onto the small BPF stack.
+// Header fields may be misaligned in the frame (after a 14-byte Ethernet header); the kernel allows
+// unaligned packet loads on the architectures XDP runs on, as every C XDP program relies on.
+
+#[repr(C)]
+struct Ipv4Hdr {
+    version_ihl: u8,
+    tos: u8,
+    tot_len: [u8; 2],
+    id: [u8; 2],
+    frag_off: [u8; 2],
+    ttl: u8,
+    proto: u8,
+    check: [u8; 2],
+    src: u32,
+    dst: u32,
+}
+
+#[repr(C)]
+struct Ipv6Hdr {
+    version_tc_flow: [u8; 4],
+    payload_len: [u8; 2],
+    next_header: u8,
+    hop_limit: u8,
+    src: [u32; 4],
+    dst: [u32; 4],
+}
+
+/// The first two bytes every IPv6 extension header shares (RFC 8200 §4).
+#[repr(C)]
+struct ExtHdr {
+    next_header: u8,
+    len: u8,
+}
+
+#[repr(C)]
+struct FragHdr {
+    next_header: u8,
+    reserved: u8,
+    offset_flags: [u8; 2],
+    id: [u8; 4],
+}
+
+#[repr(C)]
+struct RoutingHdr {
+    next_header: u8,
+    len: u8,
+    routing_type: u8,
+    segments_left: u8,
+}
+
+#[repr(C)]
+struct TcpHdr {
+    sport: [u8; 2],
+    dport: [u8; 2],
+    seq: [u8; 4],
+    ack: [u8; 4],
+    doff_flags: [u8; 2],
+    window: [u8; 2],
+    check: [u8; 2],
+    urg: [u8; 2],
+}
+
+#[repr(C)]
+struct UdpHdr {
+    sport: [u8; 2],
+    dport: [u8; 2],
+    len: [u8; 2],
+    check: [u8; 2],
+}
+
+#[repr(C)]
+struct IcmpHdr {
+    ty: u8,
+    code: u8,
+    check: [u8; 2],
+    id: [u8; 2],
+    seq: [u8; 2],
+}
+
+/// What the L4 header says, as far as policy cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    /// TCP or UDP with ports.
+    Ports,
+    /// ICMP/ICMPv6 echo request: may start a flow (ports hold the identifier).
+    EchoRequest,
+    /// ICMP/ICMPv6 echo reply: only ever a reply, never a new flow.
+    EchoReply,
+    /// ICMP/ICMPv6 error quoting another packet; `inner_off` points at the quoted IP header.
+    Error,
+    /// Any other ICMP type, any other protocol, or a later fragment (no L4 header).
+    Other,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    None,
+    /// Offset 0 with more fragments: judged on its ports, and remembered when allowed.
+    First,
+    /// Offset > 0: carries no L4 header, passes only behind an allowed first fragment.
+    Later,
+}
+
+/// A parsed packet: everything identity, verdict and accounting need.
+pub struct Packet {
+    pub src_mac: [u8; 6],
+    /// Innermost VLAN id, 0 when untagged.
+    pub vlan: u16,
+    pub family: u8,
+    pub proto: u8,
+    /// Addresses as words of network-order bytes (`identity::words`); IPv4 in the first word.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub l4: L4,
+    pub frag: Fragment,
+    /// IPv4 identification or IPv6 fragment identification.
+    pub frag_id: u32,
+    /// Offset of the IP header quoted by an ICMP error.
+    pub inner_off: usize,
+    /// Frame length in bytes.
+    pub len: u32,
+}
+
+/// A cursor over the frame.
+pub struct Cursor<'a> {
+    ctx: &'a XdpContext,
+    pub off: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline(always)]
+    pub fn new(ctx: &'a XdpContext) -> Self {
+        Self { ctx, off: 0 }
+    }
+
+    /// A pointer to a `T` at `off`, after checking it lies inside the frame.
+    ///
+    /// `T` must be `repr(C)` with alignment 1 (every header here is made of bytes).
+    #[inline(always)]
+    pub fn at<T>(&self, off: usize) -> Result<*const T, Reject> {
+        let start = self.ctx.data();
+        let end = self.ctx.data_end();
+        // Verifier: the comparison must be between packet pointers, right before the access.
+        if start + off + size_of::<T>() > end {
+            return Err(Reject::Malformed(Counter::MalformedTruncated));
+        }
+        Ok((start + off) as *const T)
+    }
+
+    /// Reads a `T` at the cursor and advances past it.
+    #[inline(always)]
+    fn next<T>(&mut self) -> Result<*const T, Reject> {
+        let p = self.at::<T>(self.off)?;
+        self.off += size_of::<T>();
+        Ok(p)
+    }
+
+    #[inline(always)]
+    pub fn frame_len(&self) -> usize {
+        self.ctx.data_end() - self.ctx.data()
+    }
+}
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+/// Parses the whole frame into `pkt` (a per-CPU scratch slot: every field is written here, so
+/// nothing from an earlier packet survives).
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Reject> {
+    let mut c = Cursor::new(ctx);
+    pkt.src_mac = [0; 6];
+    pkt.vlan = 0;
+    pkt.family = 0;
+    pkt.proto = 0;
+    pkt.src = [0; 4];
+    pkt.dst = [0; 4];
+    pkt.sport = 0;
+    pkt.dport = 0;
+    pkt.l4 = L4::Other;
+    pkt.frag = Fragment::None;
+    pkt.frag_id = 0;
+    pkt.inner_off = 0;
+    pkt.len = c.frame_len() as u32;
+    let ethertype = parse_ethernet(&mut c, pkt)?;
+    let l3_end = match ethertype {
+        ETH_P_IP => parse_ipv4(&mut c, pkt)?,
+        ETH_P_IPV6 => parse_ipv6(&mut c, pkt)?,
+        ETH_P_ARP => return Err(Reject::Arp),
+        _ => return Err(Reject::NonIp),
+    };
+    if pkt.frag == Fragment::Later {
+        return Ok(());
+    }
+    parse_l4(&mut c, pkt, l3_end)
+}
+
+/// Ethernet and up to two VLAN tags (802.1Q, 802.1ad). The packet is classified on what follows the
+/// innermost tag, so a tag can never hide a packet from policy; a third tag is refused rather than
+/// walked (nothing legitimate stacks three on an access port).
+#[inline(always)]
+fn parse_ethernet(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<u16, Reject> {
+    let eth = c.next::<EthHdr>()?;
+    // SAFETY: `next` checked that the header lies inside the frame.
+    let (src, proto) = unsafe { ((*eth).src, (*eth).proto) };
+    pkt.src_mac = src;
+    let mut ethertype = be16(proto);
+    for _ in 0..2 {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            return Ok(ethertype);
+        }
+        let tag = c.next::<VlanHdr>()?;
+        // SAFETY: bounds checked by `next`.
+        let (tci, proto) = unsafe { ((*tag).tci, (*tag).proto) };
+        pkt.vlan = be16(tci) & 0x0fff;
+        ethertype = be16(proto);
+    }
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        return Err(Reject::Malformed(Counter::MalformedVlan));
+    }
+    Ok(ethertype)
+}
+
+/// IPv4, honouring IHL (options are skipped, never read as L4) and total length (Ethernet padding
+/// beyond it is ignored; a frame shorter than it is cut short). Returns the end of the IP packet.
+///
+/// Options are not inspected: source-routed packets are dropped by Linux itself unless
+/// `accept_source_route` is set, and other options do not change where a packet goes.
+#[inline(always)]
+fn parse_ipv4(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
+    const BAD: Reject = Reject::Malformed(Counter::MalformedIpv4);
+    let l3 = c.off;
+    let ip = c.at::<Ipv4Hdr>(l3)?;
+    // SAFETY: bounds checked by `at`.
+    let h = unsafe { &*ip };
+    if h.version_ihl >> 4 != 4 {
+        return Err(BAD);
+    }
+    let ihl = usize::from(h.version_ihl & 0x0f) * 4;
+    if ihl < 20 {
+        return Err(BAD);
+    }
+    let tot_len = usize::from(be16(h.tot_len));
+    if tot_len < ihl {
+        return Err(BAD);
+    }
+    if l3 + tot_len > c.frame_len() {
+        return Err(Reject::Malformed(Counter::MalformedTruncated));
+    }
+    let frag = be16(h.frag_off);
+    let reserved = frag & 0x8000 != 0;
+    let dont_fragment = frag & 0x4000 != 0;
+    let more = frag & 0x2000 != 0;
+    let offset = usize::from(frag & 0x1fff) * 8;
+    // The reserved bit must be zero (RFC 791); DF with MF is a contradiction no stack sends.
+    if reserved || (dont_fragment && more) {
+        return Err(BAD);
+    }
+    // Ping of death: the reassembled datagram would exceed 65535 bytes.
+    if offset + (tot_len - ihl) > 65_535 {
+        return Err(Reject::Malformed(Counter::MalformedFragment));
+    }
+    pkt.family = FAMILY_V4;
+    pkt.proto = h.proto;
+    pkt.src[0] = h.src;
+    pkt.dst[0] = h.dst;
+    pkt.frag_id = u32::from(be16(h.id));
+    if offset > 0 {
+        // RFC 1858: an offset of 8 bytes into TCP can rewrite the flags and ports of the first
+        // fragment's header; no legitimate sender produces it.
+        if offset == 8 && h.proto == PROTO_TCP {
+            return Err(Reject::Malformed(Counter::MalformedFragment));
+        }
+        pkt.frag = Fragment::Later;
+    } else if more {
+        pkt.frag = Fragment::First;
+    }
+    c.off = l3 + ihl;
+    Ok(l3 + tot_len)
+}
+
+/// IPv6 and its extension-header chain, bounded at [`MAX_EXT_HEADERS`]. Returns the end of the
+/// IP packet.
+#[inline(always)]
+fn parse_ipv6(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
+    const BAD: Reject = Reject::Malformed(Counter::MalformedIpv6);
+    let l3 = c.off;
+    let ip = c.next::<Ipv6Hdr>()?;
+    // SAFETY: bounds checked by `next`.
+    let h = unsafe { &*ip };
+    if h.version_tc_flow[0] >> 4 != 6 {
+        return Err(BAD);
+    }
+    let payload = usize::from(be16(h.payload_len));
+    // A zero payload length means a jumbogram (RFC 2675), which no IoT link carries.
+    if payload == 0 {
+        return Err(BAD);
+    }
+    let end = l3 + 40 + payload;
+    if end > c.frame_len() {
+        return Err(Reject::Malformed(Counter::MalformedTruncated));
+    }
+    pkt.family = FAMILY_V6;
+    pkt.src = h.src;
+    pkt.dst = h.dst;
+    let mut next = h.next_header;
+    let mut seen_fragment = false;
+    for i in 0..MAX_EXT_HEADERS {
+        match next {
+            // Hop-by-hop options: only allowed first (RFC 8200 §4.1).
+            0 if i == 0 => next = skip_ext(c, 8)?,
+            0 => return Err(BAD),
+            // Destination options.
+            60 => next = skip_ext(c, 8)?,
+            // Routing: a header with segments left would bounce the packet through another host,
+            // and type 0 is deprecated (RFC 5095): neither may cross a zone.
+            43 => {
+                let rh = c.at::<RoutingHdr>(c.off)?;
+                // SAFETY: bounds checked by `at`.
+                let (ty, left) = unsafe { ((*rh).routing_type, (*rh).segments_left) };
+                if ty == 0 || left != 0 {
+                    return Err(BAD);
+                }
+                next = skip_ext(c, 8)?;
+            }
+            44 => {
+                // A second fragment header is never legitimate.
+                if seen_fragment {
+                    return Err(BAD);
+                }
+                seen_fragment = true;
+                let fh = c.next::<FragHdr>()?;
+                // SAFETY: bounds checked by `next`.
+                let f = unsafe { &*fh };
+                let of = be16(f.offset_flags);
+                if f.reserved != 0 || of & 0x0006 != 0 {
+                    return Err(BAD);
+                }
+                pkt.frag_id = u32::from_be_bytes(f.id);
+                next = f.next_header;
+                let offset = of & 0xfff8;
+                let more = of & 1 != 0;
+                if offset != 0 {
+                    pkt.frag = Fragment::Later;
+                    pkt.proto = next;
+                    return Ok(end);
+                }
+                // An atomic fragment (offset 0, no more) is an unfragmented packet (RFC 6946).
+                if more {
+                    pkt.frag = Fragment::First;
+                }
+            }
+            // Authentication header: length in 4-octet units, plus 2 (RFC 4302).
+            51 => next = skip_ext(c, 4)?,
+            // No next header: nothing to judge.
+            59 => return Err(BAD),
+            _ => {
+                pkt.proto = next;
+                return Ok(end);
+            }
+        }
+    }
+    // Still an extension header after the bound.
+    match next {
+        0 | 43 | 44 | 51 | 59 | 60 => Err(BAD),
+        _ => {
+            pkt.proto = next;
+            Ok(end)
+        }
+    }
+}
+
+/// Skips one extension header whose length byte counts `unit`-octet units beyond the first 8
+/// (or, for AH, 4-octet units plus 2). Returns its next-header value.
+#[inline(always)]
+fn skip_ext(c: &mut Cursor<'_>, unit: usize) -> Result<u8, Reject> {
+    let eh = c.at::<ExtHdr>(c.off)?;
+    // SAFETY: bounds checked by `at`.
+    let (next, len) = unsafe { ((*eh).next_header, usize::from((*eh).len)) };
+    c.off += if unit == 8 { (len + 1) * 8 } else { (len + 2) * 4 };
+    Ok(next)
+}
+
+/// TCP, UDP, ICMP and ICMPv6. Ports are read only within the IP packet (`l3_end`); a first
+/// fragment must carry the whole L4 header (RFC 1858 / RFC 7112).
+#[inline(always)]
+fn parse_l4(c: &mut Cursor<'_>, pkt: &mut Packet, l3_end: usize) -> Result<(), Reject> {
+    const BAD: Reject = Reject::Malformed(Counter::MalformedL4);
+    let bad = if pkt.frag == Fragment::First { Reject::Malformed(Counter::MalformedFragment) } else { BAD };
+    let off = c.off;
+    match pkt.proto {
+        PROTO_TCP => {
+            if off + size_of::<TcpHdr>() > l3_end {
+                return Err(bad);
+            }
+            let t = c.at::<TcpHdr>(off).map_err(|_| bad)?;
+            // SAFETY: bounds checked by `at`.
+            let t = unsafe { &*t };
+            let doff = usize::from(t.doff_flags[0] >> 4) * 4;
+            if doff < 20 || off + doff > l3_end {
+                return Err(bad);
+            }
+            pkt.sport = be16(t.sport);
+            pkt.dport = be16(t.dport);
+            pkt.l4 = L4::Ports;
+        }
+        PROTO_UDP => {
+            if off + size_of::<UdpHdr>() > l3_end {
+                return Err(bad);
+            }
+            let u = c.at::<UdpHdr>(off).map_err(|_| bad)?;
+            // SAFETY: bounds checked by `at`.
+            let u = unsafe { &*u };
+            pkt.sport = be16(u.sport);
+            pkt.dport = be16(u.dport);
+            pkt.l4 = L4::Ports;
+        }
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            // ICMP rides on the matching family only.
+            if (pkt.proto == PROTO_ICMP) != (pkt.family == FAMILY_V4) {
+                pkt.l4 = L4::Other;
+                return Ok(());
+            }
+            if off + size_of::<IcmpHdr>() > l3_end {
+                return Err(bad);
+            }
+            let i = c.at::<IcmpHdr>(off).map_err(|_| bad)?;
+            // SAFETY: bounds checked by `at`.
+            let i = unsafe { &*i };
+            let id = be16(i.id);
+            pkt.l4 = classify_icmp(pkt, i.ty)?;
+            if matches!(pkt.l4, L4::EchoRequest | L4::EchoReply) {
+                pkt.sport = id;
+                pkt.dport = id;
+            }
+            pkt.inner_off = off + size_of::<IcmpHdr>();
+        }
+        _ => pkt.l4 = L4::Other,
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn classify_icmp(pkt: &Packet, ty: u8) -> Result<L4, Reject> {
+    if pkt.family == FAMILY_V4 {
+        return Ok(match ty {
+            8 => L4::EchoRequest,
+            0 => L4::EchoReply,
+            // Destination unreachable, time exceeded, parameter problem.
+            3 | 11 | 12 => L4::Error,
+            _ => L4::Other,
+        });
+    }
+    Ok(match ty {
+        128 => L4::EchoRequest,
+        129 => L4::EchoReply,
+        // Unreachable, packet too big (PMTU discovery needs it), time exceeded, parameter problem.
+        1..=4 => L4::Error,
+        // Router solicitation, neighbour solicitation and advertisement: the link needs them.
+        133 | 135 | 136 => return Err(Reject::NeighbourDiscovery),
+        // MLD queries and reports, link-local only.
+        130..=132 | 143 if is_link_local_multicast(pkt.dst[0]) => {
+            return Err(Reject::NeighbourDiscovery);
+        }
+        // Router advertisements and redirects come from routers; this router does not learn
+        // from the segments it enforces, so one arriving here is a rogue (Calico CVE-2020-13597).
+        134 | 137 => return Err(Reject::RogueRouter),
+        _ => L4::Other,
+    })
+}
+
+/// ff02::/16 (link-local scope multicast), from the first address word.
+#[inline(always)]
+fn is_link_local_multicast(first_word: u32) -> bool {
+    let b = first_word.to_ne_bytes();
+    b[0] == 0xff && b[1] & 0x0f == 0x02
+}
+
+/// The 5-tuple quoted inside an ICMP error: the offending packet's source, destination, protocol
+/// and ports, as the packet's original sender sent it. `None` when the quote is cut short or
+/// carries no ports we can match.
+pub struct Quoted {
+    pub proto: u8,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Parses the IP header and first 8 L4 bytes quoted by an ICMP error (RFC 792 / RFC 4443).
+#[inline(always)]
+pub fn parse_quoted(ctx: &XdpContext, pkt: &Packet) -> Option<Quoted> {
+    let c = Cursor::new(ctx);
+    let off = pkt.inner_off;
+    let mut q = Quoted { proto: 0, src: [0; 4], dst: [0; 4], sport: 0, dport: 0 };
+    let l4_off = if pkt.family == FAMILY_V4 {
+        let ip = c.at::<Ipv4Hdr>(off).ok()?;
+        // SAFETY: bounds checked by `at`.
+        let h = unsafe { &*ip };
+        let ihl = usize::from(h.version_ihl & 0x0f) * 4;
+        if h.version_ihl >> 4 != 4 || ihl < 20 {
+            return None;
+        }
+        q.proto = h.proto;
+        q.src[0] = h.src;
+        q.dst[0] = h.dst;
+        off + ihl
+    } else {
+        let ip = c.at::<Ipv6Hdr>(off).ok()?;
+        // SAFETY: bounds checked by `at`.
+        let h = unsafe { &*ip };
+        // Quoted extension headers are not walked: only a plain header is matched.
+        q.proto = h.next_header;
+        q.src = h.src;
+        q.dst = h.dst;
+        off + size_of::<Ipv6Hdr>()
+    };
+    let p = c.at::<UdpHdr>(l4_off).ok()?;
+    // SAFETY: bounds checked by `at`.
+    let p = unsafe { &*p };
+    match q.proto {
+        PROTO_TCP | PROTO_UDP => {
+            q.sport = be16(p.sport);
+            q.dport = be16(p.dport);
+        }
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            // Echo request quoted: identifier at bytes 4..6 of the ICMP header.
+            let id = be16([p.len[0], p.len[1]]);
+            q.sport = id;
+            q.dport = id;
+        }
+        _ => return None,
+    }
+    Some(q)
+}

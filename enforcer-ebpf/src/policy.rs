@@ -1,0 +1,106 @@
+//! The verdict for a new flow: identity, quarantine, then at most two exact-match lookups
+//! (class pair, then port), with deny precedence already compiled in.
+
+use enforcer_common::{
+    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, UNKNOWN_DEVICE,
+    control::PolicyConfig,
+    event::DenyReason,
+    rules::{PairKey, PortKey},
+};
+
+use crate::{
+    identity::{Dest, Source, resolve_dest, resolve_source},
+    maps::{DEVICE_STATE, PAIRS, PORTS},
+    parse::L4,
+};
+
+/// A packet as the policy judges it: the direction of a (possibly new) flow.
+pub struct Tuple {
+    pub family: u8,
+    pub proto: u8,
+    pub l4: L4,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub dport: u16,
+    pub src_mac: [u8; 6],
+}
+
+pub struct Judgement {
+    pub allow: bool,
+    pub rule: u32,
+    /// Why it was denied (meaningless when allowed).
+    pub reason: DenyReason,
+    pub src: Source,
+    pub dst: Dest,
+}
+
+/// Whether a device is in quarantine now; `now` is `bpf_ktime_get_ns`.
+#[inline(always)]
+pub fn is_quarantined(device: u32, now: u64) -> bool {
+    if device == UNKNOWN_DEVICE {
+        return false;
+    }
+    DEVICE_STATE.get(device).is_some_and(|s| s.quarantine_until_ns > now)
+}
+
+/// The compiled decision for a class pair and service, or `Decision::NONE`.
+#[inline(always)]
+fn decide(slot: u8, src_class: u16, dst_class: u16, t: &Tuple) -> Decision {
+    // SAFETY: userspace never deletes a live slot's entries while packets can read them; the
+    // values are copied out at once.
+    let Some(pair) = (unsafe { PAIRS.get(&PairKey::new(slot, src_class, dst_class)) }).copied() else {
+        return Decision::NONE;
+    };
+    match (t.proto, t.l4) {
+        (PROTO_TCP | PROTO_UDP, L4::Ports) => {
+            if pair.pair != 0 {
+                let key = PortKey::new(slot, pair.pair, t.proto, t.dport);
+                // SAFETY: as above.
+                if let Some(d) = unsafe { PORTS.get(&key) } {
+                    return *d;
+                }
+            }
+            if t.proto == PROTO_TCP { pair.tcp } else { pair.udp }
+        }
+        (PROTO_ICMP | PROTO_ICMPV6, L4::EchoRequest) => pair.icmp,
+        _ => pair.other,
+    }
+}
+
+/// Judges `t` as the first packet of a flow.
+///
+/// Not inlined: it is called from two places (new packets, and flows re-judged after a policy
+/// switch), and two inlined copies would not fit the 512-byte BPF stack.
+#[inline(never)]
+pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
+    let mut src = resolve_source(slot, cfg, t.family, &t.src, t.src_mac);
+    let mut dst = resolve_dest(slot, cfg, t.family, &t.dst);
+    let quarantined = cfg.quarantine_class != 0 && is_quarantined(src.device, now);
+    if quarantined {
+        src.class = cfg.quarantine_class;
+    }
+    if cfg.quarantine_class != 0 && is_quarantined(dst.device, now) {
+        dst.class = cfg.quarantine_class;
+    }
+    let deny = |rule, reason| Judgement { allow: false, rule, reason, src, dst };
+    if src.spoofed && cfg.spoofed != Action::Allow as u8 {
+        return deny(enforcer_common::DEFAULT_RULE, DenyReason::Spoofed);
+    }
+    // An echo reply is never the start of a flow: without a remembered request it is forged.
+    if t.l4 == L4::EchoReply || t.l4 == L4::Error {
+        return deny(enforcer_common::DEFAULT_RULE, DenyReason::NoFlow);
+    }
+    let d = decide(slot, src.class, dst.class, t);
+    let (d, from_rule) = if d.is_set() { (d, true) } else { (cfg.default, false) };
+    if d.action() == Action::Allow {
+        return Judgement { allow: true, rule: d.rule, reason: DenyReason::Default, src, dst };
+    }
+    let reason = if quarantined {
+        DenyReason::Quarantined
+    } else if from_rule {
+        DenyReason::Rule
+    } else {
+        DenyReason::Default
+    };
+    deny(d.rule, reason)
+}
