@@ -1,7 +1,6 @@
 //! Accounting: per-CPU counters, per-device and per-rule statistics, rate-limited deny events and
 //! the discovery record of unlisted sources. Nothing here changes a verdict.
 
-use aya_ebpf::programs::XdpContext;
 use enforcer_common::{
     Verdict,
     event::DenyEvent,
@@ -76,8 +75,16 @@ fn event_allowed(device: u32, now: u64) -> bool {
 }
 
 /// Sends a deny (or audit) event to userspace, within the device's budget.
+/// Out of line, returning a scalar the caller consumes: see `policy::judge_into` for why r0
+/// must hold one.
 #[inline(never)]
-pub fn deny_event(ctx: &XdpContext, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) {
+pub fn deny_event(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) -> u32 {
+    deny_event_body(ifindex, pkt, j, verdict, now);
+    0
+}
+
+#[inline(always)]
+fn deny_event_body(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) {
     let (device, rule, reason) = (j.src.device, j.rule, j.reason);
     if !event_allowed(device, now) {
         count(Counter::EventsRateLimited);
@@ -99,7 +106,7 @@ pub fn deny_event(ctx: &XdpContext, pkt: &Packet, j: &Judgement, verdict: Verdic
         (*e).dst = pkt.dst;
         (*e).sport = pkt.sport;
         (*e).dport = pkt.dport;
-        (*e).ifindex = ctx.ingress_ifindex() as u32;
+        (*e).ifindex = ifindex;
         (*e).proto = pkt.proto;
         (*e).family = pkt.family;
         (*e).reason = reason as u8;
@@ -114,8 +121,16 @@ pub fn deny_event(ctx: &XdpContext, pkt: &Packet, j: &Judgement, verdict: Verdic
 /// Records a source the policy does not list, keyed by its MAC.
 ///
 /// `fresh` is scratch space for a first sighting (too large for the stack).
+/// Out of line, returning a scalar the caller consumes: see `policy::judge_into` for why r0
+/// must hold one.
 #[inline(never)]
-pub fn discovered(ctx: &XdpContext, pkt: &Packet, now: u64, fresh: &mut DiscoveredDevice) {
+pub fn discovered(ifindex: u32, pkt: &Packet, now: u64, fresh: &mut DiscoveredDevice) -> u32 {
+    discovered_body(ifindex, pkt, now, fresh);
+    0
+}
+
+#[inline(always)]
+fn discovered_body(ifindex: u32, pkt: &Packet, now: u64, fresh: &mut DiscoveredDevice) {
     let key = MacKey::new(0, pkt.src_mac);
     *fresh = DiscoveredDevice { first_seen_ns: now, ..DiscoveredDevice::default() };
     let d = match DISCOVERED.get_ptr_mut(&key) {
@@ -134,7 +149,7 @@ pub fn discovered(ctx: &XdpContext, pkt: &Packet, now: u64, fresh: &mut Discover
     let d = unsafe { &mut *d };
     d.last_seen_ns = now;
     d.packets += 1;
-    d.ifindex = ctx.ingress_ifindex() as u32;
+    d.ifindex = ifindex;
     d.vlan = pkt.vlan;
     if pkt.family == enforcer_common::FAMILY_V4 {
         d.has_v4 = 1;

@@ -4,7 +4,6 @@
 //! A flow entry is only ever created after the policy allowed a packet, so a miss, an eviction or
 //! an expiry can only make a packet be judged again: the tables fail closed.
 
-use aya_ebpf::programs::XdpContext;
 use enforcer_common::{
     PROTO_TCP, PROTO_UDP,
     control::PolicyConfig,
@@ -18,7 +17,7 @@ use enforcer_common::{
 use crate::{
     account,
     maps::{FLOWS, FRAGS},
-    parse::{L4, Packet, parse_quoted},
+    parse::{L4, Packet, Quoted},
     policy::{Judgement, Tuple, judge},
 };
 
@@ -33,6 +32,20 @@ pub struct Clock {
 pub struct Hit {
     pub device: u32,
     pub rule: u32,
+}
+
+/// A [`Hit`] or a miss packed in one word, so the non-inlined table functions return a scalar
+/// (a returned struct would travel through the caller's stack, which BPF forbids handing back).
+const HIT: u64 = 1 << 63;
+
+#[inline(always)]
+fn pack(hit: Option<Hit>) -> u64 {
+    hit.map_or(0, |h| HIT | (u64::from(h.device) << 32) | u64::from(h.rule))
+}
+
+#[inline(always)]
+fn unpack(word: u64) -> Option<Hit> {
+    (word & HIT != 0).then(|| Hit { device: ((word >> 32) as u32) & 0x7fff_ffff, rule: word as u32 })
 }
 
 #[inline(always)]
@@ -59,8 +72,18 @@ pub fn is_stateful(l4: L4) -> bool {
 ///
 /// Not inlined (nor are the other table operations here): each gets its own stack frame, so the
 /// program's deepest call chain stays within the 512-byte BPF stack.
-#[inline(never)]
+#[inline(always)]
 pub fn lookup(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) -> Option<Hit> {
+    unpack(lookup_packed(pkt, cfg, clock, t))
+}
+
+#[inline(never)]
+fn lookup_packed(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) -> u64 {
+    pack(lookup_inline(pkt, cfg, clock, t))
+}
+
+#[inline(always)]
+fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) -> Option<Hit> {
     let Clock { epoch, now } = *clock;
     let slot = (epoch & 1) as u8;
     let (key, src_is_lo) = FlowKey::canonical(pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport);
@@ -104,8 +127,16 @@ pub fn lookup(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) ->
 }
 
 /// Remembers a flow the policy just allowed, so its replies pass.
+/// Out of line, returning a scalar the caller consumes: see `policy::judge_into` for why r0
+/// must hold one.
 #[inline(never)]
-pub fn remember(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
+pub fn remember(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) -> u32 {
+    remember_body(pkt, j, epoch, now);
+    0
+}
+
+#[inline(always)]
+fn remember_body(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
     if !matches!(pkt.l4, L4::Ports | L4::EchoRequest) {
         return;
     }
@@ -126,12 +157,22 @@ pub fn remember(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
     }
 }
 
-/// Whether an ICMP error quotes a packet of a remembered flow; returns the flow when it does.
-/// The error travels back towards the quoted packet's sender, so it is accounted to the other end.
+/// Whether an ICMP error quotes a packet of a remembered flow (`q`, parsed from the packet by the
+/// caller); returns the flow when it does. The error travels back towards the quoted packet's
+/// sender, so it is accounted to the other end.
+#[inline(always)]
+pub fn related(q: &Quoted, family: u8, now: u64) -> Option<Hit> {
+    unpack(related_packed(q, family, now))
+}
+
 #[inline(never)]
-pub fn related(ctx: &XdpContext, pkt: &Packet, now: u64) -> Option<Hit> {
-    let q = parse_quoted(ctx, pkt)?;
-    let (key, quoted_src_is_lo) = FlowKey::canonical(pkt.family, q.proto, q.src, q.sport, q.dst, q.dport);
+fn related_packed(q: &Quoted, family: u8, now: u64) -> u64 {
+    pack(related_inline(q, family, now))
+}
+
+#[inline(always)]
+fn related_inline(q: &Quoted, family: u8, now: u64) -> Option<Hit> {
+    let (key, quoted_src_is_lo) = FlowKey::canonical(family, q.proto, q.src, q.sport, q.dst, q.dport);
     // SAFETY: the value is copied out at once.
     let v = unsafe { FLOWS.get(&key) }?;
     if now.saturating_sub(v.last_seen_ns) > timeout_ns(q.proto) {
@@ -147,8 +188,16 @@ fn frag_key(pkt: &Packet) -> FragKey {
 }
 
 /// Remembers an allowed first fragment so the rest of the datagram may follow.
+/// Out of line, returning a scalar the caller consumes: see `policy::judge_into` for why r0
+/// must hold one.
 #[inline(never)]
-pub fn remember_fragment(pkt: &Packet, device: u32, rule: u32, now: u64) {
+pub fn remember_fragment(pkt: &Packet, device: u32, rule: u32, now: u64) -> u32 {
+    remember_fragment_body(pkt, device, rule, now);
+    0
+}
+
+#[inline(always)]
+fn remember_fragment_body(pkt: &Packet, device: u32, rule: u32, now: u64) {
     let value = FragValue { expires_ns: now + FRAG_TIMEOUT_NS, device, rule };
     if FRAGS.insert(&frag_key(pkt), &value, 0).is_err() {
         account::count(Counter::FlowInsertFailed);
@@ -157,8 +206,18 @@ pub fn remember_fragment(pkt: &Packet, device: u32, rule: u32, now: u64) {
 
 /// A later fragment passes only behind a remembered, unexpired first fragment of the same
 /// (source, destination, protocol, id).
-#[inline(never)]
+#[inline(always)]
 pub fn later_fragment(pkt: &Packet, now: u64) -> Option<Hit> {
+    unpack(later_fragment_packed(pkt, now))
+}
+
+#[inline(never)]
+fn later_fragment_packed(pkt: &Packet, now: u64) -> u64 {
+    pack(later_fragment_inline(pkt, now))
+}
+
+#[inline(always)]
+fn later_fragment_inline(pkt: &Packet, now: u64) -> Option<Hit> {
     // SAFETY: the value is copied out at once.
     let v = unsafe { FRAGS.get(&frag_key(pkt)) }?;
     if v.expires_ns < now {

@@ -26,7 +26,7 @@ use enforcer_ebpf as _;
 
 use crate::{
     maps::{CONFIG, CONTROL, SCRATCH},
-    parse::{Fragment, L4, Packet, Reject},
+    parse::{Fragment, L4, Packet, Quoted, Reject},
     policy::{Tuple, judge},
 };
 
@@ -38,6 +38,8 @@ pub struct Scratch {
     /// A remembered flow's original direction, when it is judged again.
     rejudge: Tuple,
     discovered: DiscoveredDevice,
+    /// The packet an ICMP error quotes.
+    quoted: Quoted,
 }
 
 /// What happened to an IP packet.
@@ -101,6 +103,11 @@ pub fn enforcer_xdp(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
+fn ifindex(ctx: &XdpContext) -> u32 {
+    ctx.ingress_ifindex() as u32
+}
+
+#[inline(always)]
 fn now_ns() -> u64 {
     // SAFETY: a helper without arguments; always callable from XDP.
     unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
@@ -115,7 +122,7 @@ fn allowed(device: u32, rule: u32, pkt: &Packet, now: u64) -> Outcome {
 
 #[inline(always)]
 fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
-    let Scratch { pkt, tuple: t, rejudge, discovered } = scratch;
+    let Scratch { pkt, tuple: t, rejudge, discovered, quoted } = scratch;
     let pkt = &*pkt;
     // One read of the live-policy word per packet: every lookup below uses this slot, so a packet
     // sees one policy whole even while userspace switches.
@@ -142,7 +149,8 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
         };
     }
     if pkt.l4 == L4::Error
-        && let Some(hit) = flow::related(ctx, pkt, now)
+        && parse::parse_quoted(ctx, pkt, quoted)
+        && let Some(hit) = flow::related(quoted, pkt.family, now)
     {
         account::count(Counter::IcmpRelated);
         return allowed(hit.device, hit.rule, pkt, now);
@@ -152,7 +160,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     {
         account::count(Counter::FlowHit);
         if pkt.frag == Fragment::First {
-            flow::remember_fragment(pkt, hit.device, hit.rule, now);
+            core::hint::black_box(flow::remember_fragment(pkt, hit.device, hit.rule, now));
         }
         return allowed(hit.device, hit.rule, pkt, now);
     }
@@ -167,7 +175,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     let j = judge(slot, cfg, now, t);
     let device = j.src.device;
     if j.src.unknown {
-        account::discovered(ctx, pkt, now, discovered);
+        core::hint::black_box(account::discovered(ifindex(ctx), pkt, now, discovered));
     }
     if j.dst.flags & DST_F_TRIPWIRE != 0 {
         quarantine::trip(cfg, device, QuarantineReason::Tripwire, now);
@@ -177,9 +185,9 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
 
     if j.allow {
-        flow::remember(pkt, &j, epoch, now);
+        core::hint::black_box(flow::remember(pkt, &j, epoch, now));
         if pkt.frag == Fragment::First {
-            flow::remember_fragment(pkt, device, j.rule, now);
+            core::hint::black_box(flow::remember_fragment(pkt, device, j.rule, now));
         }
         account::device(device, Verdict::Allow, pkt.len, j.src.spoofed, now);
         account::rule(j.rule, pkt.len);
@@ -193,7 +201,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     if matches!(j.reason, DenyReason::Rule | DenyReason::Default | DenyReason::Quarantined) {
         account::rule(j.rule, pkt.len);
     }
-    account::deny_event(ctx, pkt, &j, verdict, now);
+    core::hint::black_box(account::deny_event(ifindex(ctx), pkt, &j, verdict, now));
     if audit { Outcome::Audited } else { Outcome::Denied }
 }
 

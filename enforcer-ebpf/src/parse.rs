@@ -34,6 +34,9 @@ const ETH_P_8021AD: u16 = 0x88a8;
 /// carries one or two; the bound keeps the verifier's path count and the per-packet cost fixed.
 const MAX_EXT_HEADERS: usize = 6;
 
+/// Upper bound of where an ICMP error's quoted packet can start.
+const MAX_QUOTE_OFFSET: usize = 4096;
+
 #[repr(C)]
 struct EthHdr {
     dst: [u8; 6],
@@ -542,12 +545,28 @@ pub struct Quoted {
     pub dport: u16,
 }
 
-/// Parses the IP header and first 8 L4 bytes quoted by an ICMP error (RFC 792 / RFC 4443).
+/// Parses the IP header and first 8 L4 bytes quoted by an ICMP error (RFC 792 / RFC 4443) into
+/// `q` (scratch space). Returns whether the quote was complete enough to match.
 #[inline(always)]
-pub fn parse_quoted(ctx: &XdpContext, pkt: &Packet) -> Option<Quoted> {
+pub fn parse_quoted(ctx: &XdpContext, pkt: &Packet, q: &mut Quoted) -> bool {
+    parse_quoted_inner(ctx, pkt, q).is_some()
+}
+
+#[inline(always)]
+fn parse_quoted_inner(ctx: &XdpContext, pkt: &Packet, q: &mut Quoted) -> Option<()> {
     let c = Cursor::new(ctx);
     let off = pkt.inner_off;
-    let mut q = Quoted { proto: 0, src: [0; 4], dst: [0; 4], sport: 0, dport: 0 };
+    // The offset comes back from scratch memory, where the verifier has forgotten its range; the
+    // headers before an ICMP error (Ethernet, two tags, IPv6 and its bounded extension chain)
+    // never reach this far.
+    if off > MAX_QUOTE_OFFSET {
+        return None;
+    }
+    q.proto = 0;
+    q.src = [0; 4];
+    q.dst = [0; 4];
+    q.sport = 0;
+    q.dport = 0;
     let l4_off = if pkt.family == FAMILY_V4 {
         let ip = c.at::<Ipv4Hdr>(off).ok()?;
         // SAFETY: bounds checked by `at`.
@@ -586,5 +605,5 @@ pub fn parse_quoted(ctx: &XdpContext, pkt: &Packet) -> Option<Quoted> {
         }
         _ => return None,
     }
-    Some(q)
+    Some(())
 }

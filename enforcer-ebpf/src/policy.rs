@@ -70,9 +70,34 @@ fn decide(slot: u8, src_class: u16, dst_class: u16, t: &Tuple) -> Decision {
 /// Judges `t` as the first packet of a flow.
 ///
 /// Not inlined: it is called from two places (new packets, and flows re-judged after a policy
-/// switch), and two inlined copies would not fit the 512-byte BPF stack.
+/// switch), and two inlined copies would not fit the 512-byte BPF stack. The result goes through
+/// `out`, because a BPF function may not return a pointer into its caller's stack (which is how a
+/// returned struct travels).
 #[inline(never)]
+/// Returns whether it allowed (a scalar in r0: a function left to return nothing may hand back
+/// whatever register it last used, and a stack pointer there is refused by the verifier).
+pub fn judge_into(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, out: &mut Judgement) -> u32 {
+    *out = judge_inline(slot, cfg, now, t);
+    u32::from(out.allow)
+}
+
+/// [`judge_into`] with a returned value, for callers.
+#[inline(always)]
 pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
+    let mut j = Judgement {
+        allow: false,
+        rule: 0,
+        reason: DenyReason::Default,
+        src: Source { device: UNKNOWN_DEVICE, class: 0, spoofed: false, unknown: false },
+        dst: Dest { device: UNKNOWN_DEVICE, class: 0, flags: 0, mac: [0; 6] },
+    };
+    // Consumed, so the compiler cannot drop the return value (and leave r0 undefined).
+    core::hint::black_box(judge_into(slot, cfg, now, t, &mut j));
+    j
+}
+
+#[inline(always)]
+fn judge_inline(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
     let mut src = resolve_source(slot, cfg, t.family, &t.src, t.src_mac);
     let mut dst = resolve_dest(slot, cfg, t.family, &t.dst);
     let quarantined = cfg.quarantine_class != 0 && is_quarantined(src.device, now);

@@ -1,4 +1,316 @@
-//! The facade over the XDP program and its maps: load, attach, apply a compiled policy, read.
+//! The facade over the XDP program and its maps: load (adopting pinned maps), attach (pinned links,
+//! atomic replacement of a running program), apply a compiled policy, read counters, and run
+//! crafted frames through the loaded program (`BPF_PROG_TEST_RUN`).
+//!
+//! This is the only module that talks to the kernel; map names, types and layouts come only from
+//! `enforcer-common`.
+
+mod apply;
+mod read;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, Map},
+    programs::{
+        TestRun as _, TestRunOptions, Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        xdp::XdpLink,
+    },
+};
+pub use apply::{ApplyReport, mode_name};
+use enforcer_common::{LAYOUT_VERSION, PROGRAM, control::Control};
+pub use read::{
+    Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters, device_states, discovered,
+    flow_count, live_config, monotonic_ns, rule_counters,
+};
+use thiserror::Error;
 
 /// The eBPF object, built by `build.rs` and embedded so the binary is all a router needs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer-xdp"));
+
+/// Sub-directory of the pin directory holding one pinned XDP link per interface.
+const LINKS_DIR: &str = "links";
+
+#[derive(Debug, Error)]
+pub enum DatapathError {
+    #[error("this enforcer binary was built without its XDP program (ENFORCER_SKIP_EBPF); rebuild with `cargo xtask build`")]
+    NoObject,
+    #[error("load the XDP program")]
+    Load(#[source] aya::EbpfError),
+    #[error("the XDP program has no `{PROGRAM}` entry point")]
+    NoProgram,
+    #[error("verify and load the XDP program into the kernel")]
+    Verify(#[source] aya::programs::ProgramError),
+    #[error("map `{0}` is missing from the XDP program")]
+    NoMap(&'static str),
+    #[error("map `{name}`")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error(
+        "the pinned maps in {dir} have layout version {found}, this binary uses {LAYOUT_VERSION}; \
+         run `enforcer detach --pin-dir {dir}` with the binary that made them, then start again"
+    )]
+    LayoutMismatch { dir: String, found: u32 },
+    #[error("{dir} is not on a bpffs mount; mount one with `mount -t bpf bpf /sys/fs/bpf`")]
+    NotBpffs { dir: String },
+    #[error("prepare pin directory {dir}")]
+    PinDir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("attach to interface {iface}")]
+    Attach {
+        iface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("pin the XDP link of {iface} at {path}")]
+    Pin {
+        iface: String,
+        path: String,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("adopt the pinned XDP link of {iface} at {path}")]
+    Adopt {
+        iface: String,
+        path: String,
+        #[source]
+        source: LinkError,
+    },
+    #[error("policy needs {needed} entries in {map}, capacity {capacity}")]
+    Capacity { map: &'static str, needed: usize, capacity: u32 },
+    #[error("run a test frame through the program")]
+    TestRun(#[source] aya::programs::ProgramError),
+}
+
+/// How an interface is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native (driver) XDP.
+    Native,
+    /// Generic (skb) XDP: works everywhere, slower.
+    Generic,
+}
+
+impl AttachMode {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+/// The loaded program and its maps.
+pub struct Datapath {
+    /// Owns the program and maps; dropping it unloads what is not pinned.
+    ebpf: Ebpf,
+    pin_dir: Option<PathBuf>,
+    /// What each slot holds, so the next apply can clear exactly those entries.
+    slots: apply::SlotContents,
+}
+
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath").field("pin_dir", &self.pin_dir).finish_non_exhaustive()
+    }
+}
+
+/// Whether `dir` (or the nearest existing parent) is on a bpffs mount.
+fn is_bpffs(dir: &Path) -> bool {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let mut probe = dir;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => return false,
+        }
+    }
+    let Ok(c) = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: `statfs` only writes into the zeroed struct we pass; `c` is a valid C string.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &raw mut st) == 0 && i64::from(st.f_type) == BPF_FS_MAGIC
+    }
+}
+
+impl Datapath {
+    /// Loads and verifies the program. With `pin_dir`, maps are pinned there by name, and maps
+    /// already pinned there are adopted (with their counters and flows) instead of created.
+    pub fn load(pin_dir: Option<&Path>) -> Result<Self, DatapathError> {
+        if OBJECT.is_empty() {
+            return Err(DatapathError::NoObject);
+        }
+        let mut loader = EbpfLoader::new();
+        if let Some(dir) = pin_dir {
+            if !is_bpffs(dir) {
+                return Err(DatapathError::NotBpffs { dir: dir.display().to_string() });
+            }
+            fs::create_dir_all(dir.join(LINKS_DIR))
+                .map_err(|source| DatapathError::PinDir { dir: dir.display().to_string(), source })?;
+            loader.default_map_pin_directory(dir);
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(DatapathError::Load)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DatapathError::NoProgram)?
+            .try_into()
+            .map_err(DatapathError::Verify)?;
+        program.load().map_err(DatapathError::Verify)?;
+        let mut dp = Self { ebpf, pin_dir: pin_dir.map(Path::to_path_buf), slots: apply::SlotContents::default() };
+        let control = dp.control()?;
+        if control.layout != 0 && control.layout != LAYOUT_VERSION {
+            return Err(DatapathError::LayoutMismatch {
+                dir: pin_dir.map_or_else(String::new, |d| d.display().to_string()),
+                found: control.layout,
+            });
+        }
+        Ok(dp)
+    }
+
+    fn program(&mut self) -> Result<&mut Xdp, DatapathError> {
+        self.ebpf.program_mut(PROGRAM).ok_or(DatapathError::NoProgram)?.try_into().map_err(DatapathError::Verify)
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
+        self.ebpf.map_mut(name).ok_or(DatapathError::NoMap(name))
+    }
+
+    fn map(&self, name: &'static str) -> Result<&Map, DatapathError> {
+        self.ebpf.map(name).ok_or(DatapathError::NoMap(name))
+    }
+
+    /// Takes a map out of the loaded object (for the event reader, which owns its map).
+    pub fn take_map(&mut self, name: &'static str) -> Result<aya::maps::Map, DatapathError> {
+        self.ebpf.take_map(name).ok_or(DatapathError::NoMap(name))
+    }
+
+    /// The live-policy word.
+    pub fn control(&self) -> Result<Control, DatapathError> {
+        let name = enforcer_common::control::CONTROL_MAP;
+        let map: Array<&aya::maps::MapData, Control> =
+            Array::try_from(self.map(name)?).map_err(|source| DatapathError::Map { name, source })?;
+        map.get(&0, 0).map_err(|source| DatapathError::Map { name, source })
+    }
+
+    /// Attaches to `iface`, or atomically replaces the program behind the link pinned for it
+    /// (so a restart never leaves the interface unenforced), and pins the link so enforcement
+    /// outlives this process. Returns the mode in use.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, DatapathError> {
+        let pin = self.pin_dir.as_ref().map(|d| d.join(LINKS_DIR).join(iface));
+        if let Some(path) = pin.as_ref().filter(|p| p.exists()) {
+            let adopt = |source| DatapathError::Adopt {
+                iface: iface.to_owned(),
+                path: path.display().to_string(),
+                source,
+            };
+            let pinned = PinnedLink::from_pin(path).map_err(adopt)?;
+            let link = XdpLink::try_from(FdLink::from(pinned)).map_err(adopt)?;
+            let program = self.program()?;
+            let id = program
+                .attach_to_link(link)
+                .map_err(|source| DatapathError::Attach { iface: iface.to_owned(), source })?;
+            // Hold no link fd of our own: the pin alone keeps the link, so `detach` (unpinning)
+            // takes effect even while a daemon runs. The mode is whatever the link was made with.
+            drop(program.take_link(id).map_err(|source| DatapathError::Attach { iface: iface.to_owned(), source })?);
+            return Ok(mode);
+        }
+        let flags = match mode {
+            AttachMode::Native => XdpMode::Driver,
+            AttachMode::Generic => XdpMode::Skb,
+        };
+        let program = self.program()?;
+        let id = program
+            .attach(iface, flags)
+            .map_err(|source| DatapathError::Attach { iface: iface.to_owned(), source })?;
+        if let Some(path) = pin {
+            let link = program.take_link(id).map_err(|source| DatapathError::Attach { iface: iface.to_owned(), source })?;
+            let fd_link = FdLink::try_from(link).map_err(|e| DatapathError::Adopt {
+                iface: iface.to_owned(),
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            fd_link.pin(&path).map_err(|source| DatapathError::Pin {
+                iface: iface.to_owned(),
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(mode)
+    }
+
+    /// Runs one frame through the loaded program; returns the XDP action and the frame after it.
+    pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(DatapathError::NoProgram)?
+            .try_into()
+            .map_err(DatapathError::Verify)?;
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::new() };
+        let res = program.test_run(opts).map_err(DatapathError::TestRun)?;
+        let len = usize::try_from(res.data_size_out).unwrap_or(0).min(out.len());
+        out.truncate(len);
+        Ok((res.return_value, out))
+    }
+
+    /// Runs one frame `repeat` times and returns the kernel-measured mean duration per run.
+    pub fn time_run(&self, frame: &[u8], repeat: u32) -> Result<std::time::Duration, DatapathError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(DatapathError::NoProgram)?
+            .try_into()
+            .map_err(DatapathError::Verify)?;
+        let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() };
+        Ok(program.test_run(opts).map_err(DatapathError::TestRun)?.duration)
+    }
+}
+
+/// Interfaces with a pinned link under `pin_dir`.
+#[must_use]
+pub fn pinned_interfaces(pin_dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(pin_dir.join(LINKS_DIR))
+        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Detaches `iface` (or every interface) by unpinning its link; with no interface left, removes
+/// the pinned maps too. Returns the interfaces detached.
+pub fn detach(pin_dir: &Path, iface: Option<&str>) -> Result<Vec<String>, DatapathError> {
+    let err = |source| DatapathError::PinDir { dir: pin_dir.display().to_string(), source };
+    let targets: Vec<String> = match iface {
+        Some(i) => vec![i.to_owned()],
+        None => pinned_interfaces(pin_dir),
+    };
+    let mut done = Vec::new();
+    for name in targets {
+        let path = pin_dir.join(LINKS_DIR).join(&name);
+        if !path.exists() {
+            continue;
+        }
+        // Removing the last reference to the link (the pin; no process holds it) detaches it.
+        fs::remove_file(&path).map_err(err)?;
+        done.push(name);
+    }
+    if pinned_interfaces(pin_dir).is_empty() && pin_dir.exists() {
+        fs::remove_dir_all(pin_dir).map_err(err)?;
+    }
+    Ok(done)
+}

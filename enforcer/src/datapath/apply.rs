@@ -1,0 +1,353 @@
+//! Applying a compiled policy: write it whole into the idle slot, then flip the live-slot word.
+//!
+//! Until the flip nothing the program reads has changed, so any failure before it leaves the old
+//! policy enforcing untouched. The flip is one 8-byte store; the program reads the word once per
+//! packet, so a packet sees the old policy or the new one, never a mix. The slot left behind is
+//! cleared at the next apply, long after any packet could still be reading it.
+
+use std::time::{Duration, Instant};
+
+use aya::maps::{Array, HashMap, IterableMap as _, LpmTrie, MapData, MapError, lpm_trie::Key};
+use enforcer_common::{
+    Action, Decision, LAYOUT_VERSION, MAX_ADDRS, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS, Mode,
+    control::{CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
+    identity::{
+        ADDRS_V4_MAP, ADDRS_V6_MAP, AddrEntry, AddrKeyV4, AddrKeyV6, MACS_MAP, MacEntry, MacKey, NETS_V4_MAP,
+        NETS_V6_MAP, NetEntry, net_key_v4, net_key_v6,
+    },
+    rules::{PAIRS_MAP, PORTS_MAP, PairKey, PairValue, PortKey},
+    state::{DEVICE_STATE_MAP, DeviceState},
+    stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
+};
+
+use super::{Datapath, DatapathError};
+use crate::policy::{CompiledPolicy, IdTable};
+
+/// The keys one slot holds, so they can be deleted without scanning the maps.
+#[derive(Clone, Debug, Default)]
+struct SlotKeys {
+    macs: Vec<[u8; 6]>,
+    v4: Vec<[u8; 4]>,
+    v6: Vec<[u8; 16]>,
+    nets_v4: Vec<([u8; 4], u8)>,
+    nets_v6: Vec<([u8; 16], u8)>,
+    pairs: Vec<(u16, u16)>,
+    ports: Vec<(u32, u8, u16)>,
+}
+
+impl SlotKeys {
+    fn of(p: &CompiledPolicy) -> Self {
+        Self {
+            macs: p.macs.iter().map(|(k, _)| *k).collect(),
+            v4: p.addrs_v4.iter().map(|(k, _)| *k).collect(),
+            v6: p.addrs_v6.iter().map(|(k, _)| *k).collect(),
+            nets_v4: p.nets_v4.iter().map(|(a, l, _)| (*a, *l)).collect(),
+            nets_v6: p.nets_v6.iter().map(|(a, l, _)| (*a, *l)).collect(),
+            pairs: p.pairs.iter().map(|(k, _)| *k).collect(),
+            ports: p.ports.iter().map(|(k, _)| *k).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.macs.len()
+            + self.v4.len()
+            + self.v6.len()
+            + self.nets_v4.len()
+            + self.nets_v6.len()
+            + self.pairs.len()
+            + self.ports.len()
+    }
+}
+
+/// What each slot holds; `None` = unknown (a fresh process adopting pinned maps), so the slot is
+/// cleared by scanning.
+#[derive(Debug, Default)]
+pub(super) struct SlotContents {
+    slots: [Option<SlotKeys>; 2],
+    /// Ids of the policy last applied by this process.
+    ids: Option<IdTable>,
+}
+
+/// What an apply did.
+#[derive(Clone, Debug)]
+pub struct ApplyReport {
+    pub generation: u64,
+    pub slot: u8,
+    /// Entries written.
+    pub entries: usize,
+    /// Stale entries removed from the slot before writing.
+    pub cleared: usize,
+    pub duration: Duration,
+}
+
+fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, source }
+}
+
+fn check_capacity(map: &'static str, needed: usize, capacity: u32) -> Result<(), DatapathError> {
+    if needed > capacity as usize {
+        return Err(DatapathError::Capacity { map, needed, capacity });
+    }
+    Ok(())
+}
+
+fn config_of(p: &CompiledPolicy, generation: u64) -> PolicyConfig {
+    let q = p.quarantine.as_ref();
+    PolicyConfig {
+        generation,
+        default: p.default_decision(),
+        mode: p.mode as u8,
+        spoofed: if p.spoofed_action == Action::Allow { Action::Allow as u8 } else { Action::Deny as u8 },
+        unknown_class: p.unknown_class,
+        router_class: p.router_class,
+        quarantine_class: q.map_or(0, |q| q.class),
+        quarantine_denied: q.and_then(|q| q.denied_packets).map_or(0, |(n, _)| n),
+        quarantine_window_ms: q.and_then(|q| q.denied_packets).map_or(0, |(_, ms)| ms),
+        quarantine_release_s: q.and_then(|q| q.release_after_s).unwrap_or(0),
+        flags: if q.is_some_and(|q| q.spoofing) { CONFIG_F_QUARANTINE_ON_SPOOF } else { 0 },
+    }
+}
+
+impl Datapath {
+    /// Applies `policy` as generation `generation`. On error the running policy is unchanged.
+    pub fn apply(&mut self, policy: &CompiledPolicy, generation: u64) -> Result<ApplyReport, DatapathError> {
+        let started = Instant::now();
+        check_capacity(MACS_MAP, policy.macs.len(), MAX_MACS)?;
+        check_capacity(ADDRS_V4_MAP, policy.addrs_v4.len(), MAX_ADDRS)?;
+        check_capacity(ADDRS_V6_MAP, policy.addrs_v6.len(), MAX_ADDRS)?;
+        check_capacity(NETS_V4_MAP, policy.nets_v4.len(), MAX_NETS)?;
+        check_capacity(NETS_V6_MAP, policy.nets_v6.len(), MAX_NETS)?;
+        check_capacity(PAIRS_MAP, policy.pairs.len(), MAX_PAIRS)?;
+        check_capacity(PORTS_MAP, policy.ports.len(), MAX_PORTS)?;
+
+        let control = self.control()?;
+        let idle = 1 - control.slot();
+        let cleared = match self.slots.slots[usize::from(idle)].take() {
+            Some(keys) => self.delete_slot(idle, &keys)?,
+            None => self.scan_clear_slot(idle)?,
+        };
+        self.reset_reassigned_ids(policy)?;
+        let entries = self.write_slot(idle, policy)?;
+
+        let name = CONFIG_MAP;
+        let mut config: Array<&mut MapData, PolicyConfig> =
+            Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        config.set(u32::from(idle), config_of(policy, generation), 0).map_err(map_err(name))?;
+
+        // The flip: from here on every new packet reads the new slot.
+        let name = CONTROL_MAP;
+        let mut ctl: Array<&mut MapData, Control> = Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        let flipped = Control { epoch: control.next_epoch_for(idle), layout: LAYOUT_VERSION, _pad: 0 };
+        ctl.set(0, flipped, 0).map_err(map_err(name))?;
+
+        self.slots.slots[usize::from(idle)] = Some(SlotKeys::of(policy));
+        self.slots.ids = Some(policy.ids.clone());
+        Ok(ApplyReport { generation, slot: idle, entries, cleared, duration: started.elapsed() })
+    }
+
+    /// Zeroes the counters and state of ids now given to another name than in the policy this
+    /// process last applied, so a new device never inherits a removed one's history.
+    fn reset_reassigned_ids(&mut self, policy: &CompiledPolicy) -> Result<(), DatapathError> {
+        let Some(old) = self.slots.ids.take() else {
+            return Ok(());
+        };
+        let moved = |new: &std::collections::BTreeMap<String, u32>, old: &std::collections::BTreeMap<String, u32>| {
+            let old_by_id: std::collections::HashMap<u32, &String> = old.iter().map(|(n, i)| (*i, n)).collect();
+            new.iter().filter(|(n, i)| old_by_id.get(i).is_some_and(|o| o != n)).map(|(_, i)| *i).collect::<Vec<u32>>()
+        };
+        let devices = moved(&policy.ids.devices, &old.devices);
+        let rules = moved(&policy.ids.rules, &old.rules);
+        if devices.is_empty() && rules.is_empty() {
+            return Ok(());
+        }
+        let ncpus = aya::util::nr_cpus().map_or(1, |n| n.max(1));
+        let name = DEVICE_STATS_MAP;
+        let mut stats: aya::maps::PerCpuArray<&mut MapData, DeviceStats> =
+            aya::maps::PerCpuArray::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        for id in &devices {
+            let zero = aya::maps::PerCpuValues::try_from(vec![DeviceStats::default(); ncpus])
+                .map_err(|e| DatapathError::Map { name, source: MapError::IoError(e) })?;
+            stats.set(*id, zero, 0).map_err(map_err(name))?;
+        }
+        let name = DEVICE_STATE_MAP;
+        let mut state: Array<&mut MapData, DeviceState> = Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        for id in &devices {
+            state.set(*id, DeviceState::default(), 0).map_err(map_err(name))?;
+        }
+        let name = RULE_STATS_MAP;
+        let mut rstats: aya::maps::PerCpuArray<&mut MapData, RuleStats> =
+            aya::maps::PerCpuArray::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        for id in &rules {
+            let zero = aya::maps::PerCpuValues::try_from(vec![RuleStats::default(); ncpus])
+                .map_err(|e| DatapathError::Map { name, source: MapError::IoError(e) })?;
+            rstats.set(*id, zero, 0).map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    fn write_slot(&mut self, slot: u8, p: &CompiledPolicy) -> Result<usize, DatapathError> {
+        let mut n = 0;
+        insert_all(self.map_mut(MACS_MAP)?, MACS_MAP, p.macs.iter().map(|(m, e)| (MacKey::new(slot, *m), *e)), &mut n)?;
+        insert_all(
+            self.map_mut(ADDRS_V4_MAP)?,
+            ADDRS_V4_MAP,
+            p.addrs_v4.iter().map(|(a, e)| (AddrKeyV4::new(slot, *a), *e)),
+            &mut n,
+        )?;
+        insert_all(
+            self.map_mut(ADDRS_V6_MAP)?,
+            ADDRS_V6_MAP,
+            p.addrs_v6.iter().map(|(a, e)| (AddrKeyV6::new(slot, *a), *e)),
+            &mut n,
+        )?;
+        let name = NETS_V4_MAP;
+        let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
+            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        for (addr, len, e) in &p.nets_v4 {
+            nets4.insert(&Key::new(8 + u32::from(*len), net_key_v4(slot, *addr)), e, 0).map_err(map_err(name))?;
+            n += 1;
+        }
+        let name = NETS_V6_MAP;
+        let mut nets6: LpmTrie<&mut MapData, [u8; 17], NetEntry> =
+            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        for (addr, len, e) in &p.nets_v6 {
+            nets6.insert(&Key::new(8 + u32::from(*len), net_key_v6(slot, *addr)), e, 0).map_err(map_err(name))?;
+            n += 1;
+        }
+        insert_all(
+            self.map_mut(PAIRS_MAP)?,
+            PAIRS_MAP,
+            p.pairs.iter().map(|((s, d), v)| (PairKey::new(slot, *s, *d), *v)),
+            &mut n,
+        )?;
+        insert_all(
+            self.map_mut(PORTS_MAP)?,
+            PORTS_MAP,
+            p.ports.iter().map(|((pair, proto, port), d)| (PortKey::new(slot, *pair, *proto, *port), *d)),
+            &mut n,
+        )?;
+        Ok(n)
+    }
+
+    fn delete_slot(&mut self, slot: u8, k: &SlotKeys) -> Result<usize, DatapathError> {
+        remove_all::<MacKey, MacEntry>(self.map_mut(MACS_MAP)?, MACS_MAP, k.macs.iter().map(|m| MacKey::new(slot, *m)))?;
+        remove_all::<AddrKeyV4, AddrEntry>(
+            self.map_mut(ADDRS_V4_MAP)?,
+            ADDRS_V4_MAP,
+            k.v4.iter().map(|a| AddrKeyV4::new(slot, *a)),
+        )?;
+        remove_all::<AddrKeyV6, AddrEntry>(
+            self.map_mut(ADDRS_V6_MAP)?,
+            ADDRS_V6_MAP,
+            k.v6.iter().map(|a| AddrKeyV6::new(slot, *a)),
+        )?;
+        let name = NETS_V4_MAP;
+        let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
+            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        for (a, l) in &k.nets_v4 {
+            ignore_missing(nets4.remove(&Key::new(8 + u32::from(*l), net_key_v4(slot, *a))), name)?;
+        }
+        let name = NETS_V6_MAP;
+        let mut nets6: LpmTrie<&mut MapData, [u8; 17], NetEntry> =
+            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        for (a, l) in &k.nets_v6 {
+            ignore_missing(nets6.remove(&Key::new(8 + u32::from(*l), net_key_v6(slot, *a))), name)?;
+        }
+        remove_all::<PairKey, PairValue>(
+            self.map_mut(PAIRS_MAP)?,
+            PAIRS_MAP,
+            k.pairs.iter().map(|(s, d)| PairKey::new(slot, *s, *d)),
+        )?;
+        remove_all::<PortKey, Decision>(
+            self.map_mut(PORTS_MAP)?,
+            PORTS_MAP,
+            k.ports.iter().map(|(p, pr, po)| PortKey::new(slot, *p, *pr, *po)),
+        )?;
+        Ok(k.len())
+    }
+
+    /// Clears a slot whose contents this process does not know (pinned maps it adopted, or an
+    /// apply that failed half-way) by scanning every slot map.
+    fn scan_clear_slot(&mut self, slot: u8) -> Result<usize, DatapathError> {
+        let mut n = 0;
+        n += scan_remove::<MacKey, MacEntry>(self.map_mut(MACS_MAP)?, MACS_MAP, |k| k.slot == slot)?;
+        n += scan_remove::<AddrKeyV4, AddrEntry>(self.map_mut(ADDRS_V4_MAP)?, ADDRS_V4_MAP, |k| k.slot == slot)?;
+        n += scan_remove::<AddrKeyV6, AddrEntry>(self.map_mut(ADDRS_V6_MAP)?, ADDRS_V6_MAP, |k| k.slot == slot)?;
+        n += scan_remove::<PairKey, PairValue>(self.map_mut(PAIRS_MAP)?, PAIRS_MAP, |k| k.slot == slot)?;
+        n += scan_remove::<PortKey, Decision>(self.map_mut(PORTS_MAP)?, PORTS_MAP, |k| k.slot == slot)?;
+        let name = NETS_V4_MAP;
+        let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
+            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        let stale: Vec<Key<[u8; 5]>> =
+            nets4.keys().filter_map(Result::ok).filter(|k| k.data()[0] == slot).collect();
+        for k in &stale {
+            ignore_missing(nets4.remove(k), name)?;
+        }
+        n += stale.len();
+        let name = NETS_V6_MAP;
+        let mut nets6: LpmTrie<&mut MapData, [u8; 17], NetEntry> =
+            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        let stale: Vec<Key<[u8; 17]>> =
+            nets6.keys().filter_map(Result::ok).filter(|k| k.data()[0] == slot).collect();
+        for k in &stale {
+            ignore_missing(nets6.remove(k), name)?;
+        }
+        n += stale.len();
+        Ok(n)
+    }
+}
+
+fn insert_all<K: aya::Pod, V: aya::Pod>(
+    map: &mut aya::maps::Map,
+    name: &'static str,
+    entries: impl Iterator<Item = (K, V)>,
+    n: &mut usize,
+) -> Result<(), DatapathError> {
+    let mut m: HashMap<&mut MapData, K, V> = HashMap::try_from(map).map_err(map_err(name))?;
+    for (k, v) in entries {
+        m.insert(k, v, 0).map_err(map_err(name))?;
+        *n += 1;
+    }
+    Ok(())
+}
+
+fn ignore_missing(r: Result<(), MapError>, name: &'static str) -> Result<(), DatapathError> {
+    match r {
+        Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
+        Err(source) => Err(DatapathError::Map { name, source }),
+    }
+}
+
+fn remove_all<K: aya::Pod, V: aya::Pod>(
+    map: &mut aya::maps::Map,
+    name: &'static str,
+    keys: impl Iterator<Item = K>,
+) -> Result<(), DatapathError> {
+    let mut m: HashMap<&mut MapData, K, V> = HashMap::try_from(map).map_err(map_err(name))?;
+    for k in keys {
+        ignore_missing(m.remove(&k), name)?;
+    }
+    Ok(())
+}
+
+fn scan_remove<K: aya::Pod, V: aya::Pod>(
+    map: &mut aya::maps::Map,
+    name: &'static str,
+    stale: impl Fn(&K) -> bool,
+) -> Result<usize, DatapathError> {
+    let mut m: HashMap<&mut MapData, K, V> = HashMap::try_from(map).map_err(map_err(name))?;
+    let keys: Vec<K> = m.keys().filter_map(Result::ok).filter(|k| stale(k)).collect();
+    for k in &keys {
+        ignore_missing(m.remove(k), name)?;
+    }
+    Ok(keys.len())
+}
+
+/// `Mode` as metrics and `status` show it.
+#[must_use]
+pub const fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Enforce => "enforce",
+        Mode::Audit => "audit",
+    }
+}

@@ -1,0 +1,217 @@
+//! Reading what the program counted: per-device, per-rule and global counters (summed over CPUs),
+//! flows, device state and discoveries. Works on a loaded [`Datapath`] or, for `status` and
+//! `devices`, on the maps pinned by a running daemon ([`PinnedMaps`]).
+
+use std::{collections::BTreeMap, path::Path};
+
+use aya::maps::{Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray};
+use enforcer_common::{
+    control::{CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
+    flow::{FLOWS_MAP, FlowKey, FlowValue},
+    identity::MacKey,
+    state::{DEVICE_STATE_MAP, DISCOVERED_MAP, DeviceState, DiscoveredDevice},
+    stats::{COUNTERS_MAP, Counter, DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
+};
+
+use super::{Datapath, DatapathError};
+
+/// Packets and bytes a device sent, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceCounters {
+    /// By verdict: allow, deny, audit.
+    pub packets: [u64; 3],
+    pub bytes: [u64; 3],
+    pub spoofed: u64,
+    /// Monotonic nanoseconds of the last packet, 0 = never.
+    pub last_seen_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RuleCounters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Global counters by [`Counter`].
+#[derive(Clone, Debug, Default)]
+pub struct Counters(pub BTreeMap<&'static str, u64>);
+
+impl Counters {
+    #[must_use]
+    pub fn get(&self, c: Counter) -> u64 {
+        self.0.get(c.as_str()).copied().unwrap_or(0)
+    }
+
+    /// Sum of the `Malformed*` counters.
+    #[must_use]
+    pub fn malformed(&self) -> u64 {
+        [
+            Counter::MalformedTruncated,
+            Counter::MalformedVlan,
+            Counter::MalformedIpv4,
+            Counter::MalformedIpv6,
+            Counter::MalformedL4,
+            Counter::MalformedFragment,
+        ]
+        .iter()
+        .map(|c| self.get(*c))
+        .sum()
+    }
+}
+
+/// Anything that can hand out the program's maps by name.
+pub trait MapSource {
+    fn map_data(&self, name: &'static str) -> Result<&Map, DatapathError>;
+}
+
+impl MapSource for Datapath {
+    fn map_data(&self, name: &'static str) -> Result<&Map, DatapathError> {
+        self.map(name)
+    }
+}
+
+/// The maps a running (or exited) daemon pinned, opened read-only by name.
+pub struct PinnedMaps {
+    maps: BTreeMap<&'static str, Map>,
+}
+
+impl PinnedMaps {
+    /// Opens the pinned maps under `pin_dir`; fails when nothing is pinned there.
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let mut maps = BTreeMap::new();
+        for name in [
+            CONTROL_MAP,
+            CONFIG_MAP,
+            DEVICE_STATS_MAP,
+            RULE_STATS_MAP,
+            COUNTERS_MAP,
+            FLOWS_MAP,
+            DEVICE_STATE_MAP,
+            DISCOVERED_MAP,
+        ] {
+            let data = MapData::from_pin(pin_dir.join(name)).map_err(|source| DatapathError::Map { name, source })?;
+            maps.insert(name, Map::from_map_data(data).map_err(|source| DatapathError::Map { name, source })?);
+        }
+        Ok(Self { maps })
+    }
+}
+
+impl MapSource for PinnedMaps {
+    fn map_data(&self, name: &'static str) -> Result<&Map, DatapathError> {
+        self.maps.get(name).ok_or(DatapathError::NoMap(name))
+    }
+}
+
+fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, source }
+}
+
+/// The live-policy word and the live slot's settings.
+pub fn live_config(src: &impl MapSource) -> Result<(Control, PolicyConfig), DatapathError> {
+    let ctl: Array<&MapData, Control> = Array::try_from(src.map_data(CONTROL_MAP)?).map_err(err(CONTROL_MAP))?;
+    let control = ctl.get(&0, 0).map_err(err(CONTROL_MAP))?;
+    let cfg: Array<&MapData, PolicyConfig> = Array::try_from(src.map_data(CONFIG_MAP)?).map_err(err(CONFIG_MAP))?;
+    let config = cfg.get(&u32::from(control.slot()), 0).map_err(err(CONFIG_MAP))?;
+    Ok((control, config))
+}
+
+/// Per-device counters for `ids`, summed over CPUs.
+pub fn device_counters(
+    src: &impl MapSource,
+    ids: impl IntoIterator<Item = u32>,
+) -> Result<Vec<(u32, DeviceCounters)>, DatapathError> {
+    let name = DEVICE_STATS_MAP;
+    let map: PerCpuArray<&MapData, DeviceStats> = PerCpuArray::try_from(src.map_data(name)?).map_err(err(name))?;
+    let mut out = Vec::new();
+    for id in ids {
+        let per_cpu = map.get(&id, 0).map_err(err(name))?;
+        let mut c = DeviceCounters::default();
+        for s in per_cpu.iter() {
+            for i in 0..3 {
+                c.packets[i] += s.packets[i];
+                c.bytes[i] += s.bytes[i];
+            }
+            c.spoofed += s.spoofed;
+            c.last_seen_ns = c.last_seen_ns.max(s.last_seen_ns);
+        }
+        out.push((id, c));
+    }
+    Ok(out)
+}
+
+/// Per-rule counters for `ids` (0 = the default verdict), summed over CPUs.
+pub fn rule_counters(
+    src: &impl MapSource,
+    ids: impl IntoIterator<Item = u32>,
+) -> Result<Vec<(u32, RuleCounters)>, DatapathError> {
+    let name = RULE_STATS_MAP;
+    let map: PerCpuArray<&MapData, RuleStats> = PerCpuArray::try_from(src.map_data(name)?).map_err(err(name))?;
+    let mut out = Vec::new();
+    for id in ids {
+        let per_cpu = map.get(&id, 0).map_err(err(name))?;
+        let mut c = RuleCounters::default();
+        for s in per_cpu.iter() {
+            c.packets += s.packets;
+            c.bytes += s.bytes;
+        }
+        out.push((id, c));
+    }
+    Ok(out)
+}
+
+/// Every global counter, summed over CPUs.
+pub fn counters(src: &impl MapSource) -> Result<Counters, DatapathError> {
+    let name = COUNTERS_MAP;
+    let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(src.map_data(name)?).map_err(err(name))?;
+    let mut out = Counters::default();
+    for c in Counter::ALL {
+        let per_cpu = map.get(&(*c as u32), 0).map_err(err(name))?;
+        out.0.insert(c.as_str(), per_cpu.iter().sum());
+    }
+    Ok(out)
+}
+
+/// Number of live (unexpired, by `now_ns`) entries in the flow table.
+pub fn flow_count(src: &impl MapSource, now_ns: u64) -> Result<usize, DatapathError> {
+    let name = FLOWS_MAP;
+    let map: HashMap<&MapData, FlowKey, FlowValue> = HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
+    Ok(map
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, v)| {
+            let timeout = match k.proto {
+                enforcer_common::PROTO_TCP => enforcer_common::flow::FLOW_TIMEOUT_TCP_NS,
+                enforcer_common::PROTO_UDP => enforcer_common::flow::FLOW_TIMEOUT_UDP_NS,
+                _ => enforcer_common::flow::FLOW_TIMEOUT_ICMP_NS,
+            };
+            now_ns.saturating_sub(v.last_seen_ns) <= timeout
+        })
+        .count())
+}
+
+/// Quarantine state of `ids`.
+pub fn device_states(
+    src: &impl MapSource,
+    ids: impl IntoIterator<Item = u32>,
+) -> Result<Vec<(u32, DeviceState)>, DatapathError> {
+    let name = DEVICE_STATE_MAP;
+    let map: Array<&MapData, DeviceState> = Array::try_from(src.map_data(name)?).map_err(err(name))?;
+    ids.into_iter().map(|id| Ok((id, map.get(&id, 0).map_err(err(name))?))).collect()
+}
+
+/// Every discovered (unlisted) source.
+pub fn discovered(src: &impl MapSource) -> Result<Vec<([u8; 6], DiscoveredDevice)>, DatapathError> {
+    let name = DISCOVERED_MAP;
+    let map: HashMap<&MapData, MacKey, DiscoveredDevice> =
+        HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
+    Ok(map.iter().filter_map(Result::ok).map(|(k, v)| (k.mac, v)).collect())
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+#[must_use]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `clock_gettime` only writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
