@@ -1,0 +1,332 @@
+//! Reading a policy from disk: one file or a directory of `*.yaml`/`*.yml` files in name order,
+//! size caps checked before anything is parsed, then parse, merge and validate.
+//!
+//! The bytes are read once and hashed as read, so the digest names exactly what was validated.
+
+use std::{
+    fs,
+    io::Read as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use sha2::{Digest as _, Sha256};
+
+use super::{
+    diag::{Diags, Loc, PolicyError},
+    model::{self, Defaults, FileDoc, Located, Policy},
+    validate, yaml,
+};
+
+/// Largest policy file.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Largest policy directory (sum of its policy files).
+pub const MAX_TOTAL_BYTES: u64 = 8 * 1024 * 1024;
+/// Most policy files in a directory.
+pub const MAX_FILES: usize = 256;
+
+/// One source: the name it is hashed under, the name diagnostics show, and its bytes.
+pub(crate) struct Source {
+    pub rel: String,
+    pub display: Arc<str>,
+    pub bytes: Vec<u8>,
+}
+
+/// Read, cap, parse, validate and merge a policy file or directory.
+///
+/// # Errors
+/// [`PolicyError::Io`] when the path cannot be read, [`PolicyError::Invalid`] with every problem
+/// found otherwise.
+pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+    let sources = read_sources(path)?;
+    let root: Arc<str> = Arc::from(path.display().to_string());
+    from_sources(&root, &sources)
+}
+
+/// Parse a policy held in memory, as if it were the one file `name`. The size caps of [`load`] do
+/// not apply (they guard what is read from disk); the parser's work stays linear in the input.
+///
+/// # Errors
+/// [`PolicyError::Invalid`] with every problem found.
+pub fn parse_str(name: &str, text: &str) -> Result<Policy, PolicyError> {
+    let display: Arc<str> = Arc::from(name);
+    let source = Source {
+        rel: name.to_owned(),
+        display: Arc::clone(&display),
+        bytes: text.as_bytes().to_vec(),
+    };
+    from_sources(&display, &[source])
+}
+
+fn io(path: &Path, source: std::io::Error) -> PolicyError {
+    PolicyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
+    let meta = fs::metadata(path).map_err(|e| io(path, e))?;
+    let root: Arc<str> = Arc::from(path.display().to_string());
+    let mut diags = Diags::default();
+    let files: Vec<(String, PathBuf, u64)> = if meta.is_dir() {
+        list_dir(path, &root, &mut diags)?
+    } else {
+        let rel = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        vec![(rel, path.to_path_buf(), meta.len())]
+    };
+    let total: u64 = files.iter().map(|f| f.2).sum();
+    for (_, file, len) in &files {
+        if *len > MAX_FILE_BYTES {
+            let at = Loc::whole(&Arc::from(file.display().to_string()));
+            diags.error(
+                &at,
+                format!("file is {len} bytes, over the cap of {MAX_FILE_BYTES}"),
+                "split the policy into several files",
+            );
+        }
+    }
+    if meta.is_dir() && total > MAX_TOTAL_BYTES {
+        diags.error(
+            &Loc::whole(&root),
+            format!("policy files total {total} bytes, over the cap of {MAX_TOTAL_BYTES}"),
+            "remove unused entries",
+        );
+    }
+    if diags.has_errors() {
+        return Err(diags.into_error());
+    }
+    let mut sources = Vec::with_capacity(files.len());
+    for (rel, file, _) in files {
+        // Read at most one byte over the cap: a file that grew after the size check is still
+        // caught, and never read whole.
+        let mut bytes = Vec::new();
+        fs::File::open(&file)
+            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| io(&file, e))?;
+        let display: Arc<str> = Arc::from(file.display().to_string());
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            diags.error(
+                &Loc::whole(&display),
+                format!("file is over the cap of {MAX_FILE_BYTES} bytes"),
+                "split the policy into several files",
+            );
+        }
+        sources.push(Source {
+            rel,
+            display,
+            bytes,
+        });
+    }
+    diags.finish().map(|_| sources)
+}
+
+/// The policy files of a directory, in name order (byte order of the names, so it does not
+/// depend on the locale). Hidden files and subdirectories are ignored; symlinks are refused, so a
+/// pull request cannot point the root daemon at a file outside the repository.
+fn list_dir(
+    dir: &Path,
+    root: &Arc<str>,
+    diags: &mut Diags,
+) -> Result<Vec<(String, PathBuf, u64)>, PolicyError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let entry = entry.map_err(|e| io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            continue;
+        }
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+        if meta.file_type().is_symlink() {
+            let at = Loc::whole(&Arc::from(path.display().to_string()));
+            diags.error(
+                &at,
+                "policy files may not be symlinks",
+                "copy the file into the policy directory",
+            );
+        } else if meta.is_file() {
+            files.push((name, path, meta.len()));
+        }
+        if files.len() > MAX_FILES {
+            diags.error(
+                &Loc::whole(root),
+                format!("more than {MAX_FILES} policy files"),
+                "merge some of them",
+            );
+            return Ok(Vec::new());
+        }
+    }
+    files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    if files.is_empty() && !diags.has_errors() {
+        diags.error(
+            &Loc::whole(root),
+            "policy is empty: no *.yaml or *.yml files",
+            "add policy files to the directory",
+        );
+    }
+    Ok(files)
+}
+
+/// Parse every source (all of them, even after errors), merge and validate.
+pub(crate) fn from_sources(root: &Arc<str>, sources: &[Source]) -> Result<Policy, PolicyError> {
+    let mut diags = Diags::default();
+    let mut hasher = Sha256::new();
+    let mut docs = Vec::with_capacity(sources.len());
+    for source in sources {
+        // Name and length first, so moving bytes between files changes the digest.
+        hasher.update(source.rel.as_bytes());
+        hasher.update([0]);
+        hasher.update((source.bytes.len() as u64).to_be_bytes());
+        hasher.update(&source.bytes);
+        if let Some(node) = yaml::parse(&source.display, &source.bytes, &mut diags.list) {
+            docs.push(model::file_doc(&node, &mut diags));
+        }
+    }
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let root_loc = sources
+        .first()
+        .map_or_else(|| Loc::whole(root), |s| Loc::new(&s.display, 1, 1));
+    let policy = merge(docs, root_loc, &mut diags);
+    let policy = Policy {
+        sources: sources.iter().map(|s| s.display.to_string()).collect(),
+        digest,
+        ..policy
+    };
+    validate::validate(&policy, &mut diags);
+    let warnings = diags.finish()?;
+    Ok(Policy { warnings, ..policy })
+}
+
+/// Merge files; a name defined twice (in one file or two) is an error citing both places.
+fn merge(docs: Vec<FileDoc>, root: Loc, diags: &mut Diags) -> Policy {
+    let mut policy = Policy {
+        sources: Vec::new(),
+        digest: String::new(),
+        zones: Default::default(),
+        networks: Default::default(),
+        devices: Default::default(),
+        rules: Vec::new(),
+        defaults: Defaults {
+            action: enforcer_common::Action::Deny,
+            mode: enforcer_common::Mode::Enforce,
+            unknown: Located {
+                value: "quarantine".to_owned(),
+                loc: root.clone(),
+            },
+            spoofed: enforcer_common::Action::Deny,
+        },
+        quarantine: None,
+        warnings: Vec::new(),
+        root,
+    };
+    let mut defaults_at: Option<Loc> = None;
+    let mut rule_names = std::collections::HashMap::<String, Loc>::new();
+    for doc in docs {
+        for z in doc.zones {
+            insert_unique(
+                &mut policy.zones,
+                "zone",
+                z.name.clone(),
+                &z.loc.clone(),
+                z,
+                |z| &z.loc,
+                diags,
+            );
+        }
+        for n in doc.networks {
+            insert_unique(
+                &mut policy.networks,
+                "network",
+                n.name.clone(),
+                &n.loc.clone(),
+                n,
+                |n| &n.loc,
+                diags,
+            );
+        }
+        for d in doc.devices {
+            insert_unique(
+                &mut policy.devices,
+                "device",
+                d.name.clone(),
+                &d.loc.clone(),
+                d,
+                |d| &d.loc,
+                diags,
+            );
+        }
+        for r in doc.rules {
+            if let Some(first) = rule_names.get(&r.name) {
+                diags.error(
+                    &r.loc,
+                    format!("rule `{}` is defined twice (first at {first})", r.name),
+                    "rule names are unique across all files; rename one",
+                );
+            } else {
+                rule_names.insert(r.name.clone(), r.loc.clone());
+                policy.rules.push(r);
+            }
+        }
+        if let Some((at, d)) = doc.defaults {
+            if let Some(first) = &defaults_at {
+                diags.error(
+                    &at,
+                    format!("`defaults` is defined twice (first at {first})"),
+                    "keep one defaults section",
+                );
+            } else {
+                defaults_at = Some(at);
+                let base = &mut policy.defaults;
+                base.action = d.action.unwrap_or(base.action);
+                base.mode = d.mode.unwrap_or(base.mode);
+                base.spoofed = d.spoofed.unwrap_or(base.spoofed);
+                if let Some(u) = d.unknown {
+                    base.unknown = u;
+                }
+            }
+        }
+        if let Some(q) = doc.quarantine {
+            if let Some(first) = &policy.quarantine {
+                diags.error(
+                    &q.loc,
+                    format!("`quarantine` is defined twice (first at {})", first.loc),
+                    "keep one quarantine section",
+                );
+            } else {
+                policy.quarantine = Some(q);
+            }
+        }
+    }
+    policy
+}
+
+fn insert_unique<T>(
+    map: &mut std::collections::BTreeMap<String, T>,
+    kind: &str,
+    name: String,
+    loc: &Loc,
+    value: T,
+    loc_of: impl Fn(&T) -> &Loc,
+    diags: &mut Diags,
+) {
+    if let Some(first) = map.get(&name) {
+        diags.error(
+            loc,
+            format!(
+                "{kind} `{name}` is defined twice (first at {})",
+                loc_of(first)
+            ),
+            format!("{kind} names are unique across all files; remove or rename one"),
+        );
+    } else {
+        map.insert(name, value);
+    }
+}

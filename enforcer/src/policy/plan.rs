@@ -1,0 +1,351 @@
+//! [`PlanView`]: a compiled policy as an operator reads it (names, classes, map sizes against
+//! capacity), serialisable so the daemon can record what it applied (`applied.json`), and
+//! [`diff`] between two of them for `enforcer plan`.
+
+use std::collections::BTreeMap;
+
+use enforcer_common::{Action, Mode};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    compiled::{CompiledPolicy, Inventory},
+    validate::fmt_mac,
+};
+
+/// What the datapath will see, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanView {
+    pub digest: String,
+    pub sources: Vec<String>,
+    /// "enforce" or "audit".
+    pub mode: String,
+    /// "allow" or "deny".
+    pub default_action: String,
+    pub spoofed_action: String,
+    pub unknown_class: u16,
+    pub router_class: u16,
+    pub classes: Vec<PlanClass>,
+    pub zones: Vec<PlanZone>,
+    pub networks: Vec<PlanNetwork>,
+    pub devices: Vec<PlanDevice>,
+    pub rules: Vec<PlanRule>,
+    /// Map name -> entries and capacity (per slot).
+    pub maps: BTreeMap<String, PlanMap>,
+    pub quarantine: Option<PlanQuarantine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanClass {
+    pub id: u16,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanZone {
+    pub name: String,
+    pub description: Option<String>,
+    pub class: u16,
+    pub devices: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanNetwork {
+    pub name: String,
+    pub id: u32,
+    pub class: u16,
+    pub cidrs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDevice {
+    pub name: String,
+    pub id: u32,
+    pub zone: String,
+    pub class: u16,
+    pub mac: Option<String>,
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub inventory: Inventory,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRule {
+    pub name: String,
+    pub id: u32,
+    pub action: String,
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    pub services: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanMap {
+    pub entries: usize,
+    pub capacity: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanQuarantine {
+    pub zone: String,
+    pub denied_packets: Option<(u32, u32)>,
+    pub spoofing: bool,
+    pub touches: Vec<String>,
+    pub release_after_s: Option<u32>,
+}
+
+fn action_name(a: Action) -> String {
+    match a {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+        Action::None => "none",
+    }
+    .to_owned()
+}
+
+/// Per-slot capacity of each policy map.
+fn capacity_of(map: &str) -> usize {
+    use enforcer_common::{identity as id, rules};
+    let cap = match map {
+        id::MACS_MAP => enforcer_common::MAX_MACS,
+        id::ADDRS_V4_MAP | id::ADDRS_V6_MAP => enforcer_common::MAX_ADDRS,
+        id::NETS_V4_MAP | id::NETS_V6_MAP => enforcer_common::MAX_NETS,
+        rules::PAIRS_MAP => enforcer_common::MAX_PAIRS,
+        rules::PORTS_MAP => enforcer_common::MAX_PORTS,
+        _ => 0,
+    };
+    cap as usize
+}
+
+impl From<&CompiledPolicy> for PlanView {
+    fn from(c: &CompiledPolicy) -> Self {
+        let mut members: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in &c.devices {
+            *members.entry(d.zone.as_str()).or_default() += 1;
+        }
+        Self {
+            digest: c.digest.clone(),
+            sources: c.sources.clone(),
+            mode: match c.mode {
+                Mode::Enforce => "enforce",
+                Mode::Audit => "audit",
+            }
+            .to_owned(),
+            default_action: action_name(c.default_action),
+            spoofed_action: action_name(c.spoofed_action),
+            unknown_class: c.unknown_class,
+            router_class: c.router_class,
+            classes: c
+                .classes
+                .iter()
+                .map(|k| PlanClass {
+                    id: k.id,
+                    name: k.name.clone(),
+                })
+                .collect(),
+            zones: c
+                .zones
+                .iter()
+                .map(|z| PlanZone {
+                    name: z.name.clone(),
+                    description: z.description.clone(),
+                    class: z.class,
+                    devices: members.get(z.name.as_str()).copied().unwrap_or(0),
+                })
+                .collect(),
+            networks: c
+                .networks
+                .iter()
+                .map(|n| PlanNetwork {
+                    name: n.name.clone(),
+                    id: n.id,
+                    class: n.class,
+                    cidrs: n.cidrs.clone(),
+                })
+                .collect(),
+            devices: c
+                .devices
+                .iter()
+                .map(|d| PlanDevice {
+                    name: d.name.clone(),
+                    id: d.id,
+                    zone: d.zone.clone(),
+                    class: d.class,
+                    mac: d.mac.map(fmt_mac),
+                    addresses: d.addresses.iter().map(ToString::to_string).collect(),
+                    inventory: d.inventory.clone(),
+                })
+                .collect(),
+            rules: c
+                .rules
+                .iter()
+                .map(|r| PlanRule {
+                    name: r.name.clone(),
+                    id: r.id,
+                    action: r.action.clone(),
+                    from: r.from.clone(),
+                    to: r.to.clone(),
+                    services: r.services.clone(),
+                })
+                .collect(),
+            maps: c
+                .map_sizes()
+                .into_iter()
+                .map(|(name, entries)| {
+                    (
+                        name.to_owned(),
+                        PlanMap {
+                            entries,
+                            capacity: capacity_of(name),
+                        },
+                    )
+                })
+                .collect(),
+            quarantine: c.quarantine.as_ref().map(|q| PlanQuarantine {
+                zone: q.zone.clone(),
+                denied_packets: q.denied_packets,
+                spoofing: q.spoofing,
+                touches: q.touches.clone(),
+                release_after_s: q.release_after_s,
+            }),
+        }
+    }
+}
+
+/// Names added, removed, and present in both but different.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl Changes {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// What applying `new` over `old` would change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDiff {
+    pub old_digest: String,
+    pub new_digest: String,
+    pub zones: Changes,
+    pub networks: Changes,
+    pub devices: Changes,
+    pub rules: Changes,
+    /// Settings (mode, defaults, quarantine) that differ, as `name: old -> new`.
+    pub settings: Vec<String>,
+    /// Map name -> new entries minus old entries (only maps that change).
+    pub maps: BTreeMap<String, i64>,
+}
+
+impl PlanDiff {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+            && self.networks.is_empty()
+            && self.devices.is_empty()
+            && self.rules.is_empty()
+            && self.settings.is_empty()
+            && self.maps.is_empty()
+    }
+}
+
+/// Compare by name; an entry "changed" when anything but its class number differs (classes are
+/// renumbered freely between compiles and mean nothing to an operator).
+fn changes<T: PartialEq>(
+    old: &[T],
+    new: &[T],
+    name: impl Fn(&T) -> &str,
+    same: impl Fn(&T, &T) -> bool,
+) -> Changes {
+    let old: BTreeMap<&str, &T> = old.iter().map(|t| (name(t), t)).collect();
+    let new: BTreeMap<&str, &T> = new.iter().map(|t| (name(t), t)).collect();
+    let mut out = Changes::default();
+    for (n, t) in &new {
+        match old.get(n) {
+            None => out.added.push((*n).to_owned()),
+            Some(o) if !same(o, t) => out.changed.push((*n).to_owned()),
+            Some(_) => {}
+        }
+    }
+    out.removed = old
+        .keys()
+        .filter(|n| !new.contains_key(*n))
+        .map(|n| (*n).to_owned())
+        .collect();
+    out
+}
+
+/// What would change from `old` (applied) to `new` (planned).
+#[must_use]
+pub fn diff(old: &PlanView, new: &PlanView) -> PlanDiff {
+    let mut settings = Vec::new();
+    let mut setting = |name: &str, o: String, n: String| {
+        if o != n {
+            settings.push(format!("{name}: {o} -> {n}"));
+        }
+    };
+    setting("mode", old.mode.clone(), new.mode.clone());
+    setting(
+        "defaults.action",
+        old.default_action.clone(),
+        new.default_action.clone(),
+    );
+    setting(
+        "defaults.spoofed",
+        old.spoofed_action.clone(),
+        new.spoofed_action.clone(),
+    );
+    setting(
+        "quarantine",
+        format!("{:?}", old.quarantine),
+        format!("{:?}", new.quarantine),
+    );
+    let mut maps = BTreeMap::new();
+    for name in old.maps.keys().chain(new.maps.keys()) {
+        let entries = |v: &PlanView| v.maps.get(name).map_or(0, |m| m.entries as i64);
+        let delta = entries(new) - entries(old);
+        if delta != 0 {
+            maps.insert(name.clone(), delta);
+        }
+    }
+    PlanDiff {
+        old_digest: old.digest.clone(),
+        new_digest: new.digest.clone(),
+        zones: changes(
+            &old.zones,
+            &new.zones,
+            |z| &z.name,
+            |a, b| a.description == b.description && a.devices == b.devices,
+        ),
+        networks: changes(
+            &old.networks,
+            &new.networks,
+            |n| &n.name,
+            |a, b| a.cidrs == b.cidrs && a.id == b.id,
+        ),
+        devices: changes(
+            &old.devices,
+            &new.devices,
+            |d| &d.name,
+            |a, b| {
+                (&a.zone, &a.mac, &a.addresses, &a.inventory, a.id)
+                    == (&b.zone, &b.mac, &b.addresses, &b.inventory, b.id)
+            },
+        ),
+        rules: changes(
+            &old.rules,
+            &new.rules,
+            |r| &r.name,
+            |a, b| {
+                (&a.action, &a.from, &a.to, &a.services, a.id)
+                    == (&b.action, &b.from, &b.to, &b.services, b.id)
+            },
+        ),
+        settings,
+        maps,
+    }
+}
