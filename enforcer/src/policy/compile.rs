@@ -16,7 +16,9 @@ use std::{
 use enforcer_common::{
     Action, Decision, MAX_CLASSES, MAX_DEVICES, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS,
     MAX_RULES, PROTO_TCP, PROTO_UDP,
-    identity::{ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, AddrEntry, DST_F_TRIPWIRE, MacEntry, NetEntry},
+    identity::{
+        ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, AddrEntry, DST_F_TRIPWIRE, MAC_F_ANY_ADDR, MacEntry, NetEntry,
+    },
     rules::PairValue,
 };
 
@@ -756,7 +758,8 @@ impl Identity {
                     MacEntry {
                         device: id,
                         class,
-                        _pad: 0,
+                        // A device that lists no addresses is identified by its MAC alone.
+                        flags: if d.addresses.is_empty() { MAC_F_ANY_ADDR } else { 0 },
                     },
                 ));
             }
