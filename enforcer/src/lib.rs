@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod commands;
+pub mod daemon;
 pub mod datapath;
 pub mod exit;
+pub mod logging;
 pub mod policy;

@@ -7,6 +7,7 @@ use enforcer::{cli::Cli, commands, exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    enforcer::logging::init(cli.log_format);
     match commands::execute(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -5,17 +5,22 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 
 pub mod check;
+pub mod detach;
 pub mod plan;
+pub mod run;
+pub mod status;
 
 /// Run a parsed command line; returns the exit code (see [`crate::exit`]).
 pub fn execute(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Check { path, output } => check::run(&path, output),
         Command::Plan { path, output, state_dir } => plan::run(&path, output, &state_dir),
-        Command::Run { .. }
-        | Command::Status { .. }
-        | Command::Detach { .. }
-        | Command::Devices { .. }
+        Command::Run { policy, ifaces, metrics_addr, pin_dir, state_dir, generic } => {
+            run::run(crate::daemon::Config { policy, ifaces, metrics_addr, pin_dir, state_dir, generic })
+        }
+        Command::Status { output, pin_dir, state_dir } => status::run(output, &pin_dir, &state_dir),
+        Command::Detach { iface, pin_dir, state_dir } => detach::run(&pin_dir, &state_dir, iface.as_deref()),
+        Command::Devices { .. }
         | Command::Quarantine { .. }
         | Command::Release { .. } => anyhow::bail!("not implemented yet"),
     }

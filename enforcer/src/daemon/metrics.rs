@@ -1,0 +1,200 @@
+//! Prometheus metrics: one registry, typed families, refreshed from the kernel's counters at each
+//! scrape. Label values come from the policy (device, zone and rule names) and from the shared
+//! enums, never from traffic, so the series count is bounded by the policy.
+
+use prometheus::{
+    Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::{
+    datapath::{self, Counters, MapSource},
+    policy::CompiledPolicy,
+};
+use enforcer_common::{
+    UNKNOWN_DEVICE, Verdict,
+    state::QuarantineReason,
+    stats::Counter,
+};
+
+/// The daemon's metric families.
+pub struct Metrics {
+    registry: Registry,
+    packets: IntCounterVec,
+    bytes: IntCounterVec,
+    rule_packets: IntCounterVec,
+    rule_bytes: IntCounterVec,
+    spoofed: IntCounterVec,
+    malformed: IntCounter,
+    datapath: IntCounterVec,
+    pub generation: IntGauge,
+    pub reloads: IntCounterVec,
+    pub last_reload: Gauge,
+    flows: IntGauge,
+    events_dropped: IntCounter,
+    pub deny_events: IntCounter,
+    pub interfaces: IntGaugeVec,
+    quarantined: IntGauge,
+    pub quarantine_events: IntCounterVec,
+    unknown_devices: IntGauge,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("register metric")]
+    Register(#[from] prometheus::Error),
+    #[error("read counters from the datapath")]
+    Datapath(#[from] datapath::DatapathError),
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+    let v = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(v.clone()))?;
+    Ok(v)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+    let g = IntGauge::new(name, help)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+    let c = IntCounter::new(name, help)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    pub fn register() -> Result<Self, MetricsError> {
+        let r = Registry::new();
+        let last_reload = Gauge::new(
+            "enforcer_policy_last_reload_timestamp_seconds",
+            "Unix time of the last successful policy apply.",
+        )?;
+        r.register(Box::new(last_reload.clone()))?;
+        let interfaces = IntGaugeVec::new(
+            Opts::new("enforcer_interfaces", "Interfaces the program is attached to (1), by XDP mode."),
+            &["iface", "mode"],
+        )?;
+        r.register(Box::new(interfaces.clone()))?;
+        Ok(Self {
+            packets: counter_vec(
+                &r,
+                "enforcer_packets_total",
+                "Packets sent by each listed device (device=\"unknown\": everything else), by verdict.",
+                &["device", "zone", "verdict"],
+            )?,
+            bytes: counter_vec(&r, "enforcer_bytes_total", "Bytes sent by each device, by verdict.", &[
+                "device", "zone", "verdict",
+            ])?,
+            rule_packets: counter_vec(
+                &r,
+                "enforcer_rule_packets_total",
+                "Packets decided by each rule (rule=\"default\": no rule matched).",
+                &["rule"],
+            )?,
+            rule_bytes: counter_vec(&r, "enforcer_rule_bytes_total", "Bytes decided by each rule.", &["rule"])?,
+            spoofed: counter_vec(
+                &r,
+                "enforcer_spoofed_packets_total",
+                "Packets whose MAC and source address disagree with the policy.",
+                &["device"],
+            )?,
+            malformed: counter(&r, "enforcer_malformed_packets_total", "Malformed or truncated packets dropped.")?,
+            datapath: counter_vec(
+                &r,
+                "enforcer_datapath_packets_total",
+                "Datapath outcomes outside policy verdicts (ARP, ND, fragments, flow hits, malformed by kind...).",
+                &["kind"],
+            )?,
+            generation: gauge(&r, "enforcer_policy_generation", "Generation of the policy being enforced.")?,
+            reloads: counter_vec(&r, "enforcer_policy_reloads_total", "Policy reload attempts, by result.", &[
+                "result",
+            ])?,
+            last_reload,
+            flows: gauge(&r, "enforcer_flows", "Live entries in the flow table.")?,
+            events_dropped: counter(
+                &r,
+                "enforcer_events_dropped_total",
+                "Deny events lost because the ring buffer was full.",
+            )?,
+            deny_events: counter(&r, "enforcer_deny_events_total", "Deny events received from the datapath.")?,
+            interfaces,
+            quarantined: gauge(&r, "enforcer_quarantined_devices", "Listed devices in quarantine now.")?,
+            quarantine_events: counter_vec(
+                &r,
+                "enforcer_quarantine_events_total",
+                "Devices put into quarantine, by reason.",
+                &["reason"],
+            )?,
+            unknown_devices: gauge(
+                &r,
+                "enforcer_unknown_devices",
+                "Sources the policy does not list, seen by the datapath (bounded by its table).",
+            )?,
+            registry: r,
+        })
+    }
+
+    /// Reads the kernel's counters into the families.
+    pub fn refresh(&self, src: &impl MapSource, policy: &CompiledPolicy) -> Result<(), MetricsError> {
+        let unknown_zone = policy
+            .zones
+            .iter()
+            .find(|z| z.class == policy.unknown_class)
+            .map_or("unknown", |z| z.name.as_str());
+        let ids = std::iter::once(UNKNOWN_DEVICE).chain(policy.devices.iter().map(|d| d.id));
+        self.packets.reset();
+        self.bytes.reset();
+        self.spoofed.reset();
+        for (id, c) in datapath::device_counters(src, ids)? {
+            let (name, zone) = policy
+                .devices
+                .iter()
+                .find(|d| d.id == id)
+                .map_or(("unknown", unknown_zone), |d| (d.name.as_str(), d.zone.as_str()));
+            for v in Verdict::ALL {
+                let i = v as usize;
+                self.packets.with_label_values(&[name, zone, v.as_str()]).inc_by(c.packets[i]);
+                self.bytes.with_label_values(&[name, zone, v.as_str()]).inc_by(c.bytes[i]);
+            }
+            self.spoofed.with_label_values(&[name]).inc_by(c.spoofed);
+        }
+        self.rule_packets.reset();
+        self.rule_bytes.reset();
+        let rule_ids = std::iter::once(enforcer_common::DEFAULT_RULE).chain(policy.rules.iter().map(|r| r.id));
+        for (id, c) in datapath::rule_counters(src, rule_ids)? {
+            let name = policy.rule_name(id);
+            self.rule_packets.with_label_values(&[name]).inc_by(c.packets);
+            self.rule_bytes.with_label_values(&[name]).inc_by(c.bytes);
+        }
+        let counters: Counters = datapath::counters(src)?;
+        self.malformed.reset();
+        self.malformed.inc_by(counters.malformed());
+        self.datapath.reset();
+        for c in Counter::ALL {
+            self.datapath.with_label_values(&[c.as_str()]).inc_by(counters.get(*c));
+        }
+        self.events_dropped.reset();
+        self.events_dropped.inc_by(counters.get(Counter::EventsDropped));
+        let now = datapath::monotonic_ns();
+        self.flows.set(i64::try_from(datapath::flow_count(src, now)?).unwrap_or(i64::MAX));
+        let states = datapath::device_states(src, policy.devices.iter().map(|d| d.id))?;
+        let quarantined = states.iter().filter(|(_, s)| s.quarantine_until_ns > now).count();
+        self.quarantined.set(i64::try_from(quarantined).unwrap_or(i64::MAX));
+        self.unknown_devices.set(i64::try_from(datapath::discovered(src)?.len()).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    /// Counts a quarantine the daemon noticed.
+    pub fn quarantine_event(&self, reason: QuarantineReason) {
+        self.quarantine_events.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    /// The text exposition of every family.
+    pub fn encode(&self) -> Result<String, MetricsError> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}

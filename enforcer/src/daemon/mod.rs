@@ -1,0 +1,354 @@
+//! `enforcer run`: attach, enforce, reload, export metrics, and never leave a gap.
+//!
+//! Start-up order matters: the policy is compiled first (a broken one changes nothing), then the
+//! program is loaded with the pinned maps adopted (counters, flows and quarantines survive), the
+//! policy is applied into the idle slot, and only then is each interface attached, or its pinned
+//! link switched atomically to the new program. Links and maps are pinned, so when this process
+//! exits (cleanly or by SIGKILL) enforcement goes on with the last policy; only `enforcer detach`
+//! removes it.
+
+pub mod events;
+pub mod host;
+pub mod metrics;
+pub mod state;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use aya::maps::RingBuf;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::{
+    datapath::{self, AttachMode, Datapath, DatapathError},
+    policy::{self, CompileOptions, CompiledPolicy, PolicyError},
+};
+
+/// How the daemon was asked to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub policy: PathBuf,
+    pub ifaces: Vec<String>,
+    pub metrics_addr: SocketAddr,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub generic: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("enforcer run needs root (CAP_BPF and CAP_NET_ADMIN)")]
+    NotRoot,
+    #[error("no such interface: {0}")]
+    NoInterface(String),
+    #[error("mount bpffs at /sys/fs/bpf")]
+    Bpffs(#[source] std::io::Error),
+    #[error("read the addresses of the enforced interfaces")]
+    Addresses(#[source] std::io::Error),
+    #[error("the policy is invalid; nothing was changed")]
+    Policy(#[source] PolicyError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error("state directory")]
+    State(#[from] state::StateError),
+    #[error("metrics")]
+    Metrics(#[from] metrics::MetricsError),
+    #[error("serve metrics on {addr}")]
+    MetricsServer {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("signal handling")]
+    Signals(#[source] std::io::Error),
+}
+
+/// What the daemon keeps between reloads.
+struct Inner {
+    dp: Datapath,
+    policy: CompiledPolicy,
+    generation: u64,
+    interfaces: Vec<state::Interface>,
+    last_reload: Option<state::ReloadOutcome>,
+}
+
+/// Compiles the policy with the router's current addresses and the ids in force.
+fn compile(cfg: &Config, previous_ids: Option<policy::IdTable>) -> Result<CompiledPolicy, DaemonError> {
+    let router_addrs = host::interface_addresses(&cfg.ifaces).map_err(DaemonError::Addresses)?;
+    policy::compile_path(&cfg.policy, &CompileOptions { router_addrs, previous_ids }).map_err(DaemonError::Policy)
+}
+
+fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
+    let p = &inner.policy;
+    let zone_of_class = |class: u16| p.zones.iter().find(|z| z.class == class).map(|z| z.name.clone());
+    state::Status {
+        pid: std::process::id(),
+        policy_path: cfg.policy.display().to_string(),
+        pin_dir: cfg.pin_dir.display().to_string(),
+        metrics_addr: cfg.metrics_addr.to_string(),
+        interfaces: inner.interfaces.clone(),
+        generation: inner.generation,
+        digest: p.digest.clone(),
+        sources: p.sources.clone(),
+        mode: datapath::mode_name(p.mode).to_owned(),
+        unknown_zone: zone_of_class(p.unknown_class).unwrap_or_else(|| "unknown".into()),
+        quarantine_zone: p.quarantine.as_ref().map(|q| q.zone.clone()),
+        devices: p
+            .devices
+            .iter()
+            .map(|d| state::DeviceLabel {
+                id: d.id,
+                name: d.name.clone(),
+                zone: d.zone.clone(),
+                mac: d.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+                addresses: d.addresses.iter().map(ToString::to_string).collect(),
+                inventory: d.inventory.clone(),
+            })
+            .collect(),
+        rules: std::iter::once((0, "default".to_owned())).chain(p.rules.iter().map(|r| (r.id, r.name.clone()))).collect(),
+        last_reload: inner.last_reload.clone(),
+    }
+}
+
+/// Records ids, the applied view and the status; a failure here is logged, never fatal (the
+/// policy is already enforcing).
+fn record(cfg: &Config, inner: &Inner) {
+    let results = [
+        state::write(&cfg.state_dir, state::IDS_FILE, &inner.policy.ids),
+        state::write(&cfg.state_dir, state::APPLIED_FILE, &policy::PlanView::from(&inner.policy)),
+        state::write(&cfg.state_dir, state::STATUS_FILE, &status_of(cfg, inner)),
+    ];
+    for r in results {
+        if let Err(e) = r {
+            warn!(error = %error_chain(&e), "could not record state");
+        }
+    }
+}
+
+/// `err: cause: cause` on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Reloads the policy: compile, apply, record. On any error the running policy stays.
+fn reload(cfg: &Config, shared: &Mutex<Inner>, metrics: &metrics::Metrics, labels: &RwLock<events::Labels>) {
+    let span = tracing::info_span!("reload", policy = %cfg.policy.display());
+    let _entered = span.enter();
+    let Ok(mut inner) = shared.lock() else {
+        error!("daemon state poisoned; reload skipped");
+        return;
+    };
+    let result = compile(cfg, Some(inner.policy.ids.clone())).and_then(|compiled| {
+        let generation = inner.generation + 1;
+        let report = inner.dp.apply(&compiled, generation)?;
+        Ok((compiled, report))
+    });
+    match result {
+        Ok((compiled, report)) => {
+            info!(
+                generation = report.generation,
+                slot = report.slot,
+                entries = report.entries,
+                ms = report.duration.as_millis(),
+                digest = %compiled.digest,
+                "policy applied"
+            );
+            for w in &compiled.warnings {
+                warn!(warning = %w, "policy warning");
+            }
+            inner.generation = report.generation;
+            if let Ok(mut l) = labels.write() {
+                *l = events::Labels::of(&compiled);
+            }
+            inner.policy = compiled;
+            inner.last_reload = Some(state::ReloadOutcome { at: state::unix_now(), result: "success".into(), error: None });
+            metrics.reloads.with_label_values(&["success"]).inc();
+            metrics.generation.set(i64::try_from(inner.generation).unwrap_or(i64::MAX));
+            #[expect(clippy::cast_precision_loss, reason = "a Unix timestamp fits an f64 exactly")]
+            metrics.last_reload.set(state::unix_now() as f64);
+        }
+        Err(e) => {
+            let message = match &e {
+                DaemonError::Policy(p) => p.to_string(),
+                other => error_chain(other),
+            };
+            error!(error = %message, generation = inner.generation, "policy rejected; the running policy stays");
+            inner.last_reload =
+                Some(state::ReloadOutcome { at: state::unix_now(), result: "failure".into(), error: Some(message) });
+            metrics.reloads.with_label_values(&["failure"]).inc();
+        }
+    }
+    record(cfg, &inner);
+}
+
+/// Watches the policy path; sends a tick on every change.
+fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| !e.kind.is_access()) {
+            // A full channel already holds a pending reload; dropping this tick loses nothing.
+            let _ignored = tx.try_send(());
+        }
+    })?;
+    // A file is watched through its directory: editors replace files by renaming over them.
+    let (target, mode) = if path.is_dir() {
+        (path.to_path_buf(), notify::RecursiveMode::Recursive)
+    } else {
+        (path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf), notify::RecursiveMode::NonRecursive)
+    };
+    watcher.watch(&target, mode)?;
+    Ok(watcher)
+}
+
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Mutex<Inner>>,
+    metrics: Arc<metrics::Metrics>,
+) -> std::io::Result<()> {
+    use axum::{Router, http::StatusCode, routing::get};
+    let scrape = move || {
+        let shared = Arc::clone(&shared);
+        let metrics = Arc::clone(&metrics);
+        async move {
+            let body = tokio::task::spawn_blocking(move || {
+                let inner = shared.lock().map_err(|_| "daemon state poisoned".to_owned())?;
+                metrics.refresh(&inner.dp, &inner.policy).map_err(|e| error_chain(&e))?;
+                drop(inner);
+                metrics.encode().map_err(|e| error_chain(&e))
+            })
+            .await;
+            match body {
+                Ok(Ok(text)) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], text),
+                Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], e),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], e.to_string()),
+            }
+        }
+    };
+    let app = Router::new().route("/metrics", get(scrape)).route("/health", get(|| async { "ok\n" }));
+    axum::serve(listener, app).await
+}
+
+/// Runs until `shutdown` completes. Enforcement outlives the return (pinned links and maps).
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    if !host::is_root() {
+        return Err(DaemonError::NotRoot);
+    }
+    if let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i)) {
+        return Err(DaemonError::NoInterface(missing.clone()));
+    }
+    host::ensure_bpffs(&cfg.pin_dir).map_err(DaemonError::Bpffs)?;
+    let metrics = Arc::new(metrics::Metrics::register()?);
+
+    let previous_ids = state::read_ids(&cfg.state_dir).unwrap_or_else(|e| {
+        warn!(error = %error_chain(&e), "ignoring unreadable state; ids start afresh");
+        None
+    });
+    let compiled = compile(&cfg, previous_ids)?;
+    for w in &compiled.warnings {
+        warn!(warning = %w, "policy warning");
+    }
+    let mut dp = Datapath::load(Some(&cfg.pin_dir))?;
+    let (_, live) = datapath::live_config(&dp)?;
+    let generation = live.generation + 1;
+    let report = dp.apply(&compiled, generation)?;
+    info!(generation, entries = report.entries, ms = report.duration.as_millis(), digest = %compiled.digest, "policy applied");
+
+    let mut interfaces = Vec::new();
+    for iface in &cfg.ifaces {
+        let wanted = if cfg.generic { AttachMode::Generic } else { AttachMode::Native };
+        let mode = match dp.attach(iface, wanted) {
+            Ok(m) => m,
+            Err(e) if wanted == AttachMode::Native => {
+                warn!(%iface, error = %error_chain(&e), "native XDP unavailable; attaching in generic mode");
+                dp.attach(iface, AttachMode::Generic)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        info!(%iface, mode = mode.as_str(), "enforcing");
+        metrics.interfaces.with_label_values(&[iface.as_str(), mode.as_str()]).set(1);
+        interfaces.push(state::Interface { name: iface.clone(), mode: mode.as_str().to_owned() });
+    }
+
+    let ring = RingBuf::try_from(dp.take_map(enforcer_common::event::EVENTS_MAP)?)
+        .map_err(|source| DatapathError::Map { name: enforcer_common::event::EVENTS_MAP, source })?;
+    let labels = Arc::new(RwLock::new(events::Labels::of(&compiled)));
+    metrics.generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
+    #[expect(clippy::cast_precision_loss, reason = "a Unix timestamp fits an f64 exactly")]
+    metrics.last_reload.set(state::unix_now() as f64);
+    metrics.reloads.with_label_values(&["success"]).inc_by(0);
+    metrics.reloads.with_label_values(&["failure"]).inc_by(0);
+    let inner = Inner {
+        dp,
+        policy: compiled,
+        generation,
+        interfaces,
+        last_reload: Some(state::ReloadOutcome { at: state::unix_now(), result: "success".into(), error: None }),
+    };
+    record(&cfg, &inner);
+    let shared = Arc::new(Mutex::new(inner));
+
+    let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
+        .await
+        .map_err(|source| DaemonError::MetricsServer { addr: cfg.metrics_addr, source })?;
+    info!(addr = %cfg.metrics_addr, "serving metrics");
+    let server = tokio::spawn(serve_metrics(listener, Arc::clone(&shared), Arc::clone(&metrics)));
+    let reader = tokio::spawn(events::run(ring, Arc::clone(&labels), metrics.deny_events.clone()));
+
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let _watcher = match watch(&cfg.policy, tx.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(error = %e, "cannot watch the policy for changes; reload with SIGHUP");
+            None
+        }
+    };
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading");
+                reload_blocking(&cfg, &shared, &metrics, &labels).await;
+            }
+            Some(()) = rx.recv() => {
+                // Let a burst of writes (an editor, a git checkout) settle into one reload.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while rx.try_recv().is_ok() {}
+                info!("policy changed on disk: reloading");
+                reload_blocking(&cfg, &shared, &metrics, &labels).await;
+            }
+        }
+    }
+    info!("shutting down; enforcement stays attached (pinned) until `enforcer detach`");
+    server.abort();
+    reader.abort();
+    Ok(())
+}
+
+async fn reload_blocking(
+    cfg: &Config,
+    shared: &Arc<Mutex<Inner>>,
+    metrics: &Arc<metrics::Metrics>,
+    labels: &Arc<RwLock<events::Labels>>,
+) {
+    let (cfg, shared, metrics, labels) = (cfg.clone(), Arc::clone(shared), Arc::clone(metrics), Arc::clone(labels));
+    if let Err(e) = tokio::task::spawn_blocking(move || reload(&cfg, &shared, &metrics, &labels)).await {
+        error!(error = %e, "reload task failed");
+    }
+}
