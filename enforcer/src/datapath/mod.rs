@@ -154,23 +154,38 @@ impl Datapath {
         if OBJECT.is_empty() {
             return Err(DatapathError::NoObject);
         }
-        let mut loader = EbpfLoader::new();
-        if let Some(dir) = pin_dir {
-            if !is_bpffs(dir) {
-                return Err(DatapathError::NotBpffs { dir: dir.display().to_string() });
-            }
-            fs::create_dir_all(dir.join(LINKS_DIR))
-                .map_err(|source| DatapathError::PinDir { dir: dir.display().to_string(), source })?;
-            loader.default_map_pin_directory(dir);
+        // Every map is declared pinned-by-name. Without a pin directory the maps are pinned into a
+        // private one and unpinned right after loading, so an unpinned datapath (tests, `explain`)
+        // can never adopt or leave behind another's maps.
+        let private = pin_dir.is_none().then(|| {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            PathBuf::from(format!("/sys/fs/bpf/enforcer-unpinned-{}-{n}", std::process::id()))
+        });
+        let dir = pin_dir.or(private.as_deref()).ok_or(DatapathError::NoProgram)?;
+        if !is_bpffs(dir) {
+            return Err(DatapathError::NotBpffs { dir: dir.display().to_string() });
         }
-        let mut ebpf = loader.load(OBJECT).map_err(DatapathError::Load)?;
+        let pin_err = |source| DatapathError::PinDir { dir: dir.display().to_string(), source };
+        if private.is_some() {
+            // A leftover of a crashed process with the same pid and counter holds nobody's maps.
+            let _absent_is_fine = fs::remove_dir_all(dir);
+            fs::create_dir_all(dir).map_err(pin_err)?;
+        } else {
+            fs::create_dir_all(dir.join(LINKS_DIR)).map_err(pin_err)?;
+        }
+        let loaded = EbpfLoader::new().default_map_pin_directory(dir).load(OBJECT).map_err(DatapathError::Load);
+        if private.is_some() {
+            fs::remove_dir_all(dir).map_err(pin_err)?;
+        }
+        let mut ebpf = loaded?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or(DatapathError::NoProgram)?
             .try_into()
             .map_err(DatapathError::Verify)?;
         program.load().map_err(DatapathError::Verify)?;
-        let mut dp = Self { ebpf, pin_dir: pin_dir.map(Path::to_path_buf), slots: apply::SlotContents::default() };
+        let dp = Self { ebpf, pin_dir: pin_dir.map(Path::to_path_buf), slots: apply::SlotContents::default() };
         let control = dp.control()?;
         if control.layout != 0 && control.layout != LAYOUT_VERSION {
             return Err(DatapathError::LayoutMismatch {
