@@ -1,4 +1,4 @@
-//! Deny events, from the program to the daemon.
+//! Events from the program to the daemon: denied packets and quarantine trips.
 
 /// `EVENTS`: `RingBuf` of [`EVENTS_BYTES`]. The program reserves, fills and submits a
 /// [`DenyEvent`]; when full the event is counted in `Counter::EventsDropped`, never waited for.
@@ -66,5 +66,14 @@ pub struct DenyEvent {
     pub verdict: u8,
     pub src_mac: [u8; 6],
     pub vlan: u16,
+    /// [`EVENT_DENY`] or [`EVENT_QUARANTINE`] (then `reason` is a `state::QuarantineReason` and
+    /// the addresses are those of the packet that tripped it).
+    pub kind: u8,
+    pub _pad: [u8; 3],
 }
 const _: () = assert!(core::mem::size_of::<DenyEvent>() == 72);
+
+/// A packet was denied (or would have been, in audit mode).
+pub const EVENT_DENY: u8 = 0;
+/// The datapath put a device into quarantine.
+pub const EVENT_QUARANTINE: u8 = 1;

@@ -3,9 +3,9 @@
 
 use enforcer_common::{
     Verdict,
-    event::DenyEvent,
+    event::{DenyEvent, EVENT_DENY, EVENT_QUARANTINE},
     identity::MacKey,
-    state::{DiscoveredDevice, EVENTS_PER_DEVICE_PER_SEC},
+    state::{DiscoveredDevice, EVENTS_PER_DEVICE_PER_SEC, QuarantineReason},
     stats::Counter,
 };
 
@@ -113,6 +113,8 @@ fn deny_event_body(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, 
         (*e).verdict = verdict as u8;
         (*e).src_mac = pkt.src_mac;
         (*e).vlan = pkt.vlan;
+        (*e).kind = EVENT_DENY;
+        (*e)._pad = [0; 3];
     }
     entry.submit(0);
     count(Counter::EventsSent);
@@ -163,4 +165,25 @@ fn discovered_body(ifindex: u32, pkt: &Packet, now: u64, fresh: &mut DiscoveredD
     d.last_dport = pkt.dport;
     d.last_proto = pkt.proto;
     d.last_family = pkt.family;
+}
+
+/// Tells the daemon a device was quarantined (not budgeted: a device trips at most once until it
+/// is released). Only the device, reason and time are meaningful in such an event.
+#[inline(always)]
+pub fn quarantine_event(device: u32, reason: QuarantineReason, now: u64) {
+    let Some(mut entry) = EVENTS.reserve::<DenyEvent>(0) else {
+        count(Counter::EventsDropped);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points at reserved ring-buffer memory sized and aligned for a `DenyEvent`; the
+    // fields a quarantine event carries are written before `submit`, the daemon reads no others.
+    unsafe {
+        (*e).timestamp_ns = now;
+        (*e).device = device;
+        (*e).rule = 0;
+        (*e).reason = reason as u8;
+        (*e).kind = EVENT_QUARANTINE;
+    }
+    entry.submit(0);
 }

@@ -47,6 +47,7 @@ pub fn trip(cfg: &PolicyConfig, device: u32, reason: QuarantineReason, now: u64)
         unsafe { (*c).epoch += 2 };
     }
     account::count(Counter::QuarantineTrips);
+    account::quarantine_event(device, reason, now);
 }
 
 /// Counts a denied packet against the device's window and trips the quarantine past the threshold.
