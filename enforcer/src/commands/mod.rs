@@ -6,7 +6,9 @@ use crate::cli::{Cli, Command};
 
 pub mod check;
 pub mod detach;
+pub mod devices;
 pub mod plan;
+pub mod quarantine;
 pub mod run;
 pub mod status;
 
@@ -20,8 +22,10 @@ pub fn execute(cli: Cli) -> Result<u8> {
         }
         Command::Status { output, pin_dir, state_dir } => status::run(output, &pin_dir, &state_dir),
         Command::Detach { iface, pin_dir, state_dir } => detach::run(&pin_dir, &state_dir, iface.as_deref()),
-        Command::Devices { .. }
-        | Command::Quarantine { .. }
-        | Command::Release { .. } => anyhow::bail!("not implemented yet"),
+        Command::Devices { unknown, output, pin_dir, state_dir } => devices::run(unknown, output, &pin_dir, &state_dir),
+        Command::Quarantine { device, duration, pin_dir, state_dir } => {
+            quarantine::quarantine(&device, duration.as_deref(), &pin_dir, &state_dir)
+        }
+        Command::Release { device, pin_dir, state_dir } => quarantine::release(&device, &pin_dir, &state_dir),
     }
 }

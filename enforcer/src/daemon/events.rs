@@ -9,8 +9,9 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use enforcer_common::{
     FAMILY_V4, Verdict,
-    event::{DenyEvent, DenyReason},
+    event::{DenyEvent, DenyReason, EVENT_QUARANTINE},
     identity::octets,
+    state::QuarantineReason,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -100,11 +101,34 @@ fn log_event(e: &DenyEvent, labels: &Labels) {
     );
 }
 
+fn log_quarantine(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metrics) {
+    let reason = QuarantineReason::from_u32(u32::from(e.reason));
+    let (device, zone) =
+        labels.devices.get(&e.device).map_or(("unknown", ""), |(n, z)| (n.as_str(), z.as_str()));
+    metrics.quarantine_event(reason);
+    tracing::warn!(
+        target: "enforcer::quarantine",
+        device,
+        zone,
+        reason = reason.as_str(),
+        "device quarantined by the datapath"
+    );
+}
+
+fn handle(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metrics) {
+    if e.kind == EVENT_QUARANTINE {
+        log_quarantine(e, labels, metrics);
+    } else {
+        metrics.deny_events.inc();
+        log_event(e, labels);
+    }
+}
+
 /// Reads events until the task is dropped.
 pub async fn run(
     ring: RingBuf<MapData>,
     labels: Arc<RwLock<Labels>>,
-    received: prometheus::IntCounter,
+    metrics: Arc<super::metrics::Metrics>,
 ) -> std::io::Result<()> {
     let mut fd = AsyncFd::new(ring)?;
     loop {
@@ -112,13 +136,79 @@ pub async fn run(
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
             if let Some(e) = decode(&item) {
-                received.inc();
                 match labels.read() {
-                    Ok(l) => log_event(&e, &l),
-                    Err(poisoned) => log_event(&e, &poisoned.into_inner()),
+                    Ok(l) => handle(&e, &l, &metrics),
+                    Err(poisoned) => handle(&e, &poisoned.into_inner(), &metrics),
                 }
             }
         }
         guard.clear_ready();
+    }
+}
+
+/// The name of an interface by index, or the index as text.
+#[must_use]
+pub fn ifname(index: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return index.to_string();
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+/// Discovery log lines per second at most; the rest are summed in one line.
+const MAX_DISCOVERY_LOGS_PER_SECOND: usize = 20;
+
+/// Logs every newly discovered unlisted source once. The sources already in the table when the
+/// daemon starts were logged by the daemon that saw them first.
+pub async fn watch_discoveries(shared: Arc<std::sync::Mutex<super::Inner>>) {
+    let mut known: std::collections::HashSet<[u8; 6]> = std::collections::HashSet::new();
+    let mut first = true;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let found = {
+            let Ok(inner) = shared.lock() else { return };
+            crate::datapath::discovered(&inner.dp)
+        };
+        let Ok(found) = found else { continue };
+        // A MAC flood must cost neither unbounded memory nor an unbounded log.
+        if known.len() > 4 * enforcer_common::state::MAX_DISCOVERED as usize {
+            known.clear();
+            first = true;
+        }
+        let mut logged = 0usize;
+        let mut more = 0usize;
+        for (mac, d) in found {
+            if !known.insert(mac) || first {
+                continue;
+            }
+            if logged == MAX_DISCOVERY_LOGS_PER_SECOND {
+                more += 1;
+                continue;
+            }
+            logged += 1;
+            let mac_s = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+            let v4 = (d.has_v4 != 0).then(|| event_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string());
+            let v6 = (d.has_v6 != 0).then(|| event_addr(enforcer_common::FAMILY_V6, d.v6).to_string());
+            tracing::warn!(
+                target: "enforcer::discovery",
+                mac = %mac_s,
+                ipv4 = v4.as_deref().unwrap_or("-"),
+                ipv6 = v6.as_deref().unwrap_or("-"),
+                iface = %ifname(d.ifindex),
+                vlan = d.vlan,
+                tried = %event_addr(d.last_family, d.last_dst),
+                dport = d.last_dport,
+                "new unknown device: in the unknown zone until the policy lists it"
+            );
+        }
+        if more > 0 {
+            tracing::warn!(target: "enforcer::discovery", more, "more new unknown devices this second (see `enforcer devices --unknown`)");
+        }
+        first = false;
     }
 }

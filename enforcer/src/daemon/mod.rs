@@ -69,7 +69,7 @@ pub enum DaemonError {
 }
 
 /// What the daemon keeps between reloads.
-struct Inner {
+pub(crate) struct Inner {
     dp: Datapath,
     policy: CompiledPolicy,
     generation: u64,
@@ -304,7 +304,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .map_err(|source| DaemonError::MetricsServer { addr: cfg.metrics_addr, source })?;
     info!(addr = %cfg.metrics_addr, "serving metrics");
     let server = tokio::spawn(serve_metrics(listener, Arc::clone(&shared), Arc::clone(&metrics)));
-    let reader = tokio::spawn(events::run(ring, Arc::clone(&labels), metrics.deny_events.clone()));
+    let reader = tokio::spawn(events::run(ring, Arc::clone(&labels), Arc::clone(&metrics)));
+    let discoveries = tokio::spawn(events::watch_discoveries(Arc::clone(&shared)));
 
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let _watcher = match watch(&cfg.policy, tx.clone()) {
@@ -338,6 +339,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     info!("shutting down; enforcement stays attached (pinned) until `enforcer detach`");
     server.abort();
     reader.abort();
+    discoveries.abort();
     Ok(())
 }
 

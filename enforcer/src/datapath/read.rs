@@ -9,7 +9,7 @@ use enforcer_common::{
     control::{CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
     flow::{FLOWS_MAP, FlowKey, FlowValue},
     identity::MacKey,
-    state::{DEVICE_STATE_MAP, DISCOVERED_MAP, DeviceState, DiscoveredDevice},
+    state::{DEVICE_STATE_MAP, DISCOVERED_MAP, DeviceState, DiscoveredDevice, QuarantineReason},
     stats::{COUNTERS_MAP, Counter, DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
 };
 
@@ -93,6 +93,34 @@ impl PinnedMaps {
             maps.insert(name, Map::from_map_data(data).map_err(|source| DatapathError::Map { name, source })?);
         }
         Ok(Self { maps })
+    }
+}
+
+impl PinnedMaps {
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
+        self.maps.get_mut(name).ok_or(DatapathError::NoMap(name))
+    }
+
+    /// Puts device `id` in quarantine until `until_ns` (monotonic; `QUARANTINE_FOREVER` for good),
+    /// or releases it with `until_ns = 0`. Takes effect at the device's next packet: the epoch bump
+    /// makes every cached flow be judged again.
+    pub fn set_quarantine(&mut self, id: u32, until_ns: u64, reason: QuarantineReason) -> Result<(), DatapathError> {
+        let name = DEVICE_STATE_MAP;
+        let mut states: Array<&mut MapData, DeviceState> =
+            Array::try_from(self.map_mut(name)?).map_err(err(name))?;
+        let state = DeviceState {
+            quarantine_until_ns: until_ns,
+            deny_window_start_ns: 0,
+            deny_count: 0,
+            quarantine_reason: if until_ns == 0 { QuarantineReason::None as u32 } else { reason as u32 },
+        };
+        states.set(id, state, 0).map_err(err(name))?;
+        let name = CONTROL_MAP;
+        let mut ctl: Array<&mut MapData, Control> = Array::try_from(self.map_mut(name)?).map_err(err(name))?;
+        let mut c = ctl.get(&0, 0).map_err(err(name))?;
+        // +2 keeps the live slot (see `Control`).
+        c.epoch += 2;
+        ctl.set(0, c, 0).map_err(err(name))
     }
 }
 
