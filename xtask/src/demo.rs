@@ -1,6 +1,6 @@
 //! `cargo xtask demo`: the enforcer on a small IoT site in network namespaces.
 //!
-//! 1. Build (`cargo xtask build`), mount bpffs if needed.
+//! 1. Build (`cargo xtask build`; or take `$ENFORCER_BIN` when set), mount bpffs if needed.
 //! 2. Build the site [`netns::DEMO_SITE`] with prefix `enf` (router namespace `enf-router`) and
 //!    start listeners; check that every flow of [`CASES`] passes *without* the enforcer, so a
 //!    "denied" later is the enforcer's doing and not a broken site.
@@ -16,7 +16,10 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     process::Command,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -90,11 +93,30 @@ struct Cleanup {
     state_dir: PathBuf,
     namespaces: Vec<String>,
     daemon_pid: Option<u32>,
+    /// Process groups of the listeners.
+    listeners: Vec<u32>,
     /// A daemon was started and `enforcer detach` has not run since.
     attached: bool,
 }
 
 static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
+/// Set by the Ctrl-C handler: the main thread stops driving traffic and waits to be exited.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Called between steps: once Ctrl-C was pressed, the handler owns the process (it cleans up and
+/// exits), so the main thread must neither go on nor return (its own cleanup would race).
+fn halt_if_interrupted() {
+    while INTERRUPTED.load(Ordering::SeqCst) {
+        thread::park();
+    }
+}
+
+/// Has `pid` exited? (A zombie counts as exited: it is our child and nobody reaps it here.)
+fn gone(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_none_or(|st| st == "Z" || st == "X")
+    })
+}
 
 fn with_cleanup(f: impl FnOnce(&mut Cleanup)) {
     if let Ok(mut g) = CLEANUP.lock()
@@ -108,10 +130,13 @@ fn with_cleanup(f: impl FnOnce(&mut Cleanup)) {
 fn cleanup_now() {
     let taken = CLEANUP.lock().ok().and_then(|mut g| g.take());
     let Some(c) = taken else { return };
+    for &pgid in &c.listeners {
+        netns::signal_group(pgid, "KILL");
+    }
     if let Some(pid) = c.daemon_pid {
         netns::signal_group(pid, "TERM");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        while Instant::now() < deadline && !gone(pid) {
             thread::sleep(Duration::from_millis(50));
         }
         netns::signal_group(pid, "KILL");
@@ -146,7 +171,14 @@ pub fn run() -> Result<()> {
     if !netns::is_root() {
         bail!("cargo xtask demo needs root (network namespaces and XDP): run it as root");
     }
-    let bin = build::run()?;
+    // ENFORCER_BIN: demo a binary built elsewhere (as the tests do); otherwise build it.
+    let bin = match std::env::var_os("ENFORCER_BIN") {
+        Some(p) => {
+            println!("demo: using ENFORCER_BIN={}", p.to_string_lossy());
+            PathBuf::from(p)
+        }
+        None => build::run()?,
+    };
     netns::ensure_bpffs()?;
     let state_dir = std::env::temp_dir().join(format!("enforcer-demo-{}", std::process::id()));
     fs::create_dir_all(&state_dir).with_context(|| format!("create {}", state_dir.display()))?;
@@ -155,9 +187,11 @@ pub fn run() -> Result<()> {
         state_dir: state_dir.clone(),
         namespaces: Vec::new(),
         daemon_pid: None,
+        listeners: Vec::new(),
         attached: false,
     });
     ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("\ndemo: interrupted; cleaning up");
         cleanup_now();
         std::process::exit(130);
@@ -165,6 +199,7 @@ pub fn run() -> Result<()> {
     .context("install the Ctrl-C handler")?;
 
     let result = demo(&bin, &state_dir);
+    halt_if_interrupted();
     cleanup_now();
     match &result {
         Ok(()) => println!("demo: cleaned up (daemon stopped, detached, namespaces deleted)"),
@@ -189,7 +224,10 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
 
     let mut listeners = Vec::new();
     for (dev, port) in [(PRINTER, 9100), (RECORDER, 554), (WAN, 443), (CAMERA, 554), (OFFICE_PC, 22)] {
-        listeners.push(netns::listen_tcp(site.ns(dev.name), port)?);
+        let l = netns::listen_tcp(site.ns(dev.name), port)?;
+        let pgid = l.id();
+        with_cleanup(|c| c.listeners.push(pgid));
+        listeners.push(l);
     }
 
     print!("demo: baseline without the enforcer: ");
@@ -225,6 +263,7 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     let mut wrong = 0;
     for case in CASES {
         let observed = observe(&site, case);
+        halt_if_interrupted();
         let mark = if observed == case.expected { "ok" } else { "FAIL" };
         if observed != case.expected {
             wrong += 1;
@@ -292,6 +331,7 @@ fn service_name(case: &Case) -> String {
 }
 
 fn observe(site: &Site, case: &Case) -> Verdict {
+    halt_if_interrupted();
     let from = site.ns(case.from.name);
     let to: IpAddr = case.to.addr(case.v6);
     let passed = match case.service {
