@@ -61,7 +61,11 @@ impl DeviceSpec {
     /// The device's IPv6 address when `v6`, else its IPv4 one.
     #[must_use]
     pub fn addr(&self, v6: bool) -> IpAddr {
-        if v6 { IpAddr::V6(self.v6) } else { IpAddr::V4(self.v4) }
+        if v6 {
+            IpAddr::V6(self.v6)
+        } else {
+            IpAddr::V4(self.v4)
+        }
     }
 }
 
@@ -134,7 +138,8 @@ pub const WAN: DeviceSpec = DeviceSpec {
 };
 
 /// The demo site; `policies/` is written against exactly these devices.
-pub const DEMO_SITE: &[DeviceSpec] = &[CAMERA, RECORDER, OFFICE_PC, PRINTER, FISHTANK, UNKNOWN, WAN];
+pub const DEMO_SITE: &[DeviceSpec] =
+    &[CAMERA, RECORDER, OFFICE_PC, PRINTER, FISHTANK, UNKNOWN, WAN];
 
 /// A device of a built site.
 #[derive(Debug, Clone)]
@@ -163,7 +168,11 @@ impl Site {
     /// When an `ip`/`sysctl` command fails; whatever was made so far is deleted again.
     pub fn build(prefix: &str, devices: &[DeviceSpec]) -> Result<Self> {
         let router = format!("{prefix}-router");
-        let mut site = Self { router: router.clone(), nodes: Vec::new(), created: Vec::new() };
+        let mut site = Self {
+            router: router.clone(),
+            nodes: Vec::new(),
+            created: Vec::new(),
+        };
         site.add_ns(&router)?;
         sysctl(
             &router,
@@ -175,7 +184,9 @@ impl Site {
             ],
         )?;
         for spec in devices {
-            let node = site.add_device(prefix, *spec).with_context(|| format!("wire device {}", spec.name))?;
+            let node = site
+                .add_device(prefix, *spec)
+                .with_context(|| format!("wire device {}", spec.name))?;
             site.nodes.push(node);
         }
         Ok(site)
@@ -196,21 +207,60 @@ impl Site {
         let ns = format!("{prefix}-{}", spec.name);
         let riface = format!("r-{}", spec.name);
         if riface.len() > 15 {
-            bail!("device name {:?} too long: interface {riface} exceeds 15 bytes", spec.name);
+            bail!(
+                "device name {:?} too long: interface {riface} exceeds 15 bytes",
+                spec.name
+            );
         }
         let r = self.router.clone();
         self.add_ns(&ns)?;
-        sysctl(&ns, &["net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0"])?;
+        sysctl(
+            &ns,
+            &[
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.accept_dad=0",
+            ],
+        )?;
         // Both ends are created directly in their namespaces: no name ever exists in the host one.
         run(Command::new("ip").args([
-            "link", "add", &riface, "netns", &r, "type", "veth", "peer", "name", DEVICE_IFACE, "netns", &ns,
+            "link",
+            "add",
+            &riface,
+            "netns",
+            &r,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            DEVICE_IFACE,
+            "netns",
+            &ns,
         ]))?;
-        run(Command::new("ip").args(["-n", &ns, "link", "set", "dev", DEVICE_IFACE, "address", spec.mac]))?;
+        run(Command::new("ip").args([
+            "-n",
+            &ns,
+            "link",
+            "set",
+            "dev",
+            DEVICE_IFACE,
+            "address",
+            spec.mac,
+        ]))?;
         let addrs = [
             (&r, format!("{}/24", spec.router_v4), &riface, false),
             (&r, format!("{}/64", spec.router_v6), &riface, true),
-            (&ns, format!("{}/24", spec.v4), &DEVICE_IFACE.to_owned(), false),
-            (&ns, format!("{}/64", spec.v6), &DEVICE_IFACE.to_owned(), true),
+            (
+                &ns,
+                format!("{}/24", spec.v4),
+                &DEVICE_IFACE.to_owned(),
+                false,
+            ),
+            (
+                &ns,
+                format!("{}/64", spec.v6),
+                &DEVICE_IFACE.to_owned(),
+                true,
+            ),
         ];
         for (n, addr, dev, is_v6) in &addrs {
             let mut cmd = Command::new("ip");
@@ -222,9 +272,31 @@ impl Site {
         }
         run(Command::new("ip").args(["-n", &r, "link", "set", "dev", &riface, "up"]))?;
         run(Command::new("ip").args(["-n", &ns, "link", "set", "dev", DEVICE_IFACE, "up"]))?;
-        run(Command::new("ip").args(["-n", &ns, "-4", "route", "add", "default", "via", &spec.router_v4.to_string()]))?;
-        run(Command::new("ip").args(["-n", &ns, "-6", "route", "add", "default", "via", &spec.router_v6.to_string()]))?;
-        Ok(Node { spec, ns, router_iface: riface })
+        run(Command::new("ip").args([
+            "-n",
+            &ns,
+            "-4",
+            "route",
+            "add",
+            "default",
+            "via",
+            &spec.router_v4.to_string(),
+        ]))?;
+        run(Command::new("ip").args([
+            "-n",
+            &ns,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &spec.router_v6.to_string(),
+        ]))?;
+        Ok(Node {
+            spec,
+            ns,
+            router_iface: riface,
+        })
     }
 
     /// Name of the router namespace.
@@ -300,7 +372,9 @@ pub fn in_ns(ns: &str, program: &str) -> Command {
 #[must_use]
 pub fn nsenter_net(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/var/run/netns/{ns}")).arg("--").arg(program);
+    cmd.arg(format!("--net=/var/run/netns/{ns}"))
+        .arg("--")
+        .arg(program);
     cmd
 }
 
@@ -318,15 +392,26 @@ fn describe(cmd: &Command) -> String {
 /// # Errors
 /// When the command cannot start or exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("start `{}`", describe(cmd)))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("start `{}`", describe(cmd)))?;
     if !out.status.success() {
-        bail!("`{}` failed ({}): {}", describe(cmd), out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`{}` failed ({}): {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn quiet(cmd: &mut Command) -> std::io::Result<ExitStatus> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
 }
 
 /// Run with a hard deadline: the child is killed when it overruns. `None` when it timed out.
@@ -372,7 +457,11 @@ fn secs(timeout: Duration) -> String {
 /// (A refused connection is `false` too: make sure something listens, see [`listen_tcp`].)
 #[must_use]
 pub fn tcp_connects(ns: &str, addr: IpAddr, port: u16, timeout: Duration) -> bool {
-    let target = format!("{},connect-timeout={}", socat_addr("TCP", addr, port), secs(timeout));
+    let target = format!(
+        "{},connect-timeout={}",
+        socat_addr("TCP", addr, port),
+        secs(timeout)
+    );
     let mut cmd = in_ns(ns, "socat");
     cmd.args(["-u", "OPEN:/dev/null", &target]);
     matches!(output_within(&mut cmd, timeout + Duration::from_secs(1)), Ok(Some(o)) if o.status.success())
@@ -383,7 +472,11 @@ pub fn tcp_connects(ns: &str, addr: IpAddr, port: u16, timeout: Duration) -> boo
 #[must_use]
 pub fn udp_echo(ns: &str, addr: IpAddr, port: u16, timeout: Duration) -> bool {
     let token = format!("enforcer-echo-{}", std::process::id());
-    let script = format!("echo {token} | socat -T {} - '{}'", secs(timeout), socat_addr("UDP", addr, port));
+    let script = format!(
+        "echo {token} | socat -T {} - '{}'",
+        secs(timeout),
+        socat_addr("UDP", addr, port)
+    );
     let mut cmd = in_ns(ns, "sh");
     cmd.args(["-c", &script]);
     matches!(output_within(&mut cmd, timeout + Duration::from_secs(1)),
@@ -402,7 +495,16 @@ pub fn ping_within(ns: &str, addr: IpAddr, timeout: Duration) -> bool {
     let family = if addr.is_ipv6() { "-6" } else { "-4" };
     let wait = timeout.as_secs().max(1).to_string();
     let mut cmd = in_ns(ns, "ping");
-    cmd.args([family, "-n", "-q", "-c", "1", "-W", &wait, &addr.to_string()]);
+    cmd.args([
+        family,
+        "-n",
+        "-q",
+        "-c",
+        "1",
+        "-W",
+        &wait,
+        &addr.to_string(),
+    ]);
     matches!(output_within(&mut cmd, timeout + Duration::from_secs(1)), Ok(Some(o)) if o.status.success())
 }
 
@@ -421,7 +523,9 @@ impl Proc {
     fn spawn(mut cmd: Command, what: String) -> Result<Self> {
         use std::os::unix::process::CommandExt as _;
         cmd.stdin(Stdio::null()).process_group(0);
-        let child = cmd.spawn().with_context(|| format!("start {what}: `{}`", describe(&cmd)))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {what}: `{}`", describe(&cmd)))?;
         Ok(Self { child, what })
     }
 
@@ -468,7 +572,12 @@ impl Drop for Proc {
 
 /// `kill -SIG -- -PGID` (std has no kill(2); `kill` is from procps/util-linux).
 pub fn signal_group(pgid: u32, sig: &str) {
-    let _ = quiet(Command::new("kill").arg(format!("-{sig}")).arg("--").arg(format!("-{pgid}")));
+    let _ = quiet(
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg("--")
+            .arg(format!("-{pgid}")),
+    );
 }
 
 fn wait_listening(ns: &str, proto: &str, port: u16, proc: &mut Proc) -> Result<()> {
@@ -496,7 +605,11 @@ fn wait_listening(ns: &str, proto: &str, port: u16, proc: &mut Proc) -> Result<(
 /// When socat cannot start or does not listen within 5 s.
 pub fn listen_tcp(ns: &str, port: u16) -> Result<Proc> {
     let mut cmd = in_ns(ns, "socat");
-    cmd.args([&format!("TCP6-LISTEN:{port},fork,reuseaddr,ipv6only=0"), "PIPE"]).stdout(Stdio::null());
+    cmd.args([
+        &format!("TCP6-LISTEN:{port},fork,reuseaddr,ipv6only=0"),
+        "PIPE",
+    ])
+    .stdout(Stdio::null());
     let mut p = Proc::spawn(cmd, format!("tcp listener {ns}:{port}"))?;
     wait_listening(ns, "tcp", port, &mut p)?;
     Ok(p)
@@ -508,7 +621,11 @@ pub fn listen_tcp(ns: &str, port: u16) -> Result<Proc> {
 /// When socat cannot start or does not listen within 5 s.
 pub fn listen_udp_echo(ns: &str, port: u16) -> Result<Proc> {
     let mut cmd = in_ns(ns, "socat");
-    cmd.args([&format!("UDP6-RECVFROM:{port},fork,reuseaddr,ipv6only=0"), "PIPE"]).stdout(Stdio::null());
+    cmd.args([
+        &format!("UDP6-RECVFROM:{port},fork,reuseaddr,ipv6only=0"),
+        "PIPE",
+    ])
+    .stdout(Stdio::null());
     let mut p = Proc::spawn(cmd, format!("udp echo {ns}:{port}"))?;
     wait_listening(ns, "udp", port, &mut p)?;
     Ok(p)
@@ -524,7 +641,10 @@ pub fn enforcer_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).join("target/release/enforcer")
+    manifest
+        .parent()
+        .unwrap_or(manifest)
+        .join("target/release/enforcer")
 }
 
 /// `enforcer run ...` (or any enforcer subcommand) running inside the router namespace via
@@ -543,9 +663,15 @@ pub struct Daemon {
 pub fn spawn_daemon<S: AsRef<std::ffi::OsStr>>(router_ns: &str, args: &[S]) -> Result<Daemon> {
     let bin = enforcer_bin();
     if !bin.is_file() {
-        bail!("{} does not exist: run `cargo xtask build` or set ENFORCER_BIN", bin.display());
+        bail!(
+            "{} does not exist: run `cargo xtask build` or set ENFORCER_BIN",
+            bin.display()
+        );
     }
-    let log = std::env::temp_dir().join(format!("enforcer-daemon-{router_ns}-{}.log", std::process::id()));
+    let log = std::env::temp_dir().join(format!(
+        "enforcer-daemon-{router_ns}-{}.log",
+        std::process::id()
+    ));
     let file = fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
     let mut cmd = nsenter_net(router_ns, &bin);
     cmd.args(args).stdout(file.try_clone()?).stderr(file);
@@ -583,11 +709,19 @@ impl Daemon {
     ///
     /// # Errors
     /// When the daemon exits or the endpoint does not answer in time.
-    pub fn wait_ready(&mut self, router_ns: &str, metrics_addr: SocketAddr, timeout: Duration) -> Result<()> {
+    pub fn wait_ready(
+        &mut self,
+        router_ns: &str,
+        metrics_addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.try_wait()? {
-                bail!("the enforcer daemon exited ({st}) before it was ready; its output:\n{}", indent(&self.output()));
+                bail!(
+                    "the enforcer daemon exited ({st}) before it was ready; its output:\n{}",
+                    indent(&self.output())
+                );
             }
             if fetch_metrics(router_ns, metrics_addr).is_ok() {
                 return Ok(());
@@ -618,7 +752,11 @@ impl Drop for Daemon {
 
 fn indent(s: &str) -> String {
     let mut out = String::new();
-    let s = if s.trim().is_empty() { "(no output)" } else { s.trim_end() };
+    let s = if s.trim().is_empty() {
+        "(no output)"
+    } else {
+        s.trim_end()
+    };
     for line in s.lines() {
         let _ = writeln!(out, "    | {line}");
     }
@@ -633,9 +771,13 @@ pub fn fetch_metrics(router_ns: &str, addr: SocketAddr) -> Result<String> {
     let url = format!("http://{addr}/metrics");
     let mut cmd = in_ns(router_ns, "curl");
     cmd.args(["-sS", "--fail", "--max-time", "2", &url]);
-    let out = output_within(&mut cmd, Duration::from_secs(3))?.ok_or_else(|| anyhow!("GET {url} timed out"))?;
+    let out = output_within(&mut cmd, Duration::from_secs(3))?
+        .ok_or_else(|| anyhow!("GET {url} timed out"))?;
     if !out.status.success() {
-        bail!("GET {url} in {router_ns} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "GET {url} in {router_ns} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -656,19 +798,22 @@ pub fn ensure_bpffs() -> Result<()> {
     }) {
         return Ok(());
     }
-    run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"])).context("mount bpffs on /sys/fs/bpf")?;
+    run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+        .context("mount bpffs on /sys/fs/bpf")?;
     Ok(())
 }
 
 /// Is the effective user root?
 #[must_use]
 pub fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status").ok().is_some_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
-            .unwrap_or(false)
-    })
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .is_some_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
+                .unwrap_or(false)
+        })
 }
 
 /// Is `CI=true` (or `CI=1`) set? Then kernel tests must run, never skip.
@@ -687,7 +832,10 @@ pub fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    assert!(!in_ci(), "{test}: needs root (network namespaces, XDP), and CI=true forbids skipping");
+    assert!(
+        !in_ci(),
+        "{test}: needs root (network namespaces, XDP), and CI=true forbids skipping"
+    );
     eprintln!("{test}: skipped: needs root (network namespaces, XDP); run `sudo cargo xtask test`");
     false
 }

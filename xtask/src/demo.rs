@@ -68,23 +68,100 @@ struct Case {
     why: &'static str,
 }
 
-use netns::{CAMERA, FISHTANK, OFFICE_PC, PRINTER, RECORDER, UNKNOWN, WAN};
 use Service::{Ping, Tcp};
 use Verdict::{Allowed, Denied};
+use netns::{CAMERA, FISHTANK, OFFICE_PC, PRINTER, RECORDER, UNKNOWN, WAN};
 
 /// The flows the demo drives; `policies/` is written to give exactly these verdicts.
 const CASES: &[Case] = &[
-    Case { from: OFFICE_PC, to: PRINTER, v6: false, service: Tcp(9100), expected: Allowed, why: "office -> printers tcp/9100" },
-    Case { from: OFFICE_PC, to: PRINTER, v6: false, service: Ping, expected: Allowed, why: "office -> printers icmp" },
-    Case { from: CAMERA, to: RECORDER, v6: false, service: Tcp(554), expected: Allowed, why: "cameras -> recorders tcp/554" },
-    Case { from: OFFICE_PC, to: WAN, v6: false, service: Tcp(443), expected: Allowed, why: "office -> internet tcp/443" },
-    Case { from: OFFICE_PC, to: CAMERA, v6: false, service: Tcp(554), expected: Denied, why: "no rule (default deny)" },
-    Case { from: CAMERA, to: OFFICE_PC, v6: false, service: Tcp(22), expected: Denied, why: "explicit deny cameras -> office" },
-    Case { from: FISHTANK, to: WAN, v6: false, service: Tcp(443), expected: Denied, why: "explicit deny fishtank -> internet" },
-    Case { from: UNKNOWN, to: PRINTER, v6: false, service: Tcp(9100), expected: Denied, why: "unknown device: quarantine" },
-    Case { from: PRINTER, to: OFFICE_PC, v6: false, service: Tcp(22), expected: Denied, why: "no rule (default deny)" },
-    Case { from: OFFICE_PC, to: PRINTER, v6: true, service: Tcp(9100), expected: Allowed, why: "office -> printers tcp/9100" },
-    Case { from: FISHTANK, to: WAN, v6: true, service: Tcp(443), expected: Denied, why: "explicit deny fishtank -> internet" },
+    Case {
+        from: OFFICE_PC,
+        to: PRINTER,
+        v6: false,
+        service: Tcp(9100),
+        expected: Allowed,
+        why: "office -> printers tcp/9100",
+    },
+    Case {
+        from: OFFICE_PC,
+        to: PRINTER,
+        v6: false,
+        service: Ping,
+        expected: Allowed,
+        why: "office -> printers icmp",
+    },
+    Case {
+        from: CAMERA,
+        to: RECORDER,
+        v6: false,
+        service: Tcp(554),
+        expected: Allowed,
+        why: "cameras -> recorders tcp/554",
+    },
+    Case {
+        from: OFFICE_PC,
+        to: WAN,
+        v6: false,
+        service: Tcp(443),
+        expected: Allowed,
+        why: "office -> internet tcp/443",
+    },
+    Case {
+        from: OFFICE_PC,
+        to: CAMERA,
+        v6: false,
+        service: Tcp(554),
+        expected: Denied,
+        why: "no rule (default deny)",
+    },
+    Case {
+        from: CAMERA,
+        to: OFFICE_PC,
+        v6: false,
+        service: Tcp(22),
+        expected: Denied,
+        why: "explicit deny cameras -> office",
+    },
+    Case {
+        from: FISHTANK,
+        to: WAN,
+        v6: false,
+        service: Tcp(443),
+        expected: Denied,
+        why: "explicit deny fishtank -> internet",
+    },
+    Case {
+        from: UNKNOWN,
+        to: PRINTER,
+        v6: false,
+        service: Tcp(9100),
+        expected: Denied,
+        why: "unknown device: quarantine",
+    },
+    Case {
+        from: PRINTER,
+        to: OFFICE_PC,
+        v6: false,
+        service: Tcp(22),
+        expected: Denied,
+        why: "no rule (default deny)",
+    },
+    Case {
+        from: OFFICE_PC,
+        to: PRINTER,
+        v6: true,
+        service: Tcp(9100),
+        expected: Allowed,
+        why: "office -> printers tcp/9100",
+    },
+    Case {
+        from: FISHTANK,
+        to: WAN,
+        v6: true,
+        service: Tcp(443),
+        expected: Denied,
+        why: "explicit deny fishtank -> internet",
+    },
 ];
 
 /// What the Ctrl-C handler must undo; taken (once) by whoever cleans up first.
@@ -114,7 +191,9 @@ fn halt_if_interrupted() {
 /// Has `pid` exited? (A zombie counts as exited: it is our child and nobody reaps it here.)
 fn gone(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
-        s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_none_or(|st| st == "Z" || st == "X")
+        s.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|st| st == "Z" || st == "X")
     })
 }
 
@@ -142,7 +221,12 @@ fn cleanup_now() {
         netns::signal_group(pid, "KILL");
     }
     if c.attached {
-        detach(&c.bin, &c.state_dir, c.namespaces.first().map(String::as_str), true);
+        detach(
+            &c.bin,
+            &c.state_dir,
+            c.namespaces.first().map(String::as_str),
+            true,
+        );
     }
     for ns in c.namespaces.iter().rev() {
         let _ = Command::new("ip").args(["netns", "del", ns]).output();
@@ -151,15 +235,25 @@ fn cleanup_now() {
 }
 
 /// `enforcer detach` for the demo's pin dir, inside the router namespace when it still exists.
-fn detach(bin: &std::path::Path, state_dir: &std::path::Path, router_ns: Option<&str>, report: bool) {
-    let mut cmd = match router_ns.filter(|ns| std::path::Path::new("/var/run/netns").join(ns).exists()) {
-        Some(ns) => netns::nsenter_net(ns, bin),
-        None => Command::new(bin),
-    };
-    cmd.args(["detach", "--pin-dir", PIN_DIR, "--state-dir"]).arg(state_dir);
+fn detach(
+    bin: &std::path::Path,
+    state_dir: &std::path::Path,
+    router_ns: Option<&str>,
+    report: bool,
+) {
+    let mut cmd =
+        match router_ns.filter(|ns| std::path::Path::new("/var/run/netns").join(ns).exists()) {
+            Some(ns) => netns::nsenter_net(ns, bin),
+            None => Command::new(bin),
+        };
+    cmd.args(["detach", "--pin-dir", PIN_DIR, "--state-dir"])
+        .arg(state_dir);
     match cmd.output() {
         Ok(o) if o.status.success() => {}
-        Ok(o) if report => eprintln!("demo: `enforcer detach` failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Ok(o) if report => eprintln!(
+            "demo: `enforcer detach` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
         Err(e) if report => eprintln!("demo: could not run enforcer detach: {e}"),
         Ok(_) | Err(_) => {}
     }
@@ -182,7 +276,9 @@ pub fn run() -> Result<()> {
     netns::ensure_bpffs()?;
     let state_dir = std::env::temp_dir().join(format!("enforcer-demo-{}", std::process::id()));
     fs::create_dir_all(&state_dir).with_context(|| format!("create {}", state_dir.display()))?;
-    *CLEANUP.lock().map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))? = Some(Cleanup {
+    *CLEANUP
+        .lock()
+        .map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))? = Some(Cleanup {
         bin: bin.clone(),
         state_dir: state_dir.clone(),
         namespaces: Vec::new(),
@@ -213,17 +309,33 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     // A previous run that was SIGKILLed may have left pins behind.
     detach(bin, state_dir, None, false);
 
-    println!("demo: building the site: router namespace {PREFIX}-router and {} devices", netns::DEMO_SITE.len());
+    println!(
+        "demo: building the site: router namespace {PREFIX}-router and {} devices",
+        netns::DEMO_SITE.len()
+    );
     let mut names = vec![format!("{PREFIX}-router")];
-    names.extend(netns::DEMO_SITE.iter().map(|d| format!("{PREFIX}-{}", d.name)));
+    names.extend(
+        netns::DEMO_SITE
+            .iter()
+            .map(|d| format!("{PREFIX}-{}", d.name)),
+    );
     with_cleanup(|c| c.namespaces = names);
     let site = Site::build(PREFIX, netns::DEMO_SITE).context("build the demo site")?;
     for n in site.nodes() {
-        println!("  {:<10} {:<8} {:<12} {:<18} {}", n.ns, n.router_iface, n.spec.v4, n.spec.v6, n.spec.mac);
+        println!(
+            "  {:<10} {:<8} {:<12} {:<18} {}",
+            n.ns, n.router_iface, n.spec.v4, n.spec.v6, n.spec.mac
+        );
     }
 
     let mut listeners = Vec::new();
-    for (dev, port) in [(PRINTER, 9100), (RECORDER, 554), (WAN, 443), (CAMERA, 554), (OFFICE_PC, 22)] {
+    for (dev, port) in [
+        (PRINTER, 9100),
+        (RECORDER, 554),
+        (WAN, 443),
+        (CAMERA, 554),
+        (OFFICE_PC, 22),
+    ] {
         let l = netns::listen_tcp(site.ns(dev.name), port)?;
         let pgid = l.id();
         with_cleanup(|c| c.listeners.push(pgid));
@@ -237,34 +349,68 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
         .map(|c| format!("{} -> {} {}", c.from.name, c.to.name, service_name(c)))
         .collect();
     if !broken.is_empty() {
-        bail!("the site itself does not carry these flows (before any enforcement): {}", broken.join(", "));
+        bail!(
+            "the site itself does not carry these flows (before any enforcement): {}",
+            broken.join(", ")
+        );
     }
     println!("all {} flows get through", CASES.len());
 
     let policy = exec::workspace_root().join("policies");
-    let mut args: Vec<String> = vec!["run".into(), "--policy".into(), policy.display().to_string()];
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--policy".into(),
+        policy.display().to_string(),
+    ];
     for iface in site.router_ifaces() {
         args.extend(["--iface".into(), iface]);
     }
-    args.extend(["--metrics-addr".into(), METRICS_ADDR.into(), "--pin-dir".into(), PIN_DIR.into()]);
+    args.extend([
+        "--metrics-addr".into(),
+        METRICS_ADDR.into(),
+        "--pin-dir".into(),
+        PIN_DIR.into(),
+    ]);
     args.extend(["--state-dir".into(), state_dir.display().to_string()]);
-    println!("demo: starting in {}: {} {}", site.router_ns(), bin.display(), args.join(" "));
+    println!(
+        "demo: starting in {}: {} {}",
+        site.router_ns(),
+        bin.display(),
+        args.join(" ")
+    );
     // Dropped after the daemon (declared before it): detach while the router namespace exists.
-    let detach_guard = DetachGuard { bin, state_dir, router_ns: site.router_ns() };
+    let detach_guard = DetachGuard {
+        bin,
+        state_dir,
+        router_ns: site.router_ns(),
+    };
     with_cleanup(|c| c.attached = true);
-    let mut daemon = netns::spawn_daemon(site.router_ns(), &args).context("start the enforcer daemon")?;
+    let mut daemon =
+        netns::spawn_daemon(site.router_ns(), &args).context("start the enforcer daemon")?;
     let pid = daemon.id();
     with_cleanup(|c| c.daemon_pid = Some(pid));
-    daemon.wait_ready(site.router_ns(), metrics_addr, READY_TIMEOUT).context("the enforcer daemon did not come up")?;
-    println!("demo: enforcing; metrics at http://{METRICS_ADDR}/metrics inside {}", site.router_ns());
+    daemon
+        .wait_ready(site.router_ns(), metrics_addr, READY_TIMEOUT)
+        .context("the enforcer daemon did not come up")?;
+    println!(
+        "demo: enforcing; metrics at http://{METRICS_ADDR}/metrics inside {}",
+        site.router_ns()
+    );
 
     println!();
-    println!("  {:<6} {:<6} {:<13} {:<9} {:<9} {:<4} {}", "from", "to", "service", "expected", "observed", "", "why");
+    println!(
+        "  {:<6} {:<6} {:<13} {:<9} {:<9}      why",
+        "from", "to", "service", "expected", "observed"
+    );
     let mut wrong = 0;
     for case in CASES {
         let observed = observe(&site, case);
         halt_if_interrupted();
-        let mark = if observed == case.expected { "ok" } else { "FAIL" };
+        let mark = if observed == case.expected {
+            "ok"
+        } else {
+            "FAIL"
+        };
         if observed != case.expected {
             wrong += 1;
         }
@@ -282,12 +428,19 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     println!();
 
     if let Some(st) = daemon.try_wait()? {
-        bail!("the enforcer daemon exited ({st}) during the demo; its output:\n{}", daemon.output());
+        bail!(
+            "the enforcer daemon exited ({st}) during the demo; its output:\n{}",
+            daemon.output()
+        );
     }
     match netns::fetch_metrics(site.router_ns(), metrics_addr) {
         Ok(text) => {
             println!("demo: a few lines of /metrics:");
-            for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).take(15) {
+            for line in text
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .take(15)
+            {
                 println!("  {line}");
             }
         }
@@ -296,13 +449,19 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
 
     let status = daemon.stop(Duration::from_secs(5));
     with_cleanup(|c| c.daemon_pid = None);
-    println!("demo: daemon stopped ({})", status.map_or_else(|| "unknown".to_owned(), |s| s.to_string()));
+    println!(
+        "demo: daemon stopped ({})",
+        status.map_or_else(|| "unknown".to_owned(), |s| s.to_string())
+    );
     drop(daemon);
     drop(detach_guard);
     drop(listeners);
     drop(site);
     if wrong > 0 {
-        bail!("{wrong} of {} flows did not get the expected verdict", CASES.len());
+        bail!(
+            "{wrong} of {} flows did not get the expected verdict",
+            CASES.len()
+        );
     }
     println!("demo: all {} flows got the expected verdict", CASES.len());
     Ok(())

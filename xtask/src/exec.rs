@@ -40,7 +40,9 @@ pub fn describe(cmd: &Command) -> String {
 /// Run with inherited stdio; error unless it exits 0.
 pub fn exec(cmd: &mut Command) -> Result<()> {
     println!("+ {}", describe(cmd));
-    let status = cmd.status().with_context(|| format!("start `{}`", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("start `{}`", describe(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", describe(cmd));
     }
@@ -49,6 +51,12 @@ pub fn exec(cmd: &mut Command) -> Result<()> {
 
 /// Run quietly and capture stdout; `None` when it cannot start or exits non-zero.
 pub fn probe(cmd: &mut Command) -> Option<String> {
-    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }

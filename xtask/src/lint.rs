@@ -9,25 +9,51 @@ use crate::exec::{self, exec, probe};
 
 pub fn run() -> Result<()> {
     let mut failed = Vec::new();
-    let comps = probe(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
-        .unwrap_or_default();
+    let comps = probe(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .unwrap_or_default();
     if comps.lines().any(|l| l.starts_with("rustfmt")) {
         if let Err(e) = exec(exec::cargo().args(["+nightly", "fmt", "--all", "--", "--check"])) {
             eprintln!("lint: {e:#}");
             failed.push("rustfmt");
         }
     } else {
-        println!("lint: skipping rustfmt: the nightly toolchain has no rustfmt (rustfmt.toml needs nightly)");
+        println!(
+            "lint: skipping rustfmt: the nightly toolchain has no rustfmt (rustfmt.toml needs nightly)"
+        );
     }
     let userspace = exec::cargo()
-        .args(["clippy", "--workspace", "--exclude", "enforcer-ebpf", "--all-targets", "--", "-D", "warnings"])
+        .args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "enforcer-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
         .env("ENFORCER_SKIP_EBPF", "1")
         .status_ok();
     if !userspace {
         failed.push("clippy (userspace)");
     }
     let ebpf = exec::cargo()
-        .args(["+nightly", "clippy", "-p", "enforcer-ebpf", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args([
+            "+nightly",
+            "clippy",
+            "-p",
+            "enforcer-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
         .args(["--", "-D", "warnings"])
         .status_ok();
     if !ebpf {

@@ -12,7 +12,10 @@ mod demo;
 mod exec;
 mod lint;
 #[path = "../../tests/src/netns.rs"]
-#[allow(dead_code, reason = "shared with enforcer-tests; xtask uses only part of it")]
+#[allow(
+    dead_code,
+    reason = "shared with enforcer-tests; xtask uses only part of it"
+)]
 mod netns;
 mod setup;
 mod test;

@@ -30,11 +30,17 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("libpolly-22-dev", "bpf-linker link dependency (LLVM Polly)"),
     ("libzstd-dev", "bpf-linker link dependency"),
     ("zlib1g-dev", "bpf-linker link dependency"),
-    ("iproute2", "ip and ss: namespaces, veths, addresses (tests, demo)"),
+    (
+        "iproute2",
+        "ip and ss: namespaces, veths, addresses (tests, demo)",
+    ),
     ("nftables", "nft (tests)"),
     ("iputils-ping", "ping (tests, demo)"),
     ("socat", "listeners and TCP/UDP probes (tests, demo)"),
-    ("curl", "fetching /metrics inside the router namespace (tests, demo)"),
+    (
+        "curl",
+        "fetching /metrics inside the router namespace (tests, demo)",
+    ),
     ("bpftool", "inspecting programs and maps (tests)"),
     ("ethtool", "interface offload settings (tests)"),
     ("procps", "sysctl and kill (tests, demo)"),
@@ -74,7 +80,11 @@ impl fmt::Display for Missing {
         if let Some(found) = &self.bpf_linker {
             parts.push(format!("bpf-linker {BPF_LINKER_VERSION} (found: {found})"));
         }
-        if parts.is_empty() { f.write_str("nothing") } else { f.write_str(&parts.join("; ")) }
+        if parts.is_empty() {
+            f.write_str("nothing")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
     }
 }
 
@@ -85,12 +95,16 @@ pub fn dpkg_installed(status_abbrev: &str) -> bool {
 
 /// Does `rustup toolchain list` show a nightly toolchain?
 pub fn has_nightly(toolchains: &str) -> bool {
-    toolchains.lines().any(|l| l.trim_start().starts_with("nightly"))
+    toolchains
+        .lines()
+        .any(|l| l.trim_start().starts_with("nightly"))
 }
 
 /// Does `rustup component list --installed` list `rust-src`?
 pub fn has_rust_src(components: &str) -> bool {
-    components.lines().any(|l| l.trim() == "rust-src" || l.trim().starts_with("rust-src "))
+    components
+        .lines()
+        .any(|l| l.trim() == "rust-src" || l.trim().starts_with("rust-src "))
 }
 
 /// Is a `bpf-linker --version` answer the version we want?
@@ -119,8 +133,14 @@ pub fn check() -> Result<Missing> {
         .context("`rustup toolchain list` failed: setup needs rustup")?;
     missing.nightly = !has_nightly(&toolchains);
     if !missing.nightly {
-        let comps = probe(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
-            .unwrap_or_default();
+        let comps = probe(Command::new("rustup").args([
+            "component",
+            "list",
+            "--toolchain",
+            "nightly",
+            "--installed",
+        ]))
+        .unwrap_or_default();
         missing.rust_src = !has_rust_src(&comps);
     }
     match probe(Command::new("bpf-linker").arg("--version")) {
@@ -136,8 +156,10 @@ pub fn run(check_only: bool) -> Result<()> {
     let missing = check()?;
     report_nightly();
     if missing.is_empty() {
-        println!("setup: everything is installed ({} packages, nightly rust-src, bpf-linker {BPF_LINKER_VERSION})",
-            PACKAGES.len());
+        println!(
+            "setup: everything is installed ({} packages, nightly rust-src, bpf-linker {BPF_LINKER_VERSION})",
+            PACKAGES.len()
+        );
         return Ok(());
     }
     if check_only {
@@ -158,9 +180,16 @@ pub fn ensure() -> Result<()> {
 
 fn report_nightly() {
     if let Some(v) = probe(Command::new("rustc").args(["+nightly", "--version"])) {
-        let date = NIGHTLY.trim_end_matches(')').rsplit('(').next().unwrap_or_default();
+        let date = NIGHTLY
+            .trim_end_matches(')')
+            .rsplit('(')
+            .next()
+            .unwrap_or_default();
         if !(v.contains("1.97.0-nightly") && v.contains(date)) {
-            println!("setup: note: nightly is `{}`; the project is developed against {NIGHTLY}", v.trim());
+            println!(
+                "setup: note: nightly is `{}`; the project is developed against {NIGHTLY}",
+                v.trim()
+            );
         }
     }
 }
@@ -174,11 +203,18 @@ fn install(missing: &Missing) -> Result<()> {
                 missing.packages.join(" ")
             );
         }
-        for (pkg, why) in PACKAGES.iter().filter(|(p, _)| missing.packages.contains(p)) {
+        for (pkg, why) in PACKAGES
+            .iter()
+            .filter(|(p, _)| missing.packages.contains(p))
+        {
             println!("setup: installing {pkg}: {why}");
         }
-        exec(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))
-            .context("apt-get update")?;
+        exec(
+            Command::new("apt-get")
+                .args(["update", "-q"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .context("apt-get update")?;
         exec(
             Command::new("apt-get")
                 .args(["install", "-y", "-q", "--no-install-recommends"])
@@ -188,28 +224,57 @@ fn install(missing: &Missing) -> Result<()> {
         .with_context(|| format!("install Debian packages {}", missing.packages.join(" ")))?;
     }
     if missing.nightly {
-        println!("setup: installing the nightly toolchain with rust-src (the project uses {NIGHTLY})");
-        exec(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"]))
-            .context("install the nightly toolchain: it is missing and rustup could not fetch it")?;
+        println!(
+            "setup: installing the nightly toolchain with rust-src (the project uses {NIGHTLY})"
+        );
+        exec(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))
+        .context("install the nightly toolchain: it is missing and rustup could not fetch it")?;
     } else if missing.rust_src {
         println!("setup: installing rust-src for nightly (for -Z build-std=core)");
-        exec(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
-            .context("install rust-src for the nightly toolchain")?;
+        exec(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))
+        .context("install rust-src for the nightly toolchain")?;
     }
     if let Some(found) = &missing.bpf_linker {
-        println!("setup: installing bpf-linker {BPF_LINKER_VERSION} with LLVM 22 (found: {found}); this takes a few minutes");
+        println!(
+            "setup: installing bpf-linker {BPF_LINKER_VERSION} with LLVM 22 (found: {found}); this takes a few minutes"
+        );
         let prefix = probe(Command::new("llvm-config-22").arg("--prefix"))
             .context("llvm-config-22 not found: llvm-22-dev is missing")?;
         let mut cmd = exec::cargo();
-        cmd.args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"])
-            .env("LLVM_PREFIX", prefix.trim());
+        cmd.args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
+        .env("LLVM_PREFIX", prefix.trim());
         if found != "not installed" {
             cmd.arg("--force");
         }
         exec(&mut cmd).context("install bpf-linker")?;
         let v = probe(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
         if !bpf_linker_ok(&v) {
-            bail!("bpf-linker {BPF_LINKER_VERSION} installed but `bpf-linker --version` says {:?}: is ~/.cargo/bin on PATH?", v.trim());
+            bail!(
+                "bpf-linker {BPF_LINKER_VERSION} installed but `bpf-linker --version` says {:?}: is ~/.cargo/bin on PATH?",
+                v.trim()
+            );
         }
     }
     let left = check()?;
@@ -236,13 +301,19 @@ mod tests {
     fn nightly_found_in_toolchain_list() {
         let list = "stable-x86_64-unknown-linux-gnu (default)\nnightly-x86_64-unknown-linux-gnu\n1.95.0-x86_64-unknown-linux-gnu (active)\n";
         assert!(has_nightly(list));
-        assert!(!has_nightly("stable-x86_64-unknown-linux-gnu (default)\n1.95.0-x86_64-unknown-linux-gnu\n"));
+        assert!(!has_nightly(
+            "stable-x86_64-unknown-linux-gnu (default)\n1.95.0-x86_64-unknown-linux-gnu\n"
+        ));
     }
 
     #[test]
     fn rust_src_found_in_component_list() {
-        assert!(has_rust_src("cargo-x86_64-unknown-linux-gnu\nrust-src\nrustc-x86_64-unknown-linux-gnu\n"));
-        assert!(!has_rust_src("cargo-x86_64-unknown-linux-gnu\nrust-std-x86_64-unknown-linux-gnu\n"));
+        assert!(has_rust_src(
+            "cargo-x86_64-unknown-linux-gnu\nrust-src\nrustc-x86_64-unknown-linux-gnu\n"
+        ));
+        assert!(!has_rust_src(
+            "cargo-x86_64-unknown-linux-gnu\nrust-std-x86_64-unknown-linux-gnu\n"
+        ));
     }
 
     #[test]
@@ -262,7 +333,12 @@ mod tests {
             bpf_linker: Some("not installed".into()),
         };
         let s = m.to_string();
-        assert!(s.contains("ethtool socat") && s.contains("rust-src") && s.contains("bpf-linker 0.13.0"), "{s}");
+        assert!(
+            s.contains("ethtool socat")
+                && s.contains("rust-src")
+                && s.contains("bpf-linker 0.13.0"),
+            "{s}"
+        );
         assert!(Missing::default().is_empty());
         assert_eq!(Missing::default().to_string(), "nothing");
     }

@@ -44,7 +44,9 @@ pub fn parse_result_line(line: &str) -> Option<Counts> {
     let mut c = Counts::default();
     for part in rest.split(';') {
         let mut it = part.split_whitespace();
-        let (Some(n), Some(what)) = (it.next(), it.next()) else { continue };
+        let (Some(n), Some(what)) = (it.next(), it.next()) else {
+            continue;
+        };
         let Ok(n) = n.parse::<u64>() else { continue };
         match what {
             "passed" => c.passed = n,
@@ -62,11 +64,24 @@ struct Step {
 }
 
 const STEPS: &[Step] = &[
-    Step { name: "unit tests (enforcer, enforcer-common, xtask)", args: &["test", "--no-fail-fast"] },
-    Step { name: "eBPF host tests (enforcer-ebpf --lib)", args: &["test", "-p", "enforcer-ebpf", "--lib"] },
+    Step {
+        name: "unit tests (enforcer, enforcer-common, xtask)",
+        args: &["test", "--no-fail-fast"],
+    },
+    Step {
+        name: "eBPF host tests (enforcer-ebpf --lib)",
+        args: &["test", "-p", "enforcer-ebpf", "--lib"],
+    },
     Step {
         name: "datapath + netns tests (enforcer-tests)",
-        args: &["test", "-p", "enforcer-tests", "--no-fail-fast", "--", "--test-threads=1"],
+        args: &[
+            "test",
+            "-p",
+            "enforcer-tests",
+            "--no-fail-fast",
+            "--",
+            "--test-threads=1",
+        ],
     },
 ];
 
@@ -79,7 +94,9 @@ struct Outcome {
 
 pub fn run() -> Result<()> {
     if !netns::is_root() {
-        bail!("cargo xtask test needs root (network namespaces, XDP, BPF_PROG_TEST_RUN): run it as root");
+        bail!(
+            "cargo xtask test needs root (network namespaces, XDP, BPF_PROG_TEST_RUN): run it as root"
+        );
     }
     let bin = build::run().context("build the release binary for the tests")?;
     netns::ensure_bpffs()?;
@@ -91,9 +108,16 @@ pub fn run() -> Result<()> {
         println!("\n==> {}", step.name);
         let started = Instant::now();
         let mut cmd = exec::cargo();
-        cmd.args(step.args).env("ENFORCER_BIN", &bin).env_remove("ENFORCER_SKIP_EBPF");
+        cmd.args(step.args)
+            .env("ENFORCER_BIN", &bin)
+            .env_remove("ENFORCER_SKIP_EBPF");
         let (ok, counts) = run_counting(&mut cmd)?;
-        outcomes.push(Outcome { name: step.name, ok, counts, secs: started.elapsed().as_secs_f64() });
+        outcomes.push(Outcome {
+            name: step.name,
+            ok,
+            counts,
+            secs: started.elapsed().as_secs_f64(),
+        });
     }
     summarize(&outcomes, &bin)
 }
@@ -101,7 +125,10 @@ pub fn run() -> Result<()> {
 /// Run a `cargo test`, echoing its stdout while adding up its `test result:` lines.
 fn run_counting(cmd: &mut Command) -> Result<(bool, Counts)> {
     println!("+ {}", exec::describe(cmd));
-    let mut child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("start `{}`", exec::describe(cmd)))?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start `{}`", exec::describe(cmd)))?;
     let mut total = Counts::default();
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines() {
@@ -133,7 +160,10 @@ fn summarize(outcomes: &[Outcome], bin: &Path) -> Result<()> {
         }
     }
     let failed = total.failed + failed_steps;
-    println!("tests: {} passed, {failed} failed, {} skipped", total.passed, total.ignored);
+    println!(
+        "tests: {} passed, {failed} failed, {} skipped",
+        total.passed, total.ignored
+    );
     if failed > 0 {
         bail!("test: {failed} failure(s)");
     }
@@ -147,9 +177,23 @@ mod tests {
     #[test]
     fn parses_libtest_result_lines() {
         let ok = "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s";
-        assert_eq!(parse_result_line(ok), Some(Counts { passed: 12, failed: 0, ignored: 1 }));
+        assert_eq!(
+            parse_result_line(ok),
+            Some(Counts {
+                passed: 12,
+                failed: 0,
+                ignored: 1
+            })
+        );
         let bad = "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.2s";
-        assert_eq!(parse_result_line(bad), Some(Counts { passed: 3, failed: 2, ignored: 0 }));
+        assert_eq!(
+            parse_result_line(bad),
+            Some(Counts {
+                passed: 3,
+                failed: 2,
+                ignored: 0
+            })
+        );
         assert_eq!(parse_result_line("running 3 tests"), None);
     }
 }
