@@ -5,7 +5,7 @@
 //! Shared by the system tests in this crate and by `cargo xtask demo`. xtask compiles this very
 //! file with `#[path]` (it cannot depend on this crate: that would build the `enforcer` crate, and
 //! with it the eBPF object, before `cargo xtask setup` had a chance to install bpf-linker), so this
-//! module uses only `std` and `anyhow`, and shells out to `ip`, `socat`, `ping`, `curl`, `nsenter`
+//! module uses only `std`, `anyhow` and `libc`, and shells out to `ip`, `socat`, `ping`, `curl`, `nsenter`
 //! and `kill` (all installed by `cargo xtask setup`).
 //!
 //! Layout made by [`Site::build`] with prefix `P` and a device named `D`:
@@ -780,6 +780,37 @@ pub fn fetch_metrics(router_ns: &str, addr: SocketAddr) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-process work inside a namespace
+
+/// Run `f` on a fresh thread that has joined the network namespace `ns` (`setns(2)`; a thread's
+/// network namespace is its own, so the caller's is untouched). For tests that load and attach the
+/// XDP program in-process, or open sockets inside the site; build a current-thread tokio runtime
+/// inside `f` for async code. bpffs is unaffected (only the network namespace changes).
+///
+/// # Errors
+/// When the namespace cannot be opened or joined; a panic in `f` is propagated.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
+    use std::os::fd::AsRawFd as _;
+    let path = Path::new("/var/run/netns").join(ns);
+    let file = fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+    thread::scope(|scope| {
+        let worker = scope.spawn(move || -> Result<T> {
+            // SAFETY: setns only reads the fd, which `file` keeps open for the call; it changes
+            // the namespace of this thread alone, which is dropped when `f` returns.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("setns into {ns}"));
+            }
+            Ok(f())
+        });
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
