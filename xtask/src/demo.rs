@@ -164,6 +164,15 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// TCP servers the cases connect to (a denied flow must not be "denied" for want of a server).
+const LISTENERS: &[(DeviceSpec, u16)] = &[
+    (PRINTER, 9100),
+    (RECORDER, 554),
+    (WAN, 443),
+    (CAMERA, 554),
+    (OFFICE_PC, 22),
+];
+
 /// What the Ctrl-C handler must undo; taken (once) by whoever cleans up first.
 struct Cleanup {
     bin: PathBuf,
@@ -329,13 +338,7 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     }
 
     let mut listeners = Vec::new();
-    for (dev, port) in [
-        (PRINTER, 9100),
-        (RECORDER, 554),
-        (WAN, 443),
-        (CAMERA, 554),
-        (OFFICE_PC, 22),
-    ] {
+    for &(dev, port) in LISTENERS {
         let l = netns::listen_tcp(site.ns(dev.name), port)?;
         let pgid = l.id();
         with_cleanup(|c| c.listeners.push(pgid));
@@ -357,6 +360,12 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     println!("all {} flows get through", CASES.len());
 
     let policy = exec::workspace_root().join("policies");
+    if !policy.is_dir() {
+        bail!(
+            "{} is missing: the demo enforces the policy there",
+            policy.display()
+        );
+    }
     let mut args: Vec<String> = vec![
         "run".into(),
         "--policy".into(),
@@ -436,11 +445,7 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     match netns::fetch_metrics(site.router_ns(), metrics_addr) {
         Ok(text) => {
             println!("demo: a few lines of /metrics:");
-            for line in text
-                .lines()
-                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-                .take(15)
-            {
+            for line in metrics_excerpt(&text, 15) {
                 println!("  {line}");
             }
         }
@@ -481,6 +486,15 @@ impl Drop for DetachGuard<'_> {
     }
 }
 
+/// Up to `n` samples, the enforcer's own (`enforcer_*`) first: the verdict counters are the point.
+fn metrics_excerpt(text: &str, n: usize) -> Vec<&str> {
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+    let (ours, rest): (Vec<&str>, Vec<&str>) = samples.partition(|l| l.starts_with("enforcer_"));
+    ours.into_iter().chain(rest).take(n).collect()
+}
+
 fn service_name(case: &Case) -> String {
     let fam = if case.v6 { "v6" } else { "v4" };
     match case.service {
@@ -498,4 +512,38 @@ fn observe(site: &Site, case: &Case) -> Verdict {
         Ping => netns::ping_within(from, to, PROBE_TIMEOUT),
     };
     if passed { Allowed } else { Denied }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_excerpt_puts_enforcer_samples_first() {
+        let text = "# HELP process_cpu x\nprocess_cpu 1\n# TYPE enforcer_packets_total counter\n\
+                    enforcer_packets_total{verdict=\"drop\"} 2\n\nenforcer_devices 7\n";
+        assert_eq!(
+            metrics_excerpt(text, 2),
+            [
+                "enforcer_packets_total{verdict=\"drop\"} 2",
+                "enforcer_devices 7"
+            ]
+        );
+        assert_eq!(metrics_excerpt(text, 5).len(), 3);
+    }
+
+    #[test]
+    fn every_case_uses_a_device_of_the_demo_site_and_a_listened_port() {
+        for c in CASES {
+            assert!(netns::DEMO_SITE.contains(&c.from) && netns::DEMO_SITE.contains(&c.to));
+            if let Tcp(port) = c.service {
+                assert!(
+                    LISTENERS.contains(&(c.to, port)),
+                    "{} -> {} tcp/{port}: nothing listens",
+                    c.from.name,
+                    c.to.name
+                );
+            }
+        }
+    }
 }
