@@ -315,6 +315,13 @@ pub fn run() -> Result<()> {
 
 fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     let metrics_addr: SocketAddr = METRICS_ADDR.parse().context("metrics address")?;
+    let policy = exec::workspace_root().join("policies");
+    if !policy.is_dir() {
+        bail!(
+            "{} is missing: the demo enforces the policy there",
+            policy.display()
+        );
+    }
     // A previous run that was SIGKILLed may have left pins behind.
     detach(bin, state_dir, None, false);
 
@@ -359,13 +366,6 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     }
     println!("all {} flows get through", CASES.len());
 
-    let policy = exec::workspace_root().join("policies");
-    if !policy.is_dir() {
-        bail!(
-            "{} is missing: the demo enforces the policy there",
-            policy.display()
-        );
-    }
     let mut args: Vec<String> = vec![
         "run".into(),
         "--policy".into(),
