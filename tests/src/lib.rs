@@ -2,3 +2,4 @@
 
 pub mod frame;
 pub mod kernel;
+pub mod netns;

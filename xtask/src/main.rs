@@ -1,15 +1,69 @@
-//! `cargo xtask`: setup, build, test, demo, bench.
+//! `cargo xtask`: the project's tasks. One subcommand per module; each returns `anyhow::Result`.
+//!
+//! - `setup`: install what is missing (Debian packages, nightly `rust-src`, bpf-linker); idempotent.
+//! - `build`: the release binary with the XDP object embedded (`target/release/enforcer`).
+//! - `test`: unit tests, eBPF host tests, datapath and namespace tests; needs root.
+//! - `demo`: a small IoT site in network namespaces, enforced by `policies/`.
+//! - `lint`: nightly rustfmt check and the split clippy runs.
+//! - `bench`: placeholder (issue 7).
+
+mod build;
+mod demo;
+mod exec;
+mod lint;
+#[path = "../../tests/src/netns.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with enforcer-tests; xtask uses only part of it"
+)]
+mod netns;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Project tasks for the enforcer workspace.
 #[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
 enum Task {
-    /// Install what is missing (idempotent).
-    Setup,
+    /// Install what is missing (Debian packages, nightly rust-src, bpf-linker); idempotent.
+    Setup {
+        /// Only report what is missing; exit 1 if anything is.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build target/release/enforcer with the XDP object embedded (runs setup when needed).
+    Build,
+    /// Run the whole test suite (needs root): unit, eBPF host, datapath and netns tests.
+    Test,
+    /// Build, start a small IoT site in network namespaces, enforce policies/, show the verdicts.
+    Demo,
+    /// rustfmt (nightly) check and clippy on the userspace crates and the eBPF crate.
+    Lint,
+    /// Benchmarks (not implemented yet: issue 7).
+    Bench {
+        /// A short run, for CI.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Task::parse() {
-        Task::Setup => anyhow::bail!("not implemented yet"),
+fn main() -> ExitCode {
+    let result = match Task::parse() {
+        Task::Setup { check } => setup::run(check),
+        Task::Build => build::run().map(|_| ()),
+        Task::Test => test::run(),
+        Task::Demo => demo::run(),
+        Task::Lint => lint::run(),
+        Task::Bench { quick: _ } => Err(anyhow::anyhow!("bench: not implemented yet (issue 7)")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
