@@ -595,7 +595,7 @@ mod tests {
             ("a: [1\n", "t.yaml:2:1: error: invalid YAML"),
             (
                 "%YAML 1.1\n---\na: 1\n",
-                "t.yaml:2:1: error: YAML directives",
+                "t.yaml:1:1: error: YAML directives",
             ),
             (
                 "? [a]\n: 1\n",
