@@ -17,7 +17,10 @@ fn repo() -> PathBuf {
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.unwrap_or_else(|e| panic!("read {}: {e}", dir.display())).path())
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+                .path()
+        })
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
@@ -32,12 +35,16 @@ fn expectation(path: &Path) -> (String, usize, usize) {
     let spec = first
         .strip_prefix("# expect: ")
         .unwrap_or_else(|| panic!("{}: first line is not `# expect: ...`", path.display()));
-    let (message, at) =
-        spec.rsplit_once(" at ").unwrap_or_else(|| panic!("{}: no ` at LINE:COL`", path.display()));
-    let (line, col) =
-        at.trim().split_once(':').unwrap_or_else(|| panic!("{}: bad location {at}", path.display()));
+    let (message, at) = spec
+        .rsplit_once(" at ")
+        .unwrap_or_else(|| panic!("{}: no ` at LINE:COL`", path.display()));
+    let (line, col) = at
+        .trim()
+        .split_once(':')
+        .unwrap_or_else(|| panic!("{}: bad location {at}", path.display()));
     let num = |s: &str| {
-        s.parse::<usize>().unwrap_or_else(|e| panic!("{}: bad location {at}: {e}", path.display()))
+        s.parse::<usize>()
+            .unwrap_or_else(|e| panic!("{}: bad location {at}: {e}", path.display()))
     };
     (message.to_owned(), num(line), num(col))
 }
@@ -45,7 +52,11 @@ fn expectation(path: &Path) -> (String, usize, usize) {
 #[test]
 fn broken_policies_are_rejected_with_message_and_location() {
     let files = yaml_files(&repo().join("tests/policies/broken"));
-    assert!(files.len() >= 30, "the corpus has {} broken policies", files.len());
+    assert!(
+        files.len() >= 30,
+        "the corpus has {} broken policies",
+        files.len()
+    );
     let mut failures = Vec::new();
     for path in &files {
         let (message, line, col) = expectation(path);
@@ -61,13 +72,21 @@ fn broken_policies_are_rejected_with_message_and_location() {
             continue;
         };
         let errors = err.errors();
-        let hit = errors.iter().any(|d| d.message.contains(&message) && d.line == line && d.col == col);
+        let hit = errors
+            .iter()
+            .any(|d| d.message.contains(&message) && d.line == line && d.col == col);
         if !hit {
-            failures.push(format!("{}: want {message:?} at {line}:{col}, got:\n{err}", path.display()));
+            failures.push(format!(
+                "{}: want {message:?} at {line}:{col}, got:\n{err}",
+                path.display()
+            ));
         }
         let file = path.display().to_string();
         if let Some(d) = errors.iter().find(|d| d.file != file) {
-            failures.push(format!("{}: diagnostic names another file: {d}", path.display()));
+            failures.push(format!(
+                "{}: diagnostic names another file: {d}",
+                path.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -95,9 +114,14 @@ fn site_policy_passes_check() {
 
 #[test]
 fn missing_path_is_an_io_error_naming_it() {
-    let err = policy::load(Path::new("/nonexistent/policy.yaml")).map(|_| ()).expect_err("missing");
+    let err = policy::load(Path::new("/nonexistent/policy.yaml"))
+        .map(|_| ())
+        .expect_err("missing");
     assert!(matches!(err, policy::PolicyError::Io { .. }));
-    assert!(err.to_string().contains("/nonexistent/policy.yaml"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/policy.yaml"),
+        "{err}"
+    );
 }
 
 #[test]

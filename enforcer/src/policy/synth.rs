@@ -145,7 +145,7 @@ pub fn generate(devices: usize, rules: usize) -> String {
     let mut rng = Lcg(0x5eed);
     let servers = devices.div_ceil(SERVER_EVERY);
     for k in 0..rules {
-        let mut services = |n: usize, rng: &mut Lcg| -> String {
+        let services = |n: usize, rng: &mut Lcg| -> String {
             let mut picked: Vec<&str> =
                 (0..n).map(|_| SERVICES[rng.next(SERVICES.len())]).collect();
             picked.sort_unstable();
