@@ -868,3 +868,308 @@ impl Identity {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use enforcer_common::{
+        Action, Decision, PROTO_TCP, PROTO_UDP,
+        identity::{ADDR_KIND_ROUTER, DST_F_TRIPWIRE},
+    };
+
+    use super::*;
+    use crate::policy::parse_str;
+
+    const ZONES: &str = "zones: {a: {}, b: {}, quarantine: {}}\n";
+
+    fn compile_yaml(yaml: &str, opts: &CompileOptions) -> CompiledPolicy {
+        let policy = parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+        compile(&policy, opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn two_rules(first: &str, second: &str) -> CompiledPolicy {
+        let yaml = format!(
+            "{ZONES}devices: {{da: {{zone: a, addresses: [10.0.0.1]}}, db: {{zone: b, addresses: [10.0.0.2]}}}}\nrules:\n  - {{name: r1, from: zone:a, to: zone:b, {first}}}\n  - {{name: r2, from: zone:a, to: zone:b, {second}}}\n"
+        );
+        compile_yaml(&yaml, &CompileOptions::default())
+    }
+
+    fn class(c: &CompiledPolicy, name: &str) -> u16 {
+        c.classes
+            .iter()
+            .find(|k| k.name == name)
+            .map_or_else(|| panic!("no class {name}"), |k| k.id)
+    }
+
+    fn pair(c: &CompiledPolicy, src: &str, dst: &str) -> PairValue {
+        let key = (class(c, src), class(c, dst));
+        c.pairs
+            .iter()
+            .find(|p| p.0 == key)
+            .map_or_else(|| panic!("no pair {src} -> {dst}"), |p| p.1)
+    }
+
+    fn port(c: &CompiledPolicy, p: &PairValue, proto: u8, port: u16) -> Option<Decision> {
+        c.ports
+            .iter()
+            .find(|e| e.0 == (p.pair, proto, port))
+            .map(|e| e.1)
+    }
+
+    #[test]
+    fn denied_port_under_allowed_wildcard_is_a_deny_entry() {
+        let c = two_rules("allow: [tcp]", "deny: [tcp/22]");
+        let p = pair(&c, "zone:a", "zone:b");
+        assert_eq!(p.tcp, Decision::new(Action::Allow, 1));
+        assert_eq!(
+            port(&c, &p, PROTO_TCP, 22),
+            Some(Decision::new(Action::Deny, 2))
+        );
+        assert_eq!(c.ports.len(), 1);
+        assert_eq!(p.udp, Decision::NONE);
+    }
+
+    #[test]
+    fn allowed_port_under_denied_wildcard_stays_denied() {
+        let c = two_rules("allow: [tcp/22]", "deny: [tcp]");
+        let p = pair(&c, "zone:a", "zone:b");
+        assert_eq!(p.tcp, Decision::new(Action::Deny, 2));
+        assert_eq!(p.pair, 0, "no port entries");
+        assert!(c.ports.is_empty());
+    }
+
+    #[test]
+    fn deny_any_beats_every_allow_on_the_pair() {
+        let c = two_rules("allow: [tcp/80, udp/53, icmp]", "deny: [any]");
+        let p = pair(&c, "zone:a", "zone:b");
+        for d in [p.tcp, p.udp, p.icmp, p.other] {
+            assert_eq!(d, Decision::new(Action::Deny, 2));
+        }
+        assert!(c.ports.is_empty());
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("rule `r1` never allows anything")),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn overlapping_ranges_resolve_port_by_port() {
+        let c = two_rules("allow: [tcp/8000-8010, udp/53]", "deny: [tcp/8005-8020]");
+        let p = pair(&c, "zone:a", "zone:b");
+        assert_eq!(
+            port(&c, &p, PROTO_TCP, 8000),
+            Some(Decision::new(Action::Allow, 1))
+        );
+        assert_eq!(
+            port(&c, &p, PROTO_TCP, 8004),
+            Some(Decision::new(Action::Allow, 1))
+        );
+        assert_eq!(
+            port(&c, &p, PROTO_TCP, 8005),
+            Some(Decision::new(Action::Deny, 2))
+        );
+        assert_eq!(
+            port(&c, &p, PROTO_TCP, 8020),
+            Some(Decision::new(Action::Deny, 2))
+        );
+        assert_eq!(port(&c, &p, PROTO_TCP, 8021), None);
+        assert_eq!(
+            port(&c, &p, PROTO_UDP, 53),
+            Some(Decision::new(Action::Allow, 1))
+        );
+        assert_eq!(c.ports.len(), 5 + 16 + 1);
+        assert!(
+            c.ports.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, unique"
+        );
+    }
+
+    #[test]
+    fn zone_rule_expands_to_own_device_classes() {
+        let yaml = format!(
+            "{ZONES}devices: {{da: {{zone: a, addresses: [10.0.0.1]}}, db: {{zone: b, addresses: [10.0.0.2]}}}}\nrules:\n  - {{name: zones, from: zone:a, to: zone:b, allow: [tcp/443]}}\n  - {{name: one, from: device:da, to: router, allow: [icmp]}}\n"
+        );
+        let c = compile_yaml(&yaml, &CompileOptions::default());
+        let own = class(&c, "device:da");
+        assert_ne!(own, class(&c, "zone:a"));
+        assert_eq!(pair(&c, "device:da", "zone:b").tcp, Decision::NONE);
+        let p = pair(&c, "device:da", "zone:b");
+        assert_eq!(
+            port(&c, &p, PROTO_TCP, 443),
+            Some(Decision::new(Action::Allow, 2))
+        );
+        assert!(pair(&c, "zone:a", "zone:b").pair != 0);
+        assert_eq!(
+            pair(&c, "device:da", "router").icmp,
+            Decision::new(Action::Allow, 1)
+        );
+        assert_eq!(
+            c.devices.iter().find(|d| d.name == "db").map(|d| d.class),
+            Some(class(&c, "zone:b"))
+        );
+        assert_eq!(c.addrs_v4[0].1.class, own);
+    }
+
+    #[test]
+    fn ids_are_stable_across_a_rename_of_another_rule() {
+        let rules = |first: &str| {
+            format!(
+                "{ZONES}devices: {{da: {{zone: a, addresses: [10.0.0.1]}}}}\nrules:\n  - {{name: {first}, from: zone:a, to: zone:b, allow: [tcp/1]}}\n  - {{name: keep, from: zone:a, to: zone:b, allow: [tcp/2]}}\n"
+            )
+        };
+        let old = compile_yaml(&rules("alpha"), &CompileOptions::default());
+        assert_eq!(old.ids.rules.get("alpha"), Some(&1));
+        assert_eq!(old.ids.rules.get("keep"), Some(&2));
+        let opts = CompileOptions {
+            previous_ids: Some(old.ids.clone()),
+            ..Default::default()
+        };
+        let new = compile_yaml(&rules("zulu"), &opts);
+        assert_eq!(new.ids.rules.get("keep"), Some(&2));
+        assert_eq!(
+            new.ids.rules.get("zulu"),
+            Some(&3),
+            "alpha's id 1 is not reused in the same compile"
+        );
+        assert_eq!(new.ids.devices, old.ids.devices);
+        let again = compile_yaml(
+            &rules("zulu"),
+            &CompileOptions {
+                previous_ids: Some(new.ids.clone()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(again.ids, new.ids);
+    }
+
+    #[test]
+    fn router_addresses_and_tripwires_are_in_the_identity_maps() {
+        let yaml = format!(
+            "{ZONES}networks: {{pot: [10.9.0.0/16, \"fd00:9::/32\"]}}\ndevices: {{da: {{zone: a, mac: \"02:00:00:00:00:01\", addresses: [10.0.0.1]}}}}\nrules: [{{name: r, from: zone:a, to: router, allow: [udp/53]}}]\nquarantine: {{zone: quarantine, when: {{touches: [network:pot, device:da]}}}}\n"
+        );
+        let opts = CompileOptions {
+            router_addrs: vec!["10.0.0.254".parse().unwrap_or_else(|e| panic!("{e}"))],
+            ..Default::default()
+        };
+        let c = compile_yaml(&yaml, &opts);
+        let router = c
+            .addrs_v4
+            .iter()
+            .find(|a| a.0 == [10, 0, 0, 254])
+            .map(|a| a.1);
+        assert_eq!(
+            router.map(|r| (r.kind, r.class, r.device)),
+            Some((ADDR_KIND_ROUTER, c.router_class, 0))
+        );
+        let dev = c
+            .addrs_v4
+            .iter()
+            .find(|a| a.0 == [10, 0, 0, 1])
+            .map(|a| a.1);
+        assert_eq!(
+            dev.map(|d| (d.flags, d.mac)),
+            Some((DST_F_TRIPWIRE, [2, 0, 0, 0, 0, 1]))
+        );
+        assert_eq!(
+            c.nets_v4,
+            vec![(
+                [10, 9, 0, 0],
+                16,
+                NetEntry {
+                    network: 1,
+                    class: class(&c, "network:pot"),
+                    flags: DST_F_TRIPWIRE,
+                    _pad: 0
+                }
+            )]
+        );
+        assert_eq!(c.nets_v6.len(), 1);
+        assert_eq!(c.macs.len(), 1);
+        assert_eq!(c.unknown_class, class(&c, "zone:quarantine"));
+        assert_eq!(c.quarantine.as_ref().map(|q| q.touches.len()), Some(2));
+    }
+
+    #[test]
+    fn device_on_a_router_address_is_an_error_at_the_address() {
+        let yaml = format!("{ZONES}devices:\n  da: {{zone: a, addresses: [10.0.0.1]}}\n");
+        let policy = parse_str("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let opts = CompileOptions {
+            router_addrs: vec!["10.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+            ..Default::default()
+        };
+        let err = compile(&policy, &opts)
+            .map(|_| ())
+            .expect_err("router clash");
+        let text = err.to_string();
+        assert!(text.contains("t.yaml:3:29: error: address 10.0.0.1 of device `da` is one of the router's own addresses"), "{text}");
+    }
+
+    #[test]
+    fn site_policy_compiles_to_the_expected_pairs() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let c = crate::policy::compile_path(&dir, &CompileOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deny = |r: &str| Decision::new(Action::Deny, c.ids.rules.get(r).copied().unwrap_or(0));
+        let allow =
+            |r: &str| Decision::new(Action::Allow, c.ids.rules.get(r).copied().unwrap_or(0));
+        let fish = pair(&c, "device:fishtank", "network:internet");
+        assert_eq!(
+            [fish.tcp, fish.udp, fish.icmp, fish.other],
+            [deny("fishtank-no-egress"); 4]
+        );
+        assert_eq!(
+            fish.pair, 0,
+            "the building's tcp/443 allow is denied for the fish tank"
+        );
+        let building = pair(&c, "zone:building", "network:internet");
+        assert_eq!(
+            port(&c, &building, PROTO_TCP, 443),
+            Some(allow("building-cloud"))
+        );
+        let cams = pair(&c, "zone:cameras", "zone:office");
+        assert_eq!(cams.other, deny("no-lateral-cameras"));
+        let dhcp = pair(&c, "zone:guests", "router");
+        assert_eq!(port(&c, &dhcp, PROTO_UDP, 67), Some(allow("dhcp-dns")));
+        assert_eq!(
+            c.ports
+                .iter()
+                .filter(|p| p.0.0 == pair(&c, "zone:cameras", "zone:recorders").pair)
+                .count(),
+            12
+        );
+        assert_eq!(c.default_decision(), Decision::new(Action::Deny, 0));
+        assert_eq!(c.digest.len(), 64);
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let yaml = crate::policy::synth::generate(500, 200);
+        let a = compile_yaml(&yaml, &CompileOptions::default());
+        let b = compile_yaml(&yaml, &CompileOptions::default());
+        assert_eq!(
+            (&a.pairs, &a.ports, &a.addrs_v4, &a.classes),
+            (&b.pairs, &b.ports, &b.addrs_v4, &b.classes)
+        );
+        assert!(a.pairs.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(a.addrs_v6.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(a.macs.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn capacity_overflow_says_needs_and_capacity() {
+        let yaml = format!(
+            "{ZONES}devices: {{da: {{zone: a, addresses: [10.0.0.1]}}}}\nrules:\n  - {{name: big, from: zone:a, to: zone:b, allow: [tcp/1-65535, udp/1-65535]}}\n  - {{name: big2, from: zone:b, to: zone:a, allow: [tcp/1-65535, udp/1-65535]}}\n  - {{name: big3, from: zone:a, to: zone:a, allow: [tcp/1-65535, udp/1-65535]}}\n"
+        );
+        let policy = parse_str("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let err = compile(&policy, &CompileOptions::default())
+            .map(|_| ())
+            .expect_err("too many ports");
+        assert!(
+            err.to_string()
+                .contains("PORTS needs 393210 entries, capacity 262144"),
+            "{err}"
+        );
+    }
+}

@@ -414,12 +414,13 @@ impl Cx<'_> {
         }
     }
 
-    /// A list; a single scalar counts as a list of one.
+    /// A list; a single scalar counts as a list of one, null as an empty list.
     fn list<'n>(&mut self, node: &'n Node, what: &str) -> Vec<&'n Node> {
         match &node.kind {
+            _ if node.is_null() => Vec::new(),
             Kind::Seq(items) => items.iter().collect(),
-            Kind::Scalar { .. } if !node.is_null() => vec![node],
-            _ => {
+            Kind::Scalar { .. } => vec![node],
+            Kind::Map(_) => {
                 self.err(
                     &node.loc,
                     format!("expected {what}, found {}", node.describe()),
@@ -510,7 +511,8 @@ impl Cx<'_> {
             None => Vec::new(),
         };
         if get(&f, "mac").is_none()
-            && get(&f, "addresses").is_none_or(|n| matches!(&n.kind, Kind::Seq(v) if v.is_empty()))
+            && get(&f, "addresses")
+                .is_none_or(|n| n.is_null() || matches!(&n.kind, Kind::Seq(v) if v.is_empty()))
         {
             self.err(
                 &loc,
@@ -611,7 +613,7 @@ impl Cx<'_> {
 
     fn endpoints(&mut self, node: &Node, what: &str, side: &str) -> Vec<Located<Endpoint>> {
         let items = self.list(node, "an endpoint or a list of endpoints");
-        if items.is_empty() && matches!(node.kind, Kind::Seq(_)) {
+        if items.is_empty() && !matches!(node.kind, Kind::Map(_)) {
             self.err(
                 &node.loc,
                 format!("{what}: `{side}` is empty, so the rule can never match"),

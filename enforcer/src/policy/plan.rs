@@ -349,3 +349,34 @@ pub fn diff(old: &PlanView, new: &PlanView) -> PlanDiff {
         maps,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{CompileOptions, compile, parse_str};
+
+    fn view(yaml: &str) -> PlanView {
+        let p = parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+        PlanView::from(&compile(&p, &CompileOptions::default()).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn diff_names_added_removed_and_changed_and_survives_json() {
+        let base =
+            "zones: {a: {}, quarantine: {}}\ndevices:\n  d1: {zone: a, addresses: [10.0.0.1]}\n";
+        let old = view(&format!(
+            "{base}  d2: {{zone: a, addresses: [10.0.0.2]}}\nrules: [{{name: r1, from: zone:a, to: router, allow: [udp/53]}}]\n"
+        ));
+        let new = view(&format!(
+            "{base}  d3: {{zone: a, addresses: [10.0.0.3]}}\nrules: [{{name: r1, from: zone:a, to: router, allow: [udp/53, tcp/53]}}]\n"
+        ));
+        let json = serde_json::to_string(&old).unwrap_or_else(|e| panic!("{e}"));
+        let old: PlanView = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        let d = diff(&old, &new);
+        assert_eq!(d.devices.added, ["d3"]);
+        assert_eq!(d.devices.removed, ["d2"]);
+        assert_eq!(d.rules.changed, ["r1"]);
+        assert_eq!(d.maps.get("PORTS"), Some(&1));
+        assert!(diff(&new, &new).is_empty());
+    }
+}

@@ -155,3 +155,349 @@ fn hint_names<'a>(section: &str, names: impl Iterator<Item = &'a String>) -> Str
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::parse_str;
+
+    /// Zones and one device every case can build on (3 lines).
+    const BASE: &str = "zones: {a: {}, b: {}, quarantine: {}}\ndevices:\n  d1: {zone: a, mac: \"02:00:00:00:00:01\", addresses: [10.0.0.1]}\n";
+
+    /// (behaviour, text after BASE, expected message substring, line, col)
+    const CASES: &[(&str, &str, &str, usize, usize)] = &[
+        (
+            "unknown_top_level_key",
+            "rule: []\n",
+            "unknown key `rule` in the policy file",
+            4,
+            1,
+        ),
+        (
+            "unknown_rule_key_alow",
+            "rules: [{name: r, from: zone:a, to: zone:b, alow: [tcp]}]\n",
+            "unknown key `alow` in a rule",
+            4,
+            45,
+        ),
+        (
+            "unknown_device_key",
+            "  d2: {zone: a, addresses: [10.0.0.2], colour: red}\n",
+            "unknown key `colour` in device `d2`",
+            4,
+            40,
+        ),
+        (
+            "unknown_zone_in_device",
+            "  d2: {zone: c, addresses: [10.0.0.2]}\n",
+            "device `d2`: unknown zone `c`",
+            4,
+            14,
+        ),
+        (
+            "unknown_zone_in_rule",
+            "rules: [{name: r, from: zone:c, to: zone:b, allow: [tcp]}]\n",
+            "`zone:c` refers to an undefined zone",
+            4,
+            25,
+        ),
+        (
+            "unknown_device_in_rule",
+            "rules: [{name: r, from: device:x, to: zone:b, allow: [tcp]}]\n",
+            "`device:x` refers to an undefined device",
+            4,
+            25,
+        ),
+        (
+            "unknown_network_in_rule",
+            "rules: [{name: r, from: zone:a, to: network:x, allow: [tcp]}]\n",
+            "`network:x` refers to an undefined network",
+            4,
+            37,
+        ),
+        (
+            "bad_mac",
+            "  d2: {zone: a, mac: \"02:00:00:00:01\"}\n",
+            "invalid MAC address",
+            4,
+            22,
+        ),
+        (
+            "bad_ip",
+            "  d2: {zone: a, addresses: [10.0.0.300]}\n",
+            "invalid IP address",
+            4,
+            29,
+        ),
+        (
+            "bad_cidr_prefix",
+            "networks: {n: [10.0.0.0/33]}\n",
+            "invalid prefix length",
+            4,
+            16,
+        ),
+        (
+            "cidr_with_host_bits",
+            "networks: {n: [10.1.1.1/24]}\n",
+            "the network address is 10.1.1.0/24",
+            4,
+            16,
+        ),
+        (
+            "port_zero",
+            "rules: [{name: r, from: zone:a, to: zone:b, allow: [tcp/0]}]\n",
+            "port 0",
+            4,
+            53,
+        ),
+        (
+            "port_too_big",
+            "rules: [{name: r, from: zone:a, to: zone:b, allow: [udp/65536]}]\n",
+            "out of range 1-65535",
+            4,
+            53,
+        ),
+        (
+            "inverted_range",
+            "rules: [{name: r, from: zone:a, to: zone:b, allow: [tcp/9000-80]}]\n",
+            "inverted",
+            4,
+            53,
+        ),
+        (
+            "hex_port",
+            "rules: [{name: r, from: zone:a, to: zone:b, allow: [tcp/0x50]}]\n",
+            "must be a decimal number",
+            4,
+            53,
+        ),
+        (
+            "address_on_two_devices",
+            "  d2: {zone: b, addresses: [10.0.0.1]}\n",
+            "address 10.0.0.1 is claimed by devices `d1` (t.yaml:3:55) and `d2`",
+            4,
+            29,
+        ),
+        (
+            "mac_on_two_devices",
+            "  d2: {zone: b, mac: \"02:00:00:00:00:01\"}\n",
+            "MAC 02:00:00:00:00:01 is claimed by devices `d1`",
+            4,
+            22,
+        ),
+        (
+            "duplicate_device_key",
+            "  d1: {zone: b, addresses: [10.0.0.9]}\n",
+            "duplicate key `d1` (first defined at t.yaml:3:3)",
+            4,
+            3,
+        ),
+        (
+            "duplicate_rule_name",
+            "rules:\n  - {name: r, from: zone:a, to: zone:b, allow: [tcp]}\n  - {name: r, from: zone:b, to: zone:a, allow: [tcp]}\n",
+            "rule `r` is defined twice (first at t.yaml:5:12)",
+            6,
+            12,
+        ),
+        (
+            "both_allow_and_deny",
+            "rules: [{name: r, from: zone:a, to: zone:b, allow: [tcp], deny: [udp]}]\n",
+            "has both `allow` and `deny`",
+            4,
+            65,
+        ),
+        (
+            "neither_allow_nor_deny",
+            "rules: [{name: r, from: zone:a, to: zone:b}]\n",
+            "has neither `allow` nor `deny`",
+            4,
+            16,
+        ),
+        (
+            "empty_allow",
+            "rules: [{name: r, from: zone:a, to: zone:b, allow: []}]\n",
+            "`allow` is empty",
+            4,
+            52,
+        ),
+        (
+            "empty_from",
+            "rules: [{name: r, from: [], to: zone:b, allow: [tcp]}]\n",
+            "`from` is empty, so the rule can never match",
+            4,
+            25,
+        ),
+        (
+            "router_to_router",
+            "rules: [{name: r, from: router, to: router, allow: [tcp]}]\n",
+            "can never match",
+            4,
+            16,
+        ),
+        (
+            "bad_identifier",
+            "  D2: {zone: a, addresses: [10.0.0.2]}\n",
+            "invalid device name `D2`",
+            4,
+            3,
+        ),
+        (
+            "null_name",
+            "rules: [{name: ~, from: zone:a, to: zone:b, allow: [tcp]}]\n",
+            "expected a rule name, found null",
+            4,
+            16,
+        ),
+        (
+            "boolean_yes",
+            "quarantine: {zone: quarantine, when: {spoofing: yes}}\n",
+            "expected true or false",
+            4,
+            49,
+        ),
+        (
+            "bad_duration",
+            "quarantine: {zone: quarantine, release_after: 1.5h}\n",
+            "invalid duration `1.5h`",
+            4,
+            47,
+        ),
+        (
+            "count_out_of_range",
+            "quarantine: {zone: quarantine, when: {denied_packets: {count: 0, within: 10s}}}\n",
+            "invalid count `0`",
+            4,
+            63,
+        ),
+        (
+            "quarantine_zone_undefined",
+            "quarantine: {zone: jail}\n",
+            "quarantine.zone: unknown zone `jail`",
+            4,
+            20,
+        ),
+        (
+            "tripwire_not_network_or_device",
+            "quarantine: {zone: quarantine, when: {touches: [zone:a]}}\n",
+            "cannot be a tripwire",
+            4,
+            49,
+        ),
+        (
+            "unknown_default_zone",
+            "defaults: {unknown: nowhere}\n",
+            "defaults.unknown: unknown zone `nowhere`",
+            4,
+            21,
+        ),
+        (
+            "bad_default_action",
+            "defaults: {action: drop}\n",
+            "invalid defaults.action `drop`",
+            4,
+            20,
+        ),
+        (
+            "cidr_in_two_networks",
+            "networks: {n1: [10.9.0.0/16], n2: [10.9.0.0/16]}\n",
+            "CIDR 10.9.0.0/16 is listed by networks `n1`",
+            4,
+            36,
+        ),
+        (
+            "device_without_identity",
+            "  d2: {zone: a}\n",
+            "has neither a mac nor addresses",
+            4,
+            3,
+        ),
+        (
+            "risk_out_of_set",
+            "  d2: {zone: a, addresses: [10.0.0.2], risk: extreme}\n",
+            "invalid risk `extreme`",
+            4,
+            46,
+        ),
+        (
+            "endpoint_with_space",
+            "rules: [{name: r, from: [zone: a], to: zone:b, allow: [tcp]}]\n",
+            "expected a value, found a mapping",
+            4,
+            26,
+        ),
+    ];
+
+    #[test]
+    fn every_validation_error_is_reported_at_its_place() {
+        let mut failures = Vec::new();
+        for (name, tail, want, line, col) in CASES {
+            // Cases that add devices continue the `devices:` mapping of BASE.
+            let text = format!("{BASE}{tail}");
+            let err = parse_str("t.yaml", &text).map(|_| ()).expect_err(name);
+            let errors = err.errors();
+            let found = errors.iter().find(|d| d.message.contains(want));
+            match found {
+                None => failures.push(format!("{name}: no error containing {want:?} in:\n{err}")),
+                Some(d) if (d.line, d.col) != (*line, *col) => {
+                    failures.push(format!("{name}: want {line}:{col}, got {d}"))
+                }
+                Some(d) if d.hint.is_none() => failures.push(format!("{name}: no hint in {d}")),
+                Some(_) => {}
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let text = format!(
+            "{BASE}  d2: {{zone: c, addresses: [10.0.0.300]}}\nrules: [{{name: r, from: zone:x, to: zone:b, allow: [tcp/0]}}]\n"
+        );
+        let err = parse_str("t.yaml", &text).map(|_| ()).expect_err("invalid");
+        assert_eq!(err.errors().len(), 4, "{err}");
+    }
+
+    #[test]
+    fn empty_policy_is_rejected() {
+        for text in ["", "# only a comment\n", "zones: {a: {}}\n"] {
+            let err = parse_str("t.yaml", text).map(|_| ()).expect_err("empty");
+            assert!(
+                err.to_string().contains("policy is empty"),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_zone_in_a_rule_is_a_warning() {
+        let text = format!("{BASE}rules: [{{name: r, from: zone:b, to: zone:a, allow: [tcp]}}]\n");
+        let p = parse_str("t.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.warnings.len(), 1);
+        assert_eq!((p.warnings[0].line, p.warnings[0].col), (4, 25));
+    }
+
+    #[test]
+    fn quadratic_alias_input_is_rejected_fast() {
+        // One 40 KiB anchor referenced thousands of times: expanded, 10^8 nodes.
+        let mut text = format!("{BASE}x: &big [{}]\ny: [", vec!["aaaaaaa"; 5000].join(","));
+        text.push_str(&vec!["*big"; 2000].join(","));
+        text.push_str("]\n");
+        assert!(text.len() > 48 * 1024);
+        let fastest = (0..3)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let err = parse_str("t.yaml", &text).map(|_| ()).expect_err("aliases");
+                assert!(
+                    err.to_string()
+                        .contains("YAML aliases (*name) are not supported"),
+                    "{err}"
+                );
+                start.elapsed()
+            })
+            .min()
+            .unwrap_or_default();
+        assert!(
+            fastest < std::time::Duration::from_millis(100),
+            "took {fastest:?}"
+        );
+    }
+}

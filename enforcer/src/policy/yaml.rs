@@ -13,6 +13,10 @@
 
 use std::{collections::HashMap, mem::MaybeUninit, sync::Arc};
 
+#[expect(
+    clippy::unsafe_removed_from_name,
+    reason = "`sys` names the C-style API the way -sys crates do; every use is in an unsafe block"
+)]
 use unsafe_libyaml as sys;
 
 use super::diag::{Diagnostic, Loc};
@@ -269,7 +273,8 @@ impl Drop for Parser<'_> {
 /// # Safety
 /// `ev` must be an event `yaml_parser_parse` just produced (not yet deleted).
 unsafe fn convert(ev: &sys::yaml_event_t) -> Event {
-    // SAFETY (all union reads below): the variant read is the one `type_` says is live.
+    // SAFETY: every union field read below is the variant `type_` says is live, and the
+    // scalar's pointer and length describe a buffer libyaml owns until the event is deleted.
     unsafe {
         match ev.type_ {
             sys::YAML_STREAM_START_EVENT => Event::StreamStart,
@@ -595,7 +600,7 @@ mod tests {
             ("a: [1\n", "t.yaml:2:1: error: invalid YAML"),
             (
                 "%YAML 1.1\n---\na: 1\n",
-                "t.yaml:2:1: error: YAML directives",
+                "t.yaml:1:1: error: YAML directives",
             ),
             (
                 "? [a]\n: 1\n",
