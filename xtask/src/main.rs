@@ -26,7 +26,7 @@ use clap::Parser;
 
 /// Project tasks for the enforcer workspace.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask")]
+#[command(name = "xtask", bin_name = "cargo xtask")]
 enum Task {
     /// Install what is missing (Debian packages, nightly rust-src, bpf-linker); idempotent.
     Setup {
