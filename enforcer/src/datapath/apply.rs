@@ -102,7 +102,7 @@ fn config_of(p: &CompiledPolicy, generation: u64) -> PolicyConfig {
         router_class: p.router_class,
         quarantine_class: q.map_or(0, |q| q.class),
         quarantine_denied: q.and_then(|q| q.denied_packets).map_or(0, |(n, _)| n),
-        quarantine_window_ms: q.and_then(|q| q.denied_packets).map_or(0, |(_, ms)| ms),
+        quarantine_window_ms: q.and_then(|q| q.denied_packets).map_or(0, |(_, secs)| secs.saturating_mul(1000)),
         quarantine_release_s: q.and_then(|q| q.release_after_s).unwrap_or(0),
         flags: if q.is_some_and(|q| q.spoofing) { CONFIG_F_QUARANTINE_ON_SPOOF } else { 0 },
     }
@@ -341,6 +341,27 @@ fn scan_remove<K: aya::Pod, V: aya::Pod>(
         ignore_missing(m.remove(k), name)?;
     }
     Ok(keys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_of;
+    use crate::policy::{CompileOptions, compile, parse_str};
+
+    #[test]
+    fn quarantine_window_is_converted_from_seconds_to_milliseconds() {
+        let yaml = "zones: {a: {}, quarantine: {}}\n\
+                    devices: {d: {zone: a, addresses: [\"10.0.0.2\"]}}\n\
+                    rules: [{name: r, from: zone:a, to: zone:a, allow: [icmp]}]\n\
+                    quarantine: {zone: quarantine, when: {denied_packets: {count: 50, within: 10s}}, release_after: 1h}\n";
+        let policy = parse_str("t.yaml", yaml).expect("valid policy");
+        let compiled = compile(&policy, &CompileOptions::default()).expect("compiles");
+        let cfg = config_of(&compiled, 7);
+        assert_eq!((cfg.quarantine_denied, cfg.quarantine_window_ms), (50, 10_000));
+        assert_eq!(cfg.quarantine_release_s, 3600);
+        assert_ne!(cfg.quarantine_class, 0);
+        assert_eq!(cfg.generation, 7);
+    }
 }
 
 /// `Mode` as metrics and `status` show it.

@@ -111,7 +111,8 @@ pub struct NetworkInfo {
 pub struct QuarantineSettings {
     pub zone: String,
     pub class: u16,
-    /// Denied packets within the window that trip it; `None` = this trigger is off.
+    /// `(count, within_seconds)`: this many denied packets within that many seconds trip it;
+    /// `None` = this trigger is off.
     pub denied_packets: Option<(u32, u32)>,
     pub spoofing: bool,
     /// Destinations (network or device names as written) that are tripwires.
