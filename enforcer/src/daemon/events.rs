@@ -130,7 +130,9 @@ pub async fn run(
     labels: Arc<RwLock<Labels>>,
     metrics: Arc<super::metrics::Metrics>,
 ) -> std::io::Result<()> {
-    let mut fd = AsyncFd::new(ring)?;
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer,
+    // and `as_raw_fd` always returns that same fd.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)?;
     loop {
         let mut guard = fd.readable_mut().await?;
         let ring = guard.get_inner_mut();
@@ -164,7 +166,7 @@ const MAX_DISCOVERY_LOGS_PER_SECOND: usize = 20;
 
 /// Logs every newly discovered unlisted source once. The sources already in the table when the
 /// daemon starts were logged by the daemon that saw them first.
-pub async fn watch_discoveries(shared: Arc<std::sync::Mutex<super::Inner>>) {
+pub(crate) async fn watch_discoveries(shared: Arc<std::sync::Mutex<super::Inner>>) {
     let mut known: std::collections::HashSet<[u8; 6]> = std::collections::HashSet::new();
     let mut first = true;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));

@@ -16,7 +16,7 @@ pub fn is_root() -> bool {
 /// Mounts bpffs at `/sys/fs/bpf` when `pin_dir` lies under it and nothing is mounted there yet.
 pub fn ensure_bpffs(pin_dir: &Path) -> std::io::Result<()> {
     let root = Path::new("/sys/fs/bpf");
-    if !pin_dir.starts_with(root) || is_mountpoint_bpffs(root) {
+    if !pin_dir.starts_with(root) || crate::datapath::is_bpffs(root) {
         return Ok(());
     }
     std::fs::create_dir_all(root)?;
@@ -24,18 +24,6 @@ pub fn ensure_bpffs(pin_dir: &Path) -> std::io::Result<()> {
     // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
     let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-}
-
-fn is_mountpoint_bpffs(dir: &Path) -> bool {
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs writes only into the zeroed struct; `c` is a valid C string.
-    unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        libc::statfs(c.as_ptr(), &raw mut st) == 0 && i64::from(st.f_type) == BPF_FS_MAGIC
-    }
 }
 
 /// Every address of the named interfaces: the `router` of the policy.

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use aya::maps::{Array, HashMap, IterableMap as _, LpmTrie, MapData, MapError, lpm_trie::Key};
+use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
 use enforcer_common::{
     Action, Decision, LAYOUT_VERSION, MAX_ADDRS, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS, Mode,
     control::{CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
@@ -343,6 +343,15 @@ fn scan_remove<K: aya::Pod, V: aya::Pod>(
     Ok(keys.len())
 }
 
+/// `Mode` as metrics and `status` show it.
+#[must_use]
+pub const fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Enforce => "enforce",
+        Mode::Audit => "audit",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::config_of;
@@ -364,11 +373,3 @@ mod tests {
     }
 }
 
-/// `Mode` as metrics and `status` show it.
-#[must_use]
-pub const fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Enforce => "enforce",
-        Mode::Audit => "audit",
-    }
-}

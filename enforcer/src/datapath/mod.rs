@@ -128,7 +128,8 @@ impl std::fmt::Debug for Datapath {
 }
 
 /// Whether `dir` (or the nearest existing parent) is on a bpffs mount.
-fn is_bpffs(dir: &Path) -> bool {
+#[must_use]
+pub fn is_bpffs(dir: &Path) -> bool {
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     let mut probe = dir;
     while !probe.exists() {
@@ -143,7 +144,7 @@ fn is_bpffs(dir: &Path) -> bool {
     // SAFETY: `statfs` only writes into the zeroed struct we pass; `c` is a valid C string.
     unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
-        libc::statfs(c.as_ptr(), &raw mut st) == 0 && i64::from(st.f_type) == BPF_FS_MAGIC
+        libc::statfs(c.as_ptr(), &raw mut st) == 0 && st.f_type == BPF_FS_MAGIC
     }
 }
 

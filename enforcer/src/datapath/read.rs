@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use aya::maps::{Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use enforcer_common::{
     control::{CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
     flow::{FLOWS_MAP, FlowKey, FlowValue},
