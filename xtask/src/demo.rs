@@ -442,6 +442,9 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
             daemon.output()
         );
     }
+    quarantine_step(bin, state_dir, &site, metrics_addr, &daemon)?;
+    halt_if_interrupted();
+
     match netns::fetch_metrics(site.router_ns(), metrics_addr) {
         Ok(text) => {
             println!("demo: a few lines of /metrics:");
@@ -486,13 +489,68 @@ impl Drop for DetachGuard<'_> {
     }
 }
 
-/// Up to `n` samples, the enforcer's own (`enforcer_*`) first: the verdict counters are the point.
+/// Up to `n` non-zero samples, the enforcer's verdict and rule counters first: they are the point.
 fn metrics_excerpt(text: &str, n: usize) -> Vec<&str> {
-    let samples = text
+    let rank = |l: &str| {
+        ["enforcer_packets_total", "enforcer_rule_packets_total", "enforcer_quarantine", "enforcer_"]
+            .iter()
+            .position(|p| l.starts_with(p))
+            .unwrap_or(usize::MAX)
+    };
+    let mut samples: Vec<&str> = text
         .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
-    let (ours, rest): (Vec<&str>, Vec<&str>) = samples.partition(|l| l.starts_with("enforcer_"));
-    ours.into_iter().chain(rest).take(n).collect()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && !l.ends_with(" 0"))
+        .collect();
+    samples.sort_by_key(|l| rank(l));
+    samples.into_iter().take(n).collect()
+}
+
+/// Automatic quarantine, live: the fish-tank sensor keeps probing the internet it may not reach,
+/// the datapath moves it to the quarantine zone on its own, then the operator releases it.
+fn quarantine_step(
+    bin: &std::path::Path,
+    state_dir: &std::path::Path,
+    site: &Site,
+    metrics_addr: SocketAddr,
+    daemon: &netns::Daemon,
+) -> Result<()> {
+    let gauge = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("enforcer_quarantined_devices "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    println!("demo: the fish-tank sensor keeps probing the internet (60 denied packets in about a second)...");
+    let _ = netns::in_ns(site.ns(FISHTANK.name), "ping")
+        .args(["-q", "-c", "60", "-i", "0.02", "-W", "1", &WAN.v4.to_string()])
+        .output();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let text = netns::fetch_metrics(site.router_ns(), metrics_addr)?;
+        if gauge(&text) >= 1.0 {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("the fish-tank sensor was not quarantined; daemon output:\n{}", daemon.output());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(line) = daemon.output().lines().find(|l| l.contains("quarantined by the datapath")) {
+        println!("  daemon log: {}", line.trim());
+    }
+    let enforcer = |args: &[&str]| -> Result<String> {
+        let mut cmd = netns::nsenter_net(site.router_ns(), bin);
+        cmd.args(args).args(["--pin-dir", PIN_DIR, "--state-dir"]).arg(state_dir);
+        netns::run(&mut cmd)
+    };
+    let table = enforcer(&["devices"])?;
+    for line in table.lines().filter(|l| l.starts_with("DEVICE") || l.starts_with("fishtank")) {
+        println!("  {line}");
+    }
+    println!("demo: the operator releases it: enforcer release fishtank");
+    print!("  {}", enforcer(&["release", "fishtank"])?);
+    println!();
+    Ok(())
 }
 
 fn service_name(case: &Case) -> String {
@@ -519,17 +577,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metrics_excerpt_puts_enforcer_samples_first() {
-        let text = "# HELP process_cpu x\nprocess_cpu 1\n# TYPE enforcer_packets_total counter\n\
-                    enforcer_packets_total{verdict=\"drop\"} 2\n\nenforcer_devices 7\n";
+    fn metrics_excerpt_puts_nonzero_verdict_counters_first() {
+        let text = "# HELP process_cpu x\nprocess_cpu 1\nenforcer_devices 7\n# TYPE enforcer_packets_total counter\n\
+                    enforcer_packets_total{verdict=\"deny\"} 2\nenforcer_packets_total{verdict=\"audit\"} 0\n\n";
         assert_eq!(
             metrics_excerpt(text, 2),
             [
-                "enforcer_packets_total{verdict=\"drop\"} 2",
+                "enforcer_packets_total{verdict=\"deny\"} 2",
                 "enforcer_devices 7"
             ]
         );
-        assert_eq!(metrics_excerpt(text, 5).len(), 3);
+        assert_eq!(metrics_excerpt(text, 5).len(), 3, "zero samples are left out");
     }
 
     #[test]
