@@ -63,3 +63,24 @@ fn program_loads_and_judges_both_ways() {
     let (rv, _) = dp.test_run(&reply).expect("test run");
     assert_eq!(rv, 2, "reply of the allowed flow passes");
 }
+
+#[test]
+fn each_apply_leaves_only_the_live_slot_filled() {
+    if !require_root("each_apply_leaves_only_the_live_slot_filled") {
+        return;
+    }
+    let mut dp = Datapath::load(None).unwrap_or_else(|e| panic!("load: {e:?}"));
+    let p = policy();
+    let per_policy = p.macs.len() + p.addrs_v4.len() + p.addrs_v6.len() + p.pairs.len() + p.ports.len();
+    for generation in 1..=4 {
+        let report = dp.apply(&p, generation).expect("apply");
+        let live = usize::from(enforcer::datapath::live_config(&dp).expect("live").0.slot());
+        assert_eq!(live, usize::from(report.slot), "the written slot is live");
+        let occupancy = enforcer::datapath::slot_occupancy(&dp).expect("occupancy");
+        assert_eq!(occupancy[live], per_policy, "generation {generation}: live slot holds the policy");
+        assert_eq!(occupancy[1 - live], 0, "generation {generation}: the previous slot was cleared");
+        assert!(report.switched <= report.duration);
+    }
+    let allowed = Frame::eth(CAM).ipv4("10.1.1.10", "10.1.2.10").tcp(40001, 554).syn().build();
+    assert_eq!(dp.test_run(&allowed).expect("run").0, 2, "still enforcing after four switches");
+}

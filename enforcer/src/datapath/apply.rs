@@ -20,7 +20,7 @@ use enforcer_common::{
     stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
 };
 
-use super::{Datapath, DatapathError};
+use super::{Datapath, DatapathError, batch};
 use crate::policy::{CompiledPolicy, IdTable};
 
 /// The keys one slot holds, so they can be deleted without scanning the maps.
@@ -68,6 +68,9 @@ pub(super) struct SlotContents {
     ids: Option<IdTable>,
 }
 
+/// How long after the switch the previous slot is cleared (see `apply`).
+const OLD_SLOT_GRACE: Duration = Duration::from_millis(20);
+
 /// What an apply did.
 #[derive(Clone, Debug)]
 pub struct ApplyReport {
@@ -75,8 +78,11 @@ pub struct ApplyReport {
     pub slot: u8,
     /// Entries written.
     pub entries: usize,
-    /// Stale entries removed from the slot before writing.
+    /// Entries removed (stale ones in the slot written, and the previous policy's after the switch).
     pub cleared: usize,
+    /// From the call to the switch: when the new policy started enforcing.
+    pub switched: Duration,
+    /// The whole apply, clean-up of the previous slot included.
     pub duration: Duration,
 }
 
@@ -121,7 +127,10 @@ impl Datapath {
         check_capacity(PORTS_MAP, policy.ports.len(), MAX_PORTS)?;
 
         let control = self.control()?;
-        let idle = 1 - control.slot();
+        let live = control.slot();
+        let idle = 1 - live;
+        // The idle slot is empty whenever this process cleaned it after its last switch; only a
+        // fresh process (adopting pinned maps, maybe left half-written by a crash) scans it.
         let cleared = match self.slots.slots[usize::from(idle)].take() {
             Some(keys) => self.delete_slot(idle, &keys)?,
             None => self.scan_clear_slot(idle)?,
@@ -139,10 +148,38 @@ impl Datapath {
         let mut ctl: Array<&mut MapData, Control> = Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         let flipped = Control { epoch: control.next_epoch_for(idle), layout: LAYOUT_VERSION, _pad: 0 };
         ctl.set(0, flipped, 0).map_err(map_err(name))?;
-
+        let switched = started.elapsed();
         self.slots.slots[usize::from(idle)] = Some(SlotKeys::of(policy));
         self.slots.ids = Some(policy.ids.clone());
-        Ok(ApplyReport { generation, slot: idle, entries, cleared, duration: started.elapsed() })
+
+        // Clear the slot just left, so the next apply only writes. A packet that read the old
+        // slot before the flip finishes within microseconds (XDP runs to completion under RCU);
+        // the grace period is orders of magnitude longer. A failure here is no failure of the
+        // apply (the new policy enforces): the slot is marked unknown and scanned next time.
+        std::thread::sleep(OLD_SLOT_GRACE);
+        let old = self.slots.slots[usize::from(live)].take();
+        let cleared_old = match old {
+            Some(keys) => self.delete_slot(live, &keys),
+            None => self.scan_clear_slot(live),
+        };
+        let cleared_old = match cleared_old {
+            Ok(n) => {
+                self.slots.slots[usize::from(live)] = Some(SlotKeys::default());
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, slot = live, "could not clear the previous policy slot; it will be cleared at the next apply");
+                0
+            }
+        };
+        Ok(ApplyReport {
+            generation,
+            slot: idle,
+            entries,
+            cleared: cleared + cleared_old,
+            switched,
+            duration: started.elapsed(),
+        })
     }
 
     /// Zeroes the counters and state of ids now given to another name than in the policy this
@@ -187,19 +224,9 @@ impl Datapath {
 
     fn write_slot(&mut self, slot: u8, p: &CompiledPolicy) -> Result<usize, DatapathError> {
         let mut n = 0;
-        insert_all(self.map_mut(MACS_MAP)?, MACS_MAP, p.macs.iter().map(|(m, e)| (MacKey::new(slot, *m), *e)), &mut n)?;
-        insert_all(
-            self.map_mut(ADDRS_V4_MAP)?,
-            ADDRS_V4_MAP,
-            p.addrs_v4.iter().map(|(a, e)| (AddrKeyV4::new(slot, *a), *e)),
-            &mut n,
-        )?;
-        insert_all(
-            self.map_mut(ADDRS_V6_MAP)?,
-            ADDRS_V6_MAP,
-            p.addrs_v6.iter().map(|(a, e)| (AddrKeyV6::new(slot, *a), *e)),
-            &mut n,
-        )?;
+        n += self.batch_insert(MACS_MAP, p.macs.iter().map(|(m, e)| (MacKey::new(slot, *m), *e)))?;
+        n += self.batch_insert(ADDRS_V4_MAP, p.addrs_v4.iter().map(|(a, e)| (AddrKeyV4::new(slot, *a), *e)))?;
+        n += self.batch_insert(ADDRS_V6_MAP, p.addrs_v6.iter().map(|(a, e)| (AddrKeyV6::new(slot, *a), *e)))?;
         let name = NETS_V4_MAP;
         let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
             LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
@@ -214,33 +241,37 @@ impl Datapath {
             nets6.insert(&Key::new(8 + u32::from(*len), net_key_v6(slot, *addr)), e, 0).map_err(map_err(name))?;
             n += 1;
         }
-        insert_all(
-            self.map_mut(PAIRS_MAP)?,
-            PAIRS_MAP,
-            p.pairs.iter().map(|((s, d), v)| (PairKey::new(slot, *s, *d), *v)),
-            &mut n,
-        )?;
-        insert_all(
-            self.map_mut(PORTS_MAP)?,
+        n += self.batch_insert(PAIRS_MAP, p.pairs.iter().map(|((s, d), v)| (PairKey::new(slot, *s, *d), *v)))?;
+        n += self.batch_insert(
             PORTS_MAP,
             p.ports.iter().map(|((pair, proto, port), d)| (PortKey::new(slot, *pair, *proto, *port), *d)),
-            &mut n,
         )?;
         Ok(n)
     }
 
+    fn hash_fd(&self, name: &'static str) -> Result<std::os::fd::RawFd, DatapathError> {
+        batch::hash_fd(self.map(name)?).ok_or(DatapathError::NoMap(name))
+    }
+
+    fn batch_insert<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+        entries: impl Iterator<Item = (K, V)>,
+    ) -> Result<usize, DatapathError> {
+        let (keys, values): (Vec<K>, Vec<V>) = entries.unzip();
+        batch::update(self.hash_fd(name)?, &keys, &values).map_err(|source| DatapathError::Batch { name, source })?;
+        Ok(keys.len())
+    }
+
+    fn batch_remove<K: aya::Pod>(&self, name: &'static str, keys: impl Iterator<Item = K>) -> Result<(), DatapathError> {
+        let keys: Vec<K> = keys.collect();
+        batch::delete(self.hash_fd(name)?, &keys).map_err(|source| DatapathError::Batch { name, source })
+    }
+
     fn delete_slot(&mut self, slot: u8, k: &SlotKeys) -> Result<usize, DatapathError> {
-        remove_all::<MacKey, MacEntry>(self.map_mut(MACS_MAP)?, MACS_MAP, k.macs.iter().map(|m| MacKey::new(slot, *m)))?;
-        remove_all::<AddrKeyV4, AddrEntry>(
-            self.map_mut(ADDRS_V4_MAP)?,
-            ADDRS_V4_MAP,
-            k.v4.iter().map(|a| AddrKeyV4::new(slot, *a)),
-        )?;
-        remove_all::<AddrKeyV6, AddrEntry>(
-            self.map_mut(ADDRS_V6_MAP)?,
-            ADDRS_V6_MAP,
-            k.v6.iter().map(|a| AddrKeyV6::new(slot, *a)),
-        )?;
+        self.batch_remove(MACS_MAP, k.macs.iter().map(|m| MacKey::new(slot, *m)))?;
+        self.batch_remove(ADDRS_V4_MAP, k.v4.iter().map(|a| AddrKeyV4::new(slot, *a)))?;
+        self.batch_remove(ADDRS_V6_MAP, k.v6.iter().map(|a| AddrKeyV6::new(slot, *a)))?;
         let name = NETS_V4_MAP;
         let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
             LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
@@ -253,16 +284,8 @@ impl Datapath {
         for (a, l) in &k.nets_v6 {
             ignore_missing(nets6.remove(&Key::new(8 + u32::from(*l), net_key_v6(slot, *a))), name)?;
         }
-        remove_all::<PairKey, PairValue>(
-            self.map_mut(PAIRS_MAP)?,
-            PAIRS_MAP,
-            k.pairs.iter().map(|(s, d)| PairKey::new(slot, *s, *d)),
-        )?;
-        remove_all::<PortKey, Decision>(
-            self.map_mut(PORTS_MAP)?,
-            PORTS_MAP,
-            k.ports.iter().map(|(p, pr, po)| PortKey::new(slot, *p, *pr, *po)),
-        )?;
+        self.batch_remove(PAIRS_MAP, k.pairs.iter().map(|(s, d)| PairKey::new(slot, *s, *d)))?;
+        self.batch_remove(PORTS_MAP, k.ports.iter().map(|(p, pr, po)| PortKey::new(slot, *p, *pr, *po)))?;
         Ok(k.len())
     }
 
@@ -270,11 +293,11 @@ impl Datapath {
     /// apply that failed half-way) by scanning every slot map.
     fn scan_clear_slot(&mut self, slot: u8) -> Result<usize, DatapathError> {
         let mut n = 0;
-        n += scan_remove::<MacKey, MacEntry>(self.map_mut(MACS_MAP)?, MACS_MAP, |k| k.slot == slot)?;
-        n += scan_remove::<AddrKeyV4, AddrEntry>(self.map_mut(ADDRS_V4_MAP)?, ADDRS_V4_MAP, |k| k.slot == slot)?;
-        n += scan_remove::<AddrKeyV6, AddrEntry>(self.map_mut(ADDRS_V6_MAP)?, ADDRS_V6_MAP, |k| k.slot == slot)?;
-        n += scan_remove::<PairKey, PairValue>(self.map_mut(PAIRS_MAP)?, PAIRS_MAP, |k| k.slot == slot)?;
-        n += scan_remove::<PortKey, Decision>(self.map_mut(PORTS_MAP)?, PORTS_MAP, |k| k.slot == slot)?;
+        n += self.scan_remove::<MacKey, MacEntry>(MACS_MAP, |k| k.slot == slot)?;
+        n += self.scan_remove::<AddrKeyV4, AddrEntry>(ADDRS_V4_MAP, |k| k.slot == slot)?;
+        n += self.scan_remove::<AddrKeyV6, AddrEntry>(ADDRS_V6_MAP, |k| k.slot == slot)?;
+        n += self.scan_remove::<PairKey, PairValue>(PAIRS_MAP, |k| k.slot == slot)?;
+        n += self.scan_remove::<PortKey, Decision>(PORTS_MAP, |k| k.slot == slot)?;
         let name = NETS_V4_MAP;
         let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
             LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
@@ -295,20 +318,18 @@ impl Datapath {
         n += stale.len();
         Ok(n)
     }
-}
 
-fn insert_all<K: aya::Pod, V: aya::Pod>(
-    map: &mut aya::maps::Map,
-    name: &'static str,
-    entries: impl Iterator<Item = (K, V)>,
-    n: &mut usize,
-) -> Result<(), DatapathError> {
-    let mut m: HashMap<&mut MapData, K, V> = HashMap::try_from(map).map_err(map_err(name))?;
-    for (k, v) in entries {
-        m.insert(k, v, 0).map_err(map_err(name))?;
-        *n += 1;
+    fn scan_remove<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+        stale: impl Fn(&K) -> bool,
+    ) -> Result<usize, DatapathError> {
+        let m: HashMap<&MapData, K, V> = HashMap::try_from(self.map(name)?).map_err(map_err(name))?;
+        let keys: Vec<K> = m.keys().filter_map(Result::ok).filter(|k| stale(k)).collect();
+        let n = keys.len();
+        self.batch_remove(name, keys.into_iter())?;
+        Ok(n)
     }
-    Ok(())
 }
 
 fn ignore_missing(r: Result<(), MapError>, name: &'static str) -> Result<(), DatapathError> {
@@ -316,31 +337,6 @@ fn ignore_missing(r: Result<(), MapError>, name: &'static str) -> Result<(), Dat
         Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
         Err(source) => Err(DatapathError::Map { name, source }),
     }
-}
-
-fn remove_all<K: aya::Pod, V: aya::Pod>(
-    map: &mut aya::maps::Map,
-    name: &'static str,
-    keys: impl Iterator<Item = K>,
-) -> Result<(), DatapathError> {
-    let mut m: HashMap<&mut MapData, K, V> = HashMap::try_from(map).map_err(map_err(name))?;
-    for k in keys {
-        ignore_missing(m.remove(&k), name)?;
-    }
-    Ok(())
-}
-
-fn scan_remove<K: aya::Pod, V: aya::Pod>(
-    map: &mut aya::maps::Map,
-    name: &'static str,
-    stale: impl Fn(&K) -> bool,
-) -> Result<usize, DatapathError> {
-    let mut m: HashMap<&mut MapData, K, V> = HashMap::try_from(map).map_err(map_err(name))?;
-    let keys: Vec<K> = m.keys().filter_map(Result::ok).filter(|k| stale(k)).collect();
-    for k in &keys {
-        ignore_missing(m.remove(k), name)?;
-    }
-    Ok(keys.len())
 }
 
 /// `Mode` as metrics and `status` show it.

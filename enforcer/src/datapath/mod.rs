@@ -6,6 +6,7 @@
 //! `enforcer-common`.
 
 mod apply;
+mod batch;
 mod read;
 
 use std::{
@@ -26,7 +27,7 @@ pub use apply::{ApplyReport, mode_name};
 use enforcer_common::{LAYOUT_VERSION, PROGRAM, control::Control};
 pub use read::{
     Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters, device_states, discovered,
-    flow_count, live_config, monotonic_ns, rule_counters,
+    flow_count, live_config, monotonic_ns, rule_counters, slot_occupancy,
 };
 use thiserror::Error;
 
@@ -89,6 +90,12 @@ pub enum DatapathError {
     },
     #[error("policy needs {needed} entries in {map}, capacity {capacity}")]
     Capacity { map: &'static str, needed: usize, capacity: u32 },
+    #[error("batch write to map `{name}`")]
+    Batch {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("run a test frame through the program")]
     TestRun(#[source] aya::programs::ProgramError),
 }

@@ -243,3 +243,32 @@ pub fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
+
+/// Entries per slot in the policy hash maps (`MACS`, `ADDRS_V4`, `ADDRS_V6`, `PAIRS`, `PORTS`):
+/// after an apply only the live slot holds any.
+pub fn slot_occupancy(src: &impl MapSource) -> Result<[usize; 2], DatapathError> {
+    use enforcer_common::{
+        Decision,
+        identity::{ADDRS_V4_MAP, ADDRS_V6_MAP, AddrEntry, AddrKeyV4, AddrKeyV6, MACS_MAP, MacEntry},
+        rules::{PAIRS_MAP, PORTS_MAP, PairKey, PairValue, PortKey},
+    };
+    fn count<K: aya::Pod, V: aya::Pod>(
+        src: &impl MapSource,
+        name: &'static str,
+        slot: impl Fn(&K) -> u8,
+        out: &mut [usize; 2],
+    ) -> Result<(), DatapathError> {
+        let m: HashMap<&MapData, K, V> = HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
+        for k in m.keys().filter_map(Result::ok) {
+            out[usize::from(slot(&k) & 1)] += 1;
+        }
+        Ok(())
+    }
+    let mut out = [0; 2];
+    count::<MacKey, MacEntry>(src, MACS_MAP, |k| k.slot, &mut out)?;
+    count::<AddrKeyV4, AddrEntry>(src, ADDRS_V4_MAP, |k| k.slot, &mut out)?;
+    count::<AddrKeyV6, AddrEntry>(src, ADDRS_V6_MAP, |k| k.slot, &mut out)?;
+    count::<PairKey, PairValue>(src, PAIRS_MAP, |k| k.slot, &mut out)?;
+    count::<PortKey, Decision>(src, PORTS_MAP, |k| k.slot, &mut out)?;
+    Ok(out)
+}
