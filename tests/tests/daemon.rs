@@ -514,6 +514,19 @@ fn status_reports_interfaces_generation_and_top_denied() {
     let (code, text, _) = w.cli(&["status"]);
     assert_eq!(code, 0);
     assert!(text.contains("r-prn1 (native)"), "{text}");
+
+    // A second daemon on the same state directory refuses to start, naming the first.
+    let mut second = spawn_daemon(w.site.router_ns(), &w.args()).expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = second.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the second daemon kept running");
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(3), "environment error: {}", second.output());
+    assert!(second.output().contains("another enforcer (pid"), "{}", second.output());
 }
 
 /// Keeps `Path` in use for the helper signatures above on every platform.

@@ -32,7 +32,7 @@ pub fn run(cfg: daemon::Config) -> Result<u8> {
             }
             exit::INVALID
         }
-        Err(e @ (DaemonError::NotRoot | DaemonError::NoInterface(_) | DaemonError::Bpffs(_))) => {
+        Err(e @ (DaemonError::NotRoot | DaemonError::NoInterface(_) | DaemonError::Bpffs(_) | DaemonError::Locked(_))) => {
             tracing::error!(error = %error_chain(&e), "cannot start");
             exit::ENVIRONMENT
         }

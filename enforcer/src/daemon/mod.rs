@@ -64,6 +64,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Locked(#[from] state::LockError),
     #[error("signal handling")]
     Signals(#[source] std::io::Error),
 }
@@ -248,6 +250,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     if let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i)) {
         return Err(DaemonError::NoInterface(missing.clone()));
     }
+    // One daemon per state directory (and pin directory): a second would fight over the slots.
+    let _lock = state::lock(&cfg.state_dir)?;
     host::ensure_bpffs(&cfg.pin_dir).map_err(DaemonError::Bpffs)?;
     let metrics = Arc::new(metrics::Metrics::register()?);
 

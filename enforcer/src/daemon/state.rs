@@ -130,3 +130,47 @@ pub fn read_ids(dir: &Path) -> Result<Option<IdTable>, StateError> {
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
+
+/// The daemon's exclusive lock on its state directory (and so on its pins): released when dropped
+/// or when the process dies.
+#[derive(Debug)]
+pub struct Lock {
+    _file: fs::File,
+}
+
+/// Name of the lock file in the state directory; it holds the holder's pid.
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes the lock, or says which process holds it.
+pub fn lock(dir: &Path) -> Result<Lock, LockError> {
+    use std::os::fd::AsRawFd as _;
+    fs::create_dir_all(dir).map_err(|source| LockError::Io { path: dir.to_path_buf(), source })?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|source| LockError::Io { path: path.clone(), source })?;
+    // SAFETY: flock on an fd we own; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let holder = fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
+        return Err(LockError::Held { dir: dir.to_path_buf(), holder });
+    }
+    file.set_len(0).map_err(|source| LockError::Io { path: path.clone(), source })?;
+    write!(file, "{}", std::process::id()).map_err(|source| LockError::Io { path, source })?;
+    Ok(Lock { _file: file })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another enforcer (pid {holder}) is running with state directory {dir}")]
+    Held { dir: PathBuf, holder: String },
+    #[error("lock {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
