@@ -216,6 +216,21 @@ fn reload_on_file_change_switches_verdicts() {
     assert!(tcp_connects(w.ns("pc1"), v6(&PRINTER), 9100, PROBE), "9100 allowed over IPv6 too");
     let generation = w.metric("enforcer_policy_generation", &[]);
 
+    // `plan` against the running enforcer shows what the edit would change, before it is made.
+    let next = w.policy_dir.parent().expect("base").join("next");
+    fs::create_dir_all(&next).expect("next dir");
+    fs::write(next.join("policy.yaml"), policy(631)).expect("write next");
+    let out = Command::new(enforcer_bin())
+        .args(["plan", "--output", "json", "--state-dir"])
+        .arg(&w.state_dir)
+        .arg(&next)
+        .output()
+        .expect("plan");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    assert_eq!(plan["changes"]["rules"]["changed"], serde_json::json!(["office-print"]), "{plan}");
+    assert!(plan["changes"]["devices"]["added"].as_array().is_some_and(Vec::is_empty));
+
     w.write_policy(&policy(631));
     w.wait_generation(generation + 1.0);
     assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE), "631 allowed under policy 2");
