@@ -115,7 +115,15 @@ pub fn resolve_source(slot: u8, cfg: &PolicyConfig, family: u8, src: &[u32; 4], 
         (Some(m), None) => {
             Source { device: m.device, class: m.class, spoofed: m.flags & MAC_F_ANY_ADDR == 0, unknown: false }
         }
-        (None, Some(a)) => Source { device: a.device, class: a.class, spoofed: a.has_mac(), unknown: false },
+        // A listed address from a MAC the policy does not know. When the address's device is bound
+        // to a MAC, the sender is not that device but an unlisted host forging its address: it is
+        // accounted (and quarantined, and discovered) as unknown, never as the device it
+        // impersonates, or any host could get a victim quarantined by forging its address. It
+        // keeps the address's class, which only matters under `defaults.spoofed: allow`.
+        (None, Some(a)) if a.has_mac() => {
+            Source { device: UNKNOWN_DEVICE, class: a.class, spoofed: true, unknown: true }
+        }
+        (None, Some(a)) => Source { device: a.device, class: a.class, spoofed: false, unknown: false },
         (None, None) => match lookup_net(slot, family, src) {
             Some(n) => Source { device: UNKNOWN_DEVICE, class: n.class, spoofed: false, unknown: false },
             None => unknown,

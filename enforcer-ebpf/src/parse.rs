@@ -364,6 +364,11 @@ fn parse_ipv6(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
     let mut next = h.next_header;
     let mut seen_fragment = false;
     for i in 0..MAX_EXT_HEADERS {
+        // An extension header whose length runs past the IPv6 payload: the chain is invalid
+        // (without this it would surface later, miscounted as a cut-short L4 header or not at all).
+        if c.off > end {
+            return Err(BAD);
+        }
         match next {
             // Hop-by-hop options: only allowed first (RFC 8200 §4.1).
             0 if i == 0 => next = skip_ext(c, 8)?,
@@ -417,6 +422,9 @@ fn parse_ipv6(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
                 return Ok(end);
             }
         }
+    }
+    if c.off > end {
+        return Err(BAD);
     }
     // Still an extension header after the bound.
     match next {
