@@ -157,34 +157,47 @@ fn remember_body(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
     }
 }
 
-/// Whether an ICMP error quotes a packet of a remembered flow (`q`, parsed from the packet by the
-/// caller); returns the flow when it does. The error travels back towards the quoted packet's
-/// sender, so it is accounted to the other end.
+/// Whether an ICMP error (`pkt`) quotes a packet of a remembered flow (`q`, parsed from the packet
+/// by the caller); returns the flow when it does. The error travels back towards the quoted
+/// packet's sender, so it is accounted to the other end.
+///
+/// An error is related only when it goes to the quoted packet's sender and, where the policy
+/// binds one, comes from the MAC a reply in that direction must come from (as `lookup` demands
+/// of replies). Without both checks any device could reach any other across zones by "reporting
+/// an error" about some unrelated flow.
 #[inline(always)]
-pub fn related(q: &Quoted, family: u8, now: u64) -> Option<Hit> {
-    unpack(related_packed(q, family, now))
+pub fn related(q: &Quoted, pkt: &Packet, now: u64) -> Option<Hit> {
+    unpack(related_packed(q, pkt, now))
 }
 
 #[inline(never)]
-fn related_packed(q: &Quoted, family: u8, now: u64) -> u64 {
-    pack(related_inline(q, family, now))
+fn related_packed(q: &Quoted, pkt: &Packet, now: u64) -> u64 {
+    pack(related_inline(q, pkt, now))
 }
 
 #[inline(always)]
-fn related_inline(q: &Quoted, family: u8, now: u64) -> Option<Hit> {
-    let (key, quoted_src_is_lo) = FlowKey::canonical(family, q.proto, q.src, q.sport, q.dst, q.dport);
+fn related_inline(q: &Quoted, pkt: &Packet, now: u64) -> Option<Hit> {
+    if pkt.dst != q.src {
+        return None;
+    }
+    let (key, quoted_src_is_lo) = FlowKey::canonical(pkt.family, q.proto, q.src, q.sport, q.dst, q.dport);
     // SAFETY: the value is copied out at once.
     let v = unsafe { FLOWS.get(&key) }?;
     if now.saturating_sub(v.last_seen_ns) > timeout_ns(q.proto) {
         return None;
     }
     let quoted_from_initiator = quoted_src_is_lo == (v.init_is_lo != 0);
+    // The error comes from the far end of the quoted packet (or a router on its way there).
+    let want_mac = if quoted_from_initiator { v.resp_mac } else { v.init_mac };
+    if want_mac != [0; 6] && want_mac != pkt.src_mac {
+        return None;
+    }
     Some(Hit { device: if quoted_from_initiator { v.resp_device } else { v.init_device }, rule: v.rule })
 }
 
 #[inline(always)]
 fn frag_key(pkt: &Packet) -> FragKey {
-    FragKey { src: pkt.src, dst: pkt.dst, id: pkt.frag_id, proto: pkt.proto, family: pkt.family, _pad: [0; 2] }
+    FragKey { src: pkt.src, dst: pkt.dst, id: pkt.frag_id, proto: pkt.frag_proto, family: pkt.family, _pad: [0; 2] }
 }
 
 /// Remembers an allowed first fragment so the rest of the datagram may follow.

@@ -150,7 +150,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
     if pkt.l4 == L4::Error
         && parse::parse_quoted(ctx, pkt, quoted)
-        && let Some(hit) = flow::related(quoted, pkt.family, now)
+        && let Some(hit) = flow::related(quoted, pkt, now)
     {
         account::count(Counter::IcmpRelated);
         return allowed(hit.device, hit.rule, pkt, now);

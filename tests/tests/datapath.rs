@@ -596,6 +596,33 @@ cases! {
         from(NVR_MAC).ipv4(NVR, CAM1)
             .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20)[..24]) => DROP,
     ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
+    icmp_error_from_an_unrelated_device_quoting_another_devices_flow_is_dropped: FIXTURE, [
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
+        // A camera "reports an error" to the printer, quoting the office's flow: it is no error
+        // about any flow of the printer's, just a way across zones.
+        from(CAM1_MAC).ipv4(CAM1, PRINTER)
+            .icmp(3, 3, &quote(&from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn(), 20)) => DROP,
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).tcp(40000, 443).syn() => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, PRINTER_6)
+            .icmp(1, 4, &quote(&from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).tcp(40000, 443).syn(), 40)) => DROP,
+    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
+    icmp_error_to_the_initiator_from_a_third_device_is_dropped: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
+        // cam-2 is not the recorder, whose MAC the flow's replies (and errors) must come from.
+        from(CAM2_MAC).ipv4(CAM2, CAM1)
+            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20)) => DROP,
+    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
+    icmp_error_from_a_router_on_the_internet_path_passes: FIXTURE, [
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
+        // Time exceeded from some router upstream, arriving through the uplink's MAC.
+        from("02:00:00:00:ee:01").ipv4("198.51.100.1", OFFICE)
+            .icmp(11, 0, &quote(&from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn(), 20)) => PASS,
+    ], |h| { h.assert_counter(Counter::IcmpRelated, 1); };
+    icmp_error_quoting_ipv6_extension_headers_is_not_matched_known_limit: FIXTURE, [
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn() => PASS,
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).icmp(2, 0, &quote(
+            &from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn(), 48)) => DROP,
+    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
     icmp_error_quoting_an_allowed_flow_with_another_port_is_dropped: FIXTURE, [
         from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
         from(NVR_MAC).ipv4(NVR, CAM1)
@@ -861,6 +888,23 @@ cases! {
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS,
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 77).proto(6, &[0xbb; 24]) => PASS,
     ], |h| { h.assert_counter(Counter::FragmentPassed, 1); h.assert_rule("cams-stream", 2); };
+    ipv6_fragments_with_destination_options_after_the_fragment_header_pass: FIXTURE, [
+        // Frag -> DestOpts -> TCP: every fragment's Fragment header says "next: 60"; only the first
+        // carries the TCP header. Later fragments must match the first on that next-header value.
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 78).ext(60, &[1, 4, 0, 0, 0, 0])
+            .tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 78).proto(60, &[0xbb; 24]) => PASS,
+        // Same id, but a fragment header announcing another protocol: no match.
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 78).proto(6, &[0xbb; 24]) => DROP,
+    ], |h| { h.assert_counter(Counter::FragmentPassed, 1); h.assert_counter(Counter::FragmentOrphan, 1); };
+    ipv6_later_fragment_of_another_protocol_is_dropped: FIXTURE, [
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 77).proto(17, &[0xbb; 24]) => DROP,
+    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
+    ipv6_later_fragment_from_another_source_is_dropped: FIXTURE, [
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS,
+        from(CAM2_MAC).ipv6(CAM2_6, NVR_6).v6_frag(5, false, 77).proto(6, &[0xbb; 24]) => DROP,
+    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
     ipv6_lone_later_fragment_is_dropped_as_orphan: FIXTURE, [
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 77).proto(6, &ports(40000, 554)) => DROP,
     ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
