@@ -517,6 +517,7 @@ cases! {
         from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => PASS,
     ], |h| {
         h.assert_counter(Counter::FlowHit, 2);
+        assert_eq!(datapath::flow_count(&h.dp, datapath::monotonic_ns()).expect("flows"), 1, "one flow, both directions");
         h.assert_rule("cams-stream", 3);
         h.assert_device("cam-1", [2, 0, 0]);
         h.assert_device("nvr-1", [1, 0, 0]);
@@ -1246,4 +1247,22 @@ fn rule_counters_count_the_rule_that_decided() {
     ids.dedup();
     assert_eq!(ids.len(), h.compiled.ids.rules.len());
     assert!(!ids.contains(&0));
+}
+
+// ----- Deny events ----------------------------------------------------------------------------
+
+#[test]
+fn deny_events_are_rate_limited_per_device() {
+    let name = "deny_events_are_rate_limited_per_device";
+    let Some(mut h) = Harness::new(name, FIXTURE) else { return };
+    for port in 0..12u16 {
+        h.expect("probe", &from(CAM1_MAC).ipv4(CAM1, PRINTER).tcp(40000, 1000 + port).syn(), DROP);
+    }
+    // Another device has its own budget.
+    h.expect("other device", &from(CAM2_MAC).ipv4(CAM2, PRINTER).tcp(40000, 1000).syn(), DROP);
+    // Allowed packets never produce events.
+    h.expect("allowed", &from(CAM2_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn(), PASS);
+    h.assert_counter(Counter::EventsSent, 11);
+    h.assert_counter(Counter::EventsRateLimited, 2);
+    h.assert_device("cam-1", [0, 12, 0]);
 }
