@@ -12,6 +12,11 @@
 
 use std::net::IpAddr;
 
+// Dependencies of the test crate that this test binary does not use itself.
+use anyhow as _;
+use aya as _;
+use libc as _;
+
 use enforcer::{
     datapath::{self, Datapath, DeviceCounters},
     policy::{CompileOptions, CompiledPolicy, compile, parse_str},
@@ -1117,13 +1122,19 @@ cases! {
 }
 
 #[test]
-fn no_policy_loaded_drops_all_ip_but_passes_arp() {
-    let name = "no_policy_loaded_drops_all_ip_but_passes_arp";
+fn no_policy_loaded_drops_all_ip_but_passes_arp_and_nd() {
+    let name = "no_policy_loaded_drops_all_ip_but_passes_arp_and_nd";
     let Some(mut h) = Harness::unloaded(name, FIXTURE) else { return };
     h.expect("v4 allowed-to-be flow", &from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), DROP);
     h.expect("v6 allowed-to-be flow", &from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(), DROP);
     h.expect("dhcp", &from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67), DROP);
     h.expect("arp", &arp(CAM1_MAC), PASS);
+    h.expect("neighbour solicitation", &from(CAM1_MAC).ipv6(CAM1_6, "ff02::1:ff00:1").icmp(135, 0, &[0; 16]), PASS);
+    h.expect("router advertisement", &from(CAM1_MAC).ipv6("fe80::10", "ff02::1").icmp(134, 0, &[0; 12]), DROP);
+    h.expect("lldp", &from(CAM1_MAC).ethertype(0x88cc, &[0; 46]), DROP);
+    h.assert_counter(Counter::NdPassed, 1);
+    h.assert_counter(Counter::RogueRaDropped, 1);
+    h.assert_counter(Counter::NonIpDropped, 1);
     h.assert_counter(Counter::NoPolicy, 3);
     h.assert_counter(Counter::ArpPassed, 1);
     h.assert_device("cam-1", [0, 0, 0]);
