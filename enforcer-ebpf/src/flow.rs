@@ -5,18 +5,19 @@
 //! an expiry can only make a packet be judged again: the tables fail closed.
 
 use enforcer_common::{
-    PROTO_TCP, PROTO_UDP,
+    Action, PROTO_TCP, PROTO_UDP,
     control::PolicyConfig,
     flow::{
         FLOW_TIMEOUT_ICMP_NS, FLOW_TIMEOUT_TCP_NS, FLOW_TIMEOUT_UDP_NS, FRAG_TIMEOUT_NS, FlowKey, FlowValue,
         FragKey, FragValue,
     },
+    identity::{MAC_F_ANY_ADDR, MacKey},
     stats::Counter,
 };
 
 use crate::{
     account,
-    maps::{FLOWS, FRAGS},
+    maps::{FLOWS, FRAGS, MACS},
     parse::{L4, Packet, Quoted},
     policy::{Judgement, Tuple, judge},
 };
@@ -54,6 +55,26 @@ fn timeout_ns(proto: u8) -> u64 {
         PROTO_TCP => FLOW_TIMEOUT_TCP_NS,
         PROTO_UDP => FLOW_TIMEOUT_UDP_NS,
         _ => FLOW_TIMEOUT_ICMP_NS,
+    }
+}
+
+/// Whether `mac` belongs to a listed device, other than `owner`, that is bound to its own
+/// addresses. Such a device sending from an address it does not own is spoofing (`identity`); the
+/// fast paths below (remembered flows, related ICMP errors, later fragments) do not resolve the
+/// sender, so without this a device could speak through another endpoint's open flow in that
+/// endpoint's name, e.g. a camera answering for an internet server to the office. One exact
+/// lookup, only where the endpoint is not itself bound to a MAC. `defaults.spoofed: allow` turns
+/// it off, as it turns off the spoofing verdict.
+#[inline(always)]
+fn impersonates(slot: u8, cfg: &PolicyConfig, mac: [u8; 6], owner: u32) -> bool {
+    if cfg.spoofed == Action::Allow as u8 {
+        return false;
+    }
+    // SAFETY: userspace never deletes a live slot's entries while packets can read them; the
+    // fields are read at once.
+    match unsafe { MACS.get(&MacKey::new(slot, mac)) } {
+        Some(m) => m.device != owner && m.flags & MAC_F_ANY_ADDR == 0,
+        None => false,
     }
 }
 
@@ -97,6 +118,10 @@ fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple)
     let from_initiator = src_is_lo == (v.init_is_lo != 0);
     let want_mac = if from_initiator { v.init_mac } else { v.resp_mac };
     if want_mac != [0; 6] && want_mac != pkt.src_mac {
+        return None;
+    }
+    let owner = if from_initiator { v.init_device } else { v.resp_device };
+    if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, owner) {
         return None;
     }
     if v.epoch != epoch {
@@ -166,17 +191,17 @@ fn remember_body(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
 /// of replies). Without both checks any device could reach any other across zones by "reporting
 /// an error" about some unrelated flow.
 #[inline(always)]
-pub fn related(q: &Quoted, pkt: &Packet, now: u64) -> Option<Hit> {
-    unpack(related_packed(q, pkt, now))
+pub fn related(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
+    unpack(related_packed(q, pkt, cfg, slot, now))
 }
 
 #[inline(never)]
-fn related_packed(q: &Quoted, pkt: &Packet, now: u64) -> u64 {
-    pack(related_inline(q, pkt, now))
+fn related_packed(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> u64 {
+    pack(related_inline(q, pkt, cfg, slot, now))
 }
 
 #[inline(always)]
-fn related_inline(q: &Quoted, pkt: &Packet, now: u64) -> Option<Hit> {
+fn related_inline(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
     if pkt.dst != q.src {
         return None;
     }
@@ -192,7 +217,11 @@ fn related_inline(q: &Quoted, pkt: &Packet, now: u64) -> Option<Hit> {
     if want_mac != [0; 6] && want_mac != pkt.src_mac {
         return None;
     }
-    Some(Hit { device: if quoted_from_initiator { v.resp_device } else { v.init_device }, rule: v.rule })
+    let device = if quoted_from_initiator { v.resp_device } else { v.init_device };
+    if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, device) {
+        return None;
+    }
+    Some(Hit { device, rule: v.rule })
 }
 
 #[inline(always)]
@@ -219,21 +248,27 @@ fn remember_fragment_body(pkt: &Packet, device: u32, rule: u32, now: u64) {
 
 /// A later fragment passes only behind a remembered, unexpired first fragment of the same
 /// (source, destination, protocol, id).
+///
+/// The entry holds no MAC (its layout is shared with userspace), so the sender is checked by
+/// device: a listed device other than the first fragment's sender may not continue it.
 #[inline(always)]
-pub fn later_fragment(pkt: &Packet, now: u64) -> Option<Hit> {
-    unpack(later_fragment_packed(pkt, now))
+pub fn later_fragment(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
+    unpack(later_fragment_packed(pkt, cfg, slot, now))
 }
 
 #[inline(never)]
-fn later_fragment_packed(pkt: &Packet, now: u64) -> u64 {
-    pack(later_fragment_inline(pkt, now))
+fn later_fragment_packed(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> u64 {
+    pack(later_fragment_inline(pkt, cfg, slot, now))
 }
 
 #[inline(always)]
-fn later_fragment_inline(pkt: &Packet, now: u64) -> Option<Hit> {
+fn later_fragment_inline(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
     // SAFETY: the value is copied out at once.
     let v = unsafe { FRAGS.get(&frag_key(pkt)) }?;
     if v.expires_ns < now {
+        return None;
+    }
+    if impersonates(slot, cfg, pkt.src_mac, v.device) {
         return None;
     }
     Some(Hit { device: v.device, rule: v.rule })

@@ -140,7 +140,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     let now = now_ns();
 
     if pkt.frag == Fragment::Later {
-        return match flow::later_fragment(pkt, now) {
+        return match flow::later_fragment(pkt, cfg, slot, now) {
             Some(hit) => {
                 account::count(Counter::FragmentPassed);
                 allowed(hit.device, hit.rule, pkt, now)
@@ -150,7 +150,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
     if pkt.l4 == L4::Error
         && parse::parse_quoted(ctx, pkt, quoted)
-        && let Some(hit) = flow::related(quoted, pkt, now)
+        && let Some(hit) = flow::related(quoted, pkt, cfg, slot, now)
     {
         account::count(Counter::IcmpRelated);
         return allowed(hit.device, hit.rule, pkt, now);

@@ -1032,6 +1032,36 @@ cases! {
         from("02:00:00:00:ee:01").ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => PASS,
         from("02:00:00:00:ee:01").ipv4(WEB, OFFICE).tcp(443, 40001).syn_ack() => DROP,
     ], |h| { h.assert_counter(Counter::FlowHit, 1); };
+    listed_device_forging_an_internet_reply_into_another_devices_flow_is_dropped: FIXTURE, [
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
+        from(OFFICE_MAC).ipv4(OFFICE, "8.8.8.8").udp(40053, 53) => PASS,
+        // A camera answers in the internet's name: cameras may not reach the office.
+        from(CAM1_MAC).ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => DROP,
+        from(CAM1_MAC).ipv4("8.8.8.8", OFFICE).udp(53, 40053) => DROP,
+        from(CAM1_MAC).ipv6(WEB_6, OFFICE_6).tcp(443, 40000).syn_ack() => DROP,
+        // The real replies, through the uplink, still pass.
+        from("02:00:00:00:ee:01").ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => PASS,
+        from("02:00:00:00:ee:01").ipv4("8.8.8.8", OFFICE).udp(53, 40053) => PASS,
+    ], |h| {
+        h.assert_counter(Counter::FlowHit, 2);
+        h.assert_spoofed("cam-1", 3);
+        h.assert_device("cam-1", [0, 3, 0]);
+    };
+    listed_device_forging_an_icmp_error_from_the_internet_is_dropped: FIXTURE, [
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
+        from(CAM1_MAC).ipv4(WEB, OFFICE)
+            .icmp(3, 4, &quote(&from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn(), 20)) => DROP,
+    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
+    listed_device_forging_a_later_fragment_of_another_devices_datagram_is_dropped: FIXTURE, [
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x2000).udp(40053, 53).payload(&[0xaa; 16]) => PASS,
+        // The camera sends the "rest" of the office's datagram to the internet.
+        from(CAM1_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x0003).proto(17, &[0xbb; 24]) => DROP,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x0003).proto(17, &[0xbb; 24]) => PASS,
+    ], |h| { h.assert_counter(Counter::FragmentPassed, 1); h.assert_counter(Counter::FragmentOrphan, 1); };
+    spoofed_allow_lets_a_listed_device_answer_for_an_unbound_address: spoof_allow_fixture(), [
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
+        from(CAM1_MAC).ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => PASS,
+    ], |h| { h.assert_counter(Counter::FlowHit, 1); };
     unknown_device_falls_in_the_unknown_zone_and_is_discovered: LAN_ONLY, [
         from(STRANGER_MAC).vlan(10).ipv4("10.1.1.200", NVR).tcp(40000, 554).syn() => DROP,
         // The unknown zone still gets what `any` grants: DHCP.
