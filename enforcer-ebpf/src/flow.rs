@@ -116,6 +116,12 @@ fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple)
         return None;
     }
     let from_initiator = src_is_lo == (v.init_is_lo != 0);
+    // Both directions of a ping share one key (the identifier is both "ports"), but only the
+    // initiator asks and only the responder answers: a request back along the flow is a new
+    // ping the policy must allow on its own, and a "reply" from the initiator is forged.
+    if (pkt.l4 == L4::EchoRequest && !from_initiator) || (pkt.l4 == L4::EchoReply && from_initiator) {
+        return None;
+    }
     let want_mac = if from_initiator { v.init_mac } else { v.resp_mac };
     if want_mac != [0; 6] && want_mac != pkt.src_mac {
         return None;

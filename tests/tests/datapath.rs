@@ -556,6 +556,17 @@ cases! {
         from(NVR_MAC).ipv6(NVR_6, CAM1_6).echo_request(7) => PASS,
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_reply(7) => PASS,
     ], |h| { h.assert_counter(Counter::FlowHit, 1); };
+    echo_request_back_along_an_allowed_ping_flow_is_dropped: FIXTURE, [
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS,
+        // The camera may answer the recorder's ping, not ping the recorder (no rule allows that),
+        // even with the same identifier; nor does the recorder "reply" to its own request.
+        from(CAM1_MAC).ipv4(CAM1, NVR).echo_request(7) => DROP,
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_reply(7) => DROP,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_request(7) => DROP,
+        from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(7) => PASS,
+        // A second request of the recorder's on the same identifier continues the flow.
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS,
+    ], |h| { h.assert_counter(Counter::FlowHit, 2); h.assert_device("cam-1", [1, 2, 0]); };
     echo_reply_with_another_identifier_is_dropped: FIXTURE, [
         from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS,
         from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(8) => DROP,
