@@ -72,8 +72,12 @@ pub fn enforcer_xdp(ctx: XdpContext) -> u32 {
             return xdp_action::XDP_PASS;
         }
         Err(Reject::NeighbourDiscovery) => {
-            account::count(Counter::NdPassed);
-            return xdp_action::XDP_PASS;
+            if identity::nd_for_this_link(&scratch.pkt.dst) != 0 {
+                account::count(Counter::NdPassed);
+                return xdp_action::XDP_PASS;
+            }
+            // Addressed beyond this link (another segment's unicast address): an ordinary
+            // packet, judged as protocol 58 / `other` like any other, so it cannot cross zones.
         }
         Err(Reject::RogueRouter) => {
             account::count(Counter::RogueRaDropped);

@@ -1145,6 +1145,15 @@ cases! {
         // MLDv2 report to ff02::16.
         from(CAM1_MAC).ipv6("fe80::10", "ff02::16").icmp(143, 0, &[0; 4]) => PASS,
     ], |h| { h.assert_counter(Counter::NdPassed, 4); };
+    neighbour_discovery_to_another_zones_global_address_is_judged_and_dropped: FIXTURE, [
+        // The kernel would forward these into the office's segment.
+        from(CAM1_MAC).ipv6(CAM1_6, OFFICE_6).hop_limit(255).icmp(135, 0, &[0; 16]) => DROP,
+        from(CAM1_MAC).ipv6(CAM1_6, OFFICE_6).hop_limit(255).icmp(136, 0, &[0; 16]) => DROP,
+        // To the router's own global address (unicast NUD, or an NA answering the router's NS
+        // sent from that address): for this link.
+        from(CAM1_MAC).ipv6(CAM1_6, ROUTER_CAMS_6).hop_limit(255).icmp(135, 0, &[0; 16]) => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, ROUTER_CAMS_6).hop_limit(255).icmp(136, 0, &[0; 16]) => PASS,
+    ], |h| { h.assert_counter(Counter::NdPassed, 2); h.assert_rule("no-lateral-cameras", 2); h.assert_device("cam-1", [0, 2, 0]); };
     router_advertisement_and_redirect_are_dropped_as_rogue: FIXTURE, [
         from(CAM1_MAC).ipv6("fe80::10", "ff02::1").hop_limit(255).icmp(134, 0, &[64, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0]) => DROP,
         from(CAM1_MAC).ipv6("fe80::10", CAM2_6).hop_limit(255).icmp(137, 0, &[0; 36]) => DROP,
