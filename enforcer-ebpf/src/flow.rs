@@ -5,18 +5,19 @@
 //! an expiry can only make a packet be judged again: the tables fail closed.
 
 use enforcer_common::{
-    PROTO_TCP, PROTO_UDP,
+    Action, PROTO_TCP, PROTO_UDP,
     control::PolicyConfig,
     flow::{
         FLOW_TIMEOUT_ICMP_NS, FLOW_TIMEOUT_TCP_NS, FLOW_TIMEOUT_UDP_NS, FRAG_TIMEOUT_NS, FlowKey, FlowValue,
         FragKey, FragValue,
     },
+    identity::{MAC_F_ANY_ADDR, MacKey},
     stats::Counter,
 };
 
 use crate::{
     account,
-    maps::{FLOWS, FRAGS},
+    maps::{FLOWS, FRAGS, MACS},
     parse::{L4, Packet, Quoted},
     policy::{Judgement, Tuple, judge},
 };
@@ -54,6 +55,26 @@ fn timeout_ns(proto: u8) -> u64 {
         PROTO_TCP => FLOW_TIMEOUT_TCP_NS,
         PROTO_UDP => FLOW_TIMEOUT_UDP_NS,
         _ => FLOW_TIMEOUT_ICMP_NS,
+    }
+}
+
+/// Whether `mac` belongs to a listed device, other than `owner`, that is bound to its own
+/// addresses. Such a device sending from an address it does not own is spoofing (`identity`); the
+/// fast paths below (remembered flows, related ICMP errors, later fragments) do not resolve the
+/// sender, so without this a device could speak through another endpoint's open flow in that
+/// endpoint's name, e.g. a camera answering for an internet server to the office. One exact
+/// lookup, only where the endpoint is not itself bound to a MAC. `defaults.spoofed: allow` turns
+/// it off, as it turns off the spoofing verdict.
+#[inline(always)]
+fn impersonates(slot: u8, cfg: &PolicyConfig, mac: [u8; 6], owner: u32) -> bool {
+    if cfg.spoofed == Action::Allow as u8 {
+        return false;
+    }
+    // SAFETY: userspace never deletes a live slot's entries while packets can read them; the
+    // fields are read at once.
+    match unsafe { MACS.get(&MacKey::new(slot, mac)) } {
+        Some(m) => m.device != owner && m.flags & MAC_F_ANY_ADDR == 0,
+        None => false,
     }
 }
 
@@ -95,8 +116,18 @@ fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple)
         return None;
     }
     let from_initiator = src_is_lo == (v.init_is_lo != 0);
+    // Both directions of a ping share one key (the identifier is both "ports"), but only the
+    // initiator asks and only the responder answers: a request back along the flow is a new
+    // ping the policy must allow on its own, and a "reply" from the initiator is forged.
+    if (pkt.l4 == L4::EchoRequest && !from_initiator) || (pkt.l4 == L4::EchoReply && from_initiator) {
+        return None;
+    }
     let want_mac = if from_initiator { v.init_mac } else { v.resp_mac };
     if want_mac != [0; 6] && want_mac != pkt.src_mac {
+        return None;
+    }
+    let owner = if from_initiator { v.init_device } else { v.resp_device };
+    if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, owner) {
         return None;
     }
     if v.epoch != epoch {
@@ -157,34 +188,51 @@ fn remember_body(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
     }
 }
 
-/// Whether an ICMP error quotes a packet of a remembered flow (`q`, parsed from the packet by the
-/// caller); returns the flow when it does. The error travels back towards the quoted packet's
-/// sender, so it is accounted to the other end.
+/// Whether an ICMP error (`pkt`) quotes a packet of a remembered flow (`q`, parsed from the packet
+/// by the caller); returns the flow when it does. The error travels back towards the quoted
+/// packet's sender, so it is accounted to the other end.
+///
+/// An error is related only when it goes to the quoted packet's sender and, where the policy
+/// binds one, comes from the MAC a reply in that direction must come from (as `lookup` demands
+/// of replies). Without both checks any device could reach any other across zones by "reporting
+/// an error" about some unrelated flow.
 #[inline(always)]
-pub fn related(q: &Quoted, family: u8, now: u64) -> Option<Hit> {
-    unpack(related_packed(q, family, now))
+pub fn related(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
+    unpack(related_packed(q, pkt, cfg, slot, now))
 }
 
 #[inline(never)]
-fn related_packed(q: &Quoted, family: u8, now: u64) -> u64 {
-    pack(related_inline(q, family, now))
+fn related_packed(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> u64 {
+    pack(related_inline(q, pkt, cfg, slot, now))
 }
 
 #[inline(always)]
-fn related_inline(q: &Quoted, family: u8, now: u64) -> Option<Hit> {
-    let (key, quoted_src_is_lo) = FlowKey::canonical(family, q.proto, q.src, q.sport, q.dst, q.dport);
+fn related_inline(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
+    if pkt.dst != q.src {
+        return None;
+    }
+    let (key, quoted_src_is_lo) = FlowKey::canonical(pkt.family, q.proto, q.src, q.sport, q.dst, q.dport);
     // SAFETY: the value is copied out at once.
     let v = unsafe { FLOWS.get(&key) }?;
     if now.saturating_sub(v.last_seen_ns) > timeout_ns(q.proto) {
         return None;
     }
     let quoted_from_initiator = quoted_src_is_lo == (v.init_is_lo != 0);
-    Some(Hit { device: if quoted_from_initiator { v.resp_device } else { v.init_device }, rule: v.rule })
+    // The error comes from the far end of the quoted packet (or a router on its way there).
+    let want_mac = if quoted_from_initiator { v.resp_mac } else { v.init_mac };
+    if want_mac != [0; 6] && want_mac != pkt.src_mac {
+        return None;
+    }
+    let device = if quoted_from_initiator { v.resp_device } else { v.init_device };
+    if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, device) {
+        return None;
+    }
+    Some(Hit { device, rule: v.rule })
 }
 
 #[inline(always)]
 fn frag_key(pkt: &Packet) -> FragKey {
-    FragKey { src: pkt.src, dst: pkt.dst, id: pkt.frag_id, proto: pkt.proto, family: pkt.family, _pad: [0; 2] }
+    FragKey { src: pkt.src, dst: pkt.dst, id: pkt.frag_id, proto: pkt.frag_proto, family: pkt.family, _pad: [0; 2] }
 }
 
 /// Remembers an allowed first fragment so the rest of the datagram may follow.
@@ -206,21 +254,27 @@ fn remember_fragment_body(pkt: &Packet, device: u32, rule: u32, now: u64) {
 
 /// A later fragment passes only behind a remembered, unexpired first fragment of the same
 /// (source, destination, protocol, id).
+///
+/// The entry holds no MAC (its layout is shared with userspace), so the sender is checked by
+/// device: a listed device other than the first fragment's sender may not continue it.
 #[inline(always)]
-pub fn later_fragment(pkt: &Packet, now: u64) -> Option<Hit> {
-    unpack(later_fragment_packed(pkt, now))
+pub fn later_fragment(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
+    unpack(later_fragment_packed(pkt, cfg, slot, now))
 }
 
 #[inline(never)]
-fn later_fragment_packed(pkt: &Packet, now: u64) -> u64 {
-    pack(later_fragment_inline(pkt, now))
+fn later_fragment_packed(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> u64 {
+    pack(later_fragment_inline(pkt, cfg, slot, now))
 }
 
 #[inline(always)]
-fn later_fragment_inline(pkt: &Packet, now: u64) -> Option<Hit> {
+fn later_fragment_inline(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
     // SAFETY: the value is copied out at once.
     let v = unsafe { FRAGS.get(&frag_key(pkt)) }?;
     if v.expires_ns < now {
+        return None;
+    }
+    if impersonates(slot, cfg, pkt.src_mac, v.device) {
         return None;
     }
     Some(Hit { device: v.device, rule: v.rule })

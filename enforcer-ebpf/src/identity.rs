@@ -88,6 +88,25 @@ fn is_router_scoped_dest(family: u8, a: &[u32; 4]) -> bool {
     b[0] == 0xff || (b[0] == 0xfe && b[1] & 0xc0 == 0x80)
 }
 
+/// Whether neighbour discovery addressed to `dst` (IPv6) is for this link: multicast, link-local,
+/// or one of the router's own addresses in the live slot. ND to anything else would be forwarded
+/// by the kernel into another segment.
+///
+/// Out of line, returning a scalar (see `policy::judge_into`): it runs before the verdict path
+/// and keeps its key off the entry point's stack frame.
+#[inline(never)]
+pub fn nd_for_this_link(dst: &[u32; 4]) -> u32 {
+    if is_router_scoped_dest(enforcer_common::FAMILY_V6, dst) {
+        return 1;
+    }
+    let Some(control) = crate::maps::CONTROL.get(0) else {
+        return 0;
+    };
+    let key = AddrKeyV6 { addr: *dst, slot: control.slot(), _pad: [0; 3] };
+    // SAFETY: as in `lookup_addr`.
+    u32::from(unsafe { ADDRS_V6.get(&key) }.is_some_and(|a| a.kind == ADDR_KIND_ROUTER))
+}
+
 /// Resolves the sender from its MAC and source address.
 ///
 /// Spoofed: a listed MAC with an address that is not its own, a listed address (of a device bound
@@ -115,7 +134,15 @@ pub fn resolve_source(slot: u8, cfg: &PolicyConfig, family: u8, src: &[u32; 4], 
         (Some(m), None) => {
             Source { device: m.device, class: m.class, spoofed: m.flags & MAC_F_ANY_ADDR == 0, unknown: false }
         }
-        (None, Some(a)) => Source { device: a.device, class: a.class, spoofed: a.has_mac(), unknown: false },
+        // A listed address from a MAC the policy does not know. When the address's device is bound
+        // to a MAC, the sender is not that device but an unlisted host forging its address: it is
+        // accounted (and quarantined, and discovered) as unknown, never as the device it
+        // impersonates, or any host could get a victim quarantined by forging its address. It
+        // keeps the address's class, which only matters under `defaults.spoofed: allow`.
+        (None, Some(a)) if a.has_mac() => {
+            Source { device: UNKNOWN_DEVICE, class: a.class, spoofed: true, unknown: true }
+        }
+        (None, Some(a)) => Source { device: a.device, class: a.class, spoofed: false, unknown: false },
         (None, None) => match lookup_net(slot, family, src) {
             Some(n) => Source { device: UNKNOWN_DEVICE, class: n.class, spoofed: false, unknown: false },
             None => unknown,

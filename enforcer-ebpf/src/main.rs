@@ -72,8 +72,12 @@ pub fn enforcer_xdp(ctx: XdpContext) -> u32 {
             return xdp_action::XDP_PASS;
         }
         Err(Reject::NeighbourDiscovery) => {
-            account::count(Counter::NdPassed);
-            return xdp_action::XDP_PASS;
+            if identity::nd_for_this_link(&scratch.pkt.dst) != 0 {
+                account::count(Counter::NdPassed);
+                return xdp_action::XDP_PASS;
+            }
+            // Addressed beyond this link (another segment's unicast address): an ordinary
+            // packet, judged as protocol 58 / `other` like any other, so it cannot cross zones.
         }
         Err(Reject::RogueRouter) => {
             account::count(Counter::RogueRaDropped);
@@ -140,7 +144,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     let now = now_ns();
 
     if pkt.frag == Fragment::Later {
-        return match flow::later_fragment(pkt, now) {
+        return match flow::later_fragment(pkt, cfg, slot, now) {
             Some(hit) => {
                 account::count(Counter::FragmentPassed);
                 allowed(hit.device, hit.rule, pkt, now)
@@ -150,7 +154,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
     if pkt.l4 == L4::Error
         && parse::parse_quoted(ctx, pkt, quoted)
-        && let Some(hit) = flow::related(quoted, pkt.family, now)
+        && let Some(hit) = flow::related(quoted, pkt, cfg, slot, now)
     {
         account::count(Counter::IcmpRelated);
         return allowed(hit.device, hit.rule, pkt, now);

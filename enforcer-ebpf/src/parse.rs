@@ -171,6 +171,11 @@ pub struct Packet {
     pub frag: Fragment,
     /// IPv4 identification or IPv6 fragment identification.
     pub frag_id: u32,
+    /// The protocol that keys the fragment table: IPv4's protocol field, or the next-header value
+    /// of the IPv6 Fragment header. Every fragment of a datagram carries the same value there,
+    /// while `proto` (the final L4 protocol) is only known in the first one when extension headers
+    /// follow the Fragment header.
+    pub frag_proto: u8,
     /// Offset of the IP header quoted by an ICMP error.
     pub inner_off: usize,
     /// Frame length in bytes.
@@ -238,6 +243,7 @@ pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Reject> {
     pkt.l4 = L4::Other;
     pkt.frag = Fragment::None;
     pkt.frag_id = 0;
+    pkt.frag_proto = 0;
     pkt.inner_off = 0;
     pkt.len = c.frame_len() as u32;
     let ethertype = parse_ethernet(&mut c, pkt)?;
@@ -323,6 +329,7 @@ fn parse_ipv4(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
     pkt.src[0] = h.src;
     pkt.dst[0] = h.dst;
     pkt.frag_id = u32::from(be16(h.id));
+    pkt.frag_proto = h.proto;
     if offset > 0 {
         // RFC 1858: an offset of 8 bytes into TCP can rewrite the flags and ports of the first
         // fragment's header; no legitimate sender produces it.
@@ -364,6 +371,11 @@ fn parse_ipv6(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
     let mut next = h.next_header;
     let mut seen_fragment = false;
     for i in 0..MAX_EXT_HEADERS {
+        // An extension header whose length runs past the IPv6 payload: the chain is invalid
+        // (without this it would surface later, miscounted as a cut-short L4 header or not at all).
+        if c.off > end {
+            return Err(BAD);
+        }
         match next {
             // Hop-by-hop options: only allowed first (RFC 8200 §4.1).
             0 if i == 0 => next = skip_ext(c, 8)?,
@@ -395,6 +407,7 @@ fn parse_ipv6(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
                     return Err(BAD);
                 }
                 pkt.frag_id = u32::from_be_bytes(f.id);
+                pkt.frag_proto = f.next_header;
                 next = f.next_header;
                 let offset = of & 0xfff8;
                 let more = of & 1 != 0;
@@ -417,6 +430,9 @@ fn parse_ipv6(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
                 return Ok(end);
             }
         }
+    }
+    if c.off > end {
+        return Err(BAD);
     }
     // Still an extension header after the bound.
     match next {

@@ -14,7 +14,16 @@ pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 #[derive(Clone, Debug)]
 enum L3 {
     None { ethertype: u16, payload: Vec<u8> },
-    V4 { src: Ipv4Addr, dst: Ipv4Addr, ihl: u8, frag: u16, id: u16, proto: Option<u8>, tot_len: Option<u16> },
+    V4 {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        ihl: u8,
+        frag: u16,
+        id: u16,
+        proto: Option<u8>,
+        tot_len: Option<u16>,
+        options: Vec<u8>,
+    },
     V6 { src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<(u8, Vec<u8>)>, hop_limit: u8, payload_len: Option<u16> },
 }
 
@@ -36,6 +45,8 @@ pub struct Frame {
     l3: L3,
     l4: L4,
     payload: Vec<u8>,
+    /// Bytes after the IP packet (Ethernet padding), not counted in any IP length.
+    trailer: Vec<u8>,
     truncate: Option<usize>,
 }
 
@@ -72,6 +83,7 @@ impl Frame {
             l3: L3::None { ethertype: 0x88b5, payload: vec![0; 46] },
             l4: L4::None,
             payload: Vec::new(),
+            trailer: Vec::new(),
             truncate: None,
         }
     }
@@ -105,7 +117,13 @@ impl Frame {
 
     #[must_use]
     pub fn ipv4(mut self, src: &str, dst: &str) -> Self {
-        self.l3 = L3::V4 { src: v4(src), dst: v4(dst), ihl: 5, frag: 0, id: 0x1234, proto: None, tot_len: None };
+        self.l3 = L3::V4 { src: v4(src), dst: v4(dst), ihl: 5,
+            frag: 0,
+            id: 0x1234,
+            proto: None,
+            tot_len: None,
+            options: Vec::new(),
+        };
         self
     }
 
@@ -130,6 +148,16 @@ impl Frame {
     pub fn ihl(mut self, words: u8) -> Self {
         if let L3::V4 { ihl, .. } = &mut self.l3 {
             *ihl = words;
+        }
+        self
+    }
+
+    /// IPv4 option bytes, written right after the fixed header and padded with NOPs up to the
+    /// header length (set that with [`Frame::ihl`]; the options are never inspected, only skipped).
+    #[must_use]
+    pub fn ip_options(mut self, bytes: &[u8]) -> Self {
+        if let L3::V4 { options, .. } = &mut self.l3 {
+            *options = bytes.to_vec();
         }
         self
     }
@@ -273,6 +301,22 @@ impl Frame {
         self
     }
 
+    /// Bytes after the IP packet, outside its total/payload length (Ethernet padding).
+    #[must_use]
+    pub fn trailer(mut self, bytes: &[u8]) -> Self {
+        self.trailer = bytes.to_vec();
+        self
+    }
+
+    /// Sets the TCP flags byte as on the wire (`0x02` SYN, `0x10` ACK, `0x01` FIN, ...).
+    #[must_use]
+    pub fn tcp_flags(mut self, value: u8) -> Self {
+        if let L4::Tcp { flags, .. } = &mut self.l4 {
+            *flags = value;
+        }
+        self
+    }
+
     /// Cuts the finished frame to `len` bytes.
     #[must_use]
     pub fn truncate(mut self, len: usize) -> Self {
@@ -350,7 +394,7 @@ impl Frame {
         let (proto, l4) = self.l4_bytes();
         match &self.l3 {
             L3::None { payload, .. } => f.extend_from_slice(payload),
-            L3::V4 { src, dst, ihl, frag, id, proto: p, tot_len } => {
+            L3::V4 { src, dst, ihl, frag, id, proto: p, tot_len, options } => {
                 let hlen = usize::from(*ihl) * 4;
                 let total = tot_len.unwrap_or((hlen.max(20) + l4.len()) as u16);
                 let mut h = vec![0x40 | (ihl & 0x0f), 0];
@@ -362,7 +406,8 @@ impl Frame {
                 h.extend_from_slice(&[0, 0]);
                 h.extend_from_slice(&src.octets());
                 h.extend_from_slice(&dst.octets());
-                // Options: NOPs (type 1) up to the header length.
+                // Options as given, then NOPs (type 1) up to the header length.
+                h.extend_from_slice(options);
                 while h.len() < hlen {
                     h.push(1);
                 }
@@ -403,6 +448,7 @@ impl Frame {
                 f.extend_from_slice(&l4);
             }
         }
+        f.extend_from_slice(&self.trailer);
         if let Some(len) = self.truncate {
             f.truncate(len);
         }
