@@ -1,6 +1,6 @@
 //! A small builder for crafted Ethernet frames, for `BPF_PROG_TEST_RUN` tests and benchmarks.
 //!
-//! ```ignore
+//! ```text
 //! let f = Frame::eth(CAM_MAC).vlan(10).ipv4("10.1.1.10", "10.1.2.10").tcp(40000, 554).syn().build();
 //! ```
 //! Lengths and checksums are filled in by `build`; knobs such as `ihl`, `frag` or `truncate` let a
