@@ -117,6 +117,10 @@ pub const ADDR_KIND_ROUTER: u8 = 1;
 
 /// Destination flag: any packet to it is a tripwire (`quarantine.when.touches`).
 pub const DST_F_TRIPWIRE: u8 = 1;
+/// Network-trie flag: the subnet of an enforced interface (not a policy network). An address there
+/// that the policy does not list is a device on the segment, so it is unknown (discovered,
+/// quarantined), never a member of a wider network such as `internet: 0.0.0.0/0`.
+pub const NET_F_ONLINK: u8 = 2;
 
 /// Value of `ADDRS_V4` and `ADDRS_V6`.
 #[repr(C)]

@@ -9,7 +9,7 @@ use enforcer_common::{
     FAMILY_V4, UNKNOWN_DEVICE,
     control::PolicyConfig,
     identity::{
-        ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MacKey, NetEntry, net_key_v4,
+        ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MacKey, NET_F_ONLINK, NetEntry, net_key_v4,
         net_key_v6, octets,
     },
 };
@@ -143,9 +143,13 @@ pub fn resolve_source(slot: u8, cfg: &PolicyConfig, family: u8, src: &[u32; 4], 
             Source { device: UNKNOWN_DEVICE, class: a.class, spoofed: true, unknown: true }
         }
         (None, Some(a)) => Source { device: a.device, class: a.class, spoofed: false, unknown: false },
+        // An unlisted address on an enforced segment (the interface's own subnet) is a device the
+        // policy does not list, whatever wider network (`internet: 0.0.0.0/0`) also covers it.
         (None, None) => match lookup_net(slot, family, src) {
-            Some(n) => Source { device: UNKNOWN_DEVICE, class: n.class, spoofed: false, unknown: false },
-            None => unknown,
+            Some(n) if n.flags & NET_F_ONLINK == 0 => {
+                Source { device: UNKNOWN_DEVICE, class: n.class, spoofed: false, unknown: false }
+            }
+            _ => unknown,
         },
     }
 }

@@ -225,8 +225,13 @@ fn switch_p3() -> String {
 
 fn compile_yaml(yaml: &str) -> CompiledPolicy {
     let policy = parse_str("test.yaml", yaml).unwrap_or_else(|e| panic!("fixture does not parse: {e:?}"));
-    let router_addrs = ROUTER_ADDRS.iter().map(|a| a.parse::<IpAddr>().expect("router address")).collect();
-    compile(&policy, &CompileOptions { router_addrs, previous_ids: None })
+    let router_addrs: Vec<IpAddr> = ROUTER_ADDRS.iter().map(|a| a.parse::<IpAddr>().expect("router address")).collect();
+    // The demo site's segments: a /24 and a /64 around each router address, as the daemon finds them.
+    let local_prefixes = router_addrs
+        .iter()
+        .map(|a| ipnet::IpNet::new(*a, if a.is_ipv4() { 24 } else { 64 }).expect("prefix").trunc())
+        .collect();
+    compile(&policy, &CompileOptions { router_addrs, local_prefixes, previous_ids: None })
         .unwrap_or_else(|e| panic!("fixture does not compile: {e:?}"))
 }
 
@@ -1096,12 +1101,31 @@ cases! {
         assert_eq!(d.has_v6, 0, "a link-local address is not recorded");
         assert_eq!(d.last_dport, 554);
     };
-    unknown_device_inside_a_catch_all_network_is_judged_as_that_network: FIXTURE, [
-        // Documented resolution order (identity.rs): router, devices, longest network prefix,
-        // then unknown. With `internet: 0.0.0.0/0` an unlisted LAN address is `network:internet`
-        // as a source, which no rule allows from: denied, but not recorded as discovered.
+    unknown_device_on_an_enforced_segment_is_unknown_even_inside_a_catch_all_network: FIXTURE, [
+        // `internet: 0.0.0.0/0` covers 10.1.1.200 too, but it lies on an enforced segment
+        // (10.1.1.0/24): an unlisted device there is unknown (quarantined, discovered), never
+        // `network:internet`.
         from(STRANGER_MAC).ipv4("10.1.1.200", NVR).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_rule("default", 1); h.assert_device("unknown", [0, 1, 0]); };
+        from(STRANGER_MAC).ipv6("fd00:1:1::200", NVR_6).tcp(40000, 554).syn() => DROP,
+    ], |h| {
+        h.assert_rule("default", 2);
+        h.assert_device("unknown", [0, 2, 0]);
+        let found = datapath::discovered(&h.dp).expect("discovered");
+        assert!(found.iter().any(|(m, _)| *m == mac(STRANGER_MAC)), "the stranger is discovered");
+    };
+    off_segment_source_is_a_member_of_the_network_that_covers_it: FIXTURE, [
+        // Routed traffic (an address on no enforced segment) is judged as its network.
+        from(STRANGER_MAC).ipv4(WEB, OFFICE).tcp(443, 40000).syn() => DROP,
+    ], |h| {
+        h.assert_rule("default", 1);
+        assert!(datapath::discovered(&h.dp).expect("discovered").is_empty(), "internet hosts are not devices");
+    };
+    unlisted_address_on_an_enforced_segment_is_no_internet_destination: FIXTURE, [
+        // office -> internet tcp/443 is allowed; 10.1.4.99 is no listed device but lies on the
+        // printers' segment, so it is an unknown device, not the internet: denied.
+        from(OFFICE_MAC).ipv4(OFFICE, "10.1.4.99").tcp(40000, 443).syn() => DROP,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443).syn() => PASS,
+    ], |h| { h.assert_rule("default", 1); h.assert_rule("office-internet", 1); };
 }
 
 // ----- Audit mode -----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 use std::{
     ffi::CStr,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
@@ -26,8 +26,9 @@ pub fn ensure_bpffs(pin_dir: &Path) -> std::io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
-/// Every address of the named interfaces: the `router` of the policy.
-pub fn interface_addresses(ifaces: &[String]) -> std::io::Result<Vec<IpAddr>> {
+/// Every address of the named interfaces, with its prefix length: the addresses are the policy's
+/// `router`, the prefixes the segments the enforcer guards.
+pub fn interface_addresses(ifaces: &[String]) -> std::io::Result<Vec<ipnet::IpNet>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below.
     if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
@@ -47,19 +48,11 @@ pub fn interface_addresses(ifaces: &[String]) -> std::io::Result<Vec<IpAddr>> {
         if !ifaces.iter().any(|i| *i == name) {
             continue;
         }
-        // SAFETY: ifa_addr is non-null and points at a sockaddr whose family says its real type.
-        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-        if family == libc::AF_INET {
-            // SAFETY: family AF_INET means a sockaddr_in.
-            let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-            out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
-        } else if family == libc::AF_INET6 {
-            // SAFETY: family AF_INET6 means a sockaddr_in6.
-            let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
-            let a = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            // Link-local addresses are judged as `router` by scope already; keep the table small.
-            if a.segments()[0] & 0xffc0 != 0xfe80 {
-                out.push(IpAddr::V6(a));
+        // SAFETY: ifa_addr is non-null and points at a sockaddr whose family says its real type;
+        // the netmask, when present, has the same family.
+        unsafe {
+            if let Some(net) = sockaddr_net(ifa.ifa_addr, ifa.ifa_netmask) {
+                out.push(net);
             }
         }
     }
@@ -68,6 +61,40 @@ pub fn interface_addresses(ifaces: &[String]) -> std::io::Result<Vec<IpAddr>> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// The address and prefix of one `ifaddrs` entry; `None` for other families and IPv6 link-local
+/// (judged as `router` by scope already).
+///
+/// # Safety
+/// `addr` must point at a valid sockaddr; `mask` must be null or point at one of the same family.
+unsafe fn sockaddr_net(addr: *const libc::sockaddr, mask: *const libc::sockaddr) -> Option<ipnet::IpNet> {
+    // SAFETY: guaranteed by the caller.
+    let family = i32::from(unsafe { (*addr).sa_family });
+    if family == libc::AF_INET {
+        // SAFETY: family AF_INET means sockaddr_in, for the mask too.
+        let (a, m) = unsafe {
+            let a = &*addr.cast::<libc::sockaddr_in>();
+            let m = mask.cast::<libc::sockaddr_in>().as_ref().map_or(u32::MAX, |m| u32::from_be(m.sin_addr.s_addr));
+            (Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), m)
+        };
+        let len = u8::try_from(m.leading_ones()).unwrap_or(32);
+        return ipnet::Ipv4Net::new(a, len).ok().map(ipnet::IpNet::V4);
+    }
+    if family == libc::AF_INET6 {
+        // SAFETY: family AF_INET6 means sockaddr_in6, for the mask too.
+        let (a, m) = unsafe {
+            let a = &*addr.cast::<libc::sockaddr_in6>();
+            let m = mask.cast::<libc::sockaddr_in6>().as_ref().map_or(u128::MAX, |m| u128::from_be_bytes(m.sin6_addr.s6_addr));
+            (Ipv6Addr::from(a.sin6_addr.s6_addr), m)
+        };
+        if a.segments()[0] & 0xffc0 == 0xfe80 {
+            return None;
+        }
+        let len = u8::try_from(m.leading_ones()).unwrap_or(128);
+        return ipnet::Ipv6Net::new(a, len).ok().map(ipnet::IpNet::V6);
+    }
+    None
 }
 
 /// Whether an interface exists.

@@ -81,8 +81,13 @@ pub(crate) struct Inner {
 
 /// Compiles the policy with the router's current addresses and the ids in force.
 fn compile(cfg: &Config, previous_ids: Option<policy::IdTable>) -> Result<CompiledPolicy, DaemonError> {
-    let router_addrs = host::interface_addresses(&cfg.ifaces).map_err(DaemonError::Addresses)?;
-    policy::compile_path(&cfg.policy, &CompileOptions { router_addrs, previous_ids }).map_err(DaemonError::Policy)
+    let nets = host::interface_addresses(&cfg.ifaces).map_err(DaemonError::Addresses)?;
+    let opts = CompileOptions {
+        router_addrs: nets.iter().map(ipnet::IpNet::addr).collect(),
+        local_prefixes: nets.iter().map(ipnet::IpNet::trunc).collect(),
+        previous_ids,
+    };
+    policy::compile_path(&cfg.policy, &opts).map_err(DaemonError::Policy)
 }
 
 fn status_of(cfg: &Config, inner: &Inner) -> state::Status {

@@ -17,7 +17,7 @@ use enforcer_common::{
     Action, Decision, MAX_CLASSES, MAX_DEVICES, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS,
     MAX_RULES, PROTO_TCP, PROTO_UDP,
     identity::{
-        ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, AddrEntry, DST_F_TRIPWIRE, MAC_F_ANY_ADDR, MacEntry, NetEntry,
+        ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, AddrEntry, DST_F_TRIPWIRE, MAC_F_ANY_ADDR, MacEntry, NET_F_ONLINK, NetEntry,
     },
     rules::PairValue,
 };
@@ -830,6 +830,26 @@ impl Identity {
                 }
             }
         }
+        // The enforced interfaces' own subnets, where an unlisted address is an unknown device on
+        // the segment, not a member of a wider network; a policy network naming the very same
+        // prefix is the operator's explicit word and wins.
+        let onlink = NetEntry { network: 0, class: classes.zone(&p.defaults.unknown.value), flags: NET_F_ONLINK, _pad: 0 };
+        for prefix in &opts.local_prefixes {
+            match prefix.trunc() {
+                ipnet::IpNet::V4(v4) => {
+                    let key = (v4.network().octets(), v4.prefix_len());
+                    if !out.nets_v4.iter().any(|e| (e.0, e.1) == key) {
+                        out.nets_v4.push((key.0, key.1, onlink));
+                    }
+                }
+                ipnet::IpNet::V6(v6) => {
+                    let key = (v6.network().octets(), v6.prefix_len());
+                    if !out.nets_v6.iter().any(|e| (e.0, e.1) == key) {
+                        out.nets_v6.push((key.0, key.1, onlink));
+                    }
+                }
+            }
+        }
         // Duplicates were rejected by `validate` (and router clashes above); sorting by key is all
         // that is left.
         out.macs.sort_unstable_by_key(|e| e.0);
@@ -884,6 +904,29 @@ mod tests {
     fn compile_yaml(yaml: &str, opts: &CompileOptions) -> CompiledPolicy {
         let policy = parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
         compile(&policy, opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn enforced_segments_become_onlink_entries_unless_a_network_names_them() {
+        let yaml = format!(
+            "{ZONES}networks: {{internet: [0.0.0.0/0, \"::/0\"], lab: [10.2.0.0/24]}}\ndevices: {{da: {{zone: a, addresses: [10.1.0.5]}}}}\nrules: [{{name: r, from: zone:a, to: network:internet, allow: [tcp/443]}}]\n"
+        );
+        let prefixes = ["10.1.0.1/24", "10.2.0.1/24", "fd00:1::1/64"];
+        let opts = CompileOptions {
+            local_prefixes: prefixes.iter().map(|p| p.parse::<ipnet::IpNet>().unwrap_or_else(|e| panic!("{e}"))).collect(),
+            ..CompileOptions::default()
+        };
+        let c = compile_yaml(&yaml, &opts);
+        let onlink = |a: [u8; 4], len: u8| c.nets_v4.iter().find(|e| (e.0, e.1) == (a, len)).map(|e| e.2);
+        let seg = onlink([10, 1, 0, 0], 24).unwrap_or_else(|| panic!("segment entry: {:?}", c.nets_v4));
+        assert_eq!(seg.flags & NET_F_ONLINK, NET_F_ONLINK);
+        assert_eq!(seg.class, c.unknown_class, "an unlisted address on a segment is unknown");
+        assert_eq!(seg.network, 0);
+        let lab = onlink([10, 2, 0, 0], 24).unwrap_or_else(|| panic!("lab entry"));
+        assert_eq!(lab.flags & NET_F_ONLINK, 0, "the policy's own network for that prefix wins");
+        assert_eq!(lab.class, class(&c, "network:lab"));
+        assert!(c.nets_v6.iter().any(|e| e.1 == 64 && e.2.flags & NET_F_ONLINK != 0), "IPv6 segment too");
+        assert_eq!(c.nets_v4.len(), 3, "0/0, lab and the one segment, no duplicates");
     }
 
     fn two_rules(first: &str, second: &str) -> CompiledPolicy {

@@ -32,6 +32,10 @@ pub struct IdTable {
 pub struct CompileOptions {
     /// The router's own addresses (every address of the enforced interfaces). Empty for `check`.
     pub router_addrs: Vec<IpAddr>,
+    /// The subnets of the enforced interfaces. An unlisted address in one of them is an unknown
+    /// device on that segment, not a member of a wider policy network (a network naming exactly
+    /// the same prefix still wins). Empty for `check`.
+    pub local_prefixes: Vec<ipnet::IpNet>,
     /// Ids of the running policy, to keep them stable.
     pub previous_ids: Option<IdTable>,
 }
