@@ -36,8 +36,29 @@ pub const UNKNOWN_DEVICE: u32 = 0;
 /// Rule id 0 is the default verdict; policy rules get ids `1..MAX_RULES`, stable by name.
 pub const DEFAULT_RULE: u32 = 0;
 
-/// Capacity in listed devices (ids), and therefore in rows of the per-device arrays.
+/// Rows of the per-device arrays (`DEVICE_STATS`, `DEVICE_STATE`, `EVENT_BUDGET`): listed devices
+/// take ids `1..NETWORK_DEVICE_BASE`, each policy network one of the last [`MAX_NETWORKS`] rows,
+/// so traffic from a network (the internet's replies, say) is counted apart from unknown devices.
 pub const MAX_DEVICES: u32 = 131_072;
+/// Capacity in policy networks (ids `1..MAX_NETWORKS`).
+pub const MAX_NETWORKS: u32 = 4_096;
+/// First row of the per-device arrays that belongs to a network rather than a listed device.
+pub const NETWORK_DEVICE_BASE: u32 = MAX_DEVICES - MAX_NETWORKS;
+
+/// The per-device row that counts what network `network` sends.
+#[must_use]
+#[inline(always)]
+pub const fn network_device(network: u32) -> u32 {
+    if network != 0 && network < MAX_NETWORKS { NETWORK_DEVICE_BASE + network } else { UNKNOWN_DEVICE }
+}
+
+/// Whether a per-device row is a listed device (not unknown, not a network): only those are
+/// quarantined.
+#[must_use]
+#[inline(always)]
+pub const fn is_listed_device(device: u32) -> bool {
+    device != UNKNOWN_DEVICE && device < NETWORK_DEVICE_BASE
+}
 /// Capacity in rules (ids), rows of the per-rule counters.
 pub const MAX_RULES: u32 = 16_384;
 /// Per-slot capacity of the MAC table.

@@ -6,7 +6,7 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
-    FAMILY_V4, UNKNOWN_DEVICE,
+    FAMILY_V4, UNKNOWN_DEVICE, network_device,
     control::PolicyConfig,
     identity::{
         ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MacKey, NET_F_ONLINK, NetEntry, net_key_v4,
@@ -147,7 +147,7 @@ pub fn resolve_source(slot: u8, cfg: &PolicyConfig, family: u8, src: &[u32; 4], 
         // policy does not list, whatever wider network (`internet: 0.0.0.0/0`) also covers it.
         (None, None) => match lookup_net(slot, family, src) {
             Some(n) if n.flags & NET_F_ONLINK == 0 => {
-                Source { device: UNKNOWN_DEVICE, class: n.class, spoofed: false, unknown: false }
+                Source { device: network_device(n.network), class: n.class, spoofed: false, unknown: false }
             }
             _ => unknown,
         },
@@ -164,7 +164,7 @@ pub fn resolve_dest(slot: u8, cfg: &PolicyConfig, family: u8, dst: &[u32; 4]) ->
         return Dest { device: a.device, class: a.class, flags: a.flags, mac: a.mac };
     }
     match lookup_net(slot, family, dst) {
-        Some(n) => Dest { device: UNKNOWN_DEVICE, class: n.class, flags: n.flags, mac: [0; 6] },
+        Some(n) => Dest { device: network_device(n.network), class: n.class, flags: n.flags, mac: [0; 6] },
         None => Dest { device: UNKNOWN_DEVICE, class: cfg.unknown_class, flags: 0, mac: [0; 6] },
     }
 }

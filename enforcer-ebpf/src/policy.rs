@@ -2,7 +2,7 @@
 //! (class pair, then port), with deny precedence already compiled in.
 
 use enforcer_common::{
-    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, UNKNOWN_DEVICE,
+    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, UNKNOWN_DEVICE, is_listed_device,
     control::PolicyConfig,
     event::DenyReason,
     rules::{PairKey, PortKey},
@@ -37,7 +37,7 @@ pub struct Judgement {
 /// Whether a device is in quarantine now; `now` is `bpf_ktime_get_ns`.
 #[inline(always)]
 pub fn is_quarantined(device: u32, now: u64) -> bool {
-    if device == UNKNOWN_DEVICE {
+    if !is_listed_device(device) {
         return false;
     }
     DEVICE_STATE.get(device).is_some_and(|s| s.quarantine_until_ns > now)

@@ -3,7 +3,7 @@
 //! a round trip through userspace.
 
 use enforcer_common::{
-    UNKNOWN_DEVICE,
+    is_listed_device,
     control::PolicyConfig,
     state::{QUARANTINE_FOREVER, QuarantineReason},
     stats::Counter,
@@ -20,7 +20,7 @@ const SECOND_NS: u64 = 1_000_000_000;
 /// Quarantines `device` now (unless it already is).
 #[inline(always)]
 pub fn trip(cfg: &PolicyConfig, device: u32, reason: QuarantineReason, now: u64) {
-    if device == UNKNOWN_DEVICE || cfg.quarantine_class == 0 {
+    if !is_listed_device(device) || cfg.quarantine_class == 0 {
         return;
     }
     let Some(s) = DEVICE_STATE.get_ptr_mut(device) else {
@@ -53,7 +53,7 @@ pub fn trip(cfg: &PolicyConfig, device: u32, reason: QuarantineReason, now: u64)
 /// Counts a denied packet against the device's window and trips the quarantine past the threshold.
 #[inline(always)]
 pub fn on_denied(cfg: &PolicyConfig, device: u32, now: u64) {
-    if device == UNKNOWN_DEVICE || cfg.quarantine_denied == 0 || cfg.quarantine_class == 0 {
+    if !is_listed_device(device) || cfg.quarantine_denied == 0 || cfg.quarantine_class == 0 {
         return;
     }
     let Some(s) = DEVICE_STATE.get_ptr_mut(device) else {

@@ -48,6 +48,8 @@ const FISHTANK_MAC: &str = "02:00:00:00:05:10";
 const HVAC_MAC: &str = "02:00:00:00:05:11";
 /// A MAC no policy lists.
 const STRANGER_MAC: &str = "02:00:00:00:99:99";
+/// The upstream router, through which the internet's packets arrive.
+const ROUTER_MAC_UPSTREAM: &str = "02:00:00:00:0f:01";
 
 const CAM1: &str = "10.1.1.10";
 const CAM1_6: &str = "fd00:1:1::10";
@@ -342,9 +344,14 @@ impl Harness {
         assert_eq!(self.rule_hits(rule), want, "{}: packets counted for rule `{rule}`", self.name);
     }
 
+    /// A listed device by name, `unknown`, or a network's row as `network:NAME`.
     fn device_id(&self, device: &str) -> u32 {
         if device == "unknown" {
             return UNKNOWN_DEVICE;
+        }
+        if let Some(net) = device.strip_prefix("network:") {
+            let id = *self.compiled.ids.networks.get(net).unwrap_or_else(|| panic!("{}: no network `{net}`", self.name));
+            return enforcer_common::network_device(id);
         }
         *self.compiled.ids.devices.get(device).unwrap_or_else(|| panic!("{}: no device `{device}`", self.name))
     }
@@ -1119,6 +1126,15 @@ cases! {
     ], |h| {
         h.assert_rule("default", 1);
         assert!(datapath::discovered(&h.dp).expect("discovered").is_empty(), "internet hosts are not devices");
+    };
+    traffic_from_a_network_is_counted_on_the_network_not_as_unknown: FIXTURE, [
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40002, 443).syn() => PASS,
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).tcp(443, 40002).syn_ack() => PASS,
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).tcp(443, 40003).syn() => DROP,
+    ], |h| {
+        h.assert_device("office-pc", [1, 0, 0]);
+        h.assert_device("network:internet", [1, 1, 0]);
+        h.assert_device("unknown", [0, 0, 0]);
     };
     unlisted_address_on_an_enforced_segment_is_no_internet_destination: FIXTURE, [
         // office -> internet tcp/443 is allowed; 10.1.4.99 is no listed device but lies on the

@@ -28,7 +28,12 @@ pub struct Labels {
 impl Labels {
     pub fn of(p: &crate::policy::CompiledPolicy) -> Self {
         Self {
-            devices: p.devices.iter().map(|d| (d.id, (d.name.clone(), d.zone.clone()))).collect(),
+            devices: p
+                .devices
+                .iter()
+                .map(|d| (d.id, (d.name.clone(), d.zone.clone())))
+                .chain(p.networks.iter().map(|n| (enforcer_common::network_device(n.id), (format!("network:{}", n.name), String::new()))))
+                .collect(),
             rules: p.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
             unknown_zone: p
                 .zones

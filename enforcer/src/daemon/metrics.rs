@@ -11,7 +11,7 @@ use crate::{
     policy::CompiledPolicy,
 };
 use enforcer_common::{
-    UNKNOWN_DEVICE, Verdict,
+    UNKNOWN_DEVICE, Verdict, network_device,
     state::QuarantineReason,
     stats::Counter,
 };
@@ -81,7 +81,7 @@ impl Metrics {
             packets: counter_vec(
                 &r,
                 "enforcer_packets_total",
-                "Packets sent by each listed device (device=\"unknown\": everything else), by verdict.",
+                "Packets sent by each listed device, each network (device=\"network:NAME\") and everything else (device=\"unknown\"), by verdict.",
                 &["device", "zone", "verdict"],
             )?,
             bytes: counter_vec(&r, "enforcer_bytes_total", "Bytes sent by each device, by verdict.", &[
@@ -143,22 +143,22 @@ impl Metrics {
             .iter()
             .find(|z| z.class == policy.unknown_class)
             .map_or("unknown", |z| z.name.as_str());
-        let ids = std::iter::once(UNKNOWN_DEVICE).chain(policy.devices.iter().map(|d| d.id));
+        // Rows: unknown devices, each listed device, each network (routed traffic, such as the
+        // internet's replies, counted apart from unknown devices).
+        let mut rows: Vec<(u32, String, &str)> = vec![(UNKNOWN_DEVICE, "unknown".to_owned(), unknown_zone)];
+        rows.extend(policy.devices.iter().map(|d| (d.id, d.name.clone(), d.zone.as_str())));
+        rows.extend(policy.networks.iter().map(|n| (network_device(n.id), format!("network:{}", n.name), "")));
         self.packets.reset();
         self.bytes.reset();
         self.spoofed.reset();
-        for (id, c) in datapath::device_counters(src, ids)? {
-            let (name, zone) = policy
-                .devices
-                .iter()
-                .find(|d| d.id == id)
-                .map_or(("unknown", unknown_zone), |d| (d.name.as_str(), d.zone.as_str()));
+        let counters = datapath::device_counters(src, rows.iter().map(|r| r.0))?;
+        for ((_, name, zone), (_, c)) in rows.iter().zip(counters) {
             for v in Verdict::ALL {
                 let i = v as usize;
-                self.packets.with_label_values(&[name, zone, v.as_str()]).inc_by(c.packets[i]);
-                self.bytes.with_label_values(&[name, zone, v.as_str()]).inc_by(c.bytes[i]);
+                self.packets.with_label_values(&[name.as_str(), zone, v.as_str()]).inc_by(c.packets[i]);
+                self.bytes.with_label_values(&[name.as_str(), zone, v.as_str()]).inc_by(c.bytes[i]);
             }
-            self.spoofed.with_label_values(&[name]).inc_by(c.spoofed);
+            self.spoofed.with_label_values(&[name.as_str()]).inc_by(c.spoofed);
         }
         self.rule_packets.reset();
         self.rule_bytes.reset();

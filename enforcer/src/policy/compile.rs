@@ -14,8 +14,8 @@ use std::{
 };
 
 use enforcer_common::{
-    Action, Decision, MAX_CLASSES, MAX_DEVICES, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS,
-    MAX_RULES, PROTO_TCP, PROTO_UDP,
+    Action, Decision, MAX_CLASSES, MAX_MACS, MAX_NETS, MAX_NETWORKS, MAX_PAIRS, MAX_PORTS,
+    MAX_RULES, NETWORK_DEVICE_BASE, PROTO_TCP, PROTO_UDP,
     identity::{
         ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, AddrEntry, DST_F_TRIPWIRE, MAC_F_ANY_ADDR, MacEntry, NET_F_ONLINK, NetEntry,
     },
@@ -62,7 +62,7 @@ pub fn compile_with_diagnostics(
         root,
         "devices (ids)",
         policy.devices.len(),
-        MAX_DEVICES - 1,
+        NETWORK_DEVICE_BASE - 1,
     );
     capacity(
         &mut diags,
@@ -79,7 +79,7 @@ pub fn compile_with_diagnostics(
         devices: assign_ids(
             policy.devices.keys(),
             prev.map(|p| &p.devices),
-            MAX_DEVICES,
+            NETWORK_DEVICE_BASE,
             root,
             "device",
             &mut diags,
@@ -95,7 +95,7 @@ pub fn compile_with_diagnostics(
         networks: assign_ids(
             policy.networks.keys(),
             prev.map(|p| &p.networks),
-            u32::MAX,
+            MAX_NETWORKS,
             root,
             "network",
             &mut diags,
