@@ -1,6 +1,7 @@
 //! Accounting: per-CPU counters, per-device and per-rule statistics, rate-limited deny events and
 //! the discovery record of unlisted sources. Nothing here changes a verdict.
 
+use aya_ebpf::maps::ring_buf::RingBufEntry;
 use enforcer_common::{
     Verdict,
     event::{DenyEvent, EVENT_DENY, EVENT_QUARANTINE},
@@ -90,8 +91,7 @@ fn deny_event_body(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, 
         count(Counter::EventsRateLimited);
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<DenyEvent>(0) else {
-        count(Counter::EventsDropped);
+    let Some(mut entry) = reserve_event() else {
         return;
     };
     // Filled in place: a 72-byte event built on the stack would not fit beside the rest.
@@ -167,12 +167,21 @@ fn discovered_body(ifindex: u32, pkt: &Packet, now: u64, fresh: &mut DiscoveredD
     d.last_family = pkt.family;
 }
 
+/// A ring-buffer slot for one event; a full buffer is counted, never waited for.
+#[inline(always)]
+fn reserve_event() -> Option<RingBufEntry<DenyEvent>> {
+    let entry = EVENTS.reserve::<DenyEvent>(0);
+    if entry.is_none() {
+        count(Counter::EventsDropped);
+    }
+    entry
+}
+
 /// Tells the daemon a device was quarantined (not budgeted: a device trips at most once until it
 /// is released). Only the device, reason and time are meaningful in such an event.
 #[inline(always)]
 pub fn quarantine_event(device: u32, reason: QuarantineReason, now: u64) {
-    let Some(mut entry) = EVENTS.reserve::<DenyEvent>(0) else {
-        count(Counter::EventsDropped);
+    let Some(mut entry) = reserve_event() else {
         return;
     };
     let e = entry.as_mut_ptr();

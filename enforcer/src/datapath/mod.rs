@@ -275,14 +275,13 @@ impl Datapath {
         Ok(mode)
     }
 
+    fn loaded_program(&self) -> Result<&Xdp, DatapathError> {
+        self.ebpf.program(PROGRAM).ok_or(DatapathError::NoProgram)?.try_into().map_err(DatapathError::Verify)
+    }
+
     /// Runs one frame through the loaded program; returns the XDP action and the frame after it.
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
-        let program: &Xdp = self
-            .ebpf
-            .program(PROGRAM)
-            .ok_or(DatapathError::NoProgram)?
-            .try_into()
-            .map_err(DatapathError::Verify)?;
+        let program = self.loaded_program()?;
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::new() };
         let res = program.test_run(opts).map_err(DatapathError::TestRun)?;
@@ -293,12 +292,7 @@ impl Datapath {
 
     /// Runs one frame `repeat` times and returns the kernel-measured mean duration per run.
     pub fn time_run(&self, frame: &[u8], repeat: u32) -> Result<std::time::Duration, DatapathError> {
-        let program: &Xdp = self
-            .ebpf
-            .program(PROGRAM)
-            .ok_or(DatapathError::NoProgram)?
-            .try_into()
-            .map_err(DatapathError::Verify)?;
+        let program = self.loaded_program()?;
         let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() };
         Ok(program.test_run(opts).map_err(DatapathError::TestRun)?.duration)
     }
