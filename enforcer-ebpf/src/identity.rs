@@ -14,6 +14,8 @@ use enforcer_common::{
     },
 };
 
+use enforcer_ebpf::scope::{is_link_scoped_source, is_router_scoped_dest};
+
 use crate::maps::{ADDRS_V4, ADDRS_V6, MACS, NETS_V4, NETS_V6};
 
 /// The sender as the policy sees it.
@@ -63,29 +65,6 @@ fn lookup_net(slot: u8, family: u8, addr: &[u32; 4]) -> Option<NetEntry> {
         let key = Key::new(8 + 128, net_key_v6(slot, octets(*addr)));
         NETS_V6.get(&key).copied()
     }
-}
-
-/// Addresses a host uses before it has one of its own (DHCP's 0.0.0.0, DAD's ::) or that are
-/// derived per link (fe80::/10): the MAC alone identifies such a sender.
-#[inline(always)]
-fn is_link_scoped_source(family: u8, a: &[u32; 4]) -> bool {
-    if family == FAMILY_V4 {
-        return a[0] == 0;
-    }
-    let b = a[0].to_ne_bytes();
-    let unspecified = a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == 0;
-    unspecified || (b[0] == 0xfe && b[1] & 0xc0 == 0x80)
-}
-
-/// Destinations only the router itself can be meant by: limited broadcast, multicast, IPv6
-/// link-local. The kernel never forwards them, so they are judged as `router`.
-#[inline(always)]
-fn is_router_scoped_dest(family: u8, a: &[u32; 4]) -> bool {
-    let b = a[0].to_ne_bytes();
-    if family == FAMILY_V4 {
-        return a[0] == u32::MAX || b[0] & 0xf0 == 0xe0;
-    }
-    b[0] == 0xff || (b[0] == 0xfe && b[1] & 0xc0 == 0x80)
 }
 
 /// Whether neighbour discovery addressed to `dst` (IPv6) is for this link: multicast, link-local,

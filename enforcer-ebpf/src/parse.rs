@@ -7,6 +7,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
+use enforcer_ebpf::scope::is_link_local_multicast;
 use enforcer_common::{FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, stats::Counter};
 
 /// Why a frame was not parsed into a [`Packet`]. Each maps to one counter and one verdict in `main`.
@@ -541,13 +542,6 @@ fn classify_icmp(pkt: &Packet, ty: u8) -> Result<L4, Reject> {
         134 | 137 => return Err(Reject::RogueRouter),
         _ => L4::Other,
     })
-}
-
-/// ff02::/16 (link-local scope multicast), from the first address word.
-#[inline(always)]
-fn is_link_local_multicast(first_word: u32) -> bool {
-    let b = first_word.to_ne_bytes();
-    b[0] == 0xff && b[1] & 0x0f == 0x02
 }
 
 /// The 5-tuple quoted inside an ICMP error: the offending packet's source, destination, protocol
