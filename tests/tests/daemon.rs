@@ -13,7 +13,7 @@ use std::{
     fs,
     io::{Read as _, Write as _},
     net::{IpAddr, SocketAddr},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -112,7 +112,13 @@ impl World {
     }
 
     fn start(&self) -> netns::Daemon {
-        let mut d = spawn_daemon(self.site.router_ns(), &self.args()).expect("spawn daemon");
+        self.start_with(&[])
+    }
+
+    fn start_with(&self, extra: &[&str]) -> netns::Daemon {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let mut d = spawn_daemon(self.site.router_ns(), &args).expect("spawn daemon");
         d.wait_ready(self.site.router_ns(), addr(), Duration::from_secs(15))
             .unwrap_or_else(|e| panic!("{}: daemon not ready: {e:#}", self.name));
         d
@@ -503,8 +509,6 @@ fn device_that_keeps_probing_is_quarantined_and_release_restores_it() {
     assert_eq!(code, 1, "{err}");
 }
 
-/// The policy path and its directories are read by a root daemon: make sure nothing here depends
-/// on the caller's working directory.
 #[test]
 fn status_reports_interfaces_generation_and_top_denied() {
     if !require_root("status_reports_interfaces_generation_and_top_denied") {
@@ -544,6 +548,34 @@ fn status_reports_interfaces_generation_and_top_denied() {
     assert!(second.output().contains("another enforcer (pid"), "{}", second.output());
 }
 
-/// Keeps `Path` in use for the helper signatures above on every platform.
-#[allow(dead_code, reason = "type anchor")]
-fn _anchor(_: &Path) {}
+#[test]
+fn json_logs_are_one_object_per_line_with_the_deny_fields() {
+    if !require_root("json_logs_are_one_object_per_line_with_the_deny_fields") {
+        return;
+    }
+    let w = World::new("jsn", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let _l = listen_tcp(w.ns("prn1"), 22).expect("listen");
+    let d = w.start_with(&["--log-format", "json"]);
+    assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let deny = loop {
+        let found = d.output().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v["target"] == "enforcer::deny");
+        if let Some(v) = found {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no deny event logged:\n{}", d.output());
+        thread::sleep(Duration::from_millis(100));
+    };
+    for line in d.output().lines().filter(|l| !l.trim().is_empty()) {
+        assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not one JSON object: {line}");
+    }
+    assert_eq!(deny["device"], "office-pc");
+    assert_eq!(deny["zone"], "office");
+    assert_eq!(deny["dst"], PRINTER.v4.to_string());
+    assert_eq!(deny["dport"], 22);
+    assert_eq!(deny["proto"], "tcp");
+    assert_eq!(deny["rule"], "default");
+    assert_eq!(deny["reason"], "default");
+    assert_eq!(deny["verdict"], "deny");
+}
