@@ -6,6 +6,7 @@
 //! `enforcer-common`.
 
 mod apply;
+pub mod bench;
 mod read;
 
 use std::{
