@@ -29,6 +29,9 @@ pub struct BenchEntry {
     pub mac: [u8; 6],
     pub sport: [u8; 2],
     pub dport: [u8; 2],
+    /// IPv4 header and L4 checksums of the rewritten frame (written with `F_CSUM`).
+    pub ip_csum: [u8; 2],
+    pub l4_csum: [u8; 2],
     pub _pad: [u8; 2],
     pub src: [u8; 16],
     pub dst: [u8; 16],
@@ -48,6 +51,14 @@ pub struct BenchConfig {
     pub dport_off: u32,
     pub flags: u32,
     pub ifindex: u32,
+    pub ip_csum_off: u32,
+    pub l4_csum_off: u32,
+    /// With `F_CSUM`: the destination MAC and IPv4 TTL (at offset 22) the checksums assume. The
+    /// stack rewrites both in place when it forwards, and live-frame pages are recycled as they
+    /// come back, so a generator must restore them.
+    pub dst_mac: [u8; 6],
+    pub ttl: u8,
+    pub _pad: u8,
 }
 
 const F_MAC: u32 = 1;
@@ -56,6 +67,8 @@ const F_SPORT: u32 = 4;
 const F_DPORT: u32 = 8;
 /// Source port from the pass number, so every packet starts a new flow.
 const F_ROTATE_SPORT: u32 = 16;
+/// Write the entry's checksums too (live frames that the stack will check).
+const F_CSUM: u32 = 32;
 
 #[map]
 static BENCH_CONFIG: Array<BenchConfig> = Array::with_max_entries(1, 0);
@@ -155,6 +168,12 @@ fn rewrite(ctx: &XdpContext) -> u32 {
     }
     if flags & F_DPORT != 0 {
         put(ctx, cfg.dport_off, &e.dport);
+    }
+    if flags & F_CSUM != 0 {
+        put(ctx, 0, &cfg.dst_mac);
+        put(ctx, 22, &[cfg.ttl]);
+        put(ctx, cfg.ip_csum_off, &e.ip_csum);
+        put(ctx, cfg.l4_csum_off, &e.l4_csum);
     }
     0
 }

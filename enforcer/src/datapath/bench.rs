@@ -43,11 +43,13 @@ pub struct BenchEntry {
     pub mac: [u8; 6],
     pub sport: [u8; 2],
     pub dport: [u8; 2],
+    pub ip_csum: [u8; 2],
+    pub l4_csum: [u8; 2],
     pub _pad: [u8; 2],
     pub src: [u8; 16],
     pub dst: [u8; 16],
 }
-const _: () = assert!(size_of::<BenchEntry>() == 44);
+const _: () = assert!(size_of::<BenchEntry>() == 48);
 // SAFETY: repr(C), byte arrays only, no padding.
 unsafe impl aya::Pod for BenchEntry {}
 
@@ -64,8 +66,16 @@ pub struct BenchConfig {
     pub dport_off: u32,
     pub flags: u32,
     pub ifindex: u32,
+    pub ip_csum_off: u32,
+    pub l4_csum_off: u32,
+    /// With `F_CSUM`: the destination MAC and IPv4 TTL (at offset 22) the checksums assume. The
+    /// stack rewrites both in place when it forwards, and live-frame pages are recycled as they
+    /// come back, so a generator must restore them.
+    pub dst_mac: [u8; 6],
+    pub ttl: u8,
+    pub _pad: u8,
 }
-const _: () = assert!(size_of::<BenchConfig>() == 36);
+const _: () = assert!(size_of::<BenchConfig>() == 52);
 // SAFETY: repr(C), u32 fields only, no padding.
 unsafe impl aya::Pod for BenchConfig {}
 
@@ -74,6 +84,7 @@ pub const F_ADDRS: u32 = 2;
 pub const F_SPORT: u32 = 4;
 pub const F_DPORT: u32 = 8;
 pub const F_ROTATE_SPORT: u32 = 16;
+pub const F_CSUM: u32 = 32;
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }

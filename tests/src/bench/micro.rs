@@ -247,7 +247,7 @@ fn config(class: Class, frame: &[u8], p: Pair, n: usize, rotate: bool) -> Result
         sport_off,
         dport_off,
         flags,
-        ifindex: 0,
+        ..BenchConfig::default()
     })
 }
 
@@ -263,9 +263,9 @@ fn entries(class: Class, pairs: &[Pair]) -> Vec<BenchEntry> {
                 mac: synth::mac(s),
                 sport: sp.to_be_bytes(),
                 dport: dp.to_be_bytes(),
-                _pad: [0; 2],
                 src: octets16(ip(s, v6)),
                 dst: octets16(ip(d, v6)),
+                ..BenchEntry::default()
             }
         })
         .collect()

@@ -36,16 +36,19 @@ struct Args {
     out: PathBuf,
     md: Option<PathBuf>,
     skip_veth: bool,
+    /// Parts to run (`control,test-run,nft,veth`); all by default.
+    parts: Vec<String>,
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args { quick: false, out: PathBuf::from("BENCHMARKS.json"), md: None, skip_veth: false };
+    let mut a = Args { quick: false, out: PathBuf::from("BENCHMARKS.json"), md: None, skip_veth: false, parts: vec![] };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
             "--quick" => a.quick = true,
             "--skip-veth" => a.skip_veth = true,
             "--out" => a.out = it.next().context("--out needs a path")?.into(),
+            "--parts" => a.parts = it.next().context("--parts needs a list")?.split(',').map(str::to_owned).collect(),
             "--md" => a.md = Some(it.next().context("--md needs a path")?.into()),
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -82,31 +85,43 @@ fn run() -> Result<()> {
     }
     enforcer_tests::netns::ensure_bpffs()?;
     let started = Instant::now();
+    let machine = machine();
     let sizes = [10usize, 1_000, 100_000];
     let prm = if a.quick {
         micro::Params { rounds: 3, repeat_hot: 100_000, repeat_spread: 200_000 }
     } else {
         micro::Params { rounds: 7, repeat_hot: 500_000, repeat_spread: 1_000_000 }
     };
+    if let Some(n) = std::env::var("ENFB_DUMP_NFT").ok().and_then(|v| v.parse::<usize>().ok()) {
+        let (_, compiled, _, _) = control::build(n)?;
+        print!("{}", nft::ruleset(&compiled));
+        return Ok(());
+    }
+    let part = |p: &str| a.parts.is_empty() || a.parts.iter().any(|x| x == p);
     let mut control = Vec::new();
-    for &n in &sizes {
+    for &n in sizes.iter().filter(|_| part("control")) {
         eprintln!("control plane: {n} devices");
         control.push(control::run(n, if a.quick { 2 } else { 6 })?);
     }
     let mut micro_rows = Vec::new();
-    for &n in &sizes {
+    for &n in sizes.iter().filter(|_| part("test-run")) {
         eprintln!("test-run: {n} devices");
         let (_, compiled, _, _) = control::build(n)?;
         let mut dp = Datapath::load_for_bench().context("load")?;
         dp.apply(&compiled, 1)?;
         micro_rows.extend(micro::run(&mut dp, &compiled, n, &prm)?);
     }
-    let nft_load = nft::load_times(&sizes, a.quick);
-    let veth = if a.skip_veth { json!({"skipped": "--skip-veth"}) } else { veth::run(a.quick) };
+    let nft_load = if part("nft") { nft::load_times(&sizes, a.quick) } else { json!({"skipped": "--parts"}) };
+    let veth = if a.skip_veth || !part("veth") {
+        json!({"skipped": "not requested"})
+    } else {
+        eprintln!("veth path");
+        veth::run(a.quick)
+    };
     let doc = json!({
         "schema": 1,
         "quick": a.quick,
-        "machine": machine(),
+        "machine": machine,
         "params": {"rounds": prm.rounds, "repeat_hot": prm.repeat_hot, "repeat_spread": prm.repeat_spread},
         "test_run": micro_rows,
         "control_plane": control,
