@@ -110,17 +110,6 @@ fn ethtool_stat(ns: &str, iface: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A field of the `Ip:` line of `/proc/net/snmp` in `ns`.
-fn ip_stat(ns: &str, key: &str) -> u64 {
-    let text = sh_in(ns, "cat /proc/net/snmp").unwrap_or_default();
-    let mut lines = text.lines().filter(|l| l.starts_with("Ip:"));
-    let (Some(h), Some(v)) = (lines.next(), lines.next()) else { return 0 };
-    h.split_whitespace()
-        .zip(v.split_whitespace())
-        .find_map(|(k, v)| (k == key).then(|| v.parse().ok()).flatten())
-        .unwrap_or(0)
-}
-
 fn link_stat(ns: &str, iface: &str, what: &str) -> u64 {
     sh_in(ns, &format!("cat /sys/class/net/{iface}/statistics/{what}"))
         .ok()
@@ -275,16 +264,18 @@ fn measure(dp: &mut Datapath, ns: &str, t: &Traffic, packets: u32) -> Result<(f6
     let napi = pin_napi(ns)?;
     let before_cpu = cpu_ns(napi).context("schedstat")?;
     let before_rx = link_stat(ns, "r0", "rx_packets") + ethtool_stat(ns, "r0", "rx_queue_0_xdp_drops");
-    let before_fwd = ip_stat(ns, "ForwDatagrams");
+    // Packets that left through r1 (sent or dropped at s1's full ring): what the router forwarded.
+    let out_r1 = || link_stat(ns, "r1", "tx_packets") + link_stat(ns, "r1", "tx_dropped");
+    let before_fwd = out_r1();
     let debug = std::env::var_os("ENFB_DEBUG").is_some();
     let snmp0 = if debug { sh_in(ns, "cat /proc/net/snmp; cat /proc/net/netstat")? } else { String::new() };
     dp.bench_live_run(dpb::GEN, &t.frame, packets, 64)?;
     std::thread::sleep(Duration::from_millis(100));
     let cpu = cpu_ns(napi).context("schedstat")?.saturating_sub(before_cpu);
     let rx = (link_stat(ns, "r0", "rx_packets") + ethtool_stat(ns, "r0", "rx_queue_0_xdp_drops")).saturating_sub(before_rx);
-    let fwd = ip_stat(ns, "ForwDatagrams").saturating_sub(before_fwd);
+    let fwd = out_r1().saturating_sub(before_fwd);
     if debug {
-        eprintln!("--- before\n{snmp0}\n--- after\n{}", sh_in(ns, "ip -s -s link show r0; ethtool -S r0")?);
+        eprintln!("--- before\n{snmp0}\n--- after\n{}", sh_in(ns, "nft list chain inet enforcer forward 2>&1 | grep counter; true")?);
     }
     if rx == 0 {
         bail!("r0 received nothing");
@@ -295,7 +286,12 @@ fn measure(dp: &mut Datapath, ns: &str, t: &Traffic, packets: u32) -> Result<(f6
 fn run_inner(ns: &str, quick: bool) -> Result<Value> {
     topology(ns)?;
     let (_, compiled, _, _) = control::build(DEVICES)?;
-    let ruleset = nft::ruleset(&compiled);
+    let mut ruleset = nft::ruleset(&compiled);
+    if std::env::var_os("ENFB_DEBUG").is_some() {
+        ruleset = ruleset
+            .replace("    ct state established,related accept\n", "    counter\n    ct state established,related counter accept\n")
+            .replace("    meta mark . ct mark vmap @pairs\n", "    counter meta mark . ct mark vmap @pairs\n    counter\n");
+    }
     let _guard = NsGuard::enter(ns)?;
     pin_self(0);
     let mut dp = Datapath::load_for_bench().context("load")?;

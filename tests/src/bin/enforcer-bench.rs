@@ -21,14 +21,11 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use anyhow::{Context as _, Result};
 use enforcer::datapath::Datapath;
-use enforcer_tests as _;
+use aya as _;
 use serde_json::json;
 
 mod frame {
     pub use enforcer_tests::frame::*;
-}
-mod netns {
-    pub use enforcer_tests::netns::*;
 }
 
 struct Args {
