@@ -15,18 +15,35 @@ use crate::{exec, netns, setup};
 
 pub fn run(quick: bool) -> Result<()> {
     if !netns::is_root() {
-        bail!("bench needs root (BPF_PROG_TEST_RUN, XDP, network namespaces); run `sudo cargo xtask bench`");
+        bail!(
+            "bench needs root (BPF_PROG_TEST_RUN, XDP, network namespaces); run `sudo cargo xtask bench`"
+        );
     }
     setup::ensure()?;
-    exec::exec(exec::cargo().args(["build", "--release", "-p", "enforcer-tests", "--bin", "enforcer-bench"]))?;
+    exec::exec(exec::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "enforcer-tests",
+        "--bin",
+        "enforcer-bench",
+    ]))?;
     let root = exec::workspace_root();
-    let dir = if quick { root.join("target").join("bench") } else { root.clone() };
+    let dir = if quick {
+        root.join("target").join("bench")
+    } else {
+        root.clone()
+    };
     std::fs::create_dir_all(&dir)?;
     let json: PathBuf = dir.join("BENCHMARKS.json");
     let md: PathBuf = dir.join("BENCHMARKS.md");
     let bin = root.join("target").join("release").join("enforcer-bench");
     let mut cmd = std::process::Command::new(bin);
-    cmd.current_dir(&root).arg("--out").arg(&json).arg("--md").arg(&md);
+    cmd.current_dir(&root)
+        .arg("--out")
+        .arg(&json)
+        .arg("--md")
+        .arg(&md);
     if quick {
         cmd.arg("--quick");
     }

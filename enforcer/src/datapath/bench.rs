@@ -101,11 +101,19 @@ impl Datapath {
         // `Datapath::load(None)` does.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = PathBuf::from(format!("/sys/fs/bpf/enforcer-bench-{}-{n}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/sys/fs/bpf/enforcer-bench-{}-{n}",
+            std::process::id()
+        ));
         if !is_bpffs(&dir) {
-            return Err(DatapathError::NotBpffs { dir: dir.display().to_string() });
+            return Err(DatapathError::NotBpffs {
+                dir: dir.display().to_string(),
+            });
         }
-        let pin_err = |source| DatapathError::PinDir { dir: dir.display().to_string(), source };
+        let pin_err = |source| DatapathError::PinDir {
+            dir: dir.display().to_string(),
+            source,
+        };
         let _absent_is_fine = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(pin_err)?;
         let loaded = EbpfLoader::new()
@@ -116,33 +124,56 @@ impl Datapath {
         fs::remove_dir_all(&dir).map_err(pin_err)?;
         let mut ebpf = loaded?;
         for name in [ENFORCER, PASS, DROP, SPREAD, GEN] {
-            let p: &mut Xdp =
-                ebpf.program_mut(name).ok_or(DatapathError::NoProgram)?.try_into().map_err(DatapathError::Verify)?;
+            let p: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::NoProgram)?
+                .try_into()
+                .map_err(DatapathError::Verify)?;
             p.load().map_err(DatapathError::Verify)?;
         }
-        let mut dp = Self { ebpf, pin_dir: None, slots: SlotContents::default() };
+        let mut dp = Self {
+            ebpf,
+            pin_dir: None,
+            slots: SlotContents::default(),
+        };
         dp.bench_target(ENFORCER)?;
         Ok(dp)
     }
 
     fn bench_prog(&self, name: &str) -> Result<&Xdp, DatapathError> {
-        self.ebpf.program(name).ok_or(DatapathError::NoProgram)?.try_into().map_err(DatapathError::Verify)
+        self.ebpf
+            .program(name)
+            .ok_or(DatapathError::NoProgram)?
+            .try_into()
+            .map_err(DatapathError::Verify)
     }
 
     /// A duplicate of `program`'s fd (for a second thread that runs it).
-    pub fn bench_program_fd(&self, program: &str) -> Result<aya::programs::ProgramFd, DatapathError> {
+    pub fn bench_program_fd(
+        &self,
+        program: &str,
+    ) -> Result<aya::programs::ProgramFd, DatapathError> {
         self.bench_prog(program)?
             .fd()
             .map_err(DatapathError::Verify)?
             .try_clone()
-            .map_err(|e| DatapathError::PinDir { dir: "program fd".into(), source: e })
+            .map_err(|e| DatapathError::PinDir {
+                dir: "program fd".into(),
+                source: e,
+            })
     }
 
     /// Points `bench_spread`'s tail call at `program`.
     pub fn bench_target(&mut self, program: &str) -> Result<(), DatapathError> {
-        let fd = self.bench_prog(program)?.fd().map_err(DatapathError::Verify)?.try_clone().map_err(|e| {
-            DatapathError::PinDir { dir: "program fd".into(), source: e }
-        })?;
+        let fd = self
+            .bench_prog(program)?
+            .fd()
+            .map_err(DatapathError::Verify)?
+            .try_clone()
+            .map_err(|e| DatapathError::PinDir {
+                dir: "program fd".into(),
+                source: e,
+            })?;
         let mut arr: ProgramArray<&mut MapData> =
             ProgramArray::try_from(self.map_mut(TARGET_MAP)?).map_err(map_err(TARGET_MAP))?;
         arr.set(0, &fd, 0).map_err(map_err(TARGET_MAP))
@@ -150,22 +181,42 @@ impl Datapath {
 
     /// Runs `frame` through `program` `repeat` times; the verdict of the last run and the
     /// kernel-measured mean time per run.
-    pub fn bench_run(&self, program: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration), DatapathError> {
-        let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() };
-        let r = self.bench_prog(program)?.test_run(opts).map_err(DatapathError::TestRun)?;
+    pub fn bench_run(
+        &self,
+        program: &str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Duration), DatapathError> {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::new()
+        };
+        let r = self
+            .bench_prog(program)?
+            .test_run(opts)
+            .map_err(DatapathError::TestRun)?;
         Ok((r.return_value, r.duration))
     }
 
     /// Runs `frame` through `program` with live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`): the kernel
     /// acts on the verdict (a redirect sends the frame), `repeat` frames in batches of `batch`.
-    pub fn bench_live_run(&self, program: &str, frame: &[u8], repeat: u32, batch: u32) -> Result<(), DatapathError> {
+    pub fn bench_live_run(
+        &self,
+        program: &str,
+        frame: &[u8],
+        repeat: u32,
+        batch: u32,
+    ) -> Result<(), DatapathError> {
         let opts = TestRunOptions {
             data_in: Some(frame),
             repeat,
             attrs: TestRunAttrs::new().xdp_live_frames(batch),
             ..TestRunOptions::new()
         };
-        self.bench_prog(program)?.test_run(opts).map_err(DatapathError::TestRun)?;
+        self.bench_prog(program)?
+            .test_run(opts)
+            .map_err(DatapathError::TestRun)?;
         Ok(())
     }
 
@@ -218,12 +269,16 @@ impl Datapath {
     }
 
     /// Lifts quarantine (and resets denial windows) of the given device ids.
-    pub fn bench_clear_device_state(&mut self, devices: impl IntoIterator<Item = u32>) -> Result<(), DatapathError> {
+    pub fn bench_clear_device_state(
+        &mut self,
+        devices: impl IntoIterator<Item = u32>,
+    ) -> Result<(), DatapathError> {
         let mut a: Array<&mut MapData, DeviceState> =
             Array::try_from(self.map_mut(DEVICE_STATE_MAP)?).map_err(map_err(DEVICE_STATE_MAP))?;
         for d in devices {
             if d < MAX_DEVICES {
-                a.set(d, DeviceState::default(), 0).map_err(map_err(DEVICE_STATE_MAP))?;
+                a.set(d, DeviceState::default(), 0)
+                    .map_err(map_err(DEVICE_STATE_MAP))?;
             }
         }
         Ok(())
@@ -231,15 +286,32 @@ impl Datapath {
 
     /// Attaches any program of the object to `iface`; the link lives until [`Self::bench_detach`]
     /// or until the datapath is dropped.
-    pub fn bench_attach(&mut self, program: &str, iface: &str, mode: XdpMode) -> Result<XdpLinkId, DatapathError> {
-        let p: &mut Xdp =
-            self.ebpf.program_mut(program).ok_or(DatapathError::NoProgram)?.try_into().map_err(DatapathError::Verify)?;
-        p.attach(iface, mode).map_err(|source| DatapathError::Attach { iface: iface.to_owned(), source })
+    pub fn bench_attach(
+        &mut self,
+        program: &str,
+        iface: &str,
+        mode: XdpMode,
+    ) -> Result<XdpLinkId, DatapathError> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(DatapathError::NoProgram)?
+            .try_into()
+            .map_err(DatapathError::Verify)?;
+        p.attach(iface, mode)
+            .map_err(|source| DatapathError::Attach {
+                iface: iface.to_owned(),
+                source,
+            })
     }
 
     pub fn bench_detach(&mut self, program: &str, link: XdpLinkId) -> Result<(), DatapathError> {
-        let p: &mut Xdp =
-            self.ebpf.program_mut(program).ok_or(DatapathError::NoProgram)?.try_into().map_err(DatapathError::Verify)?;
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(DatapathError::NoProgram)?
+            .try_into()
+            .map_err(DatapathError::Verify)?;
         p.detach(link).map_err(DatapathError::Verify)
     }
 }
@@ -251,9 +323,13 @@ pub fn map_memory() -> BTreeMap<String, u64> {
     let mut by_id: BTreeMap<u32, u64> = BTreeMap::new();
     if let Ok(rd) = fs::read_dir("/proc/self/fdinfo") {
         for e in rd.filter_map(Result::ok) {
-            let Ok(text) = fs::read_to_string(e.path()) else { continue };
+            let Ok(text) = fs::read_to_string(e.path()) else {
+                continue;
+            };
             let field = |k: &str| {
-                text.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok())
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
             };
             if let (Some(id), Some(mem)) = (field("map_id:"), field("memlock:")) {
                 by_id.insert(u32::try_from(id).unwrap_or(u32::MAX), mem);

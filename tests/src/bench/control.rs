@@ -22,7 +22,9 @@ use serde_json::{Value, json};
 use crate::frame::Frame;
 
 /// Maps whose size follows the policy (the rest have fixed size).
-pub const POLICY_MAPS: [&str; 7] = ["MACS", "ADDRS_V4", "ADDRS_V6", "NETS_V4", "NETS_V6", "PAIRS", "PORTS"];
+pub const POLICY_MAPS: [&str; 7] = [
+    "MACS", "ADDRS_V4", "ADDRS_V6", "NETS_V4", "NETS_V6", "PAIRS", "PORTS",
+];
 
 /// Rules of the synthetic policy for a device count.
 pub fn rules_for(devices: usize) -> usize {
@@ -39,7 +41,8 @@ pub fn build(devices: usize) -> Result<(String, CompiledPolicy, Duration, Durati
     let parsed = parse_str("synth.yaml", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let parse = t.elapsed();
     let t = Instant::now();
-    let compiled = compile(&parsed, &CompileOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compiled =
+        compile(&parsed, &CompileOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((text, compiled, parse, t.elapsed()))
 }
 
@@ -80,7 +83,14 @@ fn raw_test_run(prog_fd: i32, frame: &[u8], repeat: u32) -> Option<u32> {
         ..Attr::default()
     };
     // SAFETY: `a` is a valid bpf_attr prefix (zeroed tail); `frame` outlives the call.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &raw mut a, size_of::<Attr>()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &raw mut a,
+            size_of::<Attr>(),
+        )
+    };
     (rc == 0).then_some(a.retval)
 }
 
@@ -103,17 +113,19 @@ pub fn run(devices: usize, reloads: usize) -> Result<Value> {
         // dev-1 to dev-2 on a port no synthetic rule names: denied by default only.
         let (s, d) = (1usize.min(devices - 1), 2usize.min(devices - 1));
         Frame::eth(synth::mac(s))
-            .ip(std::net::IpAddr::V4(synth::ipv4(s)), std::net::IpAddr::V4(synth::ipv4(d)))
+            .ip(
+                std::net::IpAddr::V4(synth::ipv4(s)),
+                std::net::IpAddr::V4(synth::ipv4(d)),
+            )
             .tcp(40_000, 9)
             .syn()
             .build()
     };
     let mut latencies = Vec::new();
     let mut apply_under_traffic = Vec::new();
-    let mut generation = 3;
     let prog_fd = dp.bench_program_fd(dpb::ENFORCER)?;
-    for k in 0..reloads {
-        // Back to the denying policy, idle.
+    for (k, generation) in (0..reloads).zip(3u64..) {
+        // Even: to the changed policy (the probe passes); odd: back (it is dropped again).
         let to = if k % 2 == 0 { &changed } else { &text };
         let want = if k % 2 == 0 { 2 } else { 1 };
         let stop = Arc::new(AtomicBool::new(false));
@@ -121,14 +133,18 @@ pub fn run(devices: usize, reloads: usize) -> Result<Value> {
         let packets = Arc::new(AtomicU64::new(0));
         let epoch = Instant::now();
         let traffic = {
-            let (stop, seen, packets, probe) = (stop.clone(), seen.clone(), packets.clone(), probe.clone());
+            let (stop, seen, packets, probe) =
+                (stop.clone(), seen.clone(), packets.clone(), probe.clone());
             let fd = prog_fd.as_fd().as_raw_fd();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let rv = raw_test_run(fd, &probe, 64);
                     packets.fetch_add(64, Ordering::Relaxed);
                     if rv == Some(want) && seen.load(Ordering::Relaxed) == 0 {
-                        seen.store(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+                        seen.store(
+                            u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        );
                     }
                 }
             })
@@ -138,7 +154,6 @@ pub fn run(devices: usize, reloads: usize) -> Result<Value> {
         let parsed = parse_str("synth.yaml", to).map_err(|e| anyhow::anyhow!("{e}"))?;
         let c = compile(&parsed, &CompileOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let r = dp.apply(&c, generation)?;
-        generation += 1;
         let deadline = Instant::now() + Duration::from_secs(5);
         while seen.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(100));

@@ -49,8 +49,15 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Self; 7] =
-        [Self::V4New, Self::V4Reply, Self::V4Denied, Self::V6Ext, Self::Vlan, Self::Fragment, Self::Malformed];
+    pub const ALL: [Self; 7] = [
+        Self::V4New,
+        Self::V4Reply,
+        Self::V4Denied,
+        Self::V6Ext,
+        Self::Vlan,
+        Self::Fragment,
+        Self::Malformed,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -99,7 +106,11 @@ impl<'a> Judge<'a> {
     fn new(p: &'a CompiledPolicy) -> Self {
         Self {
             p,
-            class: p.macs.iter().map(|(m, e)| (*m, (e.device, e.class))).collect(),
+            class: p
+                .macs
+                .iter()
+                .map(|(m, e)| (*m, (e.device, e.class)))
+                .collect(),
             pairs: p.pairs.iter().copied().collect(),
             ports: p.ports.iter().copied().collect(),
         }
@@ -114,16 +125,20 @@ impl<'a> Judge<'a> {
         let (_, cd) = self.device(d)?;
         let mut dec = Decision::default();
         if let Some(pv) = self.pairs.get(&(cs, cd)) {
-            if pv.pair != 0 {
-                if let Some(x) = self.ports.get(&(pv.pair, PROTO_TCP, port)) {
-                    dec = *x;
-                }
+            if pv.pair != 0
+                && let Some(x) = self.ports.get(&(pv.pair, PROTO_TCP, port))
+            {
+                dec = *x;
             }
             if !dec.is_set() {
                 dec = pv.tcp;
             }
         }
-        let action = if dec.is_set() { dec.action() } else { self.p.default_action };
+        let action = if dec.is_set() {
+            dec.action()
+        } else {
+            self.p.default_action
+        };
         Some(action == Action::Allow)
     }
 
@@ -144,7 +159,11 @@ impl<'a> Judge<'a> {
                 }
                 for port in PORTS {
                     if self.allows(s, d, port) == Some(allowed) {
-                        out.push(Pair { src: s, dst: d, port });
+                        out.push(Pair {
+                            src: s,
+                            dst: d,
+                            port,
+                        });
                         break 'found;
                     }
                 }
@@ -156,7 +175,11 @@ impl<'a> Judge<'a> {
 }
 
 fn ip(i: usize, v6: bool) -> IpAddr {
-    if v6 { IpAddr::V6(synth::ipv6(i)) } else { IpAddr::V4(synth::ipv4(i)) }
+    if v6 {
+        IpAddr::V6(synth::ipv6(i))
+    } else {
+        IpAddr::V4(synth::ipv4(i))
+    }
 }
 
 fn octets16(a: IpAddr) -> [u8; 16] {
@@ -172,10 +195,16 @@ fn octets16(a: IpAddr) -> [u8; 16] {
 fn frame(class: Class, p: Pair) -> Vec<u8> {
     let (s, d) = (p.src, p.dst);
     match class {
-        Class::V4New | Class::V4Denied => {
-            Frame::eth(synth::mac(s)).ip(ip(s, false), ip(d, false)).tcp(SPORT, p.port).syn().build()
-        }
-        Class::V4Reply => Frame::eth(synth::mac(d)).ip(ip(d, false), ip(s, false)).tcp(p.port, SPORT).syn_ack().build(),
+        Class::V4New | Class::V4Denied => Frame::eth(synth::mac(s))
+            .ip(ip(s, false), ip(d, false))
+            .tcp(SPORT, p.port)
+            .syn()
+            .build(),
+        Class::V4Reply => Frame::eth(synth::mac(d))
+            .ip(ip(d, false), ip(s, false))
+            .tcp(p.port, SPORT)
+            .syn_ack()
+            .build(),
         Class::V6Ext => Frame::eth(synth::mac(s))
             .ip(ip(s, true), ip(d, true))
             .ext(0, &[0; 6])
@@ -183,7 +212,12 @@ fn frame(class: Class, p: Pair) -> Vec<u8> {
             .tcp(SPORT, p.port)
             .syn()
             .build(),
-        Class::Vlan => Frame::eth(synth::mac(s)).vlan(10).ip(ip(s, false), ip(d, false)).tcp(SPORT, p.port).syn().build(),
+        Class::Vlan => Frame::eth(synth::mac(s))
+            .vlan(10)
+            .ip(ip(s, false), ip(d, false))
+            .tcp(SPORT, p.port)
+            .syn()
+            .build(),
         // The first fragment (MF, offset 0) is what the flow is judged on; the measured packet is
         // a later fragment (offset 1480 bytes) of the same datagram.
         Class::Fragment => Frame::eth(synth::mac(s))
@@ -192,7 +226,11 @@ fn frame(class: Class, p: Pair) -> Vec<u8> {
             .ip_id(0x4242)
             .proto(PROTO_TCP, &[0; 64])
             .build(),
-        Class::Malformed => Frame::eth(synth::mac(s)).ip(ip(s, false), ip(d, false)).ihl(4).tcp(SPORT, p.port).build(),
+        Class::Malformed => Frame::eth(synth::mac(s))
+            .ip(ip(s, false), ip(d, false))
+            .ihl(4)
+            .tcp(SPORT, p.port)
+            .build(),
     }
 }
 
@@ -216,13 +254,19 @@ fn setup_frame(class: Class, p: Pair) -> Option<Vec<u8>> {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<u32> {
-    hay.windows(needle.len()).position(|w| w == needle).and_then(|i| u32::try_from(i).ok())
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .and_then(|i| u32::try_from(i).ok())
 }
 
 /// Where the driver writes in `frame` (built for `p`), and what.
 fn config(class: Class, frame: &[u8], p: Pair, n: usize, rotate: bool) -> Result<BenchConfig> {
     let v6 = class == Class::V6Ext;
-    let (s, d) = if class == Class::V4Reply { (p.dst, p.src) } else { (p.src, p.dst) };
+    let (s, d) = if class == Class::V4Reply {
+        (p.dst, p.src)
+    } else {
+        (p.src, p.dst)
+    };
     let src = octets16(ip(s, v6));
     let dst = octets16(ip(d, v6));
     let len = if v6 { 16 } else { 4 };
@@ -236,7 +280,12 @@ fn config(class: Class, frame: &[u8], p: Pair, n: usize, rotate: bool) -> Result
         let l4 = u32::try_from(frame.len() - 20)?;
         sport_off = l4;
         dport_off = l4 + 2;
-        flags |= dpb::F_DPORT | if rotate { dpb::F_ROTATE_SPORT } else { dpb::F_SPORT };
+        flags |= dpb::F_DPORT
+            | if rotate {
+                dpb::F_ROTATE_SPORT
+            } else {
+                dpb::F_SPORT
+            };
     }
     Ok(BenchConfig {
         n: u32::try_from(n.max(1))?,
@@ -257,8 +306,16 @@ fn entries(class: Class, pairs: &[Pair]) -> Vec<BenchEntry> {
         .iter()
         .map(|p| {
             let reply = class == Class::V4Reply;
-            let (s, d) = if reply { (p.dst, p.src) } else { (p.src, p.dst) };
-            let (sp, dp) = if reply { (p.port, SPORT) } else { (SPORT, p.port) };
+            let (s, d) = if reply {
+                (p.dst, p.src)
+            } else {
+                (p.src, p.dst)
+            };
+            let (sp, dp) = if reply {
+                (p.port, SPORT)
+            } else {
+                (SPORT, p.port)
+            };
             BenchEntry {
                 mac: synth::mac(s),
                 sport: sp.to_be_bytes(),
@@ -337,22 +394,38 @@ fn prepare(dp: &mut Datapath, c: &Case) -> Result<()> {
     }
     if c.driver {
         dp.bench_table(&entries(c.class, &c.pairs))?;
-        dp.bench_config(config(c.class, &c.frame, c.pairs[0], c.pairs.len(), c.class.new_flow())?)?;
+        dp.bench_config(config(
+            c.class,
+            &c.frame,
+            c.pairs[0],
+            c.pairs.len(),
+            c.class.new_flow(),
+        )?)?;
         dp.bench_reset_counter()?;
     }
     Ok(())
 }
 
 /// Measures every class and pattern at one policy size; returns one JSON object per case.
-pub fn run(dp: &mut Datapath, policy: &CompiledPolicy, devices: usize, prm: &Params) -> Result<Vec<Value>> {
+pub fn run(
+    dp: &mut Datapath,
+    policy: &CompiledPolicy,
+    devices: usize,
+    prm: &Params,
+) -> Result<Vec<Value>> {
     let judge = Judge::new(policy);
     let allowed = judge.pairs(devices, true, devices);
     let denied = judge.pairs(devices, false, devices);
     if allowed.is_empty() || denied.is_empty() {
-        bail!("{devices} devices: the synthetic policy has no allowed or no denied TCP pair to measure");
+        bail!(
+            "{devices} devices: the synthetic policy has no allowed or no denied TCP pair to measure"
+        );
     }
-    let mut used: Vec<u32> =
-        allowed.iter().chain(&denied).filter_map(|p| judge.device(p.src).map(|d| d.0)).collect();
+    let mut used: Vec<u32> = allowed
+        .iter()
+        .chain(&denied)
+        .filter_map(|p| judge.device(p.src).map(|d| d.0))
+        .collect();
     used.sort_unstable();
     used.dedup();
     let thin = |v: &[Pair], cap: usize| -> Vec<Pair> {
@@ -361,7 +434,11 @@ pub fn run(dp: &mut Datapath, policy: &CompiledPolicy, devices: usize, prm: &Par
     };
     let mut cases = Vec::new();
     for class in Class::ALL {
-        let base = if class == Class::V4Denied { &denied } else { &allowed };
+        let base = if class == Class::V4Denied {
+            &denied
+        } else {
+            &allowed
+        };
         for spread in [false, true] {
             if spread && class == Class::Malformed {
                 continue; // rejected before any lookup: nothing to spread
@@ -419,7 +496,10 @@ pub fn run(dp: &mut Datapath, policy: &CompiledPolicy, devices: usize, prm: &Par
                 dp.bench_run(dpb::ENFORCER, &c.frame, repeat)?
             };
             if rv != c.class.expect() {
-                bail!("round {round}, {devices} devices, {}: last verdict {rv}", c.class.name());
+                bail!(
+                    "round {round}, {devices} devices, {}: last verdict {rv}",
+                    c.class.name()
+                );
             }
             let mut net = ns(t);
             if c.driver {
@@ -439,7 +519,11 @@ pub fn run(dp: &mut Datapath, policy: &CompiledPolicy, devices: usize, prm: &Par
             c.empty.push(ns(empty));
             c.ratio.push(net / ns(empty).max(1.0));
         }
-        eprintln!("  {devices} devices: round {}/{} done", round + 1, prm.rounds);
+        eprintln!(
+            "  {devices} devices: round {}/{} done",
+            round + 1,
+            prm.rounds
+        );
     }
     let mut out = Vec::new();
     for c in cases {

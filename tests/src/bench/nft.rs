@@ -15,7 +15,6 @@
 
 use std::{fmt::Write as _, net::Ipv6Addr, process::Command, time::Instant};
 
-
 use anyhow::{Context as _, Result};
 use enforcer::policy::CompiledPolicy;
 use enforcer_common::{Action, Decision, PROTO_TCP, PROTO_UDP};
@@ -27,11 +26,18 @@ fn verdict(d: Decision) -> Option<&'static str> {
     if !d.is_set() {
         return None;
     }
-    Some(if d.action() == Action::Allow { "accept" } else { "drop" })
+    Some(if d.action() == Action::Allow {
+        "accept"
+    } else {
+        "drop"
+    })
 }
 
 fn mac(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn v6(a: [u8; 16]) -> String {
@@ -52,30 +58,65 @@ fn elements(out: &mut String, items: impl Iterator<Item = String>) {
 pub fn ruleset(p: &CompiledPolicy) -> String {
     let mut s = String::with_capacity(p.macs.len() * 160 + 4096);
     s.push_str("table inet enforcer {\n");
-    let dev = |e: &enforcer_common::identity::AddrEntry| e.kind == enforcer_common::identity::ADDR_KIND_DEVICE;
+    let dev = |e: &enforcer_common::identity::AddrEntry| {
+        e.kind == enforcer_common::identity::ADDR_KIND_DEVICE
+    };
     s.push_str("  map src4 {\n    type ether_addr . ipv4_addr : mark\n");
     elements(
         &mut s,
-        p.addrs_v4.iter().filter(|(_, e)| dev(e) && e.mac != [0; 6]).map(|(a, e)| {
-            format!("{} . {}.{}.{}.{} : {}", mac(e.mac), a[0], a[1], a[2], a[3], e.class)
-        }),
+        p.addrs_v4
+            .iter()
+            .filter(|(_, e)| dev(e) && e.mac != [0; 6])
+            .map(|(a, e)| {
+                format!(
+                    "{} . {}.{}.{}.{} : {}",
+                    mac(e.mac),
+                    a[0],
+                    a[1],
+                    a[2],
+                    a[3],
+                    e.class
+                )
+            }),
     );
     s.push_str("  }\n  map src6 {\n    type ether_addr . ipv6_addr : mark\n");
     elements(
         &mut s,
-        p.addrs_v6.iter().filter(|(_, e)| dev(e) && e.mac != [0; 6]).map(|(a, e)| format!("{} . {} : {}", mac(e.mac), v6(*a), e.class)),
+        p.addrs_v6
+            .iter()
+            .filter(|(_, e)| dev(e) && e.mac != [0; 6])
+            .map(|(a, e)| format!("{} . {} : {}", mac(e.mac), v6(*a), e.class)),
     );
     s.push_str("  }\n  map dst4 {\n    type ipv4_addr : mark\n");
-    elements(&mut s, p.addrs_v4.iter().map(|(a, e)| format!("{}.{}.{}.{} : {}", a[0], a[1], a[2], a[3], e.class)));
+    elements(
+        &mut s,
+        p.addrs_v4
+            .iter()
+            .map(|(a, e)| format!("{}.{}.{}.{} : {}", a[0], a[1], a[2], a[3], e.class)),
+    );
     s.push_str("  }\n  map dst6 {\n    type ipv6_addr : mark\n");
-    elements(&mut s, p.addrs_v6.iter().map(|(a, e)| format!("{} : {}", v6(*a), e.class)));
+    elements(
+        &mut s,
+        p.addrs_v6
+            .iter()
+            .map(|(a, e)| format!("{} : {}", v6(*a), e.class)),
+    );
     s.push_str("  }\n  map net4 {\n    type ipv4_addr : mark\n    flags interval\n");
     elements(
         &mut s,
-        p.nets_v4.iter().filter(|(_, l, _)| *l > 0).map(|(a, l, e)| format!("{}.{}.{}.{}/{} : {}", a[0], a[1], a[2], a[3], l, e.class)),
+        p.nets_v4
+            .iter()
+            .filter(|(_, l, _)| *l > 0)
+            .map(|(a, l, e)| format!("{}.{}.{}.{}/{} : {}", a[0], a[1], a[2], a[3], l, e.class)),
     );
     s.push_str("  }\n  map net6 {\n    type ipv6_addr : mark\n    flags interval\n");
-    elements(&mut s, p.nets_v6.iter().filter(|(_, l, _)| *l > 0).map(|(a, l, e)| format!("{}/{} : {}", v6(*a), l, e.class)));
+    elements(
+        &mut s,
+        p.nets_v6
+            .iter()
+            .filter(|(_, l, _)| *l > 0)
+            .map(|(a, l, e)| format!("{}/{} : {}", v6(*a), l, e.class)),
+    );
     s.push_str("  }\n");
     // One chain per class pair.
     let mut pair_elems = Vec::new();
@@ -97,7 +138,11 @@ pub fn ruleset(p: &CompiledPolicy) -> String {
                 })
                 .collect();
             if !ports.is_empty() {
-                let _ = writeln!(s, "    meta l4proto . th dport vmap {{ {} }}", ports.join(", "));
+                let _ = writeln!(
+                    s,
+                    "    meta l4proto . th dport vmap {{ {} }}",
+                    ports.join(", ")
+                );
             }
         }
         if let Some(v) = verdict(pv.tcp) {
@@ -121,9 +166,21 @@ pub fn ruleset(p: &CompiledPolicy) -> String {
     s.push_str("  }\n");
     // Interval maps may not overlap, so a /0 network (every address not otherwise matched) is the
     // starting class instead of an element: the same longest-prefix result.
-    let d4 = p.nets_v4.iter().find(|(_, l, _)| *l == 0).map_or(p.unknown_class, |(_, _, e)| e.class);
-    let d6 = p.nets_v6.iter().find(|(_, l, _)| *l == 0).map_or(p.unknown_class, |(_, _, e)| e.class);
-    let policy = if p.default_action == Action::Allow { "accept" } else { "drop" };
+    let d4 = p
+        .nets_v4
+        .iter()
+        .find(|(_, l, _)| *l == 0)
+        .map_or(p.unknown_class, |(_, _, e)| e.class);
+    let d6 = p
+        .nets_v6
+        .iter()
+        .find(|(_, l, _)| *l == 0)
+        .map_or(p.unknown_class, |(_, _, e)| e.class);
+    let policy = if p.default_action == Action::Allow {
+        "accept"
+    } else {
+        "drop"
+    };
     let _ = write!(
         s,
         "  chain forward {{\n    type filter hook forward priority filter; policy {policy};\n    \
@@ -150,13 +207,28 @@ pub fn ruleset(p: &CompiledPolicy) -> String {
 pub fn load(ns: &str, text: &str) -> Result<f64> {
     let path = std::env::temp_dir().join(format!("enforcer-bench-{}.nft", std::process::id()));
     std::fs::write(&path, text).context("write the nft ruleset")?;
-    let _ = Command::new("ip").args(["netns", "exec", ns, "nft", "delete", "table", "inet", "enforcer"]).output();
+    let _ = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "delete", "table", "inet", "enforcer",
+        ])
+        .output();
     let t = Instant::now();
-    let out = Command::new("ip").args(["netns", "exec", ns, "nft", "-f"]).arg(&path).output().context("run nft")?;
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f"])
+        .arg(&path)
+        .output()
+        .context("run nft")?;
     let secs = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&path);
     if !out.status.success() {
-        anyhow::bail!("nft -f failed: {}", String::from_utf8_lossy(&out.stderr).lines().take(5).collect::<Vec<_>>().join(" | "));
+        anyhow::bail!(
+            "nft -f failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
     }
     Ok(secs)
 }
@@ -164,7 +236,12 @@ pub fn load(ns: &str, text: &str) -> Result<f64> {
 /// `nft -f` load time of the equivalent ruleset for each size, in a scratch namespace.
 pub fn load_times(sizes: &[usize], quick: bool) -> Value {
     let ns = format!("enfb-nft-{}", std::process::id());
-    if Command::new("ip").args(["netns", "add", &ns]).status().map(|s| !s.success()).unwrap_or(true) {
+    if Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
         return json!({"error": "ip netns add failed"});
     }
     let mut rows = Vec::new();

@@ -22,7 +22,9 @@ pub fn tables(doc: &Value) -> String {
         s.push_str("| devices | class | pattern | pairs | enforcer min | median | p90 | empty median | driver->pass median | ratio |\n");
         s.push_str("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in rows {
-            let drv = r["driver_to_pass_ns"]["median"].as_f64().map_or("-".to_owned(), |x| format!("{x:.0}"));
+            let drv = r["driver_to_pass_ns"]["median"]
+                .as_f64()
+                .map_or("-".to_owned(), |x| format!("{x:.0}"));
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2}x |",
@@ -112,7 +114,12 @@ fn ratio_of(doc: &Value, devices: u64, pattern: &str) -> Vec<(String, f64)> {
         .map(|a| {
             a.iter()
                 .filter(|r| r["devices"].as_u64() == Some(devices) && r["pattern"] == pattern)
-                .map(|r| (r["class"].as_str().unwrap_or("").to_owned(), f(&r["ratio_median"])))
+                .map(|r| {
+                    (
+                        r["class"].as_str().unwrap_or("").to_owned(),
+                        f(&r["ratio_median"]),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -126,29 +133,60 @@ pub fn targets(doc: &Value) -> String {
         if r.is_empty() {
             continue;
         }
-        let worst = r.iter().cloned().fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
-        let over: Vec<String> = r.iter().filter(|x| x.1 > 5.0).map(|x| format!("{} {:.1}x", x.0, x.1)).collect();
+        let worst = r
+            .iter()
+            .cloned()
+            .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
+        let over: Vec<String> = r
+            .iter()
+            .filter(|x| x.1 > 5.0)
+            .map(|x| format!("{} {:.1}x", x.0, x.1))
+            .collect();
         let _ = writeln!(
             s,
             "| hot path <= 5x empty, {n} devices | worst {} {:.1}x{} | {} |",
             worst.0,
             worst.1,
-            if over.is_empty() { String::new() } else { format!("; over: {}", over.join(", ")) },
+            if over.is_empty() {
+                String::new()
+            } else {
+                format!("; over: {}", over.join(", "))
+            },
             verdict(over.is_empty())
         );
     }
     let r = ratio_of(doc, 100_000, "spread");
     if !r.is_empty() {
-        let over: Vec<String> = r.iter().filter(|x| x.1 > 15.0).map(|x| format!("{} {:.1}x", x.0, x.1)).collect();
+        let over: Vec<String> = r
+            .iter()
+            .filter(|x| x.1 > 15.0)
+            .map(|x| format!("{} {:.1}x", x.0, x.1))
+            .collect();
         let all: Vec<String> = r.iter().map(|x| format!("{} {:.1}x", x.0, x.1)).collect();
-        let _ = writeln!(s, "| spread over 100,000 devices <= 15x empty | {} | {} |", all.join(", "), verdict(over.is_empty()));
+        let _ = writeln!(
+            s,
+            "| spread over 100,000 devices <= 15x empty | {} | {} |",
+            all.join(", "),
+            verdict(over.is_empty())
+        );
     }
     if let Some(v) = doc["veth"]["scenarios"].as_array() {
         let med = |name: &str| {
-            v.iter().find(|r| r["scenario"] == name).map_or(f64::NAN, |r| f(&r["receiver_ns_per_packet"]["median"]))
+            v.iter()
+                .find(|r| r["scenario"] == name)
+                .map_or(f64::NAN, |r| f(&r["receiver_ns_per_packet"]["median"]))
         };
         let drop = med("xdp_drop_all");
-        for (e, n) in [("enforcer_denied", "nftables_denied"), ("enforcer_allowed", "nftables_allowed")] {
+        let _ = writeln!(
+            s,
+            "| (context) enforcer's own cost on the pass path: enforcer_allowed - no_program_allowed | {:.0} ns ({:.1}x drop-all); the rest is the kernel's forwarding, which any XDP program that passes pays | - |",
+            med("enforcer_allowed") - med("no_program_allowed"),
+            (med("enforcer_allowed") - med("no_program_allowed")) / drop
+        );
+        for (e, n) in [
+            ("enforcer_denied", "nftables_denied"),
+            ("enforcer_allowed", "nftables_allowed"),
+        ] {
             let x = med(e) / drop;
             let _ = writeln!(
                 s,
@@ -170,7 +208,10 @@ pub fn targets(doc: &Value) -> String {
             );
         }
     }
-    if let Some(cp) = doc["control_plane"].as_array().and_then(|a| a.iter().find(|r| r["devices"] == 100_000)) {
+    if let Some(cp) = doc["control_plane"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["devices"] == 100_000))
+    {
         let t = f(&cp["compile_and_apply_ms"]);
         let _ = writeln!(
             s,

@@ -38,15 +38,27 @@ const SPORT: u16 = 40_000;
 const PORTS: [u16; 7] = [443, 80, 8000, 22, 1883, 8883, 554];
 
 fn ip(ns: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").arg("-n").arg(ns).args(args).output().context("run ip")?;
+    let out = Command::new("ip")
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .output()
+        .context("run ip")?;
     if !out.status.success() {
-        bail!("ip -n {ns} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ip -n {ns} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
 
 fn sh_in(ns: &str, script: &str) -> Result<String> {
-    let out = Command::new("ip").args(["netns", "exec", ns, "sh", "-c", script]).output().context("run sh")?;
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", script])
+        .output()
+        .context("run sh")?;
     if !out.status.success() {
         bail!("{script}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -87,15 +99,23 @@ fn pin_self(cpu: usize) {
 /// Pid of the NAPI kthread of `iface` (`napi/<iface>-<id>`).
 fn napi_thread(iface: &str) -> Option<u32> {
     let prefix = format!("napi/{iface}-");
-    fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let comm = fs::read_to_string(e.path().join("comm")).ok()?;
-        comm.trim().starts_with(&prefix).then_some(pid)
-    })
+    fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = fs::read_to_string(e.path().join("comm")).ok()?;
+            comm.trim().starts_with(&prefix).then_some(pid)
+        })
 }
 
 fn cpu_ns(pid: u32) -> Option<u64> {
-    fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?.split_whitespace().next()?.parse().ok()
+    fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn ethtool_stat(ns: &str, iface: &str, key: &str) -> u64 {
@@ -119,17 +139,50 @@ fn link_stat(ns: &str, iface: &str, what: &str) -> u64 {
 
 /// Setup: namespace, links, addresses, routes, threaded NAPI pinned.
 fn topology(ns: &str) -> Result<()> {
-    Command::new("ip").args(["netns", "add", ns]).status().context("ip netns add")?;
+    Command::new("ip")
+        .args(["netns", "add", ns])
+        .status()
+        .context("ip netns add")?;
     ip(ns, &["link", "set", "lo", "up"])?;
-    ip(ns, &["link", "add", "g0", "type", "veth", "peer", "name", "r0"])?;
-    ip(ns, &["link", "add", "r1", "type", "veth", "peer", "name", "s1"])?;
+    ip(
+        ns,
+        &["link", "add", "g0", "type", "veth", "peer", "name", "r0"],
+    )?;
+    ip(
+        ns,
+        &["link", "add", "r1", "type", "veth", "peer", "name", "s1"],
+    )?;
     for i in ["g0", "r0", "r1", "s1"] {
         ip(ns, &["link", "set", i, "up"])?;
     }
     ip(ns, &["addr", "add", "10.254.0.1/30", "dev", "r1"])?;
     let s1_mac = sh_in(ns, "cat /sys/class/net/s1/address")?;
-    ip(ns, &["neigh", "add", "10.254.0.2", "lladdr", s1_mac.trim(), "dev", "r1", "nud", "permanent"])?;
-    ip(ns, &["route", "add", "10.0.0.0/8", "via", "10.254.0.2", "dev", "r1"])?;
+    ip(
+        ns,
+        &[
+            "neigh",
+            "add",
+            "10.254.0.2",
+            "lladdr",
+            s1_mac.trim(),
+            "dev",
+            "r1",
+            "nud",
+            "permanent",
+        ],
+    )?;
+    ip(
+        ns,
+        &[
+            "route",
+            "add",
+            "10.0.0.0/8",
+            "via",
+            "10.254.0.2",
+            "dev",
+            "r1",
+        ],
+    )?;
     sh_in(
         ns,
         "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
@@ -140,11 +193,20 @@ fn topology(ns: &str) -> Result<()> {
 }
 
 fn pin_napi(ns: &str) -> Result<u32> {
-    let _ = sh_in(ns, "echo 1 > /sys/class/net/r0/threaded; echo 1 > /sys/class/net/s1/threaded");
+    let _ = sh_in(
+        ns,
+        "echo 1 > /sys/class/net/r0/threaded; echo 1 > /sys/class/net/s1/threaded",
+    );
     let r0 = napi_thread("r0").context("no napi/r0 kthread (threaded NAPI)")?;
-    Command::new("taskset").args(["-pc", "1", &r0.to_string()]).output().context("taskset")?;
+    Command::new("taskset")
+        .args(["-pc", "1", &r0.to_string()])
+        .output()
+        .context("taskset")?;
     if let Some(s1) = napi_thread("s1") {
-        Command::new("taskset").args(["-pc", "0", &s1.to_string()]).output().context("taskset")?;
+        Command::new("taskset")
+            .args(["-pc", "0", &s1.to_string()])
+            .output()
+            .context("taskset")?;
     }
     Ok(r0)
 }
@@ -155,16 +217,25 @@ struct Traffic {
     cfg: BenchConfig,
 }
 
-fn traffic(dp: &Datapath, compiled: &enforcer::policy::CompiledPolicy, r0_mac: [u8; 6], allowed: bool, g0: u32) -> Result<Traffic> {
+fn traffic(
+    dp: &Datapath,
+    compiled: &enforcer::policy::CompiledPolicy,
+    r0_mac: [u8; 6],
+    allowed: bool,
+    g0: u32,
+) -> Result<Traffic> {
     let _ = dp;
     // Pairs with the wanted verdict (same search as the test-run part, TCP SYNs, fixed ports).
-    let class: std::collections::HashMap<[u8; 6], u16> = compiled.macs.iter().map(|(m, e)| (*m, e.class)).collect();
+    let class: std::collections::HashMap<[u8; 6], u16> =
+        compiled.macs.iter().map(|(m, e)| (*m, e.class)).collect();
     let pairs: std::collections::HashMap<(u16, u16), enforcer_common::rules::PairValue> =
         compiled.pairs.iter().copied().collect();
     let ports: std::collections::HashMap<(u32, u8, u16), enforcer_common::Decision> =
         compiled.ports.iter().copied().collect();
     let allows = |s: usize, d: usize, port: u16| -> bool {
-        let (Some(cs), Some(cd)) = (class.get(&synth::mac(s)), class.get(&synth::mac(d))) else { return false };
+        let (Some(cs), Some(cd)) = (class.get(&synth::mac(s)), class.get(&synth::mac(d))) else {
+            return false;
+        };
         let mut dec = enforcer_common::Decision::default();
         if let Some(pv) = pairs.get(&(*cs, *cd)) {
             if pv.pair != 0
@@ -176,7 +247,11 @@ fn traffic(dp: &Datapath, compiled: &enforcer::policy::CompiledPolicy, r0_mac: [
                 dec = pv.tcp;
             }
         }
-        let a = if dec.is_set() { dec.action() } else { compiled.default_action };
+        let a = if dec.is_set() {
+            dec.action()
+        } else {
+            compiled.default_action
+        };
         a == enforcer_common::Action::Allow
     };
     let mut table = Vec::new();
@@ -195,8 +270,16 @@ fn traffic(dp: &Datapath, compiled: &enforcer::policy::CompiledPolicy, r0_mac: [
                         dport: port.to_be_bytes(),
                         ip_csum: [f[24], f[25]],
                         l4_csum: [f[50], f[51]],
-                        src: { let mut o = [0; 16]; o[..4].copy_from_slice(&synth::ipv4(s).octets()); o },
-                        dst: { let mut o = [0; 16]; o[..4].copy_from_slice(&synth::ipv4(d).octets()); o },
+                        src: {
+                            let mut o = [0; 16];
+                            o[..4].copy_from_slice(&synth::ipv4(s).octets());
+                            o
+                        },
+                        dst: {
+                            let mut o = [0; 16];
+                            o[..4].copy_from_slice(&synth::ipv4(d).octets());
+                            o
+                        },
                         ..BenchEntry::default()
                     });
                     break 'f;
@@ -230,7 +313,10 @@ fn traffic(dp: &Datapath, compiled: &enforcer::policy::CompiledPolicy, r0_mac: [
 fn frame(r0_mac: [u8; 6], s: usize, d: usize, port: u16) -> Vec<u8> {
     let mut f = Frame::eth(synth::mac(s))
         .dst_mac(r0_mac)
-        .ip(std::net::IpAddr::V4(synth::ipv4(s)), std::net::IpAddr::V4(synth::ipv4(d)))
+        .ip(
+            std::net::IpAddr::V4(synth::ipv4(s)),
+            std::net::IpAddr::V4(synth::ipv4(d)),
+        )
         .tcp(SPORT, port)
         .syn()
         .payload(&[0; 26])
@@ -263,19 +349,33 @@ fn measure(dp: &mut Datapath, ns: &str, t: &Traffic, packets: u32) -> Result<(f6
     dp.bench_reset_counter()?;
     let napi = pin_napi(ns)?;
     let before_cpu = cpu_ns(napi).context("schedstat")?;
-    let before_rx = link_stat(ns, "r0", "rx_packets") + ethtool_stat(ns, "r0", "rx_queue_0_xdp_drops");
+    let before_rx =
+        link_stat(ns, "r0", "rx_packets") + ethtool_stat(ns, "r0", "rx_queue_0_xdp_drops");
     // Packets that left through r1 (sent or dropped at s1's full ring): what the router forwarded.
     let out_r1 = || link_stat(ns, "r1", "tx_packets") + link_stat(ns, "r1", "tx_dropped");
     let before_fwd = out_r1();
     let debug = std::env::var_os("ENFB_DEBUG").is_some();
-    let snmp0 = if debug { sh_in(ns, "cat /proc/net/snmp; cat /proc/net/netstat")? } else { String::new() };
+    let snmp0 = if debug {
+        sh_in(ns, "cat /proc/net/snmp; cat /proc/net/netstat")?
+    } else {
+        String::new()
+    };
     dp.bench_live_run(dpb::GEN, &t.frame, packets, 64)?;
     std::thread::sleep(Duration::from_millis(100));
-    let cpu = cpu_ns(napi).context("schedstat")?.saturating_sub(before_cpu);
-    let rx = (link_stat(ns, "r0", "rx_packets") + ethtool_stat(ns, "r0", "rx_queue_0_xdp_drops")).saturating_sub(before_rx);
+    let cpu = cpu_ns(napi)
+        .context("schedstat")?
+        .saturating_sub(before_cpu);
+    let rx = (link_stat(ns, "r0", "rx_packets") + ethtool_stat(ns, "r0", "rx_queue_0_xdp_drops"))
+        .saturating_sub(before_rx);
     let fwd = out_r1().saturating_sub(before_fwd);
     if debug {
-        eprintln!("--- before\n{snmp0}\n--- after\n{}", sh_in(ns, "nft list chain inet enforcer forward 2>&1 | grep counter; true")?);
+        eprintln!(
+            "--- before\n{snmp0}\n--- after\n{}",
+            sh_in(
+                ns,
+                "nft list chain inet enforcer forward 2>&1 | grep counter; true"
+            )?
+        );
     }
     if rx == 0 {
         bail!("r0 received nothing");
@@ -289,8 +389,14 @@ fn run_inner(ns: &str, quick: bool) -> Result<Value> {
     let mut ruleset = nft::ruleset(&compiled);
     if std::env::var_os("ENFB_DEBUG").is_some() {
         ruleset = ruleset
-            .replace("    ct state established,related accept\n", "    counter\n    ct state established,related counter accept\n")
-            .replace("    meta mark . ct mark vmap @pairs\n", "    counter meta mark . ct mark vmap @pairs\n    counter\n");
+            .replace(
+                "    ct state established,related accept\n",
+                "    counter\n    ct state established,related counter accept\n",
+            )
+            .replace(
+                "    meta mark . ct mark vmap @pairs\n",
+                "    counter meta mark . ct mark vmap @pairs\n    counter\n",
+            );
     }
     let _guard = NsGuard::enter(ns)?;
     pin_self(0);
@@ -323,8 +429,14 @@ fn run_inner(ns: &str, quick: bool) -> Result<Value> {
             let t = if *allowed { &allow } else { &deny };
             dp.bench_clear_device_state(0..u32::try_from(DEVICES + 1)?)?;
             let link = match rx {
-                Rx::Drop => Some((dpb::DROP, dp.bench_attach(dpb::DROP, "r0", XdpMode::Driver)?)),
-                Rx::Enforcer => Some((dpb::ENFORCER, dp.bench_attach(dpb::ENFORCER, "r0", XdpMode::Driver)?)),
+                Rx::Drop => Some((
+                    dpb::DROP,
+                    dp.bench_attach(dpb::DROP, "r0", XdpMode::Driver)?,
+                )),
+                Rx::Enforcer => Some((
+                    dpb::ENFORCER,
+                    dp.bench_attach(dpb::ENFORCER, "r0", XdpMode::Driver)?,
+                )),
                 Rx::None => None,
                 Rx::Nft => {
                     nft::load(ns, &ruleset)?;
@@ -338,7 +450,10 @@ fn run_inner(ns: &str, quick: bool) -> Result<Value> {
                 dp.bench_detach(prog, l)?;
             }
             if *rx == Rx::Nft {
-                let _ = sh_in(ns, "nft delete table inet enforcer; conntrack -F 2>/dev/null; true");
+                let _ = sh_in(
+                    ns,
+                    "nft delete table inet enforcer; conntrack -F 2>/dev/null; true",
+                );
             }
             let (ns_pp, rx_n, fwd) = m?;
             res[k].0.push(ns_pp);
