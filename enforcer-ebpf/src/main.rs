@@ -9,6 +9,7 @@
 #![no_main]
 
 mod account;
+mod bench;
 mod flow;
 mod identity;
 mod maps;

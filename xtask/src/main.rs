@@ -5,8 +5,10 @@
 //! - `test`: unit tests, eBPF host tests, datapath and namespace tests; needs root.
 //! - `demo`: a small IoT site in network namespaces, enforced by `policies/`.
 //! - `lint`: nightly rustfmt check and the split clippy runs.
-//! - `bench`: placeholder (issue 7).
+//! - `bench`: per-packet cost against an empty XDP program, the veth path against nftables, and
+//!   the control plane; writes BENCHMARKS.md and BENCHMARKS.json (issue 7).
 
+mod bench;
 mod build;
 mod demo;
 mod exec;
@@ -42,9 +44,9 @@ enum Task {
     Demo,
     /// rustfmt (nightly) check and clippy on the userspace crates and the eBPF crate.
     Lint,
-    /// Benchmarks (not implemented yet: issue 7).
+    /// Benchmarks (needs root): writes BENCHMARKS.md and BENCHMARKS.json.
     Bench {
-        /// A short run, for CI.
+        /// A short run (under two minutes); results go to target/bench/.
         #[arg(long)]
         quick: bool,
     },
@@ -57,7 +59,7 @@ fn main() -> ExitCode {
         Task::Test => test::run(),
         Task::Demo => demo::run(),
         Task::Lint => lint::run(),
-        Task::Bench { quick: _ } => Err(anyhow::anyhow!("bench: not implemented yet (issue 7)")),
+        Task::Bench { quick } => bench::run(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@
 
 mod apply;
 mod batch;
+pub mod bench;
 mod read;
 
 use std::{

@@ -1,0 +1,179 @@
+//! Benchmark baselines and drivers for `cargo xtask bench`. The daemon never attaches any of these;
+//! they live in the same object only so the benchmark measures the very program the daemon loads,
+//! next to its baselines, with one loader.
+//!
+//! - `bench_pass`, `bench_drop`: the empty programs the enforcer is compared with.
+//! - `bench_spread`: rewrites the test frame's MAC, addresses and ports from the next entry of
+//!   `BENCH_TABLE` (rotating through `n` entries), then tail-calls `BENCH_TARGET[0]` (the
+//!   enforcer, or `bench_pass` to measure the driver itself). `BPF_PROG_TEST_RUN` repeats one frame,
+//!   which keeps every lookup in cache; the driver spreads the keys over the policy's devices.
+//! - `bench_gen`: the same rewrite, then `bpf_redirect` to `BENCH_CONFIG.ifindex`; run with live
+//!   frames (`BPF_F_TEST_XDP_LIVE_FRAMES`) it is a bounded in-kernel packet generator.
+//!
+//! Maps here are not pinned, and sized to one entry in the object: the benchmark raises
+//! `BENCH_TABLE`'s capacity at load time, so the daemon pays nothing for them.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_redirect,
+    macros::{map, xdp},
+    maps::{Array, ProgramArray},
+    programs::XdpContext,
+};
+
+/// One rotation step: what the driver writes into the frame. Byte arrays are wire order.
+/// Layout mirrored by `enforcer::datapath::bench::BenchEntry` (benchmark-only, so not in common).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BenchEntry {
+    pub mac: [u8; 6],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    /// IPv4 header and L4 checksums of the rewritten frame (written with `F_CSUM`).
+    pub ip_csum: [u8; 2],
+    pub l4_csum: [u8; 2],
+    pub _pad: [u8; 2],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+/// Where the driver writes; offsets are from the frame start (at most 127).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BenchConfig {
+    pub n: u32,
+    pub mac_off: u32,
+    pub src_off: u32,
+    pub dst_off: u32,
+    /// 4 or 16.
+    pub addr_len: u32,
+    pub sport_off: u32,
+    pub dport_off: u32,
+    pub flags: u32,
+    pub ifindex: u32,
+    pub ip_csum_off: u32,
+    pub l4_csum_off: u32,
+    /// With `F_CSUM`: the destination MAC and IPv4 TTL (at offset 22) the checksums assume. The
+    /// stack rewrites both in place when it forwards, and live-frame pages are recycled as they
+    /// come back, so a generator must restore them.
+    pub dst_mac: [u8; 6],
+    pub ttl: u8,
+    pub _pad: u8,
+}
+
+const F_MAC: u32 = 1;
+const F_ADDRS: u32 = 2;
+const F_SPORT: u32 = 4;
+const F_DPORT: u32 = 8;
+/// Source port from the pass number, so every packet starts a new flow.
+const F_ROTATE_SPORT: u32 = 16;
+/// Write the entry's checksums too (live frames that the stack will check).
+const F_CSUM: u32 = 32;
+
+#[map]
+static BENCH_CONFIG: Array<BenchConfig> = Array::with_max_entries(1, 0);
+#[map]
+static BENCH_TABLE: Array<BenchEntry> = Array::with_max_entries(1, 0);
+/// Packets the driver has rewritten (entry 0), so userspace can restart the rotation.
+#[map]
+static BENCH_COUNTER: Array<u64> = Array::with_max_entries(1, 0);
+#[map]
+static BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Benchmark baseline (never attached by the daemon): the empty XDP program.
+#[xdp]
+pub fn bench_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Benchmark baseline (never attached by the daemon): drops everything.
+#[xdp]
+pub fn bench_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
+/// Benchmark driver (never attached by the daemon): rewrite from the table, then tail-call.
+#[xdp]
+pub fn bench_spread(ctx: XdpContext) -> u32 {
+    if rewrite(&ctx) != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    // SAFETY: a tail call either jumps away or returns (empty slot); nothing is left to clean.
+    unsafe { BENCH_TARGET.tail_call(&ctx, 0) };
+    xdp_action::XDP_ABORTED
+}
+
+/// Benchmark generator (never attached by the daemon): rewrite, then redirect to the configured
+/// interface. Used with live frames only.
+#[xdp]
+pub fn bench_gen(ctx: XdpContext) -> u32 {
+    if rewrite(&ctx) != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    let Some(cfg) = BENCH_CONFIG.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: a helper taking plain integers.
+    unsafe { bpf_redirect(cfg.ifindex, 0) as u32 }
+}
+
+#[inline(always)]
+fn put<const L: usize>(ctx: &XdpContext, off: u32, bytes: &[u8; L]) {
+    // Bounded for the verifier, then checked against the frame's end.
+    let off = (off & 0x7f) as usize;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + off + L > end {
+        return;
+    }
+    // SAFETY: `[start + off, start + off + L)` lies inside the frame (checked above).
+    unsafe { core::ptr::write_unaligned((start + off) as *mut [u8; L], *bytes) };
+}
+
+/// Out of line with a scalar result (the verifier wants r0 to hold one; see `policy::judge_into`).
+#[inline(never)]
+fn rewrite(ctx: &XdpContext) -> u32 {
+    let Some(cfg) = BENCH_CONFIG.get(0) else {
+        return 1;
+    };
+    let Some(counter) = BENCH_COUNTER.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: entry 0 of a one-entry array; the benchmark runs one packet at a time.
+    let c = unsafe { *counter };
+    // SAFETY: as above.
+    unsafe { *counter = c + 1 };
+    let n = u64::from(cfg.n.max(1));
+    let idx = (c % n) as u32;
+    let Some(e) = BENCH_TABLE.get(idx) else {
+        return 1;
+    };
+    let flags = cfg.flags;
+    if flags & F_MAC != 0 {
+        put(ctx, cfg.mac_off, &e.mac);
+    }
+    if flags & F_ADDRS != 0 {
+        if cfg.addr_len == 4 {
+            put(ctx, cfg.src_off, &[e.src[0], e.src[1], e.src[2], e.src[3]]);
+            put(ctx, cfg.dst_off, &[e.dst[0], e.dst[1], e.dst[2], e.dst[3]]);
+        } else {
+            put(ctx, cfg.src_off, &e.src);
+            put(ctx, cfg.dst_off, &e.dst);
+        }
+    }
+    if flags & F_ROTATE_SPORT != 0 {
+        let port = 1024 + ((c / n) % 64_000) as u16;
+        put(ctx, cfg.sport_off, &port.to_be_bytes());
+    } else if flags & F_SPORT != 0 {
+        put(ctx, cfg.sport_off, &e.sport);
+    }
+    if flags & F_DPORT != 0 {
+        put(ctx, cfg.dport_off, &e.dport);
+    }
+    if flags & F_CSUM != 0 {
+        put(ctx, 0, &cfg.dst_mac);
+        put(ctx, 22, &[cfg.ttl]);
+        put(ctx, cfg.ip_csum_off, &e.ip_csum);
+        put(ctx, cfg.l4_csum_off, &e.l4_csum);
+    }
+    0
+}

@@ -1,0 +1,202 @@
+//! `enforcer-bench`: the benchmark behind `cargo xtask bench` (needs root). Writes a JSON file
+//! and renders `BENCHMARKS.md` from it.
+//!
+//! `enforcer-bench [--quick] [--out BENCHMARKS.json] [--md BENCHMARKS.md] [--skip-veth] [--parts a,b]`
+//! `enforcer-bench --render BENCHMARKS.json --md BENCHMARKS.md` re-renders without measuring.
+#![expect(
+    clippy::print_stderr,
+    clippy::print_stdout,
+    reason = "a command-line benchmark"
+)]
+
+#[path = "../bench/control.rs"]
+mod control;
+#[path = "../bench/micro.rs"]
+mod micro;
+#[path = "../bench/nft.rs"]
+mod nft;
+#[path = "../bench/report.rs"]
+mod report;
+#[path = "../bench/stats.rs"]
+mod stats;
+#[path = "../bench/veth.rs"]
+mod veth;
+
+use std::{path::PathBuf, process::ExitCode, time::Instant};
+
+use anyhow::{Context as _, Result};
+use aya as _;
+use enforcer::datapath::Datapath;
+use serde_json::json;
+
+mod frame {
+    pub use enforcer_tests::frame::*;
+}
+
+struct Args {
+    quick: bool,
+    out: PathBuf,
+    md: Option<PathBuf>,
+    skip_veth: bool,
+    /// Parts to run (`control,test-run,nft,veth`); all by default.
+    parts: Vec<String>,
+    /// Only render `--md` from this JSON (no measurement).
+    render: Option<PathBuf>,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        quick: false,
+        out: PathBuf::from("BENCHMARKS.json"),
+        md: None,
+        skip_veth: false,
+        parts: vec![],
+        render: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--quick" => a.quick = true,
+            "--skip-veth" => a.skip_veth = true,
+            "--out" => a.out = it.next().context("--out needs a path")?.into(),
+            "--parts" => {
+                a.parts = it
+                    .next()
+                    .context("--parts needs a list")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect()
+            }
+            "--render" => a.render = Some(it.next().context("--render needs a JSON path")?.into()),
+            "--md" => a.md = Some(it.next().context("--md needs a path")?.into()),
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    Ok(a)
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    json!({
+        "kernel": sh("uname", &["-r"]),
+        "cpu": cpu,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "loadavg_at_start": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "nft": sh("nft", &["--version"]),
+    })
+}
+
+fn run() -> Result<()> {
+    let a = args()?;
+    if let Some(src) = &a.render {
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src)?)?;
+        let md =
+            a.md.clone()
+                .unwrap_or_else(|| PathBuf::from("BENCHMARKS.md"));
+        std::fs::write(&md, report::render(&doc))
+            .with_context(|| format!("write {}", md.display()))?;
+        return Ok(());
+    }
+    if !enforcer_tests::netns::is_root() {
+        anyhow::bail!("needs root (CAP_BPF, CAP_NET_ADMIN)");
+    }
+    enforcer_tests::netns::ensure_bpffs()?;
+    let started = Instant::now();
+    let machine = machine();
+    let sizes = [10usize, 1_000, 100_000];
+    let prm = if a.quick {
+        micro::Params {
+            rounds: 3,
+            repeat_hot: 100_000,
+            repeat_spread: 200_000,
+        }
+    } else {
+        micro::Params {
+            rounds: 7,
+            repeat_hot: 500_000,
+            repeat_spread: 1_000_000,
+        }
+    };
+    if let Some(n) = std::env::var("ENFB_DUMP_NFT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let (_, compiled, _, _) = control::build(n)?;
+        print!("{}", nft::ruleset(&compiled));
+        return Ok(());
+    }
+    let part = |p: &str| a.parts.is_empty() || a.parts.iter().any(|x| x == p);
+    let mut control = Vec::new();
+    for &n in sizes.iter().filter(|_| part("control")) {
+        eprintln!("control plane: {n} devices");
+        control.push(control::run(n, if a.quick { 2 } else { 6 })?);
+    }
+    let mut micro_rows = Vec::new();
+    for &n in sizes.iter().filter(|_| part("test-run")) {
+        eprintln!("test-run: {n} devices");
+        let (_, compiled, _, _) = control::build(n)?;
+        let mut dp = Datapath::load_for_bench().context("load")?;
+        dp.apply(&compiled, 1)?;
+        micro_rows.extend(micro::run(&mut dp, &compiled, n, &prm)?);
+    }
+    let nft_load = if part("nft") {
+        nft::load_times(&sizes, a.quick)
+    } else {
+        json!({"skipped": "--parts"})
+    };
+    let veth = if a.skip_veth || !part("veth") {
+        json!({"skipped": "not requested"})
+    } else {
+        eprintln!("veth path");
+        veth::run(a.quick)
+    };
+    let doc = json!({
+        "schema": 1,
+        "quick": a.quick,
+        "machine": machine,
+        "params": {"rounds": prm.rounds, "repeat_hot": prm.repeat_hot, "repeat_spread": prm.repeat_spread},
+        "test_run": micro_rows,
+        "control_plane": control,
+        "nft_load": nft_load,
+        "veth": veth,
+        "wall_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    });
+    std::fs::write(&a.out, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("write {}", a.out.display()))?;
+    let md = report::render(&doc);
+    println!("{}", report::tables(&doc));
+    if let Some(p) = &a.md {
+        std::fs::write(p, md).with_context(|| format!("write {}", p.display()))?;
+    }
+    eprintln!(
+        "wrote {} in {:.0} s",
+        a.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("enforcer-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
