@@ -112,10 +112,15 @@ fn ifindex(ctx: &XdpContext) -> u32 {
     ctx.ingress_ifindex() as u32
 }
 
+/// CLOCK_MONOTONIC at tick resolution. Every timer here (flow and fragment timeouts, the one-second
+/// event budget, quarantine windows and their end, last seen) is in milliseconds or more, and the
+/// coarse clock is a memory read where the precise one reads the clock source: the difference is
+/// most of a hash lookup on every packet in a VM. Same time base as userspace's CLOCK_MONOTONIC,
+/// which writes quarantine deadlines.
 #[inline(always)]
 fn now_ns() -> u64 {
-    // SAFETY: a helper without arguments; always callable from XDP.
-    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+    // SAFETY: a helper without arguments, available to every program type since Linux 5.11.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
 }
 
 #[inline(always)]
