@@ -19,13 +19,21 @@ fn main() -> anyhow::Result<()> {
         fs::write(&stub, []).with_context(|| format!("write {}", stub.display()))?;
         return Ok(());
     }
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or_else(|| anyhow!("CARGO_MANIFEST_DIR not set"))?);
+    let manifest_dir = PathBuf::from(
+        env::var_os("CARGO_MANIFEST_DIR").ok_or_else(|| anyhow!("CARGO_MANIFEST_DIR not set"))?,
+    );
     let root_dir = manifest_dir
         .parent()
         .ok_or_else(|| anyhow!("no workspace root above {}", manifest_dir.display()))?
         .join("enforcer-ebpf");
-    let root_dir = root_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", root_dir.display()))?;
-    let package = Package { name: "enforcer-ebpf", root_dir, ..Default::default() };
-    aya_build::build_ebpf([package], Toolchain::default()).context("build the eBPF program (see `cargo xtask setup`)")
+    let root_dir = root_dir
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {}", root_dir.display()))?;
+    let package = Package {
+        name: "enforcer-ebpf",
+        root_dir,
+        ..Default::default()
+    };
+    aya_build::build_ebpf([package], Toolchain::default())
+        .context("build the eBPF program (see `cargo xtask setup`)")
 }

@@ -38,7 +38,11 @@ impl Control {
     #[inline(always)]
     pub const fn next_epoch_for(&self, slot: u8) -> u64 {
         let next = self.epoch + 1;
-        if (next & 1) as u8 == slot { next } else { next + 1 }
+        if (next & 1) as u8 == slot {
+            next
+        } else {
+            next + 1
+        }
     }
 }
 

@@ -62,9 +62,23 @@ impl FlowKey {
         } else {
             sport <= dport
         };
-        let (lo_addr, lo_port, hi_addr, hi_port) =
-            if src_is_lo { (src, sport, dst, dport) } else { (dst, dport, src, sport) };
-        (Self { lo_addr, hi_addr, lo_port, hi_port, proto, family, _pad: [0; 2] }, src_is_lo)
+        let (lo_addr, lo_port, hi_addr, hi_port) = if src_is_lo {
+            (src, sport, dst, dport)
+        } else {
+            (dst, dport, src, sport)
+        };
+        (
+            Self {
+                lo_addr,
+                hi_addr,
+                lo_port,
+                hi_port,
+                proto,
+                family,
+                _pad: [0; 2],
+            },
+            src_is_lo,
+        )
     }
 }
 

@@ -66,7 +66,11 @@ impl AddrKeyV4 {
     #[must_use]
     #[inline(always)]
     pub const fn new(slot: u8, octets: [u8; 4]) -> Self {
-        Self { addr: u32::from_ne_bytes(octets), slot, _pad: [0; 3] }
+        Self {
+            addr: u32::from_ne_bytes(octets),
+            slot,
+            _pad: [0; 3],
+        }
     }
 }
 
@@ -84,7 +88,11 @@ impl AddrKeyV6 {
     #[must_use]
     #[inline(always)]
     pub const fn new(slot: u8, octets: [u8; 16]) -> Self {
-        Self { addr: words(octets), slot, _pad: [0; 3] }
+        Self {
+            addr: words(octets),
+            slot,
+            _pad: [0; 3],
+        }
     }
 }
 
@@ -106,8 +114,16 @@ pub const fn words(o: [u8; 16]) -> [u32; 4] {
 #[must_use]
 #[inline(always)]
 pub const fn octets(w: [u32; 4]) -> [u8; 16] {
-    let (a, b, c, d) = (w[0].to_ne_bytes(), w[1].to_ne_bytes(), w[2].to_ne_bytes(), w[3].to_ne_bytes());
-    [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2], d[3]]
+    let (a, b, c, d) = (
+        w[0].to_ne_bytes(),
+        w[1].to_ne_bytes(),
+        w[2].to_ne_bytes(),
+        w[3].to_ne_bytes(),
+    );
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2],
+        d[3],
+    ]
 }
 
 /// The address belongs to a listed device.

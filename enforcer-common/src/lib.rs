@@ -49,7 +49,11 @@ pub const NETWORK_DEVICE_BASE: u32 = MAX_DEVICES - MAX_NETWORKS;
 #[must_use]
 #[inline(always)]
 pub const fn network_device(network: u32) -> u32 {
-    if network != 0 && network < MAX_NETWORKS { NETWORK_DEVICE_BASE + network } else { UNKNOWN_DEVICE }
+    if network != 0 && network < MAX_NETWORKS {
+        NETWORK_DEVICE_BASE + network
+    } else {
+        UNKNOWN_DEVICE
+    }
 }
 
 /// Whether a per-device row is a listed device (not unknown, not a network): only those are
@@ -107,12 +111,20 @@ pub struct Decision {
 const _: () = assert!(core::mem::size_of::<Decision>() == 8);
 
 impl Decision {
-    pub const NONE: Self = Self { rule: 0, action: Action::None as u8, _pad: [0; 3] };
+    pub const NONE: Self = Self {
+        rule: 0,
+        action: Action::None as u8,
+        _pad: [0; 3],
+    };
 
     #[must_use]
     #[inline(always)]
     pub const fn new(action: Action, rule: u32) -> Self {
-        Self { rule, action: action as u8, _pad: [0; 3] }
+        Self {
+            rule,
+            action: action as u8,
+            _pad: [0; 3],
+        }
     }
 
     #[must_use]

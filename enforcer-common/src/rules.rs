@@ -29,7 +29,12 @@ impl PairKey {
     #[must_use]
     #[inline(always)]
     pub const fn new(slot: u8, src_class: u16, dst_class: u16) -> Self {
-        Self { src_class, dst_class, slot, _pad: [0; 3] }
+        Self {
+            src_class,
+            dst_class,
+            slot,
+            _pad: [0; 3],
+        }
     }
 }
 
@@ -67,6 +72,11 @@ impl PortKey {
     #[must_use]
     #[inline(always)]
     pub const fn new(slot: u8, pair: u32, proto: u8, port: u16) -> Self {
-        Self { pair, port, proto, slot }
+        Self {
+            pair,
+            port,
+            proto,
+            slot,
+        }
     }
 }

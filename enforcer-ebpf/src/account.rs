@@ -134,7 +134,10 @@ pub fn discovered(ifindex: u32, pkt: &Packet, now: u64, fresh: &mut DiscoveredDe
 #[inline(always)]
 fn discovered_body(ifindex: u32, pkt: &Packet, now: u64, fresh: &mut DiscoveredDevice) {
     let key = MacKey::new(0, pkt.src_mac);
-    *fresh = DiscoveredDevice { first_seen_ns: now, ..DiscoveredDevice::default() };
+    *fresh = DiscoveredDevice {
+        first_seen_ns: now,
+        ..DiscoveredDevice::default()
+    };
     let d = match DISCOVERED.get_ptr_mut(&key) {
         Some(d) => d,
         None => {

@@ -8,8 +8,8 @@ use enforcer_common::{
     Action, PROTO_TCP, PROTO_UDP,
     control::PolicyConfig,
     flow::{
-        FLOW_TIMEOUT_ICMP_NS, FLOW_TIMEOUT_TCP_NS, FLOW_TIMEOUT_UDP_NS, FRAG_TIMEOUT_NS, FlowKey, FlowValue,
-        FragKey, FragValue,
+        FLOW_TIMEOUT_ICMP_NS, FLOW_TIMEOUT_TCP_NS, FLOW_TIMEOUT_UDP_NS, FRAG_TIMEOUT_NS, FlowKey,
+        FlowValue, FragKey, FragValue,
     },
     identity::{MAC_F_ANY_ADDR, MacKey},
     stats::Counter,
@@ -46,7 +46,10 @@ fn pack(hit: Option<Hit>) -> u64 {
 
 #[inline(always)]
 fn unpack(word: u64) -> Option<Hit> {
-    (word & HIT != 0).then(|| Hit { device: ((word >> 32) as u32) & 0x7fff_ffff, rule: word as u32 })
+    (word & HIT != 0).then(|| Hit {
+        device: ((word >> 32) as u32) & 0x7fff_ffff,
+        rule: word as u32,
+    })
 }
 
 #[inline(always)]
@@ -107,7 +110,9 @@ fn lookup_packed(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple)
 fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) -> Option<Hit> {
     let Clock { epoch, now } = *clock;
     let slot = (epoch & 1) as u8;
-    let (key, src_is_lo) = FlowKey::canonical(pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport);
+    let (key, src_is_lo) = FlowKey::canonical(
+        pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
+    );
     let entry = FLOWS.get_ptr_mut(&key)?;
     // SAFETY: the pointer comes from a successful lookup and stays valid under RCU for this run;
     // concurrent writers on other CPUs only race on refresh fields, which is harmless.
@@ -119,14 +124,23 @@ fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple)
     // Both directions of a ping share one key (the identifier is both "ports"), but only the
     // initiator asks and only the responder answers: a request back along the flow is a new
     // ping the policy must allow on its own, and a "reply" from the initiator is forged.
-    if (pkt.l4 == L4::EchoRequest && !from_initiator) || (pkt.l4 == L4::EchoReply && from_initiator) {
+    if (pkt.l4 == L4::EchoRequest && !from_initiator) || (pkt.l4 == L4::EchoReply && from_initiator)
+    {
         return None;
     }
-    let want_mac = if from_initiator { v.init_mac } else { v.resp_mac };
+    let want_mac = if from_initiator {
+        v.init_mac
+    } else {
+        v.resp_mac
+    };
     if want_mac != [0; 6] && want_mac != pkt.src_mac {
         return None;
     }
-    let owner = if from_initiator { v.init_device } else { v.resp_device };
+    let owner = if from_initiator {
+        v.init_device
+    } else {
+        v.resp_device
+    };
     if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, owner) {
         return None;
     }
@@ -138,7 +152,11 @@ fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple)
         };
         t.family = pkt.family;
         t.proto = pkt.proto;
-        t.l4 = if pkt.l4 == L4::Ports { L4::Ports } else { L4::EchoRequest };
+        t.l4 = if pkt.l4 == L4::Ports {
+            L4::Ports
+        } else {
+            L4::EchoRequest
+        };
         t.src = init;
         t.dst = resp;
         t.dport = resp_port;
@@ -154,7 +172,14 @@ fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple)
         v.resp_mac = j.dst.mac;
     }
     v.last_seen_ns = now;
-    Some(Hit { device: if from_initiator { v.init_device } else { v.resp_device }, rule: v.rule })
+    Some(Hit {
+        device: if from_initiator {
+            v.init_device
+        } else {
+            v.resp_device
+        },
+        rule: v.rule,
+    })
 }
 
 /// Remembers a flow the policy just allowed, so its replies pass.
@@ -171,7 +196,9 @@ fn remember_body(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
     if !matches!(pkt.l4, L4::Ports | L4::EchoRequest) {
         return;
     }
-    let (key, src_is_lo) = FlowKey::canonical(pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport);
+    let (key, src_is_lo) = FlowKey::canonical(
+        pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
+    );
     let value = FlowValue {
         epoch,
         last_seen_ns: now,
@@ -211,7 +238,8 @@ fn related_inline(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u
     if pkt.dst != q.src {
         return None;
     }
-    let (key, quoted_src_is_lo) = FlowKey::canonical(pkt.family, q.proto, q.src, q.sport, q.dst, q.dport);
+    let (key, quoted_src_is_lo) =
+        FlowKey::canonical(pkt.family, q.proto, q.src, q.sport, q.dst, q.dport);
     // SAFETY: the value is copied out at once.
     let v = unsafe { FLOWS.get(&key) }?;
     if now.saturating_sub(v.last_seen_ns) > timeout_ns(q.proto) {
@@ -219,20 +247,38 @@ fn related_inline(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u
     }
     let quoted_from_initiator = quoted_src_is_lo == (v.init_is_lo != 0);
     // The error comes from the far end of the quoted packet (or a router on its way there).
-    let want_mac = if quoted_from_initiator { v.resp_mac } else { v.init_mac };
+    let want_mac = if quoted_from_initiator {
+        v.resp_mac
+    } else {
+        v.init_mac
+    };
     if want_mac != [0; 6] && want_mac != pkt.src_mac {
         return None;
     }
-    let device = if quoted_from_initiator { v.resp_device } else { v.init_device };
+    let device = if quoted_from_initiator {
+        v.resp_device
+    } else {
+        v.init_device
+    };
     if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, device) {
         return None;
     }
-    Some(Hit { device, rule: v.rule })
+    Some(Hit {
+        device,
+        rule: v.rule,
+    })
 }
 
 #[inline(always)]
 fn frag_key(pkt: &Packet) -> FragKey {
-    FragKey { src: pkt.src, dst: pkt.dst, id: pkt.frag_id, proto: pkt.frag_proto, family: pkt.family, _pad: [0; 2] }
+    FragKey {
+        src: pkt.src,
+        dst: pkt.dst,
+        id: pkt.frag_id,
+        proto: pkt.frag_proto,
+        family: pkt.family,
+        _pad: [0; 2],
+    }
 }
 
 /// Remembers an allowed first fragment so the rest of the datagram may follow.
@@ -246,7 +292,11 @@ pub fn remember_fragment(pkt: &Packet, device: u32, rule: u32, now: u64) -> u32 
 
 #[inline(always)]
 fn remember_fragment_body(pkt: &Packet, device: u32, rule: u32, now: u64) {
-    let value = FragValue { expires_ns: now + FRAG_TIMEOUT_NS, device, rule };
+    let value = FragValue {
+        expires_ns: now + FRAG_TIMEOUT_NS,
+        device,
+        rule,
+    };
     if FRAGS.insert(&frag_key(pkt), &value, 0).is_err() {
         account::count(Counter::FlowInsertFailed);
     }
@@ -277,5 +327,8 @@ fn later_fragment_inline(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -
     if impersonates(slot, cfg, pkt.src_mac, v.device) {
         return None;
     }
-    Some(Hit { device: v.device, rule: v.rule })
+    Some(Hit {
+        device: v.device,
+        rule: v.rule,
+    })
 }

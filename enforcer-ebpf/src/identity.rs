@@ -6,14 +6,14 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
-    FAMILY_V4, UNKNOWN_DEVICE, network_device,
+    FAMILY_V4, UNKNOWN_DEVICE,
     control::PolicyConfig,
     identity::{
-        ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MacKey, NET_F_ONLINK, NetEntry, net_key_v4,
-        net_key_v6, octets,
+        ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MacKey, NET_F_ONLINK,
+        NetEntry, net_key_v4, net_key_v6, octets,
     },
+    network_device,
 };
-
 use enforcer_ebpf::scope::{is_link_scoped_source, is_router_scoped_dest};
 
 use crate::maps::{ADDRS_V4, ADDRS_V6, MACS, NETS_V4, NETS_V6};
@@ -45,12 +45,20 @@ pub struct Dest {
 #[inline(always)]
 fn lookup_addr(slot: u8, family: u8, addr: &[u32; 4]) -> Option<AddrEntry> {
     if family == FAMILY_V4 {
-        let key = AddrKeyV4 { addr: addr[0], slot, _pad: [0; 3] };
+        let key = AddrKeyV4 {
+            addr: addr[0],
+            slot,
+            _pad: [0; 3],
+        };
         // SAFETY: userspace never deletes a live slot's entries while packets can read them (it
         // waits past the flip before cleaning the old slot), and the value is copied out at once.
         unsafe { ADDRS_V4.get(&key) }.copied()
     } else {
-        let key = AddrKeyV6 { addr: *addr, slot, _pad: [0; 3] };
+        let key = AddrKeyV6 {
+            addr: *addr,
+            slot,
+            _pad: [0; 3],
+        };
         // SAFETY: as above.
         unsafe { ADDRS_V6.get(&key) }.copied()
     }
@@ -81,7 +89,11 @@ pub fn nd_for_this_link(dst: &[u32; 4]) -> u32 {
     let Some(control) = crate::maps::CONTROL.get(0) else {
         return 0;
     };
-    let key = AddrKeyV6 { addr: *dst, slot: control.slot(), _pad: [0; 3] };
+    let key = AddrKeyV6 {
+        addr: *dst,
+        slot: control.slot(),
+        _pad: [0; 3],
+    };
     // SAFETY: as in `lookup_addr`.
     u32::from(unsafe { ADDRS_V6.get(&key) }.is_some_and(|a| a.kind == ADDR_KIND_ROUTER))
 }
@@ -91,13 +103,29 @@ pub fn nd_for_this_link(dst: &[u32; 4]) -> u32 {
 /// Spoofed: a listed MAC with an address that is not its own, a listed address (of a device bound
 /// to a MAC) from another MAC, or the router's own address arriving from outside.
 #[inline(always)]
-pub fn resolve_source(slot: u8, cfg: &PolicyConfig, family: u8, src: &[u32; 4], mac: [u8; 6]) -> Source {
-    let unknown = Source { device: UNKNOWN_DEVICE, class: cfg.unknown_class, spoofed: false, unknown: true };
+pub fn resolve_source(
+    slot: u8,
+    cfg: &PolicyConfig,
+    family: u8,
+    src: &[u32; 4],
+    mac: [u8; 6],
+) -> Source {
+    let unknown = Source {
+        device: UNKNOWN_DEVICE,
+        class: cfg.unknown_class,
+        spoofed: false,
+        unknown: true,
+    };
     // SAFETY: as in `lookup_addr`.
     let by_mac = unsafe { MACS.get(&MacKey::new(slot, mac)) }.copied();
     if is_link_scoped_source(family, src) {
         return match by_mac {
-            Some(m) => Source { device: m.device, class: m.class, spoofed: false, unknown: false },
+            Some(m) => Source {
+                device: m.device,
+                class: m.class,
+                spoofed: false,
+                unknown: false,
+            },
             None => unknown,
         };
     }
@@ -109,25 +137,44 @@ pub fn resolve_source(slot: u8, cfg: &PolicyConfig, family: u8, src: &[u32; 4], 
             spoofed: true,
             unknown: false,
         },
-        (Some(m), Some(a)) => Source { device: m.device, class: m.class, spoofed: a.device != m.device, unknown: false },
-        (Some(m), None) => {
-            Source { device: m.device, class: m.class, spoofed: m.flags & MAC_F_ANY_ADDR == 0, unknown: false }
-        }
+        (Some(m), Some(a)) => Source {
+            device: m.device,
+            class: m.class,
+            spoofed: a.device != m.device,
+            unknown: false,
+        },
+        (Some(m), None) => Source {
+            device: m.device,
+            class: m.class,
+            spoofed: m.flags & MAC_F_ANY_ADDR == 0,
+            unknown: false,
+        },
         // A listed address from a MAC the policy does not know. When the address's device is bound
         // to a MAC, the sender is not that device but an unlisted host forging its address: it is
         // accounted (and quarantined, and discovered) as unknown, never as the device it
         // impersonates, or any host could get a victim quarantined by forging its address. It
         // keeps the address's class, which only matters under `defaults.spoofed: allow`.
-        (None, Some(a)) if a.has_mac() => {
-            Source { device: UNKNOWN_DEVICE, class: a.class, spoofed: true, unknown: true }
-        }
-        (None, Some(a)) => Source { device: a.device, class: a.class, spoofed: false, unknown: false },
+        (None, Some(a)) if a.has_mac() => Source {
+            device: UNKNOWN_DEVICE,
+            class: a.class,
+            spoofed: true,
+            unknown: true,
+        },
+        (None, Some(a)) => Source {
+            device: a.device,
+            class: a.class,
+            spoofed: false,
+            unknown: false,
+        },
         // An unlisted address on an enforced segment (the interface's own subnet) is a device the
         // policy does not list, whatever wider network (`internet: 0.0.0.0/0`) also covers it.
         (None, None) => match lookup_net(slot, family, src) {
-            Some(n) if n.flags & NET_F_ONLINK == 0 => {
-                Source { device: network_device(n.network), class: n.class, spoofed: false, unknown: false }
-            }
+            Some(n) if n.flags & NET_F_ONLINK == 0 => Source {
+                device: network_device(n.network),
+                class: n.class,
+                spoofed: false,
+                unknown: false,
+            },
             _ => unknown,
         },
     }
@@ -137,13 +184,33 @@ pub fn resolve_source(slot: u8, cfg: &PolicyConfig, family: u8, src: &[u32; 4], 
 #[inline(always)]
 pub fn resolve_dest(slot: u8, cfg: &PolicyConfig, family: u8, dst: &[u32; 4]) -> Dest {
     if is_router_scoped_dest(family, dst) {
-        return Dest { device: UNKNOWN_DEVICE, class: cfg.router_class, flags: 0, mac: [0; 6] };
+        return Dest {
+            device: UNKNOWN_DEVICE,
+            class: cfg.router_class,
+            flags: 0,
+            mac: [0; 6],
+        };
     }
     if let Some(a) = lookup_addr(slot, family, dst) {
-        return Dest { device: a.device, class: a.class, flags: a.flags, mac: a.mac };
+        return Dest {
+            device: a.device,
+            class: a.class,
+            flags: a.flags,
+            mac: a.mac,
+        };
     }
     match lookup_net(slot, family, dst) {
-        Some(n) => Dest { device: network_device(n.network), class: n.class, flags: n.flags, mac: [0; 6] },
-        None => Dest { device: UNKNOWN_DEVICE, class: cfg.unknown_class, flags: 0, mac: [0; 6] },
+        Some(n) => Dest {
+            device: network_device(n.network),
+            class: n.class,
+            flags: n.flags,
+            mac: [0; 6],
+        },
+        None => Dest {
+            device: UNKNOWN_DEVICE,
+            class: cfg.unknown_class,
+            flags: 0,
+            mac: [0; 6],
+        },
     }
 }

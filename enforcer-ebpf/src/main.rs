@@ -19,7 +19,10 @@ mod quarantine;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use enforcer_common::{
-    Mode, Verdict, control::CONFIG_F_QUARANTINE_ON_SPOOF, event::DenyReason, identity::DST_F_TRIPWIRE,
+    Mode, Verdict,
+    control::CONFIG_F_QUARANTINE_ON_SPOOF,
+    event::DenyReason,
+    identity::DST_F_TRIPWIRE,
     state::{DiscoveredDevice, QuarantineReason},
     stats::Counter,
 };
@@ -132,7 +135,13 @@ fn allowed(device: u32, rule: u32, pkt: &Packet, now: u64) -> Outcome {
 
 #[inline(always)]
 fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
-    let Scratch { pkt, tuple: t, rejudge, discovered, quoted } = scratch;
+    let Scratch {
+        pkt,
+        tuple: t,
+        rejudge,
+        discovered,
+        quoted,
+    } = scratch;
     let pkt = &*pkt;
     // One read of the live-policy word per packet: every lookup below uses this slot, so a packet
     // sees one policy whole even while userspace switches.
@@ -208,11 +217,18 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     let audit = cfg.mode == Mode::Audit as u8;
     let verdict = if audit { Verdict::Audit } else { Verdict::Deny };
     account::device(device, verdict, pkt.len, j.src.spoofed, now);
-    if matches!(j.reason, DenyReason::Rule | DenyReason::Default | DenyReason::Quarantined) {
+    if matches!(
+        j.reason,
+        DenyReason::Rule | DenyReason::Default | DenyReason::Quarantined
+    ) {
         account::rule(j.rule, pkt.len);
     }
     core::hint::black_box(account::deny_event(ifindex(ctx), pkt, &j, verdict, now));
-    if audit { Outcome::Audited } else { Outcome::Denied }
+    if audit {
+        Outcome::Audited
+    } else {
+        Outcome::Denied
+    }
 }
 
 #[cfg(not(test))]

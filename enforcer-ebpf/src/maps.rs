@@ -32,9 +32,11 @@ pub static CONFIG: Array<PolicyConfig> = Array::pinned(SLOTS, 0);
 #[map]
 pub static MACS: HashMap<MacKey, MacEntry> = HashMap::pinned(SLOTS * MAX_MACS, NO_PREALLOC);
 #[map]
-pub static ADDRS_V4: HashMap<AddrKeyV4, AddrEntry> = HashMap::pinned(SLOTS * MAX_ADDRS, NO_PREALLOC);
+pub static ADDRS_V4: HashMap<AddrKeyV4, AddrEntry> =
+    HashMap::pinned(SLOTS * MAX_ADDRS, NO_PREALLOC);
 #[map]
-pub static ADDRS_V6: HashMap<AddrKeyV6, AddrEntry> = HashMap::pinned(SLOTS * MAX_ADDRS, NO_PREALLOC);
+pub static ADDRS_V6: HashMap<AddrKeyV6, AddrEntry> =
+    HashMap::pinned(SLOTS * MAX_ADDRS, NO_PREALLOC);
 #[map]
 pub static NETS_V4: LpmTrie<[u8; 5], NetEntry> = LpmTrie::pinned(SLOTS * MAX_NETS, NO_PREALLOC);
 #[map]

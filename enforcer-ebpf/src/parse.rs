@@ -7,8 +7,10 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
+use enforcer_common::{
+    FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, stats::Counter,
+};
 use enforcer_ebpf::scope::is_link_local_multicast;
-use enforcer_common::{FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, stats::Counter};
 
 /// Why a frame was not parsed into a [`Packet`]. Each maps to one counter and one verdict in `main`.
 #[derive(Clone, Copy)]
@@ -452,7 +454,11 @@ fn skip_ext(c: &mut Cursor<'_>, unit: usize) -> Result<u8, Reject> {
     let eh = c.at::<ExtHdr>(c.off)?;
     // SAFETY: bounds checked by `at`.
     let (next, len) = unsafe { ((*eh).next_header, usize::from((*eh).len)) };
-    c.off += if unit == 8 { (len + 1) * 8 } else { (len + 2) * 4 };
+    c.off += if unit == 8 {
+        (len + 1) * 8
+    } else {
+        (len + 2) * 4
+    };
     Ok(next)
 }
 
@@ -461,7 +467,11 @@ fn skip_ext(c: &mut Cursor<'_>, unit: usize) -> Result<u8, Reject> {
 #[inline(always)]
 fn parse_l4(c: &mut Cursor<'_>, pkt: &mut Packet, l3_end: usize) -> Result<(), Reject> {
     const BAD: Reject = Reject::Malformed(Counter::MalformedL4);
-    let bad = if pkt.frag == Fragment::First { Reject::Malformed(Counter::MalformedFragment) } else { BAD };
+    let bad = if pkt.frag == Fragment::First {
+        Reject::Malformed(Counter::MalformedFragment)
+    } else {
+        BAD
+    };
     let off = c.off;
     match pkt.proto {
         PROTO_TCP => {

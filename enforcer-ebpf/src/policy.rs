@@ -2,9 +2,10 @@
 //! (class pair, then port), with deny precedence already compiled in.
 
 use enforcer_common::{
-    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, UNKNOWN_DEVICE, is_listed_device,
+    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, UNKNOWN_DEVICE,
     control::PolicyConfig,
     event::DenyReason,
+    is_listed_device,
     rules::{PairKey, PortKey},
 };
 
@@ -40,7 +41,9 @@ pub fn is_quarantined(device: u32, now: u64) -> bool {
     if !is_listed_device(device) {
         return false;
     }
-    DEVICE_STATE.get(device).is_some_and(|s| s.quarantine_until_ns > now)
+    DEVICE_STATE
+        .get(device)
+        .is_some_and(|s| s.quarantine_until_ns > now)
 }
 
 /// The compiled decision for a class pair and service, or `Decision::NONE`.
@@ -48,7 +51,8 @@ pub fn is_quarantined(device: u32, now: u64) -> bool {
 fn decide(slot: u8, src_class: u16, dst_class: u16, t: &Tuple) -> Decision {
     // SAFETY: userspace never deletes a live slot's entries while packets can read them; the
     // values are copied out at once.
-    let Some(pair) = (unsafe { PAIRS.get(&PairKey::new(slot, src_class, dst_class)) }).copied() else {
+    let Some(pair) = (unsafe { PAIRS.get(&PairKey::new(slot, src_class, dst_class)) }).copied()
+    else {
         return Decision::NONE;
     };
     match (t.proto, t.l4) {
@@ -60,7 +64,11 @@ fn decide(slot: u8, src_class: u16, dst_class: u16, t: &Tuple) -> Decision {
                     return *d;
                 }
             }
-            if t.proto == PROTO_TCP { pair.tcp } else { pair.udp }
+            if t.proto == PROTO_TCP {
+                pair.tcp
+            } else {
+                pair.udp
+            }
         }
         (PROTO_ICMP | PROTO_ICMPV6, L4::EchoRequest) => pair.icmp,
         _ => pair.other,
@@ -88,8 +96,18 @@ pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
         allow: false,
         rule: 0,
         reason: DenyReason::Default,
-        src: Source { device: UNKNOWN_DEVICE, class: 0, spoofed: false, unknown: false },
-        dst: Dest { device: UNKNOWN_DEVICE, class: 0, flags: 0, mac: [0; 6] },
+        src: Source {
+            device: UNKNOWN_DEVICE,
+            class: 0,
+            spoofed: false,
+            unknown: false,
+        },
+        dst: Dest {
+            device: UNKNOWN_DEVICE,
+            class: 0,
+            flags: 0,
+            mac: [0; 6],
+        },
     };
     // Consumed, so the compiler cannot drop the return value (and leave r0 undefined).
     core::hint::black_box(judge_into(slot, cfg, now, t, &mut j));
@@ -107,7 +125,13 @@ fn judge_inline(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement 
     if cfg.quarantine_class != 0 && is_quarantined(dst.device, now) {
         dst.class = cfg.quarantine_class;
     }
-    let deny = |rule, reason| Judgement { allow: false, rule, reason, src, dst };
+    let deny = |rule, reason| Judgement {
+        allow: false,
+        rule,
+        reason,
+        src,
+        dst,
+    };
     if src.spoofed && cfg.spoofed != Action::Allow as u8 {
         return deny(enforcer_common::DEFAULT_RULE, DenyReason::Spoofed);
     }
@@ -116,9 +140,19 @@ fn judge_inline(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement 
         return deny(enforcer_common::DEFAULT_RULE, DenyReason::NoFlow);
     }
     let d = decide(slot, src.class, dst.class, t);
-    let (d, from_rule) = if d.is_set() { (d, true) } else { (cfg.default, false) };
+    let (d, from_rule) = if d.is_set() {
+        (d, true)
+    } else {
+        (cfg.default, false)
+    };
     if d.action() == Action::Allow {
-        return Judgement { allow: true, rule: d.rule, reason: DenyReason::Default, src, dst };
+        return Judgement {
+            allow: true,
+            rule: d.rule,
+            reason: DenyReason::Default,
+            src,
+            dst,
+        };
     }
     let reason = if quarantined {
         DenyReason::Quarantined

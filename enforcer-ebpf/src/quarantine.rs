@@ -3,8 +3,8 @@
 //! a round trip through userspace.
 
 use enforcer_common::{
-    is_listed_device,
     control::PolicyConfig,
+    is_listed_device,
     state::{QUARANTINE_FOREVER, QuarantineReason},
     stats::Counter,
 };

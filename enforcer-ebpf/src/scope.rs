@@ -93,8 +93,14 @@ mod tests {
     #[test]
     fn only_link_local_scope_multicast_counts_for_mld() {
         let first = |a: Ipv6Addr| words(a.octets())[0];
-        assert!(is_link_local_multicast(first("ff02::16".parse().unwrap_or(Ipv6Addr::UNSPECIFIED))));
-        assert!(!is_link_local_multicast(first("ff05::16".parse().unwrap_or(Ipv6Addr::UNSPECIFIED))));
-        assert!(!is_link_local_multicast(first("fe80::16".parse().unwrap_or(Ipv6Addr::UNSPECIFIED))));
+        assert!(is_link_local_multicast(first(
+            "ff02::16".parse().unwrap_or(Ipv6Addr::UNSPECIFIED)
+        )));
+        assert!(!is_link_local_multicast(first(
+            "ff05::16".parse().unwrap_or(Ipv6Addr::UNSPECIFIED)
+        )));
+        assert!(!is_link_local_multicast(first(
+            "fe80::16".parse().unwrap_or(Ipv6Addr::UNSPECIFIED)
+        )));
     }
 }

@@ -134,6 +134,10 @@ fn oversized_file_is_rejected_before_parsing() {
         .unwrap_or_else(|e| panic!("{e}"));
     let err = policy::load(&dir).map(|_| ()).expect_err("too big");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(err.to_string().contains(&format!("over the cap of {}", policy::MAX_FILE_BYTES)), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("over the cap of {}", policy::MAX_FILE_BYTES)),
+        "{err}"
+    );
     assert!(!err.to_string().contains("invalid YAML"), "{err}");
 }

@@ -13,7 +13,10 @@ pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
 #[derive(Clone, Debug)]
 enum L3 {
-    None { ethertype: u16, payload: Vec<u8> },
+    None {
+        ethertype: u16,
+        payload: Vec<u8>,
+    },
     V4 {
         src: Ipv4Addr,
         dst: Ipv4Addr,
@@ -24,16 +27,38 @@ enum L3 {
         tot_len: Option<u16>,
         options: Vec<u8>,
     },
-    V6 { src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<(u8, Vec<u8>)>, hop_limit: u8, payload_len: Option<u16> },
+    V6 {
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        ext: Vec<(u8, Vec<u8>)>,
+        hop_limit: u8,
+        payload_len: Option<u16>,
+    },
 }
 
 #[derive(Clone, Debug)]
 enum L4 {
     None,
-    Tcp { sport: u16, dport: u16, flags: u8, doff: u8 },
-    Udp { sport: u16, dport: u16 },
-    Icmp { ty: u8, code: u8, id: u16, body: Vec<u8> },
-    Raw { proto: u8, bytes: Vec<u8> },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        doff: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Icmp {
+        ty: u8,
+        code: u8,
+        id: u16,
+        body: Vec<u8>,
+    },
+    Raw {
+        proto: u8,
+        bytes: Vec<u8>,
+    },
 }
 
 /// A frame under construction.
@@ -51,11 +76,13 @@ pub struct Frame {
 }
 
 fn v4(a: &str) -> Ipv4Addr {
-    a.parse().unwrap_or_else(|e| panic!("bad IPv4 address {a:?} in a test: {e}"))
+    a.parse()
+        .unwrap_or_else(|e| panic!("bad IPv4 address {a:?} in a test: {e}"))
 }
 
 fn v6(a: &str) -> Ipv6Addr {
-    a.parse().unwrap_or_else(|e| panic!("bad IPv6 address {a:?} in a test: {e}"))
+    a.parse()
+        .unwrap_or_else(|e| panic!("bad IPv6 address {a:?} in a test: {e}"))
 }
 
 /// The Internet checksum (RFC 1071).
@@ -80,7 +107,10 @@ impl Frame {
             src_mac,
             dst_mac: ROUTER_MAC,
             tags: Vec::new(),
-            l3: L3::None { ethertype: 0x88b5, payload: vec![0; 46] },
+            l3: L3::None {
+                ethertype: 0x88b5,
+                payload: vec![0; 46],
+            },
             l4: L4::None,
             payload: Vec::new(),
             trailer: Vec::new(),
@@ -111,13 +141,19 @@ impl Frame {
     /// A non-IP frame with this ethertype.
     #[must_use]
     pub fn ethertype(mut self, ethertype: u16, payload: &[u8]) -> Self {
-        self.l3 = L3::None { ethertype, payload: payload.to_vec() };
+        self.l3 = L3::None {
+            ethertype,
+            payload: payload.to_vec(),
+        };
         self
     }
 
     #[must_use]
     pub fn ipv4(mut self, src: &str, dst: &str) -> Self {
-        self.l3 = L3::V4 { src: v4(src), dst: v4(dst), ihl: 5,
+        self.l3 = L3::V4 {
+            src: v4(src),
+            dst: v4(dst),
+            ihl: 5,
             frag: 0,
             id: 0x1234,
             proto: None,
@@ -129,7 +165,13 @@ impl Frame {
 
     #[must_use]
     pub fn ipv6(mut self, src: &str, dst: &str) -> Self {
-        self.l3 = L3::V6 { src: v6(src), dst: v6(dst), ext: Vec::new(), hop_limit: 64, payload_len: None };
+        self.l3 = L3::V6 {
+            src: v6(src),
+            dst: v6(dst),
+            ext: Vec::new(),
+            hop_limit: 64,
+            payload_len: None,
+        };
         self
     }
 
@@ -228,7 +270,12 @@ impl Frame {
 
     #[must_use]
     pub fn tcp(mut self, sport: u16, dport: u16) -> Self {
-        self.l4 = L4::Tcp { sport, dport, flags: 0x10, doff: 5 };
+        self.l4 = L4::Tcp {
+            sport,
+            dport,
+            flags: 0x10,
+            doff: 5,
+        };
         self
     }
 
@@ -268,30 +315,56 @@ impl Frame {
     /// ICMP echo request (ICMPv6 128 on IPv6).
     #[must_use]
     pub fn echo_request(mut self, id: u16) -> Self {
-        let ty = if matches!(self.l3, L3::V6 { .. }) { 128 } else { 8 };
-        self.l4 = L4::Icmp { ty, code: 0, id, body: Vec::new() };
+        let ty = if matches!(self.l3, L3::V6 { .. }) {
+            128
+        } else {
+            8
+        };
+        self.l4 = L4::Icmp {
+            ty,
+            code: 0,
+            id,
+            body: Vec::new(),
+        };
         self
     }
 
     /// ICMP echo reply (ICMPv6 129 on IPv6).
     #[must_use]
     pub fn echo_reply(mut self, id: u16) -> Self {
-        let ty = if matches!(self.l3, L3::V6 { .. }) { 129 } else { 0 };
-        self.l4 = L4::Icmp { ty, code: 0, id, body: Vec::new() };
+        let ty = if matches!(self.l3, L3::V6 { .. }) {
+            129
+        } else {
+            0
+        };
+        self.l4 = L4::Icmp {
+            ty,
+            code: 0,
+            id,
+            body: Vec::new(),
+        };
         self
     }
 
     /// Any ICMP/ICMPv6 message; `body` follows the 8-byte header (for errors: the quoted packet).
     #[must_use]
     pub fn icmp(mut self, ty: u8, code: u8, body: &[u8]) -> Self {
-        self.l4 = L4::Icmp { ty, code, id: 0, body: body.to_vec() };
+        self.l4 = L4::Icmp {
+            ty,
+            code,
+            id: 0,
+            body: body.to_vec(),
+        };
         self
     }
 
     /// A raw L4 protocol number and bytes.
     #[must_use]
     pub fn proto(mut self, proto: u8, bytes: &[u8]) -> Self {
-        self.l4 = L4::Raw { proto, bytes: bytes.to_vec() };
+        self.l4 = L4::Raw {
+            proto,
+            bytes: bytes.to_vec(),
+        };
         self
     }
 
@@ -328,7 +401,12 @@ impl Frame {
         let mut out = Vec::new();
         let proto = match &self.l4 {
             L4::None => 59,
-            L4::Tcp { sport, dport, flags, doff } => {
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+                doff,
+            } => {
                 out.extend_from_slice(&sport.to_be_bytes());
                 out.extend_from_slice(&dport.to_be_bytes());
                 out.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
@@ -352,7 +430,11 @@ impl Frame {
                 out.extend_from_slice(&id.to_be_bytes());
                 out.extend_from_slice(&[0, 1]);
                 out.extend_from_slice(body);
-                if matches!(self.l3, L3::V6 { .. }) { 58 } else { 1 }
+                if matches!(self.l3, L3::V6 { .. }) {
+                    58
+                } else {
+                    1
+                }
             }
             L4::Raw { proto, bytes } => {
                 out.extend_from_slice(bytes);
@@ -394,7 +476,16 @@ impl Frame {
         let (proto, l4) = self.l4_bytes();
         match &self.l3 {
             L3::None { payload, .. } => f.extend_from_slice(payload),
-            L3::V4 { src, dst, ihl, frag, id, proto: p, tot_len, options } => {
+            L3::V4 {
+                src,
+                dst,
+                ihl,
+                frag,
+                id,
+                proto: p,
+                tot_len,
+                options,
+            } => {
                 let hlen = usize::from(*ihl) * 4;
                 let total = tot_len.unwrap_or((hlen.max(20) + l4.len()) as u16);
                 let mut h = vec![0x40 | (ihl & 0x0f), 0];
@@ -416,7 +507,13 @@ impl Frame {
                 f.extend_from_slice(&h);
                 f.extend_from_slice(&l4);
             }
-            L3::V6 { src, dst, ext, hop_limit, payload_len } => {
+            L3::V6 {
+                src,
+                dst,
+                ext,
+                hop_limit,
+                payload_len,
+            } => {
                 let mut chain = Vec::new();
                 for (i, (_, body)) in ext.iter().enumerate() {
                     let next = ext.get(i + 1).map_or(proto, |(k, _)| *k);
@@ -430,7 +527,11 @@ impl Frame {
                         while (b.len() + 2) % unit != 0 || b.len() + 2 < 8 {
                             b.push(0);
                         }
-                        let len = if kind == 51 { (b.len() + 2) / 4 - 2 } else { (b.len() + 2) / 8 - 1 };
+                        let len = if kind == 51 {
+                            (b.len() + 2) / 4 - 2
+                        } else {
+                            (b.len() + 2) / 8 - 1
+                        };
                         h.push(len as u8);
                         h.extend_from_slice(&b);
                     }

@@ -20,8 +20,8 @@ use std::{
 };
 
 use enforcer_tests::netns::{
-    self, DeviceSpec, OFFICE_PC, PRINTER, Site, UNKNOWN, enforcer_bin, fetch_metrics, listen_tcp, ping_within,
-    require_root, spawn_daemon, tcp_connects,
+    self, DeviceSpec, OFFICE_PC, PRINTER, Site, UNKNOWN, enforcer_bin, fetch_metrics, listen_tcp,
+    ping_within, require_root, spawn_daemon, tcp_connects,
 };
 
 const METRICS: &str = "127.0.0.1:9469";
@@ -76,13 +76,21 @@ struct World {
 impl World {
     fn new(name: &str, devices: &[DeviceSpec]) -> Self {
         netns::ensure_bpffs().expect("bpffs");
-        let site = Site::build(name, devices).unwrap_or_else(|e| panic!("build site {name}: {e:#}"));
-        let base = std::env::temp_dir().join(format!("enforcer-test-{name}-{}", std::process::id()));
+        let site =
+            Site::build(name, devices).unwrap_or_else(|e| panic!("build site {name}: {e:#}"));
+        let base =
+            std::env::temp_dir().join(format!("enforcer-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         let policy_dir = base.join("policy");
         fs::create_dir_all(&policy_dir).expect("policy dir");
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/enforcer-test-{name}"));
-        let w = Self { site, name: name.to_owned(), policy_dir, pin_dir, state_dir: base.join("state") };
+        let w = Self {
+            site,
+            name: name.to_owned(),
+            policy_dir,
+            pin_dir,
+            state_dir: base.join("state"),
+        };
         w.detach();
         w
     }
@@ -95,7 +103,11 @@ impl World {
     }
 
     fn args(&self) -> Vec<String> {
-        let mut a = vec!["run".to_owned(), "--policy".into(), self.policy_dir.display().to_string()];
+        let mut a = vec![
+            "run".to_owned(),
+            "--policy".into(),
+            self.policy_dir.display().to_string(),
+        ];
         for i in self.site.router_ifaces() {
             a.push("--iface".into());
             a.push(i);
@@ -128,7 +140,12 @@ impl World {
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(enforcer_bin())
             .args(args)
-            .args(["--pin-dir", &self.pin_dir.display().to_string(), "--state-dir", &self.state_dir.display().to_string()])
+            .args([
+                "--pin-dir",
+                &self.pin_dir.display().to_string(),
+                "--state-dir",
+                &self.state_dir.display().to_string(),
+            ])
             .output()
             .expect("run enforcer");
         (
@@ -140,7 +157,12 @@ impl World {
 
     fn detach(&self) {
         let _ = Command::new(enforcer_bin())
-            .args(["detach", "--pin-dir", &self.pin_dir.display().to_string(), "--state-dir"])
+            .args([
+                "detach",
+                "--pin-dir",
+                &self.pin_dir.display().to_string(),
+                "--state-dir",
+            ])
             .arg(&self.state_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -153,7 +175,8 @@ impl World {
 
     fn scrape(&self) -> prometheus_parse::Scrape {
         let text = fetch_metrics(self.site.router_ns(), addr()).expect("GET /metrics");
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("/metrics is Prometheus text")
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("/metrics is Prometheus text")
     }
 
     fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -164,13 +187,19 @@ impl World {
     fn wait_generation(&self, generation: f64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.metric("enforcer_policy_generation", &[]) < generation {
-            assert!(Instant::now() < deadline, "{}: generation {generation} never applied", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{}: generation {generation} never applied",
+                self.name
+            );
             thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn router_xdp_attached(&self, iface: &str) -> bool {
-        let out = Command::new("ip").args(["-n", self.site.router_ns(), "-d", "link", "show", iface]).output();
+        let out = Command::new("ip")
+            .args(["-n", self.site.router_ns(), "-d", "link", "show", iface])
+            .output();
         out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
     }
 }
@@ -193,7 +222,9 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f
         .iter()
         .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
         .map(|x| match x.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
             _ => 0.0,
         })
         .sum()
@@ -217,9 +248,18 @@ fn reload_on_file_change_switches_verdicts() {
     let _l1 = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
     let _l2 = listen_tcp(w.ns("prn1"), 631).expect("listen 631");
     let _d = w.start();
-    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE), "9100 allowed under policy 1");
-    assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE), "631 denied under policy 1");
-    assert!(tcp_connects(w.ns("pc1"), v6(&PRINTER), 9100, PROBE), "9100 allowed over IPv6 too");
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "9100 allowed under policy 1"
+    );
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE),
+        "631 denied under policy 1"
+    );
+    assert!(
+        tcp_connects(w.ns("pc1"), v6(&PRINTER), 9100, PROBE),
+        "9100 allowed over IPv6 too"
+    );
     let generation = w.metric("enforcer_policy_generation", &[]);
 
     // `plan` against the running enforcer shows what the edit would change, before it is made.
@@ -232,16 +272,37 @@ fn reload_on_file_change_switches_verdicts() {
         .arg(&next)
         .output()
         .expect("plan");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
-    assert_eq!(plan["changes"]["rules"]["changed"], serde_json::json!(["office-print"]), "{plan}");
-    assert!(plan["changes"]["devices"]["added"].as_array().is_some_and(Vec::is_empty));
+    assert_eq!(
+        plan["changes"]["rules"]["changed"],
+        serde_json::json!(["office-print"]),
+        "{plan}"
+    );
+    assert!(
+        plan["changes"]["devices"]["added"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
 
     w.write_policy(&policy(631));
     w.wait_generation(generation + 1.0);
-    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE), "631 allowed under policy 2");
-    assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE), "9100 denied under policy 2");
-    assert_eq!(w.metric("enforcer_policy_reloads_total", &[("result", "success")]), 1.0);
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE),
+        "631 allowed under policy 2"
+    );
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "9100 denied under policy 2"
+    );
+    assert_eq!(
+        w.metric("enforcer_policy_reloads_total", &[("result", "success")]),
+        1.0
+    );
 }
 
 #[test]
@@ -258,13 +319,30 @@ fn broken_policy_keeps_the_old_verdicts_and_counts_the_failure() {
     w.write_policy(&policy(631).replace("allow: [tcp/631", "alow: [tcp/631"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while w.metric("enforcer_policy_reloads_total", &[("result", "failure")]) < 1.0 {
-        assert!(Instant::now() < deadline, "the failed reload was never counted");
+        assert!(
+            Instant::now() < deadline,
+            "the failed reload was never counted"
+        );
         thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(w.metric("enforcer_policy_generation", &[]), generation, "generation unchanged");
-    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE), "old policy still allows 9100");
-    assert!(d.try_wait().expect("wait").is_none(), "the daemon keeps running");
-    assert!(d.output().contains("policy.yaml:"), "the error names the file and position:\n{}", d.output());
+    assert_eq!(
+        w.metric("enforcer_policy_generation", &[]),
+        generation,
+        "generation unchanged"
+    );
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "old policy still allows 9100"
+    );
+    assert!(
+        d.try_wait().expect("wait").is_none(),
+        "the daemon keeps running"
+    );
+    assert!(
+        d.output().contains("policy.yaml:"),
+        "the error names the file and position:\n{}",
+        d.output()
+    );
     let (code, out, _) = w.cli(&["status", "--output", "json"]);
     assert_eq!(code, 0);
     let st: serde_json::Value = serde_json::from_str(&out).expect("status json");
@@ -294,12 +372,25 @@ fn sigkill_leaves_enforcement_on_and_a_restart_adopts_the_counters() {
         assert!(Instant::now() < deadline, "daemon survived SIGKILL");
         thread::sleep(Duration::from_millis(50));
     }
-    assert!(w.router_xdp_attached("r-pc1"), "XDP stays attached after SIGKILL");
-    assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE), "still denied with no daemon");
-    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE), "still allowed with no daemon");
+    assert!(
+        w.router_xdp_attached("r-pc1"),
+        "XDP stays attached after SIGKILL"
+    );
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE),
+        "still denied with no daemon"
+    );
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "still allowed with no daemon"
+    );
 
     let _d2 = w.start();
-    assert_eq!(w.metric("enforcer_policy_generation", &[]), generation + 1.0, "the new daemon continues the generation");
+    assert_eq!(
+        w.metric("enforcer_policy_generation", &[]),
+        generation + 1.0,
+        "the new daemon continues the generation"
+    );
     let denied_after = w.metric("enforcer_packets_total", &labels);
     assert!(
         denied_after > denied_before,
@@ -318,13 +409,29 @@ fn detach_removes_everything_it_attached_and_pinned() {
     let mut d = w.start();
     assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE));
     d.stop(Duration::from_secs(5));
-    assert!(w.router_xdp_attached("r-prn1"), "a stopped daemon leaves enforcement on");
+    assert!(
+        w.router_xdp_attached("r-prn1"),
+        "a stopped daemon leaves enforcement on"
+    );
     let (code, out, err) = w.cli(&["detach"]);
     assert_eq!(code, 0, "detach: {out}{err}");
-    assert!(out.contains("detached r-pc1") && out.contains("detached r-prn1"), "{out}");
-    assert!(!w.router_xdp_attached("r-pc1") && !w.router_xdp_attached("r-prn1"), "no XDP left");
-    assert!(!w.pin_dir.exists(), "no pins left in {}", w.pin_dir.display());
-    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE), "nothing enforces any more");
+    assert!(
+        out.contains("detached r-pc1") && out.contains("detached r-prn1"),
+        "{out}"
+    );
+    assert!(
+        !w.router_xdp_attached("r-pc1") && !w.router_xdp_attached("r-prn1"),
+        "no XDP left"
+    );
+    assert!(
+        !w.pin_dir.exists(),
+        "no pins left in {}",
+        w.pin_dir.display()
+    );
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE),
+        "nothing enforces any more"
+    );
 }
 
 /// Streams bytes over one TCP connection while the policy is reloaded 100 times; the stream must
@@ -373,8 +480,14 @@ fn tcp_stream_keeps_flowing_across_100_reloads() {
     let got = reader.join().expect("reader");
     let _ = client.wait();
     assert_eq!(got, sent, "every byte echoed back across 100 reloads");
-    assert_eq!(w.metric("enforcer_policy_reloads_total", &[("result", "success")]), 100.0);
-    assert_eq!(w.metric("enforcer_policy_reloads_total", &[("result", "failure")]), 0.0);
+    assert_eq!(
+        w.metric("enforcer_policy_reloads_total", &[("result", "success")]),
+        100.0
+    );
+    assert_eq!(
+        w.metric("enforcer_policy_reloads_total", &[("result", "failure")]),
+        0.0
+    );
 }
 
 #[test]
@@ -386,17 +499,62 @@ fn metrics_parse_and_count_real_traffic_per_device_rule_and_verdict() {
     w.write_policy(&policy(9100));
     let _l = listen_tcp(w.ns("prn1"), 9100).expect("listen");
     let _d = w.start();
-    assert!(ping_within(w.ns("pc1"), v4(&PRINTER), PROBE), "ping allowed");
+    assert!(
+        ping_within(w.ns("pc1"), v4(&PRINTER), PROBE),
+        "ping allowed"
+    );
     assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE));
-    assert!(!tcp_connects(w.ns("prn1"), v4(&OFFICE_PC), 22, PROBE), "printer may not reach the office");
+    assert!(
+        !tcp_connects(w.ns("prn1"), v4(&OFFICE_PC), 22, PROBE),
+        "printer may not reach the office"
+    );
     let s = w.scrape();
-    assert!(value(&s, "enforcer_packets_total", &[("device", "office-pc"), ("zone", "office"), ("verdict", "allow")]) >= 2.0);
-    assert!(value(&s, "enforcer_packets_total", &[("device", "printer-1"), ("zone", "printers"), ("verdict", "deny")]) >= 1.0);
-    assert!(value(&s, "enforcer_bytes_total", &[("device", "office-pc"), ("verdict", "allow")]) > 0.0);
-    assert!(value(&s, "enforcer_rule_packets_total", &[("rule", "office-print")]) >= 2.0);
+    assert!(
+        value(
+            &s,
+            "enforcer_packets_total",
+            &[
+                ("device", "office-pc"),
+                ("zone", "office"),
+                ("verdict", "allow")
+            ]
+        ) >= 2.0
+    );
+    assert!(
+        value(
+            &s,
+            "enforcer_packets_total",
+            &[
+                ("device", "printer-1"),
+                ("zone", "printers"),
+                ("verdict", "deny")
+            ]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &s,
+            "enforcer_bytes_total",
+            &[("device", "office-pc"), ("verdict", "allow")]
+        ) > 0.0
+    );
+    assert!(
+        value(
+            &s,
+            "enforcer_rule_packets_total",
+            &[("rule", "office-print")]
+        ) >= 2.0
+    );
     assert!(value(&s, "enforcer_rule_packets_total", &[("rule", "default")]) >= 1.0);
     assert!(value(&s, "enforcer_flows", &[]) >= 1.0);
-    assert_eq!(value(&s, "enforcer_interfaces", &[("iface", "r-prn1"), ("mode", "native")]), 1.0);
+    assert_eq!(
+        value(
+            &s,
+            "enforcer_interfaces",
+            &[("iface", "r-prn1"), ("mode", "native")]
+        ),
+        1.0
+    );
     for family in [
         "enforcer_spoofed_packets_total",
         "enforcer_malformed_packets_total",
@@ -407,13 +565,22 @@ fn metrics_parse_and_count_real_traffic_per_device_rule_and_verdict() {
         "enforcer_quarantined_devices",
         "enforcer_unknown_devices",
     ] {
-        assert!(s.samples.iter().any(|x| x.metric == family), "{family} is exported");
+        assert!(
+            s.samples.iter().any(|x| x.metric == family),
+            "{family} is exported"
+        );
     }
     // Label values come from the policy only: a device the policy does not know never becomes one.
     assert!(
-        s.samples.iter().filter(|x| x.metric == "enforcer_packets_total").all(|x| {
-            matches!(x.labels.get("device"), Some("office-pc" | "printer-1" | "unknown"))
-        }),
+        s.samples
+            .iter()
+            .filter(|x| x.metric == "enforcer_packets_total")
+            .all(|x| {
+                matches!(
+                    x.labels.get("device"),
+                    Some("office-pc" | "printer-1" | "unknown")
+                )
+            }),
         "device labels bounded by the policy"
     );
 }
@@ -427,7 +594,10 @@ fn unknown_device_is_quarantined_discovered_and_adoptable() {
     w.write_policy(&policy(9100));
     let _l = listen_tcp(w.ns("prn1"), 9100).expect("listen");
     let d = w.start();
-    assert!(!tcp_connects(w.ns("unk"), v4(&PRINTER), 9100, PROBE), "an unknown device is denied from its first packet");
+    assert!(
+        !tcp_connects(w.ns("unk"), v4(&PRINTER), 9100, PROBE),
+        "an unknown device is denied from its first packet"
+    );
     let (code, out, err) = w.cli(&["devices", "--output", "json"]);
     assert_eq!(code, 0, "{err}");
     let inv: serde_json::Value = serde_json::from_str(&out).expect("devices json");
@@ -439,10 +609,17 @@ fn unknown_device_is_quarantined_discovered_and_adoptable() {
     assert_eq!(me["ipv4"], UNKNOWN.v4.to_string());
     assert_eq!(me["last_destination"], PRINTER.v4.to_string());
     assert_eq!(me["last_port"], 9100);
-    assert!(inv["listed"].as_array().is_some_and(|l| l.iter().any(|x| x["name"] == "printer-1" && x["vendor"] == "Brother")));
+    assert!(inv["listed"].as_array().is_some_and(|l| {
+        l.iter()
+            .any(|x| x["name"] == "printer-1" && x["vendor"] == "Brother")
+    }));
     let deadline = Instant::now() + Duration::from_secs(5);
     while !d.output().contains("new unknown device") {
-        assert!(Instant::now() < deadline, "discovery logged:\n{}", d.output());
+        assert!(
+            Instant::now() < deadline,
+            "discovery logged:\n{}",
+            d.output()
+        );
         thread::sleep(Duration::from_millis(100));
     }
     assert!(w.metric("enforcer_unknown_devices", &[]) >= 1.0);
@@ -452,7 +629,11 @@ fn unknown_device_is_quarantined_discovered_and_adoptable() {
     let (code, yaml, err) = w.cli(&["devices", "--output", "yaml"]);
     assert_eq!(code, 0, "{err}");
     fs::write(w.policy_dir.join("50-adopted.yaml"), &yaml).expect("paste");
-    let check = Command::new(enforcer_bin()).arg("check").arg(&w.policy_dir).output().expect("check");
+    let check = Command::new(enforcer_bin())
+        .arg("check")
+        .arg(&w.policy_dir)
+        .output()
+        .expect("check");
     assert!(
         check.status.success(),
         "adopted YAML passes check:\n{yaml}\n{}",
@@ -469,21 +650,49 @@ fn device_that_keeps_probing_is_quarantined_and_release_restores_it() {
     w.write_policy(&policy(9100));
     let _l = listen_tcp(w.ns("prn1"), 9100).expect("listen");
     let mut d = w.start();
-    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE), "allowed before");
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "allowed before"
+    );
     // 30 denied echo requests to the router (no rule allows them) in about 1.5 s: over the
     // threshold of 20 denied packets in 10 s.
     let started = Instant::now();
     let _ = netns::in_ns(w.ns("pc1"), "ping")
-        .args(["-q", "-c", "30", "-i", "0.05", "-W", "1", &OFFICE_PC.router_v4.to_string()])
+        .args([
+            "-q",
+            "-c",
+            "30",
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            &OFFICE_PC.router_v4.to_string(),
+        ])
         .output()
         .expect("ping");
-    assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE), "quarantined: its allowed flows are gone; devices: {}\nmetrics: {}",
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "quarantined: its allowed flows are gone; devices: {}\nmetrics: {}",
         w.cli(&["devices", "--output", "json"]).1,
-        fetch_metrics(w.site.router_ns(), addr()).unwrap_or_default().lines().filter(|l| l.starts_with("enforcer_") && !l.ends_with(" 0")).collect::<Vec<_>>().join("\n"));
+        fetch_metrics(w.site.router_ns(), addr())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("enforcer_") && !l.ends_with(" 0"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while w.metric("enforcer_quarantine_events_total", &[("reason", "denied_packets")]) < 1.0 {
-        assert!(Instant::now() < deadline, "quarantine counted:\n{}", d.output());
+    while w.metric(
+        "enforcer_quarantine_events_total",
+        &[("reason", "denied_packets")],
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "quarantine counted:\n{}",
+            d.output()
+        );
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(w.metric("enforcer_quarantined_devices", &[]), 1.0);
@@ -494,17 +703,26 @@ fn device_that_keeps_probing_is_quarantined_and_release_restores_it() {
     let _d2 = w.start();
     let (code, out, _) = w.cli(&["devices", "--output", "json"]);
     assert_eq!(code, 0);
-    assert!(out.contains("\"quarantined\""), "still quarantined after a restart: {out}");
+    assert!(
+        out.contains("\"quarantined\""),
+        "still quarantined after a restart: {out}"
+    );
     assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE));
 
     let (code, out, err) = w.cli(&["release", "office-pc"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE), "released: allowed again");
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "released: allowed again"
+    );
     assert_eq!(w.metric("enforcer_quarantined_devices", &[]), 0.0);
 
     let (code, _, _) = w.cli(&["quarantine", "printer-1", "--for", "1h"]);
     assert_eq!(code, 0);
-    assert!(!ping_within(w.ns("pc1"), v4(&PRINTER), PROBE), "the operator's quarantine applies at once");
+    assert!(
+        !ping_within(w.ns("pc1"), v4(&PRINTER), PROBE),
+        "the operator's quarantine applies at once"
+    );
     let (code, _, err) = w.cli(&["quarantine", "no-such-device"]);
     assert_eq!(code, 1, "{err}");
 }
@@ -527,7 +745,12 @@ fn status_reports_interfaces_generation_and_top_denied() {
     assert_eq!(st["devices"], 2);
     assert!(st["generation"].as_u64().is_some_and(|g| g >= 1));
     assert_eq!(st["digest"].as_str().map(str::len), Some(64));
-    let ifaces: Vec<&str> = st["interfaces"].as_array().expect("ifaces").iter().filter_map(|i| i["name"].as_str()).collect();
+    let ifaces: Vec<&str> = st["interfaces"]
+        .as_array()
+        .expect("ifaces")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
     assert_eq!(ifaces, ["r-pc1", "r-prn1"]);
     assert_eq!(st["top_denied"][0]["device"], "printer-1");
     let (code, text, _) = w.cli(&["status"]);
@@ -544,8 +767,17 @@ fn status_reports_interfaces_generation_and_top_denied() {
         assert!(Instant::now() < deadline, "the second daemon kept running");
         thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(status.code(), Some(3), "environment error: {}", second.output());
-    assert!(second.output().contains("another enforcer (pid"), "{}", second.output());
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "environment error: {}",
+        second.output()
+    );
+    assert!(
+        second.output().contains("another enforcer (pid"),
+        "{}",
+        second.output()
+    );
 }
 
 #[test]
@@ -560,15 +792,26 @@ fn json_logs_are_one_object_per_line_with_the_deny_fields() {
     assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE));
     let deadline = Instant::now() + Duration::from_secs(5);
     let deny = loop {
-        let found = d.output().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v["target"] == "enforcer::deny");
+        let found = d
+            .output()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["target"] == "enforcer::deny");
         if let Some(v) = found {
             break v;
         }
-        assert!(Instant::now() < deadline, "no deny event logged:\n{}", d.output());
+        assert!(
+            Instant::now() < deadline,
+            "no deny event logged:\n{}",
+            d.output()
+        );
         thread::sleep(Duration::from_millis(100));
     };
     for line in d.output().lines().filter(|l| !l.trim().is_empty()) {
-        assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not one JSON object: {line}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not one JSON object: {line}"
+        );
     }
     assert_eq!(deny["device"], "office-pc");
     assert_eq!(deny["zone"], "office");

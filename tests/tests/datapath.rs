@@ -15,8 +15,6 @@ use std::net::IpAddr;
 // Dependencies of the test crate that this test binary does not use itself.
 use anyhow as _;
 use aya as _;
-use libc as _;
-
 use enforcer::{
     datapath::{self, Datapath, DeviceCounters},
     policy::{CompileOptions, CompiledPolicy, compile, parse_str},
@@ -30,6 +28,7 @@ use enforcer_tests::{
     frame::{Frame, mac},
     kernel::require_root,
 };
+use libc as _;
 
 const DROP: u32 = 1;
 const PASS: u32 = 2;
@@ -72,7 +71,15 @@ const WEB_6: &str = "2606:2800:220:1::1";
 const ROUTER_CAMS: &str = "10.1.1.1";
 const ROUTER_OFFICE: &str = "10.1.3.1";
 const ROUTER_CAMS_6: &str = "fd00:1:1::1";
-const ROUTER_ADDRS: &[&str] = &["10.1.1.1", "10.1.2.1", "10.1.3.1", "10.1.4.1", "10.1.5.1", "fd00:1:1::1", "fd00:1:3::1"];
+const ROUTER_ADDRS: &[&str] = &[
+    "10.1.1.1",
+    "10.1.2.1",
+    "10.1.3.1",
+    "10.1.4.1",
+    "10.1.5.1",
+    "fd00:1:1::1",
+    "fd00:1:3::1",
+];
 
 const FIXTURE: &str = r#"
 zones:
@@ -152,12 +159,17 @@ fn audit_fixture() -> String {
 
 /// The fixture with `defaults.spoofed: allow` and no quarantine on spoofing.
 fn spoof_allow_fixture() -> String {
-    FIXTURE.replace("spoofed: deny", "spoofed: allow").replace("spoofing: true", "spoofing: false")
+    FIXTURE
+        .replace("spoofed: deny", "spoofed: allow")
+        .replace("spoofing: true", "spoofing: false")
 }
 
 /// The fixture without the rule that lets everyone reach DHCP and DNS on the router.
 fn no_dhcp_fixture() -> String {
-    FIXTURE.replace("allow: [udp/67, udp/547, udp/53, tcp/53]", "allow: [udp/53, tcp/53]")
+    FIXTURE.replace(
+        "allow: [udp/67, udp/547, udp/53, tcp/53]",
+        "allow: [udp/53, tcp/53]",
+    )
 }
 
 /// The fixture with a low denied-packet trigger (3 within 10 s).
@@ -226,15 +238,30 @@ fn switch_p3() -> String {
 // ---------------------------------------------------------------------------------------------
 
 fn compile_yaml(yaml: &str) -> CompiledPolicy {
-    let policy = parse_str("test.yaml", yaml).unwrap_or_else(|e| panic!("fixture does not parse: {e:?}"));
-    let router_addrs: Vec<IpAddr> = ROUTER_ADDRS.iter().map(|a| a.parse::<IpAddr>().expect("router address")).collect();
+    let policy =
+        parse_str("test.yaml", yaml).unwrap_or_else(|e| panic!("fixture does not parse: {e:?}"));
+    let router_addrs: Vec<IpAddr> = ROUTER_ADDRS
+        .iter()
+        .map(|a| a.parse::<IpAddr>().expect("router address"))
+        .collect();
     // The demo site's segments: a /24 and a /64 around each router address, as the daemon finds them.
     let local_prefixes = router_addrs
         .iter()
-        .map(|a| ipnet::IpNet::new(*a, if a.is_ipv4() { 24 } else { 64 }).expect("prefix").trunc())
+        .map(|a| {
+            ipnet::IpNet::new(*a, if a.is_ipv4() { 24 } else { 64 })
+                .expect("prefix")
+                .trunc()
+        })
         .collect();
-    compile(&policy, &CompileOptions { router_addrs, local_prefixes, previous_ids: None })
-        .unwrap_or_else(|e| panic!("fixture does not compile: {e:?}"))
+    compile(
+        &policy,
+        &CompileOptions {
+            router_addrs,
+            local_prefixes,
+            previous_ids: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("fixture does not compile: {e:?}"))
 }
 
 /// Anything that becomes frame bytes.
@@ -277,24 +304,44 @@ impl Harness {
             return None;
         }
         let dp = Datapath::load(None).unwrap_or_else(|e| panic!("{name}: load: {e:?}"));
-        Some(Self { name, dp, compiled: compile_yaml(yaml), generation: 0, step: 0 })
+        Some(Self {
+            name,
+            dp,
+            compiled: compile_yaml(yaml),
+            generation: 0,
+            step: 0,
+        })
     }
 
     fn apply(&mut self, yaml: &str) {
         self.compiled = compile_yaml(yaml);
         self.generation += 1;
         let name = self.name;
-        self.dp.apply(&self.compiled, self.generation).unwrap_or_else(|e| panic!("{name}: apply: {e:?}"));
+        self.dp
+            .apply(&self.compiled, self.generation)
+            .unwrap_or_else(|e| panic!("{name}: apply: {e:?}"));
     }
 
     /// Runs one frame; checks it is neither aborted nor rewritten; returns the action.
     fn send(&mut self, what: &str, frame: &impl Wire) -> u32 {
         self.step += 1;
         let bytes = frame.wire();
-        let (action, out) =
-            self.dp.test_run(&bytes).unwrap_or_else(|e| panic!("{}: step {} ({what}): test_run: {e:?}", self.name, self.step));
-        assert_ne!(action, 0, "{}: step {} ({what}): XDP_ABORTED", self.name, self.step);
-        assert_eq!(out, bytes, "{}: step {} ({what}): the program rewrote the frame", self.name, self.step);
+        let (action, out) = self.dp.test_run(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{}: step {} ({what}): test_run: {e:?}",
+                self.name, self.step
+            )
+        });
+        assert_ne!(
+            action, 0,
+            "{}: step {} ({what}): XDP_ABORTED",
+            self.name, self.step
+        );
+        assert_eq!(
+            out, bytes,
+            "{}: step {} ({what}): the program rewrote the frame",
+            self.name, self.step
+        );
         action
     }
 
@@ -321,7 +368,13 @@ impl Harness {
     }
 
     fn assert_counter(&self, c: Counter, want: u64) {
-        assert_eq!(self.counter(c), want, "{}: global counter `{}`", self.name, c.as_str());
+        assert_eq!(
+            self.counter(c),
+            want,
+            "{}: global counter `{}`",
+            self.name,
+            c.as_str()
+        );
     }
 
     fn malformed(&self) -> u64 {
@@ -332,16 +385,28 @@ impl Harness {
         if rule == "default" {
             return enforcer_common::DEFAULT_RULE;
         }
-        *self.compiled.ids.rules.get(rule).unwrap_or_else(|| panic!("{}: no rule `{rule}`", self.name))
+        *self
+            .compiled
+            .ids
+            .rules
+            .get(rule)
+            .unwrap_or_else(|| panic!("{}: no rule `{rule}`", self.name))
     }
 
     fn rule_hits(&self, rule: &str) -> u64 {
         let id = self.rule_id(rule);
-        datapath::rule_counters(&self.dp, [id]).expect("rule counters")[0].1.packets
+        datapath::rule_counters(&self.dp, [id]).expect("rule counters")[0]
+            .1
+            .packets
     }
 
     fn assert_rule(&self, rule: &str, want: u64) {
-        assert_eq!(self.rule_hits(rule), want, "{}: packets counted for rule `{rule}`", self.name);
+        assert_eq!(
+            self.rule_hits(rule),
+            want,
+            "{}: packets counted for rule `{rule}`",
+            self.name
+        );
     }
 
     /// A listed device by name, `unknown`, or a network's row as `network:NAME`.
@@ -350,10 +415,20 @@ impl Harness {
             return UNKNOWN_DEVICE;
         }
         if let Some(net) = device.strip_prefix("network:") {
-            let id = *self.compiled.ids.networks.get(net).unwrap_or_else(|| panic!("{}: no network `{net}`", self.name));
+            let id = *self
+                .compiled
+                .ids
+                .networks
+                .get(net)
+                .unwrap_or_else(|| panic!("{}: no network `{net}`", self.name));
             return enforcer_common::network_device(id);
         }
-        *self.compiled.ids.devices.get(device).unwrap_or_else(|| panic!("{}: no device `{device}`", self.name))
+        *self
+            .compiled
+            .ids
+            .devices
+            .get(device)
+            .unwrap_or_else(|| panic!("{}: no device `{device}`", self.name))
     }
 
     fn device(&self, device: &str) -> DeviceCounters {
@@ -363,11 +438,21 @@ impl Harness {
 
     /// Asserts a device's packets by verdict: `[allow, deny, audit]`.
     fn assert_device(&self, device: &str, packets: [u64; 3]) {
-        assert_eq!(self.device(device).packets, packets, "{}: packets of `{device}` [allow, deny, audit]", self.name);
+        assert_eq!(
+            self.device(device).packets,
+            packets,
+            "{}: packets of `{device}` [allow, deny, audit]",
+            self.name
+        );
     }
 
     fn assert_spoofed(&self, device: &str, want: u64) {
-        assert_eq!(self.device(device).spoofed, want, "{}: spoofed packets of `{device}`", self.name);
+        assert_eq!(
+            self.device(device).spoofed,
+            want,
+            "{}: spoofed packets of `{device}`",
+            self.name
+        );
     }
 
     fn state(&self, device: &str) -> DeviceState {
@@ -844,12 +929,22 @@ cases! {
 
 /// First fragment (MF, offset 0, id 7) of cam-1 -> nvr tcp/554 carrying the whole TCP header.
 fn first_fragment_v4() -> Frame {
-    from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2000).tcp(40000, 554).syn().payload(&[0xaa; 16])
+    from(CAM1_MAC)
+        .ipv4(CAM1, NVR)
+        .ip_id(7)
+        .frag(0x2000)
+        .tcp(40000, 554)
+        .syn()
+        .payload(&[0xaa; 16])
 }
 
 /// A later fragment (offset 5 * 8 = 40) with id 7 from cam-1, protocol `proto`.
 fn later_fragment_v4(proto: u8) -> Frame {
-    from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x0005).proto(proto, &[0xbb; 24])
+    from(CAM1_MAC)
+        .ipv4(CAM1, NVR)
+        .ip_id(7)
+        .frag(0x0005)
+        .proto(proto, &[0xbb; 24])
 }
 
 cases! {
@@ -1214,13 +1309,41 @@ cases! {
 #[test]
 fn no_policy_loaded_drops_all_ip_but_passes_arp_and_nd() {
     let name = "no_policy_loaded_drops_all_ip_but_passes_arp_and_nd";
-    let Some(mut h) = Harness::unloaded(name, FIXTURE) else { return };
-    h.expect("v4 allowed-to-be flow", &from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), DROP);
-    h.expect("v6 allowed-to-be flow", &from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(), DROP);
-    h.expect("dhcp", &from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67), DROP);
+    let Some(mut h) = Harness::unloaded(name, FIXTURE) else {
+        return;
+    };
+    h.expect(
+        "v4 allowed-to-be flow",
+        &from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(),
+        DROP,
+    );
+    h.expect(
+        "v6 allowed-to-be flow",
+        &from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(),
+        DROP,
+    );
+    h.expect(
+        "dhcp",
+        &from(CAM1_MAC)
+            .ipv4("0.0.0.0", "255.255.255.255")
+            .udp(68, 67),
+        DROP,
+    );
     h.expect("arp", &arp(CAM1_MAC), PASS);
-    h.expect("neighbour solicitation", &from(CAM1_MAC).ipv6(CAM1_6, "ff02::1:ff00:1").icmp(135, 0, &[0; 16]), PASS);
-    h.expect("router advertisement", &from(CAM1_MAC).ipv6("fe80::10", "ff02::1").icmp(134, 0, &[0; 12]), DROP);
+    h.expect(
+        "neighbour solicitation",
+        &from(CAM1_MAC)
+            .ipv6(CAM1_6, "ff02::1:ff00:1")
+            .icmp(135, 0, &[0; 16]),
+        PASS,
+    );
+    h.expect(
+        "router advertisement",
+        &from(CAM1_MAC)
+            .ipv6("fe80::10", "ff02::1")
+            .icmp(134, 0, &[0; 12]),
+        DROP,
+    );
     h.expect("lldp", &from(CAM1_MAC).ethertype(0x88cc, &[0; 46]), DROP);
     h.assert_counter(Counter::NdPassed, 1);
     h.assert_counter(Counter::RogueRaDropped, 1);
@@ -1231,7 +1354,11 @@ fn no_policy_loaded_drops_all_ip_but_passes_arp_and_nd() {
     assert_eq!(h.malformed(), 0);
     // And once a policy is there, the same flow passes.
     h.apply(FIXTURE);
-    h.expect("v4 flow after apply", &from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), PASS);
+    h.expect(
+        "v4 flow after apply",
+        &from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(),
+        PASS,
+    );
 }
 
 // ----- Policy switch --------------------------------------------------------------------------
@@ -1239,7 +1366,9 @@ fn no_policy_loaded_drops_all_ip_but_passes_arp_and_nd() {
 #[test]
 fn policy_switch_keeps_a_still_allowed_flow_and_rejudges_a_removed_one() {
     let name = "policy_switch_keeps_a_still_allowed_flow_and_rejudges_a_removed_one";
-    let Some(mut h) = Harness::new(name, SWITCH_P1) else { return };
+    let Some(mut h) = Harness::new(name, SWITCH_P1) else {
+        return;
+    };
     let syn = from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn();
     let ack = from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554);
     let reply = from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000);
@@ -1250,7 +1379,10 @@ fn policy_switch_keeps_a_still_allowed_flow_and_rejudges_a_removed_one() {
     h.expect("P1 syn v6", &syn6, PASS);
     let p2 = switch_p2();
     h.apply(&p2);
-    assert!(h.compiled.ids.rules.contains_key("nvr-ping"), "P2 has its extra rule");
+    assert!(
+        h.compiled.ids.rules.contains_key("nvr-ping"),
+        "P2 has its extra rule"
+    );
     h.expect("P2 ack", &ack, PASS);
     h.expect("P2 reply", &reply, PASS);
     h.expect("P2 reply v6", &reply6, PASS);
@@ -1270,22 +1402,57 @@ fn policy_switch_keeps_a_still_allowed_flow_and_rejudges_a_removed_one() {
 #[test]
 fn denied_packets_over_the_threshold_quarantine_the_device_and_cut_its_flows() {
     let name = "denied_packets_over_the_threshold_quarantine_the_device_and_cut_its_flows";
-    let Some(mut h) = Harness::new(name, &quick_quarantine_fixture()) else { return };
+    let Some(mut h) = Harness::new(name, &quick_quarantine_fixture()) else {
+        return;
+    };
     let print = from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100);
     h.expect("allowed flow", &print.clone().syn(), PASS);
-    h.expect("printer reply", &from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000).syn_ack(), PASS);
+    h.expect(
+        "printer reply",
+        &from(PRINTER_MAC)
+            .ipv4(PRINTER, OFFICE)
+            .tcp(9100, 40000)
+            .syn_ack(),
+        PASS,
+    );
     for port in [23, 24] {
-        h.expect("probe", &from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, port).syn(), DROP);
+        h.expect(
+            "probe",
+            &from(OFFICE_MAC)
+                .ipv4(OFFICE, PRINTER)
+                .tcp(40000, port)
+                .syn(),
+            DROP,
+        );
     }
-    assert_eq!(h.state("office-pc").quarantine_until_ns, 0, "two denials are under the threshold");
-    h.expect("third probe", &from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 25).syn(), DROP);
+    assert_eq!(
+        h.state("office-pc").quarantine_until_ns,
+        0,
+        "two denials are under the threshold"
+    );
+    h.expect(
+        "third probe",
+        &from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 25).syn(),
+        DROP,
+    );
     let s = h.state("office-pc");
-    assert!(s.quarantine_until_ns > datapath::monotonic_ns(), "office-pc is quarantined: {s:?}");
+    assert!(
+        s.quarantine_until_ns > datapath::monotonic_ns(),
+        "office-pc is quarantined: {s:?}"
+    );
     assert_eq!(s.quarantine_reason, QuarantineReason::DeniedPackets as u32);
     h.assert_counter(Counter::QuarantineTrips, 1);
     h.expect("the allowed flow after quarantine", &print, DROP);
-    h.expect("its reply", &from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000), DROP);
-    h.expect("a new allowed flow", &from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443).syn(), DROP);
+    h.expect(
+        "its reply",
+        &from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000),
+        DROP,
+    );
+    h.expect(
+        "a new allowed flow",
+        &from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443).syn(),
+        DROP,
+    );
     h.assert_device("office-pc", [1, 5, 0]);
     assert_eq!(h.state("printer-1").quarantine_until_ns, 0);
 }
@@ -1293,26 +1460,70 @@ fn denied_packets_over_the_threshold_quarantine_the_device_and_cut_its_flows() {
 #[test]
 fn touching_a_tripwire_quarantines_the_sender_at_once() {
     let name = "touching_a_tripwire_quarantines_the_sender_at_once";
-    let Some(mut h) = Harness::new(name, FIXTURE) else { return };
-    h.expect("allowed flow", &from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100).syn(), PASS);
-    h.expect("honeypot", &from(OFFICE_MAC).ipv4(OFFICE, "10.1.99.5").tcp(40001, 80).syn(), DROP);
+    let Some(mut h) = Harness::new(name, FIXTURE) else {
+        return;
+    };
+    h.expect(
+        "allowed flow",
+        &from(OFFICE_MAC)
+            .ipv4(OFFICE, PRINTER)
+            .tcp(40000, 9100)
+            .syn(),
+        PASS,
+    );
+    h.expect(
+        "honeypot",
+        &from(OFFICE_MAC)
+            .ipv4(OFFICE, "10.1.99.5")
+            .tcp(40001, 80)
+            .syn(),
+        DROP,
+    );
     let s = h.state("office-pc");
     assert!(s.quarantine_until_ns > 0, "office-pc is quarantined: {s:?}");
     assert_eq!(s.quarantine_reason, QuarantineReason::Tripwire as u32);
     h.assert_counter(Counter::QuarantineTrips, 1);
-    h.expect("the allowed flow after", &from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100), DROP);
-    h.expect("v6 allowed flow after", &from(OFFICE_MAC).ipv6(OFFICE_6, PRINTER_6).tcp(40002, 9100).syn(), DROP);
+    h.expect(
+        "the allowed flow after",
+        &from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100),
+        DROP,
+    );
+    h.expect(
+        "v6 allowed flow after",
+        &from(OFFICE_MAC)
+            .ipv6(OFFICE_6, PRINTER_6)
+            .tcp(40002, 9100)
+            .syn(),
+        DROP,
+    );
     // Another device is unaffected.
-    h.expect("nvr still pulls", &from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn(), PASS);
+    h.expect(
+        "nvr still pulls",
+        &from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn(),
+        PASS,
+    );
 }
 
 #[test]
 fn touching_a_v6_tripwire_quarantines_the_sender() {
     let name = "touching_a_v6_tripwire_quarantines_the_sender";
-    let Some(mut h) = Harness::new(name, FIXTURE) else { return };
-    h.expect("honeypot v6", &from(CAM2_MAC).ipv6(CAM2_6, "fd00:99::5").udp(40001, 161), DROP);
-    assert_eq!(h.state("cam-2").quarantine_reason, QuarantineReason::Tripwire as u32);
-    h.expect("cam-2 stream after", &from(CAM2_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn(), DROP);
+    let Some(mut h) = Harness::new(name, FIXTURE) else {
+        return;
+    };
+    h.expect(
+        "honeypot v6",
+        &from(CAM2_MAC).ipv6(CAM2_6, "fd00:99::5").udp(40001, 161),
+        DROP,
+    );
+    assert_eq!(
+        h.state("cam-2").quarantine_reason,
+        QuarantineReason::Tripwire as u32
+    );
+    h.expect(
+        "cam-2 stream after",
+        &from(CAM2_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn(),
+        DROP,
+    );
 }
 
 // ----- Per-rule counters ----------------------------------------------------------------------
@@ -1320,14 +1531,32 @@ fn touching_a_v6_tripwire_quarantines_the_sender() {
 #[test]
 fn rule_counters_count_the_rule_that_decided() {
     let name = "rule_counters_count_the_rule_that_decided";
-    let Some(mut h) = Harness::new(name, FIXTURE) else { return };
+    let Some(mut h) = Harness::new(name, FIXTURE) else {
+        return;
+    };
     let f = from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 631).syn();
     let bytes = f.build().len() as u64;
     h.expect("print", &f, PASS);
-    h.expect("web", &from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).udp(40000, 53), PASS);
-    h.expect("ping router", &from(OFFICE_MAC).ipv4(OFFICE, ROUTER_OFFICE).echo_request(1), PASS);
-    h.expect("fishtank", &from(FISHTANK_MAC).ipv4(FISHTANK, WEB).udp(40000, 53), DROP);
-    h.expect("default", &from(PRINTER_MAC).ipv4(PRINTER, WEB).tcp(40000, 443).syn(), DROP);
+    h.expect(
+        "web",
+        &from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).udp(40000, 53),
+        PASS,
+    );
+    h.expect(
+        "ping router",
+        &from(OFFICE_MAC).ipv4(OFFICE, ROUTER_OFFICE).echo_request(1),
+        PASS,
+    );
+    h.expect(
+        "fishtank",
+        &from(FISHTANK_MAC).ipv4(FISHTANK, WEB).udp(40000, 53),
+        DROP,
+    );
+    h.expect(
+        "default",
+        &from(PRINTER_MAC).ipv4(PRINTER, WEB).tcp(40000, 443).syn(),
+        DROP,
+    );
     for (rule, packets) in [
         ("office-print", 1),
         ("office-internet", 1),
@@ -1355,14 +1584,31 @@ fn rule_counters_count_the_rule_that_decided() {
 #[test]
 fn deny_events_are_rate_limited_per_device() {
     let name = "deny_events_are_rate_limited_per_device";
-    let Some(mut h) = Harness::new(name, FIXTURE) else { return };
+    let Some(mut h) = Harness::new(name, FIXTURE) else {
+        return;
+    };
     for port in 0..12u16 {
-        h.expect("probe", &from(CAM1_MAC).ipv4(CAM1, PRINTER).tcp(40000, 1000 + port).syn(), DROP);
+        h.expect(
+            "probe",
+            &from(CAM1_MAC)
+                .ipv4(CAM1, PRINTER)
+                .tcp(40000, 1000 + port)
+                .syn(),
+            DROP,
+        );
     }
     // Another device has its own budget.
-    h.expect("other device", &from(CAM2_MAC).ipv4(CAM2, PRINTER).tcp(40000, 1000).syn(), DROP);
+    h.expect(
+        "other device",
+        &from(CAM2_MAC).ipv4(CAM2, PRINTER).tcp(40000, 1000).syn(),
+        DROP,
+    );
     // Allowed packets never produce events.
-    h.expect("allowed", &from(CAM2_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn(), PASS);
+    h.expect(
+        "allowed",
+        &from(CAM2_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn(),
+        PASS,
+    );
     h.assert_counter(Counter::EventsSent, 11);
     h.assert_counter(Counter::EventsRateLimited, 2);
     h.assert_device("cam-1", [0, 12, 0]);

@@ -492,10 +492,15 @@ impl Drop for DetachGuard<'_> {
 /// Up to `n` non-zero samples, the enforcer's verdict and rule counters first: they are the point.
 fn metrics_excerpt(text: &str, n: usize) -> Vec<&str> {
     let rank = |l: &str| {
-        ["enforcer_packets_total", "enforcer_rule_packets_total", "enforcer_quarantine", "enforcer_"]
-            .iter()
-            .position(|p| l.starts_with(p))
-            .unwrap_or(usize::MAX)
+        [
+            "enforcer_packets_total",
+            "enforcer_rule_packets_total",
+            "enforcer_quarantine",
+            "enforcer_",
+        ]
+        .iter()
+        .position(|p| l.starts_with(p))
+        .unwrap_or(usize::MAX)
     };
     let mut samples: Vec<&str> = text
         .lines()
@@ -520,9 +525,20 @@ fn quarantine_step(
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    println!("demo: the fish-tank sensor keeps probing the internet (60 denied packets in about a second)...");
+    println!(
+        "demo: the fish-tank sensor keeps probing the internet (60 denied packets in about a second)..."
+    );
     let _ = netns::in_ns(site.ns(FISHTANK.name), "ping")
-        .args(["-q", "-c", "60", "-i", "0.02", "-W", "1", &WAN.v4.to_string()])
+        .args([
+            "-q",
+            "-c",
+            "60",
+            "-i",
+            "0.02",
+            "-W",
+            "1",
+            &WAN.v4.to_string(),
+        ])
         .output();
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     loop {
@@ -531,20 +547,32 @@ fn quarantine_step(
             break;
         }
         if std::time::Instant::now() >= deadline {
-            bail!("the fish-tank sensor was not quarantined; daemon output:\n{}", daemon.output());
+            bail!(
+                "the fish-tank sensor was not quarantined; daemon output:\n{}",
+                daemon.output()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    if let Some(line) = daemon.output().lines().find(|l| l.contains("quarantined by the datapath")) {
+    if let Some(line) = daemon
+        .output()
+        .lines()
+        .find(|l| l.contains("quarantined by the datapath"))
+    {
         println!("  daemon log: {}", line.trim());
     }
     let enforcer = |args: &[&str]| -> Result<String> {
         let mut cmd = netns::nsenter_net(site.router_ns(), bin);
-        cmd.args(args).args(["--pin-dir", PIN_DIR, "--state-dir"]).arg(state_dir);
+        cmd.args(args)
+            .args(["--pin-dir", PIN_DIR, "--state-dir"])
+            .arg(state_dir);
         netns::run(&mut cmd)
     };
     let table = enforcer(&["devices"])?;
-    for line in table.lines().filter(|l| l.starts_with("DEVICE") || l.starts_with("fishtank")) {
+    for line in table
+        .lines()
+        .filter(|l| l.starts_with("DEVICE") || l.starts_with("fishtank"))
+    {
         println!("  {line}");
     }
     println!("demo: the operator releases it: enforcer release fishtank");
@@ -587,7 +615,11 @@ mod tests {
                 "enforcer_devices 7"
             ]
         );
-        assert_eq!(metrics_excerpt(text, 5).len(), 3, "zero samples are left out");
+        assert_eq!(
+            metrics_excerpt(text, 5).len(),
+            3,
+            "zero samples are left out"
+        );
     }
 
     #[test]

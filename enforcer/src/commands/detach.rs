@@ -20,14 +20,20 @@ pub fn run(pin_dir: &Path, state_dir: &Path, iface: Option<&str>) -> Result<u8> 
     {
         #[expect(clippy::print_stderr, reason = "CLI diagnostics")]
         {
-            eprintln!("enforcer: error: {i} is not attached (pinned under {})", pin_dir.display());
+            eprintln!(
+                "enforcer: error: {i} is not attached (pinned under {})",
+                pin_dir.display()
+            );
         }
         return Ok(exit::ENVIRONMENT);
     }
     let done = datapath::detach(pin_dir, iface)?;
     if datapath::pinned_interfaces(pin_dir).is_empty() {
         // Nothing is enforced any more: the recorded state describes nothing.
-        for f in [crate::daemon::state::STATUS_FILE, crate::daemon::state::APPLIED_FILE] {
+        for f in [
+            crate::daemon::state::STATUS_FILE,
+            crate::daemon::state::APPLIED_FILE,
+        ] {
             let _absent_is_fine = std::fs::remove_file(state_dir.join(f));
         }
     }

@@ -86,7 +86,12 @@ fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Wall-clock time of a monotonic (`bpf_ktime_get_ns`) timestamp.
@@ -95,14 +100,21 @@ fn wall(mono_ns: u64, now_mono: u64, now_unix: u64) -> String {
 }
 
 fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn listed(maps: &PinnedMaps, st: &Status, now_mono: u64, now_unix: u64) -> Result<Vec<Listed>> {
     let ids: Vec<u32> = st.devices.iter().map(|d| d.id).collect();
     let counters: BTreeMap<u32, datapath::DeviceCounters> =
-        datapath::device_counters(maps, ids.iter().copied())?.into_iter().collect();
-    let states: BTreeMap<u32, _> = datapath::device_states(maps, ids.iter().copied())?.into_iter().collect();
+        datapath::device_counters(maps, ids.iter().copied())?
+            .into_iter()
+            .collect();
+    let states: BTreeMap<u32, _> = datapath::device_states(maps, ids.iter().copied())?
+        .into_iter()
+        .collect();
     Ok(st
         .devices
         .iter()
@@ -121,14 +133,25 @@ fn listed(maps: &PinnedMaps, st: &Status, now_mono: u64, now_unix: u64) -> Resul
                 name: d.name.clone(),
                 zone: d.zone.clone(),
                 state: state.to_owned(),
-                quarantine_reason: quarantined
-                    .then(|| QuarantineReason::from_u32(s.quarantine_reason).as_str().to_owned()),
+                quarantine_reason: quarantined.then(|| {
+                    QuarantineReason::from_u32(s.quarantine_reason)
+                        .as_str()
+                        .to_owned()
+                }),
                 mac: d.mac.clone(),
                 addresses: d.addresses.clone(),
                 inventory: d.inventory.clone(),
                 last_seen: (c.last_seen_ns != 0).then(|| wall(c.last_seen_ns, now_mono, now_unix)),
-                packets: Traffic { allow: c.packets[0], deny: c.packets[1], audit: c.packets[2] },
-                bytes: Traffic { allow: c.bytes[0], deny: c.bytes[1], audit: c.bytes[2] },
+                packets: Traffic {
+                    allow: c.packets[0],
+                    deny: c.packets[1],
+                    audit: c.packets[2],
+                },
+                bytes: Traffic {
+                    allow: c.bytes[0],
+                    deny: c.bytes[1],
+                    audit: c.bytes[2],
+                },
                 spoofed_packets: c.spoofed,
             }
         })
@@ -163,7 +186,12 @@ fn adoptable_yaml(found: &[Discovered], zone: &str) -> Result<String> {
         let mut e = serde_yaml::Mapping::new();
         e.insert("zone".into(), zone.into());
         e.insert("mac".into(), d.mac.clone().into());
-        let addrs: Vec<serde_yaml::Value> = d.ipv4.iter().chain(d.ipv6.iter()).map(|a| a.clone().into()).collect();
+        let addrs: Vec<serde_yaml::Value> = d
+            .ipv4
+            .iter()
+            .chain(d.ipv6.iter())
+            .map(|a| a.clone().into())
+            .collect();
         if !addrs.is_empty() {
             e.insert("addresses".into(), serde_yaml::Value::Sequence(addrs));
         }
@@ -187,11 +215,19 @@ fn adoptable_yaml(found: &[Discovered], zone: &str) -> Result<String> {
     ))
 }
 
-pub fn run(unknown_only: bool, output: DevicesOutput, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
+pub fn run(
+    unknown_only: bool,
+    output: DevicesOutput,
+    pin_dir: &Path,
+    state_dir: &Path,
+) -> Result<u8> {
     let Some(st): Option<Status> = state::read(state_dir, state::STATUS_FILE)? else {
         #[expect(clippy::print_stderr, reason = "CLI diagnostics")]
         {
-            eprintln!("enforcer: error: no enforcer state in {} (is `enforcer run` running?)", state_dir.display());
+            eprintln!(
+                "enforcer: error: no enforcer state in {} (is `enforcer run` running?)",
+                state_dir.display()
+            );
         }
         return Ok(exit::ENVIRONMENT);
     };
@@ -202,8 +238,18 @@ pub fn run(unknown_only: bool, output: DevicesOutput, pin_dir: &Path, state_dir:
     match output {
         DevicesOutput::Yaml => print!("{}", adoptable_yaml(&found, &st.unknown_zone)?),
         DevicesOutput::Json => {
-            let listed = if unknown_only { Vec::new() } else { listed(&maps, &st, now_mono, now_unix)? };
-            println!("{}", serde_json::to_string_pretty(&Inventoried { listed, unknown: found })?);
+            let listed = if unknown_only {
+                Vec::new()
+            } else {
+                listed(&maps, &st, now_mono, now_unix)?
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&Inventoried {
+                    listed,
+                    unknown: found
+                })?
+            );
         }
         DevicesOutput::Table => {
             if !unknown_only {
@@ -226,7 +272,10 @@ pub fn run(unknown_only: bool, output: DevicesOutput, pin_dir: &Path, state_dir:
                 println!();
             }
             println!("UNKNOWN DEVICES (zone {})", st.unknown_zone);
-            println!("{:<18} {:<16} {:<26} {:<10} {:<22} {:>8}  LAST TRIED", "MAC", "IPV4", "IPV6", "IFACE", "LAST SEEN", "PACKETS");
+            println!(
+                "{:<18} {:<16} {:<26} {:<10} {:<22} {:>8}  LAST TRIED",
+                "MAC", "IPV4", "IPV6", "IFACE", "LAST SEEN", "PACKETS"
+            );
             for d in &found {
                 println!(
                     "{:<18} {:<16} {:<26} {:<10} {:<22} {:>8}  {}:{}",

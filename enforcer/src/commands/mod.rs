@@ -16,16 +16,52 @@ pub mod status;
 pub fn execute(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Check { path, output } => check::run(&path, output),
-        Command::Plan { path, output, state_dir } => plan::run(&path, output, &state_dir),
-        Command::Run { policy, ifaces, metrics_addr, pin_dir, state_dir, generic } => {
-            run::run(crate::daemon::Config { policy, ifaces, metrics_addr, pin_dir, state_dir, generic })
-        }
-        Command::Status { output, pin_dir, state_dir } => status::run(output, &pin_dir, &state_dir),
-        Command::Detach { iface, pin_dir, state_dir } => detach::run(&pin_dir, &state_dir, iface.as_deref()),
-        Command::Devices { unknown, output, pin_dir, state_dir } => devices::run(unknown, output, &pin_dir, &state_dir),
-        Command::Quarantine { device, duration, pin_dir, state_dir } => {
-            quarantine::quarantine(&device, duration.as_deref(), &pin_dir, &state_dir)
-        }
-        Command::Release { device, pin_dir, state_dir } => quarantine::release(&device, &pin_dir, &state_dir),
+        Command::Plan {
+            path,
+            output,
+            state_dir,
+        } => plan::run(&path, output, &state_dir),
+        Command::Run {
+            policy,
+            ifaces,
+            metrics_addr,
+            pin_dir,
+            state_dir,
+            generic,
+        } => run::run(crate::daemon::Config {
+            policy,
+            ifaces,
+            metrics_addr,
+            pin_dir,
+            state_dir,
+            generic,
+        }),
+        Command::Status {
+            output,
+            pin_dir,
+            state_dir,
+        } => status::run(output, &pin_dir, &state_dir),
+        Command::Detach {
+            iface,
+            pin_dir,
+            state_dir,
+        } => detach::run(&pin_dir, &state_dir, iface.as_deref()),
+        Command::Devices {
+            unknown,
+            output,
+            pin_dir,
+            state_dir,
+        } => devices::run(unknown, output, &pin_dir, &state_dir),
+        Command::Quarantine {
+            device,
+            duration,
+            pin_dir,
+            state_dir,
+        } => quarantine::quarantine(&device, duration.as_deref(), &pin_dir, &state_dir),
+        Command::Release {
+            device,
+            pin_dir,
+            state_dir,
+        } => quarantine::release(&device, &pin_dir, &state_dir),
     }
 }

@@ -26,13 +26,21 @@ pub fn run(cfg: daemon::Config) -> Result<u8> {
         Ok(()) => exit::OK,
         Err(DaemonError::Policy(e)) => {
             tracing::error!("the policy is invalid; nothing was changed");
-            #[expect(clippy::print_stderr, reason = "diagnostics for the operator, one per line")]
+            #[expect(
+                clippy::print_stderr,
+                reason = "diagnostics for the operator, one per line"
+            )]
             {
                 eprintln!("{e}");
             }
             exit::INVALID
         }
-        Err(e @ (DaemonError::NotRoot | DaemonError::NoInterface(_) | DaemonError::Bpffs(_) | DaemonError::Locked(_))) => {
+        Err(
+            e @ (DaemonError::NotRoot
+            | DaemonError::NoInterface(_)
+            | DaemonError::Bpffs(_)
+            | DaemonError::Locked(_)),
+        ) => {
             tracing::error!(error = %error_chain(&e), "cannot start");
             exit::ENVIRONMENT
         }

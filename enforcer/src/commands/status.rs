@@ -46,7 +46,10 @@ pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
     let Some(st): Option<Status> = state::read(state_dir, state::STATUS_FILE)? else {
         #[expect(clippy::print_stderr, reason = "CLI diagnostics")]
         {
-            eprintln!("enforcer: error: no enforcer state in {} (is `enforcer run` running?)", state_dir.display());
+            eprintln!(
+                "enforcer: error: no enforcer state in {} (is `enforcer run` running?)",
+                state_dir.display()
+            );
         }
         return Ok(exit::ENVIRONMENT);
     };
@@ -54,22 +57,34 @@ pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
         .with_context(|| format!("open the pinned maps in {} (needs root)", pin_dir.display()))?;
     let (_, live) = datapath::live_config(&maps)?;
     let now = datapath::monotonic_ns();
-    let ids: Vec<u32> = std::iter::once(0).chain(st.devices.iter().map(|d| d.id)).collect();
+    let ids: Vec<u32> = std::iter::once(0)
+        .chain(st.devices.iter().map(|d| d.id))
+        .collect();
     let name_of = |id: u32| {
         st.devices
             .iter()
             .find(|d| d.id == id)
-            .map_or(("unknown".to_owned(), st.unknown_zone.clone()), |d| (d.name.clone(), d.zone.clone()))
+            .map_or(("unknown".to_owned(), st.unknown_zone.clone()), |d| {
+                (d.name.clone(), d.zone.clone())
+            })
     };
     let mut top: Vec<DeniedDevice> = datapath::device_counters(&maps, ids.iter().copied())?
         .into_iter()
         .filter(|(_, c)| c.packets[1] + c.packets[2] > 0)
         .map(|(id, c)| {
             let (device, zone) = name_of(id);
-            DeniedDevice { device, zone, denied_packets: c.packets[1] + c.packets[2] }
+            DeniedDevice {
+                device,
+                zone,
+                denied_packets: c.packets[1] + c.packets[2],
+            }
         })
         .collect();
-    top.sort_by(|a, b| b.denied_packets.cmp(&a.denied_packets).then(a.device.cmp(&b.device)));
+    top.sort_by(|a, b| {
+        b.denied_packets
+            .cmp(&a.denied_packets)
+            .then(a.device.cmp(&b.device))
+    });
     top.truncate(10);
     let quarantined = datapath::device_states(&maps, st.devices.iter().map(|d| d.id))?
         .into_iter()
@@ -82,14 +97,22 @@ pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
         interfaces: datapath::pinned_interfaces(pin_dir)
             .into_iter()
             .map(|name| {
-                let mode = st.interfaces.iter().find(|i| i.name == name).map_or("unknown".into(), |i| i.mode.clone());
+                let mode = st
+                    .interfaces
+                    .iter()
+                    .find(|i| i.name == name)
+                    .map_or("unknown".into(), |i| i.mode.clone());
                 state::Interface { name, mode }
             })
             .collect(),
         generation: live.generation,
         digest: st.digest.clone(),
         sources: st.sources.clone(),
-        mode: if live.mode == enforcer_common::Mode::Audit as u8 { "audit".into() } else { "enforce".into() },
+        mode: if live.mode == enforcer_common::Mode::Audit as u8 {
+            "audit".into()
+        } else {
+            "enforce".into()
+        },
         devices: st.devices.len(),
         flows: datapath::flow_count(&maps, now)?,
         quarantined,
@@ -100,7 +123,11 @@ pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => {
-            let daemon = if report.running { format!("running (pid {})", report.pid) } else { "not running".into() };
+            let daemon = if report.running {
+                format!("running (pid {})", report.pid)
+            } else {
+                "not running".into()
+            };
             println!("daemon:       {daemon}");
             for i in &report.interfaces {
                 println!("interface:    {} ({})", i.name, i.mode);
@@ -108,12 +135,30 @@ pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
             if report.interfaces.is_empty() {
                 println!("interface:    none attached");
             }
-            println!("policy:       generation {} ({}), digest {}", report.generation, report.mode, report.digest);
+            println!(
+                "policy:       generation {} ({}), digest {}",
+                report.generation, report.mode, report.digest
+            );
             println!("devices:      {} listed", report.devices);
             println!("flows:        {}", report.flows);
-            println!("quarantined:  {}", if report.quarantined.is_empty() { "none".into() } else { report.quarantined.join(", ") });
+            println!(
+                "quarantined:  {}",
+                if report.quarantined.is_empty() {
+                    "none".into()
+                } else {
+                    report.quarantined.join(", ")
+                }
+            );
             if let Some(r) = &report.last_reload {
-                println!("last reload:  {} at {}{}", r.result, r.at, r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default());
+                println!(
+                    "last reload:  {} at {}{}",
+                    r.result,
+                    r.at,
+                    r.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
             }
             println!("top denied:");
             for d in &report.top_denied {

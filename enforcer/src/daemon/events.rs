@@ -32,7 +32,12 @@ impl Labels {
                 .devices
                 .iter()
                 .map(|d| (d.id, (d.name.clone(), d.zone.clone())))
-                .chain(p.networks.iter().map(|n| (enforcer_common::network_device(n.id), (format!("network:{}", n.name), String::new()))))
+                .chain(p.networks.iter().map(|n| {
+                    (
+                        enforcer_common::network_device(n.id),
+                        (format!("network:{}", n.name), String::new()),
+                    )
+                }))
                 .collect(),
             rules: p.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
             unknown_zone: p
@@ -78,15 +83,26 @@ fn log_event(e: &DenyEvent, labels: &Labels) {
     let (device, zone) = labels
         .devices
         .get(&e.device)
-        .map_or(("unknown", labels.unknown_zone.as_str()), |(n, z)| (n.as_str(), z.as_str()));
+        .map_or(("unknown", labels.unknown_zone.as_str()), |(n, z)| {
+            (n.as_str(), z.as_str())
+        });
     let rule = if e.rule == enforcer_common::DEFAULT_RULE {
         "default"
     } else {
         labels.rules.get(&e.rule).map_or("unknown", String::as_str)
     };
     let reason = DenyReason::from_u8(e.reason).map_or("unknown", DenyReason::as_str);
-    let verdict = if e.verdict == Verdict::Audit as u8 { "audit" } else { "deny" };
-    let mac = e.src_mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let verdict = if e.verdict == Verdict::Audit as u8 {
+        "audit"
+    } else {
+        "deny"
+    };
+    let mac = e
+        .src_mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
     tracing::info!(
         target: "enforcer::deny",
         device,
@@ -108,8 +124,10 @@ fn log_event(e: &DenyEvent, labels: &Labels) {
 
 fn log_quarantine(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metrics) {
     let reason = QuarantineReason::from_u32(u32::from(e.reason));
-    let (device, zone) =
-        labels.devices.get(&e.device).map_or(("unknown", ""), |(n, z)| (n.as_str(), z.as_str()));
+    let (device, zone) = labels
+        .devices
+        .get(&e.device)
+        .map_or(("unknown", ""), |(n, z)| (n.as_str(), z.as_str()));
     metrics.quarantine_event(reason);
     tracing::warn!(
         target: "enforcer::quarantine",
@@ -137,7 +155,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer,
     // and `as_raw_fd` always returns that same fd.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)?;
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
     loop {
         let mut guard = fd.readable_mut().await?;
         let ring = guard.get_inner_mut();
@@ -163,7 +182,9 @@ pub fn ifname(index: u32) -> String {
         return index.to_string();
     }
     // SAFETY: on success the buffer holds a NUL-terminated name.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Discovery log lines per second at most; the rest are summed in one line.
@@ -198,9 +219,14 @@ pub(crate) async fn watch_discoveries(shared: Arc<std::sync::Mutex<super::Inner>
                 continue;
             }
             logged += 1;
-            let mac_s = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+            let mac_s = mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":");
             let v4 = (d.has_v4 != 0).then(|| event_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string());
-            let v6 = (d.has_v6 != 0).then(|| event_addr(enforcer_common::FAMILY_V6, d.v6).to_string());
+            let v6 =
+                (d.has_v6 != 0).then(|| event_addr(enforcer_common::FAMILY_V6, d.v6).to_string());
             tracing::warn!(
                 target: "enforcer::discovery",
                 mac = %mac_s,

@@ -22,8 +22,20 @@ pub fn ensure_bpffs(pin_dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(root)?;
     let (src, target, fstype) = (c"bpf", c"/sys/fs/bpf", c"bpf");
     // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
-    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Every address of the named interfaces, with its prefix length: the addresses are the policy's
@@ -68,14 +80,20 @@ pub fn interface_addresses(ifaces: &[String]) -> std::io::Result<Vec<ipnet::IpNe
 ///
 /// # Safety
 /// `addr` must point at a valid sockaddr; `mask` must be null or point at one of the same family.
-unsafe fn sockaddr_net(addr: *const libc::sockaddr, mask: *const libc::sockaddr) -> Option<ipnet::IpNet> {
+unsafe fn sockaddr_net(
+    addr: *const libc::sockaddr,
+    mask: *const libc::sockaddr,
+) -> Option<ipnet::IpNet> {
     // SAFETY: guaranteed by the caller.
     let family = i32::from(unsafe { (*addr).sa_family });
     if family == libc::AF_INET {
         // SAFETY: family AF_INET means sockaddr_in, for the mask too.
         let (a, m) = unsafe {
             let a = &*addr.cast::<libc::sockaddr_in>();
-            let m = mask.cast::<libc::sockaddr_in>().as_ref().map_or(u32::MAX, |m| u32::from_be(m.sin_addr.s_addr));
+            let m = mask
+                .cast::<libc::sockaddr_in>()
+                .as_ref()
+                .map_or(u32::MAX, |m| u32::from_be(m.sin_addr.s_addr));
             (Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), m)
         };
         let len = u8::try_from(m.leading_ones()).unwrap_or(32);
@@ -85,7 +103,10 @@ unsafe fn sockaddr_net(addr: *const libc::sockaddr, mask: *const libc::sockaddr)
         // SAFETY: family AF_INET6 means sockaddr_in6, for the mask too.
         let (a, m) = unsafe {
             let a = &*addr.cast::<libc::sockaddr_in6>();
-            let m = mask.cast::<libc::sockaddr_in6>().as_ref().map_or(u128::MAX, |m| u128::from_be_bytes(m.sin6_addr.s6_addr));
+            let m = mask
+                .cast::<libc::sockaddr_in6>()
+                .as_ref()
+                .map_or(u128::MAX, |m| u128::from_be_bytes(m.sin6_addr.s6_addr));
             (Ipv6Addr::from(a.sin6_addr.s6_addr), m)
         };
         if a.segments()[0] & 0xffc0 == 0xfe80 {

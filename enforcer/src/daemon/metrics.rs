@@ -2,18 +2,17 @@
 //! scrape. Label values come from the policy (device, zone and rule names) and from the shared
 //! enums, never from traffic, so the series count is bounded by the policy.
 
+use enforcer_common::{
+    UNKNOWN_DEVICE, Verdict, network_device, state::QuarantineReason, stats::Counter,
+};
 use prometheus::{
-    Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::{
     datapath::{self, Counters, MapSource},
     policy::CompiledPolicy,
-};
-use enforcer_common::{
-    UNKNOWN_DEVICE, Verdict, network_device,
-    state::QuarantineReason,
-    stats::Counter,
 };
 
 /// The daemon's metric families.
@@ -46,7 +45,12 @@ pub enum MetricsError {
     Datapath(#[from] datapath::DatapathError),
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
     let v = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(v.clone()))?;
     Ok(v)
@@ -73,7 +77,10 @@ impl Metrics {
         )?;
         r.register(Box::new(last_reload.clone()))?;
         let interfaces = IntGaugeVec::new(
-            Opts::new("enforcer_interfaces", "Interfaces the program is attached to (1), by XDP mode."),
+            Opts::new(
+                "enforcer_interfaces",
+                "Interfaces the program is attached to (1), by XDP mode.",
+            ),
             &["iface", "mode"],
         )?;
         r.register(Box::new(interfaces.clone()))?;
@@ -84,33 +91,52 @@ impl Metrics {
                 "Packets sent by each listed device, each network (device=\"network:NAME\") and everything else (device=\"unknown\"), by verdict.",
                 &["device", "zone", "verdict"],
             )?,
-            bytes: counter_vec(&r, "enforcer_bytes_total", "Bytes sent by each device, by verdict.", &[
-                "device", "zone", "verdict",
-            ])?,
+            bytes: counter_vec(
+                &r,
+                "enforcer_bytes_total",
+                "Bytes sent by each device, by verdict.",
+                &["device", "zone", "verdict"],
+            )?,
             rule_packets: counter_vec(
                 &r,
                 "enforcer_rule_packets_total",
                 "Packets decided by each rule (rule=\"default\": no rule matched).",
                 &["rule"],
             )?,
-            rule_bytes: counter_vec(&r, "enforcer_rule_bytes_total", "Bytes decided by each rule.", &["rule"])?,
+            rule_bytes: counter_vec(
+                &r,
+                "enforcer_rule_bytes_total",
+                "Bytes decided by each rule.",
+                &["rule"],
+            )?,
             spoofed: counter_vec(
                 &r,
                 "enforcer_spoofed_packets_total",
                 "Packets whose MAC and source address disagree with the policy.",
                 &["device"],
             )?,
-            malformed: counter(&r, "enforcer_malformed_packets_total", "Malformed or truncated packets dropped.")?,
+            malformed: counter(
+                &r,
+                "enforcer_malformed_packets_total",
+                "Malformed or truncated packets dropped.",
+            )?,
             datapath: counter_vec(
                 &r,
                 "enforcer_datapath_packets_total",
                 "Datapath outcomes outside policy verdicts (ARP, ND, fragments, flow hits, malformed by kind...).",
                 &["kind"],
             )?,
-            generation: gauge(&r, "enforcer_policy_generation", "Generation of the policy being enforced.")?,
-            reloads: counter_vec(&r, "enforcer_policy_reloads_total", "Policy reload attempts, by result.", &[
-                "result",
-            ])?,
+            generation: gauge(
+                &r,
+                "enforcer_policy_generation",
+                "Generation of the policy being enforced.",
+            )?,
+            reloads: counter_vec(
+                &r,
+                "enforcer_policy_reloads_total",
+                "Policy reload attempts, by result.",
+                &["result"],
+            )?,
             last_reload,
             flows: gauge(&r, "enforcer_flows", "Live entries in the flow table.")?,
             events_dropped: counter(
@@ -118,9 +144,17 @@ impl Metrics {
                 "enforcer_events_dropped_total",
                 "Deny events lost because the ring buffer was full.",
             )?,
-            deny_events: counter(&r, "enforcer_deny_events_total", "Deny events received from the datapath.")?,
+            deny_events: counter(
+                &r,
+                "enforcer_deny_events_total",
+                "Deny events received from the datapath.",
+            )?,
             interfaces,
-            quarantined: gauge(&r, "enforcer_quarantined_devices", "Listed devices in quarantine now.")?,
+            quarantined: gauge(
+                &r,
+                "enforcer_quarantined_devices",
+                "Listed devices in quarantine now.",
+            )?,
             quarantine_events: counter_vec(
                 &r,
                 "enforcer_quarantine_events_total",
@@ -137,7 +171,11 @@ impl Metrics {
     }
 
     /// Reads the kernel's counters into the families.
-    pub fn refresh(&self, src: &impl MapSource, policy: &CompiledPolicy) -> Result<(), MetricsError> {
+    pub fn refresh(
+        &self,
+        src: &impl MapSource,
+        policy: &CompiledPolicy,
+    ) -> Result<(), MetricsError> {
         let unknown_zone = policy
             .zones
             .iter()
@@ -145,9 +183,20 @@ impl Metrics {
             .map_or("unknown", |z| z.name.as_str());
         // Rows: unknown devices, each listed device, each network (routed traffic, such as the
         // internet's replies, counted apart from unknown devices).
-        let mut rows: Vec<(u32, String, &str)> = vec![(UNKNOWN_DEVICE, "unknown".to_owned(), unknown_zone)];
-        rows.extend(policy.devices.iter().map(|d| (d.id, d.name.clone(), d.zone.as_str())));
-        rows.extend(policy.networks.iter().map(|n| (network_device(n.id), format!("network:{}", n.name), "")));
+        let mut rows: Vec<(u32, String, &str)> =
+            vec![(UNKNOWN_DEVICE, "unknown".to_owned(), unknown_zone)];
+        rows.extend(
+            policy
+                .devices
+                .iter()
+                .map(|d| (d.id, d.name.clone(), d.zone.as_str())),
+        );
+        rows.extend(
+            policy
+                .networks
+                .iter()
+                .map(|n| (network_device(n.id), format!("network:{}", n.name), "")),
+        );
         self.packets.reset();
         self.bytes.reset();
         self.spoofed.reset();
@@ -155,17 +204,26 @@ impl Metrics {
         for ((_, name, zone), (_, c)) in rows.iter().zip(counters) {
             for v in Verdict::ALL {
                 let i = v as usize;
-                self.packets.with_label_values(&[name.as_str(), zone, v.as_str()]).inc_by(c.packets[i]);
-                self.bytes.with_label_values(&[name.as_str(), zone, v.as_str()]).inc_by(c.bytes[i]);
+                self.packets
+                    .with_label_values(&[name.as_str(), zone, v.as_str()])
+                    .inc_by(c.packets[i]);
+                self.bytes
+                    .with_label_values(&[name.as_str(), zone, v.as_str()])
+                    .inc_by(c.bytes[i]);
             }
-            self.spoofed.with_label_values(&[name.as_str()]).inc_by(c.spoofed);
+            self.spoofed
+                .with_label_values(&[name.as_str()])
+                .inc_by(c.spoofed);
         }
         self.rule_packets.reset();
         self.rule_bytes.reset();
-        let rule_ids = std::iter::once(enforcer_common::DEFAULT_RULE).chain(policy.rules.iter().map(|r| r.id));
+        let rule_ids =
+            std::iter::once(enforcer_common::DEFAULT_RULE).chain(policy.rules.iter().map(|r| r.id));
         for (id, c) in datapath::rule_counters(src, rule_ids)? {
             let name = policy.rule_name(id);
-            self.rule_packets.with_label_values(&[name]).inc_by(c.packets);
+            self.rule_packets
+                .with_label_values(&[name])
+                .inc_by(c.packets);
             self.rule_bytes.with_label_values(&[name]).inc_by(c.bytes);
         }
         let counters: Counters = datapath::counters(src)?;
@@ -173,22 +231,33 @@ impl Metrics {
         self.malformed.inc_by(counters.malformed());
         self.datapath.reset();
         for c in Counter::ALL {
-            self.datapath.with_label_values(&[c.as_str()]).inc_by(counters.get(*c));
+            self.datapath
+                .with_label_values(&[c.as_str()])
+                .inc_by(counters.get(*c));
         }
         self.events_dropped.reset();
-        self.events_dropped.inc_by(counters.get(Counter::EventsDropped));
+        self.events_dropped
+            .inc_by(counters.get(Counter::EventsDropped));
         let now = datapath::monotonic_ns();
-        self.flows.set(i64::try_from(datapath::flow_count(src, now)?).unwrap_or(i64::MAX));
+        self.flows
+            .set(i64::try_from(datapath::flow_count(src, now)?).unwrap_or(i64::MAX));
         let states = datapath::device_states(src, policy.devices.iter().map(|d| d.id))?;
-        let quarantined = states.iter().filter(|(_, s)| s.quarantine_until_ns > now).count();
-        self.quarantined.set(i64::try_from(quarantined).unwrap_or(i64::MAX));
-        self.unknown_devices.set(i64::try_from(datapath::discovered(src)?.len()).unwrap_or(i64::MAX));
+        let quarantined = states
+            .iter()
+            .filter(|(_, s)| s.quarantine_until_ns > now)
+            .count();
+        self.quarantined
+            .set(i64::try_from(quarantined).unwrap_or(i64::MAX));
+        self.unknown_devices
+            .set(i64::try_from(datapath::discovered(src)?.len()).unwrap_or(i64::MAX));
         Ok(())
     }
 
     /// Counts a quarantine the daemon noticed.
     pub fn quarantine_event(&self, reason: QuarantineReason) {
-        self.quarantine_events.with_label_values(&[reason.as_str()]).inc();
+        self.quarantine_events
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// The text exposition of every family.

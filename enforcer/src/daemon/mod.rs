@@ -80,7 +80,10 @@ pub(crate) struct Inner {
 }
 
 /// Compiles the policy with the router's current addresses and the ids in force.
-fn compile(cfg: &Config, previous_ids: Option<policy::IdTable>) -> Result<CompiledPolicy, DaemonError> {
+fn compile(
+    cfg: &Config,
+    previous_ids: Option<policy::IdTable>,
+) -> Result<CompiledPolicy, DaemonError> {
     let nets = host::interface_addresses(&cfg.ifaces).map_err(DaemonError::Addresses)?;
     let opts = CompileOptions {
         router_addrs: nets.iter().map(ipnet::IpNet::addr).collect(),
@@ -92,7 +95,12 @@ fn compile(cfg: &Config, previous_ids: Option<policy::IdTable>) -> Result<Compil
 
 fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
     let p = &inner.policy;
-    let zone_of_class = |class: u16| p.zones.iter().find(|z| z.class == class).map(|z| z.name.clone());
+    let zone_of_class = |class: u16| {
+        p.zones
+            .iter()
+            .find(|z| z.class == class)
+            .map(|z| z.name.clone())
+    };
     state::Status {
         pid: std::process::id(),
         policy_path: cfg.policy.display().to_string(),
@@ -112,12 +120,19 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
                 id: d.id,
                 name: d.name.clone(),
                 zone: d.zone.clone(),
-                mac: d.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+                mac: d.mac.map(|m| {
+                    m.iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                }),
                 addresses: d.addresses.iter().map(ToString::to_string).collect(),
                 inventory: d.inventory.clone(),
             })
             .collect(),
-        rules: std::iter::once((0, "default".to_owned())).chain(p.rules.iter().map(|r| (r.id, r.name.clone()))).collect(),
+        rules: std::iter::once((0, "default".to_owned()))
+            .chain(p.rules.iter().map(|r| (r.id, r.name.clone())))
+            .collect(),
         last_reload: inner.last_reload.clone(),
     }
 }
@@ -127,7 +142,11 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
 fn record(cfg: &Config, inner: &Inner) {
     let results = [
         state::write(&cfg.state_dir, state::IDS_FILE, &inner.policy.ids),
-        state::write(&cfg.state_dir, state::APPLIED_FILE, &policy::PlanView::from(&inner.policy)),
+        state::write(
+            &cfg.state_dir,
+            state::APPLIED_FILE,
+            &policy::PlanView::from(&inner.policy),
+        ),
         state::write(&cfg.state_dir, state::STATUS_FILE, &status_of(cfg, inner)),
     ];
     for r in results {
@@ -150,7 +169,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Reloads the policy: compile, apply, record. On any error the running policy stays.
-fn reload(cfg: &Config, shared: &Mutex<Inner>, metrics: &metrics::Metrics, labels: &RwLock<events::Labels>) {
+fn reload(
+    cfg: &Config,
+    shared: &Mutex<Inner>,
+    metrics: &metrics::Metrics,
+    labels: &RwLock<events::Labels>,
+) {
     let span = tracing::info_span!("reload", policy = %cfg.policy.display());
     let _entered = span.enter();
     let Ok(mut inner) = shared.lock() else {
@@ -180,10 +204,19 @@ fn reload(cfg: &Config, shared: &Mutex<Inner>, metrics: &metrics::Metrics, label
                 *l = events::Labels::of(&compiled);
             }
             inner.policy = compiled;
-            inner.last_reload = Some(state::ReloadOutcome { at: state::unix_now(), result: "success".into(), error: None });
+            inner.last_reload = Some(state::ReloadOutcome {
+                at: state::unix_now(),
+                result: "success".into(),
+                error: None,
+            });
             metrics.reloads.with_label_values(&["success"]).inc();
-            metrics.generation.set(i64::try_from(inner.generation).unwrap_or(i64::MAX));
-            #[expect(clippy::cast_precision_loss, reason = "a Unix timestamp fits an f64 exactly")]
+            metrics
+                .generation
+                .set(i64::try_from(inner.generation).unwrap_or(i64::MAX));
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "a Unix timestamp fits an f64 exactly"
+            )]
             metrics.last_reload.set(state::unix_now() as f64);
         }
         Err(e) => {
@@ -192,8 +225,11 @@ fn reload(cfg: &Config, shared: &Mutex<Inner>, metrics: &metrics::Metrics, label
                 other => error_chain(other),
             };
             error!(error = %message, generation = inner.generation, "policy rejected; the running policy stays");
-            inner.last_reload =
-                Some(state::ReloadOutcome { at: state::unix_now(), result: "failure".into(), error: Some(message) });
+            inner.last_reload = Some(state::ReloadOutcome {
+                at: state::unix_now(),
+                result: "failure".into(),
+                error: Some(message),
+            });
             metrics.reloads.with_label_values(&["failure"]).inc();
         }
     }
@@ -213,7 +249,11 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
     let (target, mode) = if path.is_dir() {
         (path.to_path_buf(), notify::RecursiveMode::Recursive)
     } else {
-        (path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf), notify::RecursiveMode::NonRecursive)
+        (
+            path.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            notify::RecursiveMode::NonRecursive,
+        )
     };
     watcher.watch(&target, mode)?;
     Ok(watcher)
@@ -230,20 +270,38 @@ async fn serve_metrics(
         let metrics = Arc::clone(&metrics);
         async move {
             let body = tokio::task::spawn_blocking(move || {
-                let inner = shared.lock().map_err(|_| "daemon state poisoned".to_owned())?;
-                metrics.refresh(&inner.dp, &inner.policy).map_err(|e| error_chain(&e))?;
+                let inner = shared
+                    .lock()
+                    .map_err(|_| "daemon state poisoned".to_owned())?;
+                metrics
+                    .refresh(&inner.dp, &inner.policy)
+                    .map_err(|e| error_chain(&e))?;
                 drop(inner);
                 metrics.encode().map_err(|e| error_chain(&e))
             })
             .await;
             match body {
-                Ok(Ok(text)) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], text),
-                Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], e),
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], e.to_string()),
+                Ok(Ok(text)) => (
+                    StatusCode::OK,
+                    [("content-type", "text/plain; version=0.0.4")],
+                    text,
+                ),
+                Ok(Err(e)) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [("content-type", "text/plain")],
+                    e,
+                ),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [("content-type", "text/plain")],
+                    e.to_string(),
+                ),
             }
         }
     };
-    let app = Router::new().route("/metrics", get(scrape)).route("/health", get(|| async { "ok\n" }));
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .route("/health", get(|| async { "ok\n" }));
     axum::serve(listener, app).await
 }
 
@@ -276,7 +334,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 
     let mut interfaces = Vec::new();
     for iface in &cfg.ifaces {
-        let wanted = if cfg.generic { AttachMode::Generic } else { AttachMode::Native };
+        let wanted = if cfg.generic {
+            AttachMode::Generic
+        } else {
+            AttachMode::Native
+        };
         let mode = match dp.attach(iface, wanted) {
             Ok(m) => m,
             Err(e) if wanted == AttachMode::Native => {
@@ -286,15 +348,31 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             Err(e) => return Err(e.into()),
         };
         info!(%iface, mode = mode.as_str(), "enforcing");
-        metrics.interfaces.with_label_values(&[iface.as_str(), mode.as_str()]).set(1);
-        interfaces.push(state::Interface { name: iface.clone(), mode: mode.as_str().to_owned() });
+        metrics
+            .interfaces
+            .with_label_values(&[iface.as_str(), mode.as_str()])
+            .set(1);
+        interfaces.push(state::Interface {
+            name: iface.clone(),
+            mode: mode.as_str().to_owned(),
+        });
     }
 
-    let ring = RingBuf::try_from(dp.take_map(enforcer_common::event::EVENTS_MAP)?)
-        .map_err(|source| DatapathError::Map { name: enforcer_common::event::EVENTS_MAP, source })?;
+    let ring =
+        RingBuf::try_from(dp.take_map(enforcer_common::event::EVENTS_MAP)?).map_err(|source| {
+            DatapathError::Map {
+                name: enforcer_common::event::EVENTS_MAP,
+                source,
+            }
+        })?;
     let labels = Arc::new(RwLock::new(events::Labels::of(&compiled)));
-    metrics.generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
-    #[expect(clippy::cast_precision_loss, reason = "a Unix timestamp fits an f64 exactly")]
+    metrics
+        .generation
+        .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a Unix timestamp fits an f64 exactly"
+    )]
     metrics.last_reload.set(state::unix_now() as f64);
     metrics.reloads.with_label_values(&["success"]).inc_by(0);
     metrics.reloads.with_label_values(&["failure"]).inc_by(0);
@@ -303,16 +381,27 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         policy: compiled,
         generation,
         interfaces,
-        last_reload: Some(state::ReloadOutcome { at: state::unix_now(), result: "success".into(), error: None }),
+        last_reload: Some(state::ReloadOutcome {
+            at: state::unix_now(),
+            result: "success".into(),
+            error: None,
+        }),
     };
     record(&cfg, &inner);
     let shared = Arc::new(Mutex::new(inner));
 
     let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
         .await
-        .map_err(|source| DaemonError::MetricsServer { addr: cfg.metrics_addr, source })?;
+        .map_err(|source| DaemonError::MetricsServer {
+            addr: cfg.metrics_addr,
+            source,
+        })?;
     info!(addr = %cfg.metrics_addr, "serving metrics");
-    let server = tokio::spawn(serve_metrics(listener, Arc::clone(&shared), Arc::clone(&metrics)));
+    let server = tokio::spawn(serve_metrics(
+        listener,
+        Arc::clone(&shared),
+        Arc::clone(&metrics),
+    ));
     let reader = tokio::spawn(events::run(ring, Arc::clone(&labels), Arc::clone(&metrics)));
     let discoveries = tokio::spawn(events::watch_discoveries(Arc::clone(&shared)));
 
@@ -324,9 +413,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             None
         }
     };
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(DaemonError::Signals)?;
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(DaemonError::Signals)?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(DaemonError::Signals)?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -358,8 +448,15 @@ async fn reload_blocking(
     metrics: &Arc<metrics::Metrics>,
     labels: &Arc<RwLock<events::Labels>>,
 ) {
-    let (cfg, shared, metrics, labels) = (cfg.clone(), Arc::clone(shared), Arc::clone(metrics), Arc::clone(labels));
-    if let Err(e) = tokio::task::spawn_blocking(move || reload(&cfg, &shared, &metrics, &labels)).await {
+    let (cfg, shared, metrics, labels) = (
+        cfg.clone(),
+        Arc::clone(shared),
+        Arc::clone(metrics),
+        Arc::clone(labels),
+    );
+    if let Err(e) =
+        tokio::task::spawn_blocking(move || reload(&cfg, &shared, &metrics, &labels)).await
+    {
         error!(error = %e, "reload task failed");
     }
 }

@@ -99,11 +99,16 @@ pub enum StateError {
 /// Writes `value` as JSON to `dir/name`, atomically.
 pub fn write<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), StateError> {
     let path = dir.join(name);
-    let err = |source| StateError::Write { path: path.clone(), source };
+    let err = |source| StateError::Write {
+        path: path.clone(),
+        source,
+    };
     fs::create_dir_all(dir).map_err(err)?;
     let tmp = dir.join(format!(".{name}.tmp"));
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| StateError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Write {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
     let mut f = fs::File::create(&tmp).map_err(err)?;
     f.write_all(&bytes).map_err(err)?;
     f.sync_all().map_err(err)?;
@@ -114,7 +119,9 @@ pub fn write<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), Stat
 pub fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, StateError> {
     let path = dir.join(name);
     match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| StateError::Parse { path, source }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StateError::Parse { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(StateError::Read { path, source }),
     }
@@ -128,7 +135,9 @@ pub fn read_ids(dir: &Path) -> Result<Option<IdTable>, StateError> {
 /// Seconds since the Unix epoch.
 #[must_use]
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The daemon's exclusive lock on its state directory (and so on its pins): released when dropped
@@ -144,7 +153,10 @@ pub const LOCK_FILE: &str = "lock";
 /// Takes the lock, or says which process holds it.
 pub fn lock(dir: &Path) -> Result<Lock, LockError> {
     use std::os::fd::AsRawFd as _;
-    fs::create_dir_all(dir).map_err(|source| LockError::Io { path: dir.to_path_buf(), source })?;
+    fs::create_dir_all(dir).map_err(|source| LockError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let path = dir.join(LOCK_FILE);
     let mut file = fs::OpenOptions::new()
         .create(true)
@@ -152,13 +164,25 @@ pub fn lock(dir: &Path) -> Result<Lock, LockError> {
         .read(true)
         .write(true)
         .open(&path)
-        .map_err(|source| LockError::Io { path: path.clone(), source })?;
+        .map_err(|source| LockError::Io {
+            path: path.clone(),
+            source,
+        })?;
     // SAFETY: flock on an fd we own; no memory is passed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let holder = fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
-        return Err(LockError::Held { dir: dir.to_path_buf(), holder });
+        let holder = fs::read_to_string(&path)
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        return Err(LockError::Held {
+            dir: dir.to_path_buf(),
+            holder,
+        });
     }
-    file.set_len(0).map_err(|source| LockError::Io { path: path.clone(), source })?;
+    file.set_len(0).map_err(|source| LockError::Io {
+        path: path.clone(),
+        source,
+    })?;
     write!(file, "{}", std::process::id()).map_err(|source| LockError::Io { path, source })?;
     Ok(Lock { _file: file })
 }

@@ -12,8 +12,8 @@ use enforcer_common::{
     Action, Decision, LAYOUT_VERSION, MAX_ADDRS, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS, Mode,
     control::{CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
     identity::{
-        ADDRS_V4_MAP, ADDRS_V6_MAP, AddrEntry, AddrKeyV4, AddrKeyV6, MACS_MAP, MacEntry, MacKey, NETS_V4_MAP,
-        NETS_V6_MAP, NetEntry, net_key_v4, net_key_v6,
+        ADDRS_V4_MAP, ADDRS_V6_MAP, AddrEntry, AddrKeyV4, AddrKeyV6, MACS_MAP, MacEntry, MacKey,
+        NETS_V4_MAP, NETS_V6_MAP, NetEntry, net_key_v4, net_key_v6,
     },
     rules::{PAIRS_MAP, PORTS_MAP, PairKey, PairValue, PortKey},
     state::{DEVICE_STATE_MAP, DeviceState},
@@ -92,7 +92,11 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
 
 fn check_capacity(map: &'static str, needed: usize, capacity: u32) -> Result<(), DatapathError> {
     if needed > capacity as usize {
-        return Err(DatapathError::Capacity { map, needed, capacity });
+        return Err(DatapathError::Capacity {
+            map,
+            needed,
+            capacity,
+        });
     }
     Ok(())
 }
@@ -103,20 +107,34 @@ fn config_of(p: &CompiledPolicy, generation: u64) -> PolicyConfig {
         generation,
         default: p.default_decision(),
         mode: p.mode as u8,
-        spoofed: if p.spoofed_action == Action::Allow { Action::Allow as u8 } else { Action::Deny as u8 },
+        spoofed: if p.spoofed_action == Action::Allow {
+            Action::Allow as u8
+        } else {
+            Action::Deny as u8
+        },
         unknown_class: p.unknown_class,
         router_class: p.router_class,
         quarantine_class: q.map_or(0, |q| q.class),
         quarantine_denied: q.and_then(|q| q.denied_packets).map_or(0, |(n, _)| n),
-        quarantine_window_ms: q.and_then(|q| q.denied_packets).map_or(0, |(_, secs)| secs.saturating_mul(1000)),
+        quarantine_window_ms: q
+            .and_then(|q| q.denied_packets)
+            .map_or(0, |(_, secs)| secs.saturating_mul(1000)),
         quarantine_release_s: q.and_then(|q| q.release_after_s).unwrap_or(0),
-        flags: if q.is_some_and(|q| q.spoofing) { CONFIG_F_QUARANTINE_ON_SPOOF } else { 0 },
+        flags: if q.is_some_and(|q| q.spoofing) {
+            CONFIG_F_QUARANTINE_ON_SPOOF
+        } else {
+            0
+        },
     }
 }
 
 impl Datapath {
     /// Applies `policy` as generation `generation`. On error the running policy is unchanged.
-    pub fn apply(&mut self, policy: &CompiledPolicy, generation: u64) -> Result<ApplyReport, DatapathError> {
+    pub fn apply(
+        &mut self,
+        policy: &CompiledPolicy,
+        generation: u64,
+    ) -> Result<ApplyReport, DatapathError> {
         let started = Instant::now();
         check_capacity(MACS_MAP, policy.macs.len(), MAX_MACS)?;
         check_capacity(ADDRS_V4_MAP, policy.addrs_v4.len(), MAX_ADDRS)?;
@@ -141,12 +159,19 @@ impl Datapath {
         let name = CONFIG_MAP;
         let mut config: Array<&mut MapData, PolicyConfig> =
             Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        config.set(u32::from(idle), config_of(policy, generation), 0).map_err(map_err(name))?;
+        config
+            .set(u32::from(idle), config_of(policy, generation), 0)
+            .map_err(map_err(name))?;
 
         // The flip: from here on every new packet reads the new slot.
         let name = CONTROL_MAP;
-        let mut ctl: Array<&mut MapData, Control> = Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        let flipped = Control { epoch: control.next_epoch_for(idle), layout: LAYOUT_VERSION, _pad: 0 };
+        let mut ctl: Array<&mut MapData, Control> =
+            Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        let flipped = Control {
+            epoch: control.next_epoch_for(idle),
+            layout: LAYOUT_VERSION,
+            _pad: 0,
+        };
         ctl.set(0, flipped, 0).map_err(map_err(name))?;
         let switched = started.elapsed();
         self.slots.slots[usize::from(idle)] = Some(SlotKeys::of(policy));
@@ -188,9 +213,14 @@ impl Datapath {
         let Some(old) = self.slots.ids.take() else {
             return Ok(());
         };
-        let moved = |new: &std::collections::BTreeMap<String, u32>, old: &std::collections::BTreeMap<String, u32>| {
-            let old_by_id: std::collections::HashMap<u32, &String> = old.iter().map(|(n, i)| (*i, n)).collect();
-            new.iter().filter(|(n, i)| old_by_id.get(i).is_some_and(|o| o != n)).map(|(_, i)| *i).collect::<Vec<u32>>()
+        let moved = |new: &std::collections::BTreeMap<String, u32>,
+                     old: &std::collections::BTreeMap<String, u32>| {
+            let old_by_id: std::collections::HashMap<u32, &String> =
+                old.iter().map(|(n, i)| (*i, n)).collect();
+            new.iter()
+                .filter(|(n, i)| old_by_id.get(i).is_some_and(|o| o != n))
+                .map(|(_, i)| *i)
+                .collect::<Vec<u32>>()
         };
         let devices = moved(&policy.ids.devices, &old.devices);
         let rules = moved(&policy.ids.rules, &old.rules);
@@ -203,20 +233,29 @@ impl Datapath {
             aya::maps::PerCpuArray::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for id in &devices {
             let zero = aya::maps::PerCpuValues::try_from(vec![DeviceStats::default(); ncpus])
-                .map_err(|e| DatapathError::Map { name, source: MapError::IoError(e) })?;
+                .map_err(|e| DatapathError::Map {
+                    name,
+                    source: MapError::IoError(e),
+                })?;
             stats.set(*id, zero, 0).map_err(map_err(name))?;
         }
         let name = DEVICE_STATE_MAP;
-        let mut state: Array<&mut MapData, DeviceState> = Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        let mut state: Array<&mut MapData, DeviceState> =
+            Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for id in &devices {
-            state.set(*id, DeviceState::default(), 0).map_err(map_err(name))?;
+            state
+                .set(*id, DeviceState::default(), 0)
+                .map_err(map_err(name))?;
         }
         let name = RULE_STATS_MAP;
         let mut rstats: aya::maps::PerCpuArray<&mut MapData, RuleStats> =
             aya::maps::PerCpuArray::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for id in &rules {
             let zero = aya::maps::PerCpuValues::try_from(vec![RuleStats::default(); ncpus])
-                .map_err(|e| DatapathError::Map { name, source: MapError::IoError(e) })?;
+                .map_err(|e| DatapathError::Map {
+                    name,
+                    source: MapError::IoError(e),
+                })?;
             rstats.set(*id, zero, 0).map_err(map_err(name))?;
         }
         Ok(())
@@ -224,27 +263,59 @@ impl Datapath {
 
     fn write_slot(&mut self, slot: u8, p: &CompiledPolicy) -> Result<usize, DatapathError> {
         let mut n = 0;
-        n += self.batch_insert(MACS_MAP, p.macs.iter().map(|(m, e)| (MacKey::new(slot, *m), *e)))?;
-        n += self.batch_insert(ADDRS_V4_MAP, p.addrs_v4.iter().map(|(a, e)| (AddrKeyV4::new(slot, *a), *e)))?;
-        n += self.batch_insert(ADDRS_V6_MAP, p.addrs_v6.iter().map(|(a, e)| (AddrKeyV6::new(slot, *a), *e)))?;
+        n += self.batch_insert(
+            MACS_MAP,
+            p.macs.iter().map(|(m, e)| (MacKey::new(slot, *m), *e)),
+        )?;
+        n += self.batch_insert(
+            ADDRS_V4_MAP,
+            p.addrs_v4
+                .iter()
+                .map(|(a, e)| (AddrKeyV4::new(slot, *a), *e)),
+        )?;
+        n += self.batch_insert(
+            ADDRS_V6_MAP,
+            p.addrs_v6
+                .iter()
+                .map(|(a, e)| (AddrKeyV6::new(slot, *a), *e)),
+        )?;
         let name = NETS_V4_MAP;
         let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
             LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for (addr, len, e) in &p.nets_v4 {
-            nets4.insert(&Key::new(8 + u32::from(*len), net_key_v4(slot, *addr)), e, 0).map_err(map_err(name))?;
+            nets4
+                .insert(
+                    &Key::new(8 + u32::from(*len), net_key_v4(slot, *addr)),
+                    e,
+                    0,
+                )
+                .map_err(map_err(name))?;
             n += 1;
         }
         let name = NETS_V6_MAP;
         let mut nets6: LpmTrie<&mut MapData, [u8; 17], NetEntry> =
             LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for (addr, len, e) in &p.nets_v6 {
-            nets6.insert(&Key::new(8 + u32::from(*len), net_key_v6(slot, *addr)), e, 0).map_err(map_err(name))?;
+            nets6
+                .insert(
+                    &Key::new(8 + u32::from(*len), net_key_v6(slot, *addr)),
+                    e,
+                    0,
+                )
+                .map_err(map_err(name))?;
             n += 1;
         }
-        n += self.batch_insert(PAIRS_MAP, p.pairs.iter().map(|((s, d), v)| (PairKey::new(slot, *s, *d), *v)))?;
+        n += self.batch_insert(
+            PAIRS_MAP,
+            p.pairs
+                .iter()
+                .map(|((s, d), v)| (PairKey::new(slot, *s, *d), *v)),
+        )?;
         n += self.batch_insert(
             PORTS_MAP,
-            p.ports.iter().map(|((pair, proto, port), d)| (PortKey::new(slot, *pair, *proto, *port), *d)),
+            p.ports
+                .iter()
+                .map(|((pair, proto, port), d)| (PortKey::new(slot, *pair, *proto, *port), *d)),
         )?;
         Ok(n)
     }
@@ -259,13 +330,19 @@ impl Datapath {
         entries: impl Iterator<Item = (K, V)>,
     ) -> Result<usize, DatapathError> {
         let (keys, values): (Vec<K>, Vec<V>) = entries.unzip();
-        batch::update(self.hash_fd(name)?, &keys, &values).map_err(|source| DatapathError::Batch { name, source })?;
+        batch::update(self.hash_fd(name)?, &keys, &values)
+            .map_err(|source| DatapathError::Batch { name, source })?;
         Ok(keys.len())
     }
 
-    fn batch_remove<K: aya::Pod>(&self, name: &'static str, keys: impl Iterator<Item = K>) -> Result<(), DatapathError> {
+    fn batch_remove<K: aya::Pod>(
+        &self,
+        name: &'static str,
+        keys: impl Iterator<Item = K>,
+    ) -> Result<(), DatapathError> {
         let keys: Vec<K> = keys.collect();
-        batch::delete(self.hash_fd(name)?, &keys).map_err(|source| DatapathError::Batch { name, source })
+        batch::delete(self.hash_fd(name)?, &keys)
+            .map_err(|source| DatapathError::Batch { name, source })
     }
 
     fn delete_slot(&mut self, slot: u8, k: &SlotKeys) -> Result<usize, DatapathError> {
@@ -276,16 +353,30 @@ impl Datapath {
         let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
             LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for (a, l) in &k.nets_v4 {
-            ignore_missing(nets4.remove(&Key::new(8 + u32::from(*l), net_key_v4(slot, *a))), name)?;
+            ignore_missing(
+                nets4.remove(&Key::new(8 + u32::from(*l), net_key_v4(slot, *a))),
+                name,
+            )?;
         }
         let name = NETS_V6_MAP;
         let mut nets6: LpmTrie<&mut MapData, [u8; 17], NetEntry> =
             LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for (a, l) in &k.nets_v6 {
-            ignore_missing(nets6.remove(&Key::new(8 + u32::from(*l), net_key_v6(slot, *a))), name)?;
+            ignore_missing(
+                nets6.remove(&Key::new(8 + u32::from(*l), net_key_v6(slot, *a))),
+                name,
+            )?;
         }
-        self.batch_remove(PAIRS_MAP, k.pairs.iter().map(|(s, d)| PairKey::new(slot, *s, *d)))?;
-        self.batch_remove(PORTS_MAP, k.ports.iter().map(|(p, pr, po)| PortKey::new(slot, *p, *pr, *po)))?;
+        self.batch_remove(
+            PAIRS_MAP,
+            k.pairs.iter().map(|(s, d)| PairKey::new(slot, *s, *d)),
+        )?;
+        self.batch_remove(
+            PORTS_MAP,
+            k.ports
+                .iter()
+                .map(|(p, pr, po)| PortKey::new(slot, *p, *pr, *po)),
+        )?;
         Ok(k.len())
     }
 
@@ -301,8 +392,11 @@ impl Datapath {
         let name = NETS_V4_MAP;
         let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
             LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        let stale: Vec<Key<[u8; 5]>> =
-            nets4.keys().filter_map(Result::ok).filter(|k| k.data()[0] == slot).collect();
+        let stale: Vec<Key<[u8; 5]>> = nets4
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data()[0] == slot)
+            .collect();
         for k in &stale {
             ignore_missing(nets4.remove(k), name)?;
         }
@@ -310,8 +404,11 @@ impl Datapath {
         let name = NETS_V6_MAP;
         let mut nets6: LpmTrie<&mut MapData, [u8; 17], NetEntry> =
             LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        let stale: Vec<Key<[u8; 17]>> =
-            nets6.keys().filter_map(Result::ok).filter(|k| k.data()[0] == slot).collect();
+        let stale: Vec<Key<[u8; 17]>> = nets6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data()[0] == slot)
+            .collect();
         for k in &stale {
             ignore_missing(nets6.remove(k), name)?;
         }
@@ -324,8 +421,13 @@ impl Datapath {
         name: &'static str,
         stale: impl Fn(&K) -> bool,
     ) -> Result<usize, DatapathError> {
-        let m: HashMap<&MapData, K, V> = HashMap::try_from(self.map(name)?).map_err(map_err(name))?;
-        let keys: Vec<K> = m.keys().filter_map(Result::ok).filter(|k| stale(k)).collect();
+        let m: HashMap<&MapData, K, V> =
+            HashMap::try_from(self.map(name)?).map_err(map_err(name))?;
+        let keys: Vec<K> = m
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| stale(k))
+            .collect();
         let n = keys.len();
         self.batch_remove(name, keys.into_iter())?;
         Ok(n)
@@ -362,10 +464,12 @@ mod tests {
         let policy = parse_str("t.yaml", yaml).expect("valid policy");
         let compiled = compile(&policy, &CompileOptions::default()).expect("compiles");
         let cfg = config_of(&compiled, 7);
-        assert_eq!((cfg.quarantine_denied, cfg.quarantine_window_ms), (50, 10_000));
+        assert_eq!(
+            (cfg.quarantine_denied, cfg.quarantine_window_ms),
+            (50, 10_000)
+        );
         assert_eq!(cfg.quarantine_release_s, 3600);
         assert_ne!(cfg.quarantine_class, 0);
         assert_eq!(cfg.generation, 7);
     }
 }
-

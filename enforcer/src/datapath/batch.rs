@@ -43,23 +43,37 @@ fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
     // SAFETY: `attr` is a valid, initialised `bpf_attr` batch member of the size we pass; the
     // pointers in it refer to live buffers of `count` keys (and values) of the map's sizes.
     let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr).cast::<libc::c_void>(), size_of::<BatchAttr>())
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            size_of::<BatchAttr>(),
+        )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Inserts (or replaces) every `(keys[i], values[i])`.
 ///
 /// `K` and `V` must be exactly the map's key and value types (`repr(C)`, no implicit padding:
 /// the types of `enforcer-common`).
-pub(super) fn update<K: aya::Pod, V: aya::Pod>(fd: RawFd, keys: &[K], values: &[V]) -> io::Result<()> {
+pub(super) fn update<K: aya::Pod, V: aya::Pod>(
+    fd: RawFd,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
     debug_assert_eq!(keys.len(), values.len());
     let fd = u32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     for (k, v) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
         let mut attr = BatchAttr {
             keys: k.as_ptr() as u64,
             values: v.as_ptr() as u64,
-            count: u32::try_from(k.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+            count: u32::try_from(k.len())
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
             map_fd: fd,
             ..BatchAttr::default()
         };

@@ -15,6 +15,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub use apply::{ApplyReport, mode_name};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, Map},
@@ -24,11 +25,11 @@ use aya::{
         xdp::XdpLink,
     },
 };
-pub use apply::{ApplyReport, mode_name};
 use enforcer_common::{LAYOUT_VERSION, PROGRAM, control::Control};
 pub use read::{
-    Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters, device_states, discovered,
-    flow_count, live_config, monotonic_ns, rule_counters, slot_occupancy,
+    Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters,
+    device_states, discovered, flow_count, live_config, monotonic_ns, rule_counters,
+    slot_occupancy,
 };
 use thiserror::Error;
 
@@ -40,7 +41,9 @@ const LINKS_DIR: &str = "links";
 
 #[derive(Debug, Error)]
 pub enum DatapathError {
-    #[error("this enforcer binary was built without its XDP program (ENFORCER_SKIP_EBPF); rebuild with `cargo xtask build`")]
+    #[error(
+        "this enforcer binary was built without its XDP program (ENFORCER_SKIP_EBPF); rebuild with `cargo xtask build`"
+    )]
     NoObject,
     #[error("load the XDP program")]
     Load(#[source] aya::EbpfError),
@@ -90,7 +93,11 @@ pub enum DatapathError {
         source: LinkError,
     },
     #[error("policy needs {needed} entries in {map}, capacity {capacity}")]
-    Capacity { map: &'static str, needed: usize, capacity: u32 },
+    Capacity {
+        map: &'static str,
+        needed: usize,
+        capacity: u32,
+    },
     #[error("batch write to map `{name}`")]
     Batch {
         name: &'static str,
@@ -131,7 +138,9 @@ pub struct Datapath {
 
 impl std::fmt::Debug for Datapath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Datapath").field("pin_dir", &self.pin_dir).finish_non_exhaustive()
+        f.debug_struct("Datapath")
+            .field("pin_dir", &self.pin_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,13 +178,23 @@ impl Datapath {
         let private = pin_dir.is_none().then(|| {
             static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            PathBuf::from(format!("/sys/fs/bpf/enforcer-unpinned-{}-{n}", std::process::id()))
+            PathBuf::from(format!(
+                "/sys/fs/bpf/enforcer-unpinned-{}-{n}",
+                std::process::id()
+            ))
         });
-        let dir = pin_dir.or(private.as_deref()).ok_or(DatapathError::NoProgram)?;
+        let dir = pin_dir
+            .or(private.as_deref())
+            .ok_or(DatapathError::NoProgram)?;
         if !is_bpffs(dir) {
-            return Err(DatapathError::NotBpffs { dir: dir.display().to_string() });
+            return Err(DatapathError::NotBpffs {
+                dir: dir.display().to_string(),
+            });
         }
-        let pin_err = |source| DatapathError::PinDir { dir: dir.display().to_string(), source };
+        let pin_err = |source| DatapathError::PinDir {
+            dir: dir.display().to_string(),
+            source,
+        };
         if private.is_some() {
             // A leftover of a crashed process with the same pid and counter holds nobody's maps.
             let _absent_is_fine = fs::remove_dir_all(dir);
@@ -183,7 +202,10 @@ impl Datapath {
         } else {
             fs::create_dir_all(dir.join(LINKS_DIR)).map_err(pin_err)?;
         }
-        let loaded = EbpfLoader::new().default_map_pin_directory(dir).load(OBJECT).map_err(DatapathError::Load);
+        let loaded = EbpfLoader::new()
+            .default_map_pin_directory(dir)
+            .load(OBJECT)
+            .map_err(DatapathError::Load);
         if private.is_some() {
             fs::remove_dir_all(dir).map_err(pin_err)?;
         }
@@ -194,7 +216,11 @@ impl Datapath {
             .try_into()
             .map_err(DatapathError::Verify)?;
         program.load().map_err(DatapathError::Verify)?;
-        let dp = Self { ebpf, pin_dir: pin_dir.map(Path::to_path_buf), slots: apply::SlotContents::default() };
+        let dp = Self {
+            ebpf,
+            pin_dir: pin_dir.map(Path::to_path_buf),
+            slots: apply::SlotContents::default(),
+        };
         let control = dp.control()?;
         if control.layout != 0 && control.layout != LAYOUT_VERSION {
             return Err(DatapathError::LayoutMismatch {
@@ -206,7 +232,11 @@ impl Datapath {
     }
 
     fn program(&mut self) -> Result<&mut Xdp, DatapathError> {
-        self.ebpf.program_mut(PROGRAM).ok_or(DatapathError::NoProgram)?.try_into().map_err(DatapathError::Verify)
+        self.ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DatapathError::NoProgram)?
+            .try_into()
+            .map_err(DatapathError::Verify)
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
@@ -225,9 +255,10 @@ impl Datapath {
     /// The live-policy word.
     pub fn control(&self) -> Result<Control, DatapathError> {
         let name = enforcer_common::control::CONTROL_MAP;
-        let map: Array<&aya::maps::MapData, Control> =
-            Array::try_from(self.map(name)?).map_err(|source| DatapathError::Map { name, source })?;
-        map.get(&0, 0).map_err(|source| DatapathError::Map { name, source })
+        let map: Array<&aya::maps::MapData, Control> = Array::try_from(self.map(name)?)
+            .map_err(|source| DatapathError::Map { name, source })?;
+        map.get(&0, 0)
+            .map_err(|source| DatapathError::Map { name, source })
     }
 
     /// Attaches to `iface`, or atomically replaces the program behind the link pinned for it
@@ -246,10 +277,20 @@ impl Datapath {
             let program = self.program()?;
             let id = program
                 .attach_to_link(link)
-                .map_err(|source| DatapathError::Attach { iface: iface.to_owned(), source })?;
+                .map_err(|source| DatapathError::Attach {
+                    iface: iface.to_owned(),
+                    source,
+                })?;
             // Hold no link fd of our own: the pin alone keeps the link, so `detach` (unpinning)
             // takes effect even while a daemon runs. The mode is whatever the link was made with.
-            drop(program.take_link(id).map_err(|source| DatapathError::Attach { iface: iface.to_owned(), source })?);
+            drop(
+                program
+                    .take_link(id)
+                    .map_err(|source| DatapathError::Attach {
+                        iface: iface.to_owned(),
+                        source,
+                    })?,
+            );
             return Ok(mode);
         }
         let flags = match mode {
@@ -259,9 +300,17 @@ impl Datapath {
         let program = self.program()?;
         let id = program
             .attach(iface, flags)
-            .map_err(|source| DatapathError::Attach { iface: iface.to_owned(), source })?;
+            .map_err(|source| DatapathError::Attach {
+                iface: iface.to_owned(),
+                source,
+            })?;
         if let Some(path) = pin {
-            let link = program.take_link(id).map_err(|source| DatapathError::Attach { iface: iface.to_owned(), source })?;
+            let link = program
+                .take_link(id)
+                .map_err(|source| DatapathError::Attach {
+                    iface: iface.to_owned(),
+                    source,
+                })?;
             let fd_link = FdLink::try_from(link).map_err(|e| DatapathError::Adopt {
                 iface: iface.to_owned(),
                 path: path.display().to_string(),
@@ -277,25 +326,46 @@ impl Datapath {
     }
 
     fn loaded_program(&self) -> Result<&Xdp, DatapathError> {
-        self.ebpf.program(PROGRAM).ok_or(DatapathError::NoProgram)?.try_into().map_err(DatapathError::Verify)
+        self.ebpf
+            .program(PROGRAM)
+            .ok_or(DatapathError::NoProgram)?
+            .try_into()
+            .map_err(DatapathError::Verify)
     }
 
     /// Runs one frame through the loaded program; returns the XDP action and the frame after it.
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
         let program = self.loaded_program()?;
         let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::new() };
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        };
         let res = program.test_run(opts).map_err(DatapathError::TestRun)?;
-        let len = usize::try_from(res.data_size_out).unwrap_or(0).min(out.len());
+        let len = usize::try_from(res.data_size_out)
+            .unwrap_or(0)
+            .min(out.len());
         out.truncate(len);
         Ok((res.return_value, out))
     }
 
     /// Runs one frame `repeat` times and returns the kernel-measured mean duration per run.
-    pub fn time_run(&self, frame: &[u8], repeat: u32) -> Result<std::time::Duration, DatapathError> {
+    pub fn time_run(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<std::time::Duration, DatapathError> {
         let program = self.loaded_program()?;
-        let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() };
-        Ok(program.test_run(opts).map_err(DatapathError::TestRun)?.duration)
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::new()
+        };
+        Ok(program
+            .test_run(opts)
+            .map_err(DatapathError::TestRun)?
+            .duration)
     }
 }
 
@@ -303,7 +373,11 @@ impl Datapath {
 #[must_use]
 pub fn pinned_interfaces(pin_dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = fs::read_dir(pin_dir.join(LINKS_DIR))
-        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out
@@ -312,7 +386,10 @@ pub fn pinned_interfaces(pin_dir: &Path) -> Vec<String> {
 /// Detaches `iface` (or every interface) by unpinning its link; with no interface left, removes
 /// the pinned maps too. Returns the interfaces detached.
 pub fn detach(pin_dir: &Path, iface: Option<&str>) -> Result<Vec<String>, DatapathError> {
-    let err = |source| DatapathError::PinDir { dir: pin_dir.display().to_string(), source };
+    let err = |source| DatapathError::PinDir {
+        dir: pin_dir.display().to_string(),
+        source,
+    };
     let targets: Vec<String> = match iface {
         Some(i) => vec![i.to_owned()],
         None => pinned_interfaces(pin_dir),

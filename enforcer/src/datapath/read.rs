@@ -89,8 +89,12 @@ impl PinnedMaps {
             DEVICE_STATE_MAP,
             DISCOVERED_MAP,
         ] {
-            let data = MapData::from_pin(pin_dir.join(name)).map_err(|source| DatapathError::Map { name, source })?;
-            maps.insert(name, Map::from_map_data(data).map_err(|source| DatapathError::Map { name, source })?);
+            let data = MapData::from_pin(pin_dir.join(name))
+                .map_err(|source| DatapathError::Map { name, source })?;
+            maps.insert(
+                name,
+                Map::from_map_data(data).map_err(|source| DatapathError::Map { name, source })?,
+            );
         }
         Ok(Self { maps })
     }
@@ -104,7 +108,12 @@ impl PinnedMaps {
     /// Puts device `id` in quarantine until `until_ns` (monotonic; `QUARANTINE_FOREVER` for good),
     /// or releases it with `until_ns = 0`. Takes effect at the device's next packet: the epoch bump
     /// makes every cached flow be judged again.
-    pub fn set_quarantine(&mut self, id: u32, until_ns: u64, reason: QuarantineReason) -> Result<(), DatapathError> {
+    pub fn set_quarantine(
+        &mut self,
+        id: u32,
+        until_ns: u64,
+        reason: QuarantineReason,
+    ) -> Result<(), DatapathError> {
         let name = DEVICE_STATE_MAP;
         let mut states: Array<&mut MapData, DeviceState> =
             Array::try_from(self.map_mut(name)?).map_err(err(name))?;
@@ -112,11 +121,16 @@ impl PinnedMaps {
             quarantine_until_ns: until_ns,
             deny_window_start_ns: 0,
             deny_count: 0,
-            quarantine_reason: if until_ns == 0 { QuarantineReason::None as u32 } else { reason as u32 },
+            quarantine_reason: if until_ns == 0 {
+                QuarantineReason::None as u32
+            } else {
+                reason as u32
+            },
         };
         states.set(id, state, 0).map_err(err(name))?;
         let name = CONTROL_MAP;
-        let mut ctl: Array<&mut MapData, Control> = Array::try_from(self.map_mut(name)?).map_err(err(name))?;
+        let mut ctl: Array<&mut MapData, Control> =
+            Array::try_from(self.map_mut(name)?).map_err(err(name))?;
         let mut c = ctl.get(&0, 0).map_err(err(name))?;
         // +2 keeps the live slot (see `Control`).
         c.epoch += 2;
@@ -136,10 +150,14 @@ fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
 
 /// The live-policy word and the live slot's settings.
 pub fn live_config(src: &impl MapSource) -> Result<(Control, PolicyConfig), DatapathError> {
-    let ctl: Array<&MapData, Control> = Array::try_from(src.map_data(CONTROL_MAP)?).map_err(err(CONTROL_MAP))?;
+    let ctl: Array<&MapData, Control> =
+        Array::try_from(src.map_data(CONTROL_MAP)?).map_err(err(CONTROL_MAP))?;
     let control = ctl.get(&0, 0).map_err(err(CONTROL_MAP))?;
-    let cfg: Array<&MapData, PolicyConfig> = Array::try_from(src.map_data(CONFIG_MAP)?).map_err(err(CONFIG_MAP))?;
-    let config = cfg.get(&u32::from(control.slot()), 0).map_err(err(CONFIG_MAP))?;
+    let cfg: Array<&MapData, PolicyConfig> =
+        Array::try_from(src.map_data(CONFIG_MAP)?).map_err(err(CONFIG_MAP))?;
+    let config = cfg
+        .get(&u32::from(control.slot()), 0)
+        .map_err(err(CONFIG_MAP))?;
     Ok((control, config))
 }
 
@@ -149,7 +167,8 @@ pub fn device_counters(
     ids: impl IntoIterator<Item = u32>,
 ) -> Result<Vec<(u32, DeviceCounters)>, DatapathError> {
     let name = DEVICE_STATS_MAP;
-    let map: PerCpuArray<&MapData, DeviceStats> = PerCpuArray::try_from(src.map_data(name)?).map_err(err(name))?;
+    let map: PerCpuArray<&MapData, DeviceStats> =
+        PerCpuArray::try_from(src.map_data(name)?).map_err(err(name))?;
     let mut out = Vec::new();
     for id in ids {
         let per_cpu = map.get(&id, 0).map_err(err(name))?;
@@ -173,7 +192,8 @@ pub fn rule_counters(
     ids: impl IntoIterator<Item = u32>,
 ) -> Result<Vec<(u32, RuleCounters)>, DatapathError> {
     let name = RULE_STATS_MAP;
-    let map: PerCpuArray<&MapData, RuleStats> = PerCpuArray::try_from(src.map_data(name)?).map_err(err(name))?;
+    let map: PerCpuArray<&MapData, RuleStats> =
+        PerCpuArray::try_from(src.map_data(name)?).map_err(err(name))?;
     let mut out = Vec::new();
     for id in ids {
         let per_cpu = map.get(&id, 0).map_err(err(name))?;
@@ -190,7 +210,8 @@ pub fn rule_counters(
 /// Every global counter, summed over CPUs.
 pub fn counters(src: &impl MapSource) -> Result<Counters, DatapathError> {
     let name = COUNTERS_MAP;
-    let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(src.map_data(name)?).map_err(err(name))?;
+    let map: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(src.map_data(name)?).map_err(err(name))?;
     let mut out = Counters::default();
     for c in Counter::ALL {
         let per_cpu = map.get(&(*c as u32), 0).map_err(err(name))?;
@@ -202,7 +223,8 @@ pub fn counters(src: &impl MapSource) -> Result<Counters, DatapathError> {
 /// Number of live (unexpired, by `now_ns`) entries in the flow table.
 pub fn flow_count(src: &impl MapSource, now_ns: u64) -> Result<usize, DatapathError> {
     let name = FLOWS_MAP;
-    let map: HashMap<&MapData, FlowKey, FlowValue> = HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
+    let map: HashMap<&MapData, FlowKey, FlowValue> =
+        HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
     Ok(map
         .iter()
         .filter_map(Result::ok)
@@ -223,8 +245,11 @@ pub fn device_states(
     ids: impl IntoIterator<Item = u32>,
 ) -> Result<Vec<(u32, DeviceState)>, DatapathError> {
     let name = DEVICE_STATE_MAP;
-    let map: Array<&MapData, DeviceState> = Array::try_from(src.map_data(name)?).map_err(err(name))?;
-    ids.into_iter().map(|id| Ok((id, map.get(&id, 0).map_err(err(name))?))).collect()
+    let map: Array<&MapData, DeviceState> =
+        Array::try_from(src.map_data(name)?).map_err(err(name))?;
+    ids.into_iter()
+        .map(|id| Ok((id, map.get(&id, 0).map_err(err(name))?)))
+        .collect()
 }
 
 /// Every discovered (unlisted) source.
@@ -232,13 +257,20 @@ pub fn discovered(src: &impl MapSource) -> Result<Vec<([u8; 6], DiscoveredDevice
     let name = DISCOVERED_MAP;
     let map: HashMap<&MapData, MacKey, DiscoveredDevice> =
         HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
-    Ok(map.iter().filter_map(Result::ok).map(|(k, v)| (k.mac, v)).collect())
+    Ok(map
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, v)| (k.mac, v))
+        .collect())
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
 #[must_use]
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `clock_gettime` only writes the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
@@ -249,7 +281,9 @@ pub fn monotonic_ns() -> u64 {
 pub fn slot_occupancy(src: &impl MapSource) -> Result<[usize; 2], DatapathError> {
     use enforcer_common::{
         Decision,
-        identity::{ADDRS_V4_MAP, ADDRS_V6_MAP, AddrEntry, AddrKeyV4, AddrKeyV6, MACS_MAP, MacEntry},
+        identity::{
+            ADDRS_V4_MAP, ADDRS_V6_MAP, AddrEntry, AddrKeyV4, AddrKeyV6, MACS_MAP, MacEntry,
+        },
         rules::{PAIRS_MAP, PORTS_MAP, PairKey, PairValue, PortKey},
     };
     fn count<K: aya::Pod, V: aya::Pod>(
@@ -258,7 +292,8 @@ pub fn slot_occupancy(src: &impl MapSource) -> Result<[usize; 2], DatapathError>
         slot: impl Fn(&K) -> u8,
         out: &mut [usize; 2],
     ) -> Result<(), DatapathError> {
-        let m: HashMap<&MapData, K, V> = HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
+        let m: HashMap<&MapData, K, V> =
+            HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
         for k in m.keys().filter_map(Result::ok) {
             out[usize::from(slot(&k) & 1)] += 1;
         }

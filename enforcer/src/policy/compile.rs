@@ -17,7 +17,8 @@ use enforcer_common::{
     Action, Decision, MAX_CLASSES, MAX_MACS, MAX_NETS, MAX_NETWORKS, MAX_PAIRS, MAX_PORTS,
     MAX_RULES, NETWORK_DEVICE_BASE, PROTO_TCP, PROTO_UDP,
     identity::{
-        ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, AddrEntry, DST_F_TRIPWIRE, MAC_F_ANY_ADDR, MacEntry, NET_F_ONLINK, NetEntry,
+        ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, AddrEntry, DST_F_TRIPWIRE, MAC_F_ANY_ADDR, MacEntry,
+        NET_F_ONLINK, NetEntry,
     },
     rules::PairValue,
 };
@@ -759,7 +760,11 @@ impl Identity {
                         device: id,
                         class,
                         // A device that lists no addresses is identified by its MAC alone.
-                        flags: if d.addresses.is_empty() { MAC_F_ANY_ADDR } else { 0 },
+                        flags: if d.addresses.is_empty() {
+                            MAC_F_ANY_ADDR
+                        } else {
+                            0
+                        },
                     },
                 ));
             }
@@ -833,7 +838,12 @@ impl Identity {
         // The enforced interfaces' own subnets, where an unlisted address is an unknown device on
         // the segment, not a member of a wider network; a policy network naming the very same
         // prefix is the operator's explicit word and wins.
-        let onlink = NetEntry { network: 0, class: classes.zone(&p.defaults.unknown.value), flags: NET_F_ONLINK, _pad: 0 };
+        let onlink = NetEntry {
+            network: 0,
+            class: classes.zone(&p.defaults.unknown.value),
+            flags: NET_F_ONLINK,
+            _pad: 0,
+        };
         for prefix in &opts.local_prefixes {
             match prefix.trunc() {
                 ipnet::IpNet::V4(v4) => {
@@ -913,20 +923,45 @@ mod tests {
         );
         let prefixes = ["10.1.0.1/24", "10.2.0.1/24", "fd00:1::1/64"];
         let opts = CompileOptions {
-            local_prefixes: prefixes.iter().map(|p| p.parse::<ipnet::IpNet>().unwrap_or_else(|e| panic!("{e}"))).collect(),
+            local_prefixes: prefixes
+                .iter()
+                .map(|p| p.parse::<ipnet::IpNet>().unwrap_or_else(|e| panic!("{e}")))
+                .collect(),
             ..CompileOptions::default()
         };
         let c = compile_yaml(&yaml, &opts);
-        let onlink = |a: [u8; 4], len: u8| c.nets_v4.iter().find(|e| (e.0, e.1) == (a, len)).map(|e| e.2);
-        let seg = onlink([10, 1, 0, 0], 24).unwrap_or_else(|| panic!("segment entry: {:?}", c.nets_v4));
+        let onlink = |a: [u8; 4], len: u8| {
+            c.nets_v4
+                .iter()
+                .find(|e| (e.0, e.1) == (a, len))
+                .map(|e| e.2)
+        };
+        let seg =
+            onlink([10, 1, 0, 0], 24).unwrap_or_else(|| panic!("segment entry: {:?}", c.nets_v4));
         assert_eq!(seg.flags & NET_F_ONLINK, NET_F_ONLINK);
-        assert_eq!(seg.class, c.unknown_class, "an unlisted address on a segment is unknown");
+        assert_eq!(
+            seg.class, c.unknown_class,
+            "an unlisted address on a segment is unknown"
+        );
         assert_eq!(seg.network, 0);
         let lab = onlink([10, 2, 0, 0], 24).unwrap_or_else(|| panic!("lab entry"));
-        assert_eq!(lab.flags & NET_F_ONLINK, 0, "the policy's own network for that prefix wins");
+        assert_eq!(
+            lab.flags & NET_F_ONLINK,
+            0,
+            "the policy's own network for that prefix wins"
+        );
         assert_eq!(lab.class, class(&c, "network:lab"));
-        assert!(c.nets_v6.iter().any(|e| e.1 == 64 && e.2.flags & NET_F_ONLINK != 0), "IPv6 segment too");
-        assert_eq!(c.nets_v4.len(), 3, "0/0, lab and the one segment, no duplicates");
+        assert!(
+            c.nets_v6
+                .iter()
+                .any(|e| e.1 == 64 && e.2.flags & NET_F_ONLINK != 0),
+            "IPv6 segment too"
+        );
+        assert_eq!(
+            c.nets_v4.len(),
+            3,
+            "0/0, lab and the one segment, no duplicates"
+        );
     }
 
     fn two_rules(first: &str, second: &str) -> CompiledPolicy {

@@ -194,7 +194,10 @@ impl CompiledPolicy {
     /// Device name by id (`"unknown"` for id 0 and ids not in this policy).
     #[must_use]
     pub fn device_name(&self, id: u32) -> &str {
-        self.devices.iter().find(|d| d.id == id).map_or("unknown", |d| d.name.as_str())
+        self.devices
+            .iter()
+            .find(|d| d.id == id)
+            .map_or("unknown", |d| d.name.as_str())
     }
 
     /// Rule name by id (`"default"` for rule 0).
@@ -203,6 +206,9 @@ impl CompiledPolicy {
         if id == enforcer_common::DEFAULT_RULE {
             return "default";
         }
-        self.rules.iter().find(|r| r.id == id).map_or("unknown", |r| r.name.as_str())
+        self.rules
+            .iter()
+            .find(|r| r.id == id)
+            .map_or("unknown", |r| r.name.as_str())
     }
 }
