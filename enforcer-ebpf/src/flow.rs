@@ -46,7 +46,7 @@ fn pack(hit: Option<Hit>) -> u64 {
 
 #[inline(always)]
 fn unpack(word: u64) -> Option<Hit> {
-    (word & HIT != 0).then(|| Hit {
+    (word & HIT != 0).then_some(Hit {
         device: ((word >> 32) as u32) & 0x7fff_ffff,
         rule: word as u32,
     })
