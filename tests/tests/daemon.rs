@@ -20,8 +20,8 @@ use std::{
 };
 
 use enforcer_tests::netns::{
-    self, DeviceSpec, OFFICE_PC, PRINTER, Site, UNKNOWN, enforcer_bin, fetch_metrics, listen_tcp,
-    ping_within, require_root, spawn_daemon, tcp_connects,
+    self, DeviceSpec, OFFICE_PC, PRINTER, Site, UNKNOWN, WAN, enforcer_bin, fetch_metrics,
+    listen_tcp, ping_within, require_root, spawn_daemon, tcp_connects,
 };
 
 const METRICS: &str = "127.0.0.1:9469";
@@ -777,6 +777,76 @@ fn status_reports_interfaces_generation_and_top_denied() {
         second.output().contains("another enforcer (pid"),
         "{}",
         second.output()
+    );
+}
+
+/// With a catch-all `internet: 0.0.0.0/0` and the router's default route out through the WAN, the
+/// WAN's segment is the internet's (routed traffic), while an unlisted device on a guarded segment
+/// is an unknown device: denied, discovered, never `internet`.
+#[test]
+fn uplink_segment_is_the_internet_and_an_unlisted_lan_device_is_unknown() {
+    if !require_root("uplink_segment_is_the_internet_and_an_unlisted_lan_device_is_unknown") {
+        return;
+    }
+    let w = World::new("upl", &[OFFICE_PC, UNKNOWN, WAN]);
+    let policy = r#"
+zones:
+  office: {}
+  quarantine: {}
+networks:
+  internet: ["0.0.0.0/0", "::/0"]
+devices:
+  office-pc: {zone: office, mac: "02:00:00:00:03:10", addresses: ["10.1.3.10", "fd00:1:3::10"]}
+rules:
+  - {name: office-web, from: zone:office, to: network:internet, allow: [tcp/443]}
+  - {name: anyone-web, from: network:internet, to: network:internet, allow: [tcp/443]}
+defaults: {action: deny, unknown: quarantine}
+"#;
+    w.write_policy(policy);
+    for (family, via) in [("-4", WAN.v4.to_string()), ("-6", WAN.v6.to_string())] {
+        let ok = Command::new("ip")
+            .args([
+                family,
+                "-n",
+                w.site.router_ns(),
+                "route",
+                "add",
+                "default",
+                "via",
+                &via,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "default route via the WAN");
+    }
+    let _l = listen_tcp(w.ns("wan"), 443).expect("listen");
+    let d = w.start();
+    assert!(
+        d.output().contains("uplinks"),
+        "the uplink is detected:\n{}",
+        d.output()
+    );
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&WAN), 443, PROBE),
+        "office -> internet over the uplink"
+    );
+    assert!(
+        tcp_connects(w.ns("pc1"), v6(&WAN), 443, PROBE),
+        "and over IPv6"
+    );
+    assert!(
+        !tcp_connects(w.ns("unk"), v4(&WAN), 443, PROBE),
+        "an unlisted LAN device is unknown, not `internet` (which may reach the web here)"
+    );
+    let (code, out, err) = w.cli(&["devices", "--unknown", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(UNKNOWN.mac),
+        "the LAN stranger is discovered: {out}"
+    );
+    assert!(
+        !out.contains(WAN.mac),
+        "the internet behind the uplink is no device: {out}"
     );
 }
 

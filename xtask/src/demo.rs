@@ -343,6 +343,26 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
             n.ns, n.router_iface, n.spec.v4, n.spec.v6, n.spec.mac
         );
     }
+    // As on a real router, the default route leads out through the WAN: that makes r-wan the
+    // uplink, whose segment is the internet's, not a segment of devices.
+    for (family, via) in [("-4", WAN.v4.to_string()), ("-6", WAN.v6.to_string())] {
+        netns::run(std::process::Command::new("ip").args([
+            family,
+            "-n",
+            site.router_ns(),
+            "route",
+            "add",
+            "default",
+            "via",
+            &via,
+        ]))
+        .context("default route via the WAN")?;
+    }
+    println!(
+        "  default route of {} via {} (r-wan is the uplink)",
+        site.router_ns(),
+        WAN.v4
+    );
 
     let mut listeners = Vec::new();
     for &(dev, port) in LISTENERS {

@@ -38,9 +38,9 @@ pub fn ensure_bpffs(pin_dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Every address of the named interfaces, with its prefix length: the addresses are the policy's
-/// `router`, the prefixes the segments the enforcer guards.
-pub fn interface_addresses(ifaces: &[String]) -> std::io::Result<Vec<ipnet::IpNet>> {
+/// Every address of the named interfaces, with its prefix length and interface: the addresses are
+/// the policy's `router`, the prefixes the segments the enforcer guards.
+pub fn interface_addresses(ifaces: &[String]) -> std::io::Result<Vec<(String, ipnet::IpNet)>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below.
     if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
@@ -64,7 +64,7 @@ pub fn interface_addresses(ifaces: &[String]) -> std::io::Result<Vec<ipnet::IpNe
         // the netmask, when present, has the same family.
         unsafe {
             if let Some(net) = sockaddr_net(ifa.ifa_addr, ifa.ifa_netmask) {
-                out.push(net);
+                out.push((name.clone().into_owned(), net));
             }
         }
     }
@@ -116,6 +116,42 @@ unsafe fn sockaddr_net(
         return ipnet::Ipv6Net::new(a, len).ok().map(ipnet::IpNet::V6);
     }
     None
+}
+
+/// Interfaces that carry a default route (IPv4 or IPv6) in this network namespace: the uplinks.
+/// What arrives there from their segment is routed traffic (the ISP's router, the internet), not
+/// devices of a guarded segment.
+#[must_use]
+pub fn default_route_interfaces() -> Vec<String> {
+    let mut out = Vec::new();
+    // Iface Destination Gateway Flags RefCnt Use Metric Mask ... (hex, host order).
+    if let Ok(t) = std::fs::read_to_string("/proc/net/route") {
+        for f in t
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
+                out.push(f[0].to_owned());
+            }
+        }
+    }
+    // dest dest_len src src_len next_hop metric refcnt use flags iface (hex).
+    if let Ok(t) = std::fs::read_to_string("/proc/net/ipv6_route") {
+        const RTF_REJECT: u32 = 0x0200;
+        for f in t.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()) {
+            let reject = f
+                .get(8)
+                .and_then(|x| u32::from_str_radix(x, 16).ok())
+                .is_some_and(|fl| fl & RTF_REJECT != 0);
+            if f.len() > 9 && f[0].bytes().all(|b| b == b'0') && f[1] == "00" && !reject {
+                out.push(f[9].to_owned());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Whether an interface exists.

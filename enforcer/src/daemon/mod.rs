@@ -85,9 +85,15 @@ fn compile(
     previous_ids: Option<policy::IdTable>,
 ) -> Result<CompiledPolicy, DaemonError> {
     let nets = host::interface_addresses(&cfg.ifaces).map_err(DaemonError::Addresses)?;
+    // The segments the enforcer guards, less its uplinks': behind an uplink is routed traffic.
+    let uplinks = host::default_route_interfaces();
     let opts = CompileOptions {
-        router_addrs: nets.iter().map(ipnet::IpNet::addr).collect(),
-        local_prefixes: nets.iter().map(ipnet::IpNet::trunc).collect(),
+        router_addrs: nets.iter().map(|(_, n)| n.addr()).collect(),
+        local_prefixes: nets
+            .iter()
+            .filter(|(i, _)| !uplinks.contains(i))
+            .map(|(_, n)| n.trunc())
+            .collect(),
         previous_ids,
     };
     policy::compile_path(&cfg.policy, &opts).map_err(DaemonError::Policy)
@@ -322,6 +328,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         warn!(error = %error_chain(&e), "ignoring unreadable state; ids start afresh");
         None
     });
+    let uplinks: Vec<String> = host::default_route_interfaces()
+        .into_iter()
+        .filter(|i| cfg.ifaces.contains(i))
+        .collect();
+    if !uplinks.is_empty() {
+        info!(
+            ?uplinks,
+            "uplinks (they carry a default route): addresses on their segments are routed traffic, not devices"
+        );
+    }
     let compiled = compile(&cfg, previous_ids)?;
     for w in &compiled.warnings {
         warn!(warning = %w, "policy warning");
