@@ -580,9 +580,13 @@ pub fn signal_group(pgid: u32, sig: &str) {
     );
 }
 
+/// How long a listener may take to come up. Generous: on a loaded 2-core machine starting
+/// `socat` inside a namespace has taken seconds, and the wait ends as soon as it listens.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
+
 fn wait_listening(ns: &str, proto: &str, port: u16, proc: &mut Proc) -> Result<()> {
     let flag = if proto == "tcp" { "-Hltn" } else { "-Hlun" };
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + LISTEN_TIMEOUT;
     loop {
         let out = run(in_ns(ns, "ss").args([flag, &format!("sport = :{port}")]))?;
         if !out.trim().is_empty() {
@@ -592,7 +596,7 @@ fn wait_listening(ns: &str, proto: &str, port: u16, proc: &mut Proc) -> Result<(
             bail!("{} exited ({st}) before listening", proc.what);
         }
         if Instant::now() >= deadline {
-            bail!("{} not listening after 5 s", proc.what);
+            bail!("{} not listening after {LISTEN_TIMEOUT:?}", proc.what);
         }
         thread::sleep(Duration::from_millis(30));
     }
@@ -602,7 +606,7 @@ fn wait_listening(ns: &str, proto: &str, port: u16, proc: &mut Proc) -> Result<(
 /// listens. Killed on drop.
 ///
 /// # Errors
-/// When socat cannot start or does not listen within 5 s.
+/// When socat cannot start or does not listen within 15 s.
 pub fn listen_tcp(ns: &str, port: u16) -> Result<Proc> {
     let mut cmd = in_ns(ns, "socat");
     cmd.args([
@@ -618,7 +622,7 @@ pub fn listen_tcp(ns: &str, port: u16) -> Result<Proc> {
 /// A UDP echo server on `port` (IPv4 and IPv6) in `ns`; returns once it listens. Killed on drop.
 ///
 /// # Errors
-/// When socat cannot start or does not listen within 5 s.
+/// When socat cannot start or does not listen within 15 s.
 pub fn listen_udp_echo(ns: &str, port: u16) -> Result<Proc> {
     let mut cmd = in_ns(ns, "socat");
     cmd.args([
