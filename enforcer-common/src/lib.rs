@@ -11,6 +11,7 @@
 //! The map layout is described for operators in `docs/maps.md`.
 #![no_std]
 
+pub mod bench;
 pub mod control;
 pub mod event;
 pub mod flow;
@@ -200,6 +201,8 @@ mod pod {
     }
     pod!(
         crate::Decision,
+        crate::bench::BenchEntry,
+        crate::bench::BenchConfig,
         crate::control::Control,
         crate::control::PolicyConfig,
         crate::identity::MacKey,

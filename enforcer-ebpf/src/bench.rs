@@ -20,55 +20,9 @@ use aya_ebpf::{
     maps::{Array, ProgramArray},
     programs::XdpContext,
 };
-
-/// One rotation step: what the driver writes into the frame. Byte arrays are wire order.
-/// Layout mirrored by `enforcer::datapath::bench::BenchEntry` (benchmark-only, so not in common).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct BenchEntry {
-    pub mac: [u8; 6],
-    pub sport: [u8; 2],
-    pub dport: [u8; 2],
-    /// IPv4 header and L4 checksums of the rewritten frame (written with `F_CSUM`).
-    pub ip_csum: [u8; 2],
-    pub l4_csum: [u8; 2],
-    pub _pad: [u8; 2],
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-}
-
-/// Where the driver writes; offsets are from the frame start (at most 127).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct BenchConfig {
-    pub n: u32,
-    pub mac_off: u32,
-    pub src_off: u32,
-    pub dst_off: u32,
-    /// 4 or 16.
-    pub addr_len: u32,
-    pub sport_off: u32,
-    pub dport_off: u32,
-    pub flags: u32,
-    pub ifindex: u32,
-    pub ip_csum_off: u32,
-    pub l4_csum_off: u32,
-    /// With `F_CSUM`: the destination MAC and IPv4 TTL (at offset 22) the checksums assume. The
-    /// stack rewrites both in place when it forwards, and live-frame pages are recycled as they
-    /// come back, so a generator must restore them.
-    pub dst_mac: [u8; 6],
-    pub ttl: u8,
-    pub _pad: u8,
-}
-
-const F_MAC: u32 = 1;
-const F_ADDRS: u32 = 2;
-const F_SPORT: u32 = 4;
-const F_DPORT: u32 = 8;
-/// Source port from the pass number, so every packet starts a new flow.
-const F_ROTATE_SPORT: u32 = 16;
-/// Write the entry's checksums too (live frames that the stack will check).
-const F_CSUM: u32 = 32;
+use enforcer_common::bench::{
+    BenchConfig, BenchEntry, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT,
+};
 
 #[map]
 static BENCH_CONFIG: Array<BenchConfig> = Array::with_max_entries(1, 0);

@@ -10,81 +10,23 @@ use aya::{
     maps::{Array, HashMap, MapData, ProgramArray},
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
+pub use enforcer_common::bench::{
+    BenchConfig, BenchEntry, DROP, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT, GEN,
+    PASS, SPREAD,
+};
 use enforcer_common::{
     MAX_DEVICES, PROGRAM,
+    bench::{CONFIG_MAP, COUNTER_MAP, TABLE_MAP, TARGET_MAP},
     flow::{FLOWS_MAP, FRAGS_MAP, FlowKey, FlowValue, FragKey, FragValue},
     state::{DEVICE_STATE_MAP, DeviceState},
 };
 
 use super::{Datapath, DatapathError, OBJECT, apply::SlotContents, is_bpffs};
 
-/// Empty program (returns `XDP_PASS`).
-pub const PASS: &str = "bench_pass";
-/// Drops everything.
-pub const DROP: &str = "bench_drop";
-/// Rewrites from `BENCH_TABLE`, then tail-calls `BENCH_TARGET[0]`.
-pub const SPREAD: &str = "bench_spread";
-/// Rewrites from `BENCH_TABLE`, then redirects to `BenchConfig::ifindex` (live frames).
-pub const GEN: &str = "bench_gen";
 /// The enforcer itself.
 pub const ENFORCER: &str = PROGRAM;
-
-const CONFIG_MAP: &str = "BENCH_CONFIG";
-const TABLE_MAP: &str = "BENCH_TABLE";
-const COUNTER_MAP: &str = "BENCH_COUNTER";
-const TARGET_MAP: &str = "BENCH_TARGET";
 /// Capacity given to `BENCH_TABLE` at load time (one entry in the object).
 pub const TABLE_CAPACITY: u32 = MAX_DEVICES;
-
-/// Mirrors `enforcer-ebpf/src/bench.rs`'s `BenchEntry`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BenchEntry {
-    pub mac: [u8; 6],
-    pub sport: [u8; 2],
-    pub dport: [u8; 2],
-    pub ip_csum: [u8; 2],
-    pub l4_csum: [u8; 2],
-    pub _pad: [u8; 2],
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-}
-const _: () = assert!(size_of::<BenchEntry>() == 48);
-// SAFETY: repr(C), byte arrays only, no padding.
-unsafe impl aya::Pod for BenchEntry {}
-
-/// Mirrors `enforcer-ebpf/src/bench.rs`'s `BenchConfig`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BenchConfig {
-    pub n: u32,
-    pub mac_off: u32,
-    pub src_off: u32,
-    pub dst_off: u32,
-    pub addr_len: u32,
-    pub sport_off: u32,
-    pub dport_off: u32,
-    pub flags: u32,
-    pub ifindex: u32,
-    pub ip_csum_off: u32,
-    pub l4_csum_off: u32,
-    /// With `F_CSUM`: the destination MAC and IPv4 TTL (at offset 22) the checksums assume. The
-    /// stack rewrites both in place when it forwards, and live-frame pages are recycled as they
-    /// come back, so a generator must restore them.
-    pub dst_mac: [u8; 6],
-    pub ttl: u8,
-    pub _pad: u8,
-}
-const _: () = assert!(size_of::<BenchConfig>() == 52);
-// SAFETY: repr(C), u32 fields only, no padding.
-unsafe impl aya::Pod for BenchConfig {}
-
-pub const F_MAC: u32 = 1;
-pub const F_ADDRS: u32 = 2;
-pub const F_SPORT: u32 = 4;
-pub const F_DPORT: u32 = 8;
-pub const F_ROTATE_SPORT: u32 = 16;
-pub const F_CSUM: u32 = 32;
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
@@ -165,15 +107,7 @@ impl Datapath {
 
     /// Points `bench_spread`'s tail call at `program`.
     pub fn bench_target(&mut self, program: &str) -> Result<(), DatapathError> {
-        let fd = self
-            .bench_prog(program)?
-            .fd()
-            .map_err(DatapathError::Verify)?
-            .try_clone()
-            .map_err(|e| DatapathError::PinDir {
-                dir: "program fd".into(),
-                source: e,
-            })?;
+        let fd = self.bench_program_fd(program)?;
         let mut arr: ProgramArray<&mut MapData> =
             ProgramArray::try_from(self.map_mut(TARGET_MAP)?).map_err(map_err(TARGET_MAP))?;
         arr.set(0, &fd, 0).map_err(map_err(TARGET_MAP))
