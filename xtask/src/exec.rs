@@ -60,3 +60,15 @@ pub fn probe(cmd: &mut Command) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// `rustup component list --toolchain nightly --installed`, or empty when it cannot be read.
+pub fn nightly_components() -> String {
+    probe(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .unwrap_or_default()
+}

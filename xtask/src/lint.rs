@@ -5,18 +5,11 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::exec::{self, exec, probe};
+use crate::exec::{self, exec};
 
 pub fn run() -> Result<()> {
     let mut failed = Vec::new();
-    let comps = probe(Command::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        "nightly",
-        "--installed",
-    ]))
-    .unwrap_or_default();
+    let comps = exec::nightly_components();
     if comps.lines().any(|l| l.starts_with("rustfmt")) {
         if let Err(e) = exec(exec::cargo().args(["+nightly", "fmt", "--all", "--", "--check"])) {
             eprintln!("lint: {e:#}");

@@ -133,14 +133,7 @@ pub fn check() -> Result<Missing> {
         .context("`rustup toolchain list` failed: setup needs rustup")?;
     missing.nightly = !has_nightly(&toolchains);
     if !missing.nightly {
-        let comps = probe(Command::new("rustup").args([
-            "component",
-            "list",
-            "--toolchain",
-            "nightly",
-            "--installed",
-        ]))
-        .unwrap_or_default();
+        let comps = exec::nightly_components();
         missing.rust_src = !has_rust_src(&comps);
     }
     match probe(Command::new("bpf-linker").arg("--version")) {

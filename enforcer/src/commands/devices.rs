@@ -221,15 +221,9 @@ pub fn run(
     pin_dir: &Path,
     state_dir: &Path,
 ) -> Result<u8> {
-    let Some(st): Option<Status> = state::read(state_dir, state::STATUS_FILE)? else {
-        #[expect(clippy::print_stderr, reason = "CLI diagnostics")]
-        {
-            eprintln!(
-                "enforcer: error: no enforcer state in {} (is `enforcer run` running?)",
-                state_dir.display()
-            );
-        }
-        return Ok(exit::ENVIRONMENT);
+    let st = match crate::commands::running_status(state_dir)? {
+        Ok(st) => st,
+        Err(code) => return Ok(code),
     };
     let maps = PinnedMaps::open(pin_dir)?;
     let (now_mono, now_unix) = (datapath::monotonic_ns(), state::unix_now());

@@ -1,8 +1,14 @@
 //! One module per subcommand; `execute` dispatches. Each returns the process exit code.
 
+use std::path::Path;
+
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::{
+    cli::{Cli, Command},
+    daemon::state::{self, Status},
+    exit,
+};
 
 pub mod check;
 pub mod detach;
@@ -64,4 +70,24 @@ pub fn execute(cli: Cli) -> Result<u8> {
             state_dir,
         } => quarantine::release(&device, &pin_dir, &state_dir),
     }
+}
+
+/// Prints `enforcer: error: MSG` and returns `code`, for a command to exit with.
+#[expect(clippy::print_stderr, reason = "CLI diagnostics")]
+pub(crate) fn fail(code: u8, msg: &str) -> u8 {
+    eprintln!("enforcer: error: {msg}");
+    code
+}
+
+/// The running (or last) daemon's status, or the exit code when there is none.
+pub(crate) fn running_status(state_dir: &Path) -> Result<Result<Status, u8>> {
+    Ok(state::read(state_dir, state::STATUS_FILE)?.ok_or_else(|| {
+        fail(
+            exit::ENVIRONMENT,
+            &format!(
+                "no enforcer state in {} (is `enforcer run` running?)",
+                state_dir.display()
+            ),
+        )
+    }))
 }

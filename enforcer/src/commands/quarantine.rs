@@ -7,16 +7,11 @@ use anyhow::Result;
 use enforcer_common::state::{QUARANTINE_FOREVER, QuarantineReason};
 
 use crate::{
-    daemon::state::{self, DeviceLabel, Status},
+    commands::{fail, running_status},
+    daemon::state::{DeviceLabel, Status},
     datapath::{self, PinnedMaps},
     exit,
 };
-
-#[expect(clippy::print_stderr, reason = "CLI diagnostics")]
-fn fail(code: u8, msg: &str) -> u8 {
-    eprintln!("enforcer: error: {msg}");
-    code
-}
 
 /// Finds a listed device by name or MAC (any case, `:` or `-` separated).
 pub(crate) fn find_device<'a>(st: &'a Status, key: &str) -> Option<&'a DeviceLabel> {
@@ -24,18 +19,6 @@ pub(crate) fn find_device<'a>(st: &'a Status, key: &str) -> Option<&'a DeviceLab
     st.devices
         .iter()
         .find(|d| d.name == key || d.mac.as_deref() == Some(norm.as_str()))
-}
-
-fn load_status(state_dir: &Path) -> Result<Result<Status, u8>> {
-    Ok(state::read(state_dir, state::STATUS_FILE)?.ok_or_else(|| {
-        fail(
-            exit::ENVIRONMENT,
-            &format!(
-                "no enforcer state in {} (is `enforcer run` running?)",
-                state_dir.display()
-            ),
-        )
-    }))
 }
 
 /// `enforcer quarantine DEVICE [--for DURATION]`.
@@ -52,7 +35,7 @@ pub fn quarantine(
         Ok(s) => s,
         Err(p) => return Ok(fail(exit::USAGE, &format!("{}; {}", p.message, p.hint))),
     };
-    let st = match load_status(state_dir)? {
+    let st = match running_status(state_dir)? {
         Ok(st) => st,
         Err(code) => return Ok(code),
     };
@@ -88,7 +71,7 @@ pub fn quarantine(
 
 /// `enforcer release DEVICE`.
 pub fn release(device: &str, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
-    let st = match load_status(state_dir)? {
+    let st = match running_status(state_dir)? {
         Ok(st) => st,
         Err(code) => return Ok(code),
     };

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     cli::Output,
-    daemon::state::{self, Status},
+    daemon::state,
     datapath::{self, PinnedMaps},
     exit,
 };
@@ -43,15 +43,9 @@ fn process_alive(pid: u32) -> bool {
 }
 
 pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
-    let Some(st): Option<Status> = state::read(state_dir, state::STATUS_FILE)? else {
-        #[expect(clippy::print_stderr, reason = "CLI diagnostics")]
-        {
-            eprintln!(
-                "enforcer: error: no enforcer state in {} (is `enforcer run` running?)",
-                state_dir.display()
-            );
-        }
-        return Ok(exit::ENVIRONMENT);
+    let st = match crate::commands::running_status(state_dir)? {
+        Ok(st) => st,
+        Err(code) => return Ok(code),
     };
     let maps = PinnedMaps::open(pin_dir)
         .with_context(|| format!("open the pinned maps in {} (needs root)", pin_dir.display()))?;

@@ -416,7 +416,8 @@ impl Datapath {
         Ok(n)
     }
 
-    fn scan_remove<K: aya::Pod, V: aya::Pod>(
+    /// Removes (in batches) every key of hash map `name` for which `stale` holds; returns how many.
+    pub(super) fn scan_remove<K: aya::Pod, V: aya::Pod>(
         &self,
         name: &'static str,
         stale: impl Fn(&K) -> bool,

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
 
 use aya::{
     EbpfLoader,
-    maps::{Array, HashMap, MapData, ProgramArray},
+    maps::{Array, MapData, ProgramArray},
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 pub use enforcer_common::bench::{
@@ -180,26 +180,8 @@ impl Datapath {
 
     /// Empties the flow and fragment tables; returns the entries removed.
     pub fn bench_clear_flows(&mut self) -> Result<usize, DatapathError> {
-        let mut n = 0;
-        {
-            let mut m: HashMap<&mut MapData, FlowKey, FlowValue> =
-                HashMap::try_from(self.map_mut(FLOWS_MAP)?).map_err(map_err(FLOWS_MAP))?;
-            let keys: Vec<FlowKey> = m.keys().filter_map(Result::ok).collect();
-            for k in &keys {
-                if m.remove(k).is_ok() {
-                    n += 1;
-                }
-            }
-        }
-        let mut m: HashMap<&mut MapData, FragKey, FragValue> =
-            HashMap::try_from(self.map_mut(FRAGS_MAP)?).map_err(map_err(FRAGS_MAP))?;
-        let keys: Vec<FragKey> = m.keys().filter_map(Result::ok).collect();
-        for k in &keys {
-            if m.remove(k).is_ok() {
-                n += 1;
-            }
-        }
-        Ok(n)
+        Ok(self.scan_remove::<FlowKey, FlowValue>(FLOWS_MAP, |_| true)?
+            + self.scan_remove::<FragKey, FragValue>(FRAGS_MAP, |_| true)?)
     }
 
     /// Lifts quarantine (and resets denial windows) of the given device ids.
