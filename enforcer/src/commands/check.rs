@@ -46,7 +46,7 @@ pub fn run(path: &Path, output: Output) -> Result<u8> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => {
-            for d in report.errors.iter().chain(&report.warnings) {
+            for d in policy::render_all(report.errors.iter().chain(&report.warnings)) {
                 eprintln!("{d}");
             }
             if report.valid {

@@ -100,10 +100,7 @@ fn wall(mono_ns: u64, now_mono: u64, now_unix: u64) -> String {
 }
 
 fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    crate::policy::model::fmt_mac(*mac)
 }
 
 fn listed(maps: &PinnedMaps, st: &Status, now_mono: u64, now_unix: u64) -> Result<Vec<Listed>> {

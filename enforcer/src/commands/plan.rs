@@ -34,7 +34,7 @@ pub fn run(path: &Path, output: Output, state_dir: &Path) -> Result<u8> {
     {
         Ok(ok) => ok,
         Err(err) => {
-            for d in err.diagnostics() {
+            for d in policy::render_all(&err.diagnostics()) {
                 eprintln!("{d}");
             }
             return Ok(exit::INVALID);
@@ -64,7 +64,7 @@ pub fn run(path: &Path, output: Output, state_dir: &Path) -> Result<u8> {
             );
         }
         Output::Text => {
-            for w in &warnings {
+            for w in policy::render_all(&warnings) {
                 eprintln!("{w}");
             }
             print!("{}", render(&view, changes.as_ref()));

@@ -97,12 +97,7 @@ fn log_event(e: &DenyEvent, labels: &Labels) {
     } else {
         "deny"
     };
-    let mac = e
-        .src_mac
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":");
+    let mac = crate::policy::model::fmt_mac(e.src_mac);
     tracing::info!(
         target: "enforcer::deny",
         device,
@@ -219,11 +214,7 @@ pub(crate) async fn watch_discoveries(shared: Arc<std::sync::Mutex<super::Inner>
                 continue;
             }
             logged += 1;
-            let mac_s = mac
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":");
+            let mac_s = crate::policy::model::fmt_mac(mac);
             let v4 = (d.has_v4 != 0).then(|| event_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string());
             let v6 =
                 (d.has_v6 != 0).then(|| event_addr(enforcer_common::FAMILY_V6, d.v6).to_string());

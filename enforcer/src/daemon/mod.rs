@@ -126,12 +126,7 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
                 id: d.id,
                 name: d.name.clone(),
                 zone: d.zone.clone(),
-                mac: d.mac.map(|m| {
-                    m.iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":")
-                }),
+                mac: d.mac.map(policy::model::fmt_mac),
                 addresses: d.addresses.iter().map(ToString::to_string).collect(),
                 inventory: d.inventory.clone(),
             })
@@ -230,7 +225,18 @@ fn reload(
                 DaemonError::Policy(p) => p.to_string(),
                 other => error_chain(other),
             };
-            error!(error = %message, generation = inner.generation, "policy rejected; the running policy stays");
+            match &e {
+                // One record per problem, located by fields and on one line: journald keeps each
+                // as one entry (the terminal's snippets are for `enforcer check`).
+                DaemonError::Policy(p) => {
+                    for d in p.errors() {
+                        error!(error = %d, file = %d.file, line = d.line, col = d.col, hint = d.hint.as_deref().unwrap_or_default(), generation = inner.generation, "policy rejected; the running policy stays");
+                    }
+                }
+                _ => {
+                    error!(error = %message, generation = inner.generation, "policy rejected; the running policy stays");
+                }
+            }
             inner.last_reload = Some(state::ReloadOutcome {
                 at: state::unix_now(),
                 result: "failure".into(),

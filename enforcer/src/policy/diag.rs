@@ -7,6 +7,7 @@ use std::{
     sync::Arc,
 };
 
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde::{Deserialize, Serialize};
 
 /// A position in a policy file. The file name is shared, so keeping one per node is cheap.
@@ -99,6 +100,8 @@ impl Diagnostic {
     }
 }
 
+/// One line, `file:line:col: severity: message`: the form editors and scripts parse, and the one a
+/// log record carries. [`Diagnostic::render`] adds the source line and the hint for a terminal.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let severity = match self.severity {
@@ -106,19 +109,138 @@ impl fmt::Display for Diagnostic {
             Severity::Warning => "warning",
         };
         if self.line == 0 {
-            write!(f, "{}: {severity}: {}", self.file, self.message)?;
+            write!(f, "{}: {severity}: {}", self.file, self.message)
         } else {
             write!(
                 f,
                 "{}:{}:{}: {severity}: {}",
                 self.file, self.line, self.col, self.message
-            )?;
+            )
+        }
+    }
+}
+
+impl Diagnostic {
+    /// The way rustc shows a problem: the one-line form first (so `file:line:col:` still starts
+    /// the line), then `source_line` (the text of line `self.line`, when known) with a caret under
+    /// the value at the column, then the hint.
+    #[must_use]
+    pub fn render(&self, source_line: Option<&str>) -> String {
+        let mut out = self.to_string();
+        let level = match self.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
+        };
+        let mut group = Group::with_level(level.clone());
+        if let Some(line) = source_line.filter(|_| self.line > 0) {
+            group = group.element(
+                Snippet::source(line)
+                    .line_start(self.line)
+                    .fold(false)
+                    .annotation(AnnotationKind::Primary.span(span_at(line, self.col))),
+            );
         }
         if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
+            group = group.element(Level::HELP.with_name("hint").message(hint.as_str()));
         }
-        Ok(())
+        let body = Renderer::plain().render(&[group]);
+        if !body.trim().is_empty() {
+            out.push('\n');
+            out.push_str(body.trim_end());
+        }
+        out
     }
+}
+
+/// The byte range of the token at 1-based character column `col` of `line`: a quoted string, a
+/// flow collection, or a plain scalar up to the YAML punctuation that ends it. Where the column
+/// is past the end (a parser error at the end of a line), an empty range there.
+fn span_at(line: &str, col: usize) -> std::ops::Range<usize> {
+    let start = line
+        .char_indices()
+        .nth(col.saturating_sub(1))
+        .map_or(line.len(), |(i, _)| i);
+    let rest = &line[start..];
+    let len = match rest.chars().next() {
+        None => 0,
+        Some(blank) if blank.is_whitespace() => blank.len_utf8(),
+        Some(quote @ ('"' | '\'')) => rest[1..].find(quote).map_or(rest.len(), |end| end + 2),
+        Some(open @ ('[' | '{')) => {
+            let close = if open == '[' { ']' } else { '}' };
+            let mut depth = 0usize;
+            rest.char_indices()
+                .find_map(|(i, c)| {
+                    if c == open {
+                        depth += 1;
+                    } else if c == close {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    None
+                })
+                .unwrap_or(rest.len())
+        }
+        Some(_) => {
+            let end = rest
+                .char_indices()
+                .find(|&(i, c)| {
+                    matches!(c, ',' | ']' | '}')
+                        || (c == ':'
+                            && rest[i + 1..].chars().next().is_none_or(char::is_whitespace))
+                        || (c == '#' && rest[..i].ends_with(' '))
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            rest[..end].trim_end().len()
+        }
+    };
+    // An empty token (a parser error at the end of a line) still gets one caret.
+    start..start + len.max(usize::from(start < line.len()))
+}
+
+/// The nearest of `candidates` to a misspelt `word`, when one is close enough to be a typo (at
+/// most a third of the word's letters apart, as rustc judges).
+pub(crate) fn nearest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+/// "did you mean `allow`?" when a candidate is near, else `otherwise`.
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    otherwise: impl FnOnce() -> String,
+) -> String {
+    nearest(word, candidates).map_or_else(otherwise, |near| format!("did you mean `{near}`?"))
+}
+
+/// Every diagnostic rendered for a terminal, reading each file's lines once. A file that cannot
+/// be read again (or changed meanwhile) only loses its snippets.
+#[must_use]
+pub fn render_all<'a>(diags: impl IntoIterator<Item = &'a Diagnostic>) -> Vec<String> {
+    let mut files: std::collections::HashMap<String, Option<String>> = Default::default();
+    diags
+        .into_iter()
+        .map(|d| {
+            let text = files
+                .entry(d.file.clone())
+                .or_insert_with(|| std::fs::read_to_string(&d.file).ok());
+            let line = text
+                .as_deref()
+                .and_then(|t| t.lines().nth(d.line.checked_sub(1)?));
+            // A byte order mark is no part of the first line as the user sees it.
+            d.render(line.map(|l| l.strip_prefix('\u{feff}').unwrap_or(l)))
+        })
+        .collect()
 }
 
 /// Why a policy could not be loaded or compiled.
@@ -227,10 +349,14 @@ mod tests {
     fn diagnostic_display_has_location_and_hint() {
         let file: Arc<str> = Arc::from("p/10-devices.yaml");
         let d =
-            Diagnostic::error(&Loc::new(&file, 3, 5), "unknown zone `camras`").hint("define it");
+            Diagnostic::error(&Loc::new(&file, 3, 11), "unknown zone `camras`").hint("define it");
         assert_eq!(
             d.to_string(),
-            "p/10-devices.yaml:3:5: error: unknown zone `camras`\n  hint: define it"
+            "p/10-devices.yaml:3:11: error: unknown zone `camras`"
+        );
+        assert_eq!(
+            d.render(Some("    zone: camras")),
+            "p/10-devices.yaml:3:11: error: unknown zone `camras`\n  |\n3 |     zone: camras\n  |           ^^^^^^\n  |\n  = hint: define it"
         );
     }
 

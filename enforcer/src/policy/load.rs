@@ -4,18 +4,21 @@
 //! The bytes are read once and hashed as read, so the digest names exactly what was validated.
 
 use std::{
+    collections::{BTreeMap, HashMap},
     fs,
     io::Read as _,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
+use enforcer_common::{Action, Mode};
 use sha2::{Digest as _, Sha256};
 
 use super::{
     diag::{Diags, Loc, PolicyError},
-    model::{self, Defaults, FileDoc, Located, Policy},
-    validate, yaml,
+    model::{self, Defaults, FileDoc, Located, PartialDefaults, Policy, Quarantine, Rule},
+    validate::{self, Gaps},
+    yaml,
 };
 
 /// Largest policy file. The parser never expands anything, so its time and memory grow linearly
@@ -176,159 +179,189 @@ fn list_dir(
 /// Parse every source (all of them, even after errors), merge and validate.
 pub(crate) fn from_sources(root: &Arc<str>, sources: &[Source]) -> Result<Policy, PolicyError> {
     let mut diags = Diags::default();
-    let mut hasher = Sha256::new();
+    let mut gaps = Gaps::default();
     let mut docs = Vec::with_capacity(sources.len());
+    for source in sources {
+        let before = diags.list.len();
+        match yaml::parse(&source.display, &source.bytes, &mut diags.list) {
+            Some(node) => docs.push(model::file_doc(&node, &mut diags)),
+            // No tree and an error: the file could not be read at all (an empty file is no gap).
+            None if diags.list.len() > before => gaps.unread_file = true,
+            None => {}
+        }
+    }
+    for doc in &mut docs {
+        gaps.unreadable.extend(doc.unreadable.drain(..));
+    }
+    let root_loc = sources
+        .first()
+        .map_or_else(|| Loc::whole(root), |s| Loc::new(&s.display, 1, 1));
+    let policy = Policy {
+        sources: sources.iter().map(|s| s.display.to_string()).collect(),
+        digest: digest(sources),
+        ..merge(docs, root_loc, &mut diags)
+    };
+    validate::validate(&policy, &gaps, &mut diags);
+    let warnings = diags.finish()?;
+    Ok(Policy { warnings, ..policy })
+}
+
+/// sha256 over each file's name, length and bytes, in read order; hex.
+fn digest(sources: &[Source]) -> String {
+    let mut hasher = Sha256::new();
     for source in sources {
         // Name and length first, so moving bytes between files changes the digest.
         hasher.update(source.rel.as_bytes());
         hasher.update([0]);
         hasher.update((source.bytes.len() as u64).to_be_bytes());
         hasher.update(&source.bytes);
-        if let Some(node) = yaml::parse(&source.display, &source.bytes, &mut diags.list) {
-            docs.push(model::file_doc(&node, &mut diags));
-        }
     }
-    let digest: String = hasher
+    hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
-    let root_loc = sources
-        .first()
-        .map_or_else(|| Loc::whole(root), |s| Loc::new(&s.display, 1, 1));
-    let policy = merge(docs, root_loc, &mut diags);
-    let policy = Policy {
-        sources: sources.iter().map(|s| s.display.to_string()).collect(),
-        digest,
-        ..policy
-    };
-    validate::validate(&policy, &mut diags);
-    let warnings = diags.finish()?;
-    Ok(Policy { warnings, ..policy })
+        .collect()
 }
 
 /// Merge files; a name defined twice (in one file or two) is an error citing both places.
 fn merge(docs: Vec<FileDoc>, root: Loc, diags: &mut Diags) -> Policy {
-    let mut policy = Policy {
-        sources: Vec::new(),
-        digest: String::new(),
-        zones: Default::default(),
-        networks: Default::default(),
-        devices: Default::default(),
-        rules: Vec::new(),
-        defaults: Defaults {
-            action: enforcer_common::Action::Deny,
-            mode: enforcer_common::Mode::Enforce,
-            unknown: Located {
-                value: "quarantine".to_owned(),
-                loc: root.clone(),
-            },
-            spoofed: enforcer_common::Action::Deny,
-        },
-        quarantine: None,
-        warnings: Vec::new(),
-        root,
-    };
+    let mut policy = empty(root);
     let mut defaults_at: Option<Loc> = None;
-    let mut rule_names = std::collections::HashMap::<String, Loc>::new();
+    let mut rule_names = HashMap::<String, Loc>::new();
     for doc in docs {
-        for z in doc.zones {
-            insert_unique(
-                &mut policy.zones,
-                "zone",
-                z.name.clone(),
-                &z.loc.clone(),
-                z,
-                |z| &z.loc,
-                diags,
-            );
-        }
-        for n in doc.networks {
-            insert_unique(
-                &mut policy.networks,
-                "network",
-                n.name.clone(),
-                &n.loc.clone(),
-                n,
-                |n| &n.loc,
-                diags,
-            );
-        }
-        for d in doc.devices {
-            insert_unique(
-                &mut policy.devices,
-                "device",
-                d.name.clone(),
-                &d.loc.clone(),
-                d,
-                |d| &d.loc,
-                diags,
-            );
-        }
-        for r in doc.rules {
-            if let Some(first) = rule_names.get(&r.name) {
-                diags.error(
-                    &r.loc,
-                    format!("rule `{}` is defined twice (first at {first})", r.name),
-                    "rule names are unique across all files; rename one",
-                );
-            } else {
-                rule_names.insert(r.name.clone(), r.loc.clone());
-                policy.rules.push(r);
-            }
-        }
+        insert_unique(
+            &mut policy.zones,
+            "zone",
+            doc.zones,
+            |z| (&z.name, &z.loc),
+            diags,
+        );
+        insert_unique(
+            &mut policy.networks,
+            "network",
+            doc.networks,
+            |n| (&n.name, &n.loc),
+            diags,
+        );
+        insert_unique(
+            &mut policy.devices,
+            "device",
+            doc.devices,
+            |d| (&d.name, &d.loc),
+            diags,
+        );
+        merge_rules(&mut policy.rules, doc.rules, &mut rule_names, diags);
         if let Some((at, d)) = doc.defaults {
-            if let Some(first) = &defaults_at {
-                diags.error(
-                    &at,
-                    format!("`defaults` is defined twice (first at {first})"),
-                    "keep one defaults section",
-                );
-            } else {
-                defaults_at = Some(at);
-                let base = &mut policy.defaults;
-                base.action = d.action.unwrap_or(base.action);
-                base.mode = d.mode.unwrap_or(base.mode);
-                base.spoofed = d.spoofed.unwrap_or(base.spoofed);
-                if let Some(u) = d.unknown {
-                    base.unknown = u;
-                }
-            }
+            merge_defaults(&mut policy.defaults, &mut defaults_at, at, d, diags);
         }
         if let Some(q) = doc.quarantine {
-            if let Some(first) = &policy.quarantine {
-                diags.error(
-                    &q.loc,
-                    format!("`quarantine` is defined twice (first at {})", first.loc),
-                    "keep one quarantine section",
-                );
-            } else {
-                policy.quarantine = Some(q);
-            }
+            merge_quarantine(&mut policy.quarantine, q, diags);
         }
     }
     policy
 }
 
-fn insert_unique<T>(
-    map: &mut std::collections::BTreeMap<String, T>,
-    kind: &str,
-    name: String,
-    loc: &Loc,
-    value: T,
-    loc_of: impl Fn(&T) -> &Loc,
+/// A policy with nothing defined and every default in place (see `docs/policy.md`).
+fn empty(root: Loc) -> Policy {
+    Policy {
+        sources: Vec::new(),
+        digest: String::new(),
+        zones: BTreeMap::new(),
+        networks: BTreeMap::new(),
+        devices: BTreeMap::new(),
+        rules: Vec::new(),
+        defaults: Defaults {
+            action: Action::Deny,
+            mode: Mode::Enforce,
+            unknown: Located {
+                value: "quarantine".to_owned(),
+                loc: root.clone(),
+            },
+            spoofed: Action::Deny,
+        },
+        quarantine: None,
+        warnings: Vec::new(),
+        root,
+    }
+}
+
+/// Rules keep read order; a name used twice keeps the first rule.
+fn merge_rules(
+    rules: &mut Vec<Rule>,
+    more: Vec<Rule>,
+    names: &mut HashMap<String, Loc>,
     diags: &mut Diags,
 ) {
-    if let Some(first) = map.get(&name) {
+    for r in more {
+        if let Some(first) = names.get(&r.name) {
+            diags.error(
+                &r.loc,
+                format!("rule `{}` is defined twice (first at {first})", r.name),
+                "rule names are unique across all files; rename one",
+            );
+        } else {
+            names.insert(r.name.clone(), r.loc.clone());
+            rules.push(r);
+        }
+    }
+}
+
+/// One `defaults` section may set each field; what it leaves out keeps the built-in default.
+fn merge_defaults(
+    base: &mut Defaults,
+    defaults_at: &mut Option<Loc>,
+    at: Loc,
+    d: PartialDefaults,
+    diags: &mut Diags,
+) {
+    if let Some(first) = defaults_at {
         diags.error(
-            loc,
-            format!(
-                "{kind} `{name}` is defined twice (first at {})",
-                loc_of(first)
-            ),
-            format!("{kind} names are unique across all files; remove or rename one"),
+            &at,
+            format!("`defaults` is defined twice (first at {first})"),
+            "keep one defaults section",
+        );
+        return;
+    }
+    *defaults_at = Some(at);
+    base.action = d.action.unwrap_or(base.action);
+    base.mode = d.mode.unwrap_or(base.mode);
+    base.spoofed = d.spoofed.unwrap_or(base.spoofed);
+    if let Some(u) = d.unknown {
+        base.unknown = u;
+    }
+}
+
+fn merge_quarantine(section: &mut Option<Quarantine>, q: Quarantine, diags: &mut Diags) {
+    if let Some(first) = section {
+        diags.error(
+            &q.loc,
+            format!("`quarantine` is defined twice (first at {})", first.loc),
+            "keep one quarantine section",
         );
     } else {
-        map.insert(name, value);
+        *section = Some(q);
+    }
+}
+
+/// Add `items` to `map` by name; a name already there is an error citing both places.
+fn insert_unique<T>(
+    map: &mut BTreeMap<String, T>,
+    kind: &str,
+    items: Vec<T>,
+    name_and_loc: impl Fn(&T) -> (&String, &Loc),
+    diags: &mut Diags,
+) {
+    for item in items {
+        let (name, loc) = name_and_loc(&item);
+        if let Some(first) = map.get(name) {
+            let (_, first_loc) = name_and_loc(first);
+            diags.error(
+                loc,
+                format!("{kind} `{name}` is defined twice (first at {first_loc})"),
+                format!("{kind} names are unique across all files; remove or rename one"),
+            );
+        } else {
+            map.insert(name.clone(), item);
+        }
     }
 }

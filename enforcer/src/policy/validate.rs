@@ -9,12 +9,24 @@ use std::{
     net::IpAddr,
 };
 
+pub(crate) use super::model::fmt_mac;
 use super::{
-    diag::{Diags, Loc},
+    diag::{Diags, Loc, did_you_mean, nearest},
     model::{Endpoint, Located, Policy},
 };
 
-pub(crate) fn validate(p: &Policy, diags: &mut Diags) {
+/// What could not be read, so that its absence is not reported again as a missing name: the
+/// root cause only.
+#[derive(Debug, Default)]
+pub(crate) struct Gaps {
+    /// A file failed to parse: any name may have been defined there, so no reference is checked
+    /// and no zone is known to be empty.
+    pub unread_file: bool,
+    /// Names defined with a body that could not be read.
+    pub unreadable: HashSet<Endpoint>,
+}
+
+pub(crate) fn validate(p: &Policy, gaps: &Gaps, diags: &mut Diags) {
     if p.rules.is_empty() && p.devices.is_empty() && !diags.has_errors() {
         diags.error(
             &p.root,
@@ -22,17 +34,61 @@ pub(crate) fn validate(p: &Policy, diags: &mut Diags) {
             "an empty policy denies everything; add devices and rules",
         );
     }
-    check_zone_ref(p, &p.defaults.unknown, "defaults.unknown", diags);
-    if let Some(q) = &p.quarantine {
-        check_zone_ref(p, &q.zone, "quarantine.zone", diags);
-        for t in &q.touches {
-            check_endpoint(p, t, diags);
+    if !gaps.unread_file {
+        check_references(p, gaps, diags);
+    }
+    check_claims(p, diags);
+    for r in &p.rules {
+        let router_only = |side: &[Located<Endpoint>]| {
+            !side.is_empty() && side.iter().all(|e| e.value == Endpoint::Router)
+        };
+        if router_only(&r.from) && router_only(&r.to) {
+            diags.error(&r.loc, format!("rule `{}` can never match: traffic from the router to itself never crosses the enforced interfaces", r.name), "remove the rule");
         }
     }
+}
+
+/// Every name used is defined, and every zone a rule names has devices (a warning).
+fn check_references(p: &Policy, gaps: &Gaps, diags: &mut Diags) {
+    check_zone_ref(p, gaps, &p.defaults.unknown, "defaults.unknown", diags);
+    if let Some(q) = &p.quarantine {
+        check_zone_ref(p, gaps, &q.zone, "quarantine.zone", diags);
+        for t in &q.touches {
+            check_endpoint(p, gaps, t, diags);
+        }
+    }
+    for d in p.devices.values() {
+        check_zone_ref(p, gaps, &d.zone, &format!("device `{}`", d.name), diags);
+    }
+    let populated: HashSet<&str> = p.devices.values().map(|d| d.zone.value.as_str()).collect();
+    // A device that could not be read may have been the one in the zone.
+    let unreadable_device = gaps
+        .unreadable
+        .iter()
+        .any(|e| matches!(e, Endpoint::Device(_)));
+    for r in &p.rules {
+        for ep in r.from.iter().chain(&r.to) {
+            check_endpoint(p, gaps, ep, diags);
+            if let Endpoint::Zone(z) = &ep.value {
+                let special = *z == p.defaults.unknown.value
+                    || p.quarantine.as_ref().is_some_and(|q| q.zone.value == *z);
+                if p.zones.contains_key(z)
+                    && !special
+                    && !unreadable_device
+                    && !populated.contains(z.as_str())
+                {
+                    diags.warning(&ep.loc, format!("rule `{}`: zone `{z}` has no devices, so this side matches nothing yet", r.name), "add devices to the zone, or remove the rule");
+                }
+            }
+        }
+    }
+}
+
+/// No address, MAC or CIDR is claimed twice.
+fn check_claims(p: &Policy, diags: &mut Diags) {
     let mut addrs: HashMap<IpAddr, (&str, &Loc)> = HashMap::new();
     let mut macs: HashMap<[u8; 6], (&str, &Loc)> = HashMap::new();
     for d in p.devices.values() {
-        check_zone_ref(p, &d.zone, &format!("device `{}`", d.name), diags);
         for a in &d.addresses {
             if let Some((other, at)) = addrs.get(&a.value) {
                 diags.error(
@@ -80,80 +136,53 @@ pub(crate) fn validate(p: &Policy, diags: &mut Diags) {
             }
         }
     }
-    let populated: HashSet<&str> = p.devices.values().map(|d| d.zone.value.as_str()).collect();
-    for r in &p.rules {
-        for ep in r.from.iter().chain(&r.to) {
-            check_endpoint(p, ep, diags);
-            if let Endpoint::Zone(z) = &ep.value {
-                let special = *z == p.defaults.unknown.value
-                    || p.quarantine.as_ref().is_some_and(|q| q.zone.value == *z);
-                if p.zones.contains_key(z) && !special && !populated.contains(z.as_str()) {
-                    diags.warning(&ep.loc, format!("rule `{}`: zone `{z}` has no devices, so this side matches nothing yet", r.name), "add devices to the zone, or remove the rule");
-                }
-            }
-        }
-        let router_only = |side: &[Located<Endpoint>]| {
-            !side.is_empty() && side.iter().all(|e| e.value == Endpoint::Router)
-        };
-        if router_only(&r.from) && router_only(&r.to) {
-            diags.error(&r.loc, format!("rule `{}` can never match: traffic from the router to itself never crosses the enforced interfaces", r.name), "remove the rule");
-        }
-    }
 }
 
-pub(crate) fn fmt_mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn check_zone_ref(p: &Policy, zone: &Located<String>, whose: &str, diags: &mut Diags) {
-    if !p.zones.contains_key(&zone.value) {
+fn check_zone_ref(p: &Policy, gaps: &Gaps, zone: &Located<String>, whose: &str, diags: &mut Diags) {
+    if !p.zones.contains_key(&zone.value)
+        && !gaps
+            .unreadable
+            .contains(&Endpoint::Zone(zone.value.clone()))
+    {
         diags.error(
             &zone.loc,
             format!("{whose}: unknown zone `{}`", zone.value),
-            hint_names("zones", p.zones.keys()),
+            hint_names(&zone.value, "zones", p.zones.keys()),
         );
     }
 }
 
-fn check_endpoint(p: &Policy, ep: &Located<Endpoint>, diags: &mut Diags) {
-    let (kind, known) = match &ep.value {
-        Endpoint::Zone(n) => ("zones", p.zones.contains_key(n)),
-        Endpoint::Device(n) => ("devices", p.devices.contains_key(n)),
-        Endpoint::Network(n) => ("networks", p.networks.contains_key(n)),
-        Endpoint::Router | Endpoint::Any => return,
+fn check_endpoint(p: &Policy, gaps: &Gaps, ep: &Located<Endpoint>, diags: &mut Diags) {
+    let (kind, names): (&str, Vec<&String>) = match &ep.value {
+        Endpoint::Zone(n) if !p.zones.contains_key(n) => ("zone", p.zones.keys().collect()),
+        Endpoint::Device(n) if !p.devices.contains_key(n) => ("device", p.devices.keys().collect()),
+        Endpoint::Network(n) if !p.networks.contains_key(n) => {
+            ("network", p.networks.keys().collect())
+        }
+        _ => return,
     };
-    if !known {
-        let names: Box<dyn Iterator<Item = &String>> = match kind {
-            "zones" => Box::new(p.zones.keys()),
-            "devices" => Box::new(p.devices.keys()),
-            _ => Box::new(p.networks.keys()),
-        };
-        diags.error(
-            &ep.loc,
-            format!(
-                "`{}` refers to an undefined {}",
-                ep.value,
-                &kind[..kind.len() - 1]
-            ),
-            hint_names(kind, names),
-        );
+    if gaps.unreadable.contains(&ep.value) {
+        return;
     }
+    let (Endpoint::Zone(name) | Endpoint::Device(name) | Endpoint::Network(name)) = &ep.value
+    else {
+        return;
+    };
+    diags.error(
+        &ep.loc,
+        format!("`{}` refers to an undefined {kind}", ep.value),
+        nearest(name, names.into_iter().map(String::as_str)).map_or_else(
+            || format!("define it under `{kind}s:` or fix the name"),
+            |near| format!("did you mean `{kind}:{near}`?"),
+        ),
+    );
 }
 
-/// "define it under `zones:` (defined: a, b, c)", listing a few names.
-fn hint_names<'a>(section: &str, names: impl Iterator<Item = &'a String>) -> String {
-    let shown: Vec<&str> = names.take(8).map(String::as_str).collect();
-    if shown.is_empty() {
-        format!("define it under `{section}:`")
-    } else {
-        format!(
-            "define it under `{section}:` or fix the name (defined: {})",
-            shown.join(", ")
-        )
-    }
+/// "did you mean `cameras`?" for a near defined name, else where to define it.
+fn hint_names<'a>(name: &str, section: &str, names: impl Iterator<Item = &'a String>) -> String {
+    did_you_mean(name, names.map(String::as_str), || {
+        format!("define it under `{section}:` or fix the name")
+    })
 }
 
 #[cfg(test)]

@@ -337,6 +337,10 @@ unsafe fn parse_error(file: &Arc<str>, p: &sys::yaml_parser_t) -> Diagnostic {
     let problem = text(p.problem).unwrap_or_else(|| "invalid YAML".to_owned());
     let mark = p.problem_mark;
     let message = match text(p.context) {
+        // `from: zone: office` (a space after the colon) lands here; say it in a policy's words.
+        _ if problem == "mapping values are not allowed in this context" => {
+            format!("invalid YAML: `: ` inside a value ({problem})")
+        }
         Some(context) => format!("invalid YAML: {problem} ({context})"),
         None => format!("invalid YAML: {problem}"),
     };
@@ -344,7 +348,21 @@ unsafe fn parse_error(file: &Arc<str>, p: &sys::yaml_parser_t) -> Diagnostic {
         &Loc::new(file, mark.line as usize + 1, mark.column as usize + 1),
         message,
     )
-    .hint("fix the YAML syntax at this position")
+    .hint(syntax_hint(&problem))
+}
+
+/// What to do about libyaml's problem, in a policy's terms where the cause is a common one.
+fn syntax_hint(problem: &str) -> &'static str {
+    match problem {
+        // `from: zone: office`: a space after the colon opens a second mapping on one line.
+        "mapping values are not allowed in this context" => {
+            "`: ` (colon, space) inside a value starts a mapping; write endpoints without the space (zone:office), or quote the value"
+        }
+        "found character that cannot start any token" => {
+            "this character cannot start a plain value (a tab, `@` or a backquote); quote the value"
+        }
+        _ => "fix the YAML syntax at this position",
+    }
 }
 
 enum Step {

@@ -1,0 +1,209 @@
+//! The policy model (what a policy says, names unresolved) and its schema: the conversion from the
+//! positioned YAML tree into typed values.
+//!
+//! Every key is checked against the schema (an unknown key is an error: a typo such as `alow:`
+//! must not silently widen or narrow access), and every value keeps the place it was written, so
+//! later checks can point at it. Defaults for optional fields are documented on the fields and in
+//! `docs/policy.md`. Cross-references (does that zone exist?) are checked in `validate`, once all
+//! files are merged.
+
+use std::{collections::BTreeMap, fmt, net::IpAddr};
+
+use enforcer_common::{Action, Mode};
+use ipnet::IpNet;
+
+pub use super::compiled::Inventory;
+use super::diag::{Diagnostic, Loc};
+
+mod scalars;
+mod schema;
+
+pub use scalars::fmt_mac;
+pub(crate) use scalars::parse_duration;
+pub(crate) use schema::file_doc;
+
+/// A value and where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub loc: Loc,
+}
+
+/// A loaded, merged and validated policy (names not yet turned into ids).
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Files read, in order (as given: the directory joined with the file name).
+    pub sources: Vec<String>,
+    /// sha256 over each file's name (relative to the policy path) and bytes, in read order; hex.
+    pub digest: String,
+    pub zones: BTreeMap<String, Zone>,
+    pub networks: BTreeMap<String, Network>,
+    pub devices: BTreeMap<String, Device>,
+    /// In read order (order has no meaning for the verdict).
+    pub rules: Vec<Rule>,
+    pub defaults: Defaults,
+    pub quarantine: Option<Quarantine>,
+    /// Warnings found while loading (the compiler may add more).
+    pub warnings: Vec<Diagnostic>,
+    /// Where problems about the policy as a whole are reported (the first file, or the path).
+    pub root: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Zone {
+    pub name: String,
+    pub description: Option<String>,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    /// Normalised CIDRs (host bits are an error, so these are exactly as written).
+    pub cidrs: Vec<Located<IpNet>>,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub name: String,
+    pub zone: Located<String>,
+    pub mac: Option<Located<[u8; 6]>>,
+    pub addresses: Vec<Located<IpAddr>>,
+    pub inventory: Inventory,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuleAction {
+    Allow,
+    Deny,
+}
+
+impl RuleAction {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub action: RuleAction,
+    pub from: Vec<Located<Endpoint>>,
+    pub to: Vec<Located<Endpoint>>,
+    pub services: Vec<Located<Service>>,
+    /// Where the rule's `name` is.
+    pub loc: Loc,
+}
+
+/// One side of a rule (or a quarantine tripwire).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    Zone(String),
+    Device(String),
+    Network(String),
+    Router,
+    Any,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Zone(n) => write!(f, "zone:{n}"),
+            Self::Device(n) => write!(f, "device:{n}"),
+            Self::Network(n) => write!(f, "network:{n}"),
+            Self::Router => f.write_str("router"),
+            Self::Any => f.write_str("any"),
+        }
+    }
+}
+
+/// Destination ports of a TCP or UDP service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ports {
+    /// `tcp`: the protocol as a whole (the pair's wildcard decision).
+    All,
+    /// `tcp/80` (lo == hi) or `tcp/8000-8010`, inclusive.
+    Range(u16, u16),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    Tcp(Ports),
+    Udp(Ports),
+    /// ICMPv4 and ICMPv6 echo.
+    Icmp,
+    /// Every protocol and port.
+    Any,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (proto, ports) = match self {
+            Self::Icmp => return f.write_str("icmp"),
+            Self::Any => return f.write_str("any"),
+            Self::Tcp(p) => ("tcp", p),
+            Self::Udp(p) => ("udp", p),
+        };
+        match ports {
+            Ports::All => f.write_str(proto),
+            Ports::Range(lo, hi) if lo == hi => write!(f, "{proto}/{lo}"),
+            Ports::Range(lo, hi) => write!(f, "{proto}/{lo}-{hi}"),
+        }
+    }
+}
+
+/// `defaults:`. Absent fields: action deny, mode enforce, unknown `quarantine`, spoofed deny.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Defaults {
+    pub action: Action,
+    pub mode: Mode,
+    /// Zone of sources that are no listed device and in no network.
+    pub unknown: Located<String>,
+    pub spoofed: Action,
+}
+
+/// `quarantine:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantine {
+    pub zone: Located<String>,
+    /// (count, window in seconds).
+    pub denied_packets: Option<(u32, u32)>,
+    pub spoofing: bool,
+    /// `network:NAME` or `device:NAME` only.
+    pub touches: Vec<Located<Endpoint>>,
+    pub release_after_s: Option<u32>,
+    pub loc: Loc,
+}
+
+/// What one file declares, before merging.
+#[derive(Debug, Default)]
+pub(crate) struct FileDoc {
+    pub zones: Vec<Zone>,
+    pub networks: Vec<Network>,
+    pub devices: Vec<Device>,
+    pub rules: Vec<Rule>,
+    /// The section's key location and its fields.
+    pub defaults: Option<(Loc, PartialDefaults)>,
+    pub quarantine: Option<Quarantine>,
+    /// Zones, networks and devices defined here whose body could not be read (errors reported).
+    pub unreadable: Vec<Endpoint>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PartialDefaults {
+    pub action: Option<Action>,
+    pub mode: Option<Mode>,
+    pub unknown: Option<Located<String>>,
+    pub spoofed: Option<Action>,
+}
+
+/// Longest free-text value (descriptions, inventory fields).
+pub const MAX_TEXT: usize = 1024;
+/// Longest identifier (`^[a-z][a-z0-9_-]{0,63}$`).
+pub const MAX_IDENT: usize = 64;
