@@ -2,6 +2,10 @@
 //! and location its first line announces (`# expect: <substring> at <line>:<col>`), without a
 //! panic; every file under `tests/policies/valid/` and the site policy in `policies/` must pass
 //! `enforcer check`.
+//!
+//! Lines right after the first may pin more: `# render: <line>` must be a line (trailing blanks
+//! aside) of that error as `enforcer check` prints it (source snippet, caret, hint), and
+//! `# errors: N` is how many errors there must be (no cascade after the root cause).
 
 use std::path::{Path, PathBuf};
 
@@ -27,11 +31,21 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// `# expect: MESSAGE at LINE:COL` -> (MESSAGE, LINE, COL).
-fn expectation(path: &Path) -> (String, usize, usize) {
+struct Expectation {
+    message: String,
+    line: usize,
+    col: usize,
+    /// `# render:` lines.
+    rendered: Vec<String>,
+    /// `# errors:`.
+    errors: Option<usize>,
+}
+
+/// `# expect: MESSAGE at LINE:COL`, then any `# render: ...` and `# errors: N` lines.
+fn expectation(path: &Path) -> Expectation {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-    let first = String::from_utf8_lossy(first);
+    let mut lines = bytes.split(|b| *b == b'\n').map(String::from_utf8_lossy);
+    let first = lines.next().unwrap_or_default();
     let spec = first
         .strip_prefix("# expect: ")
         .unwrap_or_else(|| panic!("{}: first line is not `# expect: ...`", path.display()));
@@ -46,7 +60,23 @@ fn expectation(path: &Path) -> (String, usize, usize) {
         s.parse::<usize>()
             .unwrap_or_else(|e| panic!("{}: bad location {at}: {e}", path.display()))
     };
-    (message.to_owned(), num(line), num(col))
+    let mut expectation = Expectation {
+        message: message.to_owned(),
+        line: num(line),
+        col: num(col),
+        rendered: Vec::new(),
+        errors: None,
+    };
+    for line in lines {
+        if let Some(rendered) = line.strip_prefix("# render: ") {
+            expectation.rendered.push(rendered.trim_end().to_owned());
+        } else if let Some(n) = line.strip_prefix("# errors: ") {
+            expectation.errors = Some(num(n.trim()));
+        } else {
+            break;
+        }
+    }
+    expectation
 }
 
 #[test]
@@ -59,7 +89,13 @@ fn broken_policies_are_rejected_with_message_and_location() {
     );
     let mut failures = Vec::new();
     for path in &files {
-        let (message, line, col) = expectation(path);
+        let Expectation {
+            message,
+            line,
+            col,
+            rendered,
+            errors: count,
+        } = expectation(path);
         let result = std::panic::catch_unwind(|| {
             policy::compile_path(path, &CompileOptions::default()).map(|_| ())
         });
@@ -74,10 +110,26 @@ fn broken_policies_are_rejected_with_message_and_location() {
         let errors = err.errors();
         let hit = errors
             .iter()
-            .any(|d| d.message.contains(&message) && d.line == line && d.col == col);
-        if !hit {
+            .find(|d| d.message.contains(&message) && d.line == line && d.col == col);
+        let Some(hit) = hit else {
             failures.push(format!(
                 "{}: want {message:?} at {line}:{col}, got:\n{err}",
+                path.display()
+            ));
+            continue;
+        };
+        let shown = policy::render_all([hit]).concat();
+        for want in &rendered {
+            if !shown.lines().any(|l| l.trim_end() == want) {
+                failures.push(format!(
+                    "{}: want the line {want:?} in:\n{shown}",
+                    path.display()
+                ));
+            }
+        }
+        if count.is_some_and(|n| n != errors.len()) {
+            failures.push(format!(
+                "{}: want {count:?} errors, got:\n{err}",
                 path.display()
             ));
         }

@@ -365,3 +365,71 @@ fn insert_unique<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(name: &str, text: &str) -> Source {
+        Source {
+            rel: name.to_owned(),
+            display: Arc::from(name),
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    const ZONES: &str = "zones: {cameras: {}, office: {}, quarantine: {}}\n";
+    const DEVICES: &str = "devices:\n  fishtank: {zone: office, addresses: [10.0.0.9]}\n  cam-1: {zone: cameras, addresses: [10.0.0.10]}\n";
+    const RULES: &str =
+        "rules:\n  - {name: r, from: device:fishtank, to: zone:cameras, allow: [tcp/554]}\n";
+
+    #[test]
+    fn a_file_that_fails_to_parse_is_the_only_error_reported() {
+        let tabbed = DEVICES.replacen("  fishtank", "\tfishtank", 1);
+        let sources = [
+            source("00-zones.yaml", ZONES),
+            source("10-devices.yaml", &tabbed),
+            source("20-rules.yaml", RULES),
+        ];
+        let err = from_sources(&Arc::from("p"), &sources)
+            .map(|_| ())
+            .expect_err("a tab");
+        let all = err.diagnostics();
+        assert_eq!(all.len(), 1, "{err}");
+        assert_eq!(
+            all[0].to_string(),
+            "10-devices.yaml:2:1: error: tab used for indentation"
+        );
+    }
+
+    #[test]
+    fn a_definition_whose_body_fails_is_no_undefined_reference() {
+        // An invalid zone name drops the device; the rule naming it must not add "undefined".
+        let broken = DEVICES.replacen("zone: office,", "zone: Office,", 1);
+        let sources = [
+            source("00-zones.yaml", ZONES),
+            source("10-devices.yaml", &broken),
+            source("20-rules.yaml", RULES),
+        ];
+        let err = from_sources(&Arc::from("p"), &sources)
+            .map(|_| ())
+            .expect_err("bad zone name");
+        let all = err.diagnostics();
+        assert_eq!(all.len(), 1, "{err}");
+        assert!(
+            all[0].message.contains("invalid zone name `Office`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_same_policy_without_the_fault_loads() {
+        let sources = [
+            source("00-zones.yaml", ZONES),
+            source("10-devices.yaml", DEVICES),
+            source("20-rules.yaml", RULES),
+        ];
+        let policy = from_sources(&Arc::from("p"), &sources).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policy.devices.len(), 2);
+    }
+}

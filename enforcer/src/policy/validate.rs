@@ -449,7 +449,7 @@ mod tests {
         (
             "endpoint_with_space",
             "rules: [{name: r, from: [zone: a], to: zone:b, allow: [tcp]}]\n",
-            "expected a value, found a mapping",
+            "`zone: a` is a mapping, not an endpoint (a space follows the colon)",
             4,
             26,
         ),

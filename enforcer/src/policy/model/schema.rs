@@ -92,7 +92,7 @@ pub(crate) fn file_doc(root: &Node, diags: &mut Diags) -> FileDoc {
                 "devices",
                 &mut doc.unreadable,
                 |cx, name, loc, body| {
-                    doc.devices.extend(cx.device(name, loc, body));
+                    doc.devices.push(cx.device(name, loc, body)?);
                     Some(())
                 },
             ),
@@ -475,8 +475,39 @@ impl Cx<'_> {
         }
         items
             .into_iter()
-            .filter_map(|n| self.parsed(n, parse_endpoint))
+            .filter_map(|n| {
+                if self.spaced_endpoint(n) {
+                    None
+                } else {
+                    self.parsed(n, parse_endpoint)
+                }
+            })
             .collect()
+    }
+
+    /// `[zone: office]`: a space after the colon makes YAML read a mapping. Said in those words
+    /// (rather than "expected a value, found a mapping"); true when reported.
+    fn spaced_endpoint(&mut self, node: &Node) -> bool {
+        let Kind::Map(entries) = &node.kind else {
+            return false;
+        };
+        let [(key, value)] = entries.as_slice() else {
+            return false;
+        };
+        let (Some(kind @ ("zone" | "device" | "network")), Some(name)) =
+            (key.scalar(), value.scalar())
+        else {
+            return false;
+        };
+        self.err(
+            &node.loc,
+            format!(
+                "`{kind}: {}` is a mapping, not an endpoint (a space follows the colon)",
+                truncate(name)
+            ),
+            format!("write `{kind}:{}`, without the space", truncate(name)),
+        );
+        true
     }
 
     fn defaults(&mut self, node: &Node) -> Option<PartialDefaults> {
