@@ -183,11 +183,12 @@ pub(crate) fn from_sources(root: &Arc<str>, sources: &[Source]) -> Result<Policy
     let mut docs = Vec::with_capacity(sources.len());
     for source in sources {
         let before = diags.list.len();
-        match yaml::parse(&source.display, &source.bytes, &mut diags.list) {
-            Some(node) => docs.push(model::file_doc(&node, &mut diags)),
-            // No tree and an error: the file could not be read at all (an empty file is no gap).
-            None if diags.list.len() > before => gaps.unread_file = true,
-            None => {}
+        let tree = yaml::parse(&source.display, &source.bytes, &mut diags.list);
+        // Any YAML error (even one the reader steps over, such as an alias) leaves the file
+        // read in part or not at all; an empty file is no gap.
+        gaps.unread_file |= diags.list.len() > before;
+        if let Some(node) = tree {
+            docs.push(model::file_doc(&node, &mut diags));
         }
     }
     for doc in &mut docs {

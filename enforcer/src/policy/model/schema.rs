@@ -159,6 +159,9 @@ impl Cx<'_> {
             let key = k.scalar().unwrap_or_default();
             if allowed.contains(&key) {
                 out.entries.push((key, k, v));
+            } else if key == "<<" {
+                // The reader reported the merge key already.
+                out.misspelt = true;
             } else {
                 out.misspelt = true;
                 self.err(
@@ -209,7 +212,12 @@ impl Cx<'_> {
             );
             return;
         };
+        let mut seen = std::collections::HashSet::new();
         for (k, v) in entries {
+            // A name twice in one mapping was reported by the reader as a duplicate key.
+            if !seen.insert(k.scalar()) {
+                continue;
+            }
             if let Some(name) = self.ident(k, &what[..what.len() - 1])
                 && each(self, name.clone(), k.loc.clone(), v).is_none()
             {
