@@ -296,6 +296,9 @@ impl fmt::Display for DisplayList<'_> {
         )?;
         for diag in self.0 {
             write!(f, "\n{diag}")?;
+            if let Some(hint) = &diag.hint {
+                write!(f, "\n  hint: {hint}")?;
+            }
         }
         Ok(())
     }
