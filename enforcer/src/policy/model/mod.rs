@@ -1,5 +1,6 @@
-//! The policy model (what a policy says, names unresolved) and its schema: the conversion from the
-//! positioned YAML tree into typed values.
+//! The policy model: what a policy says, names unresolved. The types are here; `schema` walks the
+//! positioned YAML tree of a file into them, `scalars` parses single values (MAC, address, CIDR,
+//! service, endpoint, duration).
 //!
 //! Every key is checked against the schema (an unknown key is an error: a typo such as `alow:`
 //! must not silently widen or narrow access), and every value keeps the place it was written, so
