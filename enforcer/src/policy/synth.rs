@@ -231,8 +231,8 @@ mod tests {
         assert_eq!(policy.rules.len(), 300);
         let compiled =
             compile(&policy, &CompileOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(compiled.macs.len(), 2_000);
-        assert_eq!(compiled.addrs_v4[0].0, [10, 0, 0, 1]);
+        assert_eq!(compiled.maps.macs.len(), 2_000);
+        assert_eq!(compiled.maps.addrs_v4[0].0, [10, 0, 0, 1]);
         assert_eq!(ipv4(255), std::net::Ipv4Addr::new(10, 0, 1, 0));
         assert_eq!(mac(0), [2, 0, 0, 0, 0, 1]);
         assert_eq!(ipv6(0).to_string(), "fd00::1");
