@@ -15,19 +15,19 @@ use super::{classes::Classes, ids::assigned_id};
 use crate::policy::{
     compiled::{CompileOptions, DeviceInfo, IdTable},
     diag::Diags,
-    maps::{AddrsV4, AddrsV6, Image, Macs, NetsV4, NetsV6, Prefix},
+    maps::{AddrsV4, AddrsV6, Image, Macs, NetsV4, NetsV6, PolicyMaps, Prefix},
     model::{Device, Endpoint, Policy},
 };
 
 /// The identity maps and the device list.
 #[derive(Default)]
 pub(super) struct Identity {
-    pub(super) macs: Image<Macs>,
-    pub(super) addrs_v4: Image<AddrsV4>,
-    pub(super) addrs_v6: Image<AddrsV6>,
-    pub(super) nets_v4: Image<NetsV4>,
-    pub(super) nets_v6: Image<NetsV6>,
-    pub(super) devices: Vec<DeviceInfo>,
+    macs: Image<Macs>,
+    addrs_v4: Image<AddrsV4>,
+    addrs_v6: Image<AddrsV6>,
+    nets_v4: Image<NetsV4>,
+    nets_v6: Image<NetsV6>,
+    devices: Vec<DeviceInfo>,
 }
 
 impl Identity {
@@ -218,6 +218,16 @@ impl Identity {
         self.addrs_v6.dedup_by_key(|e| e.0);
         self.nets_v4.sort_unstable_by_key(|e| e.0);
         self.nets_v6.sort_unstable_by_key(|e| e.0);
+    }
+
+    /// Moves the identity images into `maps`; returns the device list.
+    pub(super) fn into_maps(self, maps: &mut PolicyMaps) -> Vec<DeviceInfo> {
+        maps.macs = self.macs;
+        maps.addrs_v4 = self.addrs_v4;
+        maps.addrs_v6 = self.addrs_v6;
+        maps.nets_v4 = self.nets_v4;
+        maps.nets_v6 = self.nets_v6;
+        self.devices
     }
 
     fn push_addr(&mut self, addr: IpAddr, entry: AddrEntry) {

@@ -147,17 +147,12 @@ fn assign_all_ids(policy: &Policy, previous: Option<&IdTable>, diags: &mut Diags
 /// Every map image from the identity and verdict parts (the verdict maps empty when those were
 /// rejected), and the device list.
 fn images(identity: Identity, verdicts: Option<Verdicts>) -> (PolicyMaps, Vec<DeviceInfo>) {
-    let (pairs, ports) = verdicts.map(|v| (v.pairs, v.ports)).unwrap_or_default();
-    let maps = PolicyMaps {
-        macs: identity.macs,
-        addrs_v4: identity.addrs_v4,
-        addrs_v6: identity.addrs_v6,
-        nets_v4: identity.nets_v4,
-        nets_v6: identity.nets_v6,
-        pairs,
-        ports,
-    };
-    (maps, identity.devices)
+    let mut maps = PolicyMaps::default();
+    let devices = identity.into_maps(&mut maps);
+    if let Some(verdicts) = verdicts {
+        verdicts.into_maps(&mut maps);
+    }
+    (maps, devices)
 }
 
 /// The settings and the names behind ids and classes; maps, devices and rules left empty.

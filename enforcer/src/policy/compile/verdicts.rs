@@ -16,14 +16,14 @@ use super::{
 };
 use crate::policy::{
     diag::{Diags, Loc},
-    maps::{ClassPair, Image, PairPort, Pairs, PolicyMap as _, Ports},
+    maps::{ClassPair, Image, PairPort, Pairs, PolicyMap as _, PolicyMaps, Ports},
     model::{Policy, Ports as PortSet, Rule, RuleAction, Service},
 };
 
 /// The `PAIRS` and `PORTS` images.
 pub(super) struct Verdicts {
-    pub(super) pairs: Image<Pairs>,
-    pub(super) ports: Image<Ports>,
+    pairs: Image<Pairs>,
+    ports: Image<Ports>,
 }
 
 /// What a set of rules decides on one pair; shared by every pair with the same rules.
@@ -43,6 +43,12 @@ pub(super) struct Outcome {
 type RulesByPair = HashMap<ClassPair, Vec<u32>>;
 
 impl Verdicts {
+    /// Moves the images into `maps`.
+    pub(super) fn into_maps(self, maps: &mut PolicyMaps) {
+        maps.pairs = self.pairs;
+        maps.ports = self.ports;
+    }
+
     /// Expands every rule into its class pairs and resolves each pair; `None` (with an error in
     /// `diags`) when the policy is over the work budget or a map's capacity.
     pub(super) fn build(
