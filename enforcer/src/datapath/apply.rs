@@ -7,57 +7,72 @@
 
 use std::time::{Duration, Instant};
 
-use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
+use aya::{
+    Pod,
+    maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key as LpmKey},
+};
 use enforcer_common::{
-    Action, Decision, LAYOUT_VERSION, MAX_ADDRS, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS, Mode,
+    Action, LAYOUT_VERSION, Mode,
     control::{CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
-    identity::{
-        ADDRS_V4_MAP, ADDRS_V6_MAP, AddrEntry, AddrKeyV4, AddrKeyV6, MACS_MAP, MacEntry, MacKey,
-        NETS_V4_MAP, NETS_V6_MAP, NetEntry, net_key_v4, net_key_v6,
-    },
-    rules::{PAIRS_MAP, PORTS_MAP, PairKey, PairValue, PortKey},
     state::{DEVICE_STATE_MAP, DeviceState},
     stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
 };
 
 use super::{Datapath, DatapathError, batch};
-use crate::policy::{CompiledPolicy, IdTable};
+use crate::policy::{
+    CompiledPolicy, IdTable,
+    maps::{HashKey, MapUsage, PolicyMap, PolicyMaps, lpm_slot, policy_maps},
+};
 
-/// The keys one slot holds, so they can be deleted without scanning the maps.
-#[derive(Clone, Debug, Default)]
-struct SlotKeys {
-    macs: Vec<[u8; 6]>,
-    v4: Vec<[u8; 4]>,
-    v6: Vec<[u8; 16]>,
-    nets_v4: Vec<([u8; 4], u8)>,
-    nets_v6: Vec<([u8; 16], u8)>,
-    pairs: Vec<(u16, u16)>,
-    ports: Vec<(u32, u8, u16)>,
-}
-
-impl SlotKeys {
-    fn of(p: &CompiledPolicy) -> Self {
-        Self {
-            macs: p.macs.iter().map(|(k, _)| *k).collect(),
-            v4: p.addrs_v4.iter().map(|(k, _)| *k).collect(),
-            v6: p.addrs_v6.iter().map(|(k, _)| *k).collect(),
-            nets_v4: p.nets_v4.iter().map(|(a, l, _)| (*a, *l)).collect(),
-            nets_v6: p.nets_v6.iter().map(|(a, l, _)| (*a, *l)).collect(),
-            pairs: p.pairs.iter().map(|(k, _)| *k).collect(),
-            ports: p.ports.iter().map(|(k, _)| *k).collect(),
+macro_rules! slot_operations {
+    ($($field:ident: $map:ty),* $(,)?) => {
+        /// The keys one slot holds, so they can be deleted without scanning the maps.
+        #[derive(Clone, Debug, Default)]
+        struct SlotKeys {
+            $($field: Vec<<$map as PolicyMap>::Key>,)*
         }
-    }
 
-    fn len(&self) -> usize {
-        self.macs.len()
-            + self.v4.len()
-            + self.v6.len()
-            + self.nets_v4.len()
-            + self.nets_v6.len()
-            + self.pairs.len()
-            + self.ports.len()
-    }
+        impl SlotKeys {
+            fn of(p: &PolicyMaps) -> Self {
+                Self {
+                    $($field: p.$field.iter().map(|(k, _)| *k).collect(),)*
+                }
+            }
+
+            fn len(&self) -> usize {
+                0 $(+ self.$field.len())*
+            }
+        }
+
+        impl Datapath {
+            /// Writes every map's image into `slot`; returns the entries written.
+            fn write_slot(&mut self, slot: u8, p: &PolicyMaps) -> Result<usize, DatapathError> {
+                let mut n = 0;
+                $(n += self.write_map::<$map>(slot, &p.$field)?;)*
+                Ok(n)
+            }
+
+            /// Deletes the keys `k` from `slot`; returns how many.
+            fn delete_slot(&mut self, slot: u8, k: &SlotKeys) -> Result<usize, DatapathError> {
+                $(self.delete_map::<$map>(slot, &k.$field)?;)*
+                Ok(k.len())
+            }
+
+            /// Clears a slot whose contents this process does not know (pinned maps it adopted,
+            /// or an apply that failed half-way) by scanning every slot map.
+            fn scan_clear_slot(&mut self, slot: u8) -> Result<usize, DatapathError> {
+                let mut n = 0;
+                $(n += <<$map as PolicyMap>::Stored as SlotStore<<$map as PolicyMap>::Value>>::clear_slot(
+                    self,
+                    <$map as PolicyMap>::NAME,
+                    slot,
+                )?;)*
+                Ok(n)
+            }
+        }
+    };
 }
+policy_maps!(slot_operations);
 
 /// What each slot holds; `None` = unknown (a fresh process adopting pinned maps), so the slot is
 /// cleared by scanning.
@@ -90,12 +105,12 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
 
-fn check_capacity(map: &'static str, needed: usize, capacity: u32) -> Result<(), DatapathError> {
-    if needed > capacity as usize {
+fn check_capacity(usage: &MapUsage) -> Result<(), DatapathError> {
+    if usage.over_capacity() {
         return Err(DatapathError::Capacity {
-            map,
-            needed,
-            capacity,
+            map: usage.name,
+            needed: usage.entries,
+            capacity: usage.capacity,
         });
     }
     Ok(())
@@ -136,13 +151,9 @@ impl Datapath {
         generation: u64,
     ) -> Result<ApplyReport, DatapathError> {
         let started = Instant::now();
-        check_capacity(MACS_MAP, policy.macs.len(), MAX_MACS)?;
-        check_capacity(ADDRS_V4_MAP, policy.addrs_v4.len(), MAX_ADDRS)?;
-        check_capacity(ADDRS_V6_MAP, policy.addrs_v6.len(), MAX_ADDRS)?;
-        check_capacity(NETS_V4_MAP, policy.nets_v4.len(), MAX_NETS)?;
-        check_capacity(NETS_V6_MAP, policy.nets_v6.len(), MAX_NETS)?;
-        check_capacity(PAIRS_MAP, policy.pairs.len(), MAX_PAIRS)?;
-        check_capacity(PORTS_MAP, policy.ports.len(), MAX_PORTS)?;
+        for usage in policy.maps.usage() {
+            check_capacity(&usage)?;
+        }
 
         let control = self.control()?;
         let live = control.slot();
@@ -154,7 +165,7 @@ impl Datapath {
             None => self.scan_clear_slot(idle)?,
         };
         self.reset_reassigned_ids(policy)?;
-        let entries = self.write_slot(idle, policy)?;
+        let entries = self.write_slot(idle, &policy.maps)?;
 
         let name = CONFIG_MAP;
         let mut config: Array<&mut MapData, PolicyConfig> =
@@ -174,7 +185,7 @@ impl Datapath {
         };
         ctl.set(0, flipped, 0).map_err(map_err(name))?;
         let switched = started.elapsed();
-        self.slots.slots[usize::from(idle)] = Some(SlotKeys::of(policy));
+        self.slots.slots[usize::from(idle)] = Some(SlotKeys::of(&policy.maps));
         self.slots.ids = Some(policy.ids.clone());
 
         // Clear the slot just left, so the next apply only writes. A packet that read the old
@@ -261,63 +272,26 @@ impl Datapath {
         Ok(())
     }
 
-    fn write_slot(&mut self, slot: u8, p: &CompiledPolicy) -> Result<usize, DatapathError> {
-        let mut n = 0;
-        n += self.batch_insert(
-            MACS_MAP,
-            p.macs.iter().map(|(m, e)| (MacKey::new(slot, *m), *e)),
-        )?;
-        n += self.batch_insert(
-            ADDRS_V4_MAP,
-            p.addrs_v4
-                .iter()
-                .map(|(a, e)| (AddrKeyV4::new(slot, *a), *e)),
-        )?;
-        n += self.batch_insert(
-            ADDRS_V6_MAP,
-            p.addrs_v6
-                .iter()
-                .map(|(a, e)| (AddrKeyV6::new(slot, *a), *e)),
-        )?;
-        let name = NETS_V4_MAP;
-        let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
-            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        for (addr, len, e) in &p.nets_v4 {
-            nets4
-                .insert(
-                    &Key::new(8 + u32::from(*len), net_key_v4(slot, *addr)),
-                    e,
-                    0,
-                )
-                .map_err(map_err(name))?;
-            n += 1;
-        }
-        let name = NETS_V6_MAP;
-        let mut nets6: LpmTrie<&mut MapData, [u8; 17], NetEntry> =
-            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        for (addr, len, e) in &p.nets_v6 {
-            nets6
-                .insert(
-                    &Key::new(8 + u32::from(*len), net_key_v6(slot, *addr)),
-                    e,
-                    0,
-                )
-                .map_err(map_err(name))?;
-            n += 1;
-        }
-        n += self.batch_insert(
-            PAIRS_MAP,
-            p.pairs
-                .iter()
-                .map(|((s, d), v)| (PairKey::new(slot, *s, *d), *v)),
-        )?;
-        n += self.batch_insert(
-            PORTS_MAP,
-            p.ports
-                .iter()
-                .map(|((pair, proto, port), d)| (PortKey::new(slot, *pair, *proto, *port), *d)),
-        )?;
-        Ok(n)
+    /// Writes one map's image into `slot`; returns the entries written.
+    fn write_map<M: PolicyMap>(
+        &mut self,
+        slot: u8,
+        image: &[(M::Key, M::Value)],
+    ) -> Result<usize, DatapathError>
+    where
+        M::Stored: SlotStore<M::Value>,
+    {
+        let entries = image.iter().map(|(k, v)| (M::stamp(slot, k), *v)).collect();
+        M::Stored::insert(self, M::NAME, entries)
+    }
+
+    /// Deletes one map's `keys` from `slot` (keys already gone are no error).
+    fn delete_map<M: PolicyMap>(&mut self, slot: u8, keys: &[M::Key]) -> Result<(), DatapathError>
+    where
+        M::Stored: SlotStore<M::Value>,
+    {
+        let keys = keys.iter().map(|k| M::stamp(slot, k)).collect();
+        M::Stored::remove(self, M::NAME, keys)
     }
 
     fn hash_fd(&self, name: &'static str) -> Result<std::os::fd::RawFd, DatapathError> {
@@ -345,77 +319,6 @@ impl Datapath {
             .map_err(|source| DatapathError::Batch { name, source })
     }
 
-    fn delete_slot(&mut self, slot: u8, k: &SlotKeys) -> Result<usize, DatapathError> {
-        self.batch_remove(MACS_MAP, k.macs.iter().map(|m| MacKey::new(slot, *m)))?;
-        self.batch_remove(ADDRS_V4_MAP, k.v4.iter().map(|a| AddrKeyV4::new(slot, *a)))?;
-        self.batch_remove(ADDRS_V6_MAP, k.v6.iter().map(|a| AddrKeyV6::new(slot, *a)))?;
-        let name = NETS_V4_MAP;
-        let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
-            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        for (a, l) in &k.nets_v4 {
-            ignore_missing(
-                nets4.remove(&Key::new(8 + u32::from(*l), net_key_v4(slot, *a))),
-                name,
-            )?;
-        }
-        let name = NETS_V6_MAP;
-        let mut nets6: LpmTrie<&mut MapData, [u8; 17], NetEntry> =
-            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        for (a, l) in &k.nets_v6 {
-            ignore_missing(
-                nets6.remove(&Key::new(8 + u32::from(*l), net_key_v6(slot, *a))),
-                name,
-            )?;
-        }
-        self.batch_remove(
-            PAIRS_MAP,
-            k.pairs.iter().map(|(s, d)| PairKey::new(slot, *s, *d)),
-        )?;
-        self.batch_remove(
-            PORTS_MAP,
-            k.ports
-                .iter()
-                .map(|(p, pr, po)| PortKey::new(slot, *p, *pr, *po)),
-        )?;
-        Ok(k.len())
-    }
-
-    /// Clears a slot whose contents this process does not know (pinned maps it adopted, or an
-    /// apply that failed half-way) by scanning every slot map.
-    fn scan_clear_slot(&mut self, slot: u8) -> Result<usize, DatapathError> {
-        let mut n = 0;
-        n += self.scan_remove::<MacKey, MacEntry>(MACS_MAP, |k| k.slot == slot)?;
-        n += self.scan_remove::<AddrKeyV4, AddrEntry>(ADDRS_V4_MAP, |k| k.slot == slot)?;
-        n += self.scan_remove::<AddrKeyV6, AddrEntry>(ADDRS_V6_MAP, |k| k.slot == slot)?;
-        n += self.scan_remove::<PairKey, PairValue>(PAIRS_MAP, |k| k.slot == slot)?;
-        n += self.scan_remove::<PortKey, Decision>(PORTS_MAP, |k| k.slot == slot)?;
-        let name = NETS_V4_MAP;
-        let mut nets4: LpmTrie<&mut MapData, [u8; 5], NetEntry> =
-            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        let stale: Vec<Key<[u8; 5]>> = nets4
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data()[0] == slot)
-            .collect();
-        for k in &stale {
-            ignore_missing(nets4.remove(k), name)?;
-        }
-        n += stale.len();
-        let name = NETS_V6_MAP;
-        let mut nets6: LpmTrie<&mut MapData, [u8; 17], NetEntry> =
-            LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        let stale: Vec<Key<[u8; 17]>> = nets6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data()[0] == slot)
-            .collect();
-        for k in &stale {
-            ignore_missing(nets6.remove(k), name)?;
-        }
-        n += stale.len();
-        Ok(n)
-    }
-
     /// Removes (in batches) every key of hash map `name` for which `stale` holds; returns how many.
     pub(super) fn scan_remove<K: aya::Pod, V: aya::Pod>(
         &self,
@@ -440,6 +343,79 @@ fn ignore_missing(r: Result<(), MapError>, name: &'static str) -> Result<(), Dat
         Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
         Err(source) => Err(DatapathError::Map { name, source }),
     }
+}
+
+/// How a policy map's stored keys are written, removed and cleared by slot: hash maps in batches,
+/// LPM tries (no batch operations, few entries) one entry at a time.
+trait SlotStore<V: Pod>: Sized {
+    fn insert(
+        dp: &mut Datapath,
+        name: &'static str,
+        entries: Vec<(Self, V)>,
+    ) -> Result<usize, DatapathError>;
+    fn remove(dp: &mut Datapath, name: &'static str, keys: Vec<Self>) -> Result<(), DatapathError>;
+    /// Removes every key of `slot`; returns how many.
+    fn clear_slot(dp: &mut Datapath, name: &'static str, slot: u8) -> Result<usize, DatapathError>;
+}
+
+impl<K: HashKey, V: Pod> SlotStore<V> for K {
+    fn insert(
+        dp: &mut Datapath,
+        name: &'static str,
+        entries: Vec<(Self, V)>,
+    ) -> Result<usize, DatapathError> {
+        dp.batch_insert(name, entries.into_iter())
+    }
+
+    fn remove(dp: &mut Datapath, name: &'static str, keys: Vec<Self>) -> Result<(), DatapathError> {
+        dp.batch_remove(name, keys.into_iter())
+    }
+
+    fn clear_slot(dp: &mut Datapath, name: &'static str, slot: u8) -> Result<usize, DatapathError> {
+        dp.scan_remove::<K, V>(name, |k| k.slot() == slot)
+    }
+}
+
+impl<const N: usize, V: Pod> SlotStore<V> for LpmKey<[u8; N]> {
+    fn insert(
+        dp: &mut Datapath,
+        name: &'static str,
+        entries: Vec<(Self, V)>,
+    ) -> Result<usize, DatapathError> {
+        let mut trie = lpm_trie::<N, V>(dp, name)?;
+        for (k, v) in &entries {
+            trie.insert(k, v, 0).map_err(map_err(name))?;
+        }
+        Ok(entries.len())
+    }
+
+    fn remove(dp: &mut Datapath, name: &'static str, keys: Vec<Self>) -> Result<(), DatapathError> {
+        let mut trie = lpm_trie::<N, V>(dp, name)?;
+        for k in &keys {
+            ignore_missing(trie.remove(k), name)?;
+        }
+        Ok(())
+    }
+
+    fn clear_slot(dp: &mut Datapath, name: &'static str, slot: u8) -> Result<usize, DatapathError> {
+        let mut trie = lpm_trie::<N, V>(dp, name)?;
+        let stale: Vec<Self> = trie
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| lpm_slot(k) == slot)
+            .collect();
+        for k in &stale {
+            ignore_missing(trie.remove(k), name)?;
+        }
+        Ok(stale.len())
+    }
+}
+
+fn lpm_trie<'a, const N: usize, V: Pod>(
+    dp: &'a mut Datapath,
+    name: &'static str,
+) -> Result<LpmTrie<&'a mut MapData, [u8; N], V>, DatapathError> {
+    LpmTrie::try_from(dp.map_mut(name)?).map_err(map_err(name))
 }
 
 /// `Mode` as metrics and `status` show it.

@@ -8,12 +8,10 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use enforcer_common::{
-    Action, Decision, Mode,
-    identity::{AddrEntry, MacEntry, NetEntry},
-    rules::PairValue,
-};
+use enforcer_common::{Action, Decision, Mode};
 use serde::{Deserialize, Serialize};
+
+use super::maps::PolicyMaps;
 
 /// Stable ids: names to ids, kept across reloads (and restarts, through the daemon's state file) so
 /// counters indexed by id keep meaning the same device or rule.
@@ -142,21 +140,8 @@ pub struct CompiledPolicy {
     pub router_class: u16,
     pub quarantine: Option<QuarantineSettings>,
 
-    // Map contents, without slots. Each list is sorted by key and has no duplicate keys.
-    /// `MACS`: MAC -> device.
-    pub macs: Vec<([u8; 6], MacEntry)>,
-    /// `ADDRS_V4`: device and router addresses.
-    pub addrs_v4: Vec<([u8; 4], AddrEntry)>,
-    /// `ADDRS_V6`: device and router addresses.
-    pub addrs_v6: Vec<([u8; 16], AddrEntry)>,
-    /// `NETS_V4`: (network address with host bits zero, prefix length 0..=32, entry).
-    pub nets_v4: Vec<([u8; 4], u8, NetEntry)>,
-    /// `NETS_V6`: (network address, prefix length 0..=128, entry).
-    pub nets_v6: Vec<([u8; 16], u8, NetEntry)>,
-    /// `PAIRS`: (src class, dst class) -> value; `PairValue::pair` indexes `ports`.
-    pub pairs: Vec<((u16, u16), PairValue)>,
-    /// `PORTS`: (pair id, protocol, destination port) -> decision.
-    pub ports: Vec<((u32, u8, u16), Decision)>,
+    /// The image of every policy map, without slots (see [`super::maps`]).
+    pub maps: PolicyMaps,
 
     // Names behind the ids.
     pub ids: IdTable,
@@ -179,16 +164,11 @@ impl CompiledPolicy {
     /// Number of entries per map, for `plan` and capacity checks.
     #[must_use]
     pub fn map_sizes(&self) -> BTreeMap<&'static str, usize> {
-        use enforcer_common::{identity as id, rules};
-        BTreeMap::from([
-            (id::MACS_MAP, self.macs.len()),
-            (id::ADDRS_V4_MAP, self.addrs_v4.len()),
-            (id::ADDRS_V6_MAP, self.addrs_v6.len()),
-            (id::NETS_V4_MAP, self.nets_v4.len()),
-            (id::NETS_V6_MAP, self.nets_v6.len()),
-            (rules::PAIRS_MAP, self.pairs.len()),
-            (rules::PORTS_MAP, self.ports.len()),
-        ])
+        self.maps
+            .usage()
+            .into_iter()
+            .map(|u| (u.name, u.entries))
+            .collect()
     }
 
     /// Device name by id (`"unknown"` for id 0 and ids not in this policy).

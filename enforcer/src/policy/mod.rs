@@ -9,6 +9,7 @@ mod compile;
 pub mod compiled;
 mod diag;
 mod load;
+pub mod maps;
 pub mod model;
 pub mod plan;
 pub mod synth;

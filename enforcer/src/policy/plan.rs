@@ -102,20 +102,6 @@ fn action_name(a: Action) -> String {
     .to_owned()
 }
 
-/// Per-slot capacity of each policy map.
-fn capacity_of(map: &str) -> usize {
-    use enforcer_common::{identity as id, rules};
-    let cap = match map {
-        id::MACS_MAP => enforcer_common::MAX_MACS,
-        id::ADDRS_V4_MAP | id::ADDRS_V6_MAP => enforcer_common::MAX_ADDRS,
-        id::NETS_V4_MAP | id::NETS_V6_MAP => enforcer_common::MAX_NETS,
-        rules::PAIRS_MAP => enforcer_common::MAX_PAIRS,
-        rules::PORTS_MAP => enforcer_common::MAX_PORTS,
-        _ => 0,
-    };
-    cap as usize
-}
-
 impl From<&CompiledPolicy> for PlanView {
     fn from(c: &CompiledPolicy) -> Self {
         let mut members: BTreeMap<&str, usize> = BTreeMap::new();
@@ -188,14 +174,15 @@ impl From<&CompiledPolicy> for PlanView {
                 })
                 .collect(),
             maps: c
-                .map_sizes()
+                .maps
+                .usage()
                 .into_iter()
-                .map(|(name, entries)| {
+                .map(|u| {
                     (
-                        name.to_owned(),
+                        u.name.to_owned(),
                         PlanMap {
-                            entries,
-                            capacity: capacity_of(name),
+                            entries: u.entries,
+                            capacity: u.capacity as usize,
                         },
                     )
                 })

@@ -93,6 +93,17 @@ pub fn generate(devices: usize, rules: usize) -> String {
         y,
         "# Synthetic policy: {devices} devices, {rules} rules (enforcer::policy::synth)."
     );
+    write_zones_and_networks(&mut y, zones);
+    write_devices(&mut y, devices, zones);
+    write_rules(&mut y, devices, rules, zones);
+    y.push_str(
+        "defaults:\n  action: deny\n  mode: enforce\n  unknown: quarantine\n  spoofed: deny\nquarantine:\n  zone: quarantine\n  when:\n    denied_packets: {count: 50, within: 10s}\n    spoofing: true\n    touches: [network:honeypot]\n  release_after: 1h\n",
+    );
+    y
+}
+
+/// `zones:` (quarantine, the server racks, `zones` plain zones) and `networks:`.
+fn write_zones_and_networks(y: &mut String, zones: usize) {
     y.push_str("zones:\n  quarantine: {description: unknown or isolated devices}\n");
     for s in 0..SERVER_ZONES {
         let _ = writeln!(y, "  servers-{s}: {{description: server rack {s}}}");
@@ -109,6 +120,10 @@ pub fn generate(devices: usize, rules: usize) -> String {
             "  partner-{k}: [\"198.18.{k}.0/24\", \"2001:db8:{k}::/48\"]"
         );
     }
+}
+
+/// `devices:`: every `SERVER_EVERY`th a server, the rest spread over the plain zones.
+fn write_devices(y: &mut String, devices: usize, zones: usize) {
     y.push_str("devices:\n");
     let vendors = [
         "Axis",
@@ -141,17 +156,15 @@ pub fn generate(devices: usize, rules: usize) -> String {
             risks[i % risks.len()],
         );
     }
+}
+
+/// `rules:`: the server racks' egress first, then a seeded mix of zone, partner, server and deny
+/// rules.
+fn write_rules(y: &mut String, devices: usize, rules: usize, zones: usize) {
     y.push_str("rules:\n");
     let mut rng = Lcg(0x5eed);
     let servers = devices.div_ceil(SERVER_EVERY);
     for k in 0..rules {
-        let services = |n: usize, rng: &mut Lcg| -> String {
-            let mut picked: Vec<&str> =
-                (0..n).map(|_| SERVICES[rng.next(SERVICES.len())]).collect();
-            picked.sort_unstable();
-            picked.dedup();
-            picked.join(", ")
-        };
         let (from, to, verb, svc) = if k < SERVER_ZONES.min(rules) {
             (
                 format!("zone:servers-{k}"),
@@ -160,61 +173,73 @@ pub fn generate(devices: usize, rules: usize) -> String {
                 "tcp/443, udp/123".to_owned(),
             )
         } else {
-            match k % 10 {
-                0..=6 => {
-                    let n = 1 + rng.next(3);
-                    (
-                        format!("zone:zone-{}", rng.next(zones)),
-                        format!("zone:zone-{}", rng.next(zones)),
-                        "allow",
-                        services(n, &mut rng),
-                    )
-                }
-                7 => {
-                    let to = match rng.next(PARTNERS + 1) {
-                        0 => "network:internet".to_owned(),
-                        p => format!("network:partner-{}", p - 1),
-                    };
-                    (
-                        format!("zone:zone-{}", rng.next(zones)),
-                        to,
-                        "allow",
-                        services(2, &mut rng),
-                    )
-                }
-                8 if servers > 0 => {
-                    let server = rng.next(servers) * SERVER_EVERY;
-                    (
-                        format!("device:dev-{server}"),
-                        format!("zone:zone-{}", rng.next(zones)),
-                        "allow",
-                        services(2, &mut rng),
-                    )
-                }
-                _ => {
-                    let svc = if rng.next(4) == 0 {
-                        "any".to_owned()
-                    } else {
-                        services(1, &mut rng)
-                    };
-                    (
-                        format!("zone:zone-{}", rng.next(zones)),
-                        format!("zone:zone-{}", rng.next(zones)),
-                        "deny",
-                        svc,
-                    )
-                }
-            }
+            random_rule(k, zones, servers, &mut rng)
         };
         let _ = write!(
             y,
             "  - name: r{k}\n    from: {from}\n    to: {to}\n    {verb}: [{svc}]\n"
         );
     }
-    y.push_str(
-        "defaults:\n  action: deny\n  mode: enforce\n  unknown: quarantine\n  spoofed: deny\nquarantine:\n  zone: quarantine\n  when:\n    denied_packets: {count: 50, within: 10s}\n    spoofing: true\n    touches: [network:honeypot]\n  release_after: 1h\n",
-    );
-    y
+}
+
+/// Rule `k` after the server racks': (from, to, verb, services).
+fn random_rule(
+    k: usize,
+    zones: usize,
+    servers: usize,
+    rng: &mut Lcg,
+) -> (String, String, &'static str, String) {
+    let services = |n: usize, rng: &mut Lcg| -> String {
+        let mut picked: Vec<&str> = (0..n).map(|_| SERVICES[rng.next(SERVICES.len())]).collect();
+        picked.sort_unstable();
+        picked.dedup();
+        picked.join(", ")
+    };
+    match k % 10 {
+        0..=6 => {
+            let n = 1 + rng.next(3);
+            (
+                format!("zone:zone-{}", rng.next(zones)),
+                format!("zone:zone-{}", rng.next(zones)),
+                "allow",
+                services(n, rng),
+            )
+        }
+        7 => {
+            let to = match rng.next(PARTNERS + 1) {
+                0 => "network:internet".to_owned(),
+                p => format!("network:partner-{}", p - 1),
+            };
+            (
+                format!("zone:zone-{}", rng.next(zones)),
+                to,
+                "allow",
+                services(2, rng),
+            )
+        }
+        8 if servers > 0 => {
+            let server = rng.next(servers) * SERVER_EVERY;
+            (
+                format!("device:dev-{server}"),
+                format!("zone:zone-{}", rng.next(zones)),
+                "allow",
+                services(2, rng),
+            )
+        }
+        _ => {
+            let svc = if rng.next(4) == 0 {
+                "any".to_owned()
+            } else {
+                services(1, rng)
+            };
+            (
+                format!("zone:zone-{}", rng.next(zones)),
+                format!("zone:zone-{}", rng.next(zones)),
+                "deny",
+                svc,
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -231,8 +256,8 @@ mod tests {
         assert_eq!(policy.rules.len(), 300);
         let compiled =
             compile(&policy, &CompileOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(compiled.macs.len(), 2_000);
-        assert_eq!(compiled.addrs_v4[0].0, [10, 0, 0, 1]);
+        assert_eq!(compiled.maps.macs.len(), 2_000);
+        assert_eq!(compiled.maps.addrs_v4[0].0, [10, 0, 0, 1]);
         assert_eq!(ipv4(255), std::net::Ipv4Addr::new(10, 0, 1, 0));
         assert_eq!(mac(0), [2, 0, 0, 0, 0, 1]);
         assert_eq!(ipv6(0).to_string(), "fd00::1");

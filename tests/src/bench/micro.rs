@@ -107,12 +107,23 @@ impl<'a> Judge<'a> {
         Self {
             p,
             class: p
+                .maps
                 .macs
                 .iter()
                 .map(|(m, e)| (*m, (e.device, e.class)))
                 .collect(),
-            pairs: p.pairs.iter().copied().collect(),
-            ports: p.ports.iter().copied().collect(),
+            pairs: p
+                .maps
+                .pairs
+                .iter()
+                .map(|(k, v)| ((k.src, k.dst), *v))
+                .collect(),
+            ports: p
+                .maps
+                .ports
+                .iter()
+                .map(|(k, d)| ((k.pair, k.proto, k.port), *d))
+                .collect(),
         }
     }
 

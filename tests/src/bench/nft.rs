@@ -56,7 +56,7 @@ fn elements(out: &mut String, items: impl Iterator<Item = String>) {
 
 /// The ruleset (`table inet enforcer`), forward hook.
 pub fn ruleset(p: &CompiledPolicy) -> String {
-    let mut s = String::with_capacity(p.macs.len() * 160 + 4096);
+    let mut s = String::with_capacity(p.maps.macs.len() * 160 + 4096);
     s.push_str("table inet enforcer {\n");
     let dev = |e: &enforcer_common::identity::AddrEntry| {
         e.kind == enforcer_common::identity::ADDR_KIND_DEVICE
@@ -64,7 +64,8 @@ pub fn ruleset(p: &CompiledPolicy) -> String {
     s.push_str("  map src4 {\n    type ether_addr . ipv4_addr : mark\n");
     elements(
         &mut s,
-        p.addrs_v4
+        p.maps
+            .addrs_v4
             .iter()
             .filter(|(_, e)| dev(e) && e.mac != [0; 6])
             .map(|(a, e)| {
@@ -82,7 +83,8 @@ pub fn ruleset(p: &CompiledPolicy) -> String {
     s.push_str("  }\n  map src6 {\n    type ether_addr . ipv6_addr : mark\n");
     elements(
         &mut s,
-        p.addrs_v6
+        p.maps
+            .addrs_v6
             .iter()
             .filter(|(_, e)| dev(e) && e.mac != [0; 6])
             .map(|(a, e)| format!("{} . {} : {}", mac(e.mac), v6(*a), e.class)),
@@ -90,46 +92,59 @@ pub fn ruleset(p: &CompiledPolicy) -> String {
     s.push_str("  }\n  map dst4 {\n    type ipv4_addr : mark\n");
     elements(
         &mut s,
-        p.addrs_v4
+        p.maps
+            .addrs_v4
             .iter()
             .map(|(a, e)| format!("{}.{}.{}.{} : {}", a[0], a[1], a[2], a[3], e.class)),
     );
     s.push_str("  }\n  map dst6 {\n    type ipv6_addr : mark\n");
     elements(
         &mut s,
-        p.addrs_v6
+        p.maps
+            .addrs_v6
             .iter()
             .map(|(a, e)| format!("{} : {}", v6(*a), e.class)),
     );
     s.push_str("  }\n  map net4 {\n    type ipv4_addr : mark\n    flags interval\n");
     elements(
         &mut s,
-        p.nets_v4
+        p.maps
+            .nets_v4
             .iter()
-            .filter(|(_, l, _)| *l > 0)
-            .map(|(a, l, e)| format!("{}.{}.{}.{}/{} : {}", a[0], a[1], a[2], a[3], l, e.class)),
+            .filter(|(k, _)| k.len > 0)
+            .map(|(k, e)| {
+                let a = k.addr;
+                format!(
+                    "{}.{}.{}.{}/{} : {}",
+                    a[0], a[1], a[2], a[3], k.len, e.class
+                )
+            }),
     );
     s.push_str("  }\n  map net6 {\n    type ipv6_addr : mark\n    flags interval\n");
     elements(
         &mut s,
-        p.nets_v6
+        p.maps
+            .nets_v6
             .iter()
-            .filter(|(_, l, _)| *l > 0)
-            .map(|(a, l, e)| format!("{}/{} : {}", v6(*a), l, e.class)),
+            .filter(|(k, _)| k.len > 0)
+            .map(|(k, e)| format!("{}/{} : {}", v6(k.addr), k.len, e.class)),
     );
     s.push_str("  }\n");
     // One chain per class pair.
     let mut pair_elems = Vec::new();
-    for (k, ((sc, dc), pv)) in p.pairs.iter().enumerate() {
+    for (k, (key, pv)) in p.maps.pairs.iter().enumerate() {
+        let (sc, dc) = (key.src, key.dst);
         let name = format!("p{k}");
         let _ = writeln!(s, "  chain {name} {{");
         if pv.pair != 0 {
             let ports: Vec<String> = p
+                .maps
                 .ports
                 .iter()
-                .filter(|((pair, _, _), _)| *pair == pv.pair)
-                .filter_map(|((_, proto, port), d)| {
-                    let pr = match *proto {
+                .filter(|(key, _)| key.pair == pv.pair)
+                .filter_map(|(key, d)| {
+                    let port = key.port;
+                    let pr = match key.proto {
                         PROTO_TCP => "tcp",
                         PROTO_UDP => "udp",
                         _ => return None,
@@ -167,15 +182,17 @@ pub fn ruleset(p: &CompiledPolicy) -> String {
     // Interval maps may not overlap, so a /0 network (every address not otherwise matched) is the
     // starting class instead of an element: the same longest-prefix result.
     let d4 = p
+        .maps
         .nets_v4
         .iter()
-        .find(|(_, l, _)| *l == 0)
-        .map_or(p.unknown_class, |(_, _, e)| e.class);
+        .find(|(k, _)| k.len == 0)
+        .map_or(p.unknown_class, |(_, e)| e.class);
     let d6 = p
+        .maps
         .nets_v6
         .iter()
-        .find(|(_, l, _)| *l == 0)
-        .map_or(p.unknown_class, |(_, _, e)| e.class);
+        .find(|(k, _)| k.len == 0)
+        .map_or(p.unknown_class, |(_, e)| e.class);
     let policy = if p.default_action == Action::Allow {
         "accept"
     } else {

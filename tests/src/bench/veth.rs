@@ -226,12 +226,24 @@ fn traffic(
 ) -> Result<Traffic> {
     let _ = dp;
     // Pairs with the wanted verdict (same search as the test-run part, TCP SYNs, fixed ports).
-    let class: std::collections::HashMap<[u8; 6], u16> =
-        compiled.macs.iter().map(|(m, e)| (*m, e.class)).collect();
-    let pairs: std::collections::HashMap<(u16, u16), enforcer_common::rules::PairValue> =
-        compiled.pairs.iter().copied().collect();
-    let ports: std::collections::HashMap<(u32, u8, u16), enforcer_common::Decision> =
-        compiled.ports.iter().copied().collect();
+    let class: std::collections::HashMap<[u8; 6], u16> = compiled
+        .maps
+        .macs
+        .iter()
+        .map(|(m, e)| (*m, e.class))
+        .collect();
+    let pairs: std::collections::HashMap<(u16, u16), enforcer_common::rules::PairValue> = compiled
+        .maps
+        .pairs
+        .iter()
+        .map(|(k, v)| ((k.src, k.dst), *v))
+        .collect();
+    let ports: std::collections::HashMap<(u32, u8, u16), enforcer_common::Decision> = compiled
+        .maps
+        .ports
+        .iter()
+        .map(|(k, d)| ((k.pair, k.proto, k.port), *d))
+        .collect();
     let allows = |s: usize, d: usize, port: u16| -> bool {
         let (Some(cs), Some(cd)) = (class.get(&synth::mac(s)), class.get(&synth::mac(d))) else {
             return false;
