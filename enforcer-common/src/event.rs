@@ -46,6 +46,8 @@ impl DenyReason {
     }
 }
 
+/// One event in `EVENTS`. Every field is written for every event (a ring-buffer slot holds what an
+/// earlier event left there); the packet fields are those of the packet the event is about.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DenyEvent {
@@ -62,12 +64,13 @@ pub struct DenyEvent {
     pub family: u8,
     /// [`DenyReason`].
     pub reason: u8,
-    /// [`crate::Verdict`] as u8: Deny, or Audit when only counted.
+    /// [`crate::Verdict`] as u8: Deny, or Audit when only counted; [`EVENT_NO_VERDICT`] in a
+    /// quarantine event.
     pub verdict: u8,
     pub src_mac: [u8; 6],
     pub vlan: u16,
-    /// [`EVENT_DENY`] or [`EVENT_QUARANTINE`] (then `reason` is a `state::QuarantineReason` and
-    /// the addresses are those of the packet that tripped it).
+    /// [`EVENT_DENY`] or [`EVENT_QUARANTINE`] (then `reason` is a `state::QuarantineReason`,
+    /// `rule` is 0, and the packet is the one that tripped the quarantine).
     pub kind: u8,
     pub _pad: [u8; 3],
 }
@@ -77,3 +80,5 @@ const _: () = assert!(core::mem::size_of::<DenyEvent>() == 72);
 pub const EVENT_DENY: u8 = 0;
 /// The datapath put a device into quarantine.
 pub const EVENT_QUARANTINE: u8 = 1;
+/// `DenyEvent::verdict` of an event that reports no verdict (a quarantine trip).
+pub const EVENT_NO_VERDICT: u8 = u8::MAX;

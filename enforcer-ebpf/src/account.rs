@@ -1,14 +1,14 @@
 //! Accounting: per-CPU counters, per-device and per-rule statistics, rate-limited deny events and
 //! the discovery record of unlisted sources. Nothing here changes a verdict.
 
-use aya_ebpf::maps::ring_buf::RingBufEntry;
 use enforcer_common::{
-    Verdict,
-    event::{DenyEvent, EVENT_DENY, EVENT_QUARANTINE},
+    DEFAULT_RULE, Verdict,
+    event::{DenyEvent, EVENT_DENY, EVENT_NO_VERDICT, EVENT_QUARANTINE},
     identity::MacKey,
     state::{DiscoveredDevice, EVENTS_PER_DEVICE_PER_SEC, QuarantineReason},
     stats::Counter,
 };
+use enforcer_ebpf::out_of_line;
 
 use crate::{
     maps::{COUNTERS, DEVICE_STATS, DISCOVERED, EVENT_BUDGET, EVENTS, RULE_STATS},
@@ -75,127 +75,130 @@ fn event_allowed(device: u32, now: u64) -> bool {
     true
 }
 
-/// Sends a deny (or audit) event to userspace, within the device's budget.
-/// Out of line, returning a scalar the caller consumes: see `policy::judge_into` for why r0
-/// must hold one.
-#[inline(never)]
-pub fn deny_event(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) -> u32 {
-    deny_event_body(ifindex, pkt, j, verdict, now);
-    0
-}
-
-#[inline(always)]
-fn deny_event_body(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) {
-    let (device, rule, reason) = (j.src.device, j.rule, j.reason);
-    if !event_allowed(device, now) {
-        count(Counter::EventsRateLimited);
-        return;
-    }
-    let Some(mut entry) = reserve_event() else {
-        return;
-    };
-    // Filled in place: a 72-byte event built on the stack would not fit beside the rest.
-    let e = entry.as_mut_ptr();
-    // SAFETY: `e` points at reserved ring-buffer memory sized and aligned for a `DenyEvent`; every
-    // field is written before `submit`.
-    unsafe {
-        (*e).timestamp_ns = now;
-        (*e).device = device;
-        (*e).rule = rule;
-        (*e).src = pkt.src;
-        (*e).dst = pkt.dst;
-        (*e).sport = pkt.sport;
-        (*e).dport = pkt.dport;
-        (*e).ifindex = ifindex;
-        (*e).proto = pkt.proto;
-        (*e).family = pkt.family;
-        (*e).reason = reason as u8;
-        (*e).verdict = verdict as u8;
-        (*e).src_mac = pkt.src_mac;
-        (*e).vlan = pkt.vlan;
-        (*e).kind = EVENT_DENY;
-        (*e)._pad = [0; 3];
-    }
-    entry.submit(0);
-    count(Counter::EventsSent);
-}
-
-/// Records a source the policy does not list, keyed by its MAC.
-///
-/// `fresh` is scratch space for a first sighting (too large for the stack).
-/// Out of line, returning a scalar the caller consumes: see `policy::judge_into` for why r0
-/// must hold one.
-#[inline(never)]
-pub fn discovered(ifindex: u32, pkt: &Packet, now: u64, fresh: &mut DiscoveredDevice) -> u32 {
-    discovered_body(ifindex, pkt, now, fresh);
-    0
-}
-
-#[inline(always)]
-fn discovered_body(ifindex: u32, pkt: &Packet, now: u64, fresh: &mut DiscoveredDevice) {
-    let key = MacKey::new(0, pkt.src_mac);
-    *fresh = DiscoveredDevice {
-        first_seen_ns: now,
-        ..DiscoveredDevice::default()
-    };
-    let d = match DISCOVERED.get_ptr_mut(&key) {
-        Some(d) => d,
-        None => {
-            if DISCOVERED.insert(&key, fresh, 0).is_err() {
-                return;
-            }
-            match DISCOVERED.get_ptr_mut(&key) {
-                Some(d) => d,
-                None => return,
-            }
+out_of_line! {
+    /// Sends a deny (or audit) event to userspace, within the device's budget.
+    pub fn deny_event(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) {
+        let device = j.src.device;
+        if !event_allowed(device, now) {
+            count(Counter::EventsRateLimited);
+            return;
         }
-    };
-    // SAFETY: pointer from a successful lookup; racing CPUs only blur the last-seen fields.
-    let d = unsafe { &mut *d };
-    d.last_seen_ns = now;
-    d.packets += 1;
-    d.ifindex = ifindex;
-    d.vlan = pkt.vlan;
-    if pkt.family == enforcer_common::FAMILY_V4 {
-        d.has_v4 = 1;
-        d.v4 = pkt.src[0];
-    } else if pkt.src[0].to_ne_bytes()[0] != 0xfe {
-        // Link-local addresses say nothing about where the device lives; keep a routable one.
-        d.has_v6 = 1;
-        d.v6 = pkt.src;
+        let about = EventAbout {
+            kind: EVENT_DENY,
+            device,
+            rule: j.rule,
+            reason: j.reason as u8,
+            verdict: verdict as u8,
+        };
+        if send_event(ifindex, pkt, &about, now) {
+            count(Counter::EventsSent);
+        }
     }
-    d.last_dst = pkt.dst;
-    d.last_dport = pkt.dport;
-    d.last_proto = pkt.proto;
-    d.last_family = pkt.family;
 }
 
-/// A ring-buffer slot for one event; a full buffer is counted, never waited for.
+out_of_line! {
+    /// Tells the daemon a device was quarantined, with the packet that tripped it (not budgeted:
+    /// a device trips at most once until it is released).
+    pub fn quarantine_event(
+        ifindex: u32,
+        pkt: &Packet,
+        device: u32,
+        reason: QuarantineReason,
+        now: u64,
+    ) {
+        let about = EventAbout {
+            kind: EVENT_QUARANTINE,
+            device,
+            rule: DEFAULT_RULE,
+            reason: reason as u8,
+            verdict: EVENT_NO_VERDICT,
+        };
+        send_event(ifindex, pkt, &about, now);
+    }
+}
+
+/// What an event says beyond the packet it is about (see `DenyEvent`).
+struct EventAbout {
+    kind: u8,
+    device: u32,
+    rule: u32,
+    reason: u8,
+    verdict: u8,
+}
+
+/// Writes one event, every field of it, about `pkt` into the ring buffer; whether it was sent
+/// (a full buffer is counted, never waited for). The one writer of `DenyEvent`: a reserved slot
+/// holds whatever an earlier event left there, so a field this skipped would be stale data.
 #[inline(always)]
-fn reserve_event() -> Option<RingBufEntry<DenyEvent>> {
-    let entry = EVENTS.reserve::<DenyEvent>(0);
-    if entry.is_none() {
+fn send_event(ifindex: u32, pkt: &Packet, about: &EventAbout, now: u64) -> bool {
+    let Some(mut entry) = EVENTS.reserve::<DenyEvent>(0) else {
         count(Counter::EventsDropped);
-    }
-    entry
+        return false;
+    };
+    // Filled in place, one field at a time: a 72-byte event built on the stack would not fit
+    // beside the rest. The struct literal makes the compiler check that no field is left out.
+    let event = DenyEvent {
+        timestamp_ns: now,
+        device: about.device,
+        rule: about.rule,
+        src: pkt.src,
+        dst: pkt.dst,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        ifindex,
+        proto: pkt.proto,
+        family: pkt.family,
+        reason: about.reason,
+        verdict: about.verdict,
+        src_mac: pkt.src_mac,
+        vlan: pkt.vlan,
+        kind: about.kind,
+        _pad: [0; 3],
+    };
+    entry.write(event);
+    entry.submit(0);
+    true
 }
 
-/// Tells the daemon a device was quarantined (not budgeted: a device trips at most once until it
-/// is released). Only the device, reason and time are meaningful in such an event.
-#[inline(always)]
-pub fn quarantine_event(device: u32, reason: QuarantineReason, now: u64) {
-    let Some(mut entry) = reserve_event() else {
-        return;
-    };
-    let e = entry.as_mut_ptr();
-    // SAFETY: `e` points at reserved ring-buffer memory sized and aligned for a `DenyEvent`; the
-    // fields a quarantine event carries are written before `submit`, the daemon reads no others.
-    unsafe {
-        (*e).timestamp_ns = now;
-        (*e).device = device;
-        (*e).rule = 0;
-        (*e).reason = reason as u8;
-        (*e).kind = EVENT_QUARANTINE;
+out_of_line! {
+    /// Records a source the policy does not list, keyed by its MAC.
+    ///
+    /// `fresh` is scratch space for a first sighting (too large for the stack).
+    pub fn discovered(ifindex: u32, pkt: &Packet, now: u64, fresh: &mut DiscoveredDevice) {
+        let key = MacKey::new(0, pkt.src_mac);
+        *fresh = DiscoveredDevice {
+            first_seen_ns: now,
+            ..DiscoveredDevice::default()
+        };
+        let d = match DISCOVERED.get_ptr_mut(&key) {
+            Some(d) => d,
+            None => {
+                if DISCOVERED.insert(&key, fresh, 0).is_err() {
+                    return;
+                }
+                match DISCOVERED.get_ptr_mut(&key) {
+                    Some(d) => d,
+                    None => return,
+                }
+            }
+        };
+        // SAFETY: pointer from a successful lookup; racing CPUs only blur the last-seen fields.
+        let d = unsafe { &mut *d };
+        d.last_seen_ns = now;
+        d.packets += 1;
+        d.ifindex = ifindex;
+        d.vlan = pkt.vlan;
+        if pkt.family == enforcer_common::FAMILY_V4 {
+            d.has_v4 = 1;
+            d.v4 = pkt.src[0];
+        } else if pkt.src[0].to_ne_bytes()[0] != 0xfe {
+            // Link-local addresses say nothing about where the device lives; keep a routable one.
+            d.has_v6 = 1;
+            d.v6 = pkt.src;
+        }
+        d.last_dst = pkt.dst;
+        d.last_dport = pkt.dport;
+        d.last_proto = pkt.proto;
+        d.last_family = pkt.family;
     }
-    entry.submit(0);
 }

@@ -83,7 +83,8 @@ fn put<const L: usize>(ctx: &XdpContext, off: u32, bytes: &[u8; L]) {
     unsafe { core::ptr::write_unaligned((start + off) as *mut [u8; L], *bytes) };
 }
 
-/// Out of line with a scalar result (the verifier wants r0 to hold one; see `policy::judge_into`).
+/// Out of line with a scalar result (the verifier wants r0 to hold one; see
+/// `enforcer_ebpf::out_of_line`).
 #[inline(never)]
 fn rewrite(ctx: &XdpContext) -> u32 {
     let Some(cfg) = BENCH_CONFIG.get(0) else {

@@ -14,6 +14,8 @@ use enforcer_common::{
     identity::{MAC_F_ANY_ADDR, MacKey},
     stats::Counter,
 };
+pub use enforcer_ebpf::hit::Hit;
+use enforcer_ebpf::out_of_line;
 
 use crate::{
     account,
@@ -27,29 +29,6 @@ use crate::{
 pub struct Clock {
     pub epoch: u64,
     pub now: u64,
-}
-
-/// A packet that belongs to a remembered flow: who sent it and which rule allowed the flow.
-pub struct Hit {
-    pub device: u32,
-    pub rule: u32,
-}
-
-/// A [`Hit`] or a miss packed in one word, so the non-inlined table functions return a scalar
-/// (a returned struct would travel through the caller's stack, which BPF forbids handing back).
-const HIT: u64 = 1 << 63;
-
-#[inline(always)]
-fn pack(hit: Option<Hit>) -> u64 {
-    hit.map_or(0, |h| HIT | (u64::from(h.device) << 32) | u64::from(h.rule))
-}
-
-#[inline(always)]
-fn unpack(word: u64) -> Option<Hit> {
-    (word & HIT != 0).then_some(Hit {
-        device: ((word >> 32) as u32) & 0x7fff_ffff,
-        rule: word as u32,
-    })
 }
 
 #[inline(always)]
@@ -87,186 +66,168 @@ pub fn is_stateful(l4: L4) -> bool {
     matches!(l4, L4::Ports | L4::EchoRequest | L4::EchoReply)
 }
 
-/// Looks the packet up in the flow table.
-///
-/// A hit needs a fresh entry and, where the policy binds one, the MAC the sender must use. An entry
-/// made under an older epoch (the policy or a quarantine changed since) is judged again in its
-/// original direction: still allowed, it is refreshed and the packet passes; no longer allowed,
-/// the packet is judged as the start of a new flow by the caller.
-///
-/// Not inlined (nor are the other table operations here): each gets its own stack frame, so the
-/// program's deepest call chain stays within the 512-byte BPF stack.
-#[inline(always)]
-pub fn lookup(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) -> Option<Hit> {
-    unpack(lookup_packed(pkt, cfg, clock, t))
-}
-
-#[inline(never)]
-fn lookup_packed(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) -> u64 {
-    pack(lookup_inline(pkt, cfg, clock, t))
-}
-
-#[inline(always)]
-fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) -> Option<Hit> {
-    let Clock { epoch, now } = *clock;
-    let slot = (epoch & 1) as u8;
-    let (key, src_is_lo) = FlowKey::canonical(
-        pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
-    );
-    let entry = FLOWS.get_ptr_mut(&key)?;
-    // SAFETY: the pointer comes from a successful lookup and stays valid under RCU for this run;
-    // concurrent writers on other CPUs only race on refresh fields, which is harmless.
-    let v = unsafe { &mut *entry };
-    if now.saturating_sub(v.last_seen_ns) > timeout_ns(pkt.proto) {
-        return None;
-    }
-    let from_initiator = src_is_lo == (v.init_is_lo != 0);
-    // Both directions of a ping share one key (the identifier is both "ports"), but only the
-    // initiator asks and only the responder answers: a request back along the flow is a new
-    // ping the policy must allow on its own, and a "reply" from the initiator is forged.
-    if (pkt.l4 == L4::EchoRequest && !from_initiator) || (pkt.l4 == L4::EchoReply && from_initiator)
-    {
-        return None;
-    }
-    let want_mac = if from_initiator {
-        v.init_mac
-    } else {
-        v.resp_mac
-    };
-    if want_mac != [0; 6] && want_mac != pkt.src_mac {
-        return None;
-    }
-    let owner = if from_initiator {
-        v.init_device
-    } else {
-        v.resp_device
-    };
-    if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, owner) {
-        return None;
-    }
-    if v.epoch != epoch {
-        let (init, resp, resp_port) = if v.init_is_lo != 0 {
-            (key.lo_addr, key.hi_addr, key.hi_port)
-        } else {
-            (key.hi_addr, key.lo_addr, key.lo_port)
-        };
-        t.family = pkt.family;
-        t.proto = pkt.proto;
-        t.l4 = if pkt.l4 == L4::Ports {
-            L4::Ports
-        } else {
-            L4::EchoRequest
-        };
-        t.src = init;
-        t.dst = resp;
-        t.dport = resp_port;
-        t.src_mac = v.init_mac;
-        let j = judge(slot, cfg, now, t);
-        if !j.allow {
+out_of_line! {
+    /// Looks the packet up in the flow table.
+    ///
+    /// A hit needs a fresh entry and, where the policy binds one, the MAC the sender must use. An
+    /// entry made under an older epoch (the policy or a quarantine changed since) is judged again
+    /// in its original direction: still allowed, it is refreshed and the packet passes; no longer
+    /// allowed, the packet is judged as the start of a new flow by the caller.
+    ///
+    /// Out of line, as are the other table operations here (`out_of_line!`): each gets its own
+    /// stack frame, so the program's deepest call chain stays within the 512-byte BPF stack.
+    pub fn lookup(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) -> Option<Hit> {
+        let Clock { epoch, now } = *clock;
+        let slot = (epoch & 1) as u8;
+        let (key, src_is_lo) = FlowKey::canonical(
+            pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
+        );
+        let entry = FLOWS.get_ptr_mut(&key)?;
+        // SAFETY: the pointer comes from a successful lookup and stays valid under RCU for this
+        // run; concurrent writers on other CPUs only race on refresh fields, which is harmless.
+        let v = unsafe { &mut *entry };
+        if now.saturating_sub(v.last_seen_ns) > timeout_ns(pkt.proto) {
             return None;
         }
-        v.epoch = epoch;
-        v.rule = j.rule;
-        v.init_device = j.src.device;
-        v.resp_device = j.dst.device;
-        v.resp_mac = j.dst.mac;
-    }
-    v.last_seen_ns = now;
-    Some(Hit {
-        device: if from_initiator {
+        let from_initiator = src_is_lo == (v.init_is_lo != 0);
+        // Both directions of a ping share one key (the identifier is both "ports"), but only the
+        // initiator asks and only the responder answers: a request back along the flow is a new
+        // ping the policy must allow on its own, and a "reply" from the initiator is forged.
+        if (pkt.l4 == L4::EchoRequest && !from_initiator)
+            || (pkt.l4 == L4::EchoReply && from_initiator)
+        {
+            return None;
+        }
+        let want_mac = if from_initiator {
+            v.init_mac
+        } else {
+            v.resp_mac
+        };
+        if want_mac != [0; 6] && want_mac != pkt.src_mac {
+            return None;
+        }
+        let owner = if from_initiator {
             v.init_device
         } else {
             v.resp_device
-        },
-        rule: v.rule,
-    })
+        };
+        if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, owner) {
+            return None;
+        }
+        if v.epoch != epoch {
+            let (init, resp, resp_port) = if v.init_is_lo != 0 {
+                (key.lo_addr, key.hi_addr, key.hi_port)
+            } else {
+                (key.hi_addr, key.lo_addr, key.lo_port)
+            };
+            t.family = pkt.family;
+            t.proto = pkt.proto;
+            t.l4 = if pkt.l4 == L4::Ports {
+                L4::Ports
+            } else {
+                L4::EchoRequest
+            };
+            t.src = init;
+            t.dst = resp;
+            t.dport = resp_port;
+            t.src_mac = v.init_mac;
+            let j = judge(slot, cfg, now, t);
+            if !j.allow {
+                return None;
+            }
+            v.epoch = epoch;
+            v.rule = j.rule;
+            v.init_device = j.src.device;
+            v.resp_device = j.dst.device;
+            v.resp_mac = j.dst.mac;
+        }
+        v.last_seen_ns = now;
+        Some(Hit {
+            device: if from_initiator {
+                v.init_device
+            } else {
+                v.resp_device
+            },
+            rule: v.rule,
+        })
+    }
 }
 
-/// Remembers a flow the policy just allowed, so its replies pass.
-/// Out of line, returning a scalar the caller consumes: see `policy::judge_into` for why r0
-/// must hold one.
-#[inline(never)]
-pub fn remember(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) -> u32 {
-    remember_body(pkt, j, epoch, now);
-    0
-}
-
-#[inline(always)]
-fn remember_body(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
-    if !matches!(pkt.l4, L4::Ports | L4::EchoRequest) {
-        return;
-    }
-    let (key, src_is_lo) = FlowKey::canonical(
-        pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
-    );
-    let value = FlowValue {
-        epoch,
-        last_seen_ns: now,
-        rule: j.rule,
-        init_device: j.src.device,
-        resp_device: j.dst.device,
-        init_mac: pkt.src_mac,
-        resp_mac: j.dst.mac,
-        init_is_lo: u8::from(src_is_lo),
-        _pad: [0; 3],
-    };
-    if FLOWS.insert(&key, &value, 0).is_err() {
-        account::count(Counter::FlowInsertFailed);
+out_of_line! {
+    /// Remembers a flow the policy just allowed, so its replies pass.
+    pub fn remember(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
+        if !matches!(pkt.l4, L4::Ports | L4::EchoRequest) {
+            return;
+        }
+        let (key, src_is_lo) = FlowKey::canonical(
+            pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
+        );
+        let value = FlowValue {
+            epoch,
+            last_seen_ns: now,
+            rule: j.rule,
+            init_device: j.src.device,
+            resp_device: j.dst.device,
+            init_mac: pkt.src_mac,
+            resp_mac: j.dst.mac,
+            init_is_lo: u8::from(src_is_lo),
+            _pad: [0; 3],
+        };
+        if FLOWS.insert(&key, &value, 0).is_err() {
+            account::count(Counter::FlowInsertFailed);
+        }
     }
 }
 
-/// Whether an ICMP error (`pkt`) quotes a packet of a remembered flow (`q`, parsed from the packet
-/// by the caller); returns the flow when it does. The error travels back towards the quoted
-/// packet's sender, so it is accounted to the other end.
-///
-/// An error is related only when it goes to the quoted packet's sender and, where the policy
-/// binds one, comes from the MAC a reply in that direction must come from (as `lookup` demands
-/// of replies). Without both checks any device could reach any other across zones by "reporting
-/// an error" about some unrelated flow.
-#[inline(always)]
-pub fn related(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
-    unpack(related_packed(q, pkt, cfg, slot, now))
-}
-
-#[inline(never)]
-fn related_packed(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> u64 {
-    pack(related_inline(q, pkt, cfg, slot, now))
-}
-
-#[inline(always)]
-fn related_inline(q: &Quoted, pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
-    if pkt.dst != q.src {
-        return None;
+out_of_line! {
+    /// Whether an ICMP error (`pkt`) quotes a packet of a remembered flow (`q`, parsed from the
+    /// packet by the caller); returns the flow when it does. The error travels back towards the
+    /// quoted packet's sender, so it is accounted to the other end.
+    ///
+    /// An error is related only when it goes to the quoted packet's sender and, where the policy
+    /// binds one, comes from the MAC a reply in that direction must come from (as `lookup` demands
+    /// of replies). Without both checks any device could reach any other across zones by "reporting
+    /// an error" about some unrelated flow.
+    pub fn related(
+        q: &Quoted,
+        pkt: &Packet,
+        cfg: &PolicyConfig,
+        slot: u8,
+        now: u64,
+    ) -> Option<Hit> {
+        if pkt.dst != q.src {
+            return None;
+        }
+        let (key, quoted_src_is_lo) =
+            FlowKey::canonical(pkt.family, q.proto, q.src, q.sport, q.dst, q.dport);
+        // SAFETY: the value is copied out at once.
+        let v = unsafe { FLOWS.get(&key) }?;
+        if now.saturating_sub(v.last_seen_ns) > timeout_ns(q.proto) {
+            return None;
+        }
+        let quoted_from_initiator = quoted_src_is_lo == (v.init_is_lo != 0);
+        // The error comes from the far end of the quoted packet (or a router on its way there).
+        let want_mac = if quoted_from_initiator {
+            v.resp_mac
+        } else {
+            v.init_mac
+        };
+        if want_mac != [0; 6] && want_mac != pkt.src_mac {
+            return None;
+        }
+        let device = if quoted_from_initiator {
+            v.resp_device
+        } else {
+            v.init_device
+        };
+        if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, device) {
+            return None;
+        }
+        Some(Hit {
+            device,
+            rule: v.rule,
+        })
     }
-    let (key, quoted_src_is_lo) =
-        FlowKey::canonical(pkt.family, q.proto, q.src, q.sport, q.dst, q.dport);
-    // SAFETY: the value is copied out at once.
-    let v = unsafe { FLOWS.get(&key) }?;
-    if now.saturating_sub(v.last_seen_ns) > timeout_ns(q.proto) {
-        return None;
-    }
-    let quoted_from_initiator = quoted_src_is_lo == (v.init_is_lo != 0);
-    // The error comes from the far end of the quoted packet (or a router on its way there).
-    let want_mac = if quoted_from_initiator {
-        v.resp_mac
-    } else {
-        v.init_mac
-    };
-    if want_mac != [0; 6] && want_mac != pkt.src_mac {
-        return None;
-    }
-    let device = if quoted_from_initiator {
-        v.resp_device
-    } else {
-        v.init_device
-    };
-    if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, device) {
-        return None;
-    }
-    Some(Hit {
-        device,
-        rule: v.rule,
-    })
 }
 
 #[inline(always)]
@@ -281,54 +242,38 @@ fn frag_key(pkt: &Packet) -> FragKey {
     }
 }
 
-/// Remembers an allowed first fragment so the rest of the datagram may follow.
-/// Out of line, returning a scalar the caller consumes: see `policy::judge_into` for why r0
-/// must hold one.
-#[inline(never)]
-pub fn remember_fragment(pkt: &Packet, device: u32, rule: u32, now: u64) -> u32 {
-    remember_fragment_body(pkt, device, rule, now);
-    0
-}
-
-#[inline(always)]
-fn remember_fragment_body(pkt: &Packet, device: u32, rule: u32, now: u64) {
-    let value = FragValue {
-        expires_ns: now + FRAG_TIMEOUT_NS,
-        device,
-        rule,
-    };
-    if FRAGS.insert(&frag_key(pkt), &value, 0).is_err() {
-        account::count(Counter::FlowInsertFailed);
+out_of_line! {
+    /// Remembers an allowed first fragment so the rest of the datagram may follow.
+    pub fn remember_fragment(pkt: &Packet, device: u32, rule: u32, now: u64) {
+        let value = FragValue {
+            expires_ns: now + FRAG_TIMEOUT_NS,
+            device,
+            rule,
+        };
+        if FRAGS.insert(&frag_key(pkt), &value, 0).is_err() {
+            account::count(Counter::FlowInsertFailed);
+        }
     }
 }
 
-/// A later fragment passes only behind a remembered, unexpired first fragment of the same
-/// (source, destination, protocol, id).
-///
-/// The entry holds no MAC (its layout is shared with userspace), so the sender is checked by
-/// device: a listed device other than the first fragment's sender may not continue it.
-#[inline(always)]
-pub fn later_fragment(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
-    unpack(later_fragment_packed(pkt, cfg, slot, now))
-}
-
-#[inline(never)]
-fn later_fragment_packed(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> u64 {
-    pack(later_fragment_inline(pkt, cfg, slot, now))
-}
-
-#[inline(always)]
-fn later_fragment_inline(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
-    // SAFETY: the value is copied out at once.
-    let v = unsafe { FRAGS.get(&frag_key(pkt)) }?;
-    if v.expires_ns < now {
-        return None;
+out_of_line! {
+    /// A later fragment passes only behind a remembered, unexpired first fragment of the same
+    /// (source, destination, protocol, id).
+    ///
+    /// The entry holds no MAC (its layout is shared with userspace), so the sender is checked by
+    /// device: a listed device other than the first fragment's sender may not continue it.
+    pub fn later_fragment(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
+        // SAFETY: the value is copied out at once.
+        let v = unsafe { FRAGS.get(&frag_key(pkt)) }?;
+        if v.expires_ns < now {
+            return None;
+        }
+        if impersonates(slot, cfg, pkt.src_mac, v.device) {
+            return None;
+        }
+        Some(Hit {
+            device: v.device,
+            rule: v.rule,
+        })
     }
-    if impersonates(slot, cfg, pkt.src_mac, v.device) {
-        return None;
-    }
-    Some(Hit {
-        device: v.device,
-        rule: v.rule,
-    })
 }

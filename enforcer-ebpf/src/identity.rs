@@ -14,7 +14,10 @@ use enforcer_common::{
     },
     network_device,
 };
-use enforcer_ebpf::scope::{is_link_scoped_source, is_router_scoped_dest};
+use enforcer_ebpf::{
+    out_of_line,
+    scope::{is_link_scoped_source, is_router_scoped_dest},
+};
 
 use crate::maps::{ADDRS_V4, ADDRS_V6, MACS, NETS_V4, NETS_V6};
 
@@ -75,27 +78,28 @@ fn lookup_net(slot: u8, family: u8, addr: &[u32; 4]) -> Option<NetEntry> {
     }
 }
 
-/// Whether neighbour discovery addressed to `dst` (IPv6) is for this link: multicast, link-local,
-/// or one of the router's own addresses in the live slot. ND to anything else would be forwarded
-/// by the kernel into another segment.
-///
-/// Out of line, returning a scalar (see `policy::judge_into`): it runs before the verdict path
-/// and keeps its key off the entry point's stack frame.
-#[inline(never)]
-pub fn nd_for_this_link(dst: &[u32; 4]) -> u32 {
-    if is_router_scoped_dest(enforcer_common::FAMILY_V6, dst) {
-        return 1;
+out_of_line! {
+    /// Whether neighbour discovery addressed to `dst` (IPv6) is for this link: multicast,
+    /// link-local, or one of the router's own addresses in the live slot. ND to anything else
+    /// would be forwarded by the kernel into another segment.
+    ///
+    /// Out of line: it runs before the verdict path and keeps its key off the entry point's stack
+    /// frame.
+    pub fn nd_for_this_link(dst: &[u32; 4]) -> bool {
+        if is_router_scoped_dest(enforcer_common::FAMILY_V6, dst) {
+            return true;
+        }
+        let Some(control) = crate::maps::CONTROL.get(0) else {
+            return false;
+        };
+        let key = AddrKeyV6 {
+            addr: *dst,
+            slot: control.slot(),
+            _pad: [0; 3],
+        };
+        // SAFETY: as in `lookup_addr`.
+        unsafe { ADDRS_V6.get(&key) }.is_some_and(|a| a.kind == ADDR_KIND_ROUTER)
     }
-    let Some(control) = crate::maps::CONTROL.get(0) else {
-        return 0;
-    };
-    let key = AddrKeyV6 {
-        addr: *dst,
-        slot: control.slot(),
-        _pad: [0; 3],
-    };
-    // SAFETY: as in `lookup_addr`.
-    u32::from(unsafe { ADDRS_V6.get(&key) }.is_some_and(|a| a.kind == ADDR_KIND_ROUTER))
 }
 
 /// Resolves the sender from its MAC and source address.

@@ -8,4 +8,6 @@
 use aya_ebpf as _;
 use enforcer_common as _;
 
+pub mod hit;
+pub mod out_of_line;
 pub mod scope;

@@ -3,8 +3,9 @@
 //!
 //! It reads like the packet: parse (`parse`), then identity (`identity`), then verdict (`policy`,
 //! with connection state in `flow`), then accounting (`account`). The entry point turns each
-//! outcome into exactly one XDP action and counts it; there is no blanket error arm, because for an
-//! enforcer "malformed", "no policy" and "denied" are security decisions with their own counters.
+//! [`Outcome`] into exactly one XDP action and counts it, in one place; there is no blanket error
+//! arm, because for an enforcer "malformed", "no policy" and "denied" are security decisions with
+//! their own counters.
 #![no_std]
 #![no_main]
 #![expect(
@@ -33,6 +34,7 @@ use enforcer_common::{
 use enforcer_ebpf as _;
 
 use crate::{
+    flow::Hit,
     maps::{CONFIG, CONTROL, SCRATCH},
     parse::{Fragment, L4, Packet, Quoted, Reject},
     policy::{Tuple, judge},
@@ -50,10 +52,21 @@ pub struct Scratch {
     quoted: Quoted,
 }
 
-/// What happened to an IP packet.
+/// What happened to a frame. Each outcome is exactly one XDP action and at most one global
+/// counter, both decided in [`Outcome::conclude`] and nowhere else; per-device and per-rule
+/// statistics are accounted in `enforce`, where the device and the rule are known.
+#[derive(Clone, Copy)]
 enum Outcome {
-    /// Passed: allowed by a rule, a remembered flow or fragment, or a related ICMP error.
+    /// Not an IP packet to judge (see [`Reject`]); neighbour discovery only when for this link.
+    Rejected(Reject),
+    /// Passed: the first packet of a flow, allowed by a rule.
     Allowed,
+    /// Passed: a packet of a remembered flow.
+    FlowHit,
+    /// Passed: a later fragment behind an allowed first fragment.
+    FragmentPassed,
+    /// Passed: an ICMP error quoting a remembered flow.
+    IcmpRelated,
     /// Denied and dropped.
     Denied,
     /// Denied, but passed because the policy is in audit mode.
@@ -62,6 +75,32 @@ enum Outcome {
     NoPolicy,
     /// A later fragment with no allowed first fragment: dropped.
     FragmentOrphan,
+}
+
+impl Outcome {
+    /// The XDP action for this outcome, after counting it.
+    #[inline(always)]
+    fn conclude(self) -> u32 {
+        use xdp_action::{XDP_DROP, XDP_PASS};
+        let (action, counter) = match self {
+            Self::Rejected(Reject::Arp) => (XDP_PASS, Some(Counter::ArpPassed)),
+            Self::Rejected(Reject::NeighbourDiscovery) => (XDP_PASS, Some(Counter::NdPassed)),
+            Self::Rejected(Reject::RogueRouter) => (XDP_DROP, Some(Counter::RogueRaDropped)),
+            Self::Rejected(Reject::NonIp) => (XDP_DROP, Some(Counter::NonIpDropped)),
+            Self::Rejected(Reject::Malformed(counter)) => (XDP_DROP, Some(counter)),
+            Self::Allowed | Self::Audited => (XDP_PASS, None),
+            Self::FlowHit => (XDP_PASS, Some(Counter::FlowHit)),
+            Self::FragmentPassed => (XDP_PASS, Some(Counter::FragmentPassed)),
+            Self::IcmpRelated => (XDP_PASS, Some(Counter::IcmpRelated)),
+            Self::Denied => (XDP_DROP, None),
+            Self::NoPolicy => (XDP_DROP, Some(Counter::NoPolicy)),
+            Self::FragmentOrphan => (XDP_DROP, Some(Counter::FragmentOrphan)),
+        };
+        if let Some(counter) = counter {
+            account::count(counter);
+        }
+        action
+    }
 }
 
 #[xdp]
@@ -73,45 +112,7 @@ pub fn enforcer_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: this CPU's slot of a per-CPU map, used by nothing else while this program runs here
     // (XDP runs with preemption and bottom halves disabled).
     let scratch = unsafe { &mut *scratch };
-    match parse::parse(&ctx, &mut scratch.pkt) {
-        Ok(()) => {}
-        Err(Reject::Arp) => {
-            account::count(Counter::ArpPassed);
-            return xdp_action::XDP_PASS;
-        }
-        Err(Reject::NeighbourDiscovery) => {
-            if identity::nd_for_this_link(&scratch.pkt.dst) != 0 {
-                account::count(Counter::NdPassed);
-                return xdp_action::XDP_PASS;
-            }
-            // Addressed beyond this link (another segment's unicast address): an ordinary
-            // packet, judged as protocol 58 / `other` like any other, so it cannot cross zones.
-        }
-        Err(Reject::RogueRouter) => {
-            account::count(Counter::RogueRaDropped);
-            return xdp_action::XDP_DROP;
-        }
-        Err(Reject::NonIp) => {
-            account::count(Counter::NonIpDropped);
-            return xdp_action::XDP_DROP;
-        }
-        Err(Reject::Malformed(counter)) => {
-            account::count(counter);
-            return xdp_action::XDP_DROP;
-        }
-    };
-    match enforce(&ctx, scratch) {
-        Outcome::Allowed | Outcome::Audited => xdp_action::XDP_PASS,
-        Outcome::Denied => xdp_action::XDP_DROP,
-        Outcome::NoPolicy => {
-            account::count(Counter::NoPolicy);
-            xdp_action::XDP_DROP
-        }
-        Outcome::FragmentOrphan => {
-            account::count(Counter::FragmentOrphan);
-            xdp_action::XDP_DROP
-        }
-    }
+    enforce(&ctx, scratch).conclude()
 }
 
 #[inline(always)]
@@ -130,15 +131,24 @@ fn now_ns() -> u64 {
     unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
 }
 
+/// Accounts a packet that passed on connection state (`how`) to its device and rule.
 #[inline(always)]
-fn allowed(device: u32, rule: u32, pkt: &Packet, now: u64) -> Outcome {
-    account::device(device, Verdict::Allow, pkt.len, false, now);
-    account::rule(rule, pkt.len);
-    Outcome::Allowed
+fn passed(how: Outcome, hit: &Hit, pkt: &Packet, now: u64) -> Outcome {
+    account::device(hit.device, Verdict::Allow, pkt.len, false, now);
+    account::rule(hit.rule, pkt.len);
+    how
 }
 
+/// Parses the frame and decides what happens to it.
 #[inline(always)]
 fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
+    match parse::parse(ctx, &mut scratch.pkt) {
+        Ok(()) => {}
+        // Addressed beyond this link (another segment's unicast address): an ordinary packet,
+        // judged as protocol 58 / `other` like any other, so it cannot cross zones.
+        Err(Reject::NeighbourDiscovery) if !identity::nd_for_this_link(&scratch.pkt.dst) => {}
+        Err(reject) => return Outcome::Rejected(reject),
+    }
     let Scratch {
         pkt,
         tuple: t,
@@ -164,10 +174,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
 
     if pkt.frag == Fragment::Later {
         return match flow::later_fragment(pkt, cfg, slot, now) {
-            Some(hit) => {
-                account::count(Counter::FragmentPassed);
-                allowed(hit.device, hit.rule, pkt, now)
-            }
+            Some(hit) => passed(Outcome::FragmentPassed, &hit, pkt, now),
             None => Outcome::FragmentOrphan,
         };
     }
@@ -175,49 +182,55 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
         && parse::parse_quoted(ctx, pkt, quoted)
         && let Some(hit) = flow::related(quoted, pkt, cfg, slot, now)
     {
-        account::count(Counter::IcmpRelated);
-        return allowed(hit.device, hit.rule, pkt, now);
+        return passed(Outcome::IcmpRelated, &hit, pkt, now);
     }
     if flow::is_stateful(pkt.l4)
         && let Some(hit) = flow::lookup(pkt, cfg, &flow::Clock { epoch, now }, rejudge)
     {
-        account::count(Counter::FlowHit);
         if pkt.frag == Fragment::First {
-            core::hint::black_box(flow::remember_fragment(pkt, hit.device, hit.rule, now));
+            flow::remember_fragment(pkt, hit.device, hit.rule, now);
         }
-        return allowed(hit.device, hit.rule, pkt, now);
+        return passed(Outcome::FlowHit, &hit, pkt, now);
     }
 
-    t.family = pkt.family;
-    t.proto = pkt.proto;
-    t.l4 = pkt.l4;
-    t.src = pkt.src;
-    t.dst = pkt.dst;
-    t.dport = pkt.dport;
-    t.src_mac = pkt.src_mac;
+    *t = Tuple::from(pkt);
     let j = judge(slot, cfg, now, t);
     let device = j.src.device;
     if j.src.unknown {
-        core::hint::black_box(account::discovered(ifindex(ctx), pkt, now, discovered));
+        account::discovered(ifindex(ctx), pkt, now, discovered);
     }
     if j.dst.flags & DST_F_TRIPWIRE != 0 {
-        quarantine::trip(cfg, device, QuarantineReason::Tripwire, now);
+        quarantine::trip(
+            cfg,
+            device,
+            QuarantineReason::Tripwire,
+            ifindex(ctx),
+            pkt,
+            now,
+        );
     }
     if j.src.spoofed && cfg.flags & CONFIG_F_QUARANTINE_ON_SPOOF != 0 {
-        quarantine::trip(cfg, device, QuarantineReason::Spoofing, now);
+        quarantine::trip(
+            cfg,
+            device,
+            QuarantineReason::Spoofing,
+            ifindex(ctx),
+            pkt,
+            now,
+        );
     }
 
     if j.allow {
-        core::hint::black_box(flow::remember(pkt, &j, epoch, now));
+        flow::remember(pkt, &j, epoch, now);
         if pkt.frag == Fragment::First {
-            core::hint::black_box(flow::remember_fragment(pkt, device, j.rule, now));
+            flow::remember_fragment(pkt, device, j.rule, now);
         }
         account::device(device, Verdict::Allow, pkt.len, j.src.spoofed, now);
         account::rule(j.rule, pkt.len);
         return Outcome::Allowed;
     }
 
-    quarantine::on_denied(cfg, device, now);
+    quarantine::on_denied(cfg, device, ifindex(ctx), pkt, now);
     let audit = cfg.mode == Mode::Audit as u8;
     let verdict = if audit { Verdict::Audit } else { Verdict::Deny };
     account::device(device, verdict, pkt.len, j.src.spoofed, now);
@@ -227,7 +240,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     ) {
         account::rule(j.rule, pkt.len);
     }
-    core::hint::black_box(account::deny_event(ifindex(ctx), pkt, &j, verdict, now));
+    account::deny_event(ifindex(ctx), pkt, &j, verdict, now);
     if audit {
         Outcome::Audited
     } else {

@@ -24,48 +24,68 @@ use enforcer_common::{
 /// size instead of the capacity (lookups cost the same).
 const NO_PREALLOC: u32 = 1;
 
+/// The live slot and epoch: `enforcer_common::control::CONTROL_MAP`, value [`Control`].
 #[map]
 pub static CONTROL: Array<Control> = Array::pinned(1, 0);
+/// Per-slot policy settings: `enforcer_common::control::CONFIG_MAP`, value [`PolicyConfig`].
 #[map]
 pub static CONFIG: Array<PolicyConfig> = Array::pinned(SLOTS, 0);
 
+/// Devices by MAC: `enforcer_common::identity::MACS_MAP`, [`MacKey`] to [`MacEntry`].
 #[map]
 pub static MACS: HashMap<MacKey, MacEntry> = HashMap::pinned(SLOTS * MAX_MACS, NO_PREALLOC);
+/// IPv4 addresses: `enforcer_common::identity::ADDRS_V4_MAP`, [`AddrKeyV4`] to [`AddrEntry`].
 #[map]
 pub static ADDRS_V4: HashMap<AddrKeyV4, AddrEntry> =
     HashMap::pinned(SLOTS * MAX_ADDRS, NO_PREALLOC);
+/// IPv6 addresses: `enforcer_common::identity::ADDRS_V6_MAP`, [`AddrKeyV6`] to [`AddrEntry`].
 #[map]
 pub static ADDRS_V6: HashMap<AddrKeyV6, AddrEntry> =
     HashMap::pinned(SLOTS * MAX_ADDRS, NO_PREALLOC);
+/// IPv4 networks: `enforcer_common::identity::NETS_V4_MAP`, slot-prefixed key to [`NetEntry`].
 #[map]
 pub static NETS_V4: LpmTrie<[u8; 5], NetEntry> = LpmTrie::pinned(SLOTS * MAX_NETS, NO_PREALLOC);
+/// IPv6 networks: `enforcer_common::identity::NETS_V6_MAP`, slot-prefixed key to [`NetEntry`].
 #[map]
 pub static NETS_V6: LpmTrie<[u8; 17], NetEntry> = LpmTrie::pinned(SLOTS * MAX_NETS, NO_PREALLOC);
 
+/// Class-pair decisions: `enforcer_common::rules::PAIRS_MAP`, [`PairKey`] to [`PairValue`].
 #[map]
 pub static PAIRS: HashMap<PairKey, PairValue> = HashMap::pinned(SLOTS * MAX_PAIRS, NO_PREALLOC);
+/// Per-port decisions of a pair: `enforcer_common::rules::PORTS_MAP`, [`PortKey`] to [`Decision`].
 #[map]
 pub static PORTS: HashMap<PortKey, Decision> = HashMap::pinned(SLOTS * MAX_PORTS, NO_PREALLOC);
 
+/// Remembered flows: `enforcer_common::flow::FLOWS_MAP`, [`FlowKey`] to [`FlowValue`].
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(MAX_FLOWS, 0);
+/// Allowed first fragments: `enforcer_common::flow::FRAGS_MAP`, [`FragKey`] to [`FragValue`].
 #[map]
 pub static FRAGS: LruHashMap<FragKey, FragValue> = LruHashMap::pinned(MAX_FRAGS, 0);
 
+/// Per-device packets and bytes: `enforcer_common::stats::DEVICE_STATS_MAP`, [`DeviceStats`].
 #[map]
 pub static DEVICE_STATS: PerCpuArray<DeviceStats> = PerCpuArray::pinned(MAX_DEVICES, 0);
+/// Per-rule packets and bytes: `enforcer_common::stats::RULE_STATS_MAP`, [`RuleStats`].
 #[map]
 pub static RULE_STATS: PerCpuArray<RuleStats> = PerCpuArray::pinned(MAX_RULES, 0);
+/// Global datapath counters: `enforcer_common::stats::COUNTERS_MAP`, rows by [`Counter`].
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(Counter::COUNT, 0);
 
+/// Quarantine state by device: `enforcer_common::state::DEVICE_STATE_MAP`, [`DeviceState`].
 #[map]
 pub static DEVICE_STATE: Array<DeviceState> = Array::pinned(MAX_DEVICES, 0);
+/// Deny-event budget by device: `enforcer_common::state::EVENT_BUDGET_MAP`, [`EventBudget`].
 #[map]
 pub static EVENT_BUDGET: Array<EventBudget> = Array::pinned(MAX_DEVICES, 0);
+/// Unlisted sources by MAC: `enforcer_common::state::DISCOVERED_MAP`, [`MacKey`] to
+/// [`DiscoveredDevice`].
 #[map]
 pub static DISCOVERED: LruHashMap<MacKey, DiscoveredDevice> = LruHashMap::pinned(MAX_DISCOVERED, 0);
 
+/// Deny and quarantine events for the daemon: `enforcer_common::event::EVENTS_MAP`, records of
+/// [`DenyEvent`](enforcer_common::event::DenyEvent).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 

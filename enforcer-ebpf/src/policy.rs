@@ -12,7 +12,7 @@ use enforcer_common::{
 use crate::{
     identity::{Dest, Source, resolve_dest, resolve_source},
     maps::{DEVICE_STATE, PAIRS, PORTS},
-    parse::L4,
+    parse::{L4, Packet},
 };
 
 /// A packet as the policy judges it: the direction of a (possibly new) flow.
@@ -24,6 +24,22 @@ pub struct Tuple {
     pub dst: [u32; 4],
     pub dport: u16,
     pub src_mac: [u8; 6],
+}
+
+impl From<&Packet> for Tuple {
+    /// The packet as the first packet of its own flow, in its own direction.
+    #[inline(always)]
+    fn from(pkt: &Packet) -> Self {
+        Self {
+            family: pkt.family,
+            proto: pkt.proto,
+            l4: pkt.l4,
+            src: pkt.src,
+            dst: pkt.dst,
+            dport: pkt.dport,
+            src_mac: pkt.src_mac,
+        }
+    }
 }
 
 pub struct Judgement {
@@ -78,12 +94,10 @@ fn decide(slot: u8, src_class: u16, dst_class: u16, t: &Tuple) -> Decision {
 /// Judges `t` as the first packet of a flow.
 ///
 /// Not inlined: it is called from two places (new packets, and flows re-judged after a policy
-/// switch), and two inlined copies would not fit the 512-byte BPF stack. The result goes through
-/// `out`, because a BPF function may not return a pointer into its caller's stack (which is how a
-/// returned struct travels).
+/// switch), and two inlined copies would not fit the 512-byte BPF stack. A `Judgement` does not
+/// fit the one word an out-of-line function may return (`enforcer_ebpf::out_of_line`), so it goes
+/// through `out`, and r0 holds whether it allowed.
 #[inline(never)]
-/// Returns whether it allowed (a scalar in r0: a function left to return nothing may hand back
-/// whatever register it last used, and a stack pointer there is refused by the verifier).
 pub fn judge_into(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, out: &mut Judgement) -> u32 {
     *out = judge_inline(slot, cfg, now, t);
     u32::from(out.allow)
@@ -109,7 +123,7 @@ pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
             mac: [0; 6],
         },
     };
-    // Consumed, so the compiler cannot drop the return value (and leave r0 undefined).
+    // Consumed, so the compiler cannot drop the return value (`enforcer_ebpf::out_of_line`).
     core::hint::black_box(judge_into(slot, cfg, now, t, &mut j));
     j
 }

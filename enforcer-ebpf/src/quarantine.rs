@@ -12,14 +12,22 @@ use enforcer_common::{
 use crate::{
     account,
     maps::{CONTROL, DEVICE_STATE},
+    parse::Packet,
 };
 
 const MS_NS: u64 = 1_000_000;
 const SECOND_NS: u64 = 1_000_000_000;
 
-/// Quarantines `device` now (unless it already is).
+/// Quarantines `device` now (unless it already is); `pkt`, arrived on `ifindex`, tripped it.
 #[inline(always)]
-pub fn trip(cfg: &PolicyConfig, device: u32, reason: QuarantineReason, now: u64) {
+pub fn trip(
+    cfg: &PolicyConfig,
+    device: u32,
+    reason: QuarantineReason,
+    ifindex: u32,
+    pkt: &Packet,
+    now: u64,
+) {
     if !is_listed_device(device) || cfg.quarantine_class == 0 {
         return;
     }
@@ -47,12 +55,13 @@ pub fn trip(cfg: &PolicyConfig, device: u32, reason: QuarantineReason, now: u64)
         unsafe { (*c).epoch += 2 };
     }
     account::count(Counter::QuarantineTrips);
-    account::quarantine_event(device, reason, now);
+    account::quarantine_event(ifindex, pkt, device, reason, now);
 }
 
-/// Counts a denied packet against the device's window and trips the quarantine past the threshold.
+/// Counts a denied packet (`pkt`, arrived on `ifindex`) against the device's window and trips the
+/// quarantine past the threshold.
 #[inline(always)]
-pub fn on_denied(cfg: &PolicyConfig, device: u32, now: u64) {
+pub fn on_denied(cfg: &PolicyConfig, device: u32, ifindex: u32, pkt: &Packet, now: u64) {
     if !is_listed_device(device) || cfg.quarantine_denied == 0 || cfg.quarantine_class == 0 {
         return;
     }
@@ -67,6 +76,13 @@ pub fn on_denied(cfg: &PolicyConfig, device: u32, now: u64) {
     }
     s.deny_count += 1;
     if s.deny_count >= cfg.quarantine_denied {
-        trip(cfg, device, QuarantineReason::DeniedPackets, now);
+        trip(
+            cfg,
+            device,
+            QuarantineReason::DeniedPackets,
+            ifindex,
+            pkt,
+            now,
+        );
     }
 }
