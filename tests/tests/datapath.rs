@@ -359,17 +359,26 @@ fn rule(name: &str) -> Proof {
 
 /// The device's packets counted as allowed.
 fn allowed(device: &str) -> Proof {
-    Proof(vec![Count::Device(device.to_owned(), Verdict::Allow as usize)])
+    Proof(vec![Count::Device(
+        device.to_owned(),
+        Verdict::Allow as usize,
+    )])
 }
 
 /// The device's packets counted as denied (judged and dropped, whichever the reason).
 fn denied(device: &str) -> Proof {
-    Proof(vec![Count::Device(device.to_owned(), Verdict::Deny as usize)])
+    Proof(vec![Count::Device(
+        device.to_owned(),
+        Verdict::Deny as usize,
+    )])
 }
 
 /// The device's packets counted as audited (a would-be drop passed in audit mode).
 fn audited(device: &str) -> Proof {
-    Proof(vec![Count::Device(device.to_owned(), Verdict::Audit as usize)])
+    Proof(vec![Count::Device(
+        device.to_owned(),
+        Verdict::Audit as usize,
+    )])
 }
 
 /// The device's packets judged spoofed.
@@ -469,7 +478,12 @@ impl Harness {
                 (*v != was).then(|| format!("{k} +{}", v.wrapping_sub(was)))
             })
             .collect();
-        assert!(!why.0.is_empty(), "{}: step {} ({what}): names no counter", self.name, self.step);
+        assert!(
+            !why.0.is_empty(),
+            "{}: step {} ({what}): names no counter",
+            self.name,
+            self.step
+        );
         let action = |a| match a {
             1 => "DROP",
             2 => "PASS",
@@ -488,14 +502,6 @@ impl Harness {
             moved.join(", ")
         );
         assert_eq!(got, want, "{at}: got {}", action(got));
-        for c in &why.0 {
-            let delta = after
-                .get(c)
-                .copied()
-                .unwrap_or_else(|| panic!("{at}: no such counter {c}"))
-                .wrapping_sub(before.get(c).copied().unwrap_or(0));
-            assert_eq!(delta, 1, "{at}: {c} moved by {delta}, not 1");
-        }
         for m in MALFORMED {
             let c = Count::Global(m.as_str());
             assert!(
@@ -503,6 +509,14 @@ impl Harness {
                 "{at}: the malformed counter `{}` moved and the row does not name it",
                 m.as_str()
             );
+        }
+        for c in &why.0 {
+            let delta = after
+                .get(c)
+                .copied()
+                .unwrap_or_else(|| panic!("{at}: no such counter {c}"))
+                .wrapping_sub(before.get(c).copied().unwrap_or(0));
+            assert_eq!(delta, 1, "{at}: {c} moved by {delta}, not 1");
         }
     }
 
@@ -524,9 +538,11 @@ impl Harness {
         }
         let devices: Vec<(String, u32)> = std::iter::once(("unknown".to_owned(), UNKNOWN_DEVICE))
             .chain(ids.devices.iter().map(|(n, id)| (n.clone(), *id)))
-            .chain(ids.networks.iter().map(|(n, id)| {
-                (format!("network:{n}"), enforcer_common::network_device(*id))
-            }))
+            .chain(
+                ids.networks
+                    .iter()
+                    .map(|(n, id)| (format!("network:{n}"), enforcer_common::network_device(*id))),
+            )
             .collect();
         let counted = datapath::device_counters(&self.dp, devices.iter().map(|(_, id)| *id))
             .expect("device counters");
@@ -1935,4 +1951,3 @@ cases! {
         },
     ];
 }
-
