@@ -16,12 +16,12 @@ use std::net::IpAddr;
 use anyhow as _;
 use aya as _;
 use enforcer::{
-    datapath::{self, Datapath, DeviceCounters},
+    datapath::{self, Datapath, DeviceCounters, RuleCounters},
     policy::{CompileOptions, CompiledPolicy, compile, parse_str},
 };
 use enforcer_common::{
-    UNKNOWN_DEVICE,
-    state::{DeviceState, QuarantineReason},
+    DEFAULT_RULE, UNKNOWN_DEVICE, Verdict,
+    state::{DeviceState, DiscoveredDevice, QuarantineReason},
     stats::Counter,
 };
 use enforcer_tests::{
@@ -281,6 +281,123 @@ impl Wire for Vec<u8> {
     }
 }
 
+/// How a row starts: the program loaded and a policy applied, or loaded with none (the policy then
+/// only names the ids the row's checks use).
+enum Setup {
+    Applied(String),
+    Unapplied(String),
+}
+
+impl From<&str> for Setup {
+    fn from(yaml: &str) -> Self {
+        Self::Applied(yaml.to_owned())
+    }
+}
+
+impl From<String> for Setup {
+    fn from(yaml: String) -> Self {
+        Self::Applied(yaml)
+    }
+}
+
+/// The program loaded with no policy applied; `yaml` names the devices and rules for the checks.
+fn no_policy_yet(yaml: &str) -> Setup {
+    Setup::Unapplied(yaml.to_owned())
+}
+
+/// One counter a row can name, as the snapshot labels it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Count {
+    /// A global [`Counter`].
+    Global(&'static str),
+    /// Packets a rule decided, by rule name (`default` for the default verdict).
+    Rule(String),
+    /// Packets a device (a name, `unknown` or `network:NAME`) sent, by verdict index.
+    Device(String, usize),
+    /// Spoofed packets a device sent.
+    Spoofed(String),
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Global(c) => write!(f, "counter `{c}`"),
+            Self::Rule(r) => write!(f, "rule(\"{r}\")"),
+            Self::Device(d, v) => {
+                let verdict = ["allowed", "denied", "audited"][*v];
+                write!(f, "{verdict}(\"{d}\")")
+            }
+            Self::Spoofed(d) => write!(f, "spoofed(\"{d}\")"),
+        }
+    }
+}
+
+/// Why a frame got its action: the counters that must each move by exactly one on that frame.
+#[derive(Clone, Debug)]
+struct Proof(Vec<Count>);
+
+impl From<Counter> for Proof {
+    fn from(c: Counter) -> Self {
+        Self(vec![Count::Global(c.as_str())])
+    }
+}
+
+/// Both proofs: `rule("default") & Counter::EventsSent`.
+impl<T: Into<Proof>> std::ops::BitAnd<T> for Proof {
+    type Output = Proof;
+
+    fn bitand(mut self, other: T) -> Proof {
+        self.0.extend(other.into().0);
+        self
+    }
+}
+
+/// The rule that decided (a new flow judged by the rules; `default` for the default verdict).
+fn rule(name: &str) -> Proof {
+    Proof(vec![Count::Rule(name.to_owned())])
+}
+
+/// The device's packets counted as allowed.
+fn allowed(device: &str) -> Proof {
+    Proof(vec![Count::Device(
+        device.to_owned(),
+        Verdict::Allow as usize,
+    )])
+}
+
+/// The device's packets counted as denied (judged and dropped, whichever the reason).
+fn denied(device: &str) -> Proof {
+    Proof(vec![Count::Device(
+        device.to_owned(),
+        Verdict::Deny as usize,
+    )])
+}
+
+/// The device's packets counted as audited (a would-be drop passed in audit mode).
+fn audited(device: &str) -> Proof {
+    Proof(vec![Count::Device(
+        device.to_owned(),
+        Verdict::Audit as usize,
+    )])
+}
+
+/// The device's packets judged spoofed.
+fn spoofed(device: &str) -> Proof {
+    Proof(vec![Count::Spoofed(device.to_owned())])
+}
+
+const MALFORMED: [Counter; 6] = [
+    Counter::MalformedTruncated,
+    Counter::MalformedVlan,
+    Counter::MalformedIpv4,
+    Counter::MalformedIpv6,
+    Counter::MalformedL4,
+    Counter::MalformedFragment,
+];
+
+/// Every counter a row can name, read at one moment.
+type Snapshot = std::collections::BTreeMap<Count, u64>;
+
 /// A freshly loaded datapath with (optionally) a policy applied.
 struct Harness {
     name: &'static str,
@@ -291,40 +408,42 @@ struct Harness {
 }
 
 impl Harness {
-    /// Loads the program and applies `yaml`; `None` when the test must skip (not root).
-    fn new(name: &'static str, yaml: &str) -> Option<Self> {
-        let mut h = Self::unloaded(name, yaml)?;
-        h.apply(yaml);
-        Some(h)
-    }
-
-    /// Loads the program without applying any policy (`yaml` only names the ids).
-    fn unloaded(name: &'static str, yaml: &str) -> Option<Self> {
+    /// Loads the program and sets it up; `None` when the test must skip (not root).
+    fn new(name: &'static str, setup: Setup) -> Option<Self> {
         if !require_root(name) {
             return None;
         }
         let dp = Datapath::load(None).unwrap_or_else(|e| panic!("{name}: load: {e:?}"));
-        Some(Self {
+        let (yaml, apply) = match setup {
+            Setup::Applied(yaml) => (yaml, true),
+            Setup::Unapplied(yaml) => (yaml, false),
+        };
+        let mut h = Self {
             name,
             dp,
-            compiled: compile_yaml(yaml),
+            compiled: compile_yaml(&yaml),
             generation: 0,
             step: 0,
-        })
+        };
+        if apply {
+            h.apply(&yaml);
+        }
+        Some(h)
     }
 
     fn apply(&mut self, yaml: &str) {
+        self.step += 1;
         self.compiled = compile_yaml(yaml);
         self.generation += 1;
         let name = self.name;
+        let step = self.step;
         self.dp
             .apply(&self.compiled, self.generation)
-            .unwrap_or_else(|e| panic!("{name}: apply: {e:?}"));
+            .unwrap_or_else(|e| panic!("{name}: step {step} (apply): {e:?}"));
     }
 
     /// Runs one frame; checks it is neither aborted nor rewritten; returns the action.
     fn send(&mut self, what: &str, frame: &impl Wire) -> u32 {
-        self.step += 1;
         let bytes = frame.wire();
         let (action, out) = self.dp.test_run(&bytes).unwrap_or_else(|e| {
             panic!(
@@ -345,22 +464,95 @@ impl Harness {
         action
     }
 
-    fn expect(&mut self, what: &str, frame: &impl Wire, want: u32) {
+    /// Runs one frame and checks its action and its reason: every counter `why` names moves by
+    /// exactly one, and no malformed-frame counter moves unless `why` names it.
+    fn expect(&mut self, what: &str, frame: &impl Wire, want: u32, why: &Proof) {
+        self.step += 1;
+        let before = self.snapshot();
         let got = self.send(what, frame);
-        let name = |a| match a {
+        let after = self.snapshot();
+        let moved: Vec<String> = after
+            .iter()
+            .filter_map(|(k, v)| {
+                let was = before.get(k).copied().unwrap_or(0);
+                (*v != was).then(|| format!("{k} +{}", v.wrapping_sub(was)))
+            })
+            .collect();
+        assert!(
+            !why.0.is_empty(),
+            "{}: step {} ({what}): names no counter",
+            self.name,
+            self.step
+        );
+        let action = |a| match a {
             1 => "DROP",
             2 => "PASS",
             _ => "other",
         };
-        assert_eq!(
-            got,
-            want,
-            "{}: step {} ({what}): expected {} got {}",
+        let at = format!(
+            "{}: step {} ({what}): {} by {}; moved: [{}]",
             self.name,
             self.step,
-            name(want),
-            name(got)
+            action(want),
+            why.0
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" & "),
+            moved.join(", ")
         );
+        assert_eq!(got, want, "{at}: got {}", action(got));
+        for m in MALFORMED {
+            let c = Count::Global(m.as_str());
+            assert!(
+                after.get(&c) == before.get(&c) || why.0.contains(&c),
+                "{at}: the malformed counter `{}` moved and the row does not name it",
+                m.as_str()
+            );
+        }
+        for c in &why.0 {
+            let delta = after
+                .get(c)
+                .copied()
+                .unwrap_or_else(|| panic!("{at}: no such counter {c}"))
+                .wrapping_sub(before.get(c).copied().unwrap_or(0));
+            assert_eq!(delta, 1, "{at}: {c} moved by {delta}, not 1");
+        }
+    }
+
+    /// Every global counter, every rule and every device (and network) of the current policy.
+    fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::new();
+        let globals = datapath::counters(&self.dp).expect("counters");
+        for c in Counter::ALL {
+            s.insert(Count::Global(c.as_str()), globals.get(*c));
+        }
+        let ids = &self.compiled.ids;
+        let rules: Vec<(String, u32)> = std::iter::once(("default".to_owned(), DEFAULT_RULE))
+            .chain(ids.rules.iter().map(|(n, id)| (n.clone(), *id)))
+            .collect();
+        let counted = datapath::rule_counters(&self.dp, rules.iter().map(|(_, id)| *id))
+            .expect("rule counters");
+        for ((name, _), (_, c)) in rules.iter().zip(counted) {
+            s.insert(Count::Rule(name.clone()), c.packets);
+        }
+        let devices: Vec<(String, u32)> = std::iter::once(("unknown".to_owned(), UNKNOWN_DEVICE))
+            .chain(ids.devices.iter().map(|(n, id)| (n.clone(), *id)))
+            .chain(
+                ids.networks
+                    .iter()
+                    .map(|(n, id)| (format!("network:{n}"), enforcer_common::network_device(*id))),
+            )
+            .collect();
+        let counted = datapath::device_counters(&self.dp, devices.iter().map(|(_, id)| *id))
+            .expect("device counters");
+        for ((name, _), (_, c)) in devices.iter().zip(counted) {
+            for (verdict, packets) in c.packets.iter().enumerate() {
+                s.insert(Count::Device(name.clone(), verdict), *packets);
+            }
+            s.insert(Count::Spoofed(name.clone()), c.spoofed);
+        }
+        s
     }
 
     fn counter(&self, c: Counter) -> u64 {
@@ -383,7 +575,7 @@ impl Harness {
 
     fn rule_id(&self, rule: &str) -> u32 {
         if rule == "default" {
-            return enforcer_common::DEFAULT_RULE;
+            return DEFAULT_RULE;
         }
         *self
             .compiled
@@ -393,16 +585,19 @@ impl Harness {
             .unwrap_or_else(|| panic!("{}: no rule `{rule}`", self.name))
     }
 
-    fn rule_hits(&self, rule: &str) -> u64 {
+    /// The ids of the current policy's rules (without the default verdict).
+    fn rule_ids(&self) -> Vec<u32> {
+        self.compiled.ids.rules.values().copied().collect()
+    }
+
+    fn rule_counters(&self, rule: &str) -> RuleCounters {
         let id = self.rule_id(rule);
-        datapath::rule_counters(&self.dp, [id]).expect("rule counters")[0]
-            .1
-            .packets
+        datapath::rule_counters(&self.dp, [id]).expect("rule counters")[0].1
     }
 
     fn assert_rule(&self, rule: &str, want: u64) {
         assert_eq!(
-            self.rule_hits(rule),
+            self.rule_counters(rule).packets,
             want,
             "{}: packets counted for rule `{rule}`",
             self.name
@@ -459,6 +654,38 @@ impl Harness {
         let id = self.device_id(device);
         datapath::device_states(&self.dp, [id]).expect("device states")[0].1
     }
+
+    /// Asserts the device is quarantined now, for `reason`.
+    fn assert_quarantined(&self, device: &str, reason: QuarantineReason) {
+        let s = self.state(device);
+        assert!(
+            s.quarantine_until_ns > datapath::monotonic_ns(),
+            "{}: `{device}` is quarantined: {s:?}",
+            self.name
+        );
+        assert_eq!(
+            s.quarantine_reason, reason as u32,
+            "{}: `{device}` is quarantined for {reason:?}: {s:?}",
+            self.name
+        );
+    }
+
+    fn assert_not_quarantined(&self, device: &str) {
+        let s = self.state(device);
+        assert_eq!(
+            s.quarantine_until_ns, 0,
+            "{}: `{device}` is not quarantined: {s:?}",
+            self.name
+        );
+    }
+
+    /// The discovery record of the source MAC `m`, if the program recorded one.
+    fn discovered(&self, m: &str) -> Option<DiscoveredDevice> {
+        datapath::discovered(&self.dp)
+            .expect("discovered")
+            .into_iter()
+            .find_map(|(found, d)| (found == mac(m)).then_some(d))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -503,110 +730,157 @@ fn dest_opts_chain(mut f: Frame, n: usize) -> Frame {
 // The table.
 // ---------------------------------------------------------------------------------------------
 
-/// `name: policy, [frame => action, ...], |h| { checks };` — one `#[test]` per row.
+/// `name: setup, [step, ...];` — one `#[test]` per row, named by the row (and by nothing else).
+///
+/// `setup` is a policy (YAML, applied) or `no_policy_yet(yaml)`. A step is one of
+/// - `frame => ACTION by proof`: the frame gets `ACTION`, and every counter `proof` names moves by
+///   exactly one on it (`rule("name")`, `allowed("device")`, `denied(..)`, `audited(..)`,
+///   `spoofed(..)`, a `Counter`, or several joined with `&`);
+/// - `for x in (iter) frame => ACTION by proof`: that step once for each `x`;
+/// - `apply(policy)`: a policy switch;
+/// - `check |h| { ... }`: assertions on totals, device state, flows or discoveries.
+///
+/// Every frame step also fails if the program aborts or rewrites the frame, or if a malformed-frame
+/// counter moves that the proof does not name.
 macro_rules! cases {
     ($(
         $(#[$meta:meta])*
-        $name:ident: $policy:expr, [ $($frame:expr => $want:expr),+ $(,)? ] $(, |$h:ident| $check:block)? ;
+        $name:ident: $setup:expr, [ $($steps:tt)* ];
     )*) => {$(
         $(#[$meta])*
         #[test]
         fn $name() {
-            let policy: &str = &$policy;
-            let Some(mut h) = Harness::new(stringify!($name), policy) else { return };
-            $( h.expect(stringify!($frame), &$frame, $want); )+
-            $( let $h = &h; $check )?
+            let Some(mut h) = Harness::new(stringify!($name), Setup::from($setup)) else { return };
+            steps!(h; $($steps)*);
         }
     )*};
+}
+
+/// The steps of one row (see [`cases!`]).
+macro_rules! steps {
+    ($h:ident; $(,)?) => {};
+    ($h:ident; apply($policy:expr) $(, $($rest:tt)*)?) => {
+        $h.apply(&$policy);
+        steps!($h; $($($rest)*)?);
+    };
+    ($h:ident; check |$c:ident| $body:block $(, $($rest:tt)*)?) => {
+        {
+            let $c = &$h;
+            $body
+        }
+        steps!($h; $($($rest)*)?);
+    };
+    ($h:ident; for $x:pat in ($iter:expr) $frame:expr => $want:ident by $why:expr $(, $($rest:tt)*)?) => {
+        for $x in $iter {
+            $h.expect(stringify!($frame), &$frame, $want, &Proof::from($why));
+        }
+        steps!($h; $($($rest)*)?);
+    };
+    ($h:ident; $frame:expr => $want:ident by $why:expr $(, $($rest:tt)*)?) => {
+        $h.expect(stringify!($frame), &$frame, $want, &Proof::from($why));
+        steps!($h; $($($rest)*)?);
+    };
 }
 
 // ----- Allow, deny, deny precedence, protocols and ports (IPv4 and IPv6) ---------------------
 
 cases! {
     camera_to_recorder_rtsp_new_flow_is_allowed_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
-    ], |h| {
-        h.assert_rule("cams-stream", 1);
-        h.assert_device("cam-1", [1, 0, 0]);
-        h.assert_rule("default", 0);
-    };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        check |h| {
+            h.assert_rule("cams-stream", 1);
+            h.assert_device("cam-1", [1, 0, 0]);
+            h.assert_rule("default", 0);
+        },
+    ];
     camera_to_recorder_rtsp_new_flow_is_allowed_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS,
-    ], |h| {
-        h.assert_rule("cams-stream", 1);
-        h.assert_device("cam-1", [1, 0, 0]);
-    };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        check |h| {
+            h.assert_rule("cams-stream", 1);
+            h.assert_device("cam-1", [1, 0, 0]);
+        },
+    ];
     camera_to_printer_is_denied_by_default_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, PRINTER).tcp(40000, 9100).syn() => DROP,
-    ], |h| {
-        h.assert_rule("default", 1);
-        h.assert_device("cam-1", [0, 1, 0]);
-        h.assert_counter(Counter::EventsSent, 1);
-    };
+        from(CAM1_MAC).ipv4(CAM1, PRINTER).tcp(40000, 9100).syn() => DROP by rule("default"),
+        check |h| {
+            h.assert_rule("default", 1);
+            h.assert_device("cam-1", [0, 1, 0]);
+            h.assert_counter(Counter::EventsSent, 1);
+        },
+    ];
     camera_to_printer_is_denied_by_default_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, PRINTER_6).tcp(40000, 9100).syn() => DROP,
-    ], |h| {
-        h.assert_rule("default", 1);
-        h.assert_device("cam-1", [0, 1, 0]);
-    };
+        from(CAM1_MAC).ipv6(CAM1_6, PRINTER_6).tcp(40000, 9100).syn() => DROP by rule("default"),
+        check |h| {
+            h.assert_rule("default", 1);
+            h.assert_device("cam-1", [0, 1, 0]);
+        },
+    ];
     fishtank_explicit_deny_beats_building_allow_to_internet_v4: FIXTURE, [
-        from(FISHTANK_MAC).ipv4(FISHTANK, WEB).tcp(40000, 443).syn() => DROP,
-        from(HVAC_MAC).ipv4(HVAC, WEB).tcp(40000, 443).syn() => PASS,
-    ], |h| {
-        h.assert_rule("fishtank-no-egress", 1);
-        h.assert_rule("building-cloud", 1);
-        h.assert_rule("default", 0);
-        h.assert_device("fishtank", [0, 1, 0]);
-        h.assert_device("hvac-1", [1, 0, 0]);
-    };
+        from(FISHTANK_MAC).ipv4(FISHTANK, WEB).tcp(40000, 443).syn() => DROP by rule("fishtank-no-egress"),
+        from(HVAC_MAC).ipv4(HVAC, WEB).tcp(40000, 443).syn() => PASS by rule("building-cloud"),
+        check |h| {
+            h.assert_rule("fishtank-no-egress", 1);
+            h.assert_rule("building-cloud", 1);
+            h.assert_rule("default", 0);
+            h.assert_device("fishtank", [0, 1, 0]);
+            h.assert_device("hvac-1", [1, 0, 0]);
+        },
+    ];
     fishtank_explicit_deny_beats_building_allow_to_internet_v6: FIXTURE, [
-        from(FISHTANK_MAC).ipv6(FISHTANK_6, WEB_6).tcp(40000, 443).syn() => DROP,
-        from(HVAC_MAC).ipv6(HVAC_6, WEB_6).tcp(40000, 443).syn() => PASS,
-    ], |h| {
-        h.assert_rule("fishtank-no-egress", 1);
-        h.assert_rule("building-cloud", 1);
-    };
+        from(FISHTANK_MAC).ipv6(FISHTANK_6, WEB_6).tcp(40000, 443).syn()
+            => DROP by rule("fishtank-no-egress"),
+        from(HVAC_MAC).ipv6(HVAC_6, WEB_6).tcp(40000, 443).syn() => PASS by rule("building-cloud"),
+        check |h| {
+            h.assert_rule("fishtank-no-egress", 1);
+            h.assert_rule("building-cloud", 1);
+        },
+    ];
     camera_to_office_hits_the_explicit_lateral_deny_rule: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, OFFICE).tcp(40000, 445).syn() => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, OFFICE_6).udp(40000, 53) => DROP,
-    ], |h| {
-        h.assert_rule("no-lateral-cameras", 2);
-        h.assert_rule("default", 0);
-    };
+        from(CAM1_MAC).ipv4(CAM1, OFFICE).tcp(40000, 445).syn() => DROP by rule("no-lateral-cameras"),
+        from(CAM1_MAC).ipv6(CAM1_6, OFFICE_6).udp(40000, 53) => DROP by rule("no-lateral-cameras"),
+        check |h| {
+            h.assert_rule("no-lateral-cameras", 2);
+            h.assert_rule("default", 0);
+        },
+    ];
     udp_on_an_allowed_tcp_port_is_denied_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).udp(40000, 554) => DROP,
-    ], |h| { h.assert_rule("default", 1); h.assert_rule("cams-stream", 0); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).udp(40000, 554) => DROP by rule("default"),
+        check |h| { h.assert_rule("default", 1); h.assert_rule("cams-stream", 0); },
+    ];
     udp_on_an_allowed_tcp_port_is_denied_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).udp(40000, 554) => DROP,
-    ], |h| { h.assert_rule("default", 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).udp(40000, 554) => DROP by rule("default"),
+        check |h| { h.assert_rule("default", 1); },
+    ];
     ports_inside_a_range_are_allowed_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40001, 8000).syn() => PASS,
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40002, 8005).syn() => PASS,
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40003, 8010).syn() => PASS,
-    ], |h| { h.assert_rule("cams-stream", 3); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40001, 8000).syn() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40002, 8005).syn() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40003, 8010).syn() => PASS by rule("cams-stream"),
+        check |h| { h.assert_rule("cams-stream", 3); },
+    ];
     ports_inside_a_range_are_allowed_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40001, 8000).syn() => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40003, 8010).syn() => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40001, 8000).syn() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40003, 8010).syn() => PASS by rule("cams-stream"),
     ];
     ports_just_outside_a_range_are_denied_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40001, 7999).syn() => DROP,
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40002, 8011).syn() => DROP,
-    ], |h| { h.assert_rule("default", 2); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40001, 7999).syn() => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40002, 8011).syn() => DROP by rule("default"),
+        check |h| { h.assert_rule("default", 2); },
+    ];
     ports_just_outside_a_range_are_denied_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40001, 7999).syn() => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40002, 8011).syn() => DROP,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40001, 7999).syn() => DROP by rule("default"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40002, 8011).syn() => DROP by rule("default"),
     ];
     port_zero_is_denied_unless_named: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(554, 0).syn() => DROP,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(554, 0).syn() => DROP by rule("default"),
     ];
     echo_request_in_the_direction_no_rule_allows_is_dropped: FIXTURE, [
         // nvr-pull allows recorders -> cameras icmp; nothing allows cameras -> recorders icmp.
-        from(CAM1_MAC).ipv4(CAM1, NVR).echo_request(7) => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_request(7) => DROP,
+        from(CAM1_MAC).ipv4(CAM1, NVR).echo_request(7) => DROP by rule("default"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_request(7) => DROP by rule("default"),
     ];
     icmp_in_ipv6_is_judged_as_other_not_as_echo: FIXTURE, [
         // Protocol 1 inside IPv6 is not ICMPv6: it is `other`, and only `any` allows that.
-        from(NVR_MAC).ipv6(NVR_6, CAM1_6).proto(1, &[8, 0, 0, 0, 0, 7, 0, 1]) => DROP,
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).proto(1, &[8, 0, 0, 0, 0, 7, 0, 1]) => DROP by rule("default"),
     ];
 }
 
@@ -614,133 +888,166 @@ cases! {
 
 cases! {
     reply_of_an_allowed_flow_passes_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
-        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => PASS,
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => PASS,
-    ], |h| {
-        h.assert_counter(Counter::FlowHit, 2);
-        assert_eq!(datapath::flow_count(&h.dp, datapath::monotonic_ns()).expect("flows"), 1, "one flow, both directions");
-        h.assert_rule("cams-stream", 3);
-        h.assert_device("cam-1", [2, 0, 0]);
-        h.assert_device("nvr-1", [1, 0, 0]);
-    };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => PASS by Counter::FlowHit,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => PASS by Counter::FlowHit,
+        check |h| {
+            h.assert_counter(Counter::FlowHit, 2);
+            assert_eq!(datapath::flow_count(&h.dp, datapath::monotonic_ns()).expect("flows"), 1, "one flow, both directions");
+            h.assert_rule("cams-stream", 3);
+            h.assert_device("cam-1", [2, 0, 0]);
+            h.assert_device("nvr-1", [1, 0, 0]);
+        },
+    ];
     reply_of_an_allowed_flow_passes_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS,
-        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000).syn_ack() => PASS,
-    ], |h| {
-        h.assert_counter(Counter::FlowHit, 1);
-        h.assert_device("nvr-1", [1, 0, 0]);
-    };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000).syn_ack() => PASS by Counter::FlowHit,
+        check |h| {
+            h.assert_counter(Counter::FlowHit, 1);
+            h.assert_device("nvr-1", [1, 0, 0]);
+        },
+    ];
     reply_from_the_right_address_but_another_listed_mac_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
-        from(PRINTER_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => DROP,
-    ], |h| { h.assert_counter(Counter::FlowHit, 0); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(PRINTER_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack()
+            => DROP by denied("printer-1") & spoofed("printer-1") & Counter::QuarantineTrips,
+        check |h| { h.assert_counter(Counter::FlowHit, 0); },
+    ];
     forged_syn_ack_from_an_allowed_port_without_a_flow_is_dropped_v4: FIXTURE, [
-        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => DROP,
-    ], |h| { h.assert_counter(Counter::FlowHit, 0); h.assert_device("nvr-1", [0, 1, 0]); };
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => DROP by rule("default"),
+        check |h| { h.assert_counter(Counter::FlowHit, 0); h.assert_device("nvr-1", [0, 1, 0]); },
+    ];
     forged_syn_ack_from_an_allowed_port_without_a_flow_is_dropped_v6: FIXTURE, [
-        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000).syn_ack() => DROP,
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000).syn_ack() => DROP by rule("default"),
     ];
     echo_request_allowed_then_echo_reply_passes_v4: FIXTURE, [
-        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS,
-        from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(7) => PASS,
-    ], |h| {
-        h.assert_rule("nvr-pull", 2);
-        h.assert_counter(Counter::FlowHit, 1);
-        h.assert_device("cam-1", [1, 0, 0]);
-    };
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS by rule("nvr-pull"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(7) => PASS by Counter::FlowHit,
+        check |h| {
+            h.assert_rule("nvr-pull", 2);
+            h.assert_counter(Counter::FlowHit, 1);
+            h.assert_device("cam-1", [1, 0, 0]);
+        },
+    ];
     echo_request_allowed_then_echo_reply_passes_v6: FIXTURE, [
-        from(NVR_MAC).ipv6(NVR_6, CAM1_6).echo_request(7) => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_reply(7) => PASS,
-    ], |h| { h.assert_counter(Counter::FlowHit, 1); };
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).echo_request(7) => PASS by rule("nvr-pull"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_reply(7) => PASS by Counter::FlowHit,
+        check |h| { h.assert_counter(Counter::FlowHit, 1); },
+    ];
     echo_request_back_along_an_allowed_ping_flow_is_dropped: FIXTURE, [
-        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS,
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS by rule("nvr-pull"),
         // The camera may answer the recorder's ping, not ping the recorder (no rule allows that),
         // even with the same identifier; nor does the recorder "reply" to its own request.
-        from(CAM1_MAC).ipv4(CAM1, NVR).echo_request(7) => DROP,
-        from(NVR_MAC).ipv4(NVR, CAM1).echo_reply(7) => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_request(7) => DROP,
-        from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(7) => PASS,
+        from(CAM1_MAC).ipv4(CAM1, NVR).echo_request(7) => DROP by rule("default"),
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_reply(7) => DROP by denied("nvr-1"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_request(7) => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(7) => PASS by Counter::FlowHit,
         // A second request of the recorder's on the same identifier continues the flow.
-        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS,
-    ], |h| { h.assert_counter(Counter::FlowHit, 2); h.assert_device("cam-1", [1, 2, 0]); };
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS by Counter::FlowHit,
+        check |h| { h.assert_counter(Counter::FlowHit, 2); h.assert_device("cam-1", [1, 2, 0]); },
+    ];
     echo_reply_with_another_identifier_is_dropped: FIXTURE, [
-        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS,
-        from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(8) => DROP,
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS by rule("nvr-pull"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(8) => DROP by denied("cam-1"),
     ];
     lone_echo_reply_is_dropped_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(9) => DROP,
-    ], |h| { h.assert_device("cam-1", [0, 1, 0]); h.assert_rule("default", 0); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(9) => DROP by denied("cam-1"),
+        check |h| { h.assert_device("cam-1", [0, 1, 0]); h.assert_rule("default", 0); },
+    ];
     lone_echo_reply_is_dropped_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_reply(9) => DROP,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).echo_reply(9) => DROP by denied("cam-1"),
     ];
     port_unreachable_quoting_an_allowed_flow_passes_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
         from(NVR_MAC).ipv4(NVR, CAM1)
-            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20)) => PASS,
-    ], |h| {
-        h.assert_counter(Counter::IcmpRelated, 1);
-        h.assert_device("nvr-1", [1, 0, 0]);
-    };
+            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20))
+                => PASS by Counter::IcmpRelated,
+        check |h| {
+            h.assert_counter(Counter::IcmpRelated, 1);
+            h.assert_device("nvr-1", [1, 0, 0]);
+        },
+    ];
     fragmentation_needed_quoting_an_allowed_flow_passes_through_vlan_v4: FIXTURE, [
-        from(CAM1_MAC).vlan(10).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).vlan(10).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
         from(NVR_MAC).vlan(20).ipv4(NVR, CAM1)
-            .icmp(3, 4, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20)) => PASS,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 1); };
+            .icmp(3, 4, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20))
+                => PASS by Counter::IcmpRelated,
+        check |h| { h.assert_counter(Counter::IcmpRelated, 1); },
+    ];
     packet_too_big_quoting_an_allowed_flow_passes_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
         from(NVR_MAC).ipv6(NVR_6, CAM1_6)
-            .icmp(2, 0, &quote(&from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(), 40)) => PASS,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 1); };
+            .icmp(2, 0, &quote(&from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(), 40))
+                => PASS by Counter::IcmpRelated,
+        check |h| { h.assert_counter(Counter::IcmpRelated, 1); },
+    ];
     icmp_error_quoting_an_echo_request_of_an_allowed_flow_passes: FIXTURE, [
-        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS,
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7) => PASS by rule("nvr-pull"),
         from(CAM1_MAC).ipv4(CAM1, NVR)
-            .icmp(11, 0, &quote(&from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7), 20)) => PASS,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 1); };
+            .icmp(11, 0, &quote(&from(NVR_MAC).ipv4(NVR, CAM1).echo_request(7), 20))
+                => PASS by Counter::IcmpRelated,
+        check |h| { h.assert_counter(Counter::IcmpRelated, 1); },
+    ];
     icmp_error_quoting_an_unknown_flow_is_dropped_v4: FIXTURE, [
         from(NVR_MAC).ipv4(NVR, CAM1)
-            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20)) => DROP,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); h.assert_device("nvr-1", [0, 1, 0]); };
+            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20))
+                => DROP by denied("nvr-1"),
+        check |h| { h.assert_counter(Counter::IcmpRelated, 0); h.assert_device("nvr-1", [0, 1, 0]); },
+    ];
     icmp_error_quoting_an_unknown_flow_is_dropped_v6: FIXTURE, [
         from(NVR_MAC).ipv6(NVR_6, CAM1_6)
-            .icmp(2, 0, &quote(&from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(), 40)) => DROP,
+            .icmp(2, 0, &quote(&from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(), 40))
+                => DROP by denied("nvr-1"),
     ];
     icmp_error_with_a_truncated_quote_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
         from(NVR_MAC).ipv4(NVR, CAM1)
-            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20)[..24]) => DROP,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
+            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20)[..24])
+                => DROP by denied("nvr-1"),
+        check |h| { h.assert_counter(Counter::IcmpRelated, 0); },
+    ];
     icmp_error_from_an_unrelated_device_quoting_another_devices_flow_is_dropped: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS by rule("office-internet"),
         // A camera "reports an error" to the printer, quoting the office's flow: it is no error
         // about any flow of the printer's, just a way across zones.
         from(CAM1_MAC).ipv4(CAM1, PRINTER)
-            .icmp(3, 3, &quote(&from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn(), 20)) => DROP,
-        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).tcp(40000, 443).syn() => PASS,
+            .icmp(3, 3, &quote(&from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn(), 20))
+                => DROP by denied("cam-1"),
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).tcp(40000, 443).syn() => PASS by rule("office-internet"),
         from(CAM1_MAC).ipv6(CAM1_6, PRINTER_6)
-            .icmp(1, 4, &quote(&from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).tcp(40000, 443).syn(), 40)) => DROP,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
+            .icmp(1, 4, &quote(&from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).tcp(40000, 443).syn(), 40))
+                => DROP by denied("cam-1"),
+        check |h| { h.assert_counter(Counter::IcmpRelated, 0); },
+    ];
     icmp_error_to_the_initiator_from_a_third_device_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
         // cam-2 is not the recorder, whose MAC the flow's replies (and errors) must come from.
         from(CAM2_MAC).ipv4(CAM2, CAM1)
-            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20)) => DROP,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
+            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 20))
+                => DROP by denied("cam-2"),
+        check |h| { h.assert_counter(Counter::IcmpRelated, 0); },
+    ];
     icmp_error_from_a_router_on_the_internet_path_passes: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS by rule("office-internet"),
         // Time exceeded from some router upstream, arriving through the uplink's MAC.
         from("02:00:00:00:ee:01").ipv4("198.51.100.1", OFFICE)
-            .icmp(11, 0, &quote(&from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn(), 20)) => PASS,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 1); };
+            .icmp(11, 0, &quote(&from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn(), 20))
+                => PASS by Counter::IcmpRelated,
+        check |h| { h.assert_counter(Counter::IcmpRelated, 1); },
+    ];
     icmp_error_quoting_ipv6_extension_headers_is_not_matched_known_limit: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
         from(NVR_MAC).ipv6(NVR_6, CAM1_6).icmp(2, 0, &quote(
-            &from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn(), 48)) => DROP,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
+            &from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn(), 48))
+                => DROP by denied("nvr-1"),
+        check |h| { h.assert_counter(Counter::IcmpRelated, 0); },
+    ];
     icmp_error_quoting_an_allowed_flow_with_another_port_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
         from(NVR_MAC).ipv4(NVR, CAM1)
-            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 22).syn(), 20)) => DROP,
+            .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 22).syn(), 20))
+                => DROP by denied("nvr-1"),
     ];
 }
 
@@ -748,72 +1055,100 @@ cases! {
 
 cases! {
     vlan_tagged_camera_to_recorder_is_allowed: FIXTURE, [
-        from(CAM1_MAC).vlan(10).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
-        from(CAM1_MAC).vlan(10).ipv6(CAM1_6, NVR_6).tcp(40001, 554).syn() => PASS,
-    ], |h| { h.assert_rule("cams-stream", 2); };
+        from(CAM1_MAC).vlan(10).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).vlan(10).ipv6(CAM1_6, NVR_6).tcp(40001, 554).syn() => PASS by rule("cams-stream"),
+        check |h| { h.assert_rule("cams-stream", 2); },
+    ];
     vlan_tagged_camera_to_printer_is_denied: FIXTURE, [
-        from(CAM1_MAC).vlan(10).ipv4(CAM1, PRINTER).tcp(40000, 9100).syn() => DROP,
-        from(CAM1_MAC).vlan(40).ipv6(CAM1_6, PRINTER_6).tcp(40000, 9100).syn() => DROP,
-    ], |h| { h.assert_rule("default", 2); };
+        from(CAM1_MAC).vlan(10).ipv4(CAM1, PRINTER).tcp(40000, 9100).syn() => DROP by rule("default"),
+        from(CAM1_MAC).vlan(40).ipv6(CAM1_6, PRINTER_6).tcp(40000, 9100).syn() => DROP by rule("default"),
+        check |h| { h.assert_rule("default", 2); },
+    ];
     qinq_tagged_camera_to_recorder_is_allowed: FIXTURE, [
-        from(CAM1_MAC).qinq(100).vlan(10).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
-        from(CAM1_MAC).qinq(100).vlan(10).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).qinq(100).vlan(10).ipv4(CAM1, NVR).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
+        from(CAM1_MAC).qinq(100).vlan(10).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
     ];
     qinq_tagged_camera_to_printer_is_denied: FIXTURE, [
-        from(CAM1_MAC).qinq(100).vlan(10).ipv4(CAM1, PRINTER).tcp(40000, 9100).syn() => DROP,
-        from(CAM1_MAC).vlan(10).vlan(40).ipv6(CAM1_6, PRINTER_6).tcp(40000, 9100).syn() => DROP,
-    ], |h| { h.assert_rule("default", 2); };
+        from(CAM1_MAC).qinq(100).vlan(10).ipv4(CAM1, PRINTER).tcp(40000, 9100).syn()
+            => DROP by rule("default"),
+        from(CAM1_MAC).vlan(10).vlan(40).ipv6(CAM1_6, PRINTER_6).tcp(40000, 9100).syn()
+            => DROP by rule("default"),
+        check |h| { h.assert_rule("default", 2); },
+    ];
     three_vlan_tags_are_dropped_as_malformed: FIXTURE, [
-        from(CAM1_MAC).qinq(100).vlan(10).vlan(20).ipv4(CAM1, NVR).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedVlan, 1); h.assert_device("cam-1", [0, 0, 0]); };
+        from(CAM1_MAC).qinq(100).vlan(10).vlan(20).ipv4(CAM1, NVR).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedVlan,
+        check |h| { h.assert_counter(Counter::MalformedVlan, 1); h.assert_device("cam-1", [0, 0, 0]); },
+    ];
     vlan_tag_cut_short_is_dropped_as_truncated: FIXTURE, [
-        from(CAM1_MAC).vlan(10).ipv4(CAM1, NVR).tcp(40000, 554).truncate(16) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedTruncated, 1); };
+        from(CAM1_MAC).vlan(10).ipv4(CAM1, NVR).tcp(40000, 554).truncate(16)
+            => DROP by Counter::MalformedTruncated,
+        check |h| { h.assert_counter(Counter::MalformedTruncated, 1); },
+    ];
 }
 
 // ----- IPv4 header ----------------------------------------------------------------------------
 
 cases! {
     ipv4_with_options_ihl_6_is_allowed: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(6).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(6).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
     ];
     ipv4_with_options_ihl_15_is_allowed: FIXTURE, [
         // Timestamp option header, then NOPs.
-        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(15).ip_options(&[68, 4, 5, 0]).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(15).ip_options(&[68, 4, 5, 0]).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
     ];
     ipv4_options_are_skipped_not_read_as_ports_traffico: FIXTURE, [
         // Allowed ports (40000 -> 554) at byte 20, where L4 would start without options; the real
         // L4 header at ihl*4 = 24 goes to the denied port 22.
-        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(6).ip_options(&[0x9c, 0x40, 0x02, 0x2a]).tcp(40000, 22).syn() => DROP,
-    ], |h| { h.assert_rule("cams-stream", 0); h.assert_rule("default", 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(6).ip_options(&[0x9c, 0x40, 0x02, 0x2a]).tcp(40000, 22).syn()
+            => DROP by rule("default"),
+        check |h| { h.assert_rule("cams-stream", 0); h.assert_rule("default", 1); },
+    ];
     ipv4_ihl_below_5_is_malformed: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(4).tcp(40000, 554).syn() => DROP,
-        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(0).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv4, 2); h.assert_device("cam-1", [0, 0, 0]); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(4).tcp(40000, 554).syn() => DROP by Counter::MalformedIpv4,
+        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(0).tcp(40000, 554).syn() => DROP by Counter::MalformedIpv4,
+        check |h| { h.assert_counter(Counter::MalformedIpv4, 2); h.assert_device("cam-1", [0, 0, 0]); },
+    ];
     ipv4_ihl_15_in_a_short_frame_is_malformed: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(15).tcp(40000, 554).syn().truncate(14 + 50) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedTruncated, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(15).tcp(40000, 554).syn().truncate(14 + 50)
+            => DROP by Counter::MalformedTruncated,
+        check |h| { h.assert_counter(Counter::MalformedTruncated, 1); },
+    ];
     ipv4_total_length_below_header_length_is_malformed: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(6).tot_len(20).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv4, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(6).tot_len(20).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedIpv4,
+        check |h| { h.assert_counter(Counter::MalformedIpv4, 1); },
+    ];
     ipv4_total_length_beyond_the_frame_is_malformed: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tot_len(100).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedTruncated, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tot_len(100).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedTruncated,
+        check |h| { h.assert_counter(Counter::MalformedTruncated, 1); },
+    ];
     ipv4_ethertype_with_version_6_is_malformed: FIXTURE, [
-        poke(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 14, 0x65) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv4, 1); };
+        poke(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(), 14, 0x65)
+            => DROP by Counter::MalformedIpv4,
+        check |h| { h.assert_counter(Counter::MalformedIpv4, 1); },
+    ];
     ipv6_ethertype_with_version_4_is_malformed: FIXTURE, [
-        poke(&from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(), 14, 0x45) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 1); };
+        poke(&from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(), 14, 0x45)
+            => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 1); },
+    ];
     ethernet_padding_beyond_total_length_passes: FIXTURE, [
         // A 60-byte minimum frame: the UDP-less SYN is padded; the padding holds other "ports".
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn().trailer(&[0, 22, 0, 22, 0, 0]) => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40001, 554).syn().trailer(&[0; 8]) => PASS,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn().trailer(&[0, 22, 0, 22, 0, 0])
+            => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40001, 554).syn().trailer(&[0; 8])
+            => PASS by rule("cams-stream"),
     ];
     ports_are_read_within_total_length_not_from_padding: FIXTURE, [
         // The IP packet ends after 10 bytes of TCP; the padding that completes the header does not count.
-        from(CAM1_MAC).ipv4(CAM1, NVR).tot_len(30).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedL4, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tot_len(30).tcp(40000, 554).syn() => DROP by Counter::MalformedL4,
+        check |h| { h.assert_counter(Counter::MalformedL4, 1); },
+    ];
 }
 
 // ----- Truncation and L4 headers --------------------------------------------------------------
@@ -822,107 +1157,146 @@ cases! {
     // BPF_PROG_TEST_RUN refuses XDP frames shorter than an Ethernet header (EINVAL), so the
     // shortest runt testable here is the bare 14-byte header.
     runt_frame_is_malformed: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).truncate(14) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedTruncated, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).truncate(14) => DROP by Counter::MalformedTruncated,
+        check |h| { h.assert_counter(Counter::MalformedTruncated, 1); },
+    ];
     ipv4_header_cut_short_is_malformed: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).truncate(14 + 12) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedTruncated, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).truncate(14 + 12)
+            => DROP by Counter::MalformedTruncated,
+        check |h| { h.assert_counter(Counter::MalformedTruncated, 1); },
+    ];
     ipv6_header_cut_short_is_malformed: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).truncate(14 + 30) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedTruncated, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).truncate(14 + 30)
+            => DROP by Counter::MalformedTruncated,
+        check |h| { h.assert_counter(Counter::MalformedTruncated, 1); },
+    ];
     ipv6_payload_length_beyond_the_frame_is_malformed: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).payload_len(200).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedTruncated, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).payload_len(200).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedTruncated,
+        check |h| { h.assert_counter(Counter::MalformedTruncated, 1); },
+    ];
     tcp_header_cut_short_is_malformed_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).proto(6, &ports(40000, 554)[..10]) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedL4, 1); h.assert_rule("cams-stream", 0); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).proto(6, &ports(40000, 554)[..10]) => DROP by Counter::MalformedL4,
+        check |h| { h.assert_counter(Counter::MalformedL4, 1); h.assert_rule("cams-stream", 0); },
+    ];
     tcp_header_cut_short_is_malformed_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(6, &ports(40000, 554)[..10]) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedL4, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(6, &ports(40000, 554)[..10]) => DROP by Counter::MalformedL4,
+        check |h| { h.assert_counter(Counter::MalformedL4, 1); },
+    ];
     tcp_data_offset_below_5_is_malformed: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn().doff(4) => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn().doff(0) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedL4, 2); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn().doff(4) => DROP by Counter::MalformedL4,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn().doff(0) => DROP by Counter::MalformedL4,
+        check |h| { h.assert_counter(Counter::MalformedL4, 2); },
+    ];
     tcp_data_offset_past_the_packet_is_malformed: FIXTURE, [
         // doff 15 (60 bytes) but only the 20-byte header is there.
-        from(CAM1_MAC).ipv4(CAM1, NVR).proto(6, &{ let mut p = ports(40000, 554); p[12] = 0xf0; p }) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedL4, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).proto(6, &{ let mut p = ports(40000, 554); p[12] = 0xf0; p })
+            => DROP by Counter::MalformedL4,
+        check |h| { h.assert_counter(Counter::MalformedL4, 1); },
+    ];
     udp_header_cut_short_is_malformed: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).proto(17, &[0x9c, 0x40, 0, 53]) => DROP,
-        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).proto(17, &[0x9c, 0x40, 0, 53, 0, 12]) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedL4, 2); h.assert_rule("office-internet", 0); };
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).proto(17, &[0x9c, 0x40, 0, 53]) => DROP by Counter::MalformedL4,
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).proto(17, &[0x9c, 0x40, 0, 53, 0, 12])
+            => DROP by Counter::MalformedL4,
+        check |h| { h.assert_counter(Counter::MalformedL4, 2); h.assert_rule("office-internet", 0); },
+    ];
     icmp_header_cut_short_is_malformed: FIXTURE, [
-        from(NVR_MAC).ipv4(NVR, CAM1).proto(1, &[8, 0, 0, 0]) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedL4, 1); };
+        from(NVR_MAC).ipv4(NVR, CAM1).proto(1, &[8, 0, 0, 0]) => DROP by Counter::MalformedL4,
+        check |h| { h.assert_counter(Counter::MalformedL4, 1); },
+    ];
     gre_with_allowed_looking_ports_is_judged_other_and_dropped: FIXTURE, [
         // Protocol 47 whose first four bytes read 40000 -> 554, an allowed TCP pair.
-        from(CAM1_MAC).ipv4(CAM1, NVR).proto(47, &ports(40000, 554)) => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(47, &ports(40000, 554)) => DROP,
-        from(CAM1_MAC).ipv4(CAM1, NVR).proto(132, &ports(40000, 554)) => DROP,
-    ], |h| { h.assert_rule("cams-stream", 0); h.assert_rule("default", 3); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).proto(47, &ports(40000, 554)) => DROP by rule("default"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(47, &ports(40000, 554)) => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).proto(132, &ports(40000, 554)) => DROP by rule("default"),
+        check |h| { h.assert_rule("cams-stream", 0); h.assert_rule("default", 3); },
+    ];
     gre_passes_when_the_rule_allows_any: any_service_fixture(), [
-        from(CAM1_MAC).ipv4(CAM1, NVR).proto(47, &ports(40000, 554)) => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(47, &ports(40000, 554)) => PASS,
-    ], |h| { h.assert_rule("cams-stream", 2); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).proto(47, &ports(40000, 554)) => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(47, &ports(40000, 554)) => PASS by rule("cams-stream"),
+        check |h| { h.assert_rule("cams-stream", 2); },
+    ];
 }
 
 // ----- IPv6 extension headers -----------------------------------------------------------------
 
 cases! {
     ipv6_hop_by_hop_then_allowed_tcp_passes: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(0, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(0, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
     ];
     ipv6_destination_options_then_allowed_tcp_passes: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
     ];
     ipv6_hop_by_hop_destination_options_tcp_chain_passes: FIXTURE, [
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(0, &[1, 4, 0, 0, 0, 0]).ext(60, &[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
-            .tcp(40000, 554).syn() => PASS,
+            .tcp(40000, 554).syn() => PASS by rule("cams-stream"),
     ];
     ipv6_destination_options_twice_then_tcp_passes: FIXTURE, [
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).ext(60, &[1, 4, 0, 0, 0, 0])
-            .tcp(40000, 554).syn() => PASS,
+            .tcp(40000, 554).syn() => PASS by rule("cams-stream"),
     ];
     ipv6_extension_headers_are_skipped_not_read_as_ports: FIXTURE, [
         // The destination-options bytes look like 40000 -> 554; the real TCP goes to port 22.
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[0x02, 0x2a, 0, 0, 0, 0]).tcp(40000, 22).syn() => DROP,
-    ], |h| { h.assert_rule("default", 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[0x02, 0x2a, 0, 0, 0, 0]).tcp(40000, 22).syn()
+            => DROP by rule("default"),
+        check |h| { h.assert_rule("default", 1); },
+    ];
     ipv6_authentication_header_then_allowed_tcp_passes: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(51, &[0, 0, 0, 0, 0, 1, 0, 0, 0, 1]).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(51, &[0, 0, 0, 0, 0, 1, 0, 0, 0, 1]).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
     ];
     ipv6_chain_of_six_extension_headers_is_walked: FIXTURE, [
-        dest_opts_chain(from(CAM1_MAC).ipv6(CAM1_6, NVR_6), 6).tcp(40000, 554).syn() => PASS,
+        dest_opts_chain(from(CAM1_MAC).ipv6(CAM1_6, NVR_6), 6).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
     ];
     ipv6_chain_longer_than_six_extension_headers_is_dropped: FIXTURE, [
-        dest_opts_chain(from(CAM1_MAC).ipv6(CAM1_6, NVR_6), 7).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 1); h.assert_rule("cams-stream", 0); };
+        dest_opts_chain(from(CAM1_MAC).ipv6(CAM1_6, NVR_6), 7).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 1); h.assert_rule("cams-stream", 0); },
+    ];
     ipv6_hop_by_hop_not_first_is_dropped: FIXTURE, [
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).ext(0, &[1, 4, 0, 0, 0, 0])
-            .tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 1); };
+            .tcp(40000, 554).syn() => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 1); },
+    ];
     ipv6_routing_header_with_segments_left_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(43, &[4, 1, 0, 0, 0, 0]).tcp(40000, 554).syn() => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(43, &[2, 1, 0, 0, 0, 0]).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 2); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(43, &[4, 1, 0, 0, 0, 0]).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedIpv6,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(43, &[2, 1, 0, 0, 0, 0]).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 2); },
+    ];
     ipv6_routing_header_type_0_is_dropped_even_when_exhausted: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(43, &[0, 0, 0, 0, 0, 0]).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(43, &[0, 0, 0, 0, 0, 0]).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 1); },
+    ];
     ipv6_exhausted_routing_header_is_judged_normally: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(43, &[4, 0, 0, 0, 0, 0]).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(43, &[4, 0, 0, 0, 0, 0]).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
     ];
     ipv6_no_next_header_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(59, &[0; 8]) => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).proto(59, &[0; 8]) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 2); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(59, &[0; 8]) => DROP by Counter::MalformedIpv6,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(60, &[1, 4, 0, 0, 0, 0]).proto(59, &[0; 8])
+            => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 2); },
+    ];
     ipv6_jumbogram_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).payload_len(0).ext(0, &[0xc2, 4, 0, 1, 0, 0]).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).payload_len(0).ext(0, &[0xc2, 4, 0, 1, 0, 0]).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 1); },
+    ];
     ipv6_extension_header_past_the_packet_is_dropped: FIXTURE, [
         // A destination-options header claiming 2 KiB.
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(60, &[6, 255, 0, 0, 0, 0, 0, 0]) => DROP,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(60, &[6, 255, 0, 0, 0, 0, 0, 0])
+            => DROP by Counter::MalformedIpv6,
         // Past the payload but still inside the frame (Ethernet padding behind it).
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(60, &[6, 1, 0, 0, 0, 0, 0, 0]).trailer(&[0; 40]) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 2); h.assert_counter(Counter::MalformedL4, 0); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(60, &[6, 1, 0, 0, 0, 0, 0, 0]).trailer(&[0; 40])
+            => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 2); h.assert_counter(Counter::MalformedL4, 0); },
+    ];
 }
 
 // ----- IPv4 fragments -------------------------------------------------------------------------
@@ -949,55 +1323,76 @@ fn later_fragment_v4(proto: u8) -> Frame {
 
 cases! {
     ipv4_first_fragment_of_allowed_flow_passes_and_later_fragment_follows: FIXTURE, [
-        first_fragment_v4() => PASS,
-        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2005).proto(6, &[0xbb; 24]) => PASS,
-        later_fragment_v4(6) => PASS,
-    ], |h| {
-        h.assert_counter(Counter::FragmentPassed, 2);
-        h.assert_rule("cams-stream", 3);
-        h.assert_device("cam-1", [3, 0, 0]);
-    };
+        first_fragment_v4() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2005).proto(6, &[0xbb; 24])
+            => PASS by Counter::FragmentPassed,
+        later_fragment_v4(6) => PASS by Counter::FragmentPassed,
+        check |h| {
+            h.assert_counter(Counter::FragmentPassed, 2);
+            h.assert_rule("cams-stream", 3);
+            h.assert_device("cam-1", [3, 0, 0]);
+        },
+    ];
     ipv4_lone_later_fragment_is_dropped_as_orphan: FIXTURE, [
-        later_fragment_v4(6) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
+        later_fragment_v4(6) => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     ipv4_later_fragment_that_looks_like_allowed_ports_is_dropped_as_orphan: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(9).frag(0x0005).proto(6, &ports(40000, 554)) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); h.assert_rule("cams-stream", 0); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(9).frag(0x0005).proto(6, &ports(40000, 554))
+            => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); h.assert_rule("cams-stream", 0); },
+    ];
     ipv4_later_fragment_of_another_protocol_is_dropped: FIXTURE, [
-        first_fragment_v4() => PASS,
-        later_fragment_v4(17) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); h.assert_counter(Counter::FragmentPassed, 0); };
+        first_fragment_v4() => PASS by rule("cams-stream"),
+        later_fragment_v4(17) => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); h.assert_counter(Counter::FragmentPassed, 0); },
+    ];
     ipv4_later_fragment_from_another_source_is_dropped: FIXTURE, [
-        first_fragment_v4() => PASS,
-        from(CAM2_MAC).ipv4(CAM2, NVR).ip_id(7).frag(0x0005).proto(6, &[0xbb; 24]) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
+        first_fragment_v4() => PASS by rule("cams-stream"),
+        from(CAM2_MAC).ipv4(CAM2, NVR).ip_id(7).frag(0x0005).proto(6, &[0xbb; 24])
+            => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     ipv4_later_fragment_with_another_id_is_dropped: FIXTURE, [
-        first_fragment_v4() => PASS,
-        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(8).frag(0x0005).proto(6, &[0xbb; 24]) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
+        first_fragment_v4() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(8).frag(0x0005).proto(6, &[0xbb; 24])
+            => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     ipv4_fragments_of_a_denied_first_fragment_are_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2000).tcp(40000, 22).syn().payload(&[0xaa; 16]) => DROP,
-        later_fragment_v4(6) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); h.assert_rule("default", 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2000).tcp(40000, 22).syn().payload(&[0xaa; 16])
+            => DROP by rule("default"),
+        later_fragment_v4(6) => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); h.assert_rule("default", 1); },
+    ];
     ipv4_tiny_first_fragment_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2000).proto(6, &ports(40000, 554)[..8]) => DROP,
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(7).frag(0x2000).proto(17, &[0x9c, 0x40, 0, 53]) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedFragment, 2); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2000).proto(6, &ports(40000, 554)[..8])
+            => DROP by Counter::MalformedFragment,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(7).frag(0x2000).proto(17, &[0x9c, 0x40, 0, 53])
+            => DROP by Counter::MalformedFragment,
+        check |h| { h.assert_counter(Counter::MalformedFragment, 2); },
+    ];
     ipv4_tcp_fragment_at_offset_8_is_dropped: FIXTURE, [
-        first_fragment_v4() => PASS,
-        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x0001).proto(6, &ports(40000, 22)) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedFragment, 1); h.assert_counter(Counter::FragmentPassed, 0); };
+        first_fragment_v4() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x0001).proto(6, &ports(40000, 22))
+            => DROP by Counter::MalformedFragment,
+        check |h| { h.assert_counter(Counter::MalformedFragment, 1); h.assert_counter(Counter::FragmentPassed, 0); },
+    ];
     ipv4_ping_of_death_is_dropped: FIXTURE, [
-        from(NVR_MAC).ipv4(NVR, CAM1).ip_id(7).frag(0x1fff).proto(1, &[0; 16]) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedFragment, 1); };
+        from(NVR_MAC).ipv4(NVR, CAM1).ip_id(7).frag(0x1fff).proto(1, &[0; 16])
+            => DROP by Counter::MalformedFragment,
+        check |h| { h.assert_counter(Counter::MalformedFragment, 1); },
+    ];
     ipv4_dont_fragment_with_more_fragments_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).frag(0x6000).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv4, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).frag(0x6000).tcp(40000, 554).syn() => DROP by Counter::MalformedIpv4,
+        check |h| { h.assert_counter(Counter::MalformedIpv4, 1); },
+    ];
     ipv4_reserved_flag_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).frag(0x8000).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv4, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).frag(0x8000).tcp(40000, 554).syn() => DROP by Counter::MalformedIpv4,
+        check |h| { h.assert_counter(Counter::MalformedIpv4, 1); },
+    ];
     ipv4_dont_fragment_alone_is_judged_normally: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM1, NVR).frag(0x4000).tcp(40000, 554).syn() => PASS,
+        from(CAM1_MAC).ipv4(CAM1, NVR).frag(0x4000).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
     ];
 }
 
@@ -1005,256 +1400,331 @@ cases! {
 
 cases! {
     ipv6_atomic_fragment_is_judged_as_unfragmented: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, false, 5).tcp(40000, 554).syn() => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, false, 6).tcp(40000, 22).syn() => DROP,
-    ], |h| { h.assert_rule("cams-stream", 1); h.assert_rule("default", 1); h.assert_counter(Counter::FragmentOrphan, 0); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, false, 5).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, false, 6).tcp(40000, 22).syn()
+            => DROP by rule("default"),
+        check |h| { h.assert_rule("cams-stream", 1); h.assert_rule("default", 1); h.assert_counter(Counter::FragmentOrphan, 0); },
+    ];
     ipv6_first_fragment_of_allowed_flow_passes_and_later_fragment_follows: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 77).proto(6, &[0xbb; 24]) => PASS,
-    ], |h| { h.assert_counter(Counter::FragmentPassed, 1); h.assert_rule("cams-stream", 2); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16])
+            => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 77).proto(6, &[0xbb; 24])
+            => PASS by Counter::FragmentPassed,
+        check |h| { h.assert_counter(Counter::FragmentPassed, 1); h.assert_rule("cams-stream", 2); },
+    ];
     ipv6_fragments_with_destination_options_after_the_fragment_header_pass: FIXTURE, [
         // Frag -> DestOpts -> TCP: every fragment's Fragment header says "next: 60"; only the first
         // carries the TCP header. Later fragments must match the first on that next-header value.
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 78).ext(60, &[1, 4, 0, 0, 0, 0])
-            .tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 78).proto(60, &[0xbb; 24]) => PASS,
+            .tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 78).proto(60, &[0xbb; 24])
+            => PASS by Counter::FragmentPassed,
         // Same id, but a fragment header announcing another protocol: no match.
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 78).proto(6, &[0xbb; 24]) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentPassed, 1); h.assert_counter(Counter::FragmentOrphan, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 78).proto(6, &[0xbb; 24])
+            => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentPassed, 1); h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     ipv6_later_fragment_of_another_protocol_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 77).proto(17, &[0xbb; 24]) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16])
+            => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 77).proto(17, &[0xbb; 24])
+            => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     ipv6_later_fragment_from_another_source_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS,
-        from(CAM2_MAC).ipv6(CAM2_6, NVR_6).v6_frag(5, false, 77).proto(6, &[0xbb; 24]) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16])
+            => PASS by rule("cams-stream"),
+        from(CAM2_MAC).ipv6(CAM2_6, NVR_6).v6_frag(5, false, 77).proto(6, &[0xbb; 24])
+            => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     ipv6_lone_later_fragment_is_dropped_as_orphan: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 77).proto(6, &ports(40000, 554)) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 77).proto(6, &ports(40000, 554))
+            => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     ipv6_later_fragment_with_another_id_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 78).proto(6, &[0xbb; 24]) => DROP,
-    ], |h| { h.assert_counter(Counter::FragmentOrphan, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16])
+            => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(5, false, 78).proto(6, &[0xbb; 24])
+            => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     ipv6_tiny_first_fragment_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).proto(6, &ports(40000, 554)[..8]) => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedFragment, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).proto(6, &ports(40000, 554)[..8])
+            => DROP by Counter::MalformedFragment,
+        check |h| { h.assert_counter(Counter::MalformedFragment, 1); },
+    ];
     ipv6_two_fragment_headers_are_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, false, 1).v6_frag(0, false, 2).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, false, 1).v6_frag(0, false, 2).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 1); },
+    ];
     ipv6_fragment_header_with_reserved_bits_is_dropped: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(44, &[1, 0, 0, 0, 0, 0, 1]).tcp(40000, 554).syn() => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(44, &[0, 0, 2, 0, 0, 0, 1]).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv6, 2); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(44, &[1, 0, 0, 0, 0, 0, 1]).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedIpv6,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).ext(44, &[0, 0, 2, 0, 0, 0, 1]).tcp(40000, 554).syn()
+            => DROP by Counter::MalformedIpv6,
+        check |h| { h.assert_counter(Counter::MalformedIpv6, 2); },
+    ];
 }
 
 // ----- Spoofing -------------------------------------------------------------------------------
 
 cases! {
     listed_mac_with_another_devices_address_is_spoofed_v4: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn() => DROP,
-    ], |h| {
-        h.assert_spoofed("cam-1", 1);
-        h.assert_device("cam-1", [0, 1, 0]);
-        h.assert_spoofed("cam-2", 0);
-        h.assert_device("cam-2", [0, 0, 0]);
-        h.assert_rule("default", 0);
-    };
+        from(CAM1_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn()
+            => DROP by denied("cam-1") & spoofed("cam-1") & Counter::QuarantineTrips,
+        check |h| {
+            h.assert_spoofed("cam-1", 1);
+            h.assert_device("cam-1", [0, 1, 0]);
+            h.assert_spoofed("cam-2", 0);
+            h.assert_device("cam-2", [0, 0, 0]);
+            h.assert_rule("default", 0);
+        },
+    ];
     listed_mac_with_another_devices_address_is_spoofed_v6: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM2_6, NVR_6).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_spoofed("cam-1", 1); };
+        from(CAM1_MAC).ipv6(CAM2_6, NVR_6).tcp(40000, 554).syn()
+            => DROP by denied("cam-1") & spoofed("cam-1") & Counter::QuarantineTrips,
+        check |h| { h.assert_spoofed("cam-1", 1); },
+    ];
     listed_mac_with_an_unlisted_address_is_spoofed: FIXTURE, [
-        from(CAM1_MAC).ipv4("10.1.1.99", NVR).tcp(40000, 554).syn() => DROP,
-        from(CAM1_MAC).ipv6("fd00:1:1::99", NVR_6).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_spoofed("cam-1", 2); h.assert_device("cam-1", [0, 2, 0]); };
+        from(CAM1_MAC).ipv4("10.1.1.99", NVR).tcp(40000, 554).syn()
+            => DROP by denied("cam-1") & spoofed("cam-1") & Counter::QuarantineTrips,
+        from(CAM1_MAC).ipv6("fd00:1:1::99", NVR_6).tcp(40000, 554).syn()
+            => DROP by denied("cam-1") & spoofed("cam-1"),
+        check |h| { h.assert_spoofed("cam-1", 2); h.assert_device("cam-1", [0, 2, 0]); },
+    ];
     listed_address_from_an_unlisted_mac_is_spoofed: FIXTURE, [
-        from(STRANGER_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => DROP,
-        from(STRANGER_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => DROP,
-    ], |h| {
-        h.assert_spoofed("unknown", 2);
-        h.assert_device("unknown", [0, 2, 0]);
-        h.assert_spoofed("cam-1", 0);
-        let found = datapath::discovered(&h.dp).expect("discovered");
-        assert!(found.iter().any(|(m, _)| *m == mac(STRANGER_MAC)), "the forger is discovered");
-    };
+        from(STRANGER_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn()
+            => DROP by denied("unknown") & spoofed("unknown"),
+        from(STRANGER_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn()
+            => DROP by denied("unknown") & spoofed("unknown"),
+        check |h| {
+            h.assert_spoofed("unknown", 2);
+            h.assert_device("unknown", [0, 2, 0]);
+            h.assert_spoofed("cam-1", 0);
+            assert!(h.discovered(STRANGER_MAC).is_some(), "the forger is discovered");
+        },
+    ];
     forging_a_listed_address_does_not_quarantine_or_blame_its_owner: FIXTURE, [
-        from(STRANGER_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => DROP,
+        from(STRANGER_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn()
+            => DROP by denied("unknown") & spoofed("unknown"),
         // The real camera keeps working.
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40001, 554).syn() => PASS,
-    ], |h| {
-        assert_eq!(h.state("cam-1").quarantine_until_ns, 0, "the victim of a forged address is not quarantined");
-        h.assert_spoofed("cam-1", 0);
-        h.assert_device("cam-1", [1, 0, 0]);
-        h.assert_counter(Counter::QuarantineTrips, 0);
-    };
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40001, 554).syn() => PASS by rule("cams-stream"),
+        check |h| {
+            assert_eq!(h.state("cam-1").quarantine_until_ns, 0, "the victim of a forged address is not quarantined");
+            h.assert_spoofed("cam-1", 0);
+            h.assert_device("cam-1", [1, 0, 0]);
+            h.assert_counter(Counter::QuarantineTrips, 0);
+        },
+    ];
     routers_own_address_as_source_is_spoofed: FIXTURE, [
-        from(OFFICE_MAC).ipv4(ROUTER_OFFICE, PRINTER).tcp(40000, 9100).syn() => DROP,
-        from(STRANGER_MAC).ipv6(ROUTER_CAMS_6, NVR_6).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_spoofed("office-pc", 1); h.assert_spoofed("unknown", 1); };
+        from(OFFICE_MAC).ipv4(ROUTER_OFFICE, PRINTER).tcp(40000, 9100).syn()
+            => DROP by denied("office-pc") & spoofed("office-pc") & Counter::QuarantineTrips,
+        from(STRANGER_MAC).ipv6(ROUTER_CAMS_6, NVR_6).tcp(40000, 554).syn()
+            => DROP by denied("unknown") & spoofed("unknown"),
+        check |h| { h.assert_spoofed("office-pc", 1); h.assert_spoofed("unknown", 1); },
+    ];
     spoofing_quarantines_the_sending_device: FIXTURE, [
-        from(CAM1_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn() => DROP,
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40001, 554).syn() => DROP,
-    ], |h| {
-        let s = h.state("cam-1");
-        assert!(s.quarantine_until_ns > 0, "cam-1 is quarantined: {s:?}");
-        assert_eq!(s.quarantine_reason, QuarantineReason::Spoofing as u32);
-        assert_eq!(h.state("cam-2").quarantine_until_ns, 0);
-        h.assert_counter(Counter::QuarantineTrips, 1);
-    };
+        from(CAM1_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn()
+            => DROP by denied("cam-1") & spoofed("cam-1") & Counter::QuarantineTrips,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40001, 554).syn() => DROP by rule("default"),
+        check |h| {
+            let s = h.state("cam-1");
+            assert!(s.quarantine_until_ns > 0, "cam-1 is quarantined: {s:?}");
+            assert_eq!(s.quarantine_reason, QuarantineReason::Spoofing as u32);
+            assert_eq!(h.state("cam-2").quarantine_until_ns, 0);
+            h.assert_counter(Counter::QuarantineTrips, 1);
+        },
+    ];
     spoofed_allow_lets_a_spoofed_packet_through_and_counts_it: spoof_allow_fixture(), [
-        from(CAM1_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn() => PASS,
-        from(CAM1_MAC).ipv4("10.1.1.99", NVR).tcp(40000, 554).syn() => PASS,
-        from(CAM1_MAC).ipv6(CAM2_6, NVR_6).tcp(40000, 554).syn() => PASS,
-    ], |h| {
-        h.assert_spoofed("cam-1", 3);
-        h.assert_device("cam-1", [3, 0, 0]);
-        h.assert_rule("cams-stream", 3);
-        assert_eq!(h.state("cam-1").quarantine_until_ns, 0);
-    };
+        from(CAM1_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream") & spoofed("cam-1"),
+        from(CAM1_MAC).ipv4("10.1.1.99", NVR).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream") & spoofed("cam-1"),
+        from(CAM1_MAC).ipv6(CAM2_6, NVR_6).tcp(40000, 554).syn()
+            => PASS by rule("cams-stream") & spoofed("cam-1"),
+        check |h| {
+            h.assert_spoofed("cam-1", 3);
+            h.assert_device("cam-1", [3, 0, 0]);
+            h.assert_rule("cams-stream", 3);
+            assert_eq!(h.state("cam-1").quarantine_until_ns, 0);
+        },
+    ];
     spoofed_allow_still_judges_the_rules: spoof_allow_fixture(), [
-        from(CAM1_MAC).ipv4(CAM2, PRINTER).tcp(40000, 9100).syn() => DROP,
-    ], |h| { h.assert_spoofed("cam-1", 1); h.assert_rule("default", 1); };
+        from(CAM1_MAC).ipv4(CAM2, PRINTER).tcp(40000, 9100).syn()
+            => DROP by rule("default") & spoofed("cam-1"),
+        check |h| { h.assert_spoofed("cam-1", 1); h.assert_rule("default", 1); },
+    ];
 }
 
 // ----- Router, broadcast, DHCP, networks, unknown sources -------------------------------------
 
 cases! {
     dhcp_discover_passes_when_a_rule_allows_udp_67_to_the_router: FIXTURE, [
-        from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => PASS,
-    ], |h| { h.assert_rule("dhcp-dns", 1); h.assert_device("cam-1", [1, 0, 0]); h.assert_spoofed("cam-1", 0); };
+        from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => PASS by rule("dhcp-dns"),
+        check |h| { h.assert_rule("dhcp-dns", 1); h.assert_device("cam-1", [1, 0, 0]); h.assert_spoofed("cam-1", 0); },
+    ];
     dhcp_discover_is_dropped_without_a_rule: no_dhcp_fixture(), [
-        from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => DROP,
-    ], |h| { h.assert_rule("default", 1); h.assert_spoofed("cam-1", 0); };
+        from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => DROP by rule("default"),
+        check |h| { h.assert_rule("default", 1); h.assert_spoofed("cam-1", 0); },
+    ];
     router_destination_is_judged_as_router: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, ROUTER_OFFICE).tcp(40000, 22).syn() => PASS,
-        from(CAM1_MAC).ipv4(CAM1, ROUTER_CAMS).tcp(40000, 22).syn() => DROP,
+        from(OFFICE_MAC).ipv4(OFFICE, ROUTER_OFFICE).tcp(40000, 22).syn() => PASS by rule("office-admin"),
+        from(CAM1_MAC).ipv4(CAM1, ROUTER_CAMS).tcp(40000, 22).syn() => DROP by rule("default"),
         // The router's address in another zone is still `router`: cameras get no ssh there either.
-        from(CAM1_MAC).ipv4(CAM1, ROUTER_OFFICE).tcp(40000, 22).syn() => DROP,
-    ], |h| { h.assert_rule("office-admin", 1); h.assert_rule("default", 2); };
+        from(CAM1_MAC).ipv4(CAM1, ROUTER_OFFICE).tcp(40000, 22).syn() => DROP by rule("default"),
+        check |h| { h.assert_rule("office-admin", 1); h.assert_rule("default", 2); },
+    ];
     multicast_and_link_local_destinations_are_judged_as_router: FIXTURE, [
-        from(OFFICE_MAC).ipv6(OFFICE_6, "ff02::1").echo_request(3) => PASS,
-        from(OFFICE_MAC).ipv6(OFFICE_6, "fe80::1").echo_request(4) => PASS,
-        from(CAM1_MAC).ipv4(CAM1, "224.0.0.251").udp(5353, 5353) => DROP,
-        from(CAM1_MAC).ipv4(CAM1, "255.255.255.255").udp(5000, 5000) => DROP,
-    ], |h| { h.assert_rule("office-admin", 2); h.assert_rule("default", 2); };
+        from(OFFICE_MAC).ipv6(OFFICE_6, "ff02::1").echo_request(3) => PASS by rule("office-admin"),
+        from(OFFICE_MAC).ipv6(OFFICE_6, "fe80::1").echo_request(4) => PASS by rule("office-admin"),
+        from(CAM1_MAC).ipv4(CAM1, "224.0.0.251").udp(5353, 5353) => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, "255.255.255.255").udp(5000, 5000) => DROP by rule("default"),
+        check |h| { h.assert_rule("office-admin", 2); h.assert_rule("default", 2); },
+    ];
     network_destination_is_allowed_for_one_zone_and_denied_for_another_v4: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
-        from(CAM1_MAC).ipv4(CAM1, WEB).tcp(40000, 443).syn() => DROP,
-    ], |h| { h.assert_rule("office-internet", 1); h.assert_rule("default", 1); };
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS by rule("office-internet"),
+        from(CAM1_MAC).ipv4(CAM1, WEB).tcp(40000, 443).syn() => DROP by rule("default"),
+        check |h| { h.assert_rule("office-internet", 1); h.assert_rule("default", 1); },
+    ];
     network_destination_is_allowed_for_one_zone_and_denied_for_another_v6: FIXTURE, [
-        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).tcp(40000, 443).syn() => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, WEB_6).tcp(40000, 443).syn() => DROP,
-    ], |h| { h.assert_rule("office-internet", 1); };
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).tcp(40000, 443).syn() => PASS by rule("office-internet"),
+        from(CAM1_MAC).ipv6(CAM1_6, WEB_6).tcp(40000, 443).syn() => DROP by rule("default"),
+        check |h| { h.assert_rule("office-internet", 1); },
+    ];
     internet_reply_to_an_allowed_flow_passes: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
-        from("02:00:00:00:ee:01").ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => PASS,
-        from("02:00:00:00:ee:01").ipv4(WEB, OFFICE).tcp(443, 40001).syn_ack() => DROP,
-    ], |h| { h.assert_counter(Counter::FlowHit, 1); };
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS by rule("office-internet"),
+        from("02:00:00:00:ee:01").ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => PASS by Counter::FlowHit,
+        from("02:00:00:00:ee:01").ipv4(WEB, OFFICE).tcp(443, 40001).syn_ack() => DROP by rule("default"),
+        check |h| { h.assert_counter(Counter::FlowHit, 1); },
+    ];
     listed_device_forging_an_internet_reply_into_another_devices_flow_is_dropped: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
-        from(OFFICE_MAC).ipv4(OFFICE, "8.8.8.8").udp(40053, 53) => PASS,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS by rule("office-internet"),
+        from(OFFICE_MAC).ipv4(OFFICE, "8.8.8.8").udp(40053, 53) => PASS by rule("office-internet"),
         // A camera answers in the internet's name: cameras may not reach the office.
-        from(CAM1_MAC).ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => DROP,
-        from(CAM1_MAC).ipv4("8.8.8.8", OFFICE).udp(53, 40053) => DROP,
-        from(CAM1_MAC).ipv6(WEB_6, OFFICE_6).tcp(443, 40000).syn_ack() => DROP,
+        from(CAM1_MAC).ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack()
+            => DROP by denied("cam-1") & spoofed("cam-1") & Counter::QuarantineTrips,
+        from(CAM1_MAC).ipv4("8.8.8.8", OFFICE).udp(53, 40053) => DROP by denied("cam-1") & spoofed("cam-1"),
+        from(CAM1_MAC).ipv6(WEB_6, OFFICE_6).tcp(443, 40000).syn_ack()
+            => DROP by denied("cam-1") & spoofed("cam-1"),
         // The real replies, through the uplink, still pass.
-        from("02:00:00:00:ee:01").ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => PASS,
-        from("02:00:00:00:ee:01").ipv4("8.8.8.8", OFFICE).udp(53, 40053) => PASS,
-    ], |h| {
-        h.assert_counter(Counter::FlowHit, 2);
-        h.assert_spoofed("cam-1", 3);
-        h.assert_device("cam-1", [0, 3, 0]);
-    };
+        from("02:00:00:00:ee:01").ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => PASS by Counter::FlowHit,
+        from("02:00:00:00:ee:01").ipv4("8.8.8.8", OFFICE).udp(53, 40053) => PASS by Counter::FlowHit,
+        check |h| {
+            h.assert_counter(Counter::FlowHit, 2);
+            h.assert_spoofed("cam-1", 3);
+            h.assert_device("cam-1", [0, 3, 0]);
+        },
+    ];
     listed_device_forging_an_icmp_error_from_the_internet_is_dropped: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS by rule("office-internet"),
         from(CAM1_MAC).ipv4(WEB, OFFICE)
-            .icmp(3, 4, &quote(&from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn(), 20)) => DROP,
-    ], |h| { h.assert_counter(Counter::IcmpRelated, 0); };
+            .icmp(3, 4, &quote(&from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn(), 20))
+                => DROP by denied("cam-1") & spoofed("cam-1") & Counter::QuarantineTrips,
+        check |h| { h.assert_counter(Counter::IcmpRelated, 0); },
+    ];
     listed_device_forging_a_later_fragment_of_another_devices_datagram_is_dropped: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x2000).udp(40053, 53).payload(&[0xaa; 16]) => PASS,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x2000).udp(40053, 53).payload(&[0xaa; 16])
+            => PASS by rule("office-internet"),
         // The camera sends the "rest" of the office's datagram to the internet.
-        from(CAM1_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x0003).proto(17, &[0xbb; 24]) => DROP,
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x0003).proto(17, &[0xbb; 24]) => PASS,
-    ], |h| { h.assert_counter(Counter::FragmentPassed, 1); h.assert_counter(Counter::FragmentOrphan, 1); };
+        from(CAM1_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x0003).proto(17, &[0xbb; 24])
+            => DROP by Counter::FragmentOrphan,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x0003).proto(17, &[0xbb; 24])
+            => PASS by Counter::FragmentPassed,
+        check |h| { h.assert_counter(Counter::FragmentPassed, 1); h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     spoofed_allow_lets_a_listed_device_answer_for_an_unbound_address: spoof_allow_fixture(), [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS,
-        from(CAM1_MAC).ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => PASS,
-    ], |h| { h.assert_counter(Counter::FlowHit, 1); };
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40000, 443).syn() => PASS by rule("office-internet"),
+        from(CAM1_MAC).ipv4(WEB, OFFICE).tcp(443, 40000).syn_ack() => PASS by Counter::FlowHit,
+        check |h| { h.assert_counter(Counter::FlowHit, 1); },
+    ];
     unknown_device_falls_in_the_unknown_zone_and_is_discovered: LAN_ONLY, [
-        from(STRANGER_MAC).vlan(10).ipv4("10.1.1.200", NVR).tcp(40000, 554).syn() => DROP,
+        from(STRANGER_MAC).vlan(10).ipv4("10.1.1.200", NVR).tcp(40000, 554).syn() => DROP by rule("default"),
         // The unknown zone still gets what `any` grants: DHCP.
-        from(STRANGER_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => PASS,
-    ], |h| {
-        h.assert_device("unknown", [1, 1, 0]);
-        h.assert_rule("default", 1);
-        h.assert_rule("dhcp-dns", 1);
-        let found = datapath::discovered(&h.dp).expect("discovered");
-        let (_, d) = found.iter().find(|(m, _)| *m == mac(STRANGER_MAC)).expect("the stranger is discovered");
-        assert_eq!(d.packets, 2);
-        assert_eq!(d.vlan, 0, "last seen untagged");
-        assert_eq!(d.has_v4, 1);
-    };
+        from(STRANGER_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => PASS by rule("dhcp-dns"),
+        check |h| {
+            h.assert_device("unknown", [1, 1, 0]);
+            h.assert_rule("default", 1);
+            h.assert_rule("dhcp-dns", 1);
+            let d = h.discovered(STRANGER_MAC).expect("the stranger is discovered");
+            assert_eq!(d.packets, 2);
+            assert_eq!(d.vlan, 0, "last seen untagged");
+            assert_eq!(d.has_v4, 1);
+        },
+    ];
     unknown_device_with_a_link_local_address_is_discovered_in_the_full_site: FIXTURE, [
-        from(STRANGER_MAC).ipv6("fe80::99", NVR_6).tcp(40000, 554).syn() => DROP,
-    ], |h| {
-        h.assert_device("unknown", [0, 1, 0]);
-        let found = datapath::discovered(&h.dp).expect("discovered");
-        let (_, d) = found.iter().find(|(m, _)| *m == mac(STRANGER_MAC)).expect("the stranger is discovered");
-        assert_eq!(d.has_v6, 0, "a link-local address is not recorded");
-        assert_eq!(d.last_dport, 554);
-    };
+        from(STRANGER_MAC).ipv6("fe80::99", NVR_6).tcp(40000, 554).syn() => DROP by rule("default"),
+        check |h| {
+            h.assert_device("unknown", [0, 1, 0]);
+            let d = h.discovered(STRANGER_MAC).expect("the stranger is discovered");
+            assert_eq!(d.has_v6, 0, "a link-local address is not recorded");
+            assert_eq!(d.last_dport, 554);
+        },
+    ];
     unknown_device_on_an_enforced_segment_is_unknown_even_inside_a_catch_all_network: FIXTURE, [
         // `internet: 0.0.0.0/0` covers 10.1.1.200 too, but it lies on an enforced segment
         // (10.1.1.0/24): an unlisted device there is unknown (quarantined, discovered), never
         // `network:internet`.
-        from(STRANGER_MAC).ipv4("10.1.1.200", NVR).tcp(40000, 554).syn() => DROP,
-        from(STRANGER_MAC).ipv6("fd00:1:1::200", NVR_6).tcp(40000, 554).syn() => DROP,
-    ], |h| {
-        h.assert_rule("default", 2);
-        h.assert_device("unknown", [0, 2, 0]);
-        let found = datapath::discovered(&h.dp).expect("discovered");
-        assert!(found.iter().any(|(m, _)| *m == mac(STRANGER_MAC)), "the stranger is discovered");
-    };
+        from(STRANGER_MAC).ipv4("10.1.1.200", NVR).tcp(40000, 554).syn() => DROP by rule("default"),
+        from(STRANGER_MAC).ipv6("fd00:1:1::200", NVR_6).tcp(40000, 554).syn() => DROP by rule("default"),
+        check |h| {
+            h.assert_rule("default", 2);
+            h.assert_device("unknown", [0, 2, 0]);
+            assert!(h.discovered(STRANGER_MAC).is_some(), "the stranger is discovered");
+        },
+    ];
     off_segment_source_is_a_member_of_the_network_that_covers_it: FIXTURE, [
         // Routed traffic (an address on no enforced segment) is judged as its network.
-        from(STRANGER_MAC).ipv4(WEB, OFFICE).tcp(443, 40000).syn() => DROP,
-    ], |h| {
-        h.assert_rule("default", 1);
-        assert!(datapath::discovered(&h.dp).expect("discovered").is_empty(), "internet hosts are not devices");
-    };
+        from(STRANGER_MAC).ipv4(WEB, OFFICE).tcp(443, 40000).syn() => DROP by rule("default"),
+        check |h| {
+            h.assert_rule("default", 1);
+            assert!(datapath::discovered(&h.dp).expect("discovered").is_empty(), "internet hosts are not devices");
+        },
+    ];
     traffic_from_a_network_is_counted_on_the_network_not_as_unknown: FIXTURE, [
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40002, 443).syn() => PASS,
-        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).tcp(443, 40002).syn_ack() => PASS,
-        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).tcp(443, 40003).syn() => DROP,
-    ], |h| {
-        h.assert_device("office-pc", [1, 0, 0]);
-        h.assert_device("network:internet", [1, 1, 0]);
-        h.assert_device("unknown", [0, 0, 0]);
-    };
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40002, 443).syn() => PASS by rule("office-internet"),
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).tcp(443, 40002).syn_ack()
+            => PASS by allowed("network:internet") & Counter::FlowHit,
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).tcp(443, 40003).syn()
+            => DROP by denied("network:internet") & rule("default"),
+        check |h| {
+            h.assert_device("office-pc", [1, 0, 0]);
+            h.assert_device("network:internet", [1, 1, 0]);
+            h.assert_device("unknown", [0, 0, 0]);
+        },
+    ];
     unlisted_address_on_an_enforced_segment_is_no_internet_destination: FIXTURE, [
         // office -> internet tcp/443 is allowed; 10.1.4.99 is no listed device but lies on the
         // printers' segment, so it is an unknown device, not the internet: denied.
-        from(OFFICE_MAC).ipv4(OFFICE, "10.1.4.99").tcp(40000, 443).syn() => DROP,
-        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443).syn() => PASS,
-    ], |h| { h.assert_rule("default", 1); h.assert_rule("office-internet", 1); };
+        from(OFFICE_MAC).ipv4(OFFICE, "10.1.4.99").tcp(40000, 443).syn() => DROP by rule("default"),
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443).syn() => PASS by rule("office-internet"),
+        check |h| { h.assert_rule("default", 1); h.assert_rule("office-internet", 1); },
+    ];
 }
 
 // ----- Audit mode -----------------------------------------------------------------------------
 
 cases! {
     audit_mode_passes_a_would_be_drop_and_counts_it_as_audit: audit_fixture(), [
-        from(CAM1_MAC).ipv4(CAM1, OFFICE).tcp(40000, 445).syn() => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, PRINTER_6).tcp(40000, 9100).syn() => PASS,
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS,
-    ], |h| {
-        h.assert_device("cam-1", [1, 0, 2]);
-        h.assert_rule("no-lateral-cameras", 1);
-        h.assert_rule("default", 1);
-        h.assert_rule("cams-stream", 1);
-    };
+        from(CAM1_MAC).ipv4(CAM1, OFFICE).tcp(40000, 445).syn()
+            => PASS by audited("cam-1") & rule("no-lateral-cameras"),
+        from(CAM1_MAC).ipv6(CAM1_6, PRINTER_6).tcp(40000, 9100).syn()
+            => PASS by audited("cam-1") & rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        check |h| {
+            h.assert_device("cam-1", [1, 0, 2]);
+            h.assert_rule("no-lateral-cameras", 1);
+            h.assert_rule("default", 1);
+            h.assert_rule("cams-stream", 1);
+        },
+    ];
     audit_mode_still_drops_malformed_packets: audit_fixture(), [
-        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(4).tcp(40000, 554).syn() => DROP,
-    ], |h| { h.assert_counter(Counter::MalformedIpv4, 1); };
+        from(CAM1_MAC).ipv4(CAM1, NVR).ihl(4).tcp(40000, 554).syn() => DROP by Counter::MalformedIpv4,
+        check |h| { h.assert_counter(Counter::MalformedIpv4, 1); },
+    ];
 }
 
 // ----- Non-IP ---------------------------------------------------------------------------------
@@ -1270,346 +1740,214 @@ fn arp(m: &str) -> Frame {
 
 cases! {
     arp_passes_and_is_counted: FIXTURE, [
-        arp(CAM1_MAC) => PASS,
-        arp(STRANGER_MAC).vlan(10) => PASS,
-    ], |h| { h.assert_counter(Counter::ArpPassed, 2); h.assert_device("cam-1", [0, 0, 0]); };
+        arp(CAM1_MAC) => PASS by Counter::ArpPassed,
+        arp(STRANGER_MAC).vlan(10) => PASS by Counter::ArpPassed,
+        check |h| { h.assert_counter(Counter::ArpPassed, 2); h.assert_device("cam-1", [0, 0, 0]); },
+    ];
     neighbour_solicitation_and_advertisement_pass: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, "ff02::1:ff00:1").hop_limit(255).icmp(135, 0, &[0; 16]) => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, "fe80::1").hop_limit(255).icmp(136, 0, &[0; 16]) => PASS,
-        from(CAM1_MAC).ipv6("fe80::10", "ff02::2").hop_limit(255).icmp(133, 0, &[0; 4]) => PASS,
+        from(CAM1_MAC).ipv6(CAM1_6, "ff02::1:ff00:1").hop_limit(255).icmp(135, 0, &[0; 16])
+            => PASS by Counter::NdPassed,
+        from(CAM1_MAC).ipv6(CAM1_6, "fe80::1").hop_limit(255).icmp(136, 0, &[0; 16])
+            => PASS by Counter::NdPassed,
+        from(CAM1_MAC).ipv6("fe80::10", "ff02::2").hop_limit(255).icmp(133, 0, &[0; 4])
+            => PASS by Counter::NdPassed,
         // MLDv2 report to ff02::16.
-        from(CAM1_MAC).ipv6("fe80::10", "ff02::16").icmp(143, 0, &[0; 4]) => PASS,
-    ], |h| { h.assert_counter(Counter::NdPassed, 4); };
+        from(CAM1_MAC).ipv6("fe80::10", "ff02::16").icmp(143, 0, &[0; 4]) => PASS by Counter::NdPassed,
+        check |h| { h.assert_counter(Counter::NdPassed, 4); },
+    ];
     neighbour_discovery_to_another_zones_global_address_is_judged_and_dropped: FIXTURE, [
         // The kernel would forward these into the office's segment.
-        from(CAM1_MAC).ipv6(CAM1_6, OFFICE_6).hop_limit(255).icmp(135, 0, &[0; 16]) => DROP,
-        from(CAM1_MAC).ipv6(CAM1_6, OFFICE_6).hop_limit(255).icmp(136, 0, &[0; 16]) => DROP,
+        from(CAM1_MAC).ipv6(CAM1_6, OFFICE_6).hop_limit(255).icmp(135, 0, &[0; 16])
+            => DROP by rule("no-lateral-cameras"),
+        from(CAM1_MAC).ipv6(CAM1_6, OFFICE_6).hop_limit(255).icmp(136, 0, &[0; 16])
+            => DROP by rule("no-lateral-cameras"),
         // To the router's own global address (unicast NUD, or an NA answering the router's NS
         // sent from that address): for this link.
-        from(CAM1_MAC).ipv6(CAM1_6, ROUTER_CAMS_6).hop_limit(255).icmp(135, 0, &[0; 16]) => PASS,
-        from(CAM1_MAC).ipv6(CAM1_6, ROUTER_CAMS_6).hop_limit(255).icmp(136, 0, &[0; 16]) => PASS,
-    ], |h| { h.assert_counter(Counter::NdPassed, 2); h.assert_rule("no-lateral-cameras", 2); h.assert_device("cam-1", [0, 2, 0]); };
+        from(CAM1_MAC).ipv6(CAM1_6, ROUTER_CAMS_6).hop_limit(255).icmp(135, 0, &[0; 16])
+            => PASS by Counter::NdPassed,
+        from(CAM1_MAC).ipv6(CAM1_6, ROUTER_CAMS_6).hop_limit(255).icmp(136, 0, &[0; 16])
+            => PASS by Counter::NdPassed,
+        check |h| { h.assert_counter(Counter::NdPassed, 2); h.assert_rule("no-lateral-cameras", 2); h.assert_device("cam-1", [0, 2, 0]); },
+    ];
     router_advertisement_and_redirect_are_dropped_as_rogue: FIXTURE, [
-        from(CAM1_MAC).ipv6("fe80::10", "ff02::1").hop_limit(255).icmp(134, 0, &[64, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0]) => DROP,
-        from(CAM1_MAC).ipv6("fe80::10", CAM2_6).hop_limit(255).icmp(137, 0, &[0; 36]) => DROP,
-    ], |h| { h.assert_counter(Counter::RogueRaDropped, 2); };
+        from(CAM1_MAC).ipv6("fe80::10", "ff02::1").hop_limit(255).icmp(134, 0, &[64, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0])
+            => DROP by Counter::RogueRaDropped,
+        from(CAM1_MAC).ipv6("fe80::10", CAM2_6).hop_limit(255).icmp(137, 0, &[0; 36])
+            => DROP by Counter::RogueRaDropped,
+        check |h| { h.assert_counter(Counter::RogueRaDropped, 2); },
+    ];
     mld_to_a_routable_address_is_judged_by_policy: FIXTURE, [
-        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).icmp(143, 0, &[0; 4]) => DROP,
-    ], |h| { h.assert_counter(Counter::NdPassed, 0); h.assert_rule("default", 1); };
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).icmp(143, 0, &[0; 4]) => DROP by rule("default"),
+        check |h| { h.assert_counter(Counter::NdPassed, 0); h.assert_rule("default", 1); },
+    ];
     lldp_and_other_ethertypes_are_dropped_as_non_ip: FIXTURE, [
-        from(CAM1_MAC).dst_mac([0x01, 0x80, 0xc2, 0, 0, 0x0e]).ethertype(0x88cc, &[0; 46]) => DROP,
-        from(CAM1_MAC).ethertype(0x8847, &[0; 46]) => DROP,
-        from(CAM1_MAC).ethertype(0x8864, &[0; 46]) => DROP,
+        from(CAM1_MAC).dst_mac([0x01, 0x80, 0xc2, 0, 0, 0x0e]).ethertype(0x88cc, &[0; 46])
+            => DROP by Counter::NonIpDropped,
+        from(CAM1_MAC).ethertype(0x8847, &[0; 46]) => DROP by Counter::NonIpDropped,
+        from(CAM1_MAC).ethertype(0x8864, &[0; 46]) => DROP by Counter::NonIpDropped,
         // An 802.3 length field (LLC/SNAP), which could carry IP.
-        from(CAM1_MAC).ethertype(0x0030, &[0xaa, 0xaa, 3, 0, 0, 0, 8, 0, 0x45, 0]) => DROP,
-        from(CAM1_MAC).vlan(10).ethertype(0x88cc, &[0; 46]) => DROP,
-    ], |h| { h.assert_counter(Counter::NonIpDropped, 5); };
+        from(CAM1_MAC).ethertype(0x0030, &[0xaa, 0xaa, 3, 0, 0, 0, 8, 0, 0x45, 0])
+            => DROP by Counter::NonIpDropped,
+        from(CAM1_MAC).vlan(10).ethertype(0x88cc, &[0; 46]) => DROP by Counter::NonIpDropped,
+        check |h| { h.assert_counter(Counter::NonIpDropped, 5); },
+    ];
 }
+// ----- No policy ------------------------------------------------------------------------------
 
-#[test]
-fn no_policy_loaded_drops_all_ip_but_passes_arp_and_nd() {
-    let name = "no_policy_loaded_drops_all_ip_but_passes_arp_and_nd";
-    let Some(mut h) = Harness::unloaded(name, FIXTURE) else {
-        return;
-    };
-    h.expect(
-        "v4 allowed-to-be flow",
-        &from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(),
-        DROP,
-    );
-    h.expect(
-        "v6 allowed-to-be flow",
-        &from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn(),
-        DROP,
-    );
-    h.expect(
-        "dhcp",
-        &from(CAM1_MAC)
-            .ipv4("0.0.0.0", "255.255.255.255")
-            .udp(68, 67),
-        DROP,
-    );
-    h.expect("arp", &arp(CAM1_MAC), PASS);
-    h.expect(
-        "neighbour solicitation",
-        &from(CAM1_MAC)
-            .ipv6(CAM1_6, "ff02::1:ff00:1")
-            .icmp(135, 0, &[0; 16]),
-        PASS,
-    );
-    h.expect(
-        "router advertisement",
-        &from(CAM1_MAC)
-            .ipv6("fe80::10", "ff02::1")
-            .icmp(134, 0, &[0; 12]),
-        DROP,
-    );
-    h.expect("lldp", &from(CAM1_MAC).ethertype(0x88cc, &[0; 46]), DROP);
-    h.assert_counter(Counter::NdPassed, 1);
-    h.assert_counter(Counter::RogueRaDropped, 1);
-    h.assert_counter(Counter::NonIpDropped, 1);
-    h.assert_counter(Counter::NoPolicy, 3);
-    h.assert_counter(Counter::ArpPassed, 1);
-    h.assert_device("cam-1", [0, 0, 0]);
-    assert_eq!(h.malformed(), 0);
-    // And once a policy is there, the same flow passes.
-    h.apply(FIXTURE);
-    h.expect(
-        "v4 flow after apply",
-        &from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn(),
-        PASS,
-    );
+cases! {
+    no_policy_loaded_drops_all_ip_but_passes_arp_and_nd: no_policy_yet(FIXTURE), [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => DROP by Counter::NoPolicy,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => DROP by Counter::NoPolicy,
+        from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => DROP by Counter::NoPolicy,
+        arp(CAM1_MAC) => PASS by Counter::ArpPassed,
+        from(CAM1_MAC).ipv6(CAM1_6, "ff02::1:ff00:1").icmp(135, 0, &[0; 16]) => PASS by Counter::NdPassed,
+        from(CAM1_MAC).ipv6("fe80::10", "ff02::1").icmp(134, 0, &[0; 12]) => DROP by Counter::RogueRaDropped,
+        from(CAM1_MAC).ethertype(0x88cc, &[0; 46]) => DROP by Counter::NonIpDropped,
+        check |h| {
+            h.assert_counter(Counter::NdPassed, 1);
+            h.assert_counter(Counter::RogueRaDropped, 1);
+            h.assert_counter(Counter::NonIpDropped, 1);
+            h.assert_counter(Counter::NoPolicy, 3);
+            h.assert_counter(Counter::ArpPassed, 1);
+            h.assert_device("cam-1", [0, 0, 0]);
+            assert_eq!(h.malformed(), 0);
+        },
+        // And once a policy is there, the same flow passes.
+        apply(FIXTURE),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+    ];
 }
 
 // ----- Policy switch --------------------------------------------------------------------------
 
-#[test]
-fn policy_switch_keeps_a_still_allowed_flow_and_rejudges_a_removed_one() {
-    let name = "policy_switch_keeps_a_still_allowed_flow_and_rejudges_a_removed_one";
-    let Some(mut h) = Harness::new(name, SWITCH_P1) else {
-        return;
-    };
-    let syn = from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn();
-    let ack = from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554);
-    let reply = from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000);
-    let syn6 = from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn();
-    let reply6 = from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000);
-    h.expect("P1 syn", &syn, PASS);
-    h.expect("P1 reply", &reply.clone().syn_ack(), PASS);
-    h.expect("P1 syn v6", &syn6, PASS);
-    let p2 = switch_p2();
-    h.apply(&p2);
-    assert!(
-        h.compiled.ids.rules.contains_key("nvr-ping"),
-        "P2 has its extra rule"
-    );
-    h.expect("P2 ack", &ack, PASS);
-    h.expect("P2 reply", &reply, PASS);
-    h.expect("P2 reply v6", &reply6, PASS);
-    h.assert_counter(Counter::FlowHit, 4);
-    h.apply(&switch_p3());
-    h.expect("P3 ack", &ack, DROP);
-    h.expect("P3 reply", &reply, DROP);
-    h.expect("P3 reply v6", &reply6, DROP);
-    h.expect("P3 new syn", &syn, DROP);
-    h.assert_counter(Counter::FlowHit, 4);
-    h.assert_device("cam-1", [3, 2, 0]);
-    h.assert_device("nvr-1", [3, 2, 0]);
+cases! {
+    policy_switch_keeps_a_still_allowed_flow_and_rejudges_a_removed_one: SWITCH_P1, [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => PASS by Counter::FlowHit,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        apply(switch_p2()),
+        // P2 has its extra rule (the lookup fails otherwise), which decided nothing yet.
+        check |h| { h.assert_rule("nvr-ping", 0); },
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => PASS by Counter::FlowHit,
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000) => PASS by Counter::FlowHit,
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000) => PASS by Counter::FlowHit,
+        check |h| { h.assert_counter(Counter::FlowHit, 4); },
+        apply(switch_p3()),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => DROP by rule("default"),
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000) => DROP by rule("default"),
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000) => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => DROP by rule("default"),
+        check |h| {
+            h.assert_counter(Counter::FlowHit, 4);
+            h.assert_device("cam-1", [3, 2, 0]);
+            h.assert_device("nvr-1", [3, 2, 0]);
+        },
+    ];
 }
 
 // ----- Quarantine -----------------------------------------------------------------------------
 
-#[test]
-fn denied_packets_over_the_threshold_quarantine_the_device_and_cut_its_flows() {
-    let name = "denied_packets_over_the_threshold_quarantine_the_device_and_cut_its_flows";
-    let Some(mut h) = Harness::new(name, &quick_quarantine_fixture()) else {
-        return;
-    };
-    let print = from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100);
-    h.expect("allowed flow", &print.clone().syn(), PASS);
-    h.expect(
-        "printer reply",
-        &from(PRINTER_MAC)
-            .ipv4(PRINTER, OFFICE)
-            .tcp(9100, 40000)
-            .syn_ack(),
-        PASS,
-    );
-    for port in [23, 24] {
-        h.expect(
-            "probe",
-            &from(OFFICE_MAC)
-                .ipv4(OFFICE, PRINTER)
-                .tcp(40000, port)
-                .syn(),
-            DROP,
-        );
-    }
-    assert_eq!(
-        h.state("office-pc").quarantine_until_ns,
-        0,
-        "two denials are under the threshold"
-    );
-    h.expect(
-        "third probe",
-        &from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 25).syn(),
-        DROP,
-    );
-    let s = h.state("office-pc");
-    assert!(
-        s.quarantine_until_ns > datapath::monotonic_ns(),
-        "office-pc is quarantined: {s:?}"
-    );
-    assert_eq!(s.quarantine_reason, QuarantineReason::DeniedPackets as u32);
-    h.assert_counter(Counter::QuarantineTrips, 1);
-    h.expect("the allowed flow after quarantine", &print, DROP);
-    h.expect(
-        "its reply",
-        &from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000),
-        DROP,
-    );
-    h.expect(
-        "a new allowed flow",
-        &from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443).syn(),
-        DROP,
-    );
-    h.assert_device("office-pc", [1, 5, 0]);
-    assert_eq!(h.state("printer-1").quarantine_until_ns, 0);
-}
-
-#[test]
-fn touching_a_tripwire_quarantines_the_sender_at_once() {
-    let name = "touching_a_tripwire_quarantines_the_sender_at_once";
-    let Some(mut h) = Harness::new(name, FIXTURE) else {
-        return;
-    };
-    h.expect(
-        "allowed flow",
-        &from(OFFICE_MAC)
-            .ipv4(OFFICE, PRINTER)
-            .tcp(40000, 9100)
-            .syn(),
-        PASS,
-    );
-    h.expect(
-        "honeypot",
-        &from(OFFICE_MAC)
-            .ipv4(OFFICE, "10.1.99.5")
-            .tcp(40001, 80)
-            .syn(),
-        DROP,
-    );
-    let s = h.state("office-pc");
-    assert!(s.quarantine_until_ns > 0, "office-pc is quarantined: {s:?}");
-    assert_eq!(s.quarantine_reason, QuarantineReason::Tripwire as u32);
-    h.assert_counter(Counter::QuarantineTrips, 1);
-    h.expect(
-        "the allowed flow after",
-        &from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100),
-        DROP,
-    );
-    h.expect(
-        "v6 allowed flow after",
-        &from(OFFICE_MAC)
-            .ipv6(OFFICE_6, PRINTER_6)
-            .tcp(40002, 9100)
-            .syn(),
-        DROP,
-    );
-    // Another device is unaffected.
-    h.expect(
-        "nvr still pulls",
-        &from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn(),
-        PASS,
-    );
-}
-
-#[test]
-fn touching_a_v6_tripwire_quarantines_the_sender() {
-    let name = "touching_a_v6_tripwire_quarantines_the_sender";
-    let Some(mut h) = Harness::new(name, FIXTURE) else {
-        return;
-    };
-    h.expect(
-        "honeypot v6",
-        &from(CAM2_MAC).ipv6(CAM2_6, "fd00:99::5").udp(40001, 161),
-        DROP,
-    );
-    assert_eq!(
-        h.state("cam-2").quarantine_reason,
-        QuarantineReason::Tripwire as u32
-    );
-    h.expect(
-        "cam-2 stream after",
-        &from(CAM2_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn(),
-        DROP,
-    );
+cases! {
+    denied_packets_over_the_threshold_quarantine_the_device_and_cut_its_flows: quick_quarantine_fixture(), [
+        from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100).syn() => PASS by rule("office-print"),
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000).syn_ack() => PASS by Counter::FlowHit,
+        for port in ([23, 24]) from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, port).syn()
+            => DROP by rule("default"),
+        // Two denials are under the threshold.
+        check |h| { h.assert_not_quarantined("office-pc"); },
+        from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 25).syn()
+            => DROP by rule("default") & Counter::QuarantineTrips,
+        check |h| {
+            h.assert_quarantined("office-pc", QuarantineReason::DeniedPackets);
+            h.assert_counter(Counter::QuarantineTrips, 1);
+        },
+        // The allowed flow, its reply and a new allowed flow.
+        from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100) => DROP by rule("default"),
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000) => DROP by rule("default"),
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443).syn() => DROP by rule("default"),
+        check |h| {
+            h.assert_device("office-pc", [1, 5, 0]);
+            h.assert_not_quarantined("printer-1");
+        },
+    ];
+    touching_a_tripwire_quarantines_the_sender_at_once: FIXTURE, [
+        from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100).syn() => PASS by rule("office-print"),
+        from(OFFICE_MAC).ipv4(OFFICE, "10.1.99.5").tcp(40001, 80).syn()
+            => DROP by rule("default") & Counter::QuarantineTrips,
+        check |h| {
+            h.assert_quarantined("office-pc", QuarantineReason::Tripwire);
+            h.assert_counter(Counter::QuarantineTrips, 1);
+        },
+        from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100) => DROP by rule("default"),
+        from(OFFICE_MAC).ipv6(OFFICE_6, PRINTER_6).tcp(40002, 9100).syn() => DROP by rule("default"),
+        // Another device is unaffected.
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn() => PASS by rule("nvr-pull"),
+    ];
+    touching_a_v6_tripwire_quarantines_the_sender: FIXTURE, [
+        from(CAM2_MAC).ipv6(CAM2_6, "fd00:99::5").udp(40001, 161)
+            => DROP by rule("default") & Counter::QuarantineTrips,
+        check |h| { h.assert_quarantined("cam-2", QuarantineReason::Tripwire); },
+        from(CAM2_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn() => DROP by rule("default"),
+    ];
 }
 
 // ----- Per-rule counters ----------------------------------------------------------------------
 
-#[test]
-fn rule_counters_count_the_rule_that_decided() {
-    let name = "rule_counters_count_the_rule_that_decided";
-    let Some(mut h) = Harness::new(name, FIXTURE) else {
-        return;
-    };
-    let f = from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 631).syn();
-    let bytes = f.build().len() as u64;
-    h.expect("print", &f, PASS);
-    h.expect(
-        "web",
-        &from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).udp(40000, 53),
-        PASS,
-    );
-    h.expect(
-        "ping router",
-        &from(OFFICE_MAC).ipv4(OFFICE, ROUTER_OFFICE).echo_request(1),
-        PASS,
-    );
-    h.expect(
-        "fishtank",
-        &from(FISHTANK_MAC).ipv4(FISHTANK, WEB).udp(40000, 53),
-        DROP,
-    );
-    h.expect(
-        "default",
-        &from(PRINTER_MAC).ipv4(PRINTER, WEB).tcp(40000, 443).syn(),
-        DROP,
-    );
-    for (rule, packets) in [
-        ("office-print", 1),
-        ("office-internet", 1),
-        ("office-admin", 1),
-        ("fishtank-no-egress", 1),
-        ("default", 1),
-        ("cams-stream", 0),
-        ("building-cloud", 0),
-    ] {
-        h.assert_rule(rule, packets);
-    }
-    let id = h.rule_id("office-print");
-    let c = datapath::rule_counters(&h.dp, [id]).expect("rule counters")[0].1;
-    assert_eq!(c.bytes, bytes, "bytes of rule office-print");
-    // Distinct rules have distinct ids, none of them 0.
-    let mut ids: Vec<u32> = h.compiled.ids.rules.values().copied().collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), h.compiled.ids.rules.len());
-    assert!(!ids.contains(&0));
+/// A print job's first packet, whose bytes the rule counts.
+fn office_print_syn() -> Frame {
+    from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 631).syn()
+}
+
+cases! {
+    rule_counters_count_the_rule_that_decided: FIXTURE, [
+        office_print_syn() => PASS by rule("office-print"),
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).udp(40000, 53) => PASS by rule("office-internet"),
+        from(OFFICE_MAC).ipv4(OFFICE, ROUTER_OFFICE).echo_request(1) => PASS by rule("office-admin"),
+        from(FISHTANK_MAC).ipv4(FISHTANK, WEB).udp(40000, 53) => DROP by rule("fishtank-no-egress"),
+        from(PRINTER_MAC).ipv4(PRINTER, WEB).tcp(40000, 443).syn() => DROP by rule("default"),
+        check |h| {
+            for (rule, packets) in [
+                ("office-print", 1),
+                ("office-internet", 1),
+                ("office-admin", 1),
+                ("fishtank-no-egress", 1),
+                ("default", 1),
+                ("cams-stream", 0),
+                ("building-cloud", 0),
+            ] {
+                h.assert_rule(rule, packets);
+            }
+            let bytes = office_print_syn().build().len() as u64;
+            assert_eq!(h.rule_counters("office-print").bytes, bytes, "bytes of rule office-print");
+            // Distinct rules have distinct ids, none of them 0.
+            let mut ids = h.rule_ids();
+            let rules = ids.len();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), rules);
+            assert!(!ids.contains(&0));
+        },
+    ];
 }
 
 // ----- Deny events ----------------------------------------------------------------------------
 
-#[test]
-fn deny_events_are_rate_limited_per_device() {
-    let name = "deny_events_are_rate_limited_per_device";
-    let Some(mut h) = Harness::new(name, FIXTURE) else {
-        return;
-    };
-    for port in 0..12u16 {
-        h.expect(
-            "probe",
-            &from(CAM1_MAC)
-                .ipv4(CAM1, PRINTER)
-                .tcp(40000, 1000 + port)
-                .syn(),
-            DROP,
-        );
-    }
-    // Another device has its own budget.
-    h.expect(
-        "other device",
-        &from(CAM2_MAC).ipv4(CAM2, PRINTER).tcp(40000, 1000).syn(),
-        DROP,
-    );
-    // Allowed packets never produce events.
-    h.expect(
-        "allowed",
-        &from(CAM2_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn(),
-        PASS,
-    );
-    h.assert_counter(Counter::EventsSent, 11);
-    h.assert_counter(Counter::EventsRateLimited, 2);
-    h.assert_device("cam-1", [0, 12, 0]);
+cases! {
+    deny_events_are_rate_limited_per_device: FIXTURE, [
+        // The per-second budget is ten events.
+        for port in (1000..1010u16) from(CAM1_MAC).ipv4(CAM1, PRINTER).tcp(40000, port).syn()
+            => DROP by rule("default") & Counter::EventsSent,
+        for port in (1010..1012u16) from(CAM1_MAC).ipv4(CAM1, PRINTER).tcp(40000, port).syn()
+            => DROP by rule("default") & Counter::EventsRateLimited,
+        // Another device has its own budget.
+        from(CAM2_MAC).ipv4(CAM2, PRINTER).tcp(40000, 1000).syn()
+            => DROP by rule("default") & Counter::EventsSent,
+        // Allowed packets never produce events.
+        from(CAM2_MAC).ipv4(CAM2, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        check |h| {
+            h.assert_counter(Counter::EventsSent, 11);
+            h.assert_counter(Counter::EventsRateLimited, 2);
+            h.assert_device("cam-1", [0, 12, 0]);
+        },
+    ];
 }
