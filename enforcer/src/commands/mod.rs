@@ -17,6 +17,7 @@ pub mod plan;
 pub mod quarantine;
 pub mod run;
 pub mod status;
+pub mod table;
 
 /// Run a parsed command line; returns the exit code (see [`crate::exit`]).
 pub fn execute(cli: Cli) -> Result<u8> {

@@ -132,14 +132,6 @@ pub fn read_ids(dir: &Path) -> Result<Option<IdTable>, StateError> {
     read(dir, IDS_FILE)
 }
 
-/// Seconds since the Unix epoch.
-#[must_use]
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The daemon's exclusive lock on its state directory (and so on its pins): released when dropped
 /// or when the process dies.
 #[derive(Debug)]
