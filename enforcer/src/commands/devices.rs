@@ -115,7 +115,8 @@ fn listed(maps: &PinnedMaps, st: &Status, now_mono: u64, now_unix: u64) -> Resul
                 mac: d.mac.clone(),
                 addresses: d.addresses.clone(),
                 inventory: d.inventory.clone(),
-                last_seen: (c.last_seen_ns != 0).then(|| crate::time::wall_of_monotonic(c.last_seen_ns, now_mono, now_unix)),
+                last_seen: (c.last_seen_ns != 0)
+                    .then(|| crate::time::wall_of_monotonic(c.last_seen_ns, now_mono, now_unix)),
                 packets: Traffic {
                     allow: c.packets[0],
                     deny: c.packets[1],
@@ -221,7 +222,10 @@ pub fn run(
         }
         DevicesOutput::Table => {
             if !unknown_only {
-                println!("{}\n", listed_table(&listed(&maps, &st, now_mono, now_unix)?));
+                println!(
+                    "{}\n",
+                    listed_table(&listed(&maps, &st, now_mono, now_unix)?)
+                );
             }
             println!("UNKNOWN DEVICES (zone {})", st.unknown_zone);
             println!("{}", unknown_table(&found));
@@ -232,7 +236,15 @@ pub fn run(
 
 fn listed_table(devices: &[Listed]) -> String {
     let mut t = table::new(
-        &["DEVICE", "ZONE", "STATE", "MAC", "LAST SEEN", "ALLOWED", "DENIED"],
+        &[
+            "DEVICE",
+            "ZONE",
+            "STATE",
+            "MAC",
+            "LAST SEEN",
+            "ALLOWED",
+            "DENIED",
+        ],
         &["ALLOWED", "DENIED"],
     );
     for d in devices {
@@ -251,7 +263,15 @@ fn listed_table(devices: &[Listed]) -> String {
 
 fn unknown_table(found: &[Discovered]) -> String {
     let mut t = table::new(
-        &["MAC", "IPV4", "IPV6", "IFACE", "LAST SEEN", "PACKETS", "LAST TRIED"],
+        &[
+            "MAC",
+            "IPV4",
+            "IPV6",
+            "IFACE",
+            "LAST SEEN",
+            "PACKETS",
+            "LAST TRIED",
+        ],
         &["PACKETS"],
     );
     for d in found {

@@ -38,9 +38,8 @@ struct Report {
 
 /// Whether a process with this pid exists (signal 0 checks without sending anything).
 fn process_alive(pid: u32) -> bool {
-    i32::try_from(pid).is_ok_and(|p| {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
-    })
+    i32::try_from(pid)
+        .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
 }
 
 pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
@@ -129,7 +128,11 @@ impl Report {
         };
         line("quarantined:", &quarantined);
         if let Some(r) = &self.last_reload {
-            let error = r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+            let error = r
+                .error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
             line(
                 "last reload:",
                 &format!("{} at {}{error}", r.result, crate::time::rfc3339(r.at)),
@@ -138,7 +141,11 @@ impl Report {
         s.push_str("top denied:\n");
         let mut t = table::new(&["DEVICE", "ZONE", "DENIED"], &["DENIED"]);
         for d in &self.top_denied {
-            t.add_row(vec![d.device.clone(), d.zone.clone(), d.denied_packets.to_string()]);
+            t.add_row(vec![
+                d.device.clone(),
+                d.zone.clone(),
+                d.denied_packets.to_string(),
+            ]);
         }
         if !self.top_denied.is_empty() {
             s.push_str(&table::render(&t));

@@ -54,10 +54,14 @@ impl HostContext {
         }
         let mut addresses = Vec::new();
         let mut stream = handle.address().get().execute();
-        while let Some(msg) = stream.try_next().await.map_err(|source| HostError::Netlink {
-            what: "list addresses",
-            source,
-        })? {
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|source| HostError::Netlink {
+                what: "list addresses",
+                source,
+            })?
+        {
             if let (Some(name), Some(net)) = (names.get(&msg.header.index), address_net(&msg)) {
                 addresses.push((name.clone(), net));
             }
@@ -71,10 +75,14 @@ impl HostContext {
             rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
         ] {
             let mut stream = handle.route().get(request).execute();
-            while let Some(msg) = stream.try_next().await.map_err(|source| HostError::Netlink {
-                what: "list routes",
-                source,
-            })? {
+            while let Some(msg) = stream
+                .try_next()
+                .await
+                .map_err(|source| HostError::Netlink {
+                    what: "list routes",
+                    source,
+                })?
+            {
                 uplinks.extend(
                     default_route_oifs(&msg)
                         .into_iter()
