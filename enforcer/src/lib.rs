@@ -11,3 +11,4 @@ pub mod datapath;
 pub mod exit;
 pub mod logging;
 pub mod policy;
+pub mod time;

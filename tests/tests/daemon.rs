@@ -892,3 +892,76 @@ fn json_logs_are_one_object_per_line_with_the_deny_fields() {
     assert_eq!(deny["reason"], "default");
     assert_eq!(deny["verdict"], "deny");
 }
+
+/// A start that cannot serve metrics (the port is taken) fails before the first attach: exit 3,
+/// no program on any interface, no link pinned, so under `Restart=` it cannot crash-loop while
+/// enforcing with no daemon.
+#[test]
+fn a_metrics_port_clash_is_refused_before_anything_is_attached() {
+    if !require_root("a_metrics_port_clash_is_refused_before_anything_is_attached") {
+        return;
+    }
+    let w = World::new("clash", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let _squatter = listen_tcp(w.site.router_ns(), addr().port()).expect("occupy the metrics port");
+    let out = netns::nsenter_net(w.site.router_ns(), enforcer_bin())
+        .args(w.args())
+        .output()
+        .expect("run the daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "exit code; stderr: {stderr}");
+    assert!(
+        stderr.contains(METRICS),
+        "the error names the address: {stderr}"
+    );
+    for iface in w.site.router_ifaces() {
+        assert!(!w.router_xdp_attached(&iface), "{iface} got a program");
+    }
+    assert!(
+        enforcer::datapath::pinned_interfaces(&w.pin_dir).is_empty(),
+        "links were pinned"
+    );
+}
+
+/// Every command that reads the running enforcer, run without privileges, exits 3 with a message
+/// saying it needs root (docs/cli.md), and the state files are not readable by other users.
+#[test]
+fn commands_without_root_exit_3_and_state_files_are_private() {
+    if !require_root("commands_without_root_exit_3_and_state_files_are_private") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let w = World::new("noroot", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let _d = w.start();
+    let mode = |p: &std::path::Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&w.state_dir), 0o700);
+    for f in ["ids.json", "applied.json", "status.json", "lock"] {
+        assert_eq!(mode(&w.state_dir.join(f)), 0o600, "{f}");
+    }
+    let (pin_dir, state_dir) = (
+        w.pin_dir.display().to_string(),
+        w.state_dir.display().to_string(),
+    );
+    let policy_dir = w.policy_dir.display().to_string();
+    let dirs = ["--pin-dir", &pin_dir, "--state-dir", &state_dir];
+    let commands: [Vec<&str>; 6] = [
+        [&["status"][..], &dirs].concat(),
+        [&["status", "--output", "json"][..], &dirs].concat(),
+        [&["devices"][..], &dirs].concat(),
+        [&["release", "office-pc"][..], &dirs].concat(),
+        [&["detach"][..], &dirs].concat(),
+        vec!["plan", &policy_dir, "--state-dir", &state_dir],
+    ];
+    for args in commands {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(enforcer_bin())
+            .args(&args)
+            .output()
+            .expect("run as nobody");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: stderr {stderr}");
+        assert!(stderr.contains("root"), "{args:?}: {stderr}");
+    }
+}

@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use crate::{
     cli::DevicesOutput,
+    commands::table,
     daemon::{
         events::{event_addr, ifname},
-        state::{self, Status},
+        state::Status,
     },
     datapath::{self, PinnedMaps},
     exit,
@@ -72,33 +73,6 @@ struct Inventoried {
     unknown: Vec<Discovered>,
 }
 
-/// RFC 3339 (UTC, seconds) for a Unix time.
-fn rfc3339(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Wall-clock time of a monotonic (`bpf_ktime_get_ns`) timestamp.
-fn wall(mono_ns: u64, now_mono: u64, now_unix: u64) -> String {
-    rfc3339(now_unix.saturating_sub(now_mono.saturating_sub(mono_ns) / 1_000_000_000))
-}
-
 fn mac_text(mac: &[u8; 6]) -> String {
     crate::policy::model::fmt_mac(*mac)
 }
@@ -138,7 +112,8 @@ fn listed(maps: &PinnedMaps, st: &Status, now_mono: u64, now_unix: u64) -> Resul
                 mac: d.mac.clone(),
                 addresses: d.addresses.clone(),
                 inventory: d.inventory.clone(),
-                last_seen: (c.last_seen_ns != 0).then(|| wall(c.last_seen_ns, now_mono, now_unix)),
+                last_seen: (c.last_seen_ns != 0)
+                    .then(|| crate::time::wall_of_monotonic(c.last_seen_ns, now_mono, now_unix)),
                 packets: Traffic {
                     allow: c.packets[0],
                     deny: c.packets[1],
@@ -164,8 +139,8 @@ fn discovered(maps: &PinnedMaps, now_mono: u64, now_unix: u64) -> Result<Vec<Dis
             ipv6: (d.has_v6 != 0).then(|| event_addr(FAMILY_V6, d.v6).to_string()),
             interface: ifname(d.ifindex),
             vlan: d.vlan,
-            first_seen: wall(d.first_seen_ns, now_mono, now_unix),
-            last_seen: wall(d.last_seen_ns, now_mono, now_unix),
+            first_seen: crate::time::wall_of_monotonic(d.first_seen_ns, now_mono, now_unix),
+            last_seen: crate::time::wall_of_monotonic(d.last_seen_ns, now_mono, now_unix),
             packets: d.packets,
             last_destination: event_addr(d.last_family, d.last_dst).to_string(),
             last_port: d.last_dport,
@@ -223,7 +198,7 @@ pub fn run(
         Err(code) => return Ok(code),
     };
     let maps = PinnedMaps::open(pin_dir)?;
-    let (now_mono, now_unix) = (datapath::monotonic_ns(), state::unix_now());
+    let (now_mono, now_unix) = (datapath::monotonic_ns(), crate::time::unix_now());
     let found = discovered(&maps, now_mono, now_unix)?;
     #[expect(clippy::print_stdout, reason = "CLI output")]
     match output {
@@ -245,54 +220,67 @@ pub fn run(
         DevicesOutput::Table => {
             if !unknown_only {
                 println!(
-                    "{:<20} {:<12} {:<12} {:<18} {:<22} {:>10} {:>10}",
-                    "DEVICE", "ZONE", "STATE", "MAC", "LAST SEEN", "ALLOWED", "DENIED"
+                    "{}\n",
+                    listed_table(&listed(&maps, &st, now_mono, now_unix)?)
                 );
-                for d in listed(&maps, &st, now_mono, now_unix)? {
-                    println!(
-                        "{:<20} {:<12} {:<12} {:<18} {:<22} {:>10} {:>10}",
-                        d.name,
-                        d.zone,
-                        d.state,
-                        d.mac.as_deref().unwrap_or("-"),
-                        d.last_seen.as_deref().unwrap_or("never"),
-                        d.packets.allow,
-                        d.packets.deny + d.packets.audit
-                    );
-                }
-                println!();
             }
             println!("UNKNOWN DEVICES (zone {})", st.unknown_zone);
-            println!(
-                "{:<18} {:<16} {:<26} {:<10} {:<22} {:>8}  LAST TRIED",
-                "MAC", "IPV4", "IPV6", "IFACE", "LAST SEEN", "PACKETS"
-            );
-            for d in &found {
-                println!(
-                    "{:<18} {:<16} {:<26} {:<10} {:<22} {:>8}  {}:{}",
-                    d.mac,
-                    d.ipv4.as_deref().unwrap_or("-"),
-                    d.ipv6.as_deref().unwrap_or("-"),
-                    d.interface,
-                    d.last_seen,
-                    d.packets,
-                    d.last_destination,
-                    d.last_port
-                );
-            }
+            println!("{}", unknown_table(&found));
         }
     }
     Ok(exit::OK)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::rfc3339;
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_549_534), "2026-11-24T19:45:34Z");
+fn listed_table(devices: &[Listed]) -> String {
+    let mut t = table::new(
+        &[
+            "DEVICE",
+            "ZONE",
+            "STATE",
+            "MAC",
+            "LAST SEEN",
+            "ALLOWED",
+            "DENIED",
+        ],
+        &["ALLOWED", "DENIED"],
+    );
+    for d in devices {
+        t.add_row(vec![
+            d.name.clone(),
+            d.zone.clone(),
+            d.state.clone(),
+            d.mac.clone().unwrap_or_else(|| "-".into()),
+            d.last_seen.clone().unwrap_or_else(|| "never".into()),
+            d.packets.allow.to_string(),
+            (d.packets.deny + d.packets.audit).to_string(),
+        ]);
     }
+    table::render(&t)
+}
+
+fn unknown_table(found: &[Discovered]) -> String {
+    let mut t = table::new(
+        &[
+            "MAC",
+            "IPV4",
+            "IPV6",
+            "IFACE",
+            "LAST SEEN",
+            "PACKETS",
+            "LAST TRIED",
+        ],
+        &["PACKETS"],
+    );
+    for d in found {
+        t.add_row(vec![
+            d.mac.clone(),
+            d.ipv4.clone().unwrap_or_else(|| "-".into()),
+            d.ipv6.clone().unwrap_or_else(|| "-".into()),
+            d.interface.clone(),
+            d.last_seen.clone(),
+            d.packets.to_string(),
+            format!("{}:{}", d.last_destination, d.last_port),
+        ]);
+    }
+    table::render(&t)
 }

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod quarantine;
 pub mod run;
 pub mod status;
+pub mod table;
 
 /// Run a parsed command line; returns the exit code (see [`crate::exit`]).
 pub fn execute(cli: Cli) -> Result<u8> {
@@ -79,8 +80,15 @@ pub(crate) fn fail(code: u8, msg: &str) -> u8 {
     code
 }
 
-/// The running (or last) daemon's status, or the exit code when there is none.
+/// The running (or last) daemon's status, or the exit code when there is none or this process
+/// may not read it (the state directory and the pinned maps are root's).
 pub(crate) fn running_status(state_dir: &Path) -> Result<Result<Status, u8>> {
+    if !crate::daemon::host::is_root() {
+        return Ok(Err(fail(
+            exit::ENVIRONMENT,
+            "this command needs root: it reads the enforcer's state directory and pinned maps",
+        )));
+    }
     Ok(state::read(state_dir, state::STATUS_FILE)?.ok_or_else(|| {
         fail(
             exit::ENVIRONMENT,

@@ -49,6 +49,15 @@ pub fn run(path: &Path, output: Output, state_dir: &Path) -> Result<u8> {
             Some(diff(&old, &view))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok(crate::commands::fail(
+                exit::ENVIRONMENT,
+                &format!(
+                    "cannot read the running policy in {} (the state directory is root's): run plan as root to see the changes",
+                    applied.display()
+                ),
+            ));
+        }
         Err(e) => return Err(e).with_context(|| format!("read {}", applied.display())),
     };
     match output {

@@ -39,6 +39,9 @@ pub fn run(cfg: daemon::Config) -> Result<u8> {
             e @ (DaemonError::NotRoot
             | DaemonError::NoInterface(_)
             | DaemonError::Bpffs(_)
+            | DaemonError::Host(_)
+            | DaemonError::State(_)
+            | DaemonError::MetricsServer { .. }
             | DaemonError::Locked(_)),
         ) => {
             tracing::error!(error = %error_chain(&e), "cannot start");

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::{
     cli::Output,
+    commands::table,
     daemon::state,
     datapath::{self, PinnedMaps},
     exit,
@@ -35,11 +36,10 @@ struct Report {
     last_reload: Option<state::ReloadOutcome>,
 }
 
+/// Whether a process with this pid exists (signal 0 checks without sending anything).
 fn process_alive(pid: u32) -> bool {
-    i32::try_from(pid).is_ok_and(|p| {
-        // SAFETY: signal 0 only checks that the process exists.
-        unsafe { libc::kill(p, 0) == 0 }
-    })
+    i32::try_from(pid)
+        .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
 }
 
 pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
@@ -49,24 +49,135 @@ pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
     };
     let maps = PinnedMaps::open(pin_dir)
         .with_context(|| format!("open the pinned maps in {} (needs root)", pin_dir.display()))?;
-    let (_, live) = datapath::live_config(&maps)?;
-    let now = datapath::monotonic_ns();
-    let ids: Vec<u32> = std::iter::once(0)
-        .chain(st.devices.iter().map(|d| d.id))
-        .collect();
-    let name_of = |id: u32| {
-        st.devices
-            .iter()
-            .find(|d| d.id == id)
-            .map_or(("unknown".to_owned(), st.unknown_zone.clone()), |d| {
-                (d.name.clone(), d.zone.clone())
-            })
-    };
-    let mut top: Vec<DeniedDevice> = datapath::device_counters(&maps, ids.iter().copied())?
+    let report = Report::gather(&st, &maps, pin_dir)?;
+    #[expect(clippy::print_stdout, reason = "CLI output")]
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", report.text()),
+    }
+    Ok(exit::OK)
+}
+
+/// Who a device id is, by the daemon's labels: (name, zone).
+fn name_of(st: &state::Status, id: u32) -> (String, String) {
+    st.devices
+        .iter()
+        .find(|d| d.id == id)
+        .map_or(("unknown".to_owned(), st.unknown_zone.clone()), |d| {
+            (d.name.clone(), d.zone.clone())
+        })
+}
+
+impl Report {
+    fn gather(st: &state::Status, maps: &PinnedMaps, pin_dir: &Path) -> Result<Self> {
+        let (_, live) = datapath::live_config(maps)?;
+        let now = datapath::monotonic_ns();
+        Ok(Self {
+            running: process_alive(st.pid),
+            pid: st.pid,
+            interfaces: attached_interfaces(st, pin_dir),
+            generation: live.generation,
+            digest: st.digest.clone(),
+            sources: st.sources.clone(),
+            mode: if live.mode == enforcer_common::Mode::Audit as u8 {
+                "audit".into()
+            } else {
+                "enforce".into()
+            },
+            devices: st.devices.len(),
+            flows: datapath::flow_count(maps, now)?,
+            quarantined: datapath::device_states(maps, st.devices.iter().map(|d| d.id))?
+                .into_iter()
+                .filter(|(_, s)| s.quarantine_until_ns > now)
+                .map(|(id, _)| name_of(st, id).0)
+                .collect(),
+            top_denied: top_denied(st, maps)?,
+            last_reload: st.last_reload.clone(),
+        })
+    }
+
+    /// The report as `status` prints it.
+    fn text(&self) -> String {
+        let mut s = String::new();
+        let mut line = |label: &str, value: &str| s.push_str(&format!("{label:<14}{value}\n"));
+        let daemon = if self.running {
+            format!("running (pid {})", self.pid)
+        } else {
+            "not running".into()
+        };
+        line("daemon:", &daemon);
+        for i in &self.interfaces {
+            line("interface:", &format!("{} ({})", i.name, i.mode));
+        }
+        if self.interfaces.is_empty() {
+            line("interface:", "none attached");
+        }
+        line(
+            "policy:",
+            &format!(
+                "generation {} ({}), digest {}",
+                self.generation, self.mode, self.digest
+            ),
+        );
+        line("devices:", &format!("{} listed", self.devices));
+        line("flows:", &self.flows.to_string());
+        let quarantined = if self.quarantined.is_empty() {
+            "none".into()
+        } else {
+            self.quarantined.join(", ")
+        };
+        line("quarantined:", &quarantined);
+        if let Some(r) = &self.last_reload {
+            let error = r
+                .error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            line(
+                "last reload:",
+                &format!("{} at {}{error}", r.result, crate::time::rfc3339(r.at)),
+            );
+        }
+        s.push_str("top denied:\n");
+        let mut t = table::new(&["DEVICE", "ZONE", "DENIED"], &["DENIED"]);
+        for d in &self.top_denied {
+            t.add_row(vec![
+                d.device.clone(),
+                d.zone.clone(),
+                d.denied_packets.to_string(),
+            ]);
+        }
+        if !self.top_denied.is_empty() {
+            s.push_str(&table::render(&t));
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// The interfaces with a pinned link, and the mode the daemon attached each in.
+fn attached_interfaces(st: &state::Status, pin_dir: &Path) -> Vec<state::Interface> {
+    datapath::pinned_interfaces(pin_dir)
+        .into_iter()
+        .map(|name| {
+            let mode = st
+                .interfaces
+                .iter()
+                .find(|i| i.name == name)
+                .map_or("unknown".into(), |i| i.mode.clone());
+            state::Interface { name, mode }
+        })
+        .collect()
+}
+
+/// The ten devices (unknown ones as one row) with the most denied packets.
+fn top_denied(st: &state::Status, maps: &PinnedMaps) -> Result<Vec<DeniedDevice>> {
+    let ids = std::iter::once(0).chain(st.devices.iter().map(|d| d.id));
+    let mut top: Vec<DeniedDevice> = datapath::device_counters(maps, ids)?
         .into_iter()
         .filter(|(_, c)| c.packets[1] + c.packets[2] > 0)
         .map(|(id, c)| {
-            let (device, zone) = name_of(id);
+            let (device, zone) = name_of(st, id);
             DeniedDevice {
                 device,
                 zone,
@@ -80,85 +191,5 @@ pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
             .then(a.device.cmp(&b.device))
     });
     top.truncate(10);
-    let quarantined = datapath::device_states(&maps, st.devices.iter().map(|d| d.id))?
-        .into_iter()
-        .filter(|(_, s)| s.quarantine_until_ns > now)
-        .map(|(id, _)| name_of(id).0)
-        .collect();
-    let report = Report {
-        running: process_alive(st.pid),
-        pid: st.pid,
-        interfaces: datapath::pinned_interfaces(pin_dir)
-            .into_iter()
-            .map(|name| {
-                let mode = st
-                    .interfaces
-                    .iter()
-                    .find(|i| i.name == name)
-                    .map_or("unknown".into(), |i| i.mode.clone());
-                state::Interface { name, mode }
-            })
-            .collect(),
-        generation: live.generation,
-        digest: st.digest.clone(),
-        sources: st.sources.clone(),
-        mode: if live.mode == enforcer_common::Mode::Audit as u8 {
-            "audit".into()
-        } else {
-            "enforce".into()
-        },
-        devices: st.devices.len(),
-        flows: datapath::flow_count(&maps, now)?,
-        quarantined,
-        top_denied: top,
-        last_reload: st.last_reload.clone(),
-    };
-    #[expect(clippy::print_stdout, reason = "CLI output")]
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => {
-            let daemon = if report.running {
-                format!("running (pid {})", report.pid)
-            } else {
-                "not running".into()
-            };
-            println!("daemon:       {daemon}");
-            for i in &report.interfaces {
-                println!("interface:    {} ({})", i.name, i.mode);
-            }
-            if report.interfaces.is_empty() {
-                println!("interface:    none attached");
-            }
-            println!(
-                "policy:       generation {} ({}), digest {}",
-                report.generation, report.mode, report.digest
-            );
-            println!("devices:      {} listed", report.devices);
-            println!("flows:        {}", report.flows);
-            println!(
-                "quarantined:  {}",
-                if report.quarantined.is_empty() {
-                    "none".into()
-                } else {
-                    report.quarantined.join(", ")
-                }
-            );
-            if let Some(r) = &report.last_reload {
-                println!(
-                    "last reload:  {} at {}{}",
-                    r.result,
-                    r.at,
-                    r.error
-                        .as_ref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                );
-            }
-            println!("top denied:");
-            for d in &report.top_denied {
-                println!("  {:<24} {:<16} {}", d.device, d.zone, d.denied_packets);
-            }
-        }
-    }
-    Ok(exit::OK)
+    Ok(top)
 }

@@ -1,16 +1,171 @@
-//! What the daemon needs from the host: root, a bpffs mount, the enforced interfaces' addresses.
+//! What the daemon needs from the host: root, a bpffs mount, and the enforced interfaces'
+//! addresses and uplinks, read over rtnetlink (the kernel's own view, as `ip addr` and `ip route`
+//! print it).
 
-use std::{
-    ffi::CStr,
-    net::{Ipv4Addr, Ipv6Addr},
-    path::Path,
+use std::{net::IpAddr, path::Path};
+
+use futures_util::TryStreamExt as _;
+use rtnetlink::packet_route::{
+    address::{AddressAttribute, AddressMessage},
+    route::{RouteAttribute, RouteHeader, RouteMessage, RouteType},
 };
+
+/// Why the host could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("open a netlink socket")]
+    Socket(#[source] std::io::Error),
+    #[error("netlink: {what}")]
+    Netlink {
+        what: &'static str,
+        #[source]
+        source: rtnetlink::Error,
+    },
+}
+
+/// The host's network state that shapes the compiled policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostContext {
+    /// Every address of the enforced interfaces, with its prefix and interface, sorted: the
+    /// addresses are the policy's `router`, the prefixes the segments the enforcer guards.
+    pub addresses: Vec<(String, ipnet::IpNet)>,
+    /// Enforced interfaces that carry a default route (IPv4 or IPv6): the uplinks. What arrives
+    /// there from their segment is routed traffic (the ISP's router, the internet), not devices
+    /// of a guarded segment.
+    pub uplinks: Vec<String>,
+}
+
+impl HostContext {
+    /// Reads the addresses and uplinks of `ifaces` in this network namespace.
+    pub async fn read(ifaces: &[String]) -> Result<Self, HostError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(HostError::Socket)?;
+        let conn = tokio::spawn(connection);
+        let result = Self::query(&handle, ifaces).await;
+        conn.abort();
+        result
+    }
+
+    async fn query(handle: &rtnetlink::Handle, ifaces: &[String]) -> Result<Self, HostError> {
+        let mut names = std::collections::BTreeMap::new();
+        for iface in ifaces {
+            if let Some(index) = interface_index(iface) {
+                names.insert(index, iface.clone());
+            }
+        }
+        let mut addresses = Vec::new();
+        let mut stream = handle.address().get().execute();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|source| HostError::Netlink {
+                what: "list addresses",
+                source,
+            })?
+        {
+            if let (Some(name), Some(net)) = (names.get(&msg.header.index), address_net(&msg)) {
+                addresses.push((name.clone(), net));
+            }
+        }
+        addresses.sort();
+        addresses.dedup();
+
+        let mut uplinks = Vec::new();
+        for request in [
+            rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ] {
+            let mut stream = handle.route().get(request).execute();
+            while let Some(msg) = stream
+                .try_next()
+                .await
+                .map_err(|source| HostError::Netlink {
+                    what: "list routes",
+                    source,
+                })?
+            {
+                uplinks.extend(
+                    default_route_oifs(&msg)
+                        .into_iter()
+                        .filter_map(|i| names.get(&i).cloned()),
+                );
+            }
+        }
+        uplinks.sort();
+        uplinks.dedup();
+        Ok(Self { addresses, uplinks })
+    }
+
+    /// The router's own addresses.
+    #[must_use]
+    pub fn router_addrs(&self) -> Vec<IpAddr> {
+        self.addresses.iter().map(|(_, n)| n.addr()).collect()
+    }
+
+    /// The subnets of the enforced interfaces that are not uplinks: behind an uplink is routed
+    /// traffic, not devices.
+    #[must_use]
+    pub fn local_prefixes(&self) -> Vec<ipnet::IpNet> {
+        self.addresses
+            .iter()
+            .filter(|(i, _)| !self.uplinks.contains(i))
+            .map(|(_, n)| n.trunc())
+            .collect()
+    }
+}
+
+/// An address message's address and prefix; `None` for IPv6 link-local (judged as `router` by
+/// scope already). For IPv4 the local address is the interface's own (`IFA_ADDRESS` is the peer on
+/// a point-to-point link), as `getifaddrs` reports it.
+fn address_net(msg: &AddressMessage) -> Option<ipnet::IpNet> {
+    let local = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let addr = local.or_else(|| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })?;
+    if let IpAddr::V6(v6) = addr
+        && v6.is_unicast_link_local()
+    {
+        return None;
+    }
+    ipnet::IpNet::new(addr, msg.header.prefix_len).ok()
+}
+
+/// The output interfaces of a usable default route in the main table (none for other routes, and
+/// for unreachable, prohibit and blackhole defaults).
+fn default_route_oifs(msg: &RouteMessage) -> Vec<u32> {
+    if msg.header.destination_prefix_length != 0 || msg.header.kind != RouteType::Unicast {
+        return Vec::new();
+    }
+    let table = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(msg.header.table));
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return Vec::new();
+    }
+    msg.attributes
+        .iter()
+        .flat_map(|a| match a {
+            RouteAttribute::Oif(i) => vec![*i],
+            RouteAttribute::MultiPath(hops) => hops.iter().map(|h| h.interface_index).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
 
 /// Whether this process runs as root (CAP_BPF and CAP_NET_ADMIN are needed; root has both).
 #[must_use]
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// Mounts bpffs at `/sys/fs/bpf` when `pin_dir` lies under it and nothing is mounted there yet.
@@ -20,146 +175,96 @@ pub fn ensure_bpffs(pin_dir: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(root)?;
-    let (src, target, fstype) = (c"bpf", c"/sys/fs/bpf", c"bpf");
-    // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    nix::mount::mount(
+        Some("bpf"),
+        root,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(std::io::Error::from)
 }
 
-/// Every address of the named interfaces, with its prefix length and interface: the addresses are
-/// the policy's `router`, the prefixes the segments the enforcer guards.
-pub fn interface_addresses(ifaces: &[String]) -> std::io::Result<Vec<(String, ipnet::IpNet)>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below.
-    if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut out = Vec::new();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy();
-        if !ifaces.iter().any(|i| *i == name) {
-            continue;
-        }
-        // SAFETY: ifa_addr is non-null and points at a sockaddr whose family says its real type;
-        // the netmask, when present, has the same family.
-        unsafe {
-            if let Some(net) = sockaddr_net(ifa.ifa_addr, ifa.ifa_netmask) {
-                out.push((name.clone().into_owned(), net));
-            }
-        }
-    }
-    // SAFETY: `head` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-/// The address and prefix of one `ifaddrs` entry; `None` for other families and IPv6 link-local
-/// (judged as `router` by scope already).
-///
-/// # Safety
-/// `addr` must point at a valid sockaddr; `mask` must be null or point at one of the same family.
-unsafe fn sockaddr_net(
-    addr: *const libc::sockaddr,
-    mask: *const libc::sockaddr,
-) -> Option<ipnet::IpNet> {
-    // SAFETY: guaranteed by the caller.
-    let family = i32::from(unsafe { (*addr).sa_family });
-    if family == libc::AF_INET {
-        // SAFETY: family AF_INET means sockaddr_in, for the mask too.
-        let (a, m) = unsafe {
-            let a = &*addr.cast::<libc::sockaddr_in>();
-            let m = mask
-                .cast::<libc::sockaddr_in>()
-                .as_ref()
-                .map_or(u32::MAX, |m| u32::from_be(m.sin_addr.s_addr));
-            (Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), m)
-        };
-        let len = u8::try_from(m.leading_ones()).unwrap_or(32);
-        return ipnet::Ipv4Net::new(a, len).ok().map(ipnet::IpNet::V4);
-    }
-    if family == libc::AF_INET6 {
-        // SAFETY: family AF_INET6 means sockaddr_in6, for the mask too.
-        let (a, m) = unsafe {
-            let a = &*addr.cast::<libc::sockaddr_in6>();
-            let m = mask
-                .cast::<libc::sockaddr_in6>()
-                .as_ref()
-                .map_or(u128::MAX, |m| u128::from_be_bytes(m.sin6_addr.s6_addr));
-            (Ipv6Addr::from(a.sin6_addr.s6_addr), m)
-        };
-        if a.segments()[0] & 0xffc0 == 0xfe80 {
-            return None;
-        }
-        let len = u8::try_from(m.leading_ones()).unwrap_or(128);
-        return ipnet::Ipv6Net::new(a, len).ok().map(ipnet::IpNet::V6);
-    }
-    None
-}
-
-/// Interfaces that carry a default route (IPv4 or IPv6) in this network namespace: the uplinks.
-/// What arrives there from their segment is routed traffic (the ISP's router, the internet), not
-/// devices of a guarded segment.
+/// The index of an interface; `None` when there is none of that name.
 #[must_use]
-pub fn default_route_interfaces() -> Vec<String> {
-    let mut out = Vec::new();
-    // Iface Destination Gateway Flags RefCnt Use Metric Mask ... (hex, host order).
-    if let Ok(t) = std::fs::read_to_string("/proc/net/route") {
-        for f in t
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        {
-            if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
-                out.push(f[0].to_owned());
-            }
-        }
-    }
-    // dest dest_len src src_len next_hop metric refcnt use flags iface (hex).
-    if let Ok(t) = std::fs::read_to_string("/proc/net/ipv6_route") {
-        const RTF_REJECT: u32 = 0x0200;
-        for f in t.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()) {
-            let reject = f
-                .get(8)
-                .and_then(|x| u32::from_str_radix(x, 16).ok())
-                .is_some_and(|fl| fl & RTF_REJECT != 0);
-            if f.len() > 9 && f[0].bytes().all(|b| b == b'0') && f[1] == "00" && !reject {
-                out.push(f[9].to_owned());
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
+pub fn interface_index(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
 }
 
 /// Whether an interface exists.
 #[must_use]
 pub fn interface_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid C string.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+    interface_index(name).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use rtnetlink::packet_route::{AddressFamily, route::RouteNextHop};
+
+    use super::*;
+
+    fn route(prefix: u8, kind: RouteType, attrs: Vec<RouteAttribute>) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = prefix;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.kind = kind;
+        m.attributes = attrs;
+        m
+    }
+
+    #[test]
+    fn a_unicast_default_route_names_its_output_interface() {
+        let m = route(0, RouteType::Unicast, vec![RouteAttribute::Oif(7)]);
+        assert_eq!(default_route_oifs(&m), vec![7]);
+    }
+
+    #[test]
+    fn a_multipath_default_route_names_every_next_hop() {
+        let hop = |i| {
+            let mut h = RouteNextHop::default();
+            h.interface_index = i;
+            h
+        };
+        let m = route(
+            0,
+            RouteType::Unicast,
+            vec![RouteAttribute::MultiPath(vec![hop(3), hop(4)])],
+        );
+        assert_eq!(default_route_oifs(&m), vec![3, 4]);
+    }
+
+    #[test]
+    fn unreachable_other_table_and_prefix_routes_are_no_uplink() {
+        let unreachable = route(0, RouteType::Unreachable, vec![RouteAttribute::Oif(1)]);
+        let subnet = route(24, RouteType::Unicast, vec![RouteAttribute::Oif(1)]);
+        let other_table = route(
+            0,
+            RouteType::Unicast,
+            vec![RouteAttribute::Oif(1), RouteAttribute::Table(100)],
+        );
+        for m in [unreachable, subnet, other_table] {
+            assert!(default_route_oifs(&m).is_empty(), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn ipv4_addresses_use_the_local_address_and_link_local_v6_is_skipped() {
+        let mut v4 = AddressMessage::default();
+        v4.header.prefix_len = 24;
+        v4.attributes = vec![
+            AddressAttribute::Address("10.0.0.9".parse().expect("literal")),
+            AddressAttribute::Local("10.0.0.1".parse().expect("literal")),
+        ];
+        assert_eq!(
+            address_net(&v4),
+            Some("10.0.0.1/24".parse().expect("literal"))
+        );
+        let mut ll = AddressMessage::default();
+        ll.header.prefix_len = 64;
+        ll.attributes = vec![AddressAttribute::Address(
+            "fe80::1".parse().expect("literal"),
+        )];
+        assert_eq!(address_net(&ll), None);
+    }
 }

@@ -45,45 +45,48 @@ pub enum MetricsError {
     Datapath(#[from] datapath::DatapathError),
 }
 
+/// Registers `c` with `r` and returns it (families are cheap handles onto the registered one).
+fn registered<C: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    c: C,
+) -> Result<C, prometheus::Error> {
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
 fn counter_vec(
     r: &Registry,
     name: &str,
     help: &str,
     labels: &[&str],
 ) -> Result<IntCounterVec, prometheus::Error> {
-    let v = IntCounterVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(v.clone()))?;
-    Ok(v)
+    registered(r, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
-    let g = IntGauge::new(name, help)?;
-    r.register(Box::new(g.clone()))?;
-    Ok(g)
+    registered(r, IntGauge::new(name, help)?)
+}
+
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    registered(r, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+fn float_gauge(r: &Registry, name: &str, help: &str) -> Result<Gauge, prometheus::Error> {
+    registered(r, Gauge::new(name, help)?)
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
-    let c = IntCounter::new(name, help)?;
-    r.register(Box::new(c.clone()))?;
-    Ok(c)
+    registered(r, IntCounter::new(name, help)?)
 }
 
 impl Metrics {
     pub fn register() -> Result<Self, MetricsError> {
         let r = Registry::new();
-        let last_reload = Gauge::new(
-            "enforcer_policy_last_reload_timestamp_seconds",
-            "Unix time of the last successful policy apply.",
-        )?;
-        r.register(Box::new(last_reload.clone()))?;
-        let interfaces = IntGaugeVec::new(
-            Opts::new(
-                "enforcer_interfaces",
-                "Interfaces the program is attached to (1), by XDP mode.",
-            ),
-            &["iface", "mode"],
-        )?;
-        r.register(Box::new(interfaces.clone()))?;
         Ok(Self {
             packets: counter_vec(
                 &r,
@@ -137,7 +140,11 @@ impl Metrics {
                 "Policy reload attempts, by result.",
                 &["result"],
             )?,
-            last_reload,
+            last_reload: float_gauge(
+                &r,
+                "enforcer_policy_last_reload_timestamp_seconds",
+                "Unix time of the last successful policy apply.",
+            )?,
             flows: gauge(&r, "enforcer_flows", "Live entries in the flow table.")?,
             events_dropped: counter(
                 &r,
@@ -149,7 +156,12 @@ impl Metrics {
                 "enforcer_deny_events_total",
                 "Deny events received from the datapath.",
             )?,
-            interfaces,
+            interfaces: gauge_vec(
+                &r,
+                "enforcer_interfaces",
+                "Interfaces the program is attached to (1), by XDP mode.",
+                &["iface", "mode"],
+            )?,
             quarantined: gauge(
                 &r,
                 "enforcer_quarantined_devices",

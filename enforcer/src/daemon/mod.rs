@@ -48,8 +48,8 @@ pub enum DaemonError {
     NoInterface(String),
     #[error("mount bpffs at /sys/fs/bpf")]
     Bpffs(#[source] std::io::Error),
-    #[error("read the addresses of the enforced interfaces")]
-    Addresses(#[source] std::io::Error),
+    #[error("read the addresses and routes of the enforced interfaces")]
+    Host(#[from] host::HostError),
     #[error("the policy is invalid; nothing was changed")]
     Policy(#[source] PolicyError),
     #[error(transparent)]
@@ -79,21 +79,16 @@ pub(crate) struct Inner {
     last_reload: Option<state::ReloadOutcome>,
 }
 
-/// Compiles the policy with the router's current addresses and the ids in force.
+/// Compiles the policy with the router's addresses and segments as `host` has them, and the ids
+/// in force.
 fn compile(
     cfg: &Config,
+    host: &host::HostContext,
     previous_ids: Option<policy::IdTable>,
 ) -> Result<CompiledPolicy, DaemonError> {
-    let nets = host::interface_addresses(&cfg.ifaces).map_err(DaemonError::Addresses)?;
-    // The segments the enforcer guards, less its uplinks': behind an uplink is routed traffic.
-    let uplinks = host::default_route_interfaces();
     let opts = CompileOptions {
-        router_addrs: nets.iter().map(|(_, n)| n.addr()).collect(),
-        local_prefixes: nets
-            .iter()
-            .filter(|(i, _)| !uplinks.contains(i))
-            .map(|(_, n)| n.trunc())
-            .collect(),
+        router_addrs: host.router_addrs(),
+        local_prefixes: host.local_prefixes(),
         previous_ids,
     };
     policy::compile_path(&cfg.policy, &opts).map_err(DaemonError::Policy)
@@ -169,9 +164,11 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Reloads the policy: compile, apply, record. On any error the running policy stays.
+/// Reloads the policy: compile, apply, record. On any error (`host` included: the host could not
+/// be read) the running policy stays.
 fn reload(
     cfg: &Config,
+    host: Result<host::HostContext, host::HostError>,
     shared: &Mutex<Inner>,
     metrics: &metrics::Metrics,
     labels: &RwLock<events::Labels>,
@@ -182,7 +179,10 @@ fn reload(
         error!("daemon state poisoned; reload skipped");
         return;
     };
-    let result = compile(cfg, Some(inner.policy.ids.clone())).and_then(|compiled| {
+    let result = host
+        .map_err(DaemonError::from)
+        .and_then(|host| compile(cfg, &host, Some(inner.policy.ids.clone())));
+    let result = result.and_then(|compiled| {
         let generation = inner.generation + 1;
         let report = inner.dp.apply(&compiled, generation)?;
         Ok((compiled, report))
@@ -206,7 +206,7 @@ fn reload(
             }
             inner.policy = compiled;
             inner.last_reload = Some(state::ReloadOutcome {
-                at: state::unix_now(),
+                at: crate::time::unix_now(),
                 result: "success".into(),
                 error: None,
             });
@@ -218,7 +218,7 @@ fn reload(
                 clippy::cast_precision_loss,
                 reason = "a Unix timestamp fits an f64 exactly"
             )]
-            metrics.last_reload.set(state::unix_now() as f64);
+            metrics.last_reload.set(crate::time::unix_now() as f64);
         }
         Err(e) => {
             let message = match &e {
@@ -238,7 +238,7 @@ fn reload(
                 }
             }
             inner.last_reload = Some(state::ReloadOutcome {
-                at: state::unix_now(),
+                at: crate::time::unix_now(),
                 result: "failure".into(),
                 error: Some(message),
             });
@@ -317,34 +317,60 @@ async fn serve_metrics(
     axum::serve(listener, app).await
 }
 
-/// Runs until `shutdown` completes. Enforcement outlives the return (pinned links and maps).
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+/// What start-up checks and takes before anything on the machine changes.
+struct Preflight {
+    /// Held for the daemon's life: one daemon per state directory (and pin directory), or a
+    /// second would fight over the slots.
+    lock: state::Lock,
+    metrics: Arc<metrics::Metrics>,
+    listener: tokio::net::TcpListener,
+    host: host::HostContext,
+    previous_ids: Option<policy::IdTable>,
+}
+
+/// Checks everything that can fail before the first attach (privileges, interfaces, the state
+/// directory, the metrics address, the host's addresses), so a start that fails leaves the
+/// machine as it was: under `Restart=` a daemon that cannot serve never attaches and exits.
+async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
     if !host::is_root() {
         return Err(DaemonError::NotRoot);
     }
     if let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i)) {
         return Err(DaemonError::NoInterface(missing.clone()));
     }
-    // One daemon per state directory (and pin directory): a second would fight over the slots.
-    let _lock = state::lock(&cfg.state_dir)?;
-    host::ensure_bpffs(&cfg.pin_dir).map_err(DaemonError::Bpffs)?;
+    let lock = state::lock(&cfg.state_dir)?;
     let metrics = Arc::new(metrics::Metrics::register()?);
-
+    let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
+        .await
+        .map_err(|source| DaemonError::MetricsServer {
+            addr: cfg.metrics_addr,
+            source,
+        })?;
+    let host = host::HostContext::read(&cfg.ifaces).await?;
+    host::ensure_bpffs(&cfg.pin_dir).map_err(DaemonError::Bpffs)?;
     let previous_ids = state::read_ids(&cfg.state_dir).unwrap_or_else(|e| {
         warn!(error = %error_chain(&e), "ignoring unreadable state; ids start afresh");
         None
     });
-    let uplinks: Vec<String> = host::default_route_interfaces()
-        .into_iter()
-        .filter(|i| cfg.ifaces.contains(i))
-        .collect();
-    if !uplinks.is_empty() {
+    Ok(Preflight {
+        lock,
+        metrics,
+        listener,
+        host,
+        previous_ids,
+    })
+}
+
+/// Compiles, loads (adopting the pinned maps), applies and attaches: from here on the policy
+/// enforces.
+fn start_enforcing(cfg: &Config, pre: &Preflight) -> Result<Inner, DaemonError> {
+    if !pre.host.uplinks.is_empty() {
         info!(
-            ?uplinks,
+            uplinks = ?pre.host.uplinks,
             "uplinks (they carry a default route): addresses on their segments are routed traffic, not devices"
         );
     }
-    let compiled = compile(&cfg, previous_ids)?;
+    let compiled = compile(cfg, &pre.host, pre.previous_ids.clone())?;
     for w in &compiled.warnings {
         warn!(warning = %w, "policy warning");
     }
@@ -353,14 +379,34 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let generation = live.generation + 1;
     let report = dp.apply(&compiled, generation)?;
     info!(generation, entries = report.entries, ms = report.duration.as_millis(), digest = %compiled.digest, "policy applied");
+    let interfaces = attach_all(cfg, &mut dp, &pre.metrics)?;
+    Ok(Inner {
+        dp,
+        policy: compiled,
+        generation,
+        interfaces,
+        last_reload: Some(state::ReloadOutcome {
+            at: crate::time::unix_now(),
+            result: "success".into(),
+            error: None,
+        }),
+    })
+}
 
+/// Attaches (or switches the pinned link of) every enforced interface; native XDP where the
+/// driver has it, generic otherwise.
+fn attach_all(
+    cfg: &Config,
+    dp: &mut Datapath,
+    metrics: &metrics::Metrics,
+) -> Result<Vec<state::Interface>, DaemonError> {
+    let wanted = if cfg.generic {
+        AttachMode::Generic
+    } else {
+        AttachMode::Native
+    };
     let mut interfaces = Vec::new();
     for iface in &cfg.ifaces {
-        let wanted = if cfg.generic {
-            AttachMode::Generic
-        } else {
-            AttachMode::Native
-        };
         let mode = match dp.attach(iface, wanted) {
             Ok(m) => m,
             Err(e) if wanted == AttachMode::Native => {
@@ -379,15 +425,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             mode: mode.as_str().to_owned(),
         });
     }
+    Ok(interfaces)
+}
 
-    let ring =
-        RingBuf::try_from(dp.take_map(enforcer_common::event::EVENTS_MAP)?).map_err(|source| {
-            DatapathError::Map {
-                name: enforcer_common::event::EVENTS_MAP,
-                source,
-            }
-        })?;
-    let labels = Arc::new(RwLock::new(events::Labels::of(&compiled)));
+/// The metrics that describe the policy just applied at start-up; both reload outcomes exist
+/// from the start, at 0, so `increase()` sees the first one.
+fn init_metrics(metrics: &metrics::Metrics, generation: u64) {
     metrics
         .generation
         .set(i64::try_from(generation).unwrap_or(i64::MAX));
@@ -395,90 +438,113 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         clippy::cast_precision_loss,
         reason = "a Unix timestamp fits an f64 exactly"
     )]
-    metrics.last_reload.set(state::unix_now() as f64);
+    metrics.last_reload.set(crate::time::unix_now() as f64);
     metrics.reloads.with_label_values(&["success"]).inc_by(0);
     metrics.reloads.with_label_values(&["failure"]).inc_by(0);
-    let inner = Inner {
-        dp,
-        policy: compiled,
-        generation,
-        interfaces,
-        last_reload: Some(state::ReloadOutcome {
-            at: state::unix_now(),
-            result: "success".into(),
-            error: None,
-        }),
-    };
+}
+
+/// Runs until `shutdown` completes. Enforcement outlives the return (pinned links and maps).
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let pre = preflight(&cfg).await?;
+    let mut inner = start_enforcing(&cfg, &pre)?;
+    let Preflight {
+        lock: _lock,
+        metrics,
+        listener,
+        ..
+    } = pre;
+    let name = enforcer_common::event::EVENTS_MAP;
+    let ring = RingBuf::try_from(inner.dp.take_map(name)?)
+        .map_err(|source| DatapathError::Map { name, source })?;
+    let labels = Arc::new(RwLock::new(events::Labels::of(&inner.policy)));
+    init_metrics(&metrics, inner.generation);
     record(&cfg, &inner);
     let shared = Arc::new(Mutex::new(inner));
 
-    let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
-        .await
-        .map_err(|source| DaemonError::MetricsServer {
-            addr: cfg.metrics_addr,
-            source,
-        })?;
     info!(addr = %cfg.metrics_addr, "serving metrics");
-    let server = tokio::spawn(serve_metrics(
-        listener,
-        Arc::clone(&shared),
-        Arc::clone(&metrics),
-    ));
-    let reader = tokio::spawn(events::run(ring, Arc::clone(&labels), Arc::clone(&metrics)));
-    let discoveries = tokio::spawn(events::watch_discoveries(Arc::clone(&shared)));
-
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let _watcher = match watch(&cfg.policy, tx.clone()) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            warn!(error = %e, "cannot watch the policy for changes; reload with SIGHUP");
-            None
-        }
+    let tasks = [
+        tokio::spawn(serve_metrics(
+            listener,
+            Arc::clone(&shared),
+            Arc::clone(&metrics),
+        ))
+        .abort_handle(),
+        tokio::spawn(events::run(ring, Arc::clone(&labels), Arc::clone(&metrics))).abort_handle(),
+        tokio::spawn(events::watch_discoveries(Arc::clone(&shared))).abort_handle(),
+    ];
+    let reloader = Reloader {
+        cfg: cfg.clone(),
+        shared,
+        metrics,
+        labels,
     };
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(DaemonError::Signals)?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(DaemonError::Signals)?;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            _ = term.recv() => break,
-            _ = hup.recv() => {
-                info!("SIGHUP: reloading");
-                reload_blocking(&cfg, &shared, &metrics, &labels).await;
-            }
-            Some(()) = rx.recv() => {
-                // Let a burst of writes (an editor, a git checkout) settle into one reload.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                while rx.try_recv().is_ok() {}
-                info!("policy changed on disk: reloading");
-                reload_blocking(&cfg, &shared, &metrics, &labels).await;
-            }
-        }
-    }
+    let result = reloader.serve(shutdown).await;
     info!("shutting down; enforcement stays attached (pinned) until `enforcer detach`");
-    server.abort();
-    reader.abort();
-    discoveries.abort();
-    Ok(())
+    for t in tasks {
+        t.abort();
+    }
+    result
 }
 
-async fn reload_blocking(
-    cfg: &Config,
-    shared: &Arc<Mutex<Inner>>,
-    metrics: &Arc<metrics::Metrics>,
-    labels: &Arc<RwLock<events::Labels>>,
-) {
-    let (cfg, shared, metrics, labels) = (
-        cfg.clone(),
-        Arc::clone(shared),
-        Arc::clone(metrics),
-        Arc::clone(labels),
-    );
-    if let Err(e) =
-        tokio::task::spawn_blocking(move || reload(&cfg, &shared, &metrics, &labels)).await
-    {
-        error!(error = %e, "reload task failed");
+/// What a reload needs; it reloads on SIGHUP and on changes to the policy files.
+struct Reloader {
+    cfg: Config,
+    shared: Arc<Mutex<Inner>>,
+    metrics: Arc<metrics::Metrics>,
+    labels: Arc<RwLock<events::Labels>>,
+}
+
+impl Reloader {
+    /// Serves reloads until `shutdown` completes or SIGTERM arrives.
+    async fn serve(&self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let _watcher = match watch(&self.cfg.policy, tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot watch the policy for changes; reload with SIGHUP");
+                None
+            }
+        };
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(DaemonError::Signals)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(DaemonError::Signals)?;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading");
+                    self.reload().await;
+                }
+                Some(()) = rx.recv() => {
+                    // Let a burst of writes (an editor, a git checkout) settle into one reload.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    while rx.try_recv().is_ok() {}
+                    info!("policy changed on disk: reloading");
+                    self.reload().await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the host afresh (addresses may have changed), then compiles and applies off the
+    /// async threads.
+    async fn reload(&self) {
+        let host = host::HostContext::read(&self.cfg.ifaces).await;
+        let (cfg, shared, metrics, labels) = (
+            self.cfg.clone(),
+            Arc::clone(&self.shared),
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.labels),
+        );
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || reload(&cfg, host, &shared, &metrics, &labels))
+                .await
+        {
+            error!(error = %e, "reload task failed");
+        }
     }
 }
