@@ -86,105 +86,114 @@ pub fn run(path: &Path, output: Output, state_dir: &Path) -> Result<u8> {
 #[must_use]
 pub fn render(v: &PlanView, changes: Option<&PlanDiff>) -> String {
     let mut s = String::new();
-    // Writing to a String cannot fail; the results are ignored on purpose.
+    render_policy(&mut s, v);
+    render_changes(&mut s, changes);
+    s
+}
+
+/// What the datapath will get: settings, then each section, then the map sizes. Writing to a
+/// String cannot fail, so the `writeln!` results are ignored on purpose.
+fn render_policy(s: &mut String, v: &PlanView) {
+    use super::check::plural;
     let _ = writeln!(
         s,
         "policy {} ({} file{})",
         short(&v.digest),
         v.sources.len(),
-        super::check::plural(v.sources.len())
+        plural(v.sources.len())
     );
     let _ = writeln!(
         s,
         "mode {}, default {}, spoofed {}, unknown class {}, router class {}",
         v.mode, v.default_action, v.spoofed_action, v.unknown_class, v.router_class
     );
-    let _ = writeln!(s, "\nzones ({}):", v.zones.len());
-    for z in &v.zones {
-        let _ = writeln!(
-            s,
-            "  {:<24} class {:<5} {} device{}",
+    section(s, "zones", &v.zones, |z| {
+        format!(
+            "{:<24} class {:<5} {} device{}",
             z.name,
             z.class,
             z.devices,
-            super::check::plural(z.devices)
-        );
-    }
-    let _ = writeln!(s, "\nnetworks ({}):", v.networks.len());
-    for n in &v.networks {
-        let _ = writeln!(
-            s,
-            "  {:<24} id {:<5} class {:<5} {}",
+            plural(z.devices)
+        )
+    });
+    section(s, "networks", &v.networks, |n| {
+        format!(
+            "{:<24} id {:<5} class {:<5} {}",
             n.name,
             n.id,
             n.class,
             n.cidrs.join(", ")
-        );
-    }
-    let _ = writeln!(s, "\ndevices ({}):", v.devices.len());
-    for d in &v.devices {
-        let _ = writeln!(
-            s,
-            "  {:<24} id {:<6} {:<16} class {:<5} {:<17} {}",
+        )
+    });
+    section(s, "devices", &v.devices, |d| {
+        format!(
+            "{:<24} id {:<6} {:<16} class {:<5} {:<17} {}",
             d.name,
             d.id,
             d.zone,
             d.class,
             d.mac.as_deref().unwrap_or("-"),
             d.addresses.join(", ")
-        );
-    }
-    let _ = writeln!(s, "\nrules ({}):", v.rules.len());
-    for r in &v.rules {
-        let _ = writeln!(
-            s,
-            "  {:<5} {:<28} {:<5} {} -> {}: {}",
+        )
+    });
+    section(s, "rules", &v.rules, |r| {
+        format!(
+            "{:<5} {:<28} {:<5} {} -> {}: {}",
             r.id,
             r.name,
             r.action,
             r.from.join(","),
             r.to.join(","),
             r.services.join(", ")
-        );
-    }
-    let _ = writeln!(s, "\nclasses ({}):", v.classes.len());
-    for c in &v.classes {
-        let _ = writeln!(s, "  {:<5} {}", c.id, c.name);
-    }
+        )
+    });
+    section(s, "classes", &v.classes, |c| format!("{:<5} {}", c.id, c.name));
     let _ = writeln!(s, "\nmaps (entries / capacity per slot):");
     for (name, m) in &v.maps {
         let _ = writeln!(s, "  {name:<10} {:>7} / {}", m.entries, m.capacity);
     }
-    match changes {
+}
+
+/// `\nTITLE (N):` and one indented line per item.
+fn section<T>(s: &mut String, title: &str, items: &[T], line: impl Fn(&T) -> String) {
+    let _ = writeln!(s, "\n{title} ({}):", items.len());
+    for item in items {
+        let _ = writeln!(s, "  {}", line(item));
+    }
+}
+
+/// The diff against the applied policy, when there is one.
+fn render_changes(s: &mut String, changes: Option<&PlanDiff>) {
+    let d = match changes {
         None => {
             let _ = writeln!(s, "\nchanges: nothing applied yet");
+            return;
         }
         Some(d) if d.is_empty() && d.old_digest == d.new_digest => {
             let _ = writeln!(s, "\nchanges: none (same policy as applied)");
+            return;
         }
-        Some(d) => {
-            let _ = writeln!(s, "\nchanges against applied {}:", short(&d.old_digest));
-            for (what, c) in [
-                ("zones", &d.zones),
-                ("networks", &d.networks),
-                ("devices", &d.devices),
-                ("rules", &d.rules),
-            ] {
-                for (sign, names) in [("+", &c.added), ("-", &c.removed), ("~", &c.changed)] {
-                    for n in names {
-                        let _ = writeln!(s, "  {sign} {what}: {n}");
-                    }
-                }
-            }
-            for setting in &d.settings {
-                let _ = writeln!(s, "  ~ {setting}");
-            }
-            for (map, delta) in &d.maps {
-                let _ = writeln!(s, "  {map:<10} {delta:+}");
+        Some(d) => d,
+    };
+    let _ = writeln!(s, "\nchanges against applied {}:", short(&d.old_digest));
+    for (what, c) in [
+        ("zones", &d.zones),
+        ("networks", &d.networks),
+        ("devices", &d.devices),
+        ("rules", &d.rules),
+    ] {
+        for (sign, names) in [("+", &c.added), ("-", &c.removed), ("~", &c.changed)] {
+            for n in names {
+                let _ = writeln!(s, "  {sign} {what}: {n}");
             }
         }
     }
-    s
+    for setting in &d.settings {
+        let _ = writeln!(s, "  ~ {setting}");
+    }
+    for (map, delta) in &d.maps {
+        let _ = writeln!(s, "  {map:<10} {delta:+}");
+    }
 }
 
 fn short(digest: &str) -> &str {
