@@ -161,6 +161,8 @@ fn lookup_inline(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple)
         t.dst = resp;
         t.dport = resp_port;
         t.src_mac = v.init_mac;
+        // A flow the router started is the router's again, not a packet forging its address.
+        t.router = v.init_device == enforcer_common::ROUTER_DEVICE;
         let j = judge(slot, cfg, now, t);
         if !j.allow {
             return None;

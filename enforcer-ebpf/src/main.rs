@@ -14,6 +14,7 @@
 
 mod account;
 mod bench;
+mod egress;
 mod flow;
 mod identity;
 mod maps;
@@ -195,6 +196,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     t.dst = pkt.dst;
     t.dport = pkt.dport;
     t.src_mac = pkt.src_mac;
+    t.router = false;
     let j = judge(slot, cfg, now, t);
     let device = j.src.device;
     if j.src.unknown {

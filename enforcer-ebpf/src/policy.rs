@@ -2,7 +2,7 @@
 //! (class pair, then port), with deny precedence already compiled in.
 
 use enforcer_common::{
-    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, UNKNOWN_DEVICE,
+    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ROUTER_DEVICE, UNKNOWN_DEVICE,
     control::PolicyConfig,
     event::DenyReason,
     is_listed_device,
@@ -24,6 +24,10 @@ pub struct Tuple {
     pub dst: [u32; 4],
     pub dport: u16,
     pub src_mac: [u8; 6],
+    /// The router's own packet (the egress program, or a flow the router started, judged again):
+    /// its source is `router`, whatever its address. From outside, the router's address is a
+    /// spoofing sign (`identity::resolve_source`); only the egress program vouches for it.
+    pub router: bool,
 }
 
 pub struct Judgement {
@@ -33,6 +37,18 @@ pub struct Judgement {
     pub reason: DenyReason,
     pub src: Source,
     pub dst: Dest,
+}
+
+/// The router as the sender of its own packets: its own class and row, never spoofed, unknown or
+/// quarantined (`ROUTER_DEVICE` is no listed device).
+#[inline(always)]
+pub fn router_source(cfg: &PolicyConfig) -> Source {
+    Source {
+        device: ROUTER_DEVICE,
+        class: cfg.router_class,
+        spoofed: false,
+        unknown: false,
+    }
 }
 
 /// Whether a device is in quarantine now; `now` is `bpf_ktime_get_ns`.
@@ -116,7 +132,11 @@ pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
 
 #[inline(always)]
 fn judge_inline(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
-    let mut src = resolve_source(slot, cfg, t.family, &t.src, t.src_mac);
+    let mut src = if t.router {
+        router_source(cfg)
+    } else {
+        resolve_source(slot, cfg, t.family, &t.src, t.src_mac)
+    };
     let mut dst = resolve_dest(slot, cfg, t.family, &t.dst);
     let quarantined = cfg.quarantine_class != 0 && is_quarantined(src.device, now);
     if quarantined {

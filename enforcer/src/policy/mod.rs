@@ -11,6 +11,7 @@ mod diag;
 mod load;
 pub mod model;
 pub mod plan;
+pub mod router_rules;
 pub mod synth;
 mod validate;
 mod yaml;
