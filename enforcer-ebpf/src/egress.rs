@@ -28,7 +28,7 @@ use crate::{
     account, flow,
     maps::{CONFIG, CONTROL},
     parse::{self, Fragment, L4, Packet, Quoted, Reject},
-    policy::{Tuple, judge},
+    policy::{Tuple, judge_router},
 };
 
 /// `TCX_NEXT`: not ours to stop; the next program on the interface (or the stack) decides.
@@ -185,8 +185,7 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
     t.dst = pkt.dst;
     t.dport = pkt.dport;
     t.src_mac = pkt.src_mac;
-    t.router = true;
-    let j = judge(slot, cfg, now, t);
+    let j = judge_router(slot, cfg, now, t);
     if j.allow {
         core::hint::black_box(flow::remember(pkt, &j, epoch, now));
         if pkt.frag == Fragment::First {

@@ -196,7 +196,6 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     t.dst = pkt.dst;
     t.dport = pkt.dport;
     t.src_mac = pkt.src_mac;
-    t.router = false;
     let j = judge(slot, cfg, now, t);
     let device = j.src.device;
     if j.src.unknown {

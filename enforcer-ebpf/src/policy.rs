@@ -24,10 +24,6 @@ pub struct Tuple {
     pub dst: [u32; 4],
     pub dport: u16,
     pub src_mac: [u8; 6],
-    /// The router's own packet (the egress program, or a flow the router started, judged again):
-    /// its source is `router`, whatever its address. From outside, the router's address is a
-    /// spoofing sign (`identity::resolve_source`); only the egress program vouches for it.
-    pub router: bool,
 }
 
 pub struct Judgement {
@@ -40,9 +36,11 @@ pub struct Judgement {
 }
 
 /// The router as the sender of its own packets: its own class and row, never spoofed, unknown or
-/// quarantined (`ROUTER_DEVICE` is no listed device).
+/// quarantined (`ROUTER_DEVICE` is no listed device). From outside, the router's address is a
+/// spoofing sign (`identity::resolve_source`); only the egress program, which sees the router's
+/// own packets, and a flow the router started, judged again, vouch for it.
 #[inline(always)]
-pub fn router_source(cfg: &PolicyConfig) -> Source {
+fn router_source(cfg: &PolicyConfig) -> Source {
     Source {
         device: ROUTER_DEVICE,
         class: cfg.router_class,
@@ -105,10 +103,32 @@ pub fn judge_into(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, out: &mut J
     u32::from(out.allow)
 }
 
-/// [`judge_into`] with a returned value, for callers.
+/// [`judge_into`] for the router's own packets: `t` judged with `router` as the source, whatever
+/// its source address. Its own function (not a flag in `Tuple`), so the XDP program's frames do
+/// not grow: its deepest call chain is at the 512-byte limit.
+#[inline(never)]
+pub fn judge_router_into(
+    slot: u8,
+    cfg: &PolicyConfig,
+    now: u64,
+    t: &Tuple,
+    out: &mut Judgement,
+) -> u32 {
+    *out = judge_from(slot, cfg, now, t, router_source(cfg));
+    u32::from(out.allow)
+}
+
+/// [`judge_router_into`] with a returned value, for callers.
 #[inline(always)]
-pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
-    let mut j = Judgement {
+pub fn judge_router(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
+    let mut j = unjudged();
+    core::hint::black_box(judge_router_into(slot, cfg, now, t, &mut j));
+    j
+}
+
+#[inline(always)]
+fn unjudged() -> Judgement {
+    Judgement {
         allow: false,
         rule: 0,
         reason: DenyReason::Default,
@@ -124,7 +144,13 @@ pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
             flags: 0,
             mac: [0; 6],
         },
-    };
+    }
+}
+
+/// [`judge_into`] with a returned value, for callers.
+#[inline(always)]
+pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
+    let mut j = unjudged();
     // Consumed, so the compiler cannot drop the return value (and leave r0 undefined).
     core::hint::black_box(judge_into(slot, cfg, now, t, &mut j));
     j
@@ -132,11 +158,12 @@ pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
 
 #[inline(always)]
 fn judge_inline(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
-    let mut src = if t.router {
-        router_source(cfg)
-    } else {
-        resolve_source(slot, cfg, t.family, &t.src, t.src_mac)
-    };
+    judge_from(slot, cfg, now, t, resolve_source(slot, cfg, t.family, &t.src, t.src_mac))
+}
+
+/// The verdict for `t` from the sender `src`.
+#[inline(always)]
+fn judge_from(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, mut src: Source) -> Judgement {
     let mut dst = resolve_dest(slot, cfg, t.family, &t.dst);
     let quarantined = cfg.quarantine_class != 0 && is_quarantined(src.device, now);
     if quarantined {

@@ -7,7 +7,8 @@
 //! 3. `enforcer run --policy policies --iface r-... --metrics-addr 127.0.0.1:9469 --pin-dir
 //!    /sys/fs/bpf/enforcer-demo --state-dir <temp>` inside `enf-router` (via `nsenter --net`, see
 //!    `netns::spawn_daemon`), wait until `/metrics` answers (10 s at most).
-//! 4. Drive [`CASES`], print from/to/service/expected/observed, then a few lines of `/metrics`.
+//! 4. Drive [`CASES`] and the router's own connections ([`ROUTER_CASES`], judged at egress),
+//!    print from/to/service/expected/observed, then a few lines of `/metrics`.
 //! 5. Clean up: stop the daemon, `enforcer detach`, delete the namespaces. Ctrl-C does the same
 //!    from the signal handler, then exits 130.
 
