@@ -86,7 +86,8 @@ fn own(ctx: &TcContext) -> i32 {
     // starts bind no MAC on its side, whichever interface a packet of them leaves by.
     pkt.src_mac = [0; 6];
     if is_link_local_multicast_dest(pkt.family, &pkt.dst)
-        || (pkt.l4 == L4::Ports && is_dhcp_server_reply(pkt.family, pkt.proto, pkt.sport, pkt.dport))
+        || (pkt.l4 == L4::Ports
+            && is_dhcp_server_reply(pkt.family, pkt.proto, pkt.sport, pkt.dport))
     {
         return PASS;
     }
@@ -160,7 +161,8 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
     // An ICMP error the router sends about a packet of a remembered flow: a forwarded one (time
     // exceeded, fragmentation needed) or one sent to the router (port unreachable).
     if pkt.l4 == L4::Error
-        && (parse::parse_quoted(ctx, pkt, quoted) || (pull(ctx) && parse::parse_quoted(ctx, pkt, quoted)))
+        && (parse::parse_quoted(ctx, pkt, quoted)
+            || (pull(ctx) && parse::parse_quoted(ctx, pkt, quoted)))
         && let Some(hit) = flow::related(quoted, pkt, cfg, slot, now)
     {
         account::count(Counter::IcmpRelated);

@@ -507,7 +507,11 @@ fn skip_ext<F: Frame>(c: &mut Cursor<'_, F>, unit: usize) -> Result<u8, Reject> 
 /// TCP, UDP, ICMP and ICMPv6. Ports are read only within the IP packet (`l3_end`); a first
 /// fragment must carry the whole L4 header (RFC 1858 / RFC 7112).
 #[inline(always)]
-fn parse_l4<F: Frame>(c: &mut Cursor<'_, F>, pkt: &mut Packet, l3_end: usize) -> Result<(), Reject> {
+fn parse_l4<F: Frame>(
+    c: &mut Cursor<'_, F>,
+    pkt: &mut Packet,
+    l3_end: usize,
+) -> Result<(), Reject> {
     const BAD: Reject = Reject::Malformed(Counter::MalformedL4);
     let bad = if pkt.frag == Fragment::First {
         Reject::Malformed(Counter::MalformedFragment)

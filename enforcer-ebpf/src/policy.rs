@@ -2,7 +2,8 @@
 //! (class pair, then port), with deny precedence already compiled in.
 
 use enforcer_common::{
-    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ROUTER_DEVICE, UNKNOWN_DEVICE,
+    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ROUTER_DEVICE,
+    UNKNOWN_DEVICE,
     control::PolicyConfig,
     event::DenyReason,
     is_listed_device,
@@ -158,7 +159,13 @@ pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
 
 #[inline(always)]
 fn judge_inline(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
-    judge_from(slot, cfg, now, t, resolve_source(slot, cfg, t.family, &t.src, t.src_mac))
+    judge_from(
+        slot,
+        cfg,
+        now,
+        t,
+        resolve_source(slot, cfg, t.family, &t.src, t.src_mac),
+    )
 }
 
 /// The verdict for `t` from the sender `src`.

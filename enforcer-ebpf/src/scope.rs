@@ -143,10 +143,22 @@ mod tests {
         use enforcer_common::{PROTO_TCP, PROTO_UDP};
         assert!(is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 67, 68));
         assert!(is_dhcp_server_reply(FAMILY_V6, PROTO_UDP, 547, 546));
-        assert!(!is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 68, 67), "a request");
-        assert!(!is_dhcp_server_reply(FAMILY_V4, PROTO_TCP, 67, 68), "not UDP");
-        assert!(!is_dhcp_server_reply(FAMILY_V6, PROTO_UDP, 67, 68), "DHCPv4 ports in IPv6");
-        assert!(!is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 547, 546), "DHCPv6 ports in IPv4");
+        assert!(
+            !is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 68, 67),
+            "a request"
+        );
+        assert!(
+            !is_dhcp_server_reply(FAMILY_V4, PROTO_TCP, 67, 68),
+            "not UDP"
+        );
+        assert!(
+            !is_dhcp_server_reply(FAMILY_V6, PROTO_UDP, 67, 68),
+            "DHCPv4 ports in IPv6"
+        );
+        assert!(
+            !is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 547, 546),
+            "DHCPv6 ports in IPv4"
+        );
         assert!(!is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 67, 53));
     }
 

@@ -912,8 +912,7 @@ rules:
 {ROUTER}defaults: {action: deny, unknown: quarantine}
 "#;
 
-const ROUTER_UPSTREAM: &str =
-    "  - {name: router-upstream, from: router, to: network:internet, allow: [tcp/443, udp/5300, icmp]}\n";
+const ROUTER_UPSTREAM: &str = "  - {name: router-upstream, from: router, to: network:internet, allow: [tcp/443, udp/5300, icmp]}\n";
 
 fn router_policy(router_rules: &str) -> String {
     ROUTER_POLICY.replace("{ROUTER}", router_rules)
@@ -923,7 +922,16 @@ fn router_policy(router_rules: &str) -> String {
 fn route_out_through_the_wan(w: &World) {
     for (family, via) in [("-4", WAN.v4.to_string()), ("-6", WAN.v6.to_string())] {
         let ok = Command::new("ip")
-            .args([family, "-n", w.site.router_ns(), "route", "add", "default", "via", &via])
+            .args([
+                family,
+                "-n",
+                w.site.router_ns(),
+                "route",
+                "add",
+                "default",
+                "via",
+                &via,
+            ])
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "default route via the WAN");
@@ -933,7 +941,10 @@ fn route_out_through_the_wan(w: &World) {
 /// Whether one UDP datagram sent by `send` (a shell command run in `from_ns`) arrives at `to_ns`
 /// on `port`.
 fn udp_arrives(from_ns: &str, send: &str, to_ns: &str, port: u16) -> bool {
-    let file = std::env::temp_dir().join(format!("enforcer-udp-{to_ns}-{port}-{}", std::process::id()));
+    let file = std::env::temp_dir().join(format!(
+        "enforcer-udp-{to_ns}-{port}-{}",
+        std::process::id()
+    ));
     let _ = fs::remove_file(&file);
     let mut rx = netns::in_ns(to_ns, "timeout")
         .args([
@@ -954,7 +965,11 @@ fn udp_arrives(from_ns: &str, send: &str, to_ns: &str, port: u16) -> bool {
         .stdin(Stdio::null())
         .output()
         .expect("send");
-    assert!(sent.status.success(), "{send}: {}", String::from_utf8_lossy(&sent.stderr));
+    assert!(
+        sent.status.success(),
+        "{send}: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut arrived = false;
     while Instant::now() < deadline && !arrived {
@@ -1004,22 +1019,61 @@ fn router_own_traffic_is_judged_at_egress_and_its_replies_come_back() {
     let d = w.start();
     let router = w.site.router_ns();
     for to in [v4(&WAN), v6(&WAN)] {
-        assert!(tcp_connects(router, to, 443, PROBE), "router -> {to} tcp/443");
-        assert!(netns::udp_echo(router, to, 5300, PROBE), "router -> {to} udp/5300 and back");
+        assert!(
+            tcp_connects(router, to, 443, PROBE),
+            "router -> {to} tcp/443"
+        );
+        assert!(
+            netns::udp_echo(router, to, 5300, PROBE),
+            "router -> {to} udp/5300 and back"
+        );
         assert!(ping_within(router, to, PROBE), "router pings {to}");
-        assert!(!tcp_connects(router, to, 22, PROBE), "router -> {to} tcp/22: no rule");
+        assert!(
+            !tcp_connects(router, to, 22, PROBE),
+            "router -> {to} tcp/22: no rule"
+        );
     }
     let line = deny_line(&d, "router", 22)
         .unwrap_or_else(|| panic!("no deny event for the router:\n{}", d.output()));
-    assert!(line.contains(&format!("dst={}", WAN.v4)) || line.contains(&format!("dst={}", WAN.v6)), "{line}");
+    assert!(
+        line.contains(&format!("dst={}", WAN.v4)) || line.contains(&format!("dst={}", WAN.v6)),
+        "{line}"
+    );
     let s = w.scrape();
-    assert!(value(&s, "enforcer_packets_total", &[("device", "router"), ("verdict", "deny")]) >= 2.0);
-    assert!(value(&s, "enforcer_packets_total", &[("device", "router"), ("verdict", "allow")]) >= 6.0);
-    assert!(value(&s, "enforcer_rule_packets_total", &[("rule", "router-upstream")]) >= 6.0);
+    assert!(
+        value(
+            &s,
+            "enforcer_packets_total",
+            &[("device", "router"), ("verdict", "deny")]
+        ) >= 2.0
+    );
+    assert!(
+        value(
+            &s,
+            "enforcer_packets_total",
+            &[("device", "router"), ("verdict", "allow")]
+        ) >= 6.0
+    );
+    assert!(
+        value(
+            &s,
+            "enforcer_rule_packets_total",
+            &[("rule", "router-upstream")]
+        ) >= 6.0
+    );
     // Forwarded traffic keeps its verdicts.
-    assert!(tcp_connects(w.ns("pc1"), v4(&WAN), 443, PROBE), "office -> internet tcp/443");
-    assert!(tcp_connects(w.ns("pc1"), v6(&WAN), 443, PROBE), "and over IPv6");
-    assert!(!tcp_connects(w.ns("pc1"), v4(&WAN), 22, PROBE), "office -> internet tcp/22 denied");
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&WAN), 443, PROBE),
+        "office -> internet tcp/443"
+    );
+    assert!(
+        tcp_connects(w.ns("pc1"), v6(&WAN), 443, PROBE),
+        "and over IPv6"
+    );
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&WAN), 22, PROBE),
+        "office -> internet tcp/22 denied"
+    );
     assert!(
         deny_line(&d, "office-pc", 22).is_some(),
         "denied at ingress as the office's:\n{}",
@@ -1051,7 +1105,10 @@ fn without_router_rules_dhcp_nd_and_masqueraded_forwarding_still_pass() {
         .expect("stdin")
         .write_all(nft.as_bytes())
         .expect("write nft rules");
-    assert!(child.wait().is_ok_and(|s| s.success()), "nft masquerade rule");
+    assert!(
+        child.wait().is_ok_and(|s| s.success()),
+        "nft masquerade rule"
+    );
     let _web = listen_tcp(w.ns("wan"), 443).expect("listen");
     let _d = w.start();
 
@@ -1063,21 +1120,33 @@ fn without_router_rules_dhcp_nd_and_masqueraded_forwarding_still_pass() {
         "echo offer | socat -u - UDP4-SENDTO:{}:68,sourceport=67,reuseaddr",
         OFFICE_PC.v4
     );
-    assert!(udp_arrives(router, &dhcp, w.ns("pc1"), 68), "DHCP server reply to the office");
+    assert!(
+        udp_arrives(router, &dhcp, w.ns("pc1"), 68),
+        "DHCP server reply to the office"
+    );
     let dhcp6 = format!(
         "echo reply | socat -u - 'UDP6-SENDTO:[{}]:546,sourceport=547,reuseaddr'",
         OFFICE_PC.v6
     );
-    assert!(udp_arrives(router, &dhcp6, w.ns("pc1"), 546), "DHCPv6 server reply to the office");
+    assert!(
+        udp_arrives(router, &dhcp6, w.ns("pc1"), 546),
+        "DHCPv6 server reply to the office"
+    );
     // Resolving the router's IPv6 address needs its neighbour advertisement (and its echo reply
     // is a reply on a flow judged at ingress).
     let _ = Command::new("ip")
         .args(["-n", w.ns("pc1"), "-6", "neigh", "flush", "all"])
         .status();
-    assert!(ping_within(w.ns("pc1"), IpAddr::V6(OFFICE_PC.router_v6), PROBE), "office pings the router over IPv6");
+    assert!(
+        ping_within(w.ns("pc1"), IpAddr::V6(OFFICE_PC.router_v6), PROBE),
+        "office pings the router over IPv6"
+    );
     // Masqueraded: the datagram leaves with the router's address; it must still arrive.
     let masq = format!("echo hi | socat -u - UDP4-SENDTO:{}:5300", WAN.v4);
-    assert!(udp_arrives(w.ns("pc1"), &masq, w.ns("wan"), 5300), "masqueraded forwarded datagram");
+    assert!(
+        udp_arrives(w.ns("pc1"), &masq, w.ns("wan"), 5300),
+        "masqueraded forwarded datagram"
+    );
 }
 
 /// The egress links outlive a SIGKILLed daemon, are adopted by the next one and go with `detach`.
@@ -1103,16 +1172,32 @@ fn egress_links_survive_sigkill_are_adopted_and_go_with_detach() {
         assert!(Instant::now() < deadline, "daemon survived SIGKILL");
         thread::sleep(Duration::from_millis(50));
     }
-    assert!(!tcp_connects(router, v4(&WAN), 22, PROBE), "still denied at egress with no daemon");
-    assert!(tcp_connects(router, v4(&WAN), 443, PROBE), "still allowed with no daemon");
+    assert!(
+        !tcp_connects(router, v4(&WAN), 22, PROBE),
+        "still denied at egress with no daemon"
+    );
+    assert!(
+        tcp_connects(router, v4(&WAN), 443, PROBE),
+        "still allowed with no daemon"
+    );
 
     let mut d2 = w.start();
-    assert!(d2.output().contains("egress=\"adopted\"") || d2.output().contains("egress=adopted"), "{}", d2.output());
-    assert!(!tcp_connects(router, v4(&WAN), 22, PROBE), "denied by the adopted link");
+    assert!(
+        d2.output().contains("egress=\"adopted\"") || d2.output().contains("egress=adopted"),
+        "{}",
+        d2.output()
+    );
+    assert!(
+        !tcp_connects(router, v4(&WAN), 22, PROBE),
+        "denied by the adopted link"
+    );
     d2.stop(Duration::from_secs(5));
 
     let (code, out, err) = w.cli(&["detach"]);
     assert_eq!(code, 0, "detach: {out}{err}");
     assert!(!pin.exists(), "egress pin removed");
-    assert!(tcp_connects(router, v4(&WAN), 22, PROBE), "nothing judges the router any more");
+    assert!(
+        tcp_connects(router, v4(&WAN), 22, PROBE),
+        "nothing judges the router any more"
+    );
 }

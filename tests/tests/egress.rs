@@ -133,7 +133,11 @@ impl Harness {
             .test_run_tc(EGRESS_PROGRAM, &bytes, ingress_ifindex)
             .unwrap_or_else(|e| panic!("{}: {what}: {e:?}", self.name));
         assert_eq!(action, want, "{}: egress verdict of {what}", self.name);
-        assert_eq!(after, bytes, "{}: {what}: the frame was rewritten", self.name);
+        assert_eq!(
+            after, bytes,
+            "{}: {what}: the frame was rewritten",
+            self.name
+        );
     }
 
     /// Sends `frame` in through the XDP program; asserts the verdict.
@@ -153,10 +157,9 @@ impl Harness {
 
     /// The router's row: packets `[allow, deny, audit]`.
     fn router_row(&self) -> [u64; 3] {
-        datapath::device_counters(&self.dp, [ROUTER_DEVICE]).unwrap_or_else(|e| panic!("{e:?}"))
-            [0]
-        .1
-        .packets
+        datapath::device_counters(&self.dp, [ROUTER_DEVICE]).unwrap_or_else(|e| panic!("{e:?}"))[0]
+            .1
+            .packets
     }
 
     fn rule_hits(&self, rule: &str) -> u64 {
@@ -200,19 +203,66 @@ fn router_ping_tcp_and_udp_allowed_by_a_router_rule_are_remembered_and_their_rep
         return;
     };
     for (me, web) in [(ROUTER_WAN, WEB), (ROUTER_WAN_6, WEB_6)] {
-        h.out("ping", &router().ip(ip(me), ip(web)).echo_request(7), OWN, PASS);
-        h.inbound("its reply", &upstream().ip(ip(web), ip(me)).echo_reply(7), XDP_PASS);
-        h.out("SYN", &router().ip(ip(me), ip(web)).tcp(40000, 443).syn(), OWN, PASS);
-        h.inbound("SYN-ACK", &upstream().ip(ip(web), ip(me)).tcp(443, 40000).syn_ack(), XDP_PASS);
-        h.out("ACK", &router().ip(ip(me), ip(web)).tcp(40000, 443), OWN, PASS);
-        h.out("DNS query", &router().ip(ip(me), ip(web)).udp(40001, 53), OWN, PASS);
-        h.inbound("DNS answer", &upstream().ip(ip(web), ip(me)).udp(53, 40001), XDP_PASS);
+        h.out(
+            "ping",
+            &router().ip(ip(me), ip(web)).echo_request(7),
+            OWN,
+            PASS,
+        );
+        h.inbound(
+            "its reply",
+            &upstream().ip(ip(web), ip(me)).echo_reply(7),
+            XDP_PASS,
+        );
+        h.out(
+            "SYN",
+            &router().ip(ip(me), ip(web)).tcp(40000, 443).syn(),
+            OWN,
+            PASS,
+        );
+        h.inbound(
+            "SYN-ACK",
+            &upstream().ip(ip(web), ip(me)).tcp(443, 40000).syn_ack(),
+            XDP_PASS,
+        );
+        h.out(
+            "ACK",
+            &router().ip(ip(me), ip(web)).tcp(40000, 443),
+            OWN,
+            PASS,
+        );
+        h.out(
+            "DNS query",
+            &router().ip(ip(me), ip(web)).udp(40001, 53),
+            OWN,
+            PASS,
+        );
+        h.inbound(
+            "DNS answer",
+            &upstream().ip(ip(web), ip(me)).udp(53, 40001),
+            XDP_PASS,
+        );
         // What the router never asked for is still a new flow from the internet, and denied.
-        h.inbound("unsolicited", &upstream().ip(ip(web), ip(me)).udp(53, 40002), XDP_DROP);
+        h.inbound(
+            "unsolicited",
+            &upstream().ip(ip(web), ip(me)).udp(53, 40002),
+            XDP_DROP,
+        );
     }
-    assert_eq!(h.router_row(), [8, 0, 0], "the router's row counts what it sent");
-    assert_eq!(h.rule_hits("router-upstream"), 7 + 7, "judged out, and the replies in");
-    assert!(h.counter(Counter::FlowHit) >= 8, "ACKs and replies are flow hits");
+    assert_eq!(
+        h.router_row(),
+        [8, 0, 0],
+        "the router's row counts what it sent"
+    );
+    assert_eq!(
+        h.rule_hits("router-upstream"),
+        7 + 7,
+        "judged out, and the replies in"
+    );
+    assert!(
+        h.counter(Counter::FlowHit) >= 8,
+        "ACKs and replies are flow hits"
+    );
 }
 
 #[test]
@@ -223,13 +273,27 @@ fn router_traffic_no_rule_allows_is_dropped_at_egress_counted_and_reported() {
     ) else {
         return;
     };
-    h.out("SSH out", &router().ipv4(ROUTER_WAN, WEB).tcp(40000, 22).syn(), OWN, DROP);
-    h.out("NTP out", &router().ipv6(ROUTER_WAN_6, WEB_6).udp(123, 123), OWN, DROP);
+    h.out(
+        "SSH out",
+        &router().ipv4(ROUTER_WAN, WEB).tcp(40000, 22).syn(),
+        OWN,
+        DROP,
+    );
+    h.out(
+        "NTP out",
+        &router().ipv6(ROUTER_WAN_6, WEB_6).udp(123, 123),
+        OWN,
+        DROP,
+    );
     assert_eq!(h.router_row(), [0, 2, 0]);
     assert_eq!(h.rule_hits("default"), 2);
     assert_eq!(h.counter(Counter::EventsSent), 2, "a deny event each");
     // The reply to a dropped SYN never is one.
-    h.inbound("SYN-ACK", &upstream().ipv4(WEB, ROUTER_WAN).tcp(22, 40000).syn_ack(), XDP_DROP);
+    h.inbound(
+        "SYN-ACK",
+        &upstream().ipv4(WEB, ROUTER_WAN).tcp(22, 40000).syn_ack(),
+        XDP_DROP,
+    );
 }
 
 #[test]
@@ -241,9 +305,24 @@ fn forwarded_packets_pass_egress_untouched_whatever_the_policy() {
         return;
     };
     // With the router's source address (a masquerading uplink), and without.
-    h.out("masqueraded", &router().ipv4(ROUTER_WAN, WEB).tcp(40000, 22).syn(), FORWARDED, PASS);
-    h.out("routed", &router().ipv4(OFFICE, WEB).tcp(40000, 22).syn(), FORWARDED, PASS);
-    h.out("v6", &router().ipv6(OFFICE_6, WEB_6).udp(40000, 9), FORWARDED, PASS);
+    h.out(
+        "masqueraded",
+        &router().ipv4(ROUTER_WAN, WEB).tcp(40000, 22).syn(),
+        FORWARDED,
+        PASS,
+    );
+    h.out(
+        "routed",
+        &router().ipv4(OFFICE, WEB).tcp(40000, 22).syn(),
+        FORWARDED,
+        PASS,
+    );
+    h.out(
+        "v6",
+        &router().ipv6(OFFICE_6, WEB_6).udp(40000, 9),
+        FORWARDED,
+        PASS,
+    );
     assert_eq!(h.router_row(), [0, 0, 0], "not the router's own");
     assert_eq!(h.counter(Counter::FlowHit), 0, "not even looked up");
     assert_eq!(h.counter(Counter::EventsSent), 0);
@@ -267,19 +346,63 @@ fn link_traffic_and_dhcp_replies_pass_without_router_rules() {
         router().ethertype(0x0806, &body)
     };
     h.out("ARP reply", &arp, OWN, PASS);
-    h.out("DHCP offer", &router().ipv4(ROUTER_OFFICE, "255.255.255.255").udp(67, 68), OWN, PASS);
-    h.out("DHCP ack", &router().ipv4(ROUTER_OFFICE, OFFICE).udp(67, 68), OWN, PASS);
-    h.out("DHCPv6 reply", &router().ipv6("fe80::1", "fe80::10").udp(547, 546), OWN, PASS);
-    let na = router().ipv6("fe80::1", "fe80::10").hop_limit(255).icmp(136, 0, &[0; 20]);
+    h.out(
+        "DHCP offer",
+        &router().ipv4(ROUTER_OFFICE, "255.255.255.255").udp(67, 68),
+        OWN,
+        PASS,
+    );
+    h.out(
+        "DHCP ack",
+        &router().ipv4(ROUTER_OFFICE, OFFICE).udp(67, 68),
+        OWN,
+        PASS,
+    );
+    h.out(
+        "DHCPv6 reply",
+        &router().ipv6("fe80::1", "fe80::10").udp(547, 546),
+        OWN,
+        PASS,
+    );
+    let na = router()
+        .ipv6("fe80::1", "fe80::10")
+        .hop_limit(255)
+        .icmp(136, 0, &[0; 20]);
     h.out("neighbour advertisement", &na, OWN, PASS);
-    let ra = router().ipv6("fe80::1", "ff02::1").hop_limit(255).icmp(134, 0, &[64, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let ra = router().ipv6("fe80::1", "ff02::1").hop_limit(255).icmp(
+        134,
+        0,
+        &[64, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
     h.out("router advertisement", &ra, OWN, PASS);
-    h.out("OSPF hello", &router().ipv4(ROUTER_OFFICE, "224.0.0.5").proto(89, &[0; 24]), OWN, PASS);
-    h.out("mDNS v6", &router().ipv6("fe80::1", "ff02::fb").udp(5353, 5353), OWN, PASS);
+    h.out(
+        "OSPF hello",
+        &router()
+            .ipv4(ROUTER_OFFICE, "224.0.0.5")
+            .proto(89, &[0; 24]),
+        OWN,
+        PASS,
+    );
+    h.out(
+        "mDNS v6",
+        &router().ipv6("fe80::1", "ff02::fb").udp(5353, 5353),
+        OWN,
+        PASS,
+    );
     assert_eq!(h.router_row(), [0, 0, 0], "passed without a verdict");
     // And the same policy does judge the router's own traffic.
-    h.out("ping out", &router().ipv4(ROUTER_WAN, WEB).echo_request(1), OWN, DROP);
-    h.out("DHCP request out", &router().ipv4(ROUTER_WAN, WEB).udp(68, 67), OWN, DROP);
+    h.out(
+        "ping out",
+        &router().ipv4(ROUTER_WAN, WEB).echo_request(1),
+        OWN,
+        DROP,
+    );
+    h.out(
+        "DHCP request out",
+        &router().ipv4(ROUTER_WAN, WEB).udp(68, 67),
+        OWN,
+        DROP,
+    );
     assert_eq!(h.router_row(), [0, 2, 0]);
 }
 
@@ -291,13 +414,43 @@ fn router_replies_on_flows_judged_at_ingress_pass_without_router_rules() {
     ) else {
         return;
     };
-    h.inbound("SSH to the router", &office().ipv4(OFFICE, ROUTER_OFFICE).tcp(40000, 22).syn(), XDP_PASS);
-    h.out("its SYN-ACK", &router().dst_mac(mac(OFFICE_MAC)).ipv4(ROUTER_OFFICE, OFFICE).tcp(22, 40000).syn_ack(), OWN, PASS);
-    h.inbound("DNS to the router", &office().ipv6(OFFICE_6, "fd00:1:3::1").udp(40001, 53), XDP_PASS);
-    h.out("its answer", &router().ipv6("fd00:1:3::1", OFFICE_6).udp(53, 40001), OWN, PASS);
+    h.inbound(
+        "SSH to the router",
+        &office().ipv4(OFFICE, ROUTER_OFFICE).tcp(40000, 22).syn(),
+        XDP_PASS,
+    );
+    h.out(
+        "its SYN-ACK",
+        &router()
+            .dst_mac(mac(OFFICE_MAC))
+            .ipv4(ROUTER_OFFICE, OFFICE)
+            .tcp(22, 40000)
+            .syn_ack(),
+        OWN,
+        PASS,
+    );
+    h.inbound(
+        "DNS to the router",
+        &office().ipv6(OFFICE_6, "fd00:1:3::1").udp(40001, 53),
+        XDP_PASS,
+    );
+    h.out(
+        "its answer",
+        &router().ipv6("fd00:1:3::1", OFFICE_6).udp(53, 40001),
+        OWN,
+        PASS,
+    );
     assert_eq!(h.counter(Counter::FlowHit), 2);
     assert_eq!(h.router_row(), [2, 0, 0]);
-    h.out("a SYN-ACK for no flow", &router().ipv4(ROUTER_OFFICE, OFFICE).tcp(22, 40009).syn_ack(), OWN, DROP);
+    h.out(
+        "a SYN-ACK for no flow",
+        &router()
+            .ipv4(ROUTER_OFFICE, OFFICE)
+            .tcp(22, 40009)
+            .syn_ack(),
+        OWN,
+        DROP,
+    );
 }
 
 #[test]
@@ -310,16 +463,37 @@ fn icmp_errors_the_router_sends_about_forwarded_flows_are_related() {
     };
     let syn = office().ipv4(OFFICE, WEB).tcp(40000, 443).syn();
     h.inbound("office to the web", &syn, XDP_PASS);
-    let to_office = || router().dst_mac(mac(OFFICE_MAC)).ipv4(ROUTER_OFFICE, OFFICE);
-    h.out("time exceeded", &to_office().icmp(11, 0, &quote(&syn, 20)), OWN, PASS);
-    h.out("fragmentation needed", &to_office().icmp(3, 4, &quote(&syn, 20)), OWN, PASS);
+    let to_office = || {
+        router()
+            .dst_mac(mac(OFFICE_MAC))
+            .ipv4(ROUTER_OFFICE, OFFICE)
+    };
+    h.out(
+        "time exceeded",
+        &to_office().icmp(11, 0, &quote(&syn, 20)),
+        OWN,
+        PASS,
+    );
+    h.out(
+        "fragmentation needed",
+        &to_office().icmp(3, 4, &quote(&syn, 20)),
+        OWN,
+        PASS,
+    );
     let syn6 = office().ipv6(OFFICE_6, WEB_6).tcp(40000, 443).syn();
     h.inbound("office to the web, v6", &syn6, XDP_PASS);
-    let too_big = router().ipv6("fd00:1:3::1", OFFICE_6).icmp(2, 0, &quote(&syn6, 40));
+    let too_big = router()
+        .ipv6("fd00:1:3::1", OFFICE_6)
+        .icmp(2, 0, &quote(&syn6, 40));
     h.out("packet too big", &too_big, OWN, PASS);
     assert_eq!(h.counter(Counter::IcmpRelated), 3);
     let other = office().ipv4(OFFICE, WEB).tcp(40001, 443).syn();
-    h.out("about no flow", &to_office().icmp(11, 0, &quote(&other, 20)), OWN, DROP);
+    h.out(
+        "about no flow",
+        &to_office().icmp(11, 0, &quote(&other, 20)),
+        OWN,
+        DROP,
+    );
 }
 
 #[test]
@@ -330,13 +504,23 @@ fn the_routers_flow_survives_a_policy_switch_and_ends_with_its_rule() {
     ) else {
         return;
     };
-    h.out("SYN", &router().ipv4(ROUTER_WAN, WEB).tcp(40000, 443).syn(), OWN, PASS);
+    h.out(
+        "SYN",
+        &router().ipv4(ROUTER_WAN, WEB).tcp(40000, 443).syn(),
+        OWN,
+        PASS,
+    );
     h.apply(POLICY);
     let syn_ack = upstream().ipv4(WEB, ROUTER_WAN).tcp(443, 40000).syn_ack();
     h.inbound("SYN-ACK after a switch", &syn_ack, XDP_PASS);
     h.apply(&without_router_rules());
     h.inbound("SYN-ACK once the rule is gone", &syn_ack, XDP_DROP);
-    h.out("ACK once the rule is gone", &router().ipv4(ROUTER_WAN, WEB).tcp(40000, 443), OWN, DROP);
+    h.out(
+        "ACK once the rule is gone",
+        &router().ipv4(ROUTER_WAN, WEB).tcp(40000, 443),
+        OWN,
+        DROP,
+    );
 }
 
 fn ip(a: &str) -> IpAddr {

@@ -102,7 +102,10 @@ fn classifier<'a>(
         .map_err(|source| EgressError::Load { name, source })
 }
 
-fn classifier_ref<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a SchedClassifier, EgressError> {
+fn classifier_ref<'a>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<&'a SchedClassifier, EgressError> {
     ebpf.program(name)
         .ok_or(EgressError::NoProgram(name))?
         .try_into()
@@ -268,7 +271,8 @@ impl Datapath {
 /// A `struct __sk_buff` prefix with only `ingress_ifindex` set.
 fn skb_ctx(ingress_ifindex: u32) -> [u8; SKB_CTX_LEN] {
     let mut ctx = [0u8; SKB_CTX_LEN];
-    ctx[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    ctx[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4]
+        .copy_from_slice(&ingress_ifindex.to_ne_bytes());
     ctx
 }
 
@@ -285,7 +289,8 @@ mod tests {
 
     #[test]
     fn unpinning_an_interface_without_an_egress_link_is_no_error() {
-        let dir = std::env::temp_dir().join(format!("enforcer-egress-unpin-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("enforcer-egress-unpin-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         assert!(!unpin_egress(&dir, "eth9").unwrap_or(true));
         fs::create_dir_all(dir.join(EGRESS_LINKS_DIR)).unwrap_or_else(|e| panic!("{e}"));

@@ -17,7 +17,6 @@ use std::{
 };
 
 pub use apply::{ApplyReport, mode_name};
-pub use egress::{EgressAttach, EgressError, pinned_egress_interfaces, unpin_egress};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, Map},
@@ -27,6 +26,7 @@ use aya::{
         xdp::XdpLink,
     },
 };
+pub use egress::{EgressAttach, EgressError, pinned_egress_interfaces, unpin_egress};
 use enforcer_common::{LAYOUT_VERSION, PROGRAM, control::Control};
 pub use read::{
     Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters,

@@ -39,7 +39,8 @@ mod tests {
     const BASE: &str = "zones: {office: {}}\nnetworks: {internet: [\"0.0.0.0/0\"]}\n";
 
     fn policy(rules: &str, default: &str) -> Policy {
-        let text = format!("{BASE}rules:\n{rules}defaults: {{action: {default}, unknown: office}}\n");
+        let text =
+            format!("{BASE}rules:\n{rules}defaults: {{action: {default}, unknown: office}}\n");
         crate::policy::parse_str("t.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
 
@@ -51,9 +52,15 @@ mod tests {
         );
         let w = warning(&p).unwrap_or_else(|| panic!("a warning"));
         assert!(!w.is_error());
-        assert!(w.message.contains("`router` as its source"), "{}", w.message);
         assert!(
-            w.hint.as_deref().is_some_and(|h| h.contains("from: router")),
+            w.message.contains("`router` as its source"),
+            "{}",
+            w.message
+        );
+        assert!(
+            w.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("from: router")),
             "{w}"
         );
     }

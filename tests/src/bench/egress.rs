@@ -22,7 +22,9 @@ fn measure(dp: &Datapath, frame: &[u8], ifindex: u32, rounds: usize, repeat: u32
     let (mut egress, mut empty, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let e = dp.time_run_tc(TC_PASS, frame, ifindex, repeat)?.as_nanos() as f64;
-        let g = dp.time_run_tc(EGRESS_PROGRAM, frame, ifindex, repeat)?.as_nanos() as f64;
+        let g = dp
+            .time_run_tc(EGRESS_PROGRAM, frame, ifindex, repeat)?
+            .as_nanos() as f64;
         empty.push(e);
         egress.push(g);
         ratios.push(g / e.max(1.0));
@@ -42,7 +44,10 @@ pub fn run(dp: &Datapath, rounds: usize, repeat: u32) -> Result<Vec<Value>> {
         .tcp(40000, 443)
         .build();
     let (verdict, _) = dp.test_run_tc(EGRESS_PROGRAM, &forwarded, 3)?;
-    anyhow::ensure!(verdict == TC_NEXT, "a forwarded packet got {verdict}, not TCX_NEXT");
+    anyhow::ensure!(
+        verdict == TC_NEXT,
+        "a forwarded packet got {verdict}, not TCX_NEXT"
+    );
     let mut rows = Vec::new();
     let mut row = measure(dp, &forwarded, 3, rounds, repeat).context("forwarded")?;
     row["class"] = json!("forwarded");
