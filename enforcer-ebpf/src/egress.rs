@@ -33,7 +33,7 @@ use crate::{
 
 /// `TCX_NEXT`: not ours to stop; the next program on the interface (or the stack) decides.
 const PASS: i32 = TC_ACT_UNSPEC;
-const DROP: i32 = TC_ACT_SHOT as i32;
+const DROP: i32 = TC_ACT_SHOT;
 
 /// Bytes pulled into the linear part of a socket buffer when headers are not all there: Ethernet,
 /// IPv6 with a few extension headers, ICMP, and the IP header and ports an ICMP error quotes.
