@@ -13,6 +13,7 @@ use std::{
     fs,
     io::{Read as _, Write as _},
     net::{IpAddr, SocketAddr},
+    os::unix::process::CommandExt as _,
     path::PathBuf,
     process::{Command, Stdio},
     thread,
@@ -957,6 +958,9 @@ fn udp_arrives(from_ns: &str, send: &str, to_ns: &str, port: u16) -> bool {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // Its own process group, killed whole below: socat must not outlive the test (it would
+        // hold whatever the test inherited, such as the kernel-test lock).
+        .process_group(0)
         .spawn()
         .expect("start the receiver");
     thread::sleep(Duration::from_millis(500));
@@ -976,7 +980,7 @@ fn udp_arrives(from_ns: &str, send: &str, to_ns: &str, port: u16) -> bool {
         arrived = fs::metadata(&file).is_ok_and(|m| m.len() > 0);
         thread::sleep(Duration::from_millis(100));
     }
-    let _ = rx.kill();
+    netns::signal_group(rx.id(), "KILL");
     let _ = rx.wait();
     let _ = fs::remove_file(&file);
     arrived
