@@ -571,7 +571,8 @@ fn metrics_parse_and_count_real_traffic_per_device_rule_and_verdict() {
             "{family} is exported"
         );
     }
-    // Label values come from the policy only: a device the policy does not know never becomes one.
+    // Label values come from the policy only (and the router's own row): a device the policy does
+    // not know never becomes one.
     assert!(
         s.samples
             .iter()
@@ -579,7 +580,7 @@ fn metrics_parse_and_count_real_traffic_per_device_rule_and_verdict() {
             .all(|x| {
                 matches!(
                     x.labels.get("device"),
-                    Some("office-pc" | "printer-1" | "unknown")
+                    Some("office-pc" | "printer-1" | "unknown" | "router")
                 )
             }),
         "device labels bounded by the policy"
