@@ -4,6 +4,8 @@
 
 /// Empty program (returns `XDP_PASS`): the baseline.
 pub const PASS: &str = "bench_pass";
+/// Empty TC program (returns `TCX_NEXT`): the egress program's baseline.
+pub const TC_PASS: &str = "bench_tc_pass";
 /// Drops everything.
 pub const DROP: &str = "bench_drop";
 /// Rewrites the frame from `BENCH_TABLE`, then tail-calls `BENCH_TARGET[0]`.

@@ -22,6 +22,9 @@ pub mod stats;
 
 /// Name of the XDP program symbol; aya finds programs by function name.
 pub const PROGRAM: &str = "enforcer_xdp";
+/// Name of the egress (TC) program symbol: judges the router's own packets on the way out
+/// (`enforcer-ebpf/src/egress.rs`); it shares every map with [`PROGRAM`].
+pub const EGRESS_PROGRAM: &str = "enforcer_egress";
 
 /// Version of this map layout. Pinned maps carry it in [`control::Control::layout`]; a daemon never
 /// adopts pins of another layout (it refuses and says how to detach), so a key-size change can't be
@@ -56,6 +59,11 @@ pub const fn network_device(network: u32) -> u32 {
         UNKNOWN_DEVICE
     }
 }
+
+/// The per-device row of the router itself: what the egress program judges the router to send.
+/// Network ids start at 1, so the first network row is free for it; it is never a listed device
+/// (never quarantined).
+pub const ROUTER_DEVICE: u32 = NETWORK_DEVICE_BASE;
 
 /// Whether a per-device row is a listed device (not unknown, not a network): only those are
 /// quarantined.

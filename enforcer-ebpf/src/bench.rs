@@ -2,7 +2,8 @@
 //! they live in the same object only so the benchmark measures the very program the daemon loads,
 //! next to its baselines, with one loader.
 //!
-//! - `bench_pass`, `bench_drop`: the empty programs the enforcer is compared with.
+//! - `bench_pass`, `bench_drop`: the empty programs the enforcer is compared with; `bench_tc_pass`,
+//!   the empty TC program the egress program is compared with.
 //! - `bench_spread`: rewrites the test frame's MAC, addresses and ports from the next entry of
 //!   `BENCH_TABLE` (rotating through `n` entries), then tail-calls `BENCH_TARGET[0]` (the
 //!   enforcer, or `bench_pass` to measure the driver itself). `BPF_PROG_TEST_RUN` repeats one frame,
@@ -14,11 +15,11 @@
 //! `BENCH_TABLE`'s capacity at load time, so the daemon pays nothing for them.
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{TC_ACT_UNSPEC, xdp_action},
     helpers::bpf_redirect,
-    macros::{map, xdp},
+    macros::{classifier, map, xdp},
     maps::{Array, ProgramArray},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use enforcer_common::bench::{
     BenchConfig, BenchEntry, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT,
@@ -38,6 +39,13 @@ static BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[xdp]
 pub fn bench_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Benchmark baseline (never attached by the daemon): the empty TC program, against which the
+/// egress program's cost on a forwarded packet is measured.
+#[classifier]
+pub fn bench_tc_pass(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
 }
 
 /// Benchmark baseline (never attached by the daemon): drops everything.

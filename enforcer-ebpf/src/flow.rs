@@ -21,7 +21,7 @@ use crate::{
     account,
     maps::{FLOWS, FRAGS, MACS},
     parse::{L4, Packet, Quoted},
-    policy::{Judgement, Tuple, judge},
+    policy::{Judgement, Tuple, judge, judge_router},
 };
 
 /// The per-packet constants: the epoch read once from `CONTROL`, and the time.
@@ -131,7 +131,12 @@ out_of_line! {
             t.dst = resp;
             t.dport = resp_port;
             t.src_mac = v.init_mac;
-            let j = judge(slot, cfg, now, t);
+            // A flow the router started is the router's again, not a packet forging its address.
+            let j = if v.init_device == enforcer_common::ROUTER_DEVICE {
+                judge_router(slot, cfg, now, t)
+            } else {
+                judge(slot, cfg, now, t)
+            };
             if !j.allow {
                 return None;
             }

@@ -15,6 +15,7 @@
 
 mod account;
 mod bench;
+mod egress;
 mod flow;
 mod identity;
 mod maps;

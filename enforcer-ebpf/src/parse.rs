@@ -6,7 +6,7 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use enforcer_common::{
     FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, stats::Counter,
 };
@@ -185,15 +185,57 @@ pub struct Packet {
     pub len: u32,
 }
 
+/// A frame the parser can read: XDP's at ingress, TC's (a socket buffer) at egress.
+pub trait Frame {
+    /// Start of the directly readable bytes.
+    fn data(&self) -> usize;
+    /// End of the directly readable bytes.
+    fn data_end(&self) -> usize;
+    /// Length of the whole frame. For XDP that is the readable bytes; a socket buffer may hold
+    /// more than its linear part (payload in pages, GSO), and lengths in headers are checked
+    /// against the whole.
+    fn len(&self) -> usize;
+}
+
+impl Frame for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+    #[inline(always)]
+    fn len(&self) -> usize {
+        XdpContext::data_end(self) - XdpContext::data(self)
+    }
+}
+
+impl Frame for TcContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+    #[inline(always)]
+    fn len(&self) -> usize {
+        TcContext::len(self) as usize
+    }
+}
+
 /// A cursor over the frame.
-pub struct Cursor<'a> {
-    ctx: &'a XdpContext,
+pub struct Cursor<'a, F: Frame> {
+    ctx: &'a F,
     pub off: usize,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a, F: Frame> Cursor<'a, F> {
     #[inline(always)]
-    pub fn new(ctx: &'a XdpContext) -> Self {
+    pub fn new(ctx: &'a F) -> Self {
         Self { ctx, off: 0 }
     }
 
@@ -221,7 +263,7 @@ impl<'a> Cursor<'a> {
 
     #[inline(always)]
     pub fn frame_len(&self) -> usize {
-        self.ctx.data_end() - self.ctx.data()
+        self.ctx.len()
     }
 }
 
@@ -233,7 +275,7 @@ fn be16(b: [u8; 2]) -> u16 {
 /// Parses the whole frame into `pkt` (a per-CPU scratch slot: every field is written here, so
 /// nothing from an earlier packet survives).
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Reject> {
+pub fn parse<F: Frame>(ctx: &F, pkt: &mut Packet) -> Result<(), Reject> {
     let mut c = Cursor::new(ctx);
     pkt.src_mac = [0; 6];
     pkt.vlan = 0;
@@ -266,7 +308,7 @@ pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Reject> {
 /// innermost tag, so a tag can never hide a packet from policy; a third tag is refused rather than
 /// walked (nothing legitimate stacks three on an access port).
 #[inline(always)]
-fn parse_ethernet(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<u16, Reject> {
+fn parse_ethernet<F: Frame>(c: &mut Cursor<'_, F>, pkt: &mut Packet) -> Result<u16, Reject> {
     let eth = c.next::<EthHdr>()?;
     // SAFETY: `next` checked that the header lies inside the frame.
     let (src, proto) = unsafe { ((*eth).src, (*eth).proto) };
@@ -294,7 +336,7 @@ fn parse_ethernet(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<u16, Reject> {
 /// Options are not inspected: source-routed packets are dropped by Linux itself unless
 /// `accept_source_route` is set, and other options do not change where a packet goes.
 #[inline(always)]
-fn parse_ipv4(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
+fn parse_ipv4<F: Frame>(c: &mut Cursor<'_, F>, pkt: &mut Packet) -> Result<usize, Reject> {
     const BAD: Reject = Reject::Malformed(Counter::MalformedIpv4);
     let l3 = c.off;
     let ip = c.at::<Ipv4Hdr>(l3)?;
@@ -350,7 +392,7 @@ fn parse_ipv4(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
 /// IPv6 and its extension-header chain, bounded at [`MAX_EXT_HEADERS`]. Returns the end of the
 /// IP packet.
 #[inline(always)]
-fn parse_ipv6(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
+fn parse_ipv6<F: Frame>(c: &mut Cursor<'_, F>, pkt: &mut Packet) -> Result<usize, Reject> {
     const BAD: Reject = Reject::Malformed(Counter::MalformedIpv6);
     let l3 = c.off;
     let ip = c.next::<Ipv6Hdr>()?;
@@ -450,7 +492,7 @@ fn parse_ipv6(c: &mut Cursor<'_>, pkt: &mut Packet) -> Result<usize, Reject> {
 /// Skips one extension header whose length byte counts `unit`-octet units beyond the first 8
 /// (or, for AH, 4-octet units plus 2). Returns its next-header value.
 #[inline(always)]
-fn skip_ext(c: &mut Cursor<'_>, unit: usize) -> Result<u8, Reject> {
+fn skip_ext<F: Frame>(c: &mut Cursor<'_, F>, unit: usize) -> Result<u8, Reject> {
     let eh = c.at::<ExtHdr>(c.off)?;
     // SAFETY: bounds checked by `at`.
     let (next, len) = unsafe { ((*eh).next_header, usize::from((*eh).len)) };
@@ -465,7 +507,11 @@ fn skip_ext(c: &mut Cursor<'_>, unit: usize) -> Result<u8, Reject> {
 /// TCP, UDP, ICMP and ICMPv6. Ports are read only within the IP packet (`l3_end`); a first
 /// fragment must carry the whole L4 header (RFC 1858 / RFC 7112).
 #[inline(always)]
-fn parse_l4(c: &mut Cursor<'_>, pkt: &mut Packet, l3_end: usize) -> Result<(), Reject> {
+fn parse_l4<F: Frame>(
+    c: &mut Cursor<'_, F>,
+    pkt: &mut Packet,
+    l3_end: usize,
+) -> Result<(), Reject> {
     const BAD: Reject = Reject::Malformed(Counter::MalformedL4);
     let bad = if pkt.frag == Fragment::First {
         Reject::Malformed(Counter::MalformedFragment)
@@ -568,12 +614,12 @@ pub struct Quoted {
 /// Parses the IP header and first 8 L4 bytes quoted by an ICMP error (RFC 792 / RFC 4443) into
 /// `q` (scratch space). Returns whether the quote was complete enough to match.
 #[inline(always)]
-pub fn parse_quoted(ctx: &XdpContext, pkt: &Packet, q: &mut Quoted) -> bool {
+pub fn parse_quoted<F: Frame>(ctx: &F, pkt: &Packet, q: &mut Quoted) -> bool {
     parse_quoted_inner(ctx, pkt, q).is_some()
 }
 
 #[inline(always)]
-fn parse_quoted_inner(ctx: &XdpContext, pkt: &Packet, q: &mut Quoted) -> Option<()> {
+fn parse_quoted_inner<F: Frame>(ctx: &F, pkt: &Packet, q: &mut Quoted) -> Option<()> {
     let c = Cursor::new(ctx);
     let off = pkt.inner_off;
     // The offset comes back from scratch memory, where the verifier has forgotten its range; the

@@ -2,7 +2,8 @@
 //! (class pair, then port), with deny precedence already compiled in.
 
 use enforcer_common::{
-    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, UNKNOWN_DEVICE,
+    Action, Decision, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ROUTER_DEVICE,
+    UNKNOWN_DEVICE,
     control::PolicyConfig,
     event::DenyReason,
     is_listed_device,
@@ -49,6 +50,20 @@ pub struct Judgement {
     pub reason: DenyReason,
     pub src: Source,
     pub dst: Dest,
+}
+
+/// The router as the sender of its own packets: its own class and row, never spoofed, unknown or
+/// quarantined (`ROUTER_DEVICE` is no listed device). From outside, the router's address is a
+/// spoofing sign (`identity::resolve_source`); only the egress program, which sees the router's
+/// own packets, and a flow the router started, judged again, vouch for it.
+#[inline(always)]
+fn router_source(cfg: &PolicyConfig) -> Source {
+    Source {
+        device: ROUTER_DEVICE,
+        class: cfg.router_class,
+        spoofed: false,
+        unknown: false,
+    }
 }
 
 /// Whether a device is in quarantine now; `now` is `bpf_ktime_get_ns`.
@@ -103,10 +118,33 @@ pub fn judge_into(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, out: &mut J
     u32::from(out.allow)
 }
 
-/// [`judge_into`] with a returned value, for callers.
+/// [`judge_into`] for the router's own packets: `t` judged with `router` as the source, whatever
+/// its source address. Its own function (not a flag in `Tuple`), so the XDP program's frames do
+/// not grow: its deepest call chain is at the 512-byte limit.
+#[inline(never)]
+pub fn judge_router_into(
+    slot: u8,
+    cfg: &PolicyConfig,
+    now: u64,
+    t: &Tuple,
+    out: &mut Judgement,
+) -> u32 {
+    *out = judge_from(slot, cfg, now, t, router_source(cfg));
+    u32::from(out.allow)
+}
+
+/// [`judge_router_into`] with a returned value, for callers.
 #[inline(always)]
-pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
-    let mut j = Judgement {
+pub fn judge_router(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
+    let mut j = unjudged();
+    // Consumed, so the compiler cannot drop the return value (`enforcer_ebpf::out_of_line`).
+    core::hint::black_box(judge_router_into(slot, cfg, now, t, &mut j));
+    j
+}
+
+#[inline(always)]
+fn unjudged() -> Judgement {
+    Judgement {
         allow: false,
         rule: 0,
         reason: DenyReason::Default,
@@ -122,7 +160,13 @@ pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
             flags: 0,
             mac: [0; 6],
         },
-    };
+    }
+}
+
+/// [`judge_into`] with a returned value, for callers.
+#[inline(always)]
+pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
+    let mut j = unjudged();
     // Consumed, so the compiler cannot drop the return value (`enforcer_ebpf::out_of_line`).
     core::hint::black_box(judge_into(slot, cfg, now, t, &mut j));
     j
@@ -130,7 +174,18 @@ pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
 
 #[inline(always)]
 fn judge_inline(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
-    let mut src = resolve_source(slot, cfg, t.family, &t.src, t.src_mac);
+    judge_from(
+        slot,
+        cfg,
+        now,
+        t,
+        resolve_source(slot, cfg, t.family, &t.src, t.src_mac),
+    )
+}
+
+/// The verdict for `t` from the sender `src`.
+#[inline(always)]
+fn judge_from(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, mut src: Source) -> Judgement {
     let mut dst = resolve_dest(slot, cfg, t.family, &t.dst);
     let quarantined = cfg.quarantine_class != 0 && is_quarantined(src.device, now);
     if quarantined {

@@ -36,6 +36,34 @@ pub fn is_link_local_multicast(first_word: u32) -> bool {
     b[0] == 0xff && b[1] & 0x0f == 0x02
 }
 
+/// Link-local multicast destinations: 224.0.0.0/24 and ff02::/16. Routers never forward them; the
+/// router's own (OSPF, VRRP, mDNS, MLD, all-nodes) stay on the link and always pass at egress.
+#[inline(always)]
+#[must_use]
+pub fn is_link_local_multicast_dest(family: u8, a: &[u32; 4]) -> bool {
+    if family == FAMILY_V4 {
+        let b = a[0].to_ne_bytes();
+        return b[0] == 224 && b[1] == 0 && b[2] == 0;
+    }
+    is_link_local_multicast(a[0])
+}
+
+/// A DHCP (67 to 68) or DHCPv6 (547 to 546) server reply. The router's DHCP server answers
+/// devices that have no address yet (or to broadcast), so the reply matches no remembered flow;
+/// it always passes at egress.
+#[inline(always)]
+#[must_use]
+pub fn is_dhcp_server_reply(family: u8, proto: u8, sport: u16, dport: u16) -> bool {
+    if proto != enforcer_common::PROTO_UDP {
+        return false;
+    }
+    if family == FAMILY_V4 {
+        sport == 67 && dport == 68
+    } else {
+        sport == 547 && dport == 546
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv6Addr};
@@ -88,6 +116,50 @@ mod tests {
             let (f, a) = w(addr);
             assert_eq!(is_router_scoped_dest(f, &a), router, "{addr}");
         }
+    }
+
+    #[test]
+    fn only_link_local_multicast_destinations_always_pass_at_egress() {
+        for (addr, link) in [
+            ("224.0.0.5", true),
+            ("224.0.0.251", true),
+            ("224.0.1.1", false),
+            ("239.255.255.250", false),
+            ("255.255.255.255", false),
+            ("10.1.1.255", false),
+            ("ff02::1", true),
+            ("ff02::1:2", true),
+            ("ff05::1:3", false),
+            ("fe80::1", false),
+            ("2001:db8::1", false),
+        ] {
+            let (f, a) = w(addr);
+            assert_eq!(is_link_local_multicast_dest(f, &a), link, "{addr}");
+        }
+    }
+
+    #[test]
+    fn dhcp_server_replies_are_udp_from_the_server_port_to_the_client_port() {
+        use enforcer_common::{PROTO_TCP, PROTO_UDP};
+        assert!(is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 67, 68));
+        assert!(is_dhcp_server_reply(FAMILY_V6, PROTO_UDP, 547, 546));
+        assert!(
+            !is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 68, 67),
+            "a request"
+        );
+        assert!(
+            !is_dhcp_server_reply(FAMILY_V4, PROTO_TCP, 67, 68),
+            "not UDP"
+        );
+        assert!(
+            !is_dhcp_server_reply(FAMILY_V6, PROTO_UDP, 67, 68),
+            "DHCPv4 ports in IPv6"
+        );
+        assert!(
+            !is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 547, 546),
+            "DHCPv6 ports in IPv4"
+        );
+        assert!(!is_dhcp_server_reply(FAMILY_V4, PROTO_UDP, 67, 53));
     }
 
     #[test]

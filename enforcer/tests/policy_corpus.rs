@@ -161,7 +161,7 @@ fn site_policy_passes_check() {
     let compiled = policy::compile_path(&repo().join("policies"), &CompileOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(compiled.devices.len(), 8);
-    assert_eq!(compiled.rules.len(), 11);
+    assert_eq!(compiled.rules.len(), 12);
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::{
     fs,
     io::{Read as _, Write as _},
     net::{IpAddr, SocketAddr},
+    os::unix::process::CommandExt as _,
     path::PathBuf,
     process::{Command, Stdio},
     thread,
@@ -570,7 +571,8 @@ fn metrics_parse_and_count_real_traffic_per_device_rule_and_verdict() {
             "{family} is exported"
         );
     }
-    // Label values come from the policy only: a device the policy does not know never becomes one.
+    // Label values come from the policy only (and the router's own row): a device the policy does
+    // not know never becomes one.
     assert!(
         s.samples
             .iter()
@@ -578,7 +580,7 @@ fn metrics_parse_and_count_real_traffic_per_device_rule_and_verdict() {
             .all(|x| {
                 matches!(
                     x.labels.get("device"),
-                    Some("office-pc" | "printer-1" | "unknown")
+                    Some("office-pc" | "printer-1" | "unknown" | "router")
                 )
             }),
         "device labels bounded by the policy"
@@ -964,4 +966,316 @@ fn commands_without_root_exit_3_and_state_files_are_private() {
         assert_eq!(out.status.code(), Some(3), "{args:?}: stderr {stderr}");
         assert!(stderr.contains("root"), "{args:?}: {stderr}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11: the router's own traffic, judged at egress.
+// ---------------------------------------------------------------------------------------------
+
+/// The office and the internet behind the uplink; `{ROUTER}` is replaced by the router's rules.
+const ROUTER_POLICY: &str = r#"
+zones:
+  office: {}
+  quarantine: {}
+networks:
+  internet: ["0.0.0.0/0", "::/0"]
+devices:
+  office-pc: {zone: office, mac: "02:00:00:00:03:10", addresses: ["10.1.3.10", "fd00:1:3::10"]}
+rules:
+  - {name: office-web, from: zone:office, to: network:internet, allow: [tcp/443, udp/5300]}
+  - {name: office-admin, from: zone:office, to: router, allow: [icmp, udp/67, udp/547]}
+{ROUTER}defaults: {action: deny, unknown: quarantine}
+"#;
+
+const ROUTER_UPSTREAM: &str = "  - {name: router-upstream, from: router, to: network:internet, allow: [tcp/443, udp/5300, icmp]}\n";
+
+fn router_policy(router_rules: &str) -> String {
+    ROUTER_POLICY.replace("{ROUTER}", router_rules)
+}
+
+/// Makes the WAN the router's uplink (its default route), as on a real router.
+fn route_out_through_the_wan(w: &World) {
+    for (family, via) in [("-4", WAN.v4.to_string()), ("-6", WAN.v6.to_string())] {
+        let ok = Command::new("ip")
+            .args([
+                family,
+                "-n",
+                w.site.router_ns(),
+                "route",
+                "add",
+                "default",
+                "via",
+                &via,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "default route via the WAN");
+    }
+}
+
+/// Whether one UDP datagram sent by `send` (a shell command run in `from_ns`) arrives at `to_ns`
+/// on `port`.
+fn udp_arrives(from_ns: &str, send: &str, to_ns: &str, port: u16) -> bool {
+    let file = std::env::temp_dir().join(format!(
+        "enforcer-udp-{to_ns}-{port}-{}",
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&file);
+    let mut rx = netns::in_ns(to_ns, "timeout")
+        .args([
+            "8",
+            "socat",
+            "-u",
+            &format!("UDP6-RECV:{port},reuseaddr,ipv6only=0"),
+            &format!("CREATE:{}", file.display()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group, killed whole below: socat must not outlive the test (it would
+        // hold whatever the test inherited, such as the kernel-test lock).
+        .process_group(0)
+        .spawn()
+        .expect("start the receiver");
+    thread::sleep(Duration::from_millis(500));
+    let sent = netns::in_ns(from_ns, "sh")
+        .args(["-c", send])
+        .stdin(Stdio::null())
+        .output()
+        .expect("send");
+    assert!(
+        sent.status.success(),
+        "{send}: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut arrived = false;
+    while Instant::now() < deadline && !arrived {
+        arrived = fs::metadata(&file).is_ok_and(|m| m.len() > 0);
+        thread::sleep(Duration::from_millis(100));
+    }
+    netns::signal_group(rx.id(), "KILL");
+    let _ = rx.wait();
+    let _ = fs::remove_file(&file);
+    arrived
+}
+
+/// Waits for a deny event of `device` in the daemon's log; returns the line.
+fn deny_line(d: &netns::Daemon, device: &str, dport: u16) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = d
+            .output()
+            .lines()
+            .find(|l| {
+                l.contains("packet denied")
+                    && l.contains(&format!("device=\"{device}\""))
+                    && l.contains(&format!("dport={dport}"))
+            })
+            .map(str::to_owned);
+        if found.is_some() || Instant::now() > deadline {
+            return found;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// With a `from: router` rule the router's own TCP, UDP and ICMP reach the internet and their
+/// replies come back, over IPv4 and IPv6; what no rule allows is dropped at egress, logged with
+/// `device=router` and counted on the router's row; forwarded verdicts are unchanged.
+#[test]
+fn router_own_traffic_is_judged_at_egress_and_its_replies_come_back() {
+    if !require_root("router_own_traffic_is_judged_at_egress_and_its_replies_come_back") {
+        return;
+    }
+    let w = World::new("rtr", &[OFFICE_PC, WAN]);
+    w.write_policy(&router_policy(ROUTER_UPSTREAM));
+    route_out_through_the_wan(&w);
+    let _web = listen_tcp(w.ns("wan"), 443).expect("listen");
+    let _ssh = listen_tcp(w.ns("wan"), 22).expect("listen");
+    let _udp = netns::listen_udp_echo(w.ns("wan"), 5300).expect("listen");
+    let d = w.start();
+    let router = w.site.router_ns();
+    for to in [v4(&WAN), v6(&WAN)] {
+        assert!(
+            tcp_connects(router, to, 443, PROBE),
+            "router -> {to} tcp/443"
+        );
+        assert!(
+            netns::udp_echo(router, to, 5300, PROBE),
+            "router -> {to} udp/5300 and back"
+        );
+        assert!(ping_within(router, to, PROBE), "router pings {to}");
+        assert!(
+            !tcp_connects(router, to, 22, PROBE),
+            "router -> {to} tcp/22: no rule"
+        );
+    }
+    let line = deny_line(&d, "router", 22)
+        .unwrap_or_else(|| panic!("no deny event for the router:\n{}", d.output()));
+    assert!(
+        line.contains(&format!("dst={}", WAN.v4)) || line.contains(&format!("dst={}", WAN.v6)),
+        "{line}"
+    );
+    let s = w.scrape();
+    assert!(
+        value(
+            &s,
+            "enforcer_packets_total",
+            &[("device", "router"), ("verdict", "deny")]
+        ) >= 2.0
+    );
+    assert!(
+        value(
+            &s,
+            "enforcer_packets_total",
+            &[("device", "router"), ("verdict", "allow")]
+        ) >= 6.0
+    );
+    assert!(
+        value(
+            &s,
+            "enforcer_rule_packets_total",
+            &[("rule", "router-upstream")]
+        ) >= 6.0
+    );
+    // Forwarded traffic keeps its verdicts.
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&WAN), 443, PROBE),
+        "office -> internet tcp/443"
+    );
+    assert!(
+        tcp_connects(w.ns("pc1"), v6(&WAN), 443, PROBE),
+        "and over IPv6"
+    );
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&WAN), 22, PROBE),
+        "office -> internet tcp/22 denied"
+    );
+    assert!(
+        deny_line(&d, "office-pc", 22).is_some(),
+        "denied at ingress as the office's:\n{}",
+        d.output()
+    );
+}
+
+/// With no rule for the router: its DHCP server replies and neighbour discovery still pass, its
+/// own connections do not, and a forwarded packet that a masquerade rule gives the router's
+/// address on the uplink still leaves (judged at ingress, not mistaken for the router's own).
+#[test]
+fn without_router_rules_dhcp_nd_and_masqueraded_forwarding_still_pass() {
+    if !require_root("without_router_rules_dhcp_nd_and_masqueraded_forwarding_still_pass") {
+        return;
+    }
+    let w = World::new("rtn", &[OFFICE_PC, WAN]);
+    w.write_policy(&router_policy(""));
+    route_out_through_the_wan(&w);
+    let router = w.site.router_ns();
+    let nft = "add table ip enforcer_test_nat\n\
+               add chain ip enforcer_test_nat post { type nat hook postrouting priority 100; }\n\
+               add rule ip enforcer_test_nat post oifname \"r-wan\" masquerade\n";
+    let mut nft_cmd = netns::in_ns(router, "nft");
+    nft_cmd.args(["-f", "-"]).stdin(Stdio::piped());
+    let mut child = nft_cmd.spawn().expect("nft");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(nft.as_bytes())
+        .expect("write nft rules");
+    assert!(
+        child.wait().is_ok_and(|s| s.success()),
+        "nft masquerade rule"
+    );
+    let _web = listen_tcp(w.ns("wan"), 443).expect("listen");
+    let _d = w.start();
+
+    assert!(
+        !tcp_connects(router, v4(&WAN), 443, PROBE),
+        "the router's own connection gets the default (deny)"
+    );
+    let dhcp = format!(
+        "echo offer | socat -u - UDP4-SENDTO:{}:68,sourceport=67,reuseaddr",
+        OFFICE_PC.v4
+    );
+    assert!(
+        udp_arrives(router, &dhcp, w.ns("pc1"), 68),
+        "DHCP server reply to the office"
+    );
+    let dhcp6 = format!(
+        "echo reply | socat -u - 'UDP6-SENDTO:[{}]:546,sourceport=547,reuseaddr'",
+        OFFICE_PC.v6
+    );
+    assert!(
+        udp_arrives(router, &dhcp6, w.ns("pc1"), 546),
+        "DHCPv6 server reply to the office"
+    );
+    // Resolving the router's IPv6 address needs its neighbour advertisement (and its echo reply
+    // is a reply on a flow judged at ingress).
+    let _ = Command::new("ip")
+        .args(["-n", w.ns("pc1"), "-6", "neigh", "flush", "all"])
+        .status();
+    assert!(
+        ping_within(w.ns("pc1"), IpAddr::V6(OFFICE_PC.router_v6), PROBE),
+        "office pings the router over IPv6"
+    );
+    // Masqueraded: the datagram leaves with the router's address; it must still arrive.
+    let masq = format!("echo hi | socat -u - UDP4-SENDTO:{}:5300", WAN.v4);
+    assert!(
+        udp_arrives(w.ns("pc1"), &masq, w.ns("wan"), 5300),
+        "masqueraded forwarded datagram"
+    );
+}
+
+/// The egress links outlive a SIGKILLed daemon, are adopted by the next one and go with `detach`.
+#[test]
+fn egress_links_survive_sigkill_are_adopted_and_go_with_detach() {
+    if !require_root("egress_links_survive_sigkill_are_adopted_and_go_with_detach") {
+        return;
+    }
+    let w = World::new("rtk", &[OFFICE_PC, WAN]);
+    w.write_policy(&router_policy(ROUTER_UPSTREAM));
+    route_out_through_the_wan(&w);
+    let _web = listen_tcp(w.ns("wan"), 443).expect("listen");
+    let _ssh = listen_tcp(w.ns("wan"), 22).expect("listen");
+    let router = w.site.router_ns();
+    let pin = w.pin_dir.join("egress-links").join("r-wan");
+    let mut d = w.start();
+    assert!(pin.exists(), "egress link pinned at {}", pin.display());
+    assert!(!tcp_connects(router, v4(&WAN), 22, PROBE));
+
+    netns::signal_group(d.id(), "KILL");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "daemon survived SIGKILL");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !tcp_connects(router, v4(&WAN), 22, PROBE),
+        "still denied at egress with no daemon"
+    );
+    assert!(
+        tcp_connects(router, v4(&WAN), 443, PROBE),
+        "still allowed with no daemon"
+    );
+
+    let mut d2 = w.start();
+    assert!(
+        d2.output().contains("egress=\"adopted\"") || d2.output().contains("egress=adopted"),
+        "{}",
+        d2.output()
+    );
+    assert!(
+        !tcp_connects(router, v4(&WAN), 22, PROBE),
+        "denied by the adopted link"
+    );
+    d2.stop(Duration::from_secs(5));
+
+    let (code, out, err) = w.cli(&["detach"]);
+    assert_eq!(code, 0, "detach: {out}{err}");
+    assert!(!pin.exists(), "egress pin removed");
+    assert!(
+        tcp_connects(router, v4(&WAN), 22, PROBE),
+        "nothing judges the router any more"
+    );
 }

@@ -7,7 +7,8 @@
 //! 3. `enforcer run --policy policies --iface r-... --metrics-addr 127.0.0.1:9469 --pin-dir
 //!    /sys/fs/bpf/enforcer-demo --state-dir <temp>` inside `enf-router` (via `nsenter --net`, see
 //!    `netns::spawn_daemon`), wait until `/metrics` answers (10 s at most).
-//! 4. Drive [`CASES`], print from/to/service/expected/observed, then a few lines of `/metrics`.
+//! 4. Drive [`CASES`] and the router's own connections ([`ROUTER_CASES`], judged at egress),
+//!    print from/to/service/expected/observed, then a few lines of `/metrics`.
 //! 5. Clean up: stop the daemon, `enforcer detach`, delete the namespaces. Ctrl-C does the same
 //!    from the signal handler, then exits 130.
 
@@ -164,6 +165,39 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// The router's own traffic, judged on its way out (the `router-upstream` rule of `policies/`).
+struct RouterCase {
+    to: DeviceSpec,
+    v6: bool,
+    service: Service,
+    expected: Verdict,
+    why: &'static str,
+}
+
+const ROUTER_CASES: &[RouterCase] = &[
+    RouterCase {
+        to: WAN,
+        v6: false,
+        service: Tcp(443),
+        expected: Allowed,
+        why: "router -> internet tcp/443 (updates)",
+    },
+    RouterCase {
+        to: WAN,
+        v6: true,
+        service: Ping,
+        expected: Allowed,
+        why: "router -> internet icmp",
+    },
+    RouterCase {
+        to: WAN,
+        v6: false,
+        service: Tcp(22),
+        expected: Denied,
+        why: "router -> internet: no rule (default deny)",
+    },
+];
+
 /// TCP servers the cases connect to (a denied flow must not be "denied" for want of a server).
 const LISTENERS: &[(DeviceSpec, u16)] = &[
     (PRINTER, 9100),
@@ -171,6 +205,7 @@ const LISTENERS: &[(DeviceSpec, u16)] = &[
     (WAN, 443),
     (CAMERA, 554),
     (OFFICE_PC, 22),
+    (WAN, 22),
 ];
 
 /// What the Ctrl-C handler must undo; taken (once) by whoever cleans up first.
@@ -454,6 +489,7 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
             case.why
         );
     }
+    wrong += router_step(&site);
     println!();
 
     if let Some(st) = daemon.try_wait()? {
@@ -485,13 +521,11 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     drop(detach_guard);
     drop(listeners);
     drop(site);
+    let flows = CASES.len() + ROUTER_CASES.len();
     if wrong > 0 {
-        bail!(
-            "{wrong} of {} flows did not get the expected verdict",
-            CASES.len()
-        );
+        bail!("{wrong} of {flows} flows did not get the expected verdict");
     }
-    println!("demo: all {} flows got the expected verdict", CASES.len());
+    println!("demo: all {flows} flows got the expected verdict");
     Ok(())
 }
 
@@ -601,9 +635,45 @@ fn quarantine_step(
     Ok(())
 }
 
+/// The router's own connections, from its namespace; prints them as rows of the table. Returns
+/// how many got another verdict than expected.
+fn router_step(site: &Site) -> usize {
+    let mut wrong = 0;
+    for case in ROUTER_CASES {
+        halt_if_interrupted();
+        let to: IpAddr = case.to.addr(case.v6);
+        let passed = match case.service {
+            Tcp(port) => netns::tcp_connects(site.router_ns(), to, port, PROBE_TIMEOUT),
+            Ping => netns::ping_within(site.router_ns(), to, PROBE_TIMEOUT),
+        };
+        let observed = if passed { Allowed } else { Denied };
+        let mark = if observed == case.expected {
+            "ok"
+        } else {
+            wrong += 1;
+            "FAIL"
+        };
+        println!(
+            "  {:<6} {:<6} {:<13} {:<9} {:<9} {:<4} {}",
+            "router",
+            case.to.name,
+            family_service(case.service, case.v6),
+            case.expected.as_str(),
+            observed.as_str(),
+            mark,
+            case.why
+        );
+    }
+    wrong
+}
+
 fn service_name(case: &Case) -> String {
-    let fam = if case.v6 { "v6" } else { "v4" };
-    match case.service {
+    family_service(case.service, case.v6)
+}
+
+fn family_service(service: Service, v6: bool) -> String {
+    let fam = if v6 { "v6" } else { "v4" };
+    match service {
         Tcp(port) => format!("tcp/{port} {fam}"),
         Ping => format!("icmp {fam}"),
     }

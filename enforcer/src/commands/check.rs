@@ -23,10 +23,13 @@ pub struct CheckReport {
 /// Check a policy: everything `load` and `compile` check (with no router addresses).
 #[must_use]
 pub fn check(path: &Path) -> CheckReport {
-    let result = policy::load(path)
-        .and_then(|p| policy::compile_with_diagnostics(&p, &CompileOptions::default()));
+    let result = policy::load(path).and_then(|p| {
+        let (_, mut warnings) = policy::compile_with_diagnostics(&p, &CompileOptions::default())?;
+        warnings.extend(policy::router_rules::warning(&p));
+        Ok(warnings)
+    });
     let diags = match result {
-        Ok((_, warnings)) => warnings,
+        Ok(warnings) => warnings,
         Err(err) => err.diagnostics(),
     };
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(Diagnostic::is_error);

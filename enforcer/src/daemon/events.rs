@@ -38,6 +38,10 @@ impl Labels {
                         (format!("network:{}", n.name), String::new()),
                     )
                 }))
+                .chain(std::iter::once((
+                    enforcer_common::ROUTER_DEVICE,
+                    ("router".to_owned(), String::new()),
+                )))
                 .collect(),
             rules: p.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
             unknown_zone: p

@@ -91,7 +91,7 @@ impl Metrics {
             packets: counter_vec(
                 &r,
                 "enforcer_packets_total",
-                "Packets sent by each listed device, each network (device=\"network:NAME\") and everything else (device=\"unknown\"), by verdict.",
+                "Packets sent by each listed device, each network (device=\"network:NAME\"), the router itself (device=\"router\") and everything else (device=\"unknown\"), by verdict.",
                 &["device", "zone", "verdict"],
             )?,
             bytes: counter_vec(
@@ -209,6 +209,8 @@ impl Metrics {
                 .iter()
                 .map(|n| (network_device(n.id), format!("network:{}", n.name), "")),
         );
+        // What the router itself sends (judged by the egress program).
+        rows.push((enforcer_common::ROUTER_DEVICE, "router".to_owned(), ""));
         self.packets.reset();
         self.bytes.reset();
         self.spoofed.reset();

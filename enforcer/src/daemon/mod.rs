@@ -415,7 +415,8 @@ fn attach_all(
             }
             Err(e) => return Err(e.into()),
         };
-        info!(%iface, mode = mode.as_str(), "enforcing");
+        let egress = dp.attach_egress(iface)?;
+        info!(%iface, mode = mode.as_str(), egress = egress.as_str(), "enforcing");
         metrics
             .interfaces
             .with_label_values(&[iface.as_str(), mode.as_str()])

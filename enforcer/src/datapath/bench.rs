@@ -12,7 +12,7 @@ use aya::{
 };
 pub use enforcer_common::bench::{
     BenchConfig, BenchEntry, DROP, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT, GEN,
-    PASS, SPREAD,
+    PASS, SPREAD, TC_PASS,
 };
 use enforcer_common::{
     MAX_DEVICES, PROGRAM,
@@ -73,6 +73,7 @@ impl Datapath {
                 .map_err(DatapathError::Verify)?;
             p.load().map_err(DatapathError::Verify)?;
         }
+        super::egress::load_programs(&mut ebpf, &[enforcer_common::EGRESS_PROGRAM, TC_PASS])?;
         let mut dp = Self {
             ebpf,
             pin_dir: None,

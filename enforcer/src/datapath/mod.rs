@@ -8,6 +8,7 @@
 mod apply;
 mod batch;
 pub mod bench;
+mod egress;
 mod read;
 
 use std::{
@@ -25,6 +26,7 @@ use aya::{
         xdp::XdpLink,
     },
 };
+pub use egress::{EgressAttach, EgressError, pinned_egress_interfaces, unpin_egress};
 use enforcer_common::{LAYOUT_VERSION, PROGRAM, control::Control};
 pub use read::{
     Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters,
@@ -106,6 +108,8 @@ pub enum DatapathError {
     },
     #[error("run a test frame through the program")]
     TestRun(#[source] aya::programs::ProgramError),
+    #[error(transparent)]
+    Egress(#[from] egress::EgressError),
 }
 
 /// How an interface is attached.
@@ -216,6 +220,7 @@ impl Datapath {
             .try_into()
             .map_err(DatapathError::Verify)?;
         program.load().map_err(DatapathError::Verify)?;
+        egress::load_programs(&mut ebpf, &[enforcer_common::EGRESS_PROGRAM])?;
         let dp = Self {
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),
@@ -402,6 +407,7 @@ pub fn detach(pin_dir: &Path, iface: Option<&str>) -> Result<Vec<String>, Datapa
         }
         // Removing the last reference to the link (the pin; no process holds it) detaches it.
         fs::remove_file(&path).map_err(err)?;
+        egress::unpin_egress(pin_dir, &name)?;
         done.push(name);
     }
     if pinned_interfaces(pin_dir).is_empty() && pin_dir.exists() {

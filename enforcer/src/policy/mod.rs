@@ -12,6 +12,7 @@ mod load;
 pub mod maps;
 pub mod model;
 pub mod plan;
+pub mod router_rules;
 pub mod synth;
 mod validate;
 mod yaml;

@@ -42,6 +42,24 @@ pub fn tables(doc: &Value) -> String {
         }
         s.push('\n');
     }
+    if let Some(rows) = doc["egress"].as_array().filter(|r| !r.is_empty()) {
+        s.push_str("### Egress program, BPF_PROG_TEST_RUN (kernel-timed ns/packet; ratio = median of paired per-round ratios to the empty TC program; target for forwarded: <= 2x)\n\n");
+        s.push_str("| class | egress min | median | p90 | empty TC median | ratio |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|\n");
+        for r in rows {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}x |",
+                r["class"].as_str().unwrap_or(""),
+                f(&r["egress_ns"]["min"]),
+                f(&r["egress_ns"]["median"]),
+                f(&r["egress_ns"]["p90"]),
+                f(&r["empty_ns"]["median"]),
+                f(&r["ratio_median"]),
+            );
+        }
+        s.push('\n');
+    }
     if let Some(v) = doc["veth"]["scenarios"].as_array() {
         let _ = writeln!(
             s,
@@ -168,6 +186,17 @@ pub fn targets(doc: &Value) -> String {
             "| spread over 100,000 devices <= 15x empty | {} | {} |",
             all.join(", "),
             verdict(over.is_empty())
+        );
+    }
+    if let Some(r) = doc["egress"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["class"] == "forwarded"))
+    {
+        let ratio = f(&r["ratio_median"]);
+        let _ = writeln!(
+            s,
+            "| egress program, forwarded packet <= 2x empty TC program | {ratio:.2}x | {} |",
+            verdict(ratio <= 2.0)
         );
     }
     if let Some(v) = doc["veth"]["scenarios"].as_array() {

@@ -11,6 +11,8 @@
 
 #[path = "../bench/control.rs"]
 mod control;
+#[path = "../bench/egress.rs"]
+mod egress;
 #[path = "../bench/micro.rs"]
 mod micro;
 #[path = "../bench/nft.rs"]
@@ -154,6 +156,15 @@ fn run() -> Result<()> {
         dp.apply(&compiled, 1)?;
         micro_rows.extend(micro::run(&mut dp, &compiled, n, &prm)?);
     }
+    let egress_rows = if part("egress") {
+        eprintln!("egress program");
+        let (_, compiled, _, _) = control::build(10)?;
+        let mut dp = Datapath::load_for_bench().context("load")?;
+        dp.apply(&compiled, 1)?;
+        egress::run(&dp, prm.rounds, prm.repeat_hot)?
+    } else {
+        Vec::new()
+    };
     let nft_load = if part("nft") {
         nft::load_times(&sizes, a.quick)
     } else {
@@ -171,6 +182,7 @@ fn run() -> Result<()> {
         "machine": machine,
         "params": {"rounds": prm.rounds, "repeat_hot": prm.repeat_hot, "repeat_spread": prm.repeat_spread},
         "test_run": micro_rows,
+        "egress": egress_rows,
         "control_plane": control,
         "nft_load": nft_load,
         "veth": veth,
