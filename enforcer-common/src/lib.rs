@@ -8,7 +8,7 @@
 //! Policy maps are double-buffered: every key carries a `slot` (0 or 1). The program reads the active
 //! slot once per packet from [`control::Control`], so a reload writes the whole new policy into the
 //! idle slot and then flips one word: a packet sees the old policy or the new one, never a mix.
-//! The map layout is described for operators in `docs/maps.md`.
+//! The map layout is described for operators in `docs/datapath.md` (section 2, Maps).
 #![no_std]
 
 pub mod bench;

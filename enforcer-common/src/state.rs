@@ -55,7 +55,7 @@ pub const QUARANTINE_FOREVER: u64 = u64::MAX;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DeviceState {
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) until which the device is quarantined; 0 = not.
+    /// Coarse monotonic time (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC_COARSE) until which the device is quarantined; 0 = not.
     pub quarantine_until_ns: u64,
     /// Start of the current denied-packet window.
     pub deny_window_start_ns: u64,

@@ -18,7 +18,7 @@ pub struct DeviceStats {
     pub bytes: [u64; 3],
     /// Packets judged spoofed (whatever their final verdict).
     pub spoofed: u64,
-    /// `bpf_ktime_get_ns` of the last packet (userspace takes the maximum over CPUs).
+    /// The datapath's coarse monotonic time (`bpf_ktime_get_coarse_ns`) of the last packet (userspace takes the maximum over CPUs).
     pub last_seen_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<DeviceStats>() == 64);

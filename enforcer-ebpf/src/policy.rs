@@ -66,7 +66,7 @@ fn router_source(cfg: &PolicyConfig) -> Source {
     }
 }
 
-/// Whether a device is in quarantine now; `now` is `bpf_ktime_get_ns`.
+/// Whether a device is in quarantine now; `now` is the datapath's coarse monotonic clock (`main.rs`).
 #[inline(always)]
 pub fn is_quarantined(device: u32, now: u64) -> bool {
     if !is_listed_device(device) {

@@ -5,6 +5,11 @@
 //! The policy is parsed from memory with `policy::parse_str` (the on-disk caps of `policy::load`,
 //! 8 MiB per directory, are smaller than a 100,000-device policy).
 
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark tool: its JSON on stdout is its output"
+)]
+
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};

@@ -4,6 +4,11 @@
 //! - [`datapath`]: the facade over the XDP program and its maps (load, attach, apply, read).
 //! - [`cli`] and [`commands`]: the command line.
 
+#![warn(
+    clippy::too_many_lines,
+    reason = "functions of 100 lines or more become named steps (threshold in clippy.toml)"
+)]
+
 pub mod cli;
 pub mod commands;
 pub mod daemon;

@@ -9,6 +9,11 @@
 //! Each test builds its own site (own namespaces, pin directory and state directory), so they may
 //! run in parallel; `cargo xtask test` runs them one at a time to keep the 2-core CI machine calm.
 
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly, with what it expected as the message"
+)]
+
 use std::{
     fs,
     io::{Read as _, Write as _},

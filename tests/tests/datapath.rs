@@ -10,6 +10,11 @@
 //! `cargo test -p enforcer-tests --test datapath -- --test-threads=1`.
 //! Needs root (CAP_BPF, CAP_NET_ADMIN); without it each case says so and skips (fails under CI=true).
 
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly, with what it expected as the message"
+)]
+
 use std::net::IpAddr;
 
 // Dependencies of the test crate that this test binary does not use itself.

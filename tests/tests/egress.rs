@@ -6,6 +6,11 @@
 //! Each case loads its own unpinned `Datapath` (both programs, shared maps). Needs root; run with
 //! `--test-threads=1` under the kernel-test lock, like the datapath tests.
 
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly, with what it expected as the message"
+)]
+
 use std::net::IpAddr;
 
 use anyhow as _;

@@ -2,6 +2,11 @@
 //! UDP (v4 and v6) through the router namespace, `in_netns` really enters a namespace, and
 //! everything is gone after the site is dropped.
 
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly, with what it expected as the message"
+)]
+
 use std::{
     net::{Ipv6Addr, TcpListener},
     path::Path,

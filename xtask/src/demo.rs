@@ -360,6 +360,69 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     // A previous run that was SIGKILLed may have left pins behind.
     detach(bin, state_dir, None, false);
 
+    let site = build_site()?;
+    let listeners = start_listeners(&site)?;
+    check_baseline(&site)?;
+
+    let args = daemon_args(&site, &policy, state_dir);
+    println!(
+        "demo: starting in {}: {} {}",
+        site.router_ns(),
+        bin.display(),
+        args.join(" ")
+    );
+    // Dropped after the daemon (declared before it): detach while the router namespace exists.
+    let detach_guard = DetachGuard {
+        bin,
+        state_dir,
+        router_ns: site.router_ns(),
+    };
+    with_cleanup(|c| c.attached = true);
+    let mut daemon =
+        netns::spawn_daemon(site.router_ns(), &args).context("start the enforcer daemon")?;
+    let pid = daemon.id();
+    with_cleanup(|c| c.daemon_pid = Some(pid));
+    daemon
+        .wait_ready(site.router_ns(), metrics_addr, READY_TIMEOUT)
+        .context("the enforcer daemon did not come up")?;
+    println!(
+        "demo: enforcing; metrics at http://{METRICS_ADDR}/metrics inside {}",
+        site.router_ns()
+    );
+
+    let wrong = flow_step(&site) + router_step(&site);
+    println!();
+
+    if let Some(st) = daemon.try_wait()? {
+        bail!(
+            "the enforcer daemon exited ({st}) during the demo; its output:\n{}",
+            daemon.output()
+        );
+    }
+    quarantine_step(bin, state_dir, &site, metrics_addr, &daemon)?;
+    halt_if_interrupted();
+    show_metrics(&site, metrics_addr);
+
+    let status = daemon.stop(Duration::from_secs(5));
+    with_cleanup(|c| c.daemon_pid = None);
+    println!(
+        "demo: daemon stopped ({})",
+        status.map_or_else(|| "unknown".to_owned(), |s| s.to_string())
+    );
+    drop(daemon);
+    drop(detach_guard);
+    drop(listeners);
+    drop(site);
+    let flows = CASES.len() + ROUTER_CASES.len();
+    if wrong > 0 {
+        bail!("{wrong} of {flows} flows did not get the expected verdict");
+    }
+    println!("demo: all {flows} flows got the expected verdict");
+    Ok(())
+}
+
+/// The demo site in namespaces, with the router's default route out through the WAN.
+fn build_site() -> Result<Site> {
     println!(
         "demo: building the site: router namespace {PREFIX}-router and {} devices",
         netns::DEMO_SITE.len()
@@ -398,7 +461,11 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
         site.router_ns(),
         WAN.v4
     );
+    Ok(site)
+}
 
+/// The servers the demo's flows reach; each is killed when its handle drops (or by the cleanup).
+fn start_listeners(site: &Site) -> Result<Vec<netns::Proc>> {
     let mut listeners = Vec::new();
     for &(dev, port) in LISTENERS {
         let l = netns::listen_tcp(site.ns(dev.name), port)?;
@@ -406,11 +473,15 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
         with_cleanup(|c| c.listeners.push(pgid));
         listeners.push(l);
     }
+    Ok(listeners)
+}
 
+/// Every flow must get through before the enforcer runs, or a verdict later proves nothing.
+fn check_baseline(site: &Site) -> Result<()> {
     print!("demo: baseline without the enforcer: ");
     let broken: Vec<String> = CASES
         .iter()
-        .filter(|c| observe(&site, c) != Allowed)
+        .filter(|c| observe(site, c) != Allowed)
         .map(|c| format!("{} -> {} {}", c.from.name, c.to.name, service_name(c)))
         .collect();
     if !broken.is_empty() {
@@ -420,7 +491,11 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
         );
     }
     println!("all {} flows get through", CASES.len());
+    Ok(())
+}
 
+/// `enforcer run` on every router interface of the site.
+fn daemon_args(site: &Site, policy: &std::path::Path, state_dir: &std::path::Path) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "run".into(),
         "--policy".into(),
@@ -434,33 +509,14 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
         METRICS_ADDR.into(),
         "--pin-dir".into(),
         PIN_DIR.into(),
+        "--state-dir".into(),
+        state_dir.display().to_string(),
     ]);
-    args.extend(["--state-dir".into(), state_dir.display().to_string()]);
-    println!(
-        "demo: starting in {}: {} {}",
-        site.router_ns(),
-        bin.display(),
-        args.join(" ")
-    );
-    // Dropped after the daemon (declared before it): detach while the router namespace exists.
-    let detach_guard = DetachGuard {
-        bin,
-        state_dir,
-        router_ns: site.router_ns(),
-    };
-    with_cleanup(|c| c.attached = true);
-    let mut daemon =
-        netns::spawn_daemon(site.router_ns(), &args).context("start the enforcer daemon")?;
-    let pid = daemon.id();
-    with_cleanup(|c| c.daemon_pid = Some(pid));
-    daemon
-        .wait_ready(site.router_ns(), metrics_addr, READY_TIMEOUT)
-        .context("the enforcer daemon did not come up")?;
-    println!(
-        "demo: enforcing; metrics at http://{METRICS_ADDR}/metrics inside {}",
-        site.router_ns()
-    );
+    args
+}
 
+/// Drives every case and prints expected against observed; returns how many were wrong.
+fn flow_step(site: &Site) -> usize {
     println!();
     println!(
         "  {:<6} {:<6} {:<13} {:<9} {:<9}      why",
@@ -468,7 +524,7 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     );
     let mut wrong = 0;
     for case in CASES {
-        let observed = observe(&site, case);
+        let observed = observe(site, case);
         halt_if_interrupted();
         let mark = if observed == case.expected {
             "ok"
@@ -489,18 +545,11 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
             case.why
         );
     }
-    wrong += router_step(&site);
-    println!();
+    wrong
+}
 
-    if let Some(st) = daemon.try_wait()? {
-        bail!(
-            "the enforcer daemon exited ({st}) during the demo; its output:\n{}",
-            daemon.output()
-        );
-    }
-    quarantine_step(bin, state_dir, &site, metrics_addr, &daemon)?;
-    halt_if_interrupted();
-
+/// A few lines of the daemon's `/metrics`.
+fn show_metrics(site: &Site, metrics_addr: SocketAddr) {
     match netns::fetch_metrics(site.router_ns(), metrics_addr) {
         Ok(text) => {
             println!("demo: a few lines of /metrics:");
@@ -510,23 +559,6 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
         }
         Err(e) => eprintln!("demo: could not fetch /metrics: {e:#}"),
     }
-
-    let status = daemon.stop(Duration::from_secs(5));
-    with_cleanup(|c| c.daemon_pid = None);
-    println!(
-        "demo: daemon stopped ({})",
-        status.map_or_else(|| "unknown".to_owned(), |s| s.to_string())
-    );
-    drop(daemon);
-    drop(detach_guard);
-    drop(listeners);
-    drop(site);
-    let flows = CASES.len() + ROUTER_CASES.len();
-    if wrong > 0 {
-        bail!("{wrong} of {flows} flows did not get the expected verdict");
-    }
-    println!("demo: all {flows} flows got the expected verdict");
-    Ok(())
 }
 
 /// Runs `enforcer detach` (inside the router namespace) when dropped.

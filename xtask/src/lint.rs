@@ -52,6 +52,10 @@ pub fn run() -> Result<()> {
     if !ebpf {
         failed.push("clippy (eBPF, bpfel-unknown-none)");
     }
+    if let Err(e) = long_files(std::path::Path::new("enforcer/src")) {
+        eprintln!("lint: {e:#}");
+        failed.push("file length (enforcer/src)");
+    }
     if !failed.is_empty() {
         bail!("lint failed: {}", failed.join(", "));
     }
@@ -72,5 +76,33 @@ impl StatusOk for Command {
                 false
             }
         }
+    }
+}
+
+/// Files of 800 lines or more hold more than one concept: split them along the lines they have.
+const MAX_FILE_LINES: usize = 799;
+
+/// Fails naming every `.rs` file under `dir` longer than [`MAX_FILE_LINES`].
+fn long_files(dir: &std::path::Path) -> Result<()> {
+    let mut long = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let lines = std::fs::read_to_string(&path)?.lines().count();
+                if lines > MAX_FILE_LINES {
+                    long.push(format!("{} ({lines} lines)", path.display()));
+                }
+            }
+        }
+    }
+    long.sort();
+    if long.is_empty() {
+        Ok(())
+    } else {
+        bail!("files over {MAX_FILE_LINES} lines: {}", long.join(", "))
     }
 }

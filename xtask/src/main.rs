@@ -8,6 +8,12 @@
 //! - `bench`: per-packet cost against an empty XDP program, the veth path against nftables, and
 //!   the control plane; writes BENCHMARKS.md and BENCHMARKS.json (issue 7).
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "xtask is a console tool: what it prints is its interface"
+)]
+
 mod bench;
 mod build;
 mod demo;

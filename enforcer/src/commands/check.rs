@@ -46,6 +46,11 @@ pub fn check(path: &Path) -> CheckReport {
 /// Only when the JSON report cannot be serialised.
 pub fn run(path: &Path, output: Output) -> Result<u8> {
     let report = check(path);
+    #[expect(
+        clippy::print_stdout,
+        clippy::print_stderr,
+        reason = "CLI output: the report on stdout, diagnostics on stderr"
+    )]
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => {

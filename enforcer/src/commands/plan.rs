@@ -28,6 +28,11 @@ struct PlanReport<'a> {
 ///
 /// # Errors
 /// When `applied.json` exists but cannot be read or parsed, or output cannot be serialised.
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "CLI output: the plan on stdout, diagnostics on stderr"
+)]
 pub fn run(path: &Path, output: Output, state_dir: &Path) -> Result<u8> {
     let (compiled, warnings) = match policy::load(path)
         .and_then(|p| policy::compile_with_diagnostics(&p, &CompileOptions::default()))
@@ -147,7 +152,9 @@ fn render_policy(s: &mut String, v: &PlanView) {
             r.services.join(", ")
         )
     });
-    section(s, "classes", &v.classes, |c| format!("{:<5} {}", c.id, c.name));
+    section(s, "classes", &v.classes, |c| {
+        format!("{:<5} {}", c.id, c.name)
+    });
     let _ = writeln!(s, "\nmaps (entries / capacity per slot):");
     for (name, m) in &v.maps {
         let _ = writeln!(s, "  {name:<10} {:>7} / {}", m.entries, m.capacity);

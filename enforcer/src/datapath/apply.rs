@@ -18,7 +18,7 @@ use enforcer_common::{
     stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
 };
 
-use super::{Datapath, DatapathError, batch};
+use super::{Datapath, DatapathError, MapSource, batch};
 use crate::policy::{
     CompiledPolicy, IdTable,
     maps::{HashKey, MapUsage, PolicyMap, PolicyMaps, lpm_slot, policy_maps},
@@ -73,6 +73,25 @@ macro_rules! slot_operations {
     };
 }
 policy_maps!(slot_operations);
+
+macro_rules! occupancy {
+    ($($field:ident: $map:ty),* $(,)?) => {
+        /// Entries per slot over every policy map: after an apply only the live slot holds any.
+        pub fn slot_occupancy(src: &impl MapSource) -> Result<[usize; 2], DatapathError> {
+            let mut out = [0; 2];
+            $(
+                let [a, b] = <<$map as PolicyMap>::Stored as SlotStore<<$map as PolicyMap>::Value>>::occupancy(
+                    src,
+                    <$map as PolicyMap>::NAME,
+                )?;
+                out[0] += a;
+                out[1] += b;
+            )*
+            Ok(out)
+        }
+    };
+}
+policy_maps!(occupancy);
 
 /// What each slot holds; `None` = unknown (a fresh process adopting pinned maps), so the slot is
 /// cleared by scanning.
@@ -356,6 +375,8 @@ trait SlotStore<V: Pod>: Sized {
     fn remove(dp: &mut Datapath, name: &'static str, keys: Vec<Self>) -> Result<(), DatapathError>;
     /// Removes every key of `slot`; returns how many.
     fn clear_slot(dp: &mut Datapath, name: &'static str, slot: u8) -> Result<usize, DatapathError>;
+    /// Entries per slot.
+    fn occupancy(src: &impl MapSource, name: &'static str) -> Result<[usize; 2], DatapathError>;
 }
 
 impl<K: HashKey, V: Pod> SlotStore<V> for K {
@@ -374,6 +395,23 @@ impl<K: HashKey, V: Pod> SlotStore<V> for K {
     fn clear_slot(dp: &mut Datapath, name: &'static str, slot: u8) -> Result<usize, DatapathError> {
         dp.scan_remove::<K, V>(name, |k| k.slot() == slot)
     }
+
+    fn occupancy(src: &impl MapSource, name: &'static str) -> Result<[usize; 2], DatapathError> {
+        let m: HashMap<&MapData, K, V> =
+            HashMap::try_from(src.map_data(name)?).map_err(map_err(name))?;
+        Ok(count_slots(
+            m.keys().filter_map(Result::ok).map(|k| k.slot()),
+        ))
+    }
+}
+
+/// Entries per slot, from the slots of a map's keys.
+fn count_slots(slots: impl Iterator<Item = u8>) -> [usize; 2] {
+    let mut out = [0; 2];
+    for slot in slots {
+        out[usize::from(slot & 1)] += 1;
+    }
+    out
 }
 
 impl<const N: usize, V: Pod> SlotStore<V> for LpmKey<[u8; N]> {
@@ -408,6 +446,14 @@ impl<const N: usize, V: Pod> SlotStore<V> for LpmKey<[u8; N]> {
             ignore_missing(trie.remove(k), name)?;
         }
         Ok(stale.len())
+    }
+
+    fn occupancy(src: &impl MapSource, name: &'static str) -> Result<[usize; 2], DatapathError> {
+        let trie: LpmTrie<&MapData, [u8; N], V> =
+            LpmTrie::try_from(src.map_data(name)?).map_err(map_err(name))?;
+        Ok(count_slots(
+            trie.keys().filter_map(Result::ok).map(|k| lpm_slot(&k)),
+        ))
     }
 }
 

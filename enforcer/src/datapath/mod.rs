@@ -16,7 +16,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use apply::{ApplyReport, mode_name};
+pub use apply::{ApplyReport, mode_name, slot_occupancy};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, Map},
@@ -31,7 +31,6 @@ use enforcer_common::{LAYOUT_VERSION, PROGRAM, control::Control};
 pub use read::{
     Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters,
     device_states, discovered, flow_count, live_config, monotonic_ns, rule_counters,
-    slot_occupancy,
 };
 use thiserror::Error;
 
@@ -177,7 +176,7 @@ impl Datapath {
             return Err(DatapathError::NoObject);
         }
         // Every map is declared pinned-by-name. Without a pin directory the maps are pinned into a
-        // private one and unpinned right after loading, so an unpinned datapath (tests, `explain`)
+        // private one and unpinned right after loading, so an unpinned datapath (the tests)
         // can never adopt or leave behind another's maps.
         let private = pin_dir.is_none().then(|| {
             static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

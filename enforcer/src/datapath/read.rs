@@ -264,46 +264,12 @@ pub fn discovered(src: &impl MapSource) -> Result<Vec<([u8; 6], DiscoveredDevice
         .collect())
 }
 
-/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+/// `CLOCK_MONOTONIC_COARSE` now, in nanoseconds: the clock the datapath reads
+/// (`bpf_ktime_get_coarse_ns`), so deadlines written here and compared there agree to the tick.
 #[must_use]
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `clock_gettime` only writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
-/// Entries per slot in the policy hash maps (`MACS`, `ADDRS_V4`, `ADDRS_V6`, `PAIRS`, `PORTS`):
-/// after an apply only the live slot holds any.
-pub fn slot_occupancy(src: &impl MapSource) -> Result<[usize; 2], DatapathError> {
-    use enforcer_common::{
-        Decision,
-        identity::{
-            ADDRS_V4_MAP, ADDRS_V6_MAP, AddrEntry, AddrKeyV4, AddrKeyV6, MACS_MAP, MacEntry,
-        },
-        rules::{PAIRS_MAP, PORTS_MAP, PairKey, PairValue, PortKey},
-    };
-    fn count<K: aya::Pod, V: aya::Pod>(
-        src: &impl MapSource,
-        name: &'static str,
-        slot: impl Fn(&K) -> u8,
-        out: &mut [usize; 2],
-    ) -> Result<(), DatapathError> {
-        let m: HashMap<&MapData, K, V> =
-            HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
-        for k in m.keys().filter_map(Result::ok) {
-            out[usize::from(slot(&k) & 1)] += 1;
-        }
-        Ok(())
-    }
-    let mut out = [0; 2];
-    count::<MacKey, MacEntry>(src, MACS_MAP, |k| k.slot, &mut out)?;
-    count::<AddrKeyV4, AddrEntry>(src, ADDRS_V4_MAP, |k| k.slot, &mut out)?;
-    count::<AddrKeyV6, AddrEntry>(src, ADDRS_V6_MAP, |k| k.slot, &mut out)?;
-    count::<PairKey, PairValue>(src, PAIRS_MAP, |k| k.slot, &mut out)?;
-    count::<PortKey, Decision>(src, PORTS_MAP, |k| k.slot, &mut out)?;
-    Ok(out)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |ts| {
+        u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(ts.tv_nsec()).unwrap_or(0)
+    })
 }
