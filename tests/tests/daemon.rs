@@ -965,3 +965,55 @@ fn commands_without_root_exit_3_and_state_files_are_private() {
         assert!(stderr.contains("root"), "{args:?}: {stderr}");
     }
 }
+
+/// The metric names a file in `deploy/` uses (`enforcer_...`), sorted and unique.
+fn deploy_metric_names(rel: &str) -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut names: Vec<String> = text
+        .match_indices("enforcer_")
+        .filter(|(i, _)| {
+            // A name starts a token: not `enforcer_` inside another word.
+            !text[..*i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(|(i, _)| {
+            text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The dashboard and the alert rules only query metrics a freshly started daemon serves (an alert
+/// on a name that does not exist never fires, and nobody notices).
+#[test]
+fn every_metric_the_dashboard_and_alert_rules_use_is_on_a_live_metrics_page() {
+    if !require_root("every_metric_the_dashboard_and_alert_rules_use_is_on_a_live_metrics_page") {
+        return;
+    }
+    let mut used = deploy_metric_names("deploy/grafana/enforcer.json");
+    let rules = deploy_metric_names("deploy/prometheus/enforcer.rules.yml");
+    assert!(
+        used.len() >= 8 && rules.len() >= 4,
+        "too few names found: {used:?} {rules:?}"
+    );
+    used.extend(rules);
+    used.sort();
+    used.dedup();
+    let w = World::new("depm", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let _d = w.start();
+    let text = fetch_metrics(w.site.router_ns(), addr()).expect("GET /metrics");
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|name| !text.contains(&format!("# TYPE {name} ")))
+        .collect();
+    assert!(missing.is_empty(), "not on /metrics: {missing:?}\n{text}");
+}
