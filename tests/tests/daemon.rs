@@ -968,7 +968,9 @@ fn commands_without_root_exit_3_and_state_files_are_private() {
 
 /// The metric names a file in `deploy/` uses (`enforcer_...`), sorted and unique.
 fn deploy_metric_names(rel: &str) -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel);
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut names: Vec<String> = text
         .match_indices("enforcer_")

@@ -123,12 +123,20 @@ pub fn run() -> Result<PathBuf> {
     let man = stage.join("usr/share/man/man1");
     exec(Command::new(&bin).arg("manpages").arg(&man))?;
     // Debian policy: man pages compressed, reproducibly (no name or time in the header).
-    exec(Command::new("gzip").args(["-9n", "--"]).args(files_in(&man)?))?;
+    exec(
+        Command::new("gzip")
+            .args(["-9n", "--"])
+            .args(files_in(&man)?),
+    )?;
 
     let debian = stage.join("DEBIAN");
     let conffiles: String = CONFFILES.iter().map(|c| format!("{c}\n")).collect();
     write_file(&debian.join("conffiles"), conffiles.as_bytes(), 0o644)?;
-    write_file(&debian.join("postinst"), MAINTAINER_SCRIPT.as_bytes(), 0o755)?;
+    write_file(
+        &debian.join("postinst"),
+        MAINTAINER_SCRIPT.as_bytes(),
+        0o755,
+    )?;
     write_file(&debian.join("postrm"), MAINTAINER_SCRIPT.as_bytes(), 0o755)?;
     let kib = tree_size(&stage)?.div_ceil(1024);
     write_file(
@@ -208,7 +216,10 @@ pub fn check(deb: &Path) -> Result<()> {
             .with_context(|| format!("man -l {}", page.display()))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() || !stderr.trim().is_empty() || out.stdout.len() < 200 {
-            bail!("man -l {} does not render cleanly: {stderr}", page.display());
+            bail!(
+                "man -l {} does not render cleanly: {stderr}",
+                page.display()
+            );
         }
     }
     let bash = scratch.join(COMPLETIONS[0].1);
@@ -236,9 +247,7 @@ pub fn check(deb: &Path) -> Result<()> {
 }
 
 fn output_of(cmd: &mut Command) -> Result<Vec<u8>> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("run {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("run {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}): {}",
@@ -293,7 +302,8 @@ mod tests {
 
     #[test]
     fn version_comes_from_the_package_section() {
-        let manifest = "[package]\nname = \"enforcer\"\nversion = \"0.3.1\"\nedition.workspace = true\n";
+        let manifest =
+            "[package]\nname = \"enforcer\"\nversion = \"0.3.1\"\nedition.workspace = true\n";
         assert_eq!(crate_version(manifest).as_deref(), Some("0.3.1"));
         assert_eq!(crate_version("[package]\nname = \"x\"\n"), None);
     }

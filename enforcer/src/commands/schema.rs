@@ -32,7 +32,11 @@ pub fn manpages(dir: &Path) -> Result<u8> {
     write_page(dir, "enforcer", cmd.clone())?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("enforcer-{}", sub.get_name());
-        write_page(dir, &name, sub.clone().name(name.clone()).bin_name(name.clone()))?;
+        write_page(
+            dir,
+            &name,
+            sub.clone().name(name.clone()).bin_name(name.clone()),
+        )?;
     }
     Ok(exit::OK)
 }
