@@ -128,4 +128,17 @@ pub enum Command {
         #[arg(long, default_value = "/var/lib/enforcer")]
         state_dir: PathBuf,
     },
+    /// Print the JSON Schema of the policy file format (for editors and other tools).
+    Schema,
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write a man page for enforcer and each command into a directory (used by packaging).
+    #[command(hide = true)]
+    Manpages {
+        /// Directory to write enforcer.1 and enforcer-COMMAND.1 into.
+        dir: PathBuf,
+    },
 }

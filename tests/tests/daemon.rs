@@ -1284,3 +1284,126 @@ fn egress_links_survive_sigkill_are_adopted_and_go_with_detach() {
         "nothing judges the router any more"
     );
 }
+
+/// The metric names a file in `deploy/` uses (`enforcer_...`), sorted and unique.
+fn deploy_metric_names(rel: &str) -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut names: Vec<String> = text
+        .match_indices("enforcer_")
+        .filter(|(i, _)| {
+            // A name starts a token: not `enforcer_` inside another word.
+            !text[..*i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(|(i, _)| {
+            text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The dashboard and the alert rules only query metrics a freshly started daemon serves (an alert
+/// on a name that does not exist never fires, and nobody notices).
+#[test]
+fn every_metric_the_dashboard_and_alert_rules_use_is_on_a_live_metrics_page() {
+    if !require_root("every_metric_the_dashboard_and_alert_rules_use_is_on_a_live_metrics_page") {
+        return;
+    }
+    let mut used = deploy_metric_names("deploy/grafana/enforcer.json");
+    let rules = deploy_metric_names("deploy/prometheus/enforcer.rules.yml");
+    assert!(
+        used.len() >= 8 && rules.len() >= 4,
+        "too few names found: {used:?} {rules:?}"
+    );
+    used.extend(rules);
+    used.sort();
+    used.dedup();
+    let w = World::new("depm", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let _d = w.start();
+    let text = fetch_metrics(w.site.router_ns(), addr()).expect("GET /metrics");
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|name| !text.contains(&format!("# TYPE {name} ")))
+        .collect();
+    assert!(missing.is_empty(), "not on /metrics: {missing:?}\n{text}");
+}
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): READY=1 only once the policy is enforced and
+/// `/metrics` answers, WATCHDOG=1 pings at half the watchdog interval, STOPPING=1 on SIGTERM.
+#[test]
+fn systemd_hears_ready_once_enforcing_then_watchdog_pings_and_stopping() {
+    use std::os::unix::{net::UnixDatagram, process::CommandExt as _};
+
+    if !require_root("systemd_hears_ready_once_enforcing_then_watchdog_pings_and_stopping") {
+        return;
+    }
+    let w = World::new("sdn", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let sock_path = w.policy_dir.with_file_name("notify.sock");
+    let _ = fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).expect("bind the notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    // systemd names the watched process in WATCHDOG_PID: the shell's pid, which `exec` hands to
+    // nsenter and nsenter (without --pid) to the daemon.
+    let mut child = Command::new("sh")
+        .args(["-c", "export WATCHDOG_PID=$$; exec \"$@\"", "sh", "nsenter"])
+        .arg(format!("--net=/var/run/netns/{}", w.site.router_ns()))
+        .arg("--")
+        .arg(enforcer_bin())
+        .args(w.args())
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn the daemon");
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            netns::signal_group(self.0, "KILL");
+        }
+    }
+    let _reap = Reap(child.id());
+    let mut buf = [0u8; 256];
+    let mut recv = || {
+        let n = sock.recv(&mut buf).expect("a notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()
+    };
+    assert_eq!(recv(), "READY=1");
+    // Ready means enforcing: the metrics are served and the program is attached now.
+    let text = fetch_metrics(w.site.router_ns(), addr()).expect("/metrics answers at READY=1");
+    assert!(text.contains("enforcer_policy_generation"), "{text}");
+    for iface in w.site.router_ifaces() {
+        assert!(w.router_xdp_attached(&iface), "{iface} attached at READY=1");
+    }
+    let started = Instant::now();
+    assert_eq!(recv(), "WATCHDOG=1");
+    assert_eq!(recv(), "WATCHDOG=1");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "two pings at 0.2 s intervals took {:?}",
+        started.elapsed()
+    );
+    netns::signal_group(child.id(), "TERM");
+    let mut last = recv();
+    while last == "WATCHDOG=1" {
+        last = recv();
+    }
+    assert_eq!(last, "STOPPING=1");
+    let status = child.wait().expect("daemon exits");
+    assert!(status.success(), "{status}");
+}

@@ -4,6 +4,8 @@
 //! - `build`: the release binary with the XDP object embedded (`target/release/enforcer`).
 //! - `test`: unit tests, eBPF host tests, datapath and namespace tests; needs root.
 //! - `demo`: a small IoT site in network namespaces, enforced by `policies/`.
+//! - `package`: a Debian package (`target/package/enforcer_VERSION_ARCH.deb`) with the hardened
+//!   unit, an example policy, man pages, completions, the JSON Schema, dashboard and alert rules.
 //! - `lint`: nightly rustfmt check and the split clippy runs.
 //! - `bench`: per-packet cost against an empty XDP program, the veth path against nftables, and
 //!   the control plane; writes BENCHMARKS.md and BENCHMARKS.json (issue 7).
@@ -25,6 +27,7 @@ mod lint;
     reason = "shared with enforcer-tests; xtask uses only part of it"
 )]
 mod netns;
+mod package;
 mod setup;
 mod test;
 
@@ -48,6 +51,8 @@ enum Task {
     Test,
     /// Build, start a small IoT site in network namespaces, enforce policies/, show the verdicts.
     Demo,
+    /// Build the Debian package target/package/enforcer_VERSION_ARCH.deb.
+    Package,
     /// rustfmt (nightly) check and clippy on the userspace crates and the eBPF crate.
     Lint,
     /// Benchmarks (needs root): writes BENCHMARKS.md and BENCHMARKS.json.
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Task::Build => build::run().map(|_| ()),
         Task::Test => test::run(),
         Task::Demo => demo::run(),
+        Task::Package => package::run().map(|_| ()),
         Task::Lint => lint::run(),
         Task::Bench { quick } => bench::run(quick),
     };

@@ -45,6 +45,11 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("ethtool", "interface offload settings (tests)"),
     ("procps", "sysctl and kill (tests, demo)"),
     ("util-linux", "nsenter and mount (tests, demo)"),
+    ("dpkg", "dpkg-deb and dpkg (package, its install test)"),
+    ("gzip", "compressing man pages (package)"),
+    ("systemd", "systemd-analyze verify of the unit (tests)"),
+    ("man-db", "man -l, rendering the man pages (tests)"),
+    ("prometheus", "promtool check/test rules (tests)"),
 ];
 
 /// What a check found missing.

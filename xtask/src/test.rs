@@ -5,6 +5,10 @@
 //! 3. `cargo test -p enforcer-ebpf --lib`: host tests of the XDP program's pure logic.
 //! 4. `cargo test -p enforcer-tests -- --test-threads=1`: datapath (`BPF_PROG_TEST_RUN`) and
 //!    network-namespace tests. One at a time: namespace tests may share names and pin dirs.
+//! 5. `cargo xtask package`, then the package checks ([`crate::package::check`]): `dpkg -i` into a
+//!    scratch root, `systemd-analyze verify`, `man -l` on every page, the bash completion, and
+//!    `promtool check rules` / `promtool test rules`. (The schema against `policies/` and the
+//!    deploy files' metric names against a live `/metrics` are tests in steps 2 and 4.)
 //!
 //! `CI` is passed through unchanged (under `CI=true` a test that needs the kernel never skips).
 //! Every step runs even if an earlier one failed; the summary at the end counts the tests, and
@@ -119,6 +123,18 @@ pub fn run() -> Result<()> {
             secs: started.elapsed().as_secs_f64(),
         });
     }
+    println!("\n==> package: build, install, verify");
+    let started = Instant::now();
+    let packaged = crate::package::run().and_then(|deb| crate::package::check(&deb));
+    if let Err(e) = &packaged {
+        println!("package: FAILED: {e:#}");
+    }
+    outcomes.push(Outcome {
+        name: "package (.deb, unit, man, completion, rules)",
+        ok: packaged.is_ok(),
+        counts: Counts::default(),
+        secs: started.elapsed().as_secs_f64(),
+    });
     summarize(&outcomes, &bin)
 }
 

@@ -16,6 +16,7 @@ pub mod devices;
 pub mod plan;
 pub mod quarantine;
 pub mod run;
+pub mod schema;
 pub mod status;
 pub mod table;
 
@@ -70,6 +71,9 @@ pub fn execute(cli: Cli) -> Result<u8> {
             pin_dir,
             state_dir,
         } => quarantine::release(&device, &pin_dir, &state_dir),
+        Command::Schema => schema::schema(),
+        Command::Completions { shell } => schema::completions(shell),
+        Command::Manpages { dir } => schema::manpages(&dir),
     }
 }
 

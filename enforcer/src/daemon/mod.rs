@@ -460,6 +460,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let labels = Arc::new(RwLock::new(events::Labels::of(&inner.policy)));
     init_metrics(&metrics, inner.generation);
     record(&cfg, &inner);
+    // Type=notify: the policy is enforced now. Outside systemd NOTIFY_SOCKET is unset and this
+    // does nothing.
+    notify_systemd(sd_notify::NotifyState::Ready);
     let shared = Arc::new(Mutex::new(inner));
 
     info!(addr = %cfg.metrics_addr, "serving metrics");
@@ -480,11 +483,19 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         labels,
     };
     let result = reloader.serve(shutdown).await;
+    notify_systemd(sd_notify::NotifyState::Stopping);
     info!("shutting down; enforcement stays attached (pinned) until `enforcer detach`");
     for t in tasks {
         t.abort();
     }
     result
+}
+
+/// Tells systemd (when it started us with NOTIFY_SOCKET) about a state change.
+fn notify_systemd(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 /// What a reload needs; it reloads on SIGHUP and on changes to the policy files.
@@ -511,9 +522,14 @@ impl Reloader {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(DaemonError::Signals)?;
         tokio::pin!(shutdown);
+        // WatchdogSec=: pinged from this loop, so a wedged reload loop gets the daemon restarted.
+        let mut watchdog_usec = 0;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+        let mut dog = tokio::time::interval(Duration::from_micros(watchdog_usec.max(2) / 2));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                _ = dog.tick(), if watchdog => notify_systemd(sd_notify::NotifyState::Watchdog),
                 _ = term.recv() => break,
                 _ = hup.recv() => {
                     info!("SIGHUP: reloading");

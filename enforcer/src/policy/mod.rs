@@ -8,6 +8,7 @@
 mod compile;
 pub mod compiled;
 mod diag;
+pub mod json_schema;
 mod load;
 pub mod maps;
 pub mod model;

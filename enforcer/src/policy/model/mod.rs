@@ -17,7 +17,7 @@ pub use super::compiled::Inventory;
 use super::diag::{Diagnostic, Loc};
 
 mod scalars;
-mod schema;
+pub(crate) mod schema;
 
 pub use scalars::fmt_mac;
 pub(crate) use scalars::parse_duration;

@@ -18,7 +18,7 @@ use crate::policy::{
     yaml::{Kind, Node},
 };
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "zones",
     "networks",
     "devices",
@@ -26,8 +26,8 @@ const TOP_KEYS: &[&str] = &[
     "defaults",
     "quarantine",
 ];
-const ZONE_KEYS: &[&str] = &["description"];
-const DEVICE_KEYS: &[&str] = &[
+pub(crate) const ZONE_KEYS: &[&str] = &["description"];
+pub(crate) const DEVICE_KEYS: &[&str] = &[
     "zone",
     "mac",
     "addresses",
@@ -41,11 +41,11 @@ const DEVICE_KEYS: &[&str] = &[
     "notes",
     "risk",
 ];
-const RULE_KEYS: &[&str] = &["name", "from", "to", "allow", "deny"];
-const DEFAULT_KEYS: &[&str] = &["action", "mode", "unknown", "spoofed"];
-const QUARANTINE_KEYS: &[&str] = &["zone", "when", "release_after"];
-const WHEN_KEYS: &[&str] = &["denied_packets", "spoofing", "touches"];
-const DENIED_KEYS: &[&str] = &["count", "within"];
+pub(crate) const RULE_KEYS: &[&str] = &["name", "from", "to", "allow", "deny"];
+pub(crate) const DEFAULT_KEYS: &[&str] = &["action", "mode", "unknown", "spoofed"];
+pub(crate) const QUARANTINE_KEYS: &[&str] = &["zone", "when", "release_after"];
+pub(crate) const WHEN_KEYS: &[&str] = &["denied_packets", "spoofing", "touches"];
+pub(crate) const DENIED_KEYS: &[&str] = &["count", "within"];
 
 /// Convert one file's tree. Problems go to `diags`; what could be read is returned anyway, so
 /// later checks still run and one pass reports everything.
