@@ -1833,9 +1833,10 @@ cases! {
         from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000) => PASS by Counter::FlowHit,
         check |h| { h.assert_counter(Counter::FlowHit, 4); },
         apply(switch_p3()),
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => DROP by rule("default"),
-        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000) => DROP by rule("default"),
-        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000) => DROP by rule("default"),
+        // Segments without SYN, allowed neither as new flows nor as replies: `no_flow`.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => DROP by denied("cam-1") & Counter::NoFlow,
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000) => DROP by denied("nvr-1") & Counter::NoFlow,
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000) => DROP by denied("nvr-1") & Counter::NoFlow,
         from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => DROP by rule("default"),
         check |h| {
             h.assert_counter(Counter::FlowHit, 4);
@@ -1863,7 +1864,9 @@ cases! {
         },
         // The allowed flow, its reply and a new allowed flow.
         from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100) => DROP by rule("default"),
-        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000) => DROP by rule("default"),
+        // The printer's reply: as a reply, the quarantined office's flow is no longer allowed.
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000)
+            => DROP by denied("printer-1") & Counter::NoFlow,
         from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443).syn() => DROP by rule("default"),
         check |h| {
             h.assert_device("office-pc", [1, 5, 0]);

@@ -6,8 +6,8 @@
 use enforcer_common::{Action, Mode};
 
 use super::{
-    Device, Endpoint, FileDoc, Inventory, Located, MAX_TEXT, Network, PartialDefaults, Quarantine,
-    Rule, RuleAction, Zone,
+    Device, Endpoint, FileDoc, Inventory, Limits, Located, MAX_TEXT, Network, PartialDefaults,
+    Quarantine, Rule, RuleAction, Zone,
     scalars::{
         ENDPOINT_HINT, IDENT_HINT, Problem, check_ident, parse_addr, parse_cidr, parse_count,
         parse_duration, parse_endpoint, parse_mac, parse_service, truncate,
@@ -25,6 +25,7 @@ const TOP_KEYS: &[&str] = &[
     "rules",
     "defaults",
     "quarantine",
+    "limits",
 ];
 const ZONE_KEYS: &[&str] = &["description"];
 const DEVICE_KEYS: &[&str] = &[
@@ -46,6 +47,7 @@ const DEFAULT_KEYS: &[&str] = &["action", "mode", "unknown", "spoofed"];
 const QUARANTINE_KEYS: &[&str] = &["zone", "when", "release_after"];
 const WHEN_KEYS: &[&str] = &["denied_packets", "spoofing", "touches"];
 const DENIED_KEYS: &[&str] = &["count", "within"];
+const LIMITS_KEYS: &[&str] = &["flows_per_device"];
 
 /// Convert one file's tree. Problems go to `diags`; what could be read is returned anyway, so
 /// later checks still run and one pass reports everything.
@@ -103,6 +105,7 @@ pub(crate) fn file_doc(root: &Node, diags: &mut Diags) -> FileDoc {
             }
             "defaults" => doc.defaults = cx.defaults(value).map(|d| (knode.loc.clone(), d)),
             "quarantine" => doc.quarantine = cx.quarantine(knode, value),
+            "limits" => doc.limits = cx.limits(value).map(|l| (knode.loc.clone(), l)),
             _ => {}
         }
     }
@@ -540,6 +543,15 @@ impl Cx<'_> {
         })
     }
 
+    fn limits(&mut self, node: &Node) -> Option<Limits> {
+        let f = self.fields(node, "limits", LIMITS_KEYS)?;
+        let mut limits = Limits::default();
+        if let Some(n) = get(&f, "flows_per_device") {
+            limits.flows_per_device = self.parsed(n, parse_flow_quota)?.value;
+        }
+        Some(limits)
+    }
+
     fn quarantine(&mut self, key: &Node, node: &Node) -> Option<Quarantine> {
         let f = self.fields(node, "quarantine", QUARANTINE_KEYS)?;
         let zone = self
@@ -597,4 +609,16 @@ impl Cx<'_> {
             loc: key.loc.clone(),
         })
     }
+}
+
+/// `limits.flows_per_device`: from 1 to the flow table's capacity.
+fn parse_flow_quota(s: &str) -> Result<u32, Problem> {
+    let max = enforcer_common::flow::MAX_FLOWS;
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=max).contains(n) && !s.starts_with(['0', '+']))
+        .ok_or_else(|| Problem {
+            message: format!("invalid flows_per_device `{}`", truncate(s)),
+            hint: format!("write a decimal number from 1 to {max} (the flow table's capacity)"),
+        })
 }
