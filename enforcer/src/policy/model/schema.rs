@@ -622,3 +622,61 @@ fn parse_flow_quota(s: &str) -> Result<u32, Problem> {
             hint: format!("write a decimal number from 1 to {max} (the flow table's capacity)"),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::parse_str;
+
+    const SITE: &str = "zones: {office: {}, quarantine: {}}\ndevices:\n  pc: {zone: office, addresses: [10.0.0.9]}\n";
+
+    fn messages(yaml: &str) -> Vec<String> {
+        match parse_str("p.yaml", yaml) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn limits_default_to_the_documented_flow_quota() {
+        let policy = parse_str("p.yaml", SITE).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            policy.limits.flows_per_device,
+            enforcer_common::flow::DEFAULT_FLOWS_PER_DEVICE
+        );
+    }
+
+    #[test]
+    fn limits_set_the_per_device_flow_quota() {
+        let yaml = format!("{SITE}limits: {{flows_per_device: 16}}\n");
+        let policy = parse_str("p.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policy.limits.flows_per_device, 16);
+    }
+
+    #[test]
+    fn a_flow_quota_of_zero_or_beyond_the_table_is_an_error() {
+        for bad in ["0", "262145", "-1", "many", "016"] {
+            let got = messages(&format!("{SITE}limits: {{flows_per_device: {bad}}}\n"));
+            assert_eq!(got.len(), 1, "{bad}: {got:?}");
+            assert!(
+                got[0].contains(&format!("invalid flows_per_device `{bad}`")),
+                "{bad}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_limit_is_an_error() {
+        let got = messages(&format!("{SITE}limits: {{flows_per_devise: 16}}\n"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("flows_per_devise"), "{got:?}");
+    }
+
+    #[test]
+    fn limits_written_twice_is_an_error() {
+        let got = messages(&format!(
+            "{SITE}limits: {{flows_per_device: 16}}\nlimits: {{flows_per_device: 8}}\n"
+        ));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("limits"), "{got:?}");
+    }
+}
