@@ -11,7 +11,10 @@
 // `atomic_xadd` for the per-device flow counts (`flow::add_flow_count`); the program is built
 // with nightly.
 #![feature(core_intrinsics)]
-#![allow(internal_features)]
+#![expect(
+    internal_features,
+    reason = "the BPF target has atomic add but no compare-and-swap, so `core` offers no `fetch_add`"
+)]
 #![expect(
     clippy::needless_borrows_for_generic_args,
     reason = "map keys go to the helpers by reference on purpose: by value they are copied onto the 512-byte stack first"
