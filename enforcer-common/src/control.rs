@@ -71,8 +71,12 @@ pub struct PolicyConfig {
     pub quarantine_release_s: u32,
     /// Bit flags, `CONFIG_F_*`.
     pub flags: u32,
+    /// Most flows one device (or the unknown sources together, or one network) may hold in
+    /// `FLOWS` (`limits.flows_per_device`); 0 means no quota.
+    pub flows_per_device: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<PolicyConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<PolicyConfig>() == 48);
 
 /// Quarantine a listed device whose traffic is judged spoofed.
 pub const CONFIG_F_QUARANTINE_ON_SPOOF: u32 = 1;

@@ -1,11 +1,34 @@
 //! Connection state: the flow table that lets replies of allowed flows through, and the fragment
 //! table that lets later fragments of an allowed first fragment through.
 
-/// `FLOWS`: `LruHashMap<FlowKey, FlowValue>`, capacity [`MAX_FLOWS`]. Written by the program only
-/// (userspace reads it for `status` and deletes it on `detach`). A flow is inserted only after
-/// the policy allowed its first packet; eviction can only make a later packet be judged again.
+/// `FLOWS`: `HashMap<FlowKey, FlowValue>` (no eviction, allocated as flows come), capacity
+/// [`MAX_FLOWS`]. Written by the program only (userspace reads it for `status` and deletes it on
+/// `detach`). A flow is inserted only after the policy allowed its first packet, and only within
+/// the quota of the device that started it ([`FLOW_COUNT_MAP`]); it leaves the table only when
+/// it has expired (the program's sweep, or a packet that finds it stale), never to make room.
 pub const FLOWS_MAP: &str = "FLOWS";
-pub const MAX_FLOWS: u32 = 65_536;
+pub const MAX_FLOWS: u32 = 262_144;
+
+/// `FLOW_RING`: `Array<FlowKey>`, [`MAX_FLOWS`] slots. Program only. Each flow occupies the slot
+/// its value names ([`FlowValue::ring`]); the sweep walks the slots in order, so the program can
+/// find and remove expired flows without the daemon.
+pub const FLOW_RING_MAP: &str = "FLOW_RING";
+
+/// `FLOW_COUNT`: `Array<u64>`, [`crate::MAX_DEVICES`] rows by device id (row 0 = unknown sources,
+/// the last rows the policy networks): the device's live flows in `FLOWS`. Incremented by the
+/// program on an insert, decremented when it removes the flow; never written elsewhere while the
+/// program runs, so it does not drift.
+pub const FLOW_COUNT_MAP: &str = "FLOW_COUNT";
+
+/// `FLOW_SWEEP`: `Array<u32>` with one entry: the next `FLOW_RING` slot the sweep looks at.
+pub const FLOW_SWEEP_MAP: &str = "FLOW_SWEEP";
+
+/// How many ring slots a new flow looks at for a free one (reclaiming expired flows on the way).
+/// The sweep goes in insertion order, so the slots ahead of it hold the oldest flows.
+pub const FLOW_SWEEP_PROBES: u32 = 4;
+
+/// Default per-device flow quota (`limits.flows_per_device`).
+pub const DEFAULT_FLOWS_PER_DEVICE: u32 = 4_096;
 
 /// `FRAGS`: `LruHashMap<FragKey, FragValue>`, capacity [`MAX_FRAGS`]. Program only. An entry is
 /// made only by an allowed first fragment; a later fragment without one is dropped (fail closed).
@@ -102,8 +125,14 @@ pub struct FlowValue {
     /// 1 when the initiator is the key's `lo` side.
     pub init_is_lo: u8,
     pub _pad: [u8; 3],
+    /// The device whose quota the flow counts against (`FLOW_COUNT`): the initiator when the
+    /// flow was made. Fixed for the entry's life, unlike `init_device` (re-judging updates it).
+    pub owner: u32,
+    /// The `FLOW_RING` slot that holds this key.
+    pub ring: u32,
+    pub _pad2: u32,
 }
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 48);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 56);
 
 /// Key of `FRAGS`. The protocol is part of the key (Suricata CVE-2017-7177): a fragment of another
 /// protocol with the same id must not ride on an allowed first fragment.

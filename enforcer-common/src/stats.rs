@@ -94,4 +94,14 @@ counters! {
     EventsRateLimited = "events_rate_limited",
     /// Devices quarantined by the datapath.
     QuarantineTrips = "quarantine_trips",
+    /// New flows refused (dropped) because their device already holds its quota of flows.
+    FlowQuotaExceeded = "flow_quota_exceeded",
+    /// New flows refused (dropped) because the flow table had no free place near its sweep.
+    FlowTableFull = "flow_table_full",
+    /// Expired flows removed from the flow table (by the sweep or by a packet that found them).
+    FlowExpired = "flow_expired",
+    /// TCP segments without SYN of no remembered flow that passed as replies (loose pickup).
+    TcpPickedUp = "tcp_picked_up",
+    /// Packets denied because they continue no remembered flow (`no_flow`).
+    NoFlow = "no_flow",
 }

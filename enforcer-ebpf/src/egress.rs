@@ -175,7 +175,7 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
     {
         account::count(Counter::FlowHit);
         if pkt.frag == Fragment::First {
-            core::hint::black_box(flow::remember_fragment(pkt, ROUTER_DEVICE, hit.rule, now));
+            flow::remember_fragment(pkt, ROUTER_DEVICE, hit.rule, now);
         }
         return passed(hit.rule, pkt, now);
     }
@@ -189,9 +189,15 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
     t.src_mac = pkt.src_mac;
     let j = judge_router(slot, cfg, now, t);
     if j.allow {
-        core::hint::black_box(flow::remember(pkt, &j, epoch, now));
+        // The router's flows hold a quota of their own (its row), like any device's: over it,
+        // or with the table full, the packet is refused as at ingress.
+        if let Some(refused) = flow::remember(pkt, &j, cfg, epoch, now).refusal() {
+            account::count(refused);
+            account::device(ROUTER_DEVICE, Verdict::Deny, pkt.len, false, now);
+            return DROP;
+        }
         if pkt.frag == Fragment::First {
-            core::hint::black_box(flow::remember_fragment(pkt, ROUTER_DEVICE, j.rule, now));
+            flow::remember_fragment(pkt, ROUTER_DEVICE, j.rule, now);
         }
         return passed(j.rule, pkt, now);
     }
@@ -204,6 +210,6 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
     }
     // SAFETY: as in `enforcer_egress`; `ifindex` is the interface the packet leaves by.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    core::hint::black_box(account::deny_event(ifindex, pkt, &j, verdict, now));
+    account::deny_event(ifindex, pkt, &j, verdict, now);
     if audit { PASS } else { DROP }
 }

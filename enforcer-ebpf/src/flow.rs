@@ -1,28 +1,121 @@
 //! Connection state: the flow table (replies of allowed flows pass) and the fragment table (later
 //! fragments of an allowed first fragment pass).
 //!
-//! A flow entry is only ever created after the policy allowed a packet, so a miss, an eviction or
-//! an expiry can only make a packet be judged again: the tables fail closed.
+//! A flow entry is only ever created after the policy allowed a packet, so a miss or an expiry can
+//! only make a packet be judged again: the tables fail closed.
+//!
+//! The flow table evicts nothing. Each flow counts against the quota of the device that started
+//! it (`FLOW_COUNT`, `PolicyConfig::flows_per_device`); a device over its quota has its new flows
+//! refused, so it cannot push out anyone's flows, its own included. Expired flows leave through a
+//! sweep in the program itself: every new flow looks at the next few slots of a ring of flow keys
+//! (`FLOW_RING`, in insertion order, so the oldest flows first) and removes the expired ones it
+//! finds there, taking a free slot for itself. Counts move only with a successful insert or
+//! delete, so they do not drift.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use enforcer_common::{
     Action, PROTO_TCP, PROTO_UDP,
     control::PolicyConfig,
+    event::DenyReason,
     flow::{
-        FLOW_TIMEOUT_ICMP_NS, FLOW_TIMEOUT_TCP_NS, FLOW_TIMEOUT_UDP_NS, FRAG_TIMEOUT_NS, FlowKey,
-        FlowValue, FragKey, FragValue,
+        FLOW_SWEEP_PROBES, FLOW_TIMEOUT_ICMP_NS, FLOW_TIMEOUT_TCP_NS, FLOW_TIMEOUT_UDP_NS,
+        FRAG_TIMEOUT_NS, FlowKey, FlowValue, FragKey, FragValue, MAX_FLOWS,
     },
     identity::{MAC_F_ANY_ADDR, MacKey},
     stats::Counter,
 };
 pub use enforcer_ebpf::hit::Hit;
-use enforcer_ebpf::out_of_line;
+use enforcer_ebpf::{out_of_line, out_of_line::InRegister};
 
 use crate::{
     account,
-    maps::{FLOWS, FRAGS, MACS},
+    maps::{FLOW_COUNT, FLOW_RING, FLOW_SWEEP, FLOWS, FRAGS, MACS},
     parse::{L4, Packet, Quoted},
     policy::{Judgement, Tuple, judge, judge_router},
 };
+
+/// `BPF_NOEXIST`: an insert that never replaces an entry (the count of its owner would drift).
+const BPF_NOEXIST: u64 = 1;
+
+/// The ring slot of a sweep position.
+const _: () = assert!(MAX_FLOWS.is_power_of_two());
+
+/// Whether a flow was remembered, or why not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Remembered {
+    Yes,
+    /// Its owner holds its quota of flows already.
+    QuotaExceeded,
+    /// No free place in the table (near the sweep).
+    TableFull,
+}
+
+impl Remembered {
+    /// The counter of a refusal.
+    #[inline(always)]
+    pub fn refusal(self) -> Option<Counter> {
+        match self {
+            Self::Yes => None,
+            Self::QuotaExceeded => Some(Counter::FlowQuotaExceeded),
+            Self::TableFull => Some(Counter::FlowTableFull),
+        }
+    }
+}
+
+impl InRegister for Remembered {
+    #[inline(always)]
+    fn into_word(self) -> u64 {
+        match self {
+            Self::Yes => 0,
+            Self::QuotaExceeded => 1,
+            Self::TableFull => 2,
+        }
+    }
+
+    #[inline(always)]
+    fn from_word(word: u64) -> Self {
+        match word {
+            0 => Self::Yes,
+            1 => Self::QuotaExceeded,
+            _ => Self::TableFull,
+        }
+    }
+}
+
+/// What loose pickup decided for a TCP segment without SYN that found no flow.
+#[derive(Clone, Copy)]
+pub enum Pickup {
+    /// Neither direction is allowed: denied as `no_flow`.
+    NoFlow,
+    /// Allowed as a reply; the flow is remembered again.
+    Passed(Hit),
+    /// Allowed as a reply, but the flow could not be remembered.
+    Refused(Remembered),
+}
+
+impl InRegister for Pickup {
+    #[inline(always)]
+    fn into_word(self) -> u64 {
+        match self {
+            Self::NoFlow => 0,
+            // A hit's word has its top bit set (`Hit`); a refusal's is small and non-zero.
+            Self::Passed(hit) => Some(hit).into_word(),
+            Self::Refused(r) => 1 + r.into_word(),
+        }
+    }
+
+    #[inline(always)]
+    fn from_word(word: u64) -> Self {
+        if word == 0 {
+            return Self::NoFlow;
+        }
+        match Option::<Hit>::from_word(word) {
+            Some(hit) => Self::Passed(hit),
+            None => Self::Refused(Remembered::from_word(word - 1)),
+        }
+    }
+}
 
 /// The per-packet constants: the epoch read once from `CONTROL`, and the time.
 #[derive(Clone, Copy)]
@@ -37,6 +130,122 @@ fn timeout_ns(proto: u8) -> u64 {
         PROTO_TCP => FLOW_TIMEOUT_TCP_NS,
         PROTO_UDP => FLOW_TIMEOUT_UDP_NS,
         _ => FLOW_TIMEOUT_ICMP_NS,
+    }
+}
+
+#[inline(always)]
+fn is_stale(v: &FlowValue, proto: u8, now: u64) -> bool {
+    now.saturating_sub(v.last_seen_ns) > timeout_ns(proto)
+}
+
+/// Adds `delta` (wrapping: -1 is `u64::MAX`) to `device`'s live-flow count, atomically: inserts
+/// and removals of one device's flows run on any CPU. Through the intrinsic: the BPF target has
+/// atomic add (`lock xadd`) but no compare-and-swap, so `core` offers no `fetch_add` for it.
+#[inline(always)]
+fn add_flow_count(device: u32, delta: u64) {
+    if let Some(c) = FLOW_COUNT.get_ptr_mut(device) {
+        // SAFETY: a valid, aligned array slot for this run; every access to it is atomic.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, delta) };
+    }
+}
+
+/// Removes an expired flow and releases its place in its owner's quota. Only the CPU whose delete
+/// succeeds releases it, so two CPUs finding the same stale entry count it once.
+#[inline(always)]
+fn expire(key: &FlowKey, owner: u32) {
+    if FLOWS.remove(key).is_ok() {
+        add_flow_count(owner, u64::MAX);
+        account::count(Counter::FlowExpired);
+    }
+}
+
+/// A free `FLOW_RING` slot for a new flow: the sweep looks at the next [`FLOW_SWEEP_PROBES`] slots,
+/// removes the expired flows it finds there and stops at the first slot no live flow holds.
+///
+/// Two CPUs may race for one slot; the loser's flow is then not in the ring, and leaves the table
+/// only when a packet finds it expired (or a new flow with its key replaces it).
+#[inline(always)]
+fn free_slot(now: u64) -> Option<u32> {
+    let cursor = FLOW_SWEEP.get_ptr_mut(0)?;
+    // SAFETY: a valid array slot; racing CPUs at worst look at the same slots.
+    let mut next = unsafe { *cursor };
+    let mut found = None;
+    for _ in 0..FLOW_SWEEP_PROBES {
+        let slot = next & (MAX_FLOWS - 1);
+        next = next.wrapping_add(1);
+        let Some(key) = FLOW_RING.get(slot) else {
+            break;
+        };
+        // SAFETY: the value is copied out at once.
+        let free = match unsafe { FLOWS.get(key) }.copied() {
+            None => true,
+            // The key moved on to another slot (it expired and came back).
+            Some(v) if v.ring != slot => true,
+            Some(v) if is_stale(&v, key.proto, now) => {
+                expire(key, v.owner);
+                true
+            }
+            Some(_) => false,
+        };
+        if free {
+            found = Some(slot);
+            break;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *cursor = next };
+    found
+}
+
+out_of_line! {
+    /// Stores a flow the policy allowed, within the quota of its owner (`value.owner`).
+    ///
+    /// A live entry with the same key is updated in place, keeping its owner and slot (a flow
+    /// judged again from its other end); an expired one is removed first.
+    fn store(key: &FlowKey, value: &FlowValue, cfg: &PolicyConfig, now: u64) -> Remembered {
+        if let Some(v) = FLOWS.get_ptr_mut(key) {
+            // SAFETY: valid under RCU for this run; concurrent refreshes race harmlessly.
+            let v = unsafe { &mut *v };
+            if !is_stale(v, key.proto, now) {
+                let (owner, ring) = (v.owner, v.ring);
+                *v = *value;
+                v.owner = owner;
+                v.ring = ring;
+                return Remembered::Yes;
+            }
+            let owner = v.owner;
+            expire(key, owner);
+        }
+        // The sweep runs first, also for a device over its quota: its own expired flows are
+        // what frees its quota.
+        let slot = free_slot(now);
+        let limit = cfg.flows_per_device;
+        if limit != 0 {
+            let Some(count) = FLOW_COUNT.get_ptr_mut(value.owner) else {
+                return Remembered::QuotaExceeded;
+            };
+            // SAFETY: a valid, aligned array slot; an aligned 8-byte load is one instruction, and
+            // volatile keeps it one (the BPF target has no atomic load in `core`).
+            if unsafe { core::ptr::read_volatile(count) } >= u64::from(limit) {
+                return Remembered::QuotaExceeded;
+            }
+        }
+        let Some(slot) = slot else {
+            return Remembered::TableFull;
+        };
+        let mut v = *value;
+        v.ring = slot;
+        if FLOWS.insert(key, &v, BPF_NOEXIST).is_err() {
+            // The table is at capacity, or another CPU inserted the same key just now.
+            return Remembered::TableFull;
+        }
+        add_flow_count(v.owner, 1);
+        if let Some(r) = FLOW_RING.get_ptr_mut(slot) {
+            // SAFETY: a valid array slot; a racing writer of the same slot is described at
+            // `free_slot`.
+            unsafe { *r = *key };
+        }
+        Remembered::Yes
     }
 }
 
@@ -86,7 +295,9 @@ out_of_line! {
         // SAFETY: the pointer comes from a successful lookup and stays valid under RCU for this
         // run; concurrent writers on other CPUs only race on refresh fields, which is harmless.
         let v = unsafe { &mut *entry };
-        if now.saturating_sub(v.last_seen_ns) > timeout_ns(pkt.proto) {
+        if is_stale(v, pkt.proto, now) {
+            let owner = v.owner;
+            expire(&key, owner);
             return None;
         }
         let from_initiator = src_is_lo == (v.init_is_lo != 0);
@@ -159,10 +370,17 @@ out_of_line! {
 }
 
 out_of_line! {
-    /// Remembers a flow the policy just allowed, so its replies pass.
-    pub fn remember(pkt: &Packet, j: &Judgement, epoch: u64, now: u64) {
+    /// Remembers a flow the policy just allowed, so its replies pass; says why not when it cannot
+    /// (the caller then refuses the flow).
+    pub fn remember(
+        pkt: &Packet,
+        j: &Judgement,
+        cfg: &PolicyConfig,
+        epoch: u64,
+        now: u64,
+    ) -> Remembered {
         if !matches!(pkt.l4, L4::Ports | L4::EchoRequest) {
-            return;
+            return Remembered::Yes;
         }
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
@@ -177,9 +395,77 @@ out_of_line! {
             resp_mac: j.dst.mac,
             init_is_lo: u8::from(src_is_lo),
             _pad: [0; 3],
+            owner: j.src.device,
+            ring: 0,
+            _pad2: 0,
         };
-        if FLOWS.insert(&key, &value, 0).is_err() {
-            account::count(Counter::FlowInsertFailed);
+        store(&key, &value, cfg, now)
+    }
+}
+
+/// Whether a packet the policy denied as a new flow may be judged as a reply (loose pickup): a TCP
+/// segment without SYN, denied by a rule or the default (not for spoofing or quarantine, and not
+/// a fragment continuing something else).
+#[inline(always)]
+pub fn may_pick_up(pkt: &Packet, j: &Judgement) -> bool {
+    pkt.proto == PROTO_TCP
+        && pkt.l4 == L4::Ports
+        && !pkt.tcp_syn
+        && matches!(j.reason, DenyReason::Rule | DenyReason::Default)
+}
+
+out_of_line! {
+    /// Loose pickup: a TCP segment without SYN of no remembered flow, which the policy denied as
+    /// a new flow (`fwd`), judged as a reply: its reverse direction as a new flow. Allowed, the
+    /// flow is remembered again in that direction (within the initiator's quota) and the segment
+    /// passes, so a connection open before the program was attached, or whose entry was lost,
+    /// keeps working. `t` is working memory for the reverse tuple.
+    ///
+    /// The initiator (the segment's destination) is judged from the MAC the policy binds to that
+    /// address, if any (`fwd.dst.mac`), and later packets of the flow must come from it.
+    pub fn pickup(
+        pkt: &Packet,
+        cfg: &PolicyConfig,
+        clock: &Clock,
+        fwd: &Judgement,
+        t: &mut Tuple,
+    ) -> Pickup {
+        let Clock { epoch, now } = *clock;
+        let slot = (epoch & 1) as u8;
+        t.family = pkt.family;
+        t.proto = pkt.proto;
+        t.l4 = L4::Ports;
+        t.src = pkt.dst;
+        t.dst = pkt.src;
+        t.dport = pkt.sport;
+        t.src_mac = fwd.dst.mac;
+        let j = judge(slot, cfg, now, t);
+        if !j.allow {
+            return Pickup::NoFlow;
+        }
+        let (key, src_is_lo) = FlowKey::canonical(
+            pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
+        );
+        let value = FlowValue {
+            epoch,
+            last_seen_ns: now,
+            rule: j.rule,
+            init_device: j.src.device,
+            resp_device: j.dst.device,
+            init_mac: fwd.dst.mac,
+            resp_mac: j.dst.mac,
+            init_is_lo: u8::from(!src_is_lo),
+            _pad: [0; 3],
+            owner: j.src.device,
+            ring: 0,
+            _pad2: 0,
+        };
+        match store(&key, &value, cfg, now) {
+            Remembered::Yes => Pickup::Passed(Hit {
+                device: j.dst.device,
+                rule: j.rule,
+            }),
+            refused => Pickup::Refused(refused),
         }
     }
 }
@@ -207,7 +493,7 @@ out_of_line! {
             FlowKey::canonical(pkt.family, q.proto, q.src, q.sport, q.dst, q.dport);
         // SAFETY: the value is copied out at once.
         let v = unsafe { FLOWS.get(&key) }?;
-        if now.saturating_sub(v.last_seen_ns) > timeout_ns(q.proto) {
+        if is_stale(v, q.proto, now) {
             return None;
         }
         let quoted_from_initiator = quoted_src_is_lo == (v.init_is_lo != 0);

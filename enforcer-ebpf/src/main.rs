@@ -8,6 +8,13 @@
 //! their own counters.
 #![no_std]
 #![no_main]
+// `atomic_xadd` for the per-device flow counts (`flow::add_flow_count`); the program is built
+// with nightly.
+#![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "the BPF target has atomic add but no compare-and-swap, so `core` offers no `fetch_add`"
+)]
 #![expect(
     clippy::needless_borrows_for_generic_args,
     reason = "map keys go to the helpers by reference on purpose: by value they are copied onto the 512-byte stack first"
@@ -68,6 +75,11 @@ enum Outcome {
     FragmentPassed,
     /// Passed: an ICMP error quoting a remembered flow.
     IcmpRelated,
+    /// Passed: a TCP segment without SYN of no remembered flow, allowed as a reply (loose pickup).
+    PickedUp,
+    /// Allowed, but dropped: the flow could not be remembered (its device's quota, or a full
+    /// table; the counter says which). Its replies would be denied, so it is refused whole.
+    FlowRefused(Counter),
     /// Denied and dropped.
     Denied,
     /// Denied, but passed because the policy is in audit mode.
@@ -93,6 +105,8 @@ impl Outcome {
             Self::FlowHit => (XDP_PASS, Some(Counter::FlowHit)),
             Self::FragmentPassed => (XDP_PASS, Some(Counter::FragmentPassed)),
             Self::IcmpRelated => (XDP_PASS, Some(Counter::IcmpRelated)),
+            Self::PickedUp => (XDP_PASS, Some(Counter::TcpPickedUp)),
+            Self::FlowRefused(counter) => (XDP_DROP, Some(counter)),
             Self::Denied => (XDP_DROP, None),
             Self::NoPolicy => (XDP_DROP, Some(Counter::NoPolicy)),
             Self::FragmentOrphan => (XDP_DROP, Some(Counter::FragmentOrphan)),
@@ -195,7 +209,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
 
     *t = Tuple::from(pkt);
-    let j = judge(slot, cfg, now, t);
+    let mut j = judge(slot, cfg, now, t);
     let device = j.src.device;
     if j.src.unknown {
         account::discovered(ifindex(ctx), pkt, now, discovered);
@@ -222,7 +236,10 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
 
     if j.allow {
-        flow::remember(pkt, &j, epoch, now);
+        if let Some(refused) = flow::remember(pkt, &j, cfg, epoch, now).refusal() {
+            account::device(device, Verdict::Deny, pkt.len, j.src.spoofed, now);
+            return Outcome::FlowRefused(refused);
+        }
         if pkt.frag == Fragment::First {
             flow::remember_fragment(pkt, device, j.rule, now);
         }
@@ -231,7 +248,29 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
         return Outcome::Allowed;
     }
 
-    quarantine::on_denied(cfg, device, ifindex(ctx), pkt, now);
+    if flow::may_pick_up(pkt, &j) {
+        match flow::pickup(pkt, cfg, &flow::Clock { epoch, now }, &j, rejudge) {
+            flow::Pickup::Passed(hit) => {
+                if pkt.frag == Fragment::First {
+                    flow::remember_fragment(pkt, hit.device, hit.rule, now);
+                }
+                return passed(Outcome::PickedUp, &hit, pkt, now);
+            }
+            flow::Pickup::Refused(refused) => {
+                account::device(device, Verdict::Deny, pkt.len, j.src.spoofed, now);
+                return Outcome::FlowRefused(refused.refusal().unwrap_or(Counter::FlowTableFull));
+            }
+            flow::Pickup::NoFlow => j.reason = DenyReason::NoFlow,
+        }
+    }
+
+    // A packet that continues no flow is no probe of the policy (a reply whose flow was lost, or
+    // a late segment): it never counts towards its sender's quarantine window.
+    if j.reason == DenyReason::NoFlow {
+        account::count(Counter::NoFlow);
+    } else {
+        quarantine::on_denied(cfg, device, ifindex(ctx), pkt, now);
+    }
     let audit = cfg.mode == Mode::Audit as u8;
     let verdict = if audit { Verdict::Audit } else { Verdict::Deny };
     account::device(device, verdict, pkt.len, j.src.spoofed, now);

@@ -56,9 +56,21 @@ pub static PAIRS: HashMap<PairKey, PairValue> = HashMap::pinned(SLOTS * MAX_PAIR
 #[map]
 pub static PORTS: HashMap<PortKey, Decision> = HashMap::pinned(SLOTS * MAX_PORTS, NO_PREALLOC);
 
-/// Remembered flows: `enforcer_common::flow::FLOWS_MAP`, [`FlowKey`] to [`FlowValue`].
+/// Remembered flows: `enforcer_common::flow::FLOWS_MAP`, [`FlowKey`] to [`FlowValue`]. A plain
+/// hash, not an LRU: nothing is evicted to make room, so no device can push out another's flows
+/// (`flow::remember` enforces the per-device quota; the sweep removes expired flows). Allocated as
+/// flows come, so memory follows the live flows rather than the capacity.
 #[map]
-pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(MAX_FLOWS, 0);
+pub static FLOWS: HashMap<FlowKey, FlowValue> = HashMap::pinned(MAX_FLOWS, NO_PREALLOC);
+/// The sweep's ring of flow keys: `enforcer_common::flow::FLOW_RING_MAP`.
+#[map]
+pub static FLOW_RING: Array<FlowKey> = Array::pinned(MAX_FLOWS, 0);
+/// Live flows per device: `enforcer_common::flow::FLOW_COUNT_MAP`.
+#[map]
+pub static FLOW_COUNT: Array<u64> = Array::pinned(MAX_DEVICES, 0);
+/// The sweep's next ring slot: `enforcer_common::flow::FLOW_SWEEP_MAP`.
+#[map]
+pub static FLOW_SWEEP: Array<u32> = Array::pinned(1, 0);
 /// Allowed first fragments: `enforcer_common::flow::FRAGS_MAP`, [`FragKey`] to [`FragValue`].
 #[map]
 pub static FRAGS: LruHashMap<FragKey, FragValue> = LruHashMap::pinned(MAX_FRAGS, 0);

@@ -26,8 +26,8 @@ use std::{
 };
 
 use enforcer_tests::netns::{
-    self, DeviceSpec, OFFICE_PC, PRINTER, Site, UNKNOWN, WAN, enforcer_bin, fetch_metrics,
-    listen_tcp, ping_within, require_root, spawn_daemon, tcp_connects,
+    self, CAMERA, DeviceSpec, OFFICE_PC, PRINTER, RECORDER, Site, UNKNOWN, WAN, enforcer_bin,
+    fetch_metrics, listen_tcp, ping_within, require_root, spawn_daemon, tcp_connects,
 };
 
 const METRICS: &str = "127.0.0.1:9469";
@@ -1406,4 +1406,147 @@ fn systemd_hears_ready_once_enforcing_then_watchdog_pings_and_stopping() {
     assert_eq!(last, "STOPPING=1");
     let status = child.wait().expect("daemon exits");
     assert!(status.success(), "{status}");
+}
+
+// ----- Flow-table exhaustion (issue 12, finding 1) ---------------------------------------------
+
+/// The attack site's policy: the recorder pulls the camera's stream, the office may resolve names
+/// on the internet, and a camera denied a few packets would be quarantined.
+const FLOOD_POLICY: &str = r#"
+zones:
+  cameras: {}
+  recorders: {}
+  office: {}
+  quarantine: {}
+networks:
+  internet: ["0.0.0.0/0"]
+devices:
+  cam-1: {zone: cameras, mac: "02:00:00:00:01:10", addresses: ["10.1.1.10"]}
+  nvr-1: {zone: recorders, mac: "02:00:00:00:02:10", addresses: ["10.1.2.10"]}
+  office-pc: {zone: office, mac: "02:00:00:00:03:10", addresses: ["10.1.3.10"]}
+rules:
+  - name: nvr-pull
+    from: zone:recorders
+    to: zone:cameras
+    allow: [tcp/554]
+  - name: office-dns
+    from: zone:office
+    to: network:internet
+    allow: [udp/53]
+defaults:
+  unknown: quarantine
+quarantine:
+  zone: quarantine
+  when:
+    denied_packets: {count: 5, within: 10s}
+"#;
+
+/// New flows the office sends, two frames each.
+const FLOOD_FLOWS: u32 = 200_000;
+
+#[test]
+fn an_idle_connection_survives_a_flood_of_new_flows_from_another_device() {
+    if !require_root("an_idle_connection_survives_a_flood_of_new_flows_from_another_device") {
+        return;
+    }
+    let w = World::new("flood", &[CAMERA, RECORDER, OFFICE_PC]);
+    w.write_policy(FLOOD_POLICY);
+    let _d = w.start();
+
+    // nvr-1 opens the camera's stream; then it idles, and the camera speaks first after it.
+    let listener = netns::in_netns(w.ns("cam1"), || {
+        std::net::TcpListener::bind(("0.0.0.0", 554))
+    })
+    .expect("cam1 namespace")
+    .expect("listen on 554");
+    let camera = v4(&CAMERA);
+    let mut client = netns::in_netns(w.ns("nvr1"), || {
+        std::net::TcpStream::connect_timeout(&SocketAddr::new(camera, 554), PROBE)
+    })
+    .expect("nvr1 namespace")
+    .expect("nvr-1 connects to cam-1");
+    let (mut server, _) = listener.accept().expect("accept");
+
+    // office-pc: 200,000 new udp/53 flows to internet addresses (100.64.0.0/10), each sent twice.
+    let started = Instant::now();
+    let sent = netns::in_netns(w.ns("pc1"), || {
+        let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).expect("udp socket");
+        let mut sent = 0u32;
+        for i in 0..FLOOD_FLOWS {
+            let dst = std::net::Ipv4Addr::from(0x6440_0000 + i);
+            for _ in 0..2 {
+                // A full socket buffer drops a frame now and then; the count says how many left.
+                if socket.send_to(&[0u8; 32], (dst, 53)).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    })
+    .expect("pc1 namespace");
+    let flood = started.elapsed();
+    assert!(
+        sent >= FLOOD_FLOWS,
+        "the flood left the office: {sent} frames sent in {flood:?}"
+    );
+
+    // The camera speaks: every line reaches the recorder.
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let mut got = Vec::new();
+    for i in 0..20 {
+        server
+            .write_all(format!("frame {i}\n").as_bytes())
+            .expect("camera writes");
+        let mut buf = [0u8; 64];
+        let n = client.read(&mut buf).unwrap_or(0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Whatever is still in flight arrives within the timeout.
+    while got.iter().filter(|b| **b == b'\n').count() < 20 {
+        let mut buf = [0u8; 256];
+        match client.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let lines = got.iter().filter(|b| **b == b'\n').count();
+    let s = w.scrape();
+    let kind = |k: &str| value(&s, "enforcer_datapath_packets_total", &[("kind", k)]);
+    let camera_denied = value(
+        &s,
+        "enforcer_packets_total",
+        &[
+            ("device", "cam-1"),
+            ("zone", "cameras"),
+            ("verdict", "deny"),
+        ],
+    );
+    assert_eq!(
+        lines,
+        20,
+        "the idle connection survived the flood ({sent} frames in {flood:?}; \
+         flow_quota_exceeded {}, flow_table_full {}, cam-1 denied {camera_denied})",
+        kind("flow_quota_exceeded"),
+        kind("flow_table_full"),
+    );
+    eprintln!(
+        "flood: {sent} frames in {flood:?}; flow_quota_exceeded {}, flow_table_full {}, \
+         flow_hit {}",
+        kind("flow_quota_exceeded"),
+        kind("flow_table_full"),
+        kind("flow_hit"),
+    );
+    assert_eq!(camera_denied, 0.0, "nothing of the camera's was denied");
+    assert!(
+        kind("flow_quota_exceeded") >= f64::from(FLOOD_FLOWS - 4_096),
+        "the office's flows beyond its quota were refused: {}",
+        kind("flow_quota_exceeded")
+    );
+    assert_eq!(
+        kind("flow_table_full"),
+        0.0,
+        "the table itself never filled"
+    );
 }

@@ -1838,9 +1838,10 @@ cases! {
         from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000) => PASS by Counter::FlowHit,
         check |h| { h.assert_counter(Counter::FlowHit, 4); },
         apply(switch_p3()),
-        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => DROP by rule("default"),
-        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000) => DROP by rule("default"),
-        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000) => DROP by rule("default"),
+        // Segments without SYN, allowed neither as new flows nor as replies: `no_flow`.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => DROP by denied("cam-1") & Counter::NoFlow,
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000) => DROP by denied("nvr-1") & Counter::NoFlow,
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(554, 40000) => DROP by denied("nvr-1") & Counter::NoFlow,
         from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => DROP by rule("default"),
         check |h| {
             h.assert_counter(Counter::FlowHit, 4);
@@ -1868,7 +1869,9 @@ cases! {
         },
         // The allowed flow, its reply and a new allowed flow.
         from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 9100) => DROP by rule("default"),
-        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000) => DROP by rule("default"),
+        // The printer's reply: as a reply, the quarantined office's flow is no longer allowed.
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(9100, 40000)
+            => DROP by denied("printer-1") & Counter::NoFlow,
         from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443).syn() => DROP by rule("default"),
         check |h| {
             h.assert_device("office-pc", [1, 5, 0]);
@@ -1954,5 +1957,122 @@ cases! {
             h.assert_counter(Counter::EventsRateLimited, 2);
             h.assert_device("cam-1", [0, 12, 0]);
         },
+    ];
+}
+
+// ----- Flow table: per-device quota, loose pickup, no_flow ----------------------------------------
+
+/// The fixture with a per-device flow quota of `n`.
+fn flow_quota_fixture(n: u32) -> String {
+    format!("{FIXTURE}limits: {{flows_per_device: {n}}}\n")
+}
+
+/// A lookup at the flow table: live flows now.
+fn live_flows(h: &Harness) -> usize {
+    datapath::flow_count(&h.dp, datapath::monotonic_ns()).expect("flows")
+}
+
+cases! {
+    a_device_over_its_flow_quota_has_new_flows_refused_and_evicts_no_other_flow: flow_quota_fixture(3), [
+        // nvr-1's connection to cam-1, idle from here on.
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn() => PASS by rule("nvr-pull"),
+        // office-pc fills its quota with DNS flows, each sent twice.
+        for port in (41000..41003u16) from(OFFICE_MAC).ipv4(OFFICE, WEB).udp(port, 53)
+            => PASS by rule("office-internet"),
+        for port in (41000..41003u16) from(OFFICE_MAC).ipv4(OFFICE, WEB).udp(port, 53)
+            => PASS by Counter::FlowHit,
+        // Its next new flows are refused, counted, and not remembered.
+        for port in (41003..41010u16) from(OFFICE_MAC).ipv4(OFFICE, WEB).udp(port, 53)
+            => DROP by denied("office-pc") & Counter::FlowQuotaExceeded,
+        check |h| {
+            assert_eq!(live_flows(h), 4, "nvr-1's flow and office-pc's quota");
+            h.assert_counter(Counter::FlowQuotaExceeded, 7);
+            h.assert_counter(Counter::EventsSent, 0);
+            h.assert_not_quarantined("office-pc");
+        },
+        // The camera's next packet after the pause is still a reply of nvr-1's flow.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(554, 40000) => PASS by allowed("cam-1") & Counter::FlowHit,
+        // office-pc's own remembered flows keep working.
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).udp(53, 41000) => PASS by Counter::FlowHit,
+        // Another device has a quota of its own (nvr-1 holds one flow of its three).
+        for port in (42000..42002u16) from(NVR_MAC).ipv4(NVR, CAM2).tcp(port, 554).syn()
+            => PASS by rule("nvr-pull"),
+    ];
+    unknown_sources_share_one_flow_quota_and_listed_devices_keep_theirs: flow_quota_fixture(2), [
+        from("02:00:00:00:99:01").ipv4("10.1.1.201", ROUTER_CAMS).udp(68, 67) => PASS by rule("dhcp-dns"),
+        from("02:00:00:00:99:02").ipv4("10.1.1.202", ROUTER_CAMS).udp(68, 67) => PASS by rule("dhcp-dns"),
+        from("02:00:00:00:99:03").ipv4("10.1.1.203", ROUTER_CAMS).udp(68, 67)
+            => DROP by denied("unknown") & Counter::FlowQuotaExceeded,
+        from(CAM1_MAC).ipv4(CAM1, ROUTER_CAMS).udp(68, 67) => PASS by rule("dhcp-dns"),
+    ];
+    networks_have_a_flow_quota_of_their_own: flow_quota_fixture(1), [
+        // An internet host reaching the router (dhcp-dns: from any) counts against `internet`.
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, ROUTER_OFFICE).udp(40000, 53) => PASS by rule("dhcp-dns"),
+        from(ROUTER_MAC_UPSTREAM).ipv4("93.184.216.35", ROUTER_OFFICE).udp(40000, 53)
+            => DROP by denied("network:internet") & Counter::FlowQuotaExceeded,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).udp(40000, 53) => PASS by rule("office-internet"),
+    ];
+}
+
+cases! {
+    tcp_without_syn_of_a_lost_flow_passes_as_a_reply_and_recreates_the_flow: FIXTURE, [
+        // nvr-1 -> cam-1 tcp/554 was open before the program was attached; the camera speaks
+        // first. As a new flow it is denied; as a reply (nvr-pull) it is allowed.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(554, 40000)
+            => PASS by allowed("cam-1") & rule("nvr-pull") & Counter::TcpPickedUp,
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554) => PASS by allowed("nvr-1") & Counter::FlowHit,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(554, 40000) => PASS by Counter::FlowHit,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(554, 40000) => PASS by Counter::TcpPickedUp,
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(40000, 554) => PASS by Counter::FlowHit,
+        // An internet server answering office-pc's HTTPS connection.
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).tcp(443, 40001)
+            => PASS by allowed("network:internet") & rule("office-internet") & Counter::TcpPickedUp,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).tcp(40001, 443) => PASS by Counter::FlowHit,
+        check |h| { assert_eq!(live_flows(h), 3, "three flows re-created"); },
+    ];
+    tcp_without_syn_from_the_initiator_is_judged_as_a_new_flow: FIXTURE, [
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554) => PASS by rule("nvr-pull") & allowed("nvr-1"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(554, 40000) => PASS by Counter::FlowHit,
+        check |h| { h.assert_counter(Counter::TcpPickedUp, 0); },
+    ];
+    tcp_without_syn_allowed_neither_way_is_denied_as_no_flow: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, OFFICE).tcp(445, 40000) => DROP by denied("cam-1") & Counter::NoFlow,
+        from(CAM1_MAC).ipv6(CAM1_6, OFFICE_6).tcp(445, 40000) => DROP by denied("cam-1") & Counter::NoFlow,
+        check |h| { h.assert_rule("no-lateral-cameras", 0); h.assert_rule("default", 0); },
+    ];
+    a_syn_ack_is_never_picked_up_as_a_reply: FIXTURE, [
+        // The reverse (nvr-1 -> cam-1 tcp/554) would be allowed, but a segment with SYN opens a
+        // connection: it is judged as a new flow only.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(554, 40000).syn_ack() => DROP by rule("default"),
+        check |h| { h.assert_counter(Counter::TcpPickedUp, 0); },
+    ];
+    a_spoofed_segment_is_not_picked_up: FIXTURE, [
+        // An unlisted MAC answering in cam-1's name.
+        from(STRANGER_MAC).ipv4(CAM1, NVR).tcp(554, 40000)
+            => DROP by denied("unknown") & spoofed("unknown"),
+        check |h| { h.assert_counter(Counter::TcpPickedUp, 0); },
+    ];
+    picking_up_a_flow_counts_against_the_initiators_quota: flow_quota_fixture(1), [
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn() => PASS by rule("nvr-pull"),
+        // nvr-1 holds its one flow; cam-2 answering a lost nvr-1 connection would be a second.
+        from(CAM2_MAC).ipv4(CAM2, NVR).tcp(554, 40001)
+            => DROP by denied("cam-2") & Counter::FlowQuotaExceeded,
+    ];
+}
+
+cases! {
+    no_flow_denials_never_count_towards_quarantine: quick_quarantine_fixture(), [
+        // Far more than the threshold of three: late segments and stray echo replies.
+        for port in (40000..40010u16) from(CAM1_MAC).ipv4(CAM1, OFFICE).tcp(445, port)
+            => DROP by denied("cam-1") & Counter::NoFlow,
+        for id in (1..5u16) from(CAM1_MAC).ipv4(CAM1, NVR).echo_reply(id)
+            => DROP by denied("cam-1") & Counter::NoFlow,
+        check |h| { h.assert_not_quarantined("cam-1"); h.assert_counter(Counter::QuarantineTrips, 0); },
+        // Denied new flows still do.
+        for port in ([23, 24]) from(CAM1_MAC).ipv4(CAM1, OFFICE).tcp(40000, port).syn()
+            => DROP by rule("no-lateral-cameras"),
+        from(CAM1_MAC).ipv4(CAM1, OFFICE).tcp(40000, 25).syn()
+            => DROP by rule("no-lateral-cameras") & Counter::QuarantineTrips,
+        check |h| { h.assert_quarantined("cam-1", QuarantineReason::DeniedPackets); },
     ];
 }

@@ -159,6 +159,8 @@ fn config_of(p: &CompiledPolicy, generation: u64) -> PolicyConfig {
         } else {
             0
         },
+        flows_per_device: p.limits.flows_per_device,
+        _pad: 0,
     }
 }
 

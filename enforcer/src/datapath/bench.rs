@@ -17,7 +17,7 @@ pub use enforcer_common::bench::{
 use enforcer_common::{
     MAX_DEVICES, PROGRAM,
     bench::{CONFIG_MAP, COUNTER_MAP, TABLE_MAP, TARGET_MAP},
-    flow::{FLOWS_MAP, FRAGS_MAP, FlowKey, FlowValue, FragKey, FragValue},
+    flow::{FLOW_COUNT_MAP, FLOWS_MAP, FRAGS_MAP, FlowKey, FlowValue, FragKey, FragValue},
     state::{DEVICE_STATE_MAP, DeviceState},
 };
 
@@ -179,10 +179,26 @@ impl Datapath {
         a.set(0, 0, 0).map_err(map_err(COUNTER_MAP))
     }
 
-    /// Empties the flow and fragment tables; returns the entries removed.
+    /// Empties the flow and fragment tables; returns the entries removed. The owners' live-flow
+    /// counts go back to zero with them, or the next round would run into the flow quota.
     pub fn bench_clear_flows(&mut self) -> Result<usize, DatapathError> {
-        Ok(self.scan_remove::<FlowKey, FlowValue>(FLOWS_MAP, |_| true)?
-            + self.scan_remove::<FragKey, FragValue>(FRAGS_MAP, |_| true)?)
+        let owners: std::collections::BTreeSet<u32> = {
+            let flows: aya::maps::HashMap<&MapData, FlowKey, FlowValue> =
+                aya::maps::HashMap::try_from(self.map(FLOWS_MAP)?).map_err(map_err(FLOWS_MAP))?;
+            flows
+                .iter()
+                .filter_map(Result::ok)
+                .map(|(_, v)| v.owner)
+                .collect()
+        };
+        let removed = self.scan_remove::<FlowKey, FlowValue>(FLOWS_MAP, |_| true)?
+            + self.scan_remove::<FragKey, FragValue>(FRAGS_MAP, |_| true)?;
+        let mut counts: Array<&mut MapData, u64> =
+            Array::try_from(self.map_mut(FLOW_COUNT_MAP)?).map_err(map_err(FLOW_COUNT_MAP))?;
+        for owner in owners {
+            counts.set(owner, 0, 0).map_err(map_err(FLOW_COUNT_MAP))?;
+        }
+        Ok(removed)
     }
 
     /// Lifts quarantine (and resets denial windows) of the given device ids.

@@ -139,6 +139,8 @@ pub struct CompiledPolicy {
     pub unknown_class: u16,
     pub router_class: u16,
     pub quarantine: Option<QuarantineSettings>,
+    /// `limits:` (the per-device flow quota goes to `CONFIG`).
+    pub limits: super::model::Limits,
 
     /// The image of every policy map, without slots (see [`super::maps`]).
     pub maps: PolicyMaps,

@@ -76,6 +76,7 @@ mod tests {
             ("/definitions/rule/properties", walker::RULE_KEYS),
             ("/properties/defaults/properties", walker::DEFAULT_KEYS),
             ("/properties/quarantine/properties", walker::QUARANTINE_KEYS),
+            ("/properties/limits/properties", walker::LIMITS_KEYS),
             (
                 "/properties/quarantine/properties/when/properties",
                 walker::WHEN_KEYS,

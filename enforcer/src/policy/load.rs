@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     diag::{Diags, Loc, PolicyError},
-    model::{self, Defaults, FileDoc, Located, PartialDefaults, Policy, Quarantine, Rule},
+    model::{self, Defaults, FileDoc, Limits, Located, PartialDefaults, Policy, Quarantine, Rule},
     validate::{self, Gaps},
     yaml,
 };
@@ -228,6 +228,7 @@ fn digest(sources: &[Source]) -> String {
 fn merge(docs: Vec<FileDoc>, root: Loc, diags: &mut Diags) -> Policy {
     let mut policy = empty(root);
     let mut defaults_at: Option<Loc> = None;
+    let mut limits_at: Option<Loc> = None;
     let mut rule_names = HashMap::<String, Loc>::new();
     for doc in docs {
         insert_unique(
@@ -258,6 +259,18 @@ fn merge(docs: Vec<FileDoc>, root: Loc, diags: &mut Diags) -> Policy {
         if let Some(q) = doc.quarantine {
             merge_quarantine(&mut policy.quarantine, q, diags);
         }
+        if let Some((at, limits)) = doc.limits {
+            if let Some(first) = &limits_at {
+                diags.error(
+                    &at,
+                    format!("`limits` is defined twice (first at {first})"),
+                    "keep one limits section",
+                );
+            } else {
+                policy.limits = limits;
+                limits_at = Some(at);
+            }
+        }
     }
     policy
 }
@@ -281,6 +294,7 @@ fn empty(root: Loc) -> Policy {
             spoofed: Action::Deny,
         },
         quarantine: None,
+        limits: Limits::default(),
         warnings: Vec::new(),
         root,
     }

@@ -173,6 +173,7 @@ fn settings_and_names(policy: &Policy, classes: &Classes, ids: IdTable) -> Compi
             touches: q.touches.iter().map(|t| t.value.to_string()).collect(),
             release_after_s: q.release_after_s,
         }),
+        limits: policy.limits,
         maps: PolicyMaps::default(),
         classes: classes.info.clone(),
         zones: policy

@@ -44,6 +44,7 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     pub defaults: Defaults,
     pub quarantine: Option<Quarantine>,
+    pub limits: Limits,
     /// Warnings found while loading (the compiler may add more).
     pub warnings: Vec<Diagnostic>,
     /// Where problems about the policy as a whole are reported (the first file, or the path).
@@ -182,6 +183,23 @@ pub struct Quarantine {
     pub loc: Loc,
 }
 
+/// `limits:`: the datapath's resource limits. Absent fields take the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Limits {
+    /// Most flows one device may hold in the flow table; the unknown sources share one such
+    /// quota, and so does each network (`flows_per_device`, default
+    /// [`enforcer_common::flow::DEFAULT_FLOWS_PER_DEVICE`]).
+    pub flows_per_device: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            flows_per_device: enforcer_common::flow::DEFAULT_FLOWS_PER_DEVICE,
+        }
+    }
+}
+
 /// What one file declares, before merging.
 #[derive(Debug, Default)]
 pub(crate) struct FileDoc {
@@ -192,6 +210,8 @@ pub(crate) struct FileDoc {
     /// The section's key location and its fields.
     pub defaults: Option<(Loc, PartialDefaults)>,
     pub quarantine: Option<Quarantine>,
+    /// The section's key location and its value.
+    pub limits: Option<(Loc, Limits)>,
     /// Zones, networks and devices defined here whose body could not be read (errors reported).
     pub unreadable: Vec<Endpoint>,
 }

@@ -6,8 +6,8 @@
 use enforcer_common::{Action, Mode};
 
 use super::{
-    Device, Endpoint, FileDoc, Inventory, Located, MAX_TEXT, Network, PartialDefaults, Quarantine,
-    Rule, RuleAction, Zone,
+    Device, Endpoint, FileDoc, Inventory, Limits, Located, MAX_TEXT, Network, PartialDefaults,
+    Quarantine, Rule, RuleAction, Zone,
     scalars::{
         ENDPOINT_HINT, IDENT_HINT, Problem, check_ident, parse_addr, parse_cidr, parse_count,
         parse_duration, parse_endpoint, parse_mac, parse_service, truncate,
@@ -25,6 +25,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "rules",
     "defaults",
     "quarantine",
+    "limits",
 ];
 pub(crate) const ZONE_KEYS: &[&str] = &["description"];
 pub(crate) const DEVICE_KEYS: &[&str] = &[
@@ -46,6 +47,7 @@ pub(crate) const DEFAULT_KEYS: &[&str] = &["action", "mode", "unknown", "spoofed
 pub(crate) const QUARANTINE_KEYS: &[&str] = &["zone", "when", "release_after"];
 pub(crate) const WHEN_KEYS: &[&str] = &["denied_packets", "spoofing", "touches"];
 pub(crate) const DENIED_KEYS: &[&str] = &["count", "within"];
+pub(crate) const LIMITS_KEYS: &[&str] = &["flows_per_device"];
 
 /// Convert one file's tree. Problems go to `diags`; what could be read is returned anyway, so
 /// later checks still run and one pass reports everything.
@@ -103,6 +105,7 @@ pub(crate) fn file_doc(root: &Node, diags: &mut Diags) -> FileDoc {
             }
             "defaults" => doc.defaults = cx.defaults(value).map(|d| (knode.loc.clone(), d)),
             "quarantine" => doc.quarantine = cx.quarantine(knode, value),
+            "limits" => doc.limits = cx.limits(value).map(|l| (knode.loc.clone(), l)),
             _ => {}
         }
     }
@@ -540,6 +543,15 @@ impl Cx<'_> {
         })
     }
 
+    fn limits(&mut self, node: &Node) -> Option<Limits> {
+        let f = self.fields(node, "limits", LIMITS_KEYS)?;
+        let mut limits = Limits::default();
+        if let Some(n) = get(&f, "flows_per_device") {
+            limits.flows_per_device = self.parsed(n, parse_flow_quota)?.value;
+        }
+        Some(limits)
+    }
+
     fn quarantine(&mut self, key: &Node, node: &Node) -> Option<Quarantine> {
         let f = self.fields(node, "quarantine", QUARANTINE_KEYS)?;
         let zone = self
@@ -596,5 +608,75 @@ impl Cx<'_> {
             release_after_s,
             loc: key.loc.clone(),
         })
+    }
+}
+
+/// `limits.flows_per_device`: from 1 to the flow table's capacity.
+fn parse_flow_quota(s: &str) -> Result<u32, Problem> {
+    let max = enforcer_common::flow::MAX_FLOWS;
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=max).contains(n) && !s.starts_with(['0', '+']))
+        .ok_or_else(|| Problem {
+            message: format!("invalid flows_per_device `{}`", truncate(s)),
+            hint: format!("write a decimal number from 1 to {max} (the flow table's capacity)"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::parse_str;
+
+    const SITE: &str = "zones: {office: {}, quarantine: {}}\ndevices:\n  pc: {zone: office, addresses: [10.0.0.9]}\n";
+
+    fn messages(yaml: &str) -> Vec<String> {
+        match parse_str("p.yaml", yaml) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn limits_default_to_the_documented_flow_quota() {
+        let policy = parse_str("p.yaml", SITE).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            policy.limits.flows_per_device,
+            enforcer_common::flow::DEFAULT_FLOWS_PER_DEVICE
+        );
+    }
+
+    #[test]
+    fn limits_set_the_per_device_flow_quota() {
+        let yaml = format!("{SITE}limits: {{flows_per_device: 16}}\n");
+        let policy = parse_str("p.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policy.limits.flows_per_device, 16);
+    }
+
+    #[test]
+    fn a_flow_quota_of_zero_or_beyond_the_table_is_an_error() {
+        for bad in ["0", "262145", "-1", "many", "016"] {
+            let got = messages(&format!("{SITE}limits: {{flows_per_device: {bad}}}\n"));
+            assert_eq!(got.len(), 1, "{bad}: {got:?}");
+            assert!(
+                got[0].contains(&format!("invalid flows_per_device `{bad}`")),
+                "{bad}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_limit_is_an_error() {
+        let got = messages(&format!("{SITE}limits: {{flows_per_devise: 16}}\n"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("flows_per_devise"), "{got:?}");
+    }
+
+    #[test]
+    fn limits_written_twice_is_an_error() {
+        let got = messages(&format!(
+            "{SITE}limits: {{flows_per_device: 16}}\nlimits: {{flows_per_device: 8}}\n"
+        ));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("limits"), "{got:?}");
     }
 }
