@@ -27,6 +27,11 @@ pub fn run(quick: bool) -> Result<()> {
         "enforcer-tests",
         "--bin",
         "enforcer-bench",
+        // The loader part runs `enforcer check` as a child, to measure its peak memory alone.
+        "-p",
+        "enforcer",
+        "--bin",
+        "enforcer",
     ]))?;
     let root = exec::workspace_root();
     let dir = if quick {

@@ -12,12 +12,15 @@ use crate::{
     policy::{self, CompileOptions, Diagnostic},
 };
 
-/// The JSON report: `{ "valid": bool, "errors": [...], "warnings": [...] }`.
+/// The JSON report: `{ "valid": bool, "errors": [...], "warnings": [...], "more_errors": N }`.
+/// At most [`policy::MAX_REPORTED`] errors are listed; `more_errors` counts the rest.
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
     pub valid: bool,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// Errors found beyond those listed.
+    pub more_errors: usize,
 }
 
 /// Check a policy: everything `load` and `compile` check (with no router addresses).
@@ -28,15 +31,16 @@ pub fn check(path: &Path) -> CheckReport {
         warnings.extend(policy::router_rules::warning(&p));
         Ok(warnings)
     });
-    let diags = match result {
-        Ok(warnings) => warnings,
-        Err(err) => err.diagnostics(),
+    let (diags, more_errors) = match result {
+        Ok(warnings) => (warnings, 0),
+        Err(err) => (err.diagnostics(), err.omitted().errors),
     };
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(Diagnostic::is_error);
     CheckReport {
-        valid: errors.is_empty(),
+        valid: errors.is_empty() && more_errors == 0,
         errors,
         warnings,
+        more_errors,
     }
 }
 
@@ -65,11 +69,19 @@ pub fn run(path: &Path, output: Output) -> Result<u8> {
                     plural(report.warnings.len())
                 );
             } else {
+                if report.more_errors > 0 {
+                    eprintln!(
+                        "and {} more error{} (at most {} are reported)",
+                        report.more_errors,
+                        plural(report.more_errors),
+                        policy::MAX_REPORTED
+                    );
+                }
+                let total = report.errors.len() + report.more_errors;
                 eprintln!(
-                    "{}: policy is invalid ({} error{})",
+                    "{}: policy is invalid ({total} error{})",
                     path.display(),
-                    report.errors.len(),
-                    plural(report.errors.len())
+                    plural(total)
                 );
             }
         }

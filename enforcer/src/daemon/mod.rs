@@ -166,6 +166,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Reloads the policy: compile, apply, record. On any error (`host` included: the host could not
 /// be read) the running policy stays.
+/// Errors the status file's `last_reload.error` lists before "and N more errors".
+const STATUS_ERRORS: usize = 20;
+
 fn reload(
     cfg: &Config,
     host: Result<host::HostContext, host::HostError>,
@@ -222,15 +225,25 @@ fn reload(
         }
         Err(e) => {
             let message = match &e {
-                DaemonError::Policy(p) => p.to_string(),
+                // A bounded summary: the status file must not grow with a hostile policy.
+                DaemonError::Policy(p) => p.summary(STATUS_ERRORS),
                 other => error_chain(other),
             };
             match &e {
                 // One record per problem, located by fields and on one line: journald keeps each
-                // as one entry (the terminal's snippets are for `enforcer check`).
+                // as one entry (the terminal's snippets are for `enforcer check`). The loader
+                // keeps at most `policy::MAX_REPORTED`; the rest are one record's count.
                 DaemonError::Policy(p) => {
                     for d in p.errors() {
                         error!(error = %d, file = %d.file, line = d.line, col = d.col, hint = d.hint.as_deref().unwrap_or_default(), generation = inner.generation, "policy rejected; the running policy stays");
+                    }
+                    let more = p.omitted().errors;
+                    if more > 0 {
+                        error!(
+                            more_errors = more,
+                            generation = inner.generation,
+                            "policy rejected; {more} more errors not reported"
+                        );
                     }
                 }
                 _ => {

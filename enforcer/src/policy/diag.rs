@@ -2,6 +2,7 @@
 //! module. Every problem names `file:line:col` (1-based; `0:0` means "the file or path as a whole").
 
 use std::{
+    collections::{BTreeMap, HashMap},
     fmt,
     path::{Path, PathBuf},
     sync::Arc,
@@ -83,14 +84,14 @@ impl Diagnostic {
             line: loc.line,
             col: loc.col,
             severity,
-            message,
+            message: bounded(message),
             hint: None,
         }
     }
 
     #[must_use]
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(bounded(hint.into()));
         self
     }
 
@@ -98,6 +99,24 @@ impl Diagnostic {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+}
+
+/// Most diagnostics of each severity one load or compile keeps; the rest are only counted
+/// ("and N more errors"). A hostile file can hold millions of problems (one per alias of a 6 MB
+/// alias bomb): keeping, sorting, printing and logging them all cost gigabytes and minutes.
+pub const MAX_REPORTED: usize = 100;
+
+/// Longest message or hint, in characters. Messages quote values from the file (a key, a name),
+/// which the size caps alone would let be megabytes long.
+pub const MAX_MESSAGE_CHARS: usize = 512;
+
+/// `text` cut to [`MAX_MESSAGE_CHARS`], marked with `...` when cut.
+fn bounded(mut text: String) -> String {
+    if let Some((at, _)) = text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        text.truncate(at);
+        text.push_str("...");
+    }
+    text
 }
 
 /// One line, `file:line:col: severity: message`: the form editors and scripts parse, and the one a
@@ -133,11 +152,12 @@ impl Diagnostic {
         };
         let mut group = Group::with_level(level.clone());
         if let Some(line) = source_line.filter(|_| self.line > 0) {
+            let (line, col) = window(line, self.col);
             group = group.element(
                 Snippet::source(line)
                     .line_start(self.line)
                     .fold(false)
-                    .annotation(AnnotationKind::Primary.span(span_at(line, self.col))),
+                    .annotation(AnnotationKind::Primary.span(span_at(line, col))),
             );
         }
         if let Some(hint) = &self.hint {
@@ -150,6 +170,28 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// Widest part of a source line a snippet shows, in characters.
+const SNIPPET_CHARS: usize = 160;
+
+/// The part of `line` a snippet shows, and the column within it: the line itself when short, else
+/// [`SNIPPET_CHARS`] characters starting a little before `col` (a 6 MB one-line file must not be
+/// printed once per problem in it).
+fn window(line: &str, col: usize) -> (&str, usize) {
+    if line.len() <= SNIPPET_CHARS {
+        return (line, col);
+    }
+    let skip = col.saturating_sub(SNIPPET_CHARS / 4 + 1);
+    let byte = |n: usize| line.char_indices().nth(n).map_or(line.len(), |(i, _)| i);
+    let start = byte(skip);
+    let end = start + byte_len(&line[start..], SNIPPET_CHARS);
+    (&line[start..end], col - skip)
+}
+
+/// Bytes of the first `chars` characters of `s`.
+fn byte_len(s: &str, chars: usize) -> usize {
+    s.char_indices().nth(chars).map_or(s.len(), |(i, _)| i)
 }
 
 /// The byte range of the token at 1-based character column `col` of `line`: a quoted string, a
@@ -223,22 +265,39 @@ pub(crate) fn did_you_mean<'a>(
     nearest(word, candidates).map_or_else(otherwise, |near| format!("did you mean `{near}`?"))
 }
 
-/// Every diagnostic rendered for a terminal, reading each file's lines once. A file that cannot
-/// be read again (or changed meanwhile) only loses its snippets.
+/// Every diagnostic rendered for a terminal, reading each file once (as the loader does: a
+/// regular file within the size cap, never a FIFO) and finding the lines wanted in one pass. A
+/// file that cannot be read again (or changed meanwhile) only loses its snippets.
 #[must_use]
 pub fn render_all<'a>(diags: impl IntoIterator<Item = &'a Diagnostic>) -> Vec<String> {
-    let mut files: std::collections::HashMap<String, Option<String>> = Default::default();
+    let diags: Vec<&Diagnostic> = diags.into_iter().collect();
+    let mut wanted: HashMap<&str, BTreeMap<usize, Option<String>>> = HashMap::new();
+    for d in diags.iter().filter(|d| d.line > 0) {
+        wanted.entry(&d.file).or_default().insert(d.line, None);
+    }
+    for (file, lines) in &mut wanted {
+        let Ok(bytes) = super::load::read_regular(Path::new(file)) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let last = lines.keys().next_back().copied().unwrap_or(0);
+        for (n, line) in text.lines().enumerate().take(last) {
+            if let Some(slot) = lines.get_mut(&(n + 1)) {
+                // A byte order mark is no part of the first line as the user sees it.
+                let line = line.strip_prefix('\u{feff}').unwrap_or(line);
+                // Distinct lines of one file: together never more than the file.
+                *slot = Some(line.to_owned());
+            }
+        }
+    }
     diags
-        .into_iter()
+        .iter()
         .map(|d| {
-            let text = files
-                .entry(d.file.clone())
-                .or_insert_with(|| std::fs::read_to_string(&d.file).ok());
-            let line = text
-                .as_deref()
-                .and_then(|t| t.lines().nth(d.line.checked_sub(1)?));
-            // A byte order mark is no part of the first line as the user sees it.
-            d.render(line.map(|l| l.strip_prefix('\u{feff}').unwrap_or(l)))
+            let line = wanted
+                .get(d.file.as_str())
+                .and_then(|lines| lines.get(&d.line))
+                .and_then(Option::as_deref);
+            d.render(line)
         })
         .collect()
 }
@@ -246,9 +305,10 @@ pub fn render_all<'a>(diags: impl IntoIterator<Item = &'a Diagnostic>) -> Vec<St
 /// Why a policy could not be loaded or compiled.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// The policy is invalid; every error found (and the warnings) in file order.
-    #[error("{}", DisplayList(.0))]
-    Invalid(Vec<Diagnostic>),
+    /// The policy is invalid: the first [`MAX_REPORTED`] errors (and warnings) in file order, and
+    /// how many more were found but not kept.
+    #[error("{}", DisplayList(.0, *.1))]
+    Invalid(Vec<Diagnostic>, Omitted),
     /// A path could not be read.
     #[error("{}: cannot read: {source}", path.display())]
     Io {
@@ -256,19 +316,38 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
+    /// The policy path (or a file in the policy directory) is not a regular file: a FIFO would
+    /// block the reader forever, a device would stream without end.
+    #[error("{}: not a regular file ({kind})", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+}
+
+/// Problems found beyond [`MAX_REPORTED`] of their severity: counted, not kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Omitted {
+    pub errors: usize,
+    pub warnings: usize,
 }
 
 impl PolicyError {
-    /// Every problem as a diagnostic (an I/O failure becomes one naming the path).
+    /// Every problem kept (at most [`MAX_REPORTED`] of each severity) as a diagnostic (an I/O
+    /// failure becomes one naming the path).
     #[must_use]
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         match self {
-            Self::Invalid(diags) => diags.clone(),
+            Self::Invalid(diags, _) => diags.clone(),
             Self::Io { path, source } => vec![io_diagnostic(path, source)],
+            Self::NotRegular { path, kind } => {
+                let file: Arc<str> = Arc::from(path.display().to_string());
+                vec![
+                    Diagnostic::error(&Loc::whole(&file), format!("not a regular file ({kind})"))
+                        .hint("point the policy path at a regular file or a directory of them"),
+                ]
+            }
         }
     }
 
-    /// Only the errors (not the warnings that came with them).
+    /// Only the errors kept (not the warnings that came with them).
     #[must_use]
     pub fn errors(&self) -> Vec<Diagnostic> {
         self.diagnostics()
@@ -276,6 +355,45 @@ impl PolicyError {
             .filter(Diagnostic::is_error)
             .collect()
     }
+
+    /// How many problems were found but not kept.
+    #[must_use]
+    pub fn omitted(&self) -> Omitted {
+        match self {
+            Self::Invalid(_, omitted) => *omitted,
+            Self::Io { .. } | Self::NotRegular { .. } => Omitted::default(),
+        }
+    }
+
+    /// At most `max` lines: the first `max - 1` errors, one line each, then "and N more errors"
+    /// when there are more. For a status file or a log record, whose size must not follow the
+    /// input's.
+    #[must_use]
+    pub fn summary(&self, max: usize) -> String {
+        let errors = self.errors();
+        let total = errors.len() + self.omitted().errors;
+        let mut out = match self {
+            Self::Invalid(..) => format!("policy is invalid ({total} error{})", plural(total)),
+            Self::Io { .. } | Self::NotRegular { .. } => return self.to_string(),
+        };
+        let shown = max.saturating_sub(1).min(errors.len());
+        for d in &errors[..shown] {
+            out.push('\n');
+            out.push_str(&d.to_string());
+        }
+        if total > shown {
+            out.push_str(&format!(
+                "\nand {} more error{}",
+                total - shown,
+                plural(total - shown)
+            ));
+        }
+        out
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 fn io_diagnostic(path: &Path, source: &std::io::Error) -> Diagnostic {
@@ -284,63 +402,132 @@ fn io_diagnostic(path: &Path, source: &std::io::Error) -> Diagnostic {
         .hint("check that the path exists and is readable")
 }
 
-struct DisplayList<'a>(&'a [Diagnostic]);
+struct DisplayList<'a>(&'a [Diagnostic], Omitted);
 
 impl fmt::Display for DisplayList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let errors = self.0.iter().filter(|d| d.is_error()).count();
-        write!(
-            f,
-            "policy is invalid ({errors} error{})",
-            if errors == 1 { "" } else { "s" }
-        )?;
+        let errors = self.0.iter().filter(|d| d.is_error()).count() + self.1.errors;
+        write!(f, "policy is invalid ({errors} error{})", plural(errors))?;
         for diag in self.0 {
             write!(f, "\n{diag}")?;
             if let Some(hint) = &diag.hint {
                 write!(f, "\n  hint: {hint}")?;
             }
         }
+        if self.1.errors > 0 {
+            write!(
+                f,
+                "\nand {} more error{} (at most {MAX_REPORTED} are reported)",
+                self.1.errors,
+                plural(self.1.errors)
+            )?;
+        }
         Ok(())
     }
 }
 
-/// Collects diagnostics; the result is an error when any of them is one.
+/// Collects diagnostics, keeping the first [`MAX_REPORTED`] of each severity by place (file,
+/// line, column) and counting the rest; the result is an error when any of them is one.
+///
+/// The list is compacted (sorted, cut) whenever it holds twice the cap, so memory stays bounded
+/// and the work is O(n log cap) for n problems however many there are.
 #[derive(Debug, Default)]
 pub(crate) struct Diags {
     pub list: Vec<Diagnostic>,
+    /// Errors and warnings dropped by compaction.
+    omitted: Omitted,
+    /// Problems ever pushed (kept or not), for callers asking "did this step find any".
+    found: usize,
 }
 
 impl Diags {
+    /// A collector starting from diagnostics already found (the loader's warnings).
+    pub fn from_list(list: Vec<Diagnostic>) -> Self {
+        let mut diags = Self::default();
+        for d in list {
+            diags.push(d);
+        }
+        diags
+    }
+
     pub fn error(&mut self, loc: &Loc, message: impl Into<String>, hint: impl Into<String>) {
-        self.list.push(Diagnostic::error(loc, message).hint(hint));
+        self.push(Diagnostic::error(loc, message).hint(hint));
     }
 
     pub fn warning(&mut self, loc: &Loc, message: impl Into<String>, hint: impl Into<String>) {
-        self.list.push(Diagnostic::warning(loc, message).hint(hint));
+        self.push(Diagnostic::warning(loc, message).hint(hint));
+    }
+
+    pub fn push(&mut self, diag: Diagnostic) {
+        self.found += 1;
+        self.list.push(diag);
+        if self.list.len() >= 4 * MAX_REPORTED {
+            self.compact();
+        }
+    }
+
+    /// Problems pushed so far, including those no longer kept.
+    pub fn found(&self) -> usize {
+        self.found
+    }
+
+    /// Sort by place and keep the first [`MAX_REPORTED`] of each severity.
+    fn compact(&mut self) {
+        // Stable sort: problems at the same place keep the order they were found in.
+        self.list
+            .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        let (mut errors, mut warnings) = (0usize, 0usize);
+        let omitted = &mut self.omitted;
+        self.list.retain(|d| {
+            let (seen, dropped) = if d.is_error() {
+                (&mut errors, &mut omitted.errors)
+            } else {
+                (&mut warnings, &mut omitted.warnings)
+            };
+            *seen += 1;
+            if *seen > MAX_REPORTED {
+                *dropped += 1;
+                false
+            } else {
+                true
+            }
+        });
     }
 
     pub fn has_errors(&self) -> bool {
-        self.list.iter().any(Diagnostic::is_error)
+        self.omitted.errors > 0 || self.list.iter().any(Diagnostic::is_error)
     }
 
     /// Everything found, as an error (for callers that already know there is one).
     pub fn into_error(self) -> PolicyError {
+        let omitted = self.omitted;
         match self.finish() {
-            Ok(list) | Err(PolicyError::Invalid(list)) => PolicyError::Invalid(list),
+            Ok(list) | Err(PolicyError::Invalid(list, _)) => PolicyError::Invalid(list, omitted),
             Err(other) => other,
         }
     }
 
-    /// `Err` with everything (sorted by place) when there is an error, else the warnings.
+    /// `Err` with everything kept (sorted by place) when there is an error, else the warnings.
+    /// Warnings beyond the cap on success end with one warning saying how many more there were.
     pub fn finish(mut self) -> Result<Vec<Diagnostic>, PolicyError> {
-        // Stable sort: problems at the same place keep the order they were found in.
-        self.list
-            .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        self.compact();
         if self.has_errors() {
-            Err(PolicyError::Invalid(self.list))
-        } else {
-            Ok(self.list)
+            return Err(PolicyError::Invalid(self.list, self.omitted));
         }
+        if self.omitted.warnings > 0
+            && let Some(last) = self.list.last()
+        {
+            let file: Arc<str> = Arc::from(last.file.as_str());
+            let more = self.omitted.warnings;
+            self.list.push(Diagnostic::warning(
+                &Loc::whole(&file),
+                format!(
+                    "and {more} more warning{} (at most {MAX_REPORTED} are reported)",
+                    plural(more)
+                ),
+            ));
+        }
+        Ok(self.list)
     }
 }
 

@@ -7,6 +7,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     fs,
     io::Read as _,
+    os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -74,15 +75,22 @@ fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
     let meta = fs::metadata(path).map_err(|e| io(path, e))?;
     let root: Arc<str> = Arc::from(path.display().to_string());
     let mut diags = Diags::default();
-    let files: Vec<(String, PathBuf, u64)> = if meta.is_dir() {
-        list_dir(path, &root, &mut diags)?
-    } else {
+    if !meta.is_dir() {
+        // One file: opened first and checked on the handle, so a FIFO never blocks us.
         let rel = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        vec![(rel, path.to_path_buf(), meta.len())]
-    };
+        let bytes = read_capped(path, &root, &mut diags)?;
+        return diags.finish().map(|_| {
+            vec![Source {
+                rel,
+                display: root,
+                bytes,
+            }]
+        });
+    }
+    let files = list_dir(path, &root, &mut diags)?;
     let total: u64 = files.iter().map(|f| f.2).sum();
     for (_, file, len) in &files {
         if *len > MAX_FILE_BYTES {
@@ -94,7 +102,7 @@ fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
             );
         }
     }
-    if meta.is_dir() && total > MAX_TOTAL_BYTES {
+    if total > MAX_TOTAL_BYTES {
         diags.error(
             &Loc::whole(&root),
             format!("policy files total {total} bytes, over the cap of {MAX_TOTAL_BYTES}"),
@@ -106,20 +114,8 @@ fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
     }
     let mut sources = Vec::with_capacity(files.len());
     for (rel, file, _) in files {
-        // Read at most one byte over the cap: a file that grew after the size check is still
-        // caught, and never read whole.
-        let mut bytes = Vec::new();
-        fs::File::open(&file)
-            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
-            .map_err(|e| io(&file, e))?;
         let display: Arc<str> = Arc::from(file.display().to_string());
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            diags.error(
-                &Loc::whole(&display),
-                format!("file is over the cap of {MAX_FILE_BYTES} bytes"),
-                "split the policy into several files",
-            );
-        }
+        let bytes = read_capped(&file, &display, &mut diags)?;
         sources.push(Source {
             rel,
             display,
@@ -127,6 +123,82 @@ fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
         });
     }
     diags.finish().map(|_| sources)
+}
+
+/// The bytes of one policy file, or an error in `diags` when it is over [`MAX_FILE_BYTES`].
+fn read_capped(path: &Path, display: &Arc<str>, diags: &mut Diags) -> Result<Vec<u8>, PolicyError> {
+    let (file, len) = open_regular(path)?;
+    if len > MAX_FILE_BYTES {
+        diags.error(
+            &Loc::whole(display),
+            format!("file is {len} bytes, over the cap of {MAX_FILE_BYTES}"),
+            "split the policy into several files",
+        );
+        return Ok(Vec::new());
+    }
+    // Read at most one byte over the cap: a file that grew after the size check is still
+    // caught, and never read whole.
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io(path, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        diags.error(
+            &Loc::whole(display),
+            format!("file is over the cap of {MAX_FILE_BYTES} bytes"),
+            "split the policy into several files",
+        );
+        bytes = Vec::new();
+    }
+    Ok(bytes)
+}
+
+/// Open `path` for reading without blocking and check, on the open handle (so nothing can be
+/// swapped in between), that it is a regular file. A FIFO opened for reading would otherwise wait
+/// for a writer forever, and a device could stream without end. Returns the file and its size.
+///
+/// # Errors
+/// [`PolicyError::Io`] when it cannot be opened, [`PolicyError::NotRegular`] naming the path
+/// and what it is otherwise.
+pub(crate) fn open_regular(path: &Path) -> Result<(fs::File, u64), PolicyError> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    let meta = file.metadata().map_err(|e| io(path, e))?;
+    let ty = meta.file_type();
+    if !ty.is_file() {
+        let kind = if ty.is_fifo() {
+            "a FIFO"
+        } else if ty.is_socket() {
+            "a socket"
+        } else if ty.is_char_device() {
+            "a character device"
+        } else if ty.is_block_device() {
+            "a block device"
+        } else if ty.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        };
+        return Err(PolicyError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    Ok((file, meta.len()))
+}
+
+/// A policy file's bytes read again (for snippets): a regular file within [`MAX_FILE_BYTES`].
+///
+/// # Errors
+/// As [`open_regular`], and [`PolicyError::Invalid`] when the file is over the cap.
+pub(crate) fn read_regular(path: &Path) -> Result<Vec<u8>, PolicyError> {
+    let mut diags = Diags::default();
+    let display: Arc<str> = Arc::from(path.display().to_string());
+    let bytes = read_capped(path, &display, &mut diags)?;
+    diags.finish().map(|_| bytes)
 }
 
 /// The policy files of a directory, in name order (byte order of the names, so it does not
@@ -182,11 +254,11 @@ pub(crate) fn from_sources(root: &Arc<str>, sources: &[Source]) -> Result<Policy
     let mut gaps = Gaps::default();
     let mut docs = Vec::with_capacity(sources.len());
     for source in sources {
-        let before = diags.list.len();
-        let tree = yaml::parse(&source.display, &source.bytes, &mut diags.list);
+        let before = diags.found();
+        let tree = yaml::parse(&source.display, &source.bytes, &mut diags);
         // Any YAML error (even one the reader steps over, such as an alias) leaves the file
         // read in part or not at all; an empty file is no gap.
-        gaps.unread_file |= diags.list.len() > before;
+        gaps.unread_file |= diags.found() > before;
         if let Some(node) = tree {
             docs.push(model::file_doc(&node, &mut diags));
         }
@@ -446,5 +518,230 @@ mod tests {
         ];
         let policy = from_sources(&Arc::from("p"), &sources).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(policy.devices.len(), 2);
+    }
+
+    /// A directory of its own under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "enforcer-load-{name}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_fifo_as_the_policy_path_is_an_error_naming_it_and_does_not_block() {
+        let dir = TempDir::new("fifo");
+        let fifo = dir.0.join("policy.yaml");
+        nix::unistd::mkfifo(
+            &fifo,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+        // No writer ever opens it: a blocking open or read would hang this test.
+        let err = load(&fifo).map(|_| ()).expect_err("a FIFO is no policy");
+        assert!(
+            matches!(err, PolicyError::NotRegular { kind: "a FIFO", .. }),
+            "{err}"
+        );
+        let shown = err.to_string();
+        assert!(shown.contains(&fifo.display().to_string()), "{shown}");
+        assert!(shown.contains("not a regular file (a FIFO)"), "{shown}");
+        assert_eq!(err.errors()[0].file, fifo.display().to_string());
+    }
+
+    #[test]
+    fn a_character_device_as_the_policy_path_is_an_error() {
+        let err = load(Path::new("/dev/zero"))
+            .map(|_| ())
+            .expect_err("a device is no policy");
+        assert!(
+            err.to_string()
+                .contains("/dev/zero: not a regular file (a character device)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_fifo_inside_a_policy_directory_is_skipped() {
+        let dir = TempDir::new("fifo-in-dir");
+        fs::write(dir.0.join("00-zones.yaml"), ZONES).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(dir.0.join("10-devices.yaml"), DEVICES).unwrap_or_else(|e| panic!("{e}"));
+        nix::unistd::mkfifo(&dir.0.join("20-rules.yaml"), nix::sys::stat::Mode::S_IRUSR)
+            .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+        let policy = load(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policy.devices.len(), 2);
+        assert!(policy.rules.is_empty());
+    }
+
+    /// Parse a generated hostile input; it must be rejected.
+    fn rejected(text: &str) -> PolicyError {
+        parse_str("hostile.yaml", text)
+            .map(|_| ())
+            .expect_err("hostile input must be rejected")
+    }
+
+    fn assert_bounded(err: &PolicyError) {
+        let diags = err.diagnostics();
+        assert!(diags.iter().filter(|d| d.is_error()).count() <= crate::policy::MAX_REPORTED);
+        for d in &diags {
+            assert!(
+                d.message.chars().count() <= crate::policy::MAX_MESSAGE_CHARS + 3,
+                "{d}"
+            );
+        }
+        // Display (what a log or a terminal shows) stays small whatever the input.
+        assert!(
+            err.to_string().len() < 200_000,
+            "{} bytes",
+            err.to_string().len()
+        );
+        assert!(err.summary(20).lines().count() <= 21);
+    }
+
+    #[test]
+    fn an_alias_bomb_reports_a_hundred_errors_and_counts_the_rest() {
+        // `x: &a [*a, *a, ...]`, 200,000 aliases on one line (the 6 MB attack file holds 1.5 M).
+        let aliases = 200_000;
+        let text = format!("x: &a [{}]\n", vec!["*a"; aliases].join(", "));
+        let err = rejected(&text);
+        assert_bounded(&err);
+        let errors = err.errors();
+        assert_eq!(errors.len(), crate::policy::MAX_REPORTED);
+        // Every alias, the anchor and the unknown key `x` are each one problem.
+        assert_eq!(
+            err.omitted().errors,
+            aliases + 2 - crate::policy::MAX_REPORTED
+        );
+        assert_eq!(errors[0].message, "unknown key `x` in the policy file");
+        assert!(errors[1].message.contains("YAML anchors"), "{}", errors[1]);
+        // Kept in place order: the first aliases of the line.
+        assert!(errors[2].message.contains("YAML aliases"), "{}", errors[2]);
+        assert_eq!((errors[2].line, errors[2].col), (1, 8));
+        let summary = err.summary(20);
+        assert!(
+            summary.ends_with(&format!("and {} more errors", aliases + 2 - 19)),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_over_many_lines_renders_quickly_bounded() {
+        let text = format!("x: &a [\n{}]\n", "  *a,\n".repeat(100_000));
+        let dir = TempDir::new("bomb-lines");
+        let file = dir.0.join("bomb.yaml");
+        fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+        let err = load(&file).map(|_| ()).expect_err("aliases");
+        assert_bounded(&err);
+        let rendered = crate::policy::render_all(&err.diagnostics());
+        assert_eq!(rendered.len(), crate::policy::MAX_REPORTED);
+        assert!(rendered[5].contains("  *a,"), "{}", rendered[5]);
+    }
+
+    #[test]
+    fn deep_nesting_is_one_error() {
+        let text = format!("zones: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let err = rejected(&text);
+        assert_bounded(&err);
+        assert_eq!(err.errors().len(), 1, "{err}");
+        assert!(err.to_string().contains("nesting deeper than 16"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_plain_key_is_a_syntax_error() {
+        // YAML caps implicit keys at 1024 characters.
+        let text = format!("{}: 1\n", "k".repeat(1 << 20));
+        let err = rejected(&text);
+        assert_bounded(&err);
+        assert_eq!(err.errors().len(), 1, "{err}");
+        assert!(err.errors()[0].message.starts_with("invalid YAML"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_value_is_reported_with_a_bounded_message() {
+        let text = format!(
+            "{ZONES}devices:\n  cam-1: {{zone: cameras, addresses: [10.0.0.1], vendor: \"{}\"}}\n",
+            "v".repeat(1 << 20)
+        );
+        let err = rejected(&text);
+        assert_bounded(&err);
+        assert_eq!(err.errors().len(), 1, "{err}");
+        assert!(
+            err.errors()[0].message.contains("value longer than 1024"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_huge_device_name_is_reported_with_a_bounded_message() {
+        // An explicit key (`? `) may be longer than 1024 characters.
+        let text = format!(
+            "{ZONES}devices:\n  ? {}\n  : {{zone: cameras, addresses: [10.0.0.1]}}\n",
+            "d".repeat(1 << 20)
+        );
+        let err = rejected(&text);
+        assert_bounded(&err);
+        assert_eq!(err.errors().len(), 1, "{err}");
+        assert!(
+            err.errors()[0].message.contains("longer than 1024"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_million_tiny_list_items_are_one_error() {
+        // 1,000,000 items in a list where a mapping of zones belongs: one type error, no cascade.
+        let text = format!("zones: [{}]\n", vec!["a"; 1_000_000].join(","));
+        let err = rejected(&text);
+        assert_bounded(&err);
+        // The list, and (there being no zones) the default zone `quarantine` undefined.
+        assert_eq!(err.errors().len(), 2, "{err}");
+        assert!(err.errors()[1].message.contains("found a list"), "{err}");
+    }
+
+    #[test]
+    fn a_million_duplicate_keys_report_a_hundred_and_count_the_rest() {
+        let text = format!("zones:\n{}", "  a: {}\n".repeat(300_000));
+        let err = rejected(&text);
+        assert_bounded(&err);
+        let errors = err.errors();
+        assert_eq!(errors.len(), crate::policy::MAX_REPORTED);
+        assert_eq!(err.omitted().errors + errors.len(), 300_000 - 1);
+        assert_eq!(
+            errors[0].message,
+            "duplicate key `a` (first defined at hostile.yaml:2:3)"
+        );
+        assert_eq!(errors[0].line, 3);
+    }
+
+    #[test]
+    fn a_long_line_of_unknown_keys_is_bounded() {
+        // One 2 MB line of a flow mapping with 200,000 unknown keys.
+        let keys: Vec<String> = (0..200_000).map(|i| format!("k{i}: 1")).collect();
+        let text = format!("zones: {{cameras: {{{}}}}}\n", keys.join(", "));
+        let dir = TempDir::new("long-line");
+        let file = dir.0.join("long.yaml");
+        fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+        let err = load(&file).map(|_| ()).expect_err("unknown keys");
+        assert_bounded(&err);
+        // Every key, and the default zone `quarantine` undefined.
+        assert_eq!(err.errors().len() + err.omitted().errors, 200_001);
+        let shown = crate::policy::render_all(&err.errors()[..1]).concat();
+        assert!(shown.contains("k0: 1"), "{shown}");
+        // The snippet shows a window of the line, not 2 MB of it.
+        assert!(shown.len() < 2_000, "{} bytes", shown.len());
     }
 }

@@ -20,7 +20,9 @@ mod yaml;
 
 pub use compile::{PAIR_WORK_BUDGET, compile, compile_with_diagnostics};
 pub use compiled::{CompileOptions, CompiledPolicy, IdTable};
-pub use diag::{Diagnostic, Loc, PolicyError, Severity, render_all};
+pub use diag::{
+    Diagnostic, Loc, MAX_MESSAGE_CHARS, MAX_REPORTED, Omitted, PolicyError, Severity, render_all,
+};
 pub use load::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, load, parse_str};
 pub use model::Policy;
 pub use plan::{PlanDiff, PlanView, diff};

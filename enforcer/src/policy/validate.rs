@@ -505,28 +505,21 @@ mod tests {
     }
 
     #[test]
-    fn quadratic_alias_input_is_rejected_fast() {
-        // One 40 KiB anchor referenced thousands of times: expanded, 10^8 nodes.
+    fn quadratic_alias_input_is_rejected_without_expansion() {
+        // One 40 KiB anchor referenced thousands of times: expanded, 10^8 nodes. Never expanded
+        // here: each alias is one error (its cost is measured by `cargo xtask bench`, not here).
         let mut text = format!("{BASE}x: &big [{}]\ny: [", vec!["aaaaaaa"; 5000].join(","));
         text.push_str(&vec!["*big"; 2000].join(","));
         text.push_str("]\n");
         assert!(text.len() > 48 * 1024);
-        let fastest = (0..3)
-            .map(|_| {
-                let start = std::time::Instant::now();
-                let err = parse_str("t.yaml", &text).map(|_| ()).expect_err("aliases");
-                assert!(
-                    err.to_string()
-                        .contains("YAML aliases (*name) are not supported"),
-                    "{err}"
-                );
-                start.elapsed()
-            })
-            .min()
-            .unwrap_or_default();
+        let err = parse_str("t.yaml", &text).map(|_| ()).expect_err("aliases");
         assert!(
-            fastest < std::time::Duration::from_millis(100),
-            "took {fastest:?}"
+            err.to_string()
+                .contains("YAML aliases (*name) are not supported"),
+            "{err}"
         );
+        // 2,000 aliases, the anchor and the keys `x` and `y`: 100 reported, the rest counted.
+        assert_eq!(err.errors().len(), crate::policy::MAX_REPORTED);
+        assert_eq!(err.errors().len() + err.omitted().errors, 2_003);
     }
 }

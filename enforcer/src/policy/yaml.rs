@@ -11,7 +11,7 @@
 //! expands anything, so the work is linear in the input. Typing the tree (what a zone is) lives in
 //! `model`; nothing outside this module knows YAML exists, so the parser can be swapped.
 
-use std::{collections::HashMap, mem::MaybeUninit, sync::Arc};
+use std::{mem::MaybeUninit, sync::Arc};
 
 #[expect(
     clippy::unsafe_removed_from_name,
@@ -19,7 +19,7 @@ use std::{collections::HashMap, mem::MaybeUninit, sync::Arc};
 )]
 use unsafe_libyaml as sys;
 
-use super::diag::{Diagnostic, Loc};
+use super::diag::{Diagnostic, Diags, Loc};
 
 /// Deepest nesting a policy needs is 5 (`quarantine.when.denied_packets.count`); 16 leaves room
 /// while keeping recursion over the tree trivially bounded.
@@ -71,7 +71,7 @@ impl Node {
 
 /// Parse one file. `None` when it holds no document (empty, or comments only) or when it is
 /// invalid; every problem found is pushed to `diags`.
-pub(crate) fn parse(file: &Arc<str>, bytes: &[u8], diags: &mut Vec<Diagnostic>) -> Option<Node> {
+pub(crate) fn parse(file: &Arc<str>, bytes: &[u8], diags: &mut Diags) -> Option<Node> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = check_text(file, bytes, diags)?;
     let mut parser = Parser::new(text.as_bytes());
@@ -99,11 +99,7 @@ pub(crate) fn parse(file: &Arc<str>, bytes: &[u8], diags: &mut Vec<Diagnostic>) 
 }
 
 /// The lexical checks libyaml would report poorly or not at all.
-fn check_text<'a>(
-    file: &Arc<str>,
-    bytes: &'a [u8],
-    diags: &mut Vec<Diagnostic>,
-) -> Option<&'a str> {
+fn check_text<'a>(file: &Arc<str>, bytes: &'a [u8], diags: &mut Diags) -> Option<&'a str> {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => {
@@ -374,13 +370,14 @@ enum Step {
 /// A collection being built.
 enum Open {
     Seq(Node, Vec<Node>),
-    /// The mapping, its entries, a pending key, and the keys seen (for duplicates).
-    Map(Node, Vec<(Node, Node)>, Option<Node>, HashMap<String, Loc>),
+    /// The mapping, its entries and a pending key. Duplicate keys are found when it closes (by
+    /// sorting), so an open mapping of 60,000 devices keeps no second copy of its keys.
+    Map(Node, Vec<(Node, Node)>, Option<Node>),
 }
 
 struct Builder<'a> {
     file: &'a Arc<str>,
-    diags: &'a mut Vec<Diagnostic>,
+    diags: &'a mut Diags,
     stack: Vec<Open>,
     root: Option<Node>,
     documents: usize,
@@ -460,16 +457,20 @@ impl Builder<'_> {
                     loc,
                     kind: Kind::Map(Vec::new()),
                 };
-                self.stack
-                    .push(Open::Map(node, Vec::new(), None, HashMap::new()));
+                self.stack.push(Open::Map(node, Vec::new(), None));
                 Step::More
             }
             Event::SeqEnd | Event::MapEnd => match self.stack.pop() {
-                Some(Open::Seq(mut node, items)) => {
+                // Trimmed: the tree lives while the whole file is typed, and doubling growth
+                // would leave a quarter of it unused.
+                Some(Open::Seq(mut node, mut items)) => {
+                    items.shrink_to_fit();
                     node.kind = Kind::Seq(items);
                     self.add(node)
                 }
-                Some(Open::Map(mut node, entries, _, _)) => {
+                Some(Open::Map(mut node, mut entries, _)) => {
+                    self.duplicate_keys(&entries);
+                    entries.shrink_to_fit();
                     node.kind = Kind::Map(entries);
                     self.add(node)
                 }
@@ -512,30 +513,17 @@ impl Builder<'_> {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Open::Seq(_, items)) => items.push(node),
-            Some(Open::Map(_, entries, pending, seen)) => match pending.take() {
+            Some(Open::Map(_, entries, pending)) => match pending.take() {
                 Some(key) => entries.push((key, node)),
                 None => {
                     let diag = match &node.kind {
-                        Kind::Scalar { value, plain } => {
-                            if *plain && value == "<<" {
-                                Some((
-                                    "merge keys (<<) are not supported".to_owned(),
-                                    "write the keys out in full".to_owned(),
-                                ))
-                            } else if let Some(first) = seen.get(value) {
-                                Some((
-                                    format!("duplicate key `{value}` (first defined at {first})"),
-                                    "remove one of them; YAML parsers silently keep only the last"
-                                        .to_owned(),
-                                ))
-                            } else {
-                                seen.insert(value.clone(), node.loc.clone());
-                                None
-                            }
-                        }
+                        Kind::Scalar { value, plain } => (*plain && value == "<<").then_some((
+                            "merge keys (<<) are not supported",
+                            "write the keys out in full",
+                        )),
                         Kind::Seq(_) | Kind::Map(_) => Some((
-                            "mapping keys must be plain strings".to_owned(),
-                            "use a name as the key".to_owned(),
+                            "mapping keys must be plain strings",
+                            "use a name as the key",
                         )),
                     };
                     if let Some((message, hint)) = diag {
@@ -544,13 +532,40 @@ impl Builder<'_> {
                     }
                     // Keep the entry even when rejected: the value still gets checked, so one run
                     // reports every problem.
-                    if let Some(Open::Map(_, _, pending, _)) = self.stack.last_mut() {
-                        *pending = Some(node);
-                    }
+                    *pending = Some(node);
                 }
             },
         }
         Step::More
+    }
+
+    /// Report every key of a closed mapping that an earlier key already used, citing the first.
+    fn duplicate_keys(&mut self, entries: &[(Node, Node)]) {
+        let mut keys: Vec<(&str, usize)> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (k, _))| Some((k.scalar()?, i)))
+            .collect();
+        // By key, then by position: the first of each run is the first definition.
+        keys.sort_unstable();
+        let mut first = None;
+        for (n, &(key, at)) in keys.iter().enumerate() {
+            let run_start = match (n.checked_sub(1).map(|p| keys[p].0), first) {
+                (Some(prev), Some(start)) if prev == key => start,
+                _ => {
+                    first = Some(at);
+                    continue;
+                }
+            };
+            let first_loc = &entries[run_start].0.loc;
+            self.diags.push(
+                Diagnostic::error(
+                    &entries[at].0.loc,
+                    format!("duplicate key `{key}` (first defined at {first_loc})"),
+                )
+                .hint("remove one of them; YAML parsers silently keep only the last"),
+            );
+        }
     }
 
     fn error(&mut self, loc: &Loc, message: &str, hint: &str) {
@@ -564,9 +579,9 @@ mod tests {
 
     fn run(text: &str) -> (Option<Node>, Vec<String>) {
         let file: Arc<str> = Arc::from("t.yaml");
-        let mut diags = Vec::new();
+        let mut diags = Diags::default();
         let node = parse(&file, text.as_bytes(), &mut diags);
-        (node, diags.iter().map(ToString::to_string).collect())
+        (node, diags.list.iter().map(ToString::to_string).collect())
     }
 
     #[test]
@@ -637,10 +652,10 @@ mod tests {
     #[test]
     fn invalid_utf8_is_located() {
         let file: Arc<str> = Arc::from("t.yaml");
-        let mut diags = Vec::new();
+        let mut diags = Diags::default();
         assert!(parse(&file, b"a: 1\nb: \xff\n", &mut diags).is_none());
         assert_eq!(
-            diags[0].to_string().lines().next(),
+            diags.list[0].to_string().lines().next(),
             Some("t.yaml:2:4: error: invalid UTF-8 at byte offset 8")
         );
     }

@@ -283,6 +283,7 @@ pub fn render(doc: &Value) -> String {
     );
     s.push_str("## Results\n\n");
     s.push_str(&tables(doc));
+    s.push_str(&crate::loader::table(doc));
     s.push_str(METHOD);
     s
 }

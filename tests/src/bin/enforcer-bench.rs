@@ -13,6 +13,8 @@
 mod control;
 #[path = "../bench/egress.rs"]
 mod egress;
+#[path = "../bench/loader.rs"]
+mod loader;
 #[path = "../bench/micro.rs"]
 mod micro;
 #[path = "../bench/nft.rs"]
@@ -40,7 +42,7 @@ struct Args {
     out: PathBuf,
     md: Option<PathBuf>,
     skip_veth: bool,
-    /// Parts to run (`control,test-run,nft,veth`); all by default.
+    /// Parts to run (`control,loader,test-run,nft,veth`); all by default.
     parts: Vec<String>,
     /// Only render `--md` from this JSON (no measurement).
     render: Option<PathBuf>,
@@ -148,6 +150,15 @@ fn run() -> Result<()> {
         eprintln!("control plane: {n} devices");
         control.push(control::run(n, if a.quick { 2 } else { 6 })?);
     }
+    let loader = if part("loader") {
+        eprintln!("policy loader");
+        let root = std::env::current_dir()?;
+        let bin = std::env::var_os("ENFORCER_BIN")
+            .map_or_else(|| root.join("target/release/enforcer"), PathBuf::from);
+        loader::run(&bin, &root.join("target/bench/loader"))?
+    } else {
+        json!({"skipped": "--parts"})
+    };
     let mut micro_rows = Vec::new();
     for &n in sizes.iter().filter(|_| part("test-run")) {
         eprintln!("test-run: {n} devices");
@@ -187,6 +198,7 @@ fn run() -> Result<()> {
         "test_run": micro_rows,
         "egress": egress_rows,
         "control_plane": control,
+        "loader": loader,
         "nft_load": nft_load,
         "veth": veth,
         "wall_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
@@ -194,7 +206,7 @@ fn run() -> Result<()> {
     std::fs::write(&a.out, serde_json::to_string_pretty(&doc)? + "\n")
         .with_context(|| format!("write {}", a.out.display()))?;
     let md = report::render(&doc);
-    println!("{}", report::tables(&doc));
+    println!("{}{}", report::tables(&doc), loader::table(&doc));
     if let Some(p) = &a.md {
         std::fs::write(p, md).with_context(|| format!("write {}", p.display()))?;
     }

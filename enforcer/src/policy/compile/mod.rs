@@ -55,9 +55,7 @@ pub fn compile_with_diagnostics(
     policy: &Policy,
     opts: &CompileOptions,
 ) -> Result<(CompiledPolicy, Vec<Diagnostic>), PolicyError> {
-    let mut diags = Diags {
-        list: policy.warnings.clone(),
-    };
+    let mut diags = Diags::from_list(policy.warnings.clone());
     let root = &policy.root;
     check_id_spaces(policy, &mut diags);
     if diags.has_errors() {

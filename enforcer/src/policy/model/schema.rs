@@ -89,15 +89,22 @@ pub(crate) fn file_doc(root: &Node, diags: &mut Diags) -> FileDoc {
                     Some(())
                 },
             ),
-            "devices" => cx.named(
-                value,
-                "devices",
-                &mut doc.unreadable,
-                |cx, name, loc, body| {
-                    doc.devices.push(cx.device(name, loc, body)?);
-                    Some(())
-                },
-            ),
+            "devices" => {
+                // Sized once: the device list is the bulk of a large policy, and doubling
+                // growth would leave up to half of it unused.
+                if let Kind::Map(entries) = &value.kind {
+                    doc.devices.reserve_exact(entries.len());
+                }
+                cx.named(
+                    value,
+                    "devices",
+                    &mut doc.unreadable,
+                    |cx, name, loc, body| {
+                        doc.devices.push(cx.device(name, loc, body)?);
+                        Some(())
+                    },
+                );
+            }
             "rules" => {
                 for item in cx.list(value, "a list of rules") {
                     doc.rules.extend(cx.rule(item));
