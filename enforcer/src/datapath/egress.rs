@@ -130,15 +130,7 @@ fn link_pin(pin_dir: &Path, iface: &str) -> std::path::PathBuf {
 /// Interfaces with a pinned egress link under `pin_dir`.
 #[must_use]
 pub fn pinned_egress_interfaces(pin_dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(pin_dir.join(EGRESS_LINKS_DIR))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
+    super::pinned_names(&pin_dir.join(EGRESS_LINKS_DIR))
 }
 
 /// Detaches `iface`'s egress program by removing the pin, the link's last reference (no process

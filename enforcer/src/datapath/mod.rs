@@ -376,7 +376,12 @@ impl Datapath {
 /// Interfaces with a pinned link under `pin_dir`.
 #[must_use]
 pub fn pinned_interfaces(pin_dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(pin_dir.join(LINKS_DIR))
+    pinned_names(&pin_dir.join(LINKS_DIR))
+}
+
+/// The names pinned in `dir` (one per interface), sorted; none when it does not exist.
+pub(crate) fn pinned_names(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .filter_map(|e| e.file_name().into_string().ok())
