@@ -249,6 +249,31 @@ out_of_line! {
     }
 }
 
+/// The device that speaks for one end of flow `v` (the initiator's end when `initiator` holds),
+/// when a packet from `mac` may: the MAC the policy binds to that end, or, where it binds none,
+/// any MAC not listed for another device ([`impersonates`]). `None` refuses the packet.
+#[inline(always)]
+fn speaker(
+    v: &FlowValue,
+    initiator: bool,
+    mac: [u8; 6],
+    slot: u8,
+    cfg: &PolicyConfig,
+) -> Option<u32> {
+    let (want_mac, device) = if initiator {
+        (v.init_mac, v.init_device)
+    } else {
+        (v.resp_mac, v.resp_device)
+    };
+    if want_mac != [0; 6] && want_mac != mac {
+        return None;
+    }
+    if want_mac == [0; 6] && impersonates(slot, cfg, mac, device) {
+        return None;
+    }
+    Some(device)
+}
+
 /// Whether `mac` belongs to a listed device, other than `owner`, that is bound to its own
 /// addresses. Such a device sending from an address it does not own is spoofing (`identity`); the
 /// fast paths below (remembered flows, related ICMP errors, later fragments) do not resolve the
@@ -309,22 +334,7 @@ out_of_line! {
         {
             return None;
         }
-        let want_mac = if from_initiator {
-            v.init_mac
-        } else {
-            v.resp_mac
-        };
-        if want_mac != [0; 6] && want_mac != pkt.src_mac {
-            return None;
-        }
-        let owner = if from_initiator {
-            v.init_device
-        } else {
-            v.resp_device
-        };
-        if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, owner) {
-            return None;
-        }
+        speaker(v, from_initiator, pkt.src_mac, slot, cfg)?;
         if v.epoch != epoch {
             let (init, resp, resp_port) = if v.init_is_lo != 0 {
                 (key.lo_addr, key.hi_addr, key.hi_port)
@@ -498,22 +508,7 @@ out_of_line! {
         }
         let quoted_from_initiator = quoted_src_is_lo == (v.init_is_lo != 0);
         // The error comes from the far end of the quoted packet (or a router on its way there).
-        let want_mac = if quoted_from_initiator {
-            v.resp_mac
-        } else {
-            v.init_mac
-        };
-        if want_mac != [0; 6] && want_mac != pkt.src_mac {
-            return None;
-        }
-        let device = if quoted_from_initiator {
-            v.resp_device
-        } else {
-            v.init_device
-        };
-        if want_mac == [0; 6] && impersonates(slot, cfg, pkt.src_mac, device) {
-            return None;
-        }
+        let device = speaker(v, !quoted_from_initiator, pkt.src_mac, slot, cfg)?;
         Some(Hit {
             device,
             rule: v.rule,
