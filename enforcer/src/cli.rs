@@ -66,6 +66,10 @@ pub enum Command {
         /// Address for the Prometheus `/metrics` endpoint.
         #[arg(long, default_value = "127.0.0.1:9469")]
         metrics_addr: SocketAddr,
+        /// Listed devices that get `/metrics` series of their own (by id, so a device keeps its
+        /// series across reloads); the rest are summed per zone as `device="zone:NAME"`.
+        #[arg(long, default_value_t = crate::daemon::metrics::DEFAULT_MAX_DEVICES)]
+        metrics_max_devices: usize,
         /// bpffs directory for pinned maps and links.
         #[arg(long, default_value = "/sys/fs/bpf/enforcer")]
         pin_dir: PathBuf,

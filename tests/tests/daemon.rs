@@ -519,23 +519,43 @@ fn metrics_parse_and_count_real_traffic_per_device_rule_and_verdict() {
         value(
             &s,
             "enforcer_packets_total",
-            &[
-                ("device", "office-pc"),
-                ("zone", "office"),
-                ("verdict", "allow")
-            ]
+            &[("device", "office-pc"), ("verdict", "allow")]
         ) >= 2.0
     );
     assert!(
         value(
             &s,
             "enforcer_packets_total",
-            &[
-                ("device", "printer-1"),
-                ("zone", "printers"),
-                ("verdict", "deny")
-            ]
+            &[("device", "printer-1"), ("verdict", "deny")]
         ) >= 1.0
+    );
+    // The zone is on the info row, once per device, not on every traffic series.
+    for (device, zone) in [("office-pc", "office"), ("printer-1", "printers")] {
+        assert_eq!(
+            value(
+                &s,
+                "enforcer_device_info",
+                &[("device", device), ("zone", zone), ("kind", "device")]
+            ),
+            1.0,
+            "{device} info row"
+        );
+    }
+    assert!(
+        s.samples
+            .iter()
+            .filter(|x| x.metric == "enforcer_packets_total")
+            .all(|x| x.labels.get("zone").is_none() && x.labels.get("verdict") != Some("audit")),
+        "no zone label, and no audit series in enforce mode"
+    );
+    assert_eq!(value(&s, "enforcer_build_info", &[]), 1.0);
+    assert!(value(&s, "process_resident_memory_bytes", &[]) > 0.0);
+    assert!(
+        s.samples
+            .iter()
+            .any(|x| x.metric == "enforcer_quarantine_events_total"
+                && x.labels.get("reason") == Some("tripwire")),
+        "every quarantine reason is there before the first quarantine"
     );
     assert!(
         value(

@@ -35,6 +35,8 @@ pub struct Config {
     pub policy: PathBuf,
     pub ifaces: Vec<String>,
     pub metrics_addr: SocketAddr,
+    /// `--metrics-max-devices`: listed devices with series of their own.
+    pub metrics_max_devices: usize,
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub generic: bool,
@@ -352,7 +354,7 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
         return Err(DaemonError::NoInterface(missing.clone()));
     }
     let lock = state::lock(&cfg.state_dir)?;
-    let metrics = Arc::new(metrics::Metrics::register()?);
+    let metrics = Arc::new(metrics::Metrics::register(cfg.metrics_max_devices)?);
     let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
         .await
         .map_err(|source| DaemonError::MetricsServer {
