@@ -736,13 +736,26 @@ fn device_that_keeps_probing_is_quarantined_and_release_restores_it() {
     );
     assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE));
 
-    let (code, out, err) = w.cli(&["release", "office-pc"]);
+    let (code, out, err) = w.cli(&["release", "office-pc", "--output", "json"]);
     assert_eq!(code, 0, "{out}{err}");
+    let done: serde_json::Value = serde_json::from_str(&out).expect("release json");
+    assert_eq!(
+        (&done["quarantined"], &done["changed"]),
+        (&false.into(), &true.into()),
+        "{out}"
+    );
     assert!(
         tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
         "released: allowed again"
     );
     assert_eq!(w.metric("enforcer_quarantined_devices", &[]), 0.0);
+    // Releasing it again changes nothing, and says so.
+    let (code, out, err) = w.cli(&["release", "office-pc"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "office-pc is not in quarantine; nothing changed"
+    );
 
     let (code, _, _) = w.cli(&["quarantine", "printer-1", "--for", "1h"]);
     assert_eq!(code, 0);
@@ -990,6 +1003,16 @@ fn commands_without_root_exit_3_and_state_files_are_private() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{args:?}: stderr {stderr}");
         assert!(stderr.contains("root"), "{args:?}: {stderr}");
+        if args.contains(&"json") {
+            // A script reading stdout still gets one JSON document that says why.
+            let doc: serde_json::Value =
+                serde_json::from_slice(&out.stdout).expect("json on stdout");
+            assert_eq!(
+                (&doc["running"], &doc["exit"]),
+                (&false.into(), &3.into()),
+                "{doc}"
+            );
+        }
     }
 }
 

@@ -202,9 +202,7 @@ fn reload(
                 digest = %compiled.digest,
                 "policy applied"
             );
-            for w in &compiled.warnings {
-                warn!(warning = %w, "policy warning");
-            }
+            log_warnings(&compiled);
             inner.generation = report.generation;
             if let Ok(mut l) = labels.write() {
                 *l = events::Labels::of(&compiled);
@@ -386,9 +384,7 @@ fn start_enforcing(cfg: &Config, pre: &Preflight) -> Result<Inner, DaemonError> 
         );
     }
     let compiled = compile(cfg, &pre.host, pre.previous_ids.clone())?;
-    for w in &compiled.warnings {
-        warn!(warning = %w, "policy warning");
-    }
+    log_warnings(&compiled);
     let mut dp = Datapath::load(Some(&cfg.pin_dir))?;
     let (_, live) = datapath::live_config(&dp)?;
     let generation = live.generation + 1;
@@ -442,6 +438,14 @@ fn attach_all(
         });
     }
     Ok(interfaces)
+}
+
+/// Logs each warning of a policy being applied as one record, its hint a field of it (a second
+/// line would be a separate journald record).
+fn log_warnings(compiled: &CompiledPolicy) {
+    for w in &compiled.warnings {
+        warn!(warning = %w, hint = w.hint.as_deref().unwrap_or_default(), "policy warning");
+    }
 }
 
 /// The metrics that describe the policy just applied at start-up; both reload outcomes exist
