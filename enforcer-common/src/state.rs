@@ -14,6 +14,14 @@ pub const MAX_DISCOVERED: u32 = 16_384;
 /// Deny events a device may cause per second before the rest are only counted.
 pub const EVENTS_PER_DEVICE_PER_SEC: u32 = 10;
 
+/// `EVENT_BUDGET_CPU`: `PerCpuArray<EventBudget>`, one row: the budget all devices share on each
+/// CPU. Program only.
+pub const EVENT_BUDGET_CPU_MAP: &str = "EVENT_BUDGET_CPU";
+/// Deny events all devices together may cause per second on one CPU. The per-device budget alone
+/// lets a scan from many sources (each with a fresh budget) write an event per packet: this bounds
+/// the ring buffer's traffic, the daemon's work and the log at this times the CPU count.
+pub const EVENTS_PER_CPU_PER_SEC: u32 = 100;
+
 /// Why a device is quarantined.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

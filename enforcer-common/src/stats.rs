@@ -92,6 +92,9 @@ counters! {
     EventsDropped = "events_dropped",
     /// Deny events not sent because the device exceeded its per-second budget.
     EventsRateLimited = "events_rate_limited",
+    /// Deny events not sent because all devices together exceeded this CPU's per-second budget
+    /// (`state::EVENTS_PER_CPU_PER_SEC`).
+    EventsGlobalLimited = "events_global_limited",
     /// Devices quarantined by the datapath.
     QuarantineTrips = "quarantine_trips",
     /// New flows refused (dropped) because their device already holds its quota of flows.

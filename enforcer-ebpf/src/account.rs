@@ -5,13 +5,18 @@ use enforcer_common::{
     DEFAULT_RULE, Verdict,
     event::{DenyEvent, EVENT_DENY, EVENT_NO_VERDICT, EVENT_QUARANTINE},
     identity::MacKey,
-    state::{DiscoveredDevice, EVENTS_PER_DEVICE_PER_SEC, QuarantineReason},
+    state::{
+        DiscoveredDevice, EVENTS_PER_CPU_PER_SEC, EVENTS_PER_DEVICE_PER_SEC, EventBudget,
+        QuarantineReason,
+    },
     stats::Counter,
 };
 use enforcer_ebpf::out_of_line;
 
 use crate::{
-    maps::{COUNTERS, DEVICE_STATS, DISCOVERED, EVENT_BUDGET, EVENTS, RULE_STATS},
+    maps::{
+        COUNTERS, DEVICE_STATS, DISCOVERED, EVENT_BUDGET, EVENT_BUDGET_CPU, EVENTS, RULE_STATS,
+    },
     parse::Packet,
     policy::Judgement,
 };
@@ -55,32 +60,52 @@ pub fn rule(rule: u32, bytes: u32) {
     }
 }
 
-/// Whether the device may still send an event this second. A flooding device spends only its own
-/// budget, so it cannot starve the reader of other devices' events.
+/// Takes one event from a budget of `per_sec` a second; whether there was one left.
 #[inline(always)]
-fn event_allowed(device: u32, now: u64) -> bool {
-    let Some(b) = EVENT_BUDGET.get_ptr_mut(device) else {
-        return false;
-    };
-    // SAFETY: a valid array slot; concurrent CPUs may race on it, which only blurs the budget.
-    let b = unsafe { &mut *b };
+fn spend(b: &mut EventBudget, per_sec: u32, now: u64) -> bool {
     if now.saturating_sub(b.window_start_ns) >= SECOND_NS {
         b.window_start_ns = now;
         b.count = 0;
     }
-    if b.count >= EVENTS_PER_DEVICE_PER_SEC {
+    if b.count >= per_sec {
         return false;
     }
     b.count += 1;
     true
 }
 
+/// Whether the device may still send an event this second. A flooding device spends only its own
+/// budget, so it cannot starve the reader of other devices' events.
+#[inline(always)]
+fn device_may_send(device: u32, now: u64) -> bool {
+    let Some(b) = EVENT_BUDGET.get_ptr_mut(device) else {
+        return false;
+    };
+    // SAFETY: a valid array slot; concurrent CPUs may race on it, which only blurs the budget.
+    spend(unsafe { &mut *b }, EVENTS_PER_DEVICE_PER_SEC, now)
+}
+
+/// Whether this CPU may still send an event this second, whoever the device. Asked after the
+/// device's own budget, so a flooding device exhausts its own budget, not the shared one.
+#[inline(always)]
+fn cpu_may_send(now: u64) -> bool {
+    let Some(b) = EVENT_BUDGET_CPU.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; nothing else writes it while this program runs here.
+    spend(unsafe { &mut *b }, EVENTS_PER_CPU_PER_SEC, now)
+}
+
 out_of_line! {
     /// Sends a deny (or audit) event to userspace, within the device's budget.
     pub fn deny_event(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) {
         let device = j.src.device;
-        if !event_allowed(device, now) {
+        if !device_may_send(device, now) {
             count(Counter::EventsRateLimited);
+            return;
+        }
+        if !cpu_may_send(now) {
+            count(Counter::EventsGlobalLimited);
             return;
         }
         let about = EventAbout {

@@ -91,6 +91,10 @@ pub static DEVICE_STATE: Array<DeviceState> = Array::pinned(MAX_DEVICES, 0);
 /// Deny-event budget by device: `enforcer_common::state::EVENT_BUDGET_MAP`, [`EventBudget`].
 #[map]
 pub static EVENT_BUDGET: Array<EventBudget> = Array::pinned(MAX_DEVICES, 0);
+/// The deny-event budget every device shares, per CPU:
+/// `enforcer_common::state::EVENT_BUDGET_CPU_MAP`, one [`EventBudget`].
+#[map]
+pub static EVENT_BUDGET_CPU: PerCpuArray<EventBudget> = PerCpuArray::pinned(1, 0);
 /// Unlisted sources by MAC: `enforcer_common::state::DISCOVERED_MAP`, [`MacKey`] to
 /// [`DiscoveredDevice`].
 #[map]

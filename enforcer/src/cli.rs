@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Zero-trust microsegmentation for IoT networks, enforced in XDP.
 #[derive(Debug, Parser)]
@@ -23,14 +23,30 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
+    /// For people.
     Text,
+    /// One JSON document on stdout, also when the command fails (`{"error": ..., "exit": ...}`).
     Json,
+}
+
+/// Where the running enforcer keeps its pins and its state (the same as `enforcer run` was given).
+#[derive(Debug, Clone, Args)]
+pub struct Paths {
+    /// bpffs directory of the pinned maps and links.
+    #[arg(long, default_value = "/sys/fs/bpf/enforcer")]
+    pub pin_dir: PathBuf,
+    /// The daemon's state directory (stable ids, status, the applied policy).
+    #[arg(long, default_value = "/var/lib/enforcer")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DevicesOutput {
+    /// A table for people.
     Table,
+    /// JSON for scripts.
     Json,
+    /// Unknown devices as policy YAML, ready to adopt into a `devices:` file.
     Yaml,
 }
 
@@ -49,6 +65,7 @@ pub enum Command {
     Plan {
         /// Policy file (.yaml/.yml) or directory of them.
         path: PathBuf,
+        /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Where the running daemon records the applied policy (for the diff).
@@ -66,6 +83,10 @@ pub enum Command {
         /// Address for the Prometheus `/metrics` endpoint.
         #[arg(long, default_value = "127.0.0.1:9469")]
         metrics_addr: SocketAddr,
+        /// Listed devices that get `/metrics` series of their own (by id, so a device keeps its
+        /// series across reloads); the rest are summed per zone as `device="zone:NAME"`.
+        #[arg(long, default_value_t = crate::daemon::metrics::DEFAULT_MAX_DEVICES)]
+        metrics_max_devices: usize,
         /// bpffs directory for pinned maps and links.
         #[arg(long, default_value = "/sys/fs/bpf/enforcer")]
         pin_dir: PathBuf,
@@ -78,34 +99,33 @@ pub enum Command {
     },
     /// Show what the running enforcer is doing.
     Status {
+        /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
-        #[arg(long, default_value = "/sys/fs/bpf/enforcer")]
-        pin_dir: PathBuf,
-        #[arg(long, default_value = "/var/lib/enforcer")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        paths: Paths,
     },
     /// Remove what the enforcer attached and pinned (all interfaces, or one).
     Detach {
         /// Only this interface.
         #[arg(long)]
         iface: Option<String>,
-        #[arg(long, default_value = "/sys/fs/bpf/enforcer")]
-        pin_dir: PathBuf,
-        #[arg(long, default_value = "/var/lib/enforcer")]
-        state_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        paths: Paths,
     },
     /// List devices as the datapath sees them: listed ones and discovered unknown ones.
     Devices {
         /// Only devices the policy does not list.
         #[arg(long)]
         unknown: bool,
+        /// Output format.
         #[arg(long, value_enum, default_value_t = DevicesOutput::Table)]
         output: DevicesOutput,
-        #[arg(long, default_value = "/sys/fs/bpf/enforcer")]
-        pin_dir: PathBuf,
-        #[arg(long, default_value = "/var/lib/enforcer")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        paths: Paths,
     },
     /// Move a device to the quarantine zone now.
     Quarantine {
@@ -114,19 +134,21 @@ pub enum Command {
         /// How long (e.g. 30m, 1h); until released when absent.
         #[arg(long = "for")]
         duration: Option<String>,
-        #[arg(long, default_value = "/sys/fs/bpf/enforcer")]
-        pin_dir: PathBuf,
-        #[arg(long, default_value = "/var/lib/enforcer")]
-        state_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        paths: Paths,
     },
     /// Release a device from quarantine.
     Release {
         /// Device name or MAC address.
         device: String,
-        #[arg(long, default_value = "/sys/fs/bpf/enforcer")]
-        pin_dir: PathBuf,
-        #[arg(long, default_value = "/var/lib/enforcer")]
-        state_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        paths: Paths,
     },
     /// Print the JSON Schema of the policy file format (for editors and other tools).
     Schema,
@@ -141,4 +163,44 @@ pub enum Command {
         /// Directory to write enforcer.1 and enforcer-COMMAND.1 into.
         dir: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every option and argument of every command says what it is for in `--help` (and so in the
+    /// man pages and completions).
+    #[test]
+    fn every_option_of_every_command_has_help() {
+        let mut missing = Vec::new();
+        let mut stack = vec![(String::from("enforcer"), Cli::command())];
+        while let Some((path, cmd)) = stack.pop() {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+                if !arg.is_hide_possible_values_set() {
+                    for v in arg.get_possible_values() {
+                        if v.get_help().is_none() && !v.is_hide_set() && id.contains("output") {
+                            missing.push(format!("{path} --{id} {}", v.get_name()));
+                        }
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {}", sub.get_name()));
+                }
+                stack.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

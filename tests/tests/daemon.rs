@@ -519,23 +519,43 @@ fn metrics_parse_and_count_real_traffic_per_device_rule_and_verdict() {
         value(
             &s,
             "enforcer_packets_total",
-            &[
-                ("device", "office-pc"),
-                ("zone", "office"),
-                ("verdict", "allow")
-            ]
+            &[("device", "office-pc"), ("verdict", "allow")]
         ) >= 2.0
     );
     assert!(
         value(
             &s,
             "enforcer_packets_total",
-            &[
-                ("device", "printer-1"),
-                ("zone", "printers"),
-                ("verdict", "deny")
-            ]
+            &[("device", "printer-1"), ("verdict", "deny")]
         ) >= 1.0
+    );
+    // The zone is on the info row, once per device, not on every traffic series.
+    for (device, zone) in [("office-pc", "office"), ("printer-1", "printers")] {
+        assert_eq!(
+            value(
+                &s,
+                "enforcer_device_info",
+                &[("device", device), ("zone", zone), ("kind", "device")]
+            ),
+            1.0,
+            "{device} info row"
+        );
+    }
+    assert!(
+        s.samples
+            .iter()
+            .filter(|x| x.metric == "enforcer_packets_total")
+            .all(|x| x.labels.get("zone").is_none() && x.labels.get("verdict") != Some("audit")),
+        "no zone label, and no audit series in enforce mode"
+    );
+    assert_eq!(value(&s, "enforcer_build_info", &[]), 1.0);
+    assert!(value(&s, "process_resident_memory_bytes", &[]) > 0.0);
+    assert!(
+        s.samples
+            .iter()
+            .any(|x| x.metric == "enforcer_quarantine_events_total"
+                && x.labels.get("reason") == Some("tripwire")),
+        "every quarantine reason is there before the first quarantine"
     );
     assert!(
         value(
@@ -716,13 +736,26 @@ fn device_that_keeps_probing_is_quarantined_and_release_restores_it() {
     );
     assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE));
 
-    let (code, out, err) = w.cli(&["release", "office-pc"]);
+    let (code, out, err) = w.cli(&["release", "office-pc", "--output", "json"]);
     assert_eq!(code, 0, "{out}{err}");
+    let done: serde_json::Value = serde_json::from_str(&out).expect("release json");
+    assert_eq!(
+        (&done["quarantined"], &done["changed"]),
+        (&false.into(), &true.into()),
+        "{out}"
+    );
     assert!(
         tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
         "released: allowed again"
     );
     assert_eq!(w.metric("enforcer_quarantined_devices", &[]), 0.0);
+    // Releasing it again changes nothing, and says so.
+    let (code, out, err) = w.cli(&["release", "office-pc"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "office-pc is not in quarantine; nothing changed"
+    );
 
     let (code, _, _) = w.cli(&["quarantine", "printer-1", "--for", "1h"]);
     assert_eq!(code, 0);
@@ -970,6 +1003,16 @@ fn commands_without_root_exit_3_and_state_files_are_private() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{args:?}: stderr {stderr}");
         assert!(stderr.contains("root"), "{args:?}: {stderr}");
+        if args.contains(&"json") {
+            // A script reading stdout still gets one JSON document that says why.
+            let doc: serde_json::Value =
+                serde_json::from_slice(&out.stdout).expect("json on stdout");
+            assert_eq!(
+                (&doc["running"], &doc["exit"]),
+                (&false.into(), &3.into()),
+                "{doc}"
+            );
+        }
     }
 }
 

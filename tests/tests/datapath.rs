@@ -33,7 +33,6 @@ use enforcer_tests::{
     frame::{Frame, mac},
     kernel::require_root,
 };
-use libc as _;
 
 const DROP: u32 = 1;
 const PASS: u32 = 2;
@@ -1958,6 +1957,68 @@ cases! {
             h.assert_device("cam-1", [0, 12, 0]);
         },
     ];
+    deny_events_from_many_devices_are_bounded_per_cpu: crowd_fixture(), [
+        // The budget all devices share is per CPU: keep every run on one.
+        check |_h| { run_on_cpu_0(); },
+        // Ten devices within their own budgets use up the shared hundred...
+        for (n, port) in (crowd(1..=10)) from(&crowd_mac(n)).ipv4(&crowd_addr(n), PRINTER).tcp(40000, port).syn()
+            => DROP by rule("default") & Counter::EventsSent,
+        // ...so two more, each within its own budget, are only counted.
+        for (n, port) in (crowd(11..=12)) from(&crowd_mac(n)).ipv4(&crowd_addr(n), PRINTER).tcp(40000, port).syn()
+            => DROP by rule("default") & Counter::EventsGlobalLimited,
+        // A device over its own budget is told apart, and does not spend the shared one.
+        from(&crowd_mac(1)).ipv4(&crowd_addr(1), PRINTER).tcp(40000, 2000).syn()
+            => DROP by rule("default") & Counter::EventsRateLimited,
+        check |h| {
+            h.assert_counter(Counter::EventsSent, 100);
+            h.assert_counter(Counter::EventsGlobalLimited, 20);
+            h.assert_counter(Counter::EventsRateLimited, 1);
+            h.assert_device("crowd-11", [0, 10, 0]);
+        },
+    ];
+}
+
+/// The fixture with twelve more cameras, `crowd-1` ... `crowd-12`.
+fn crowd_fixture() -> String {
+    let crowd: String = (1..=12u8)
+        .map(|n| {
+            format!(
+                "  crowd-{n}: {{zone: cameras, mac: \"{}\", addresses: [\"{}\"]}}\n",
+                crowd_mac(n),
+                crowd_addr(n)
+            )
+        })
+        .collect();
+    FIXTURE.replacen("rules:\n", &format!("{crowd}rules:\n"), 1)
+}
+
+fn crowd_mac(n: u8) -> String {
+    format!("02:00:00:00:07:{n:02x}")
+}
+
+fn crowd_addr(n: u8) -> String {
+    format!("10.1.1.{}", 100 + u16::from(n))
+}
+
+/// Ten denied packets (ports 1000..1010) from each crowd device in `devices`.
+fn crowd(devices: std::ops::RangeInclusive<u8>) -> impl Iterator<Item = (u8, u16)> {
+    devices.flat_map(|n| (1000..1010u16).map(move |port| (n, port)))
+}
+
+/// Pins the calling test thread to CPU 0, so per-CPU state is one CPU's.
+fn run_on_cpu_0() {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it.
+    let pinned = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        pinned,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 // ----- Flow table: per-device quota, loose pickup, no_flow ----------------------------------------

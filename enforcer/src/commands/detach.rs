@@ -1,49 +1,68 @@
 //! `enforcer detach`: remove what the enforcer attached and pinned.
 
-use std::path::Path;
-
 use anyhow::Result;
+use serde::Serialize;
 
-use crate::{datapath, exit};
+use crate::{
+    cli::{Output, Paths},
+    commands::Refusal,
+    datapath, exit,
+};
 
-pub fn run(pin_dir: &Path, state_dir: &Path, iface: Option<&str>) -> Result<u8> {
+/// What `detach` did, for `--output json`.
+#[derive(Serialize)]
+struct Detached {
+    /// Interfaces detached by this command.
+    detached: Vec<String>,
+    /// Interfaces still attached afterwards (with `--iface`, the others).
+    still_attached: Vec<String>,
+}
+
+pub fn run(paths: &Paths, iface: Option<&str>, output: Output) -> Result<u8> {
+    let pin_dir = paths.pin_dir.as_path();
     if !crate::daemon::host::is_root() {
-        #[expect(clippy::print_stderr, reason = "CLI diagnostics")]
-        {
-            eprintln!("enforcer: error: detach needs root");
-        }
-        return Ok(exit::ENVIRONMENT);
+        return Ok(Refusal::new(exit::ENVIRONMENT, "detach needs root").report(output));
     }
     let before = datapath::pinned_interfaces(pin_dir);
     if let Some(i) = iface
         && !before.iter().any(|b| b == i)
     {
-        #[expect(clippy::print_stderr, reason = "CLI diagnostics")]
-        {
-            eprintln!(
-                "enforcer: error: {i} is not attached (pinned under {})",
-                pin_dir.display()
-            );
-        }
-        return Ok(exit::ENVIRONMENT);
+        return Ok(Refusal::new(
+            exit::ENVIRONMENT,
+            format!("{i} is not attached (pinned under {})", pin_dir.display()),
+        )
+        .report(output));
     }
-    let done = datapath::detach(pin_dir, iface)?;
-    if datapath::pinned_interfaces(pin_dir).is_empty() {
+    let detached = datapath::detach(pin_dir, iface)?;
+    let still_attached = datapath::pinned_interfaces(pin_dir);
+    if still_attached.is_empty() {
         // Nothing is enforced any more: the recorded state describes nothing.
         for f in [
             crate::daemon::state::STATUS_FILE,
             crate::daemon::state::APPLIED_FILE,
         ] {
-            let _absent_is_fine = std::fs::remove_file(state_dir.join(f));
+            let _absent_is_fine = std::fs::remove_file(paths.state_dir.join(f));
         }
     }
+    for i in &detached {
+        tracing::info!(iface = %i, "detached by the operator");
+    }
     #[expect(clippy::print_stdout, reason = "CLI output")]
-    {
-        if done.is_empty() {
-            println!("nothing attached under {}", pin_dir.display());
-        }
-        for i in &done {
-            println!("detached {i}");
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string(&Detached {
+                detached,
+                still_attached
+            })?
+        ),
+        Output::Text => {
+            if detached.is_empty() {
+                println!("nothing attached under {}", pin_dir.display());
+            }
+            for i in &detached {
+                println!("detached {i}");
+            }
         }
     }
     Ok(exit::OK)

@@ -2,14 +2,14 @@
 //! inventory, counters and state, and the unlisted ones it discovered. `--output yaml` prints the
 //! discovered ones as `devices:` entries ready to paste into the policy repo.
 
-use std::{collections::BTreeMap, path::Path};
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 use enforcer_common::{FAMILY_V4, FAMILY_V6, state::QuarantineReason};
 use serde::Serialize;
 
 use crate::{
-    cli::DevicesOutput,
+    cli::{DevicesOutput, Output, Paths},
     commands::table,
     daemon::{
         events::{event_addr, ifname},
@@ -187,17 +187,18 @@ fn adoptable_yaml(found: &[Discovered], zone: &str) -> Result<String> {
     ))
 }
 
-pub fn run(
-    unknown_only: bool,
-    output: DevicesOutput,
-    pin_dir: &Path,
-    state_dir: &Path,
-) -> Result<u8> {
-    let st = match crate::commands::running_status(state_dir)? {
+pub fn run(unknown_only: bool, output: DevicesOutput, paths: &Paths) -> Result<u8> {
+    let st = match crate::commands::running_status(&paths.state_dir)? {
         Ok(st) => st,
-        Err(code) => return Ok(code),
+        Err(no) => {
+            let format = match output {
+                DevicesOutput::Json => Output::Json,
+                DevicesOutput::Table | DevicesOutput::Yaml => Output::Text,
+            };
+            return Ok(no.report(format));
+        }
     };
-    let maps = PinnedMaps::open(pin_dir)?;
+    let maps = PinnedMaps::open(&paths.pin_dir)?;
     let (now_mono, now_unix) = (datapath::monotonic_ns(), crate::time::unix_now());
     let found = discovered(&maps, now_mono, now_unix)?;
     #[expect(clippy::print_stdout, reason = "CLI output")]

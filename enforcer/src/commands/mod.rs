@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, Output},
     daemon::state::{self, Status},
     exit,
 };
@@ -33,6 +33,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             policy,
             ifaces,
             metrics_addr,
+            metrics_max_devices,
             pin_dir,
             state_dir,
             generic,
@@ -40,37 +41,33 @@ pub fn execute(cli: Cli) -> Result<u8> {
             policy,
             ifaces,
             metrics_addr,
+            metrics_max_devices,
             pin_dir,
             state_dir,
             generic,
         }),
-        Command::Status {
-            output,
-            pin_dir,
-            state_dir,
-        } => status::run(output, &pin_dir, &state_dir),
+        Command::Status { output, paths } => status::run(output, &paths),
         Command::Detach {
             iface,
-            pin_dir,
-            state_dir,
-        } => detach::run(&pin_dir, &state_dir, iface.as_deref()),
+            output,
+            paths,
+        } => detach::run(&paths, iface.as_deref(), output),
         Command::Devices {
             unknown,
             output,
-            pin_dir,
-            state_dir,
-        } => devices::run(unknown, output, &pin_dir, &state_dir),
+            paths,
+        } => devices::run(unknown, output, &paths),
         Command::Quarantine {
             device,
             duration,
-            pin_dir,
-            state_dir,
-        } => quarantine::quarantine(&device, duration.as_deref(), &pin_dir, &state_dir),
+            output,
+            paths,
+        } => quarantine::quarantine(&device, duration.as_deref(), output, &paths),
         Command::Release {
             device,
-            pin_dir,
-            state_dir,
-        } => quarantine::release(&device, &pin_dir, &state_dir),
+            output,
+            paths,
+        } => quarantine::release(&device, output, &paths),
         Command::Schema => schema::schema(),
         Command::Completions { shell } => schema::completions(shell),
         Command::Manpages { dir } => schema::manpages(&dir),
@@ -84,19 +81,48 @@ pub(crate) fn fail(code: u8, msg: &str) -> u8 {
     code
 }
 
-/// The running (or last) daemon's status, or the exit code when there is none or this process
-/// may not read it (the state directory and the pinned maps are root's).
-pub(crate) fn running_status(state_dir: &Path) -> Result<Result<Status, u8>> {
+/// Why a command cannot do its job, and the exit code that says so.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Says why on stderr and, for `--output json`, also as `{"error": ..., "exit": ...}` on
+    /// stdout, so a script reading stdout always gets one JSON document; returns the exit code.
+    pub fn report(self, output: Output) -> u8 {
+        if output == Output::Json {
+            let doc = serde_json::json!({ "error": self.message, "exit": self.code });
+            #[expect(clippy::print_stdout, reason = "CLI output")]
+            {
+                println!("{doc}");
+            }
+        }
+        fail(self.code, &self.message)
+    }
+}
+
+/// The running (or last) daemon's status, or why there is none to read (none recorded, or this
+/// process may not read it: the state directory and the pinned maps are root's).
+pub(crate) fn running_status(state_dir: &Path) -> Result<Result<Status, Refusal>> {
     if !crate::daemon::host::is_root() {
-        return Ok(Err(fail(
+        return Ok(Err(Refusal::new(
             exit::ENVIRONMENT,
             "this command needs root: it reads the enforcer's state directory and pinned maps",
         )));
     }
     Ok(state::read(state_dir, state::STATUS_FILE)?.ok_or_else(|| {
-        fail(
+        Refusal::new(
             exit::ENVIRONMENT,
-            &format!(
+            format!(
                 "no enforcer state in {} (is `enforcer run` running?)",
                 state_dir.display()
             ),

@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::{
-    cli::Output,
+    cli::{Output, Paths},
     commands::table,
     daemon::state,
     datapath::{self, PinnedMaps},
@@ -42,10 +42,25 @@ fn process_alive(pid: u32) -> bool {
         .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
 }
 
-pub fn run(output: Output, pin_dir: &Path, state_dir: &Path) -> Result<u8> {
-    let st = match crate::commands::running_status(state_dir)? {
+pub fn run(output: Output, paths: &Paths) -> Result<u8> {
+    let pin_dir = paths.pin_dir.as_path();
+    let st = match crate::commands::running_status(&paths.state_dir)? {
         Ok(st) => st,
-        Err(code) => return Ok(code),
+        Err(no) => {
+            if output == Output::Json {
+                // `running: false` too, so a script asking "is it running?" reads one key.
+                let doc = serde_json::json!({
+                    "running": false,
+                    "error": no.message,
+                    "exit": no.code,
+                });
+                #[expect(clippy::print_stdout, reason = "CLI output")]
+                {
+                    println!("{doc}");
+                }
+            }
+            return Ok(crate::commands::fail(no.code, &no.message));
+        }
     };
     let maps = PinnedMaps::open(pin_dir)
         .with_context(|| format!("open the pinned maps in {} (needs root)", pin_dir.display()))?;

@@ -2,22 +2,33 @@
 //! scrape. Label values come from the policy (device, zone and rule names) and from the shared
 //! enums, never from traffic, so the series count is bounded by the policy.
 
+use std::{collections::BTreeMap, sync::Mutex};
+
 use enforcer_common::{
-    UNKNOWN_DEVICE, Verdict, network_device, state::QuarantineReason, stats::Counter,
+    Mode, UNKNOWN_DEVICE, Verdict, network_device, state::QuarantineReason, stats::Counter,
 };
 use prometheus::{
     Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    TextEncoder, process_collector::ProcessCollector,
 };
+use tracing::warn;
 
 use crate::{
-    datapath::{self, Counters, MapSource},
+    datapath::{self, Counters, DeviceCounters, MapSource},
     policy::CompiledPolicy,
 };
+
+/// Default of `--metrics-max-devices`.
+pub const DEFAULT_MAX_DEVICES: usize = 10_000;
 
 /// The daemon's metric families.
 pub struct Metrics {
     registry: Registry,
+    /// Listed devices with series of their own (`--metrics-max-devices`); the rest fold per zone.
+    max_devices: usize,
+    /// Digest of the last policy whose folding was logged.
+    folded_warned_for: Mutex<String>,
+    device_info: IntGaugeVec,
     packets: IntCounterVec,
     bytes: IntCounterVec,
     rule_packets: IntCounterVec,
@@ -84,21 +95,69 @@ fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheu
     registered(r, IntCounter::new(name, help)?)
 }
 
+/// `enforcer_build_info`: the version and map layout, always 1.
+fn register_build_info(r: &Registry) -> Result<(), prometheus::Error> {
+    let build_info = gauge_vec(
+        r,
+        "enforcer_build_info",
+        "Always 1: the running enforcer's version and its map layout.",
+        &["version", "layout"],
+    )?;
+    build_info
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            &enforcer_common::LAYOUT_VERSION.to_string(),
+        ])
+        .set(1);
+    Ok(())
+}
+
+/// `enforcer_device_info`: the zone and inventory of each device label, always 1.
+fn device_info(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
+    gauge_vec(
+        r,
+        "enforcer_device_info",
+        "Always 1: each device label of the per-device series, with its zone, kind (device, folded, network, router, unknown) and inventory vendor and model. Join on `device` to sum by zone.",
+        &["device", "zone", "kind", "vendor", "model"],
+    )
+}
+
+/// `enforcer_quarantine_events_total`, every datapath reason at 0 from the start.
+fn quarantine_events(r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
+    let events = counter_vec(
+        r,
+        "enforcer_quarantine_events_total",
+        "Devices put into quarantine, by reason.",
+        &["reason"],
+    )?;
+    for reason in DATAPATH_QUARANTINES {
+        events.with_label_values(&[reason.as_str()]).inc_by(0);
+    }
+    Ok(events)
+}
+
 impl Metrics {
-    pub fn register() -> Result<Self, MetricsError> {
+    /// Registers every family; `max_devices` listed devices get series of their own.
+    pub fn register(max_devices: usize) -> Result<Self, MetricsError> {
         let r = Registry::new();
+        r.register(Box::new(ProcessCollector::for_self()))?;
+        register_build_info(&r)?;
+        let quarantine_events = quarantine_events(&r)?;
         Ok(Self {
+            max_devices,
+            folded_warned_for: Mutex::new(String::new()),
+            device_info: device_info(&r)?,
             packets: counter_vec(
                 &r,
                 "enforcer_packets_total",
-                "Packets sent by each listed device, each network (device=\"network:NAME\"), the router itself (device=\"router\") and everything else (device=\"unknown\"), by verdict.",
-                &["device", "zone", "verdict"],
+                "Packets sent by each listed device, each network (device=\"network:NAME\"), the router itself (device=\"router\"), listed devices beyond --metrics-max-devices (device=\"zone:NAME\") and everything else (device=\"unknown\"), by verdict.",
+                &["device", "verdict"],
             )?,
             bytes: counter_vec(
                 &r,
                 "enforcer_bytes_total",
                 "Bytes sent by each device, by verdict.",
-                &["device", "zone", "verdict"],
+                &["device", "verdict"],
             )?,
             rule_packets: counter_vec(
                 &r,
@@ -167,12 +226,7 @@ impl Metrics {
                 "enforcer_quarantined_devices",
                 "Listed devices in quarantine now.",
             )?,
-            quarantine_events: counter_vec(
-                &r,
-                "enforcer_quarantine_events_total",
-                "Devices put into quarantine, by reason.",
-                &["reason"],
-            )?,
+            quarantine_events,
             unknown_devices: gauge(
                 &r,
                 "enforcer_unknown_devices",
@@ -188,58 +242,8 @@ impl Metrics {
         src: &impl MapSource,
         policy: &CompiledPolicy,
     ) -> Result<(), MetricsError> {
-        let unknown_zone = policy
-            .zones
-            .iter()
-            .find(|z| z.class == policy.unknown_class)
-            .map_or("unknown", |z| z.name.as_str());
-        // Rows: unknown devices, each listed device, each network (routed traffic, such as the
-        // internet's replies, counted apart from unknown devices).
-        let mut rows: Vec<(u32, String, &str)> =
-            vec![(UNKNOWN_DEVICE, "unknown".to_owned(), unknown_zone)];
-        rows.extend(
-            policy
-                .devices
-                .iter()
-                .map(|d| (d.id, d.name.clone(), d.zone.as_str())),
-        );
-        rows.extend(
-            policy
-                .networks
-                .iter()
-                .map(|n| (network_device(n.id), format!("network:{}", n.name), "")),
-        );
-        // What the router itself sends (judged by the egress program).
-        rows.push((enforcer_common::ROUTER_DEVICE, "router".to_owned(), ""));
-        self.packets.reset();
-        self.bytes.reset();
-        self.spoofed.reset();
-        let counters = datapath::device_counters(src, rows.iter().map(|r| r.0))?;
-        for ((_, name, zone), (_, c)) in rows.iter().zip(counters) {
-            for v in Verdict::ALL {
-                let i = v as usize;
-                self.packets
-                    .with_label_values(&[name.as_str(), zone, v.as_str()])
-                    .inc_by(c.packets[i]);
-                self.bytes
-                    .with_label_values(&[name.as_str(), zone, v.as_str()])
-                    .inc_by(c.bytes[i]);
-            }
-            self.spoofed
-                .with_label_values(&[name.as_str()])
-                .inc_by(c.spoofed);
-        }
-        self.rule_packets.reset();
-        self.rule_bytes.reset();
-        let rule_ids =
-            std::iter::once(enforcer_common::DEFAULT_RULE).chain(policy.rules.iter().map(|r| r.id));
-        for (id, c) in datapath::rule_counters(src, rule_ids)? {
-            let name = policy.rule_name(id);
-            self.rule_packets
-                .with_label_values(&[name])
-                .inc_by(c.packets);
-            self.rule_bytes.with_label_values(&[name]).inc_by(c.bytes);
-        }
+        self.refresh_devices(src, policy)?;
+        self.refresh_rules(src, policy)?;
         let counters: Counters = datapath::counters(src)?;
         self.malformed.reset();
         self.malformed.inc_by(counters.malformed());
@@ -267,6 +271,104 @@ impl Metrics {
         Ok(())
     }
 
+    /// Per-device packets, bytes and spoofed packets, one series per [`Series`], and the
+    /// `enforcer_device_info` row that names each series' zone and inventory.
+    fn refresh_devices(
+        &self,
+        src: &impl MapSource,
+        policy: &CompiledPolicy,
+    ) -> Result<(), MetricsError> {
+        let plan = series(policy, self.max_devices);
+        self.warn_folded_once(policy, &plan);
+        let counters = datapath::device_counters(src, plan.iter().map(|(id, _)| *id))?;
+        let mut totals: BTreeMap<&str, DeviceCounters> = BTreeMap::new();
+        for ((_, s), (_, c)) in plan.iter().zip(counters) {
+            let t = totals.entry(s.device.as_str()).or_default();
+            for i in 0..Verdict::COUNT {
+                t.packets[i] += c.packets[i];
+                t.bytes[i] += c.bytes[i];
+            }
+            t.spoofed += c.spoofed;
+        }
+        self.packets.reset();
+        self.bytes.reset();
+        self.spoofed.reset();
+        self.device_info.reset();
+        let audit = policy.mode == Mode::Audit;
+        for (_, s) in &plan {
+            let Some(t) = totals.remove(s.device.as_str()) else {
+                // A folded series: its first member wrote it.
+                continue;
+            };
+            for v in Verdict::ALL {
+                let i = v as usize;
+                // `audit` series only where something runs (or ran) in audit mode.
+                if v == Verdict::Audit && !audit && t.packets[i] == 0 {
+                    continue;
+                }
+                self.packets
+                    .with_label_values(&[s.device.as_str(), v.as_str()])
+                    .inc_by(t.packets[i]);
+                self.bytes
+                    .with_label_values(&[s.device.as_str(), v.as_str()])
+                    .inc_by(t.bytes[i]);
+            }
+            self.spoofed
+                .with_label_values(&[s.device.as_str()])
+                .inc_by(t.spoofed);
+            self.device_info
+                .with_label_values(&[
+                    s.device.as_str(),
+                    s.zone.as_str(),
+                    s.kind,
+                    s.vendor.as_str(),
+                    s.model.as_str(),
+                ])
+                .set(1);
+        }
+        Ok(())
+    }
+
+    /// Logs, once per policy, that devices beyond `--metrics-max-devices` share per-zone series.
+    fn warn_folded_once(&self, policy: &CompiledPolicy, plan: &[(u32, Series)]) {
+        let folded = plan.iter().filter(|(_, s)| s.kind == KIND_FOLDED).count();
+        if folded == 0 {
+            return;
+        }
+        let Ok(mut warned) = self.folded_warned_for.lock() else {
+            return;
+        };
+        if *warned != policy.digest {
+            warn!(
+                listed = policy.devices.len(),
+                max = self.max_devices,
+                folded,
+                "more listed devices than --metrics-max-devices: the rest are counted per zone (device=\"zone:NAME\")"
+            );
+            warned.clone_from(&policy.digest);
+        }
+    }
+
+    /// Packets and bytes each rule decided.
+    fn refresh_rules(
+        &self,
+        src: &impl MapSource,
+        policy: &CompiledPolicy,
+    ) -> Result<(), MetricsError> {
+        self.rule_packets.reset();
+        self.rule_bytes.reset();
+        let rule_ids =
+            std::iter::once(enforcer_common::DEFAULT_RULE).chain(policy.rules.iter().map(|r| r.id));
+        for (id, c) in datapath::rule_counters(src, rule_ids)? {
+            let name = policy.rule_name(id);
+            self.rule_packets
+                .with_label_values(&[name])
+                .inc_by(c.packets);
+            self.rule_bytes.with_label_values(&[name]).inc_by(c.bytes);
+        }
+        Ok(())
+    }
+
     /// Counts a quarantine the daemon noticed.
     pub fn quarantine_event(&self, reason: QuarantineReason) {
         self.quarantine_events
@@ -279,5 +381,188 @@ impl Metrics {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+/// The reasons the datapath quarantines for (an operator's quarantine is not an event).
+const DATAPATH_QUARANTINES: [QuarantineReason; 3] = [
+    QuarantineReason::DeniedPackets,
+    QuarantineReason::Spoofing,
+    QuarantineReason::Tripwire,
+];
+
+/// `kind` of a series of listed devices beyond `--metrics-max-devices`, summed per zone.
+const KIND_FOLDED: &str = "folded";
+
+/// What one device id is counted as: its series' `device` label and the info row of that label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Series {
+    device: String,
+    zone: String,
+    kind: &'static str,
+    vendor: String,
+    model: String,
+}
+
+impl Series {
+    fn new(device: String, zone: &str, kind: &'static str) -> Self {
+        Self {
+            device,
+            zone: zone.to_owned(),
+            kind,
+            vendor: String::new(),
+            model: String::new(),
+        }
+    }
+}
+
+/// Every device id whose counters are exported, with the series it counts towards: unknown
+/// sources, the first `max_devices` listed devices (by id, so a device keeps its series across
+/// reloads) each alone, the rest summed per zone (`zone:NAME`), each network, and the router.
+/// Labels come from the policy only, never from traffic, so the series count is bounded.
+fn series(policy: &CompiledPolicy, max_devices: usize) -> Vec<(u32, Series)> {
+    let unknown_zone = policy
+        .zones
+        .iter()
+        .find(|z| z.class == policy.unknown_class)
+        .map_or("unknown", |z| z.name.as_str());
+    let mut out = vec![(
+        UNKNOWN_DEVICE,
+        Series::new("unknown".to_owned(), unknown_zone, "unknown"),
+    )];
+    let mut devices: Vec<_> = policy.devices.iter().collect();
+    devices.sort_by_key(|d| d.id);
+    for (i, d) in devices.into_iter().enumerate() {
+        let s = if i < max_devices {
+            Series {
+                vendor: d.inventory.vendor.clone().unwrap_or_default(),
+                model: d.inventory.model.clone().unwrap_or_default(),
+                ..Series::new(d.name.clone(), &d.zone, "device")
+            }
+        } else {
+            Series::new(format!("zone:{}", d.zone), &d.zone, KIND_FOLDED)
+        };
+        out.push((d.id, s));
+    }
+    out.extend(policy.networks.iter().map(|n| {
+        (
+            network_device(n.id),
+            Series::new(format!("network:{}", n.name), "", "network"),
+        )
+    }));
+    // What the router itself sends (judged by the egress program).
+    out.push((
+        enforcer_common::ROUTER_DEVICE,
+        Series::new("router".to_owned(), "", "router"),
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{CompileOptions, compile, parse_str};
+
+    fn site() -> CompiledPolicy {
+        let yaml = "zones: {cams: {}, office: {}, quarantine: {}}\n\
+            networks: {internet: [\"0.0.0.0/0\"]}\n\
+            devices:\n  \
+              cam-1: {zone: cams, addresses: [10.0.0.1], vendor: Axis, model: P1375, firmware: \"10.1\", notes: secret}\n  \
+              cam-2: {zone: cams, addresses: [10.0.0.2]}\n  \
+              cam-3: {zone: cams, addresses: [10.0.0.3]}\n  \
+              pc-1: {zone: office, addresses: [10.0.1.1]}\n\
+            defaults: {unknown: quarantine}\n";
+        let policy = parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+        compile(&policy, &CompileOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn labels(plan: &[(u32, Series)]) -> Vec<&str> {
+        plan.iter().map(|(_, s)| s.device.as_str()).collect()
+    }
+
+    #[test]
+    fn every_listed_device_has_its_own_series_within_the_cap() {
+        let plan = series(&site(), DEFAULT_MAX_DEVICES);
+        assert_eq!(
+            labels(&plan),
+            [
+                "unknown",
+                "cam-1",
+                "cam-2",
+                "cam-3",
+                "pc-1",
+                "network:internet",
+                "router"
+            ]
+        );
+        let cam1 = &plan[1].1;
+        assert_eq!((cam1.zone.as_str(), cam1.kind), ("cams", "device"));
+        assert_eq!(
+            (cam1.vendor.as_str(), cam1.model.as_str()),
+            ("Axis", "P1375")
+        );
+        assert_eq!(
+            plan[0].1.zone, "quarantine",
+            "unknown sources are in the unknown zone"
+        );
+    }
+
+    #[test]
+    fn devices_beyond_the_cap_fold_into_one_series_per_zone() {
+        let plan = series(&site(), 1);
+        assert_eq!(
+            labels(&plan),
+            [
+                "unknown",
+                "cam-1",
+                "zone:cams",
+                "zone:cams",
+                "zone:office",
+                "network:internet",
+                "router"
+            ]
+        );
+        assert!(plan[2..5].iter().all(|(_, s)| s.kind == KIND_FOLDED));
+        assert_eq!(plan[4].1.zone, "office");
+    }
+
+    #[test]
+    fn metrics_page_carries_no_macs_addresses_firmware_or_notes() {
+        let m = Metrics::register(DEFAULT_MAX_DEVICES).unwrap_or_else(|e| panic!("{e}"));
+        for (_, s) in series(&site(), DEFAULT_MAX_DEVICES) {
+            m.device_info
+                .with_label_values(&[&s.device, &s.zone, s.kind, &s.vendor, &s.model])
+                .set(1);
+        }
+        let page = m.encode().unwrap_or_else(|e| panic!("{e}"));
+        assert!(page.contains("enforcer_device_info{device=\"cam-1\",kind=\"device\",model=\"P1375\",vendor=\"Axis\",zone=\"cams\"} 1"), "{page}");
+        for secret in ["10.0.0.1", "10.1", "secret"] {
+            assert!(
+                !page.contains(&format!("\"{secret}\"")),
+                "{secret} on the page"
+            );
+        }
+    }
+
+    #[test]
+    fn build_info_process_metrics_and_every_quarantine_reason_exist_from_the_start() {
+        let m = Metrics::register(DEFAULT_MAX_DEVICES).unwrap_or_else(|e| panic!("{e}"));
+        let page = m.encode().unwrap_or_else(|e| panic!("{e}"));
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            page.contains(&format!(
+                "enforcer_build_info{{layout=\"{}\",version=\"{version}\"}} 1",
+                enforcer_common::LAYOUT_VERSION
+            )),
+            "{page}"
+        );
+        assert!(page.contains("process_resident_memory_bytes "), "{page}");
+        for reason in DATAPATH_QUARANTINES {
+            let series = format!(
+                "enforcer_quarantine_events_total{{reason=\"{}\"}} 0",
+                reason.as_str()
+            );
+            assert!(page.contains(&series), "{series} missing");
+        }
     }
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub policy: PathBuf,
     pub ifaces: Vec<String>,
     pub metrics_addr: SocketAddr,
+    /// `--metrics-max-devices`: listed devices with series of their own.
+    pub metrics_max_devices: usize,
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub generic: bool,
@@ -200,9 +202,7 @@ fn reload(
                 digest = %compiled.digest,
                 "policy applied"
             );
-            for w in &compiled.warnings {
-                warn!(warning = %w, "policy warning");
-            }
+            log_warnings(&compiled);
             inner.generation = report.generation;
             if let Ok(mut l) = labels.write() {
                 *l = events::Labels::of(&compiled);
@@ -352,7 +352,7 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
         return Err(DaemonError::NoInterface(missing.clone()));
     }
     let lock = state::lock(&cfg.state_dir)?;
-    let metrics = Arc::new(metrics::Metrics::register()?);
+    let metrics = Arc::new(metrics::Metrics::register(cfg.metrics_max_devices)?);
     let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
         .await
         .map_err(|source| DaemonError::MetricsServer {
@@ -384,9 +384,7 @@ fn start_enforcing(cfg: &Config, pre: &Preflight) -> Result<Inner, DaemonError> 
         );
     }
     let compiled = compile(cfg, &pre.host, pre.previous_ids.clone())?;
-    for w in &compiled.warnings {
-        warn!(warning = %w, "policy warning");
-    }
+    log_warnings(&compiled);
     let mut dp = Datapath::load(Some(&cfg.pin_dir))?;
     let (_, live) = datapath::live_config(&dp)?;
     let generation = live.generation + 1;
@@ -440,6 +438,14 @@ fn attach_all(
         });
     }
     Ok(interfaces)
+}
+
+/// Logs each warning of a policy being applied as one record, its hint a field of it (a second
+/// line would be a separate journald record).
+fn log_warnings(compiled: &CompiledPolicy) {
+    for w in &compiled.warnings {
+        warn!(warning = %w, hint = w.hint.as_deref().unwrap_or_default(), "policy warning");
+    }
 }
 
 /// The metrics that describe the policy just applied at start-up; both reload outcomes exist

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 use enforcer_common::{Action, Decision, Mode};
 use serde::{Deserialize, Serialize};
 
-use super::maps::PolicyMaps;
+use super::{diag::Diagnostic, maps::PolicyMaps};
 
 /// Stable ids: names to ids, kept across reloads (and restarts, through the daemon's state file) so
 /// counters indexed by id keep meaning the same device or rule.
@@ -152,8 +152,8 @@ pub struct CompiledPolicy {
     pub devices: Vec<DeviceInfo>,
     pub rules: Vec<RuleInfo>,
     pub networks: Vec<NetworkInfo>,
-    /// Warnings the compiler found (shadowed rules and the like), already located.
-    pub warnings: Vec<String>,
+    /// Warnings the compiler found (shadowed rules and the like), located.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl CompiledPolicy {

@@ -90,7 +90,7 @@ pub fn compile_with_diagnostics(
     };
     let warnings = diags.finish()?;
     let compiled = CompiledPolicy {
-        warnings: warnings.iter().map(ToString::to_string).collect(),
+        warnings: warnings.clone(),
         ..compiled
     };
     Ok((compiled, warnings))

@@ -344,7 +344,7 @@ mod tests {
         assert!(
             c.warnings
                 .iter()
-                .any(|w| w.contains("rule `r1` never allows anything")),
+                .any(|w| w.message.contains("rule `r1` never allows anything")),
             "{:?}",
             c.warnings
         );
