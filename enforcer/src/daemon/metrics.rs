@@ -31,6 +31,8 @@ pub struct Metrics {
     flows: IntGauge,
     events_dropped: IntCounter,
     pub deny_events: IntCounter,
+    pub deny_events_suppressed: IntCounter,
+    pub http_connections_rejected: IntCounter,
     pub interfaces: IntGaugeVec,
     quarantined: IntGauge,
     pub quarantine_events: IntCounterVec,
@@ -155,6 +157,16 @@ impl Metrics {
                 &r,
                 "enforcer_deny_events_total",
                 "Deny events received from the datapath.",
+            )?,
+            deny_events_suppressed: counter(
+                &r,
+                "enforcer_deny_events_suppressed_total",
+                "Deny events received but not logged: over the daemon's cap on deny lines a second (summed in summary lines).",
+            )?,
+            http_connections_rejected: counter(
+                &r,
+                "enforcer_metrics_connections_rejected_total",
+                "Connections to the metrics server closed at once: the cap on open connections was reached.",
             )?,
             interfaces: gauge_vec(
                 &r,
