@@ -874,3 +874,57 @@ pub fn require_root(test: &str) -> bool {
     eprintln!("{test}: skipped: needs root (network namespaces, XDP); run `sudo cargo xtask test`");
     false
 }
+
+// ---------------------------------------------------------------------------------------------
+// Raw frames
+
+/// Send each of `frames` (whole Ethernet frames) out of `iface` in the namespace `ns` through an
+/// `AF_PACKET` socket: frames from many source MACs out of one namespace, at a rate no device's
+/// stack would send. Returns how many the kernel took.
+///
+/// # Errors
+/// When the namespace, the interface or the socket cannot be had; a frame the kernel refuses is
+/// only not counted.
+pub fn send_raw_frames(ns: &str, iface: &str, frames: &[Vec<u8>]) -> Result<usize> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    in_netns(ns, || -> Result<usize> {
+        let name = std::ffi::CString::new(iface).context("interface name")?;
+        // SAFETY: `name` is a NUL-terminated string that outlives the call.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("{iface} in {ns}"));
+        }
+        // Protocol 0: this socket only sends; it receives nothing.
+        // SAFETY: plain socket(2); the fd is owned below.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
+        }
+        // SAFETY: `raw` is a fresh fd nobody else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data, valid all zero.
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = u16::try_from(libc::AF_PACKET).unwrap_or_default();
+        to.sll_protocol = u16::try_from(libc::ETH_P_IP).unwrap_or_default().to_be();
+        to.sll_ifindex = i32::try_from(ifindex).context("ifindex")?;
+        let mut sent = 0;
+        for frame in frames {
+            // SAFETY: the buffer and the address are valid for the lengths given, for the call.
+            let n = unsafe {
+                libc::sendto(
+                    sock.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const to).cast(),
+                    u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or_default(),
+                )
+            };
+            if usize::try_from(n).is_ok_and(|n| n == frame.len()) {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    })?
+}
