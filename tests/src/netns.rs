@@ -415,6 +415,8 @@ fn quiet(cmd: &mut Command) -> std::io::Result<ExitStatus> {
 }
 
 /// Run with a hard deadline: the child is killed when it overruns. `None` when it timed out.
+/// Its output is read while it runs: a child that writes more than a pipe holds (a large
+/// `/metrics` page) would otherwise block until the deadline.
 ///
 /// # Errors
 /// When the command cannot start.
@@ -425,18 +427,39 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Result<Option<Outp
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("start `{}`", describe(cmd)))?;
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait()?.is_some() {
-            return Ok(Some(child.wait_with_output()?));
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Ok(None);
+            break None;
         }
         thread::sleep(Duration::from_millis(20));
-    }
+    };
+    // After a timeout the readers are left to finish alone: a grandchild may still hold the
+    // pipes.
+    let Some(status) = status else {
+        return Ok(None);
+    };
+    Ok(Some(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
