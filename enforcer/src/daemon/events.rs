@@ -247,7 +247,7 @@ fn handle(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metrics, cap
     if log {
         log_event(e, labels);
     } else {
-        metrics.deny_events_suppressed.inc();
+        metrics.shed.deny_events_suppressed.inc();
     }
 }
 

@@ -64,7 +64,7 @@ pub(crate) async fn serve(
             }
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            metrics.http_connections_rejected.inc();
+            metrics.shed.connections_rejected.inc();
             drop(stream);
             continue;
         };
