@@ -1575,15 +1575,9 @@ fn crowd_policy() -> String {
         "zones:\n  crowd: {}\n  printers: {}\n  quarantine: {}\ndevices:\n  printer-1: {zone: printers, mac: \"02:00:00:00:04:10\", addresses: [\"10.1.4.10\"]}\n",
     );
     for i in 0..CROWD {
-        let m = crowd_mac(i);
         p.push_str(&format!(
-            "  d{i:04}: {{zone: crowd, mac: \"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\", addresses: [\"{}\"]}}\n",
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[4],
-            m[5],
+            "  d{i:04}: {{zone: crowd, mac: \"{}\", addresses: [\"{}\"]}}\n",
+            enforcer::policy::model::fmt_mac(crowd_mac(i)),
             crowd_addr(i)
         ));
     }

@@ -94,14 +94,28 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// The routes: the scrape reads the kernel's counters off the async threads.
+/// The routes: the scrape reads the kernel's counters off the async threads, one scrape at a
+/// time. A reload takes the same lock as a scrape; with scrapes in turn it waits for one at
+/// most, however many scrapers there are, and parallel scrapers cost one scrape's CPU.
 fn router(shared: Arc<Mutex<Inner>>, metrics: Arc<Metrics>) -> axum::Router {
     use axum::{Router, http::StatusCode, routing::get};
+    let turn = Arc::new(Semaphore::new(1));
     let scrape = move || {
         let shared = Arc::clone(&shared);
         let metrics = Arc::clone(&metrics);
+        let turn = Arc::clone(&turn);
         async move {
+            // Held by the blocking read itself: a client that gives up cannot let a second read
+            // start beside it.
+            let Ok(my_turn) = turn.acquire_owned().await else {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("content-type", "text/plain")],
+                    "metrics unavailable".to_owned(),
+                );
+            };
             let body = tokio::task::spawn_blocking(move || {
+                let _my_turn = my_turn;
                 let inner = shared
                     .lock()
                     .map_err(|_| "daemon state poisoned".to_owned())?;
