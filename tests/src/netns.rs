@@ -415,6 +415,8 @@ fn quiet(cmd: &mut Command) -> std::io::Result<ExitStatus> {
 }
 
 /// Run with a hard deadline: the child is killed when it overruns. `None` when it timed out.
+/// Its output is read while it runs: a child that writes more than a pipe holds (a large
+/// `/metrics` page) would otherwise block until the deadline.
 ///
 /// # Errors
 /// When the command cannot start.
@@ -425,18 +427,39 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Result<Option<Outp
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("start `{}`", describe(cmd)))?;
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait()?.is_some() {
-            return Ok(Some(child.wait_with_output()?));
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Ok(None);
+            break None;
         }
         thread::sleep(Duration::from_millis(20));
-    }
+    };
+    // After a timeout the readers are left to finish alone: a grandchild may still hold the
+    // pipes.
+    let Some(status) = status else {
+        return Ok(None);
+    };
+    Ok(Some(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -873,4 +896,58 @@ pub fn require_root(test: &str) -> bool {
     );
     eprintln!("{test}: skipped: needs root (network namespaces, XDP); run `sudo cargo xtask test`");
     false
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw frames
+
+/// Send each of `frames` (whole Ethernet frames) out of `iface` in the namespace `ns` through an
+/// `AF_PACKET` socket: frames from many source MACs out of one namespace, at a rate no device's
+/// stack would send. Returns how many the kernel took.
+///
+/// # Errors
+/// When the namespace, the interface or the socket cannot be had; a frame the kernel refuses is
+/// only not counted.
+pub fn send_raw_frames(ns: &str, iface: &str, frames: &[Vec<u8>]) -> Result<usize> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    in_netns(ns, || -> Result<usize> {
+        let name = std::ffi::CString::new(iface).context("interface name")?;
+        // SAFETY: `name` is a NUL-terminated string that outlives the call.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("{iface} in {ns}"));
+        }
+        // Protocol 0: this socket only sends; it receives nothing.
+        // SAFETY: plain socket(2); the fd is owned below.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
+        }
+        // SAFETY: `raw` is a fresh fd nobody else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data, valid all zero.
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = u16::try_from(libc::AF_PACKET).unwrap_or_default();
+        to.sll_protocol = u16::try_from(libc::ETH_P_IP).unwrap_or_default().to_be();
+        to.sll_ifindex = i32::try_from(ifindex).context("ifindex")?;
+        let mut sent = 0;
+        for frame in frames {
+            // SAFETY: the buffer and the address are valid for the lengths given, for the call.
+            let n = unsafe {
+                libc::sendto(
+                    sock.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const to).cast(),
+                    u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or_default(),
+                )
+            };
+            if usize::try_from(n).is_ok_and(|n| n == frame.len()) {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    })?
 }

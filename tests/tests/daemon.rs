@@ -1560,11 +1560,7 @@ fn an_idle_connection_survives_a_flood_of_new_flows_from_another_device() {
     let camera_denied = value(
         &s,
         "enforcer_packets_total",
-        &[
-            ("device", "cam-1"),
-            ("zone", "cameras"),
-            ("verdict", "deny"),
-        ],
+        &[("device", "cam-1"), ("verdict", "deny")],
     );
     assert_eq!(
         lines,
@@ -1591,5 +1587,345 @@ fn an_idle_connection_survives_a_flood_of_new_flows_from_another_device() {
         kind("flow_table_full"),
         0.0,
         "the table itself never filled"
+    );
+}
+
+// ----- A crowd flooding denied packets (issue 12, catalogue: log and event volume bounded) ------
+
+/// Listed devices that flood at once, frames each sends in one round (beyond the program's 10
+/// events a second per device), and rounds, one a second.
+const CROWD: u16 = 1_000;
+const CROWD_FRAMES: u16 = 15;
+const CROWD_ROUNDS: u32 = 3;
+
+fn crowd_mac(i: u16) -> [u8; 6] {
+    let [hi, lo] = i.to_be_bytes();
+    [0x02, 0x10, 0, 0, hi, lo]
+}
+
+fn crowd_addr(i: u16) -> std::net::Ipv4Addr {
+    let [hi, lo] = i.to_be_bytes();
+    std::net::Ipv4Addr::new(10, 3, hi, lo)
+}
+
+/// 1,000 listed devices in one zone that may send nothing, quarantined after 5 denied packets.
+fn crowd_policy() -> String {
+    let mut p = String::from(
+        "zones:\n  crowd: {}\n  printers: {}\n  quarantine: {}\ndevices:\n  printer-1: {zone: printers, mac: \"02:00:00:00:04:10\", addresses: [\"10.1.4.10\"]}\n",
+    );
+    for i in 0..CROWD {
+        p.push_str(&format!(
+            "  d{i:04}: {{zone: crowd, mac: \"{}\", addresses: [\"{}\"]}}\n",
+            enforcer::policy::model::fmt_mac(crowd_mac(i)),
+            crowd_addr(i)
+        ));
+    }
+    p.push_str(
+        "rules:\n  - {name: print-to-crowd, from: zone:printers, to: zone:crowd, allow: [tcp/9]}\n\
+         defaults:\n  unknown: quarantine\nquarantine:\n  zone: quarantine\n  when:\n    denied_packets: {count: 5, within: 10s}\n",
+    );
+    p
+}
+
+/// The `suppressed=N` of a deny summary line.
+fn suppressed_of(line: &str) -> Option<u64> {
+    let rest = &line[line.find(" suppressed=")? + " suppressed=".len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// 1,000 listed devices each flood denied packets in the same seconds: the program sends at most
+/// its shared budget of events a second per CPU; the log gets at most the daemon's cap of deny
+/// lines a second plus a summary line naming how many were suppressed from how many devices;
+/// every event delivered is either logged or counted as suppressed; the quarantines happen all
+/// the same (the kernel decides them, not the log); `/metrics` answers.
+#[test]
+fn a_thousand_devices_flooding_denied_packets_cost_a_bounded_log_and_a_summary() {
+    if !require_root("a_thousand_devices_flooding_denied_packets_cost_a_bounded_log_and_a_summary")
+    {
+        return;
+    }
+    let cap = f64::from(enforcer::daemon::events::MAX_DENY_LOGS_PER_SECOND);
+    let w = World::new("crowd", &[OFFICE_PC]);
+    w.write_policy(&crowd_policy());
+    let d = w.start();
+    // Every device of the crowd sends udp/9999 to the printer's address (no rule allows it) out
+    // of the office's namespace, from its own MAC and address.
+    let round: Vec<Vec<u8>> = (0..CROWD_FRAMES)
+        .flat_map(|n| {
+            (0..CROWD).map(move |i| {
+                enforcer_tests::frame::Frame::eth(crowd_mac(i))
+                    .ipv4(&crowd_addr(i).to_string(), "10.1.4.10")
+                    .udp(40_000 + n, 9999)
+                    .payload(&[0u8; 18])
+                    .build()
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut sent = 0;
+    for r in 0..CROWD_ROUNDS {
+        // Each round in a new second of every device's budget.
+        let due = started + Duration::from_millis(1_100) * r;
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+        sent += netns::send_raw_frames(w.ns("pc1"), netns::DEVICE_IFACE, &round)
+            .expect("send the crowd's frames");
+        // The daemon answers a scrape in the middle of the flood.
+        let _ = w.scrape();
+    }
+    let flood = started.elapsed();
+    assert_eq!(
+        sent,
+        round.len() * CROWD_ROUNDS as usize,
+        "every frame left"
+    );
+
+    // Every delivered event is read, and every suppressed one summed in a summary line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (lines, summaries, s) = loop {
+        let s = w.scrape();
+        let out = d.output();
+        let lines: Vec<String> = out
+            .lines()
+            .filter(|l| l.contains("packet denied"))
+            .map(str::to_owned)
+            .collect();
+        let summaries: Vec<String> = out
+            .lines()
+            .filter(|l| l.contains("deny events from"))
+            .map(str::to_owned)
+            .collect();
+        let received = value(&s, "enforcer_deny_events_total", &[]);
+        let sent_events = value(
+            &s,
+            "enforcer_datapath_packets_total",
+            &[("kind", "events_sent")],
+        );
+        let suppressed = value(&s, "enforcer_deny_events_suppressed_total", &[]);
+        #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+        let summed = summaries
+            .iter()
+            .filter_map(|l| suppressed_of(l))
+            .sum::<u64>() as f64;
+        if received == sent_events && summed == suppressed {
+            break (lines, summaries, s);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events never settled: received {received}, sent {sent_events}, suppressed {suppressed}, summed {summed}"
+        );
+        thread::sleep(Duration::from_millis(300));
+    };
+    let settled = started.elapsed();
+    let received = value(&s, "enforcer_deny_events_total", &[]);
+    let suppressed = value(&s, "enforcer_deny_events_suppressed_total", &[]);
+    let kind = |k: &str| value(&s, "enforcer_datapath_packets_total", &[("kind", k)]);
+    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    let logged = lines.len() as f64;
+    eprintln!(
+        "crowd: {sent} frames in {flood:?}; events sent {}, rate-limited {}, held by the shared budget {}, dropped (ring full) {}; \
+         received {received}: logged {logged}, suppressed {suppressed} in {} summary lines; settled after {settled:?}",
+        kind("events_sent"),
+        kind("events_rate_limited"),
+        kind("events_global_limited"),
+        kind("events_dropped"),
+        summaries.len()
+    );
+    assert_eq!(
+        logged + suppressed,
+        received,
+        "every event received is logged or counted as suppressed"
+    );
+    // The cap holds for every window the flood touched (one more for a window cut in two).
+    let windows = settled.as_secs_f64().ceil() + 1.0;
+    // The program's shared budget bounds the events themselves: a crowd with fresh device
+    // budgets costs no more than 100 a second per CPU.
+    #[expect(clippy::cast_precision_loss, reason = "a CPU count")]
+    let cpus = thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
+    let per_cpu = f64::from(enforcer_common::state::EVENTS_PER_CPU_PER_SEC);
+    assert!(received > 0.0, "the crowd's events reached the daemon");
+    assert!(
+        kind("events_sent") <= per_cpu * cpus * windows,
+        "{} events in {settled:?} from {cpus} CPUs",
+        kind("events_sent")
+    );
+    assert!(
+        kind("events_global_limited") > 0.0,
+        "the shared budget held the crowd back"
+    );
+    assert!(
+        logged <= cap * windows,
+        "{logged} deny lines in {settled:?}: more than {cap} a second"
+    );
+    // No second of the log holds more than two windows' lines.
+    let mut per_second: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+    for l in &lines {
+        *per_second
+            .entry(l.get(..19).unwrap_or_default())
+            .or_default() += 1.0;
+    }
+    assert!(
+        per_second.values().all(|n| *n <= 2.0 * cap),
+        "deny lines a second: {per_second:?}"
+    );
+    assert!(
+        suppressed == 0.0 || !summaries.is_empty(),
+        "what the log suppressed is summed in summary lines"
+    );
+    // The kernel quarantined every device, whatever the log kept.
+    assert_eq!(
+        value(&s, "enforcer_quarantined_devices", &[]),
+        f64::from(CROWD)
+    );
+    assert_eq!(kind("quarantine_trips"), f64::from(CROWD));
+}
+
+// ----- Slowloris on the metrics port (issue 12, catalogue FLT-24) -------------------------------
+
+/// Idle connections the attacker opens; more than the daemon's open-file limit of 1,024.
+const SLOW_CONNECTIONS: usize = 1_200;
+
+/// Open descriptors of process `pid`.
+fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// The generation `status.json` records.
+fn status_generation(w: &World) -> u64 {
+    fs::read_to_string(w.state_dir.join("status.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["generation"].as_u64())
+        .unwrap_or(0)
+}
+
+/// This test process needs more descriptors than the attack's connections.
+fn allow_open_files(n: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct on our stack.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) };
+    assert_eq!(rc, 0, "getrlimit");
+    if limit.rlim_cur >= n {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: limit.rlim_max.max(n),
+    };
+    // SAFETY: setrlimit reads the struct on our stack.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) };
+    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
+/// With an open-file limit of 1,024 and 1,200 idle connections to the metrics port, a policy
+/// change still reloads (and switches verdicts) at once, the daemon's descriptors stay within
+/// the connection cap, every idle connection is closed (beyond the cap at once, the others after
+/// the header timeout), and a scrape succeeds after that.
+#[test]
+fn slowloris_on_the_metrics_port_with_1024_open_files_does_not_stop_reloads() {
+    if !require_root("slowloris_on_the_metrics_port_with_1024_open_files_does_not_stop_reloads") {
+        return;
+    }
+    use enforcer::daemon::http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
+    let w = World::new("slow", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let _l1 = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
+    let _l2 = listen_tcp(w.ns("prn1"), 631).expect("listen 631");
+    let d = w.start();
+    let pid = d.id();
+    // A small router's limit: 1,024, soft and hard (the daemon raised its soft limit at start).
+    let ok = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), "--nofile=1024:1024"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "prlimit the daemon");
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("daemon limits");
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("1024")),
+        "{limits}"
+    );
+    let before = fd_count(pid);
+    allow_open_files(4_096);
+
+    let target = addr();
+    let opened_at = Instant::now();
+    let conns = netns::in_netns(w.site.router_ns(), || {
+        (0..SLOW_CONNECTIONS)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5)).ok()
+            })
+            .collect::<Vec<_>>()
+    })
+    .expect("router namespace");
+    assert_eq!(conns.len(), SLOW_CONNECTIONS, "every connection opened");
+    let mut peak = fd_count(pid);
+
+    w.write_policy(&policy(631));
+    let changed = Instant::now();
+    let reload_deadline = changed + Duration::from_secs(10);
+    while status_generation(&w) < 2 {
+        peak = peak.max(fd_count(pid));
+        assert!(
+            Instant::now() < reload_deadline,
+            "no reload under slowloris:\n{}",
+            d.output()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let reload_latency = changed.elapsed();
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE),
+        "631 allowed after the reload"
+    );
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "9100 denied after the reload"
+    );
+    peak = peak.max(fd_count(pid));
+
+    // The daemon closes every idle connection by the header timeout (and a little slack).
+    let closed_by = opened_at + HEADER_READ_TIMEOUT + Duration::from_secs(5);
+    let mut still_open = 0;
+    for mut c in conns {
+        let left = closed_by
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
+        c.set_read_timeout(Some(left)).expect("read timeout");
+        let mut buf = [0u8; 1];
+        if let Err(e) = c.read(&mut buf)
+            && matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        {
+            still_open += 1;
+        }
+    }
+    let closed_after = opened_at.elapsed();
+    assert_eq!(still_open, 0, "idle connections the daemon kept open");
+    let s = w.scrape();
+    let rejected = value(&s, "enforcer_metrics_connections_rejected_total", &[]);
+    let after = fd_count(pid);
+    eprintln!(
+        "slowloris: fds before {before}, peak {peak}, after {after}; reload in {reload_latency:?}; \
+         all {SLOW_CONNECTIONS} closed after {closed_after:?}; rejected at once {rejected}"
+    );
+    #[expect(clippy::cast_precision_loss, reason = "small counts")]
+    let beyond_cap = (SLOW_CONNECTIONS - MAX_CONNECTIONS) as f64;
+    assert!(rejected >= beyond_cap, "rejected {rejected}");
+    assert!(
+        peak <= before + MAX_CONNECTIONS + 8,
+        "descriptors: {before} before, {peak} at the peak"
+    );
+    assert!(
+        after <= before + 2,
+        "descriptors: {before} before, {after} after"
     );
 }

@@ -1,9 +1,14 @@
-//! Deny events from the program's ring buffer, turned into log lines. The program already limits
-//! each device to a few events a second, so a flood costs the log a bounded number of lines.
+//! Deny events from the program's ring buffer, turned into log lines. The program limits each
+//! device to a few events a second (so one flooding device cannot starve the others' events), and
+//! the ring buffer's size bounds what waits in the kernel; here [`DenyLog`] caps the lines of all
+//! devices together, so a thousand flooding devices cost the log a bounded number of lines a
+//! second plus one summary line.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::{Arc, RwLock},
+    time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -137,16 +142,117 @@ fn log_quarantine(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metr
     );
 }
 
-fn handle(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metrics) {
-    if e.kind == EVENT_QUARANTINE {
-        log_quarantine(e, labels, metrics);
-    } else {
-        metrics.deny_events.inc();
-        log_event(e, labels);
+/// Deny lines logged a second, all devices together; the rest are counted
+/// (`enforcer_deny_events_suppressed_total`) and summed in one summary line a second.
+pub const MAX_DENY_LOGS_PER_SECOND: u32 = 100;
+/// How many of the most suppressed devices a summary line names.
+const SUMMARY_TOP_DEVICES: usize = 5;
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// The daemon-wide cap on deny lines: the first [`MAX_DENY_LOGS_PER_SECOND`] events of each
+/// one-second window are logged, the rest only counted by device. Its memory is bounded by the
+/// device ids the program can send (one counter per device with suppressed events).
+#[derive(Debug)]
+pub struct DenyLog {
+    window_start: Instant,
+    logged: u32,
+    suppressed: HashMap<u32, u64>,
+}
+
+/// What a window suppressed: the summary line's fields.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Suppressed {
+    pub events: u64,
+    pub devices: usize,
+    /// The devices with the most suppressed events (most first, then by id), with their counts.
+    pub top: Vec<(u32, u64)>,
+}
+
+impl DenyLog {
+    #[must_use]
+    pub fn new(now: Instant) -> Self {
+        Self {
+            window_start: now,
+            logged: 0,
+            suppressed: HashMap::new(),
+        }
+    }
+
+    /// Whether a deny event of `device` at `now` may be logged; when not, it is counted. A
+    /// window that has ended is closed first: its summary is returned with the answer.
+    pub fn admit(&mut self, device: u32, now: Instant) -> (bool, Option<Suppressed>) {
+        let summary = self.roll(now);
+        if self.logged < MAX_DENY_LOGS_PER_SECOND {
+            self.logged += 1;
+            return (true, summary);
+        }
+        *self.suppressed.entry(device).or_default() += 1;
+        (false, summary)
+    }
+
+    /// Closes the window if it has ended; returns what it suppressed, if anything.
+    pub fn roll(&mut self, now: Instant) -> Option<Suppressed> {
+        if now.saturating_duration_since(self.window_start) < WINDOW {
+            return None;
+        }
+        self.window_start = now;
+        self.logged = 0;
+        if self.suppressed.is_empty() {
+            return None;
+        }
+        let by_device = std::mem::take(&mut self.suppressed);
+        let mut top: Vec<(u32, u64)> = by_device.iter().map(|(d, n)| (*d, *n)).collect();
+        top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(SUMMARY_TOP_DEVICES);
+        Some(Suppressed {
+            events: by_device.values().sum(),
+            devices: by_device.len(),
+            top,
+        })
     }
 }
 
-/// Reads events until the task is dropped.
+fn log_suppressed(s: &Suppressed, labels: &Labels) {
+    let top = s
+        .top
+        .iter()
+        .map(|(d, n)| {
+            let name = labels.devices.get(d).map_or("unknown", |(n, _)| n.as_str());
+            format!("{name}:{n}")
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    tracing::warn!(
+        target: "enforcer::deny",
+        suppressed = s.events,
+        devices = s.devices,
+        top = %top,
+        "suppressed {} deny events from {} devices (over {MAX_DENY_LOGS_PER_SECOND} deny lines a second)",
+        s.events,
+        s.devices,
+    );
+}
+
+fn handle(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metrics, cap: &mut DenyLog) {
+    // Quarantine lines are never capped: at most one per device until it is released.
+    if e.kind == EVENT_QUARANTINE {
+        log_quarantine(e, labels, metrics);
+        return;
+    }
+    metrics.deny_events.inc();
+    let (log, summary) = cap.admit(e.device, Instant::now());
+    if let Some(s) = summary {
+        log_suppressed(&s, labels);
+    }
+    if log {
+        log_event(e, labels);
+    } else {
+        metrics.shed.deny_events_suppressed.inc();
+    }
+}
+
+/// Reads events until the task is dropped; a window's summary is logged within a second of its
+/// end even when no event follows.
 pub async fn run(
     ring: RingBuf<MapData>,
     labels: Arc<RwLock<Labels>>,
@@ -156,18 +262,34 @@ pub async fn run(
     // and `as_raw_fd` always returns that same fd.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(std::io::Error::from)?;
+    let mut cap = DenyLog::new(Instant::now());
+    let mut tick = tokio::time::interval(WINDOW);
     loop {
-        let mut guard = fd.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            if let Some(e) = decode(&item) {
-                match labels.read() {
-                    Ok(l) => handle(&e, &l, &metrics),
-                    Err(poisoned) => handle(&e, &poisoned.into_inner(), &metrics),
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard?;
+                let ring = guard.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    if let Some(e) = decode(&item) {
+                        with_labels(&labels, |l| handle(&e, l, &metrics, &mut cap));
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                if let Some(s) = cap.roll(Instant::now()) {
+                    with_labels(&labels, |l| log_suppressed(&s, l));
                 }
             }
         }
-        guard.clear_ready();
+    }
+}
+
+/// Runs `f` with the labels in force (a poisoned lock still holds the last good ones).
+fn with_labels<T>(labels: &RwLock<Labels>, f: impl FnOnce(&Labels) -> T) -> T {
+    match labels.read() {
+        Ok(l) => f(&l),
+        Err(poisoned) => f(&poisoned.into_inner()),
     }
 }
 
@@ -238,5 +360,59 @@ pub(crate) async fn watch_discoveries(shared: Arc<std::sync::Mutex<super::Inner>
             tracing::warn!(target: "enforcer::discovery", more, "more new unknown devices this second (see `enforcer devices --unknown`)");
         }
         first = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_thousand_devices_get_the_cap_of_lines_a_second_and_the_rest_summed_by_device() {
+        let t0 = Instant::now();
+        let mut cap = DenyLog::new(t0);
+        let mut logged = 0u64;
+        // 1,000 devices, 10 events each (the program's budget), all within the first second.
+        for round in 0..10u32 {
+            for device in 1..=1_000u32 {
+                let (log, summary) = cap.admit(device, t0 + MS * round);
+                assert!(summary.is_none(), "the window has not ended");
+                logged += u64::from(log);
+            }
+        }
+        assert_eq!(logged, u64::from(MAX_DENY_LOGS_PER_SECOND));
+        let s = cap
+            .roll(t0 + WINDOW)
+            .expect("a summary at the window's end");
+        assert_eq!(s.events + logged, 10_000, "logged + suppressed = events");
+        // The first 100 events were devices 1..=100 of the first round.
+        assert_eq!(s.devices, 1_000);
+        assert_eq!(s.top.len(), SUMMARY_TOP_DEVICES);
+        assert_eq!(s.top[0], (101, 10), "most suppressed first, then by id");
+        assert_eq!(s.top[4], (105, 10));
+        // A new window logs again, and a quiet one has nothing to say.
+        assert_eq!(cap.admit(7, t0 + WINDOW + MS), (true, None));
+        assert_eq!(cap.roll(t0 + WINDOW * 3), None);
+    }
+
+    #[test]
+    fn an_event_after_the_window_ends_closes_it_with_its_summary() {
+        let t0 = Instant::now();
+        let mut cap = DenyLog::new(t0);
+        for _ in 0..=MAX_DENY_LOGS_PER_SECOND {
+            let _ = cap.admit(3, t0);
+        }
+        let (log, summary) = cap.admit(4, t0 + WINDOW);
+        assert!(log, "the new window's first event is logged");
+        assert_eq!(
+            summary,
+            Some(Suppressed {
+                events: 1,
+                devices: 1,
+                top: vec![(3, 1)],
+            })
+        );
     }
 }

@@ -42,10 +42,37 @@ pub struct Metrics {
     flows: IntGauge,
     events_dropped: IntCounter,
     pub deny_events: IntCounter,
+    /// What the daemon declined to protect itself.
+    pub shed: Shed,
     pub interfaces: IntGaugeVec,
     quarantined: IntGauge,
     pub quarantine_events: IntCounterVec,
     unknown_devices: IntGauge,
+}
+
+/// Work the daemon declines under load, so a flood costs it a bounded amount (each counted).
+pub struct Shed {
+    /// Deny events not logged: over `events::MAX_DENY_LOGS_PER_SECOND`.
+    pub deny_events_suppressed: IntCounter,
+    /// Metrics connections closed at once: over `http::MAX_CONNECTIONS`.
+    pub connections_rejected: IntCounter,
+}
+
+impl Shed {
+    fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            deny_events_suppressed: counter(
+                r,
+                "enforcer_deny_events_suppressed_total",
+                "Deny events received but not logged: over the daemon's cap on deny lines a second (summed in summary lines).",
+            )?,
+            connections_rejected: counter(
+                r,
+                "enforcer_metrics_connections_rejected_total",
+                "Connections to the metrics server closed at once: the cap on open connections was reached.",
+            )?,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +242,7 @@ impl Metrics {
                 "enforcer_deny_events_total",
                 "Deny events received from the datapath.",
             )?,
+            shed: Shed::register(&r)?,
             interfaces: gauge_vec(
                 &r,
                 "enforcer_interfaces",

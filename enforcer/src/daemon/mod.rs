@@ -9,6 +9,7 @@
 
 pub mod events;
 pub mod host;
+pub mod http;
 pub mod metrics;
 pub mod state;
 
@@ -284,52 +285,6 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
     Ok(watcher)
 }
 
-async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Mutex<Inner>>,
-    metrics: Arc<metrics::Metrics>,
-) -> std::io::Result<()> {
-    use axum::{Router, http::StatusCode, routing::get};
-    let scrape = move || {
-        let shared = Arc::clone(&shared);
-        let metrics = Arc::clone(&metrics);
-        async move {
-            let body = tokio::task::spawn_blocking(move || {
-                let inner = shared
-                    .lock()
-                    .map_err(|_| "daemon state poisoned".to_owned())?;
-                metrics
-                    .refresh(&inner.dp, &inner.policy)
-                    .map_err(|e| error_chain(&e))?;
-                drop(inner);
-                metrics.encode().map_err(|e| error_chain(&e))
-            })
-            .await;
-            match body {
-                Ok(Ok(text)) => (
-                    StatusCode::OK,
-                    [("content-type", "text/plain; version=0.0.4")],
-                    text,
-                ),
-                Ok(Err(e)) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    [("content-type", "text/plain")],
-                    e,
-                ),
-                Err(e) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    [("content-type", "text/plain")],
-                    e.to_string(),
-                ),
-            }
-        }
-    };
-    let app = Router::new()
-        .route("/metrics", get(scrape))
-        .route("/health", get(|| async { "ok\n" }));
-    axum::serve(listener, app).await
-}
-
 /// What start-up checks and takes before anything on the machine changes.
 struct Preflight {
     /// Held for the daemon's life: one daemon per state directory (and pin directory), or a
@@ -348,6 +303,7 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
     if !host::is_root() {
         return Err(DaemonError::NotRoot);
     }
+    http::raise_open_file_limit();
     if let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i)) {
         return Err(DaemonError::NoInterface(missing.clone()));
     }
@@ -486,7 +442,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 
     info!(addr = %cfg.metrics_addr, "serving metrics");
     let tasks = [
-        tokio::spawn(serve_metrics(
+        tokio::spawn(http::serve(
             listener,
             Arc::clone(&shared),
             Arc::clone(&metrics),
