@@ -17,8 +17,9 @@ use enforcer_ebpf::scope::is_link_local_multicast;
 pub enum Reject {
     /// Malformed: dropped and counted under this counter.
     Malformed(Counter),
-    /// ARP: passed (a router needs it), counted, unless its sender is spoofed (`arp`). The
-    /// sender's addresses are in `Packet::src` and `Packet::arp_sha`.
+    /// ARP: passed (a router needs it), counted, unless it is spoofed
+    /// (`identity::arp_spoofed`). The sender's addresses are in `Packet::src` and
+    /// `Packet::arp_sha`.
     Arp,
     /// IPv6 neighbour discovery, router solicitation, MLD: passed, counted.
     NeighbourDiscovery,
@@ -355,9 +356,9 @@ fn parse_ethernet<F: Frame>(c: &mut Cursor<'_, F>, pkt: &mut Packet) -> Result<u
     Ok(ethertype)
 }
 
-/// ARP: records the sender's claimed addresses for the spoofing check (`arp::spoofed`). Anything
-/// but a whole Ethernet/IPv4 ARP body leaves the sender address zero, which the check reads as
-/// claiming nothing (the kernel ignores such frames itself).
+/// ARP: records the sender's claimed addresses for `identity::arp_spoofed`. Anything but a whole
+/// Ethernet/IPv4 ARP body leaves the sender address zero, which the check reads as claiming
+/// nothing (the kernel ignores such frames itself).
 #[inline(always)]
 fn parse_arp<F: Frame>(c: &Cursor<'_, F>, pkt: &mut Packet) -> Reject {
     pkt.arp_sha = [0; 6];
