@@ -107,4 +107,11 @@ counters! {
     TcpPickedUp = "tcp_picked_up",
     /// Packets denied because they continue no remembered flow (`no_flow`).
     NoFlow = "no_flow",
+    /// ARP packets dropped because they claim an address for a MAC the policy does not bind it to
+    /// (the router's own address, a listed device's from another MAC, or a listed device's
+    /// announcement of an address not its own): neighbour-table poisoning.
+    ArpSpoofed = "arp_spoofed",
+    /// Unlisted MACs recorded in `DISCOVERED` for the first time. The table is an LRU of
+    /// `MAX_DISCOVERED`: this minus the entries it holds is how many were recycled for newer ones.
+    DiscoveredNew = "discovered_new",
 }

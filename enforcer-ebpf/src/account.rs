@@ -201,6 +201,7 @@ out_of_line! {
                 if DISCOVERED.insert(&key, fresh, 0).is_err() {
                     return;
                 }
+                count(Counter::DiscoveredNew);
                 match DISCOVERED.get_ptr_mut(&key) {
                     Some(d) => d,
                     None => return,

@@ -6,7 +6,7 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
-    FAMILY_V4, UNKNOWN_DEVICE,
+    Action, FAMILY_V4, UNKNOWN_DEVICE,
     control::PolicyConfig,
     identity::{
         ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MacKey, NET_F_ONLINK,
@@ -19,7 +19,10 @@ use enforcer_ebpf::{
     scope::{is_link_scoped_source, is_router_scoped_dest},
 };
 
-use crate::maps::{ADDRS_V4, ADDRS_V6, MACS, NETS_V4, NETS_V6};
+use crate::{
+    maps::{ADDRS_V4, ADDRS_V6, MACS, NETS_V4, NETS_V6},
+    parse::Packet,
+};
 
 /// The sender as the policy sees it.
 #[derive(Clone, Copy)]
@@ -99,6 +102,58 @@ out_of_line! {
         };
         // SAFETY: as in `lookup_addr`.
         unsafe { ADDRS_V6.get(&key) }.is_some_and(|a| a.kind == ADDR_KIND_ROUTER)
+    }
+}
+
+out_of_line! {
+    /// Whether an ARP packet (`pkt` as `parse` leaves it for [`Reject::Arp`](crate::parse::Reject))
+    /// claims an address for a MAC the live policy does not bind it to, which would poison the
+    /// router's neighbour table: the router's own address; a listed device's bound address from
+    /// another MAC (in the ARP body or the Ethernet header); or a listed device, bound to its own
+    /// addresses, announcing one that is not. The same bindings as the IP spoofing verdict
+    /// (`resolve_source`), and off under `defaults.spoofed: allow` as it is. An address no device
+    /// holds, from a MAC no device has, passes: an unknown device needs ARP to be discovered and
+    /// to get an address. A probe (sender address 0.0.0.0, RFC 5227) claims nothing; nor does an
+    /// ARP sent before any policy is loaded.
+    ///
+    /// Out of line: only ARP frames pay for its lookups.
+    pub fn arp_spoofed(pkt: &Packet) -> bool {
+        let spa = pkt.src[0];
+        if spa == 0 {
+            return false;
+        }
+        let Some(control) = crate::maps::CONTROL.get(0) else {
+            return false;
+        };
+        let slot = control.slot();
+        let Some(cfg) = crate::maps::CONFIG.get(u32::from(slot)) else {
+            return false;
+        };
+        if cfg.generation == 0 || cfg.spoofed == Action::Allow as u8 {
+            return false;
+        }
+        let by_addr = lookup_addr(slot, FAMILY_V4, &pkt.src);
+        if let Some(a) = by_addr {
+            if a.kind == ADDR_KIND_ROUTER {
+                return true;
+            }
+            if a.has_mac() && (a.mac != pkt.arp_sha || a.mac != pkt.src_mac) {
+                return true;
+            }
+        }
+        announces_anothers(slot, pkt.src_mac, by_addr)
+            || (pkt.arp_sha != pkt.src_mac && announces_anothers(slot, pkt.arp_sha, by_addr))
+    }
+}
+
+/// Whether `mac` is a listed device bound to its own addresses and the address it announces
+/// (`by_addr`, none when no device holds it) is not one of them.
+#[inline(always)]
+fn announces_anothers(slot: u8, mac: [u8; 6], by_addr: Option<AddrEntry>) -> bool {
+    // SAFETY: as in `lookup_addr`.
+    match unsafe { MACS.get(&MacKey::new(slot, mac)) } {
+        Some(m) if m.flags & MAC_F_ANY_ADDR == 0 => by_addr.is_none_or(|a| a.device != m.device),
+        _ => false,
     }
 }
 

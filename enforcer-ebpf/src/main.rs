@@ -67,6 +67,8 @@ pub struct Scratch {
 enum Outcome {
     /// Not an IP packet to judge (see [`Reject`]); neighbour discovery only when for this link.
     Rejected(Reject),
+    /// An ARP packet claiming an address for a MAC the policy does not bind it to: dropped.
+    ArpSpoofed,
     /// Passed: the first packet of a flow, allowed by a rule.
     Allowed,
     /// Passed: a packet of a remembered flow.
@@ -97,6 +99,7 @@ impl Outcome {
         use xdp_action::{XDP_DROP, XDP_PASS};
         let (action, counter) = match self {
             Self::Rejected(Reject::Arp) => (XDP_PASS, Some(Counter::ArpPassed)),
+            Self::ArpSpoofed => (XDP_DROP, Some(Counter::ArpSpoofed)),
             Self::Rejected(Reject::NeighbourDiscovery) => (XDP_PASS, Some(Counter::NdPassed)),
             Self::Rejected(Reject::RogueRouter) => (XDP_DROP, Some(Counter::RogueRaDropped)),
             Self::Rejected(Reject::NonIp) => (XDP_DROP, Some(Counter::NonIpDropped)),
@@ -162,6 +165,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
         // Addressed beyond this link (another segment's unicast address): an ordinary packet,
         // judged as protocol 58 / `other` like any other, so it cannot cross zones.
         Err(Reject::NeighbourDiscovery) if !identity::nd_for_this_link(&scratch.pkt.dst) => {}
+        Err(Reject::Arp) if identity::arp_spoofed(&scratch.pkt) => return Outcome::ArpSpoofed,
         Err(reject) => return Outcome::Rejected(reject),
     }
     let Scratch {

@@ -17,7 +17,9 @@ use enforcer_ebpf::scope::is_link_local_multicast;
 pub enum Reject {
     /// Malformed: dropped and counted under this counter.
     Malformed(Counter),
-    /// ARP: passed (a router needs it), counted.
+    /// ARP: passed (a router needs it), counted, unless it is spoofed
+    /// (`identity::arp_spoofed`). The sender's addresses are in `Packet::src` and
+    /// `Packet::arp_sha`.
     Arp,
     /// IPv6 neighbour discovery, router solicitation, MLD: passed, counted.
     NeighbourDiscovery,
@@ -57,6 +59,19 @@ struct VlanHdr {
 // is one instruction where sixteen byte copies would also spill registers onto the small BPF stack.
 // Header fields may be misaligned in the frame (after a 14-byte Ethernet header); the kernel allows
 // unaligned packet loads on the architectures XDP runs on, as every C XDP program relies on.
+
+/// An Ethernet/IPv4 ARP packet (RFC 826) up to the sender's addresses, which are all the check
+/// reads; addresses as bytes, since the header leaves them misaligned.
+#[repr(C)]
+struct ArpHdr {
+    htype: [u8; 2],
+    ptype: [u8; 2],
+    hlen: u8,
+    plen: u8,
+    _oper: [u8; 2],
+    sha: [u8; 6],
+    spa: [u8; 4],
+}
 
 #[repr(C)]
 struct Ipv4Hdr {
@@ -189,6 +204,10 @@ pub struct Packet {
     /// A TCP segment with SYN set (false for anything else): only such a segment can open a
     /// connection, so only it is never picked up as a reply (`flow::pickup`).
     pub tcp_syn: bool,
+    /// ARP only: the sender hardware address the ARP body claims (its sender protocol address is
+    /// in `src[0]`). Written, and read, only for a frame parsed as [`Reject::Arp`], so the IP
+    /// paths never pay for it.
+    pub arp_sha: [u8; 6],
 }
 
 /// A frame the parser can read: XDP's at ingress, TC's (a socket buffer) at egress.
@@ -302,7 +321,7 @@ pub fn parse<F: Frame>(ctx: &F, pkt: &mut Packet) -> Result<(), Reject> {
     let l3_end = match ethertype {
         ETH_P_IP => parse_ipv4(&mut c, pkt)?,
         ETH_P_IPV6 => parse_ipv6(&mut c, pkt)?,
-        ETH_P_ARP => return Err(Reject::Arp),
+        ETH_P_ARP => return Err(parse_arp(&c, pkt)),
         _ => return Err(Reject::NonIp),
     };
     if pkt.frag == Fragment::Later {
@@ -335,6 +354,25 @@ fn parse_ethernet<F: Frame>(c: &mut Cursor<'_, F>, pkt: &mut Packet) -> Result<u
         return Err(Reject::Malformed(Counter::MalformedVlan));
     }
     Ok(ethertype)
+}
+
+/// ARP: records the sender's claimed addresses for `identity::arp_spoofed`. Anything but a whole
+/// Ethernet/IPv4 ARP body leaves the sender address zero, which the check reads as claiming
+/// nothing (the kernel ignores such frames itself).
+#[inline(always)]
+fn parse_arp<F: Frame>(c: &Cursor<'_, F>, pkt: &mut Packet) -> Reject {
+    pkt.arp_sha = [0; 6];
+    let Ok(a) = c.at::<ArpHdr>(c.off) else {
+        return Reject::Arp;
+    };
+    // SAFETY: bounds checked by `at`.
+    let a = unsafe { &*a };
+    if be16(a.htype) == 1 && be16(a.ptype) == ETH_P_IP && a.hlen == 6 && a.plen == 4 {
+        pkt.family = FAMILY_V4;
+        pkt.src[0] = u32::from_ne_bytes(a.spa);
+        pkt.arp_sha = a.sha;
+    }
+    Reject::Arp
 }
 
 /// IPv4, honouring IHL (options are skipped, never read as L4) and total length (Ethernet padding
@@ -464,6 +502,17 @@ fn parse_ipv6<F: Frame>(c: &mut Cursor<'_, F>, pkt: &mut Packet) -> Result<usize
                 let offset = of & 0xfff8;
                 let more = of & 1 != 0;
                 if offset != 0 {
+                    // RFC 1858 for IPv6: a later piece that starts inside the first fragment's
+                    // headers rewrites what the verdict read (TCP flags at offset 8; with an
+                    // extension header after this one, the L4 header itself, which the shortest
+                    // such chain, 8 bytes of options and 20 of TCP, ends at 28). No sender cuts a
+                    // first fragment that short; a destination that lets the later piece win
+                    // would see other ports or flags than were judged.
+                    if (next == PROTO_TCP && offset == 8)
+                        || (matches!(next, 43 | 51 | 60) && offset < 32)
+                    {
+                        return Err(Reject::Malformed(Counter::MalformedFragment));
+                    }
                     pkt.frag = Fragment::Later;
                     pkt.proto = next;
                     return Ok(end);
@@ -550,6 +599,15 @@ fn parse_l4<F: Frame>(
             let u = c.at::<UdpHdr>(off).map_err(|_| bad)?;
             // SAFETY: bounds checked by `at`.
             let u = unsafe { &*u };
+            // The length field covers header and payload (RFC 768): below 8 it is no UDP header,
+            // and beyond the IP payload it claims bytes that are not there (Linux drops both). A
+            // first fragment's field counts the whole datagram, so only its floor is checked.
+            let udp_len = usize::from(be16(u.len));
+            if udp_len < size_of::<UdpHdr>()
+                || (pkt.frag != Fragment::First && off + udp_len > l3_end)
+            {
+                return Err(bad);
+            }
             pkt.sport = be16(u.sport);
             pkt.dport = be16(u.dport);
             pkt.l4 = L4::Ports;

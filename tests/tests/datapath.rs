@@ -722,6 +722,30 @@ fn poke(f: &Frame, at: usize, value: u8) -> Vec<u8> {
     b
 }
 
+/// A TCP segment with 420 bytes of data (cam-1's 40000 -> 554) from the IP header given.
+fn long_segment(ip: Frame) -> Frame {
+    ip.tcp(40000, 554).payload(&[0xaa; 420])
+}
+
+/// An ICMP error body as RFC 4884 lays it out: the quote cut or zero-padded to 128 bytes, then an
+/// extension structure (version 2) with one MPLS label-stack object.
+fn with_rfc_4884_extension(quoted: &[u8]) -> Vec<u8> {
+    let mut body = quoted[..quoted.len().min(128)].to_vec();
+    body.resize(128, 0);
+    body.extend_from_slice(&[0x20, 0, 0, 0, 0, 8, 1, 1, 0, 0x3e, 0x81, 0xff]);
+    body
+}
+
+/// A UDP header and payload as raw bytes, with the length field set to `len` whatever follows.
+fn udp_with_length(sport: u16, dport: u16, len: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = sport.to_be_bytes().to_vec();
+    v.extend_from_slice(&dport.to_be_bytes());
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v.extend_from_slice(payload);
+    v
+}
+
 /// `n` destination-options headers, then TCP.
 fn dest_opts_chain(mut f: Frame, n: usize) -> Frame {
     for _ in 0..n {
@@ -1053,6 +1077,49 @@ cases! {
             .icmp(3, 3, &quote(&from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 22).syn(), 20))
                 => DROP by denied("nvr-1"),
     ];
+    icmp_error_quoting_a_whole_long_datagram_of_an_allowed_flow_passes_v4: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        // Routers may quote as much as fits (RFC 1812 §4.3.2.3): here the whole 460-byte datagram.
+        from(NVR_MAC).ipv4(NVR, CAM1)
+            .icmp(3, 3, &long_segment(from(CAM1_MAC).ipv4(CAM1, NVR)).ip_bytes())
+                => PASS by Counter::IcmpRelated,
+        check |h| { h.assert_counter(Counter::IcmpRelated, 1); h.assert_device("nvr-1", [1, 0, 0]); },
+    ];
+    icmp_error_quoting_a_whole_long_datagram_of_an_allowed_flow_passes_v6: FIXTURE, [
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6)
+            .icmp(2, 0, &long_segment(from(CAM1_MAC).ipv6(CAM1_6, NVR_6)).ip_bytes())
+                => PASS by Counter::IcmpRelated,
+        check |h| { h.assert_counter(Counter::IcmpRelated, 1); },
+    ];
+    icmp_error_with_rfc_4884_extensions_after_its_quote_passes: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        // Time exceeded with a length attribute (32 words, byte 5) and an MPLS extension object.
+        poke(&from(NVR_MAC).ipv4(NVR, CAM1).icmp(11, 0, &with_rfc_4884_extension(
+            &long_segment(from(CAM1_MAC).ipv4(CAM1, NVR)).ip_bytes())), 14 + 20 + 5, 32)
+                => PASS by Counter::IcmpRelated,
+        // ICMPv6 keeps the length in 64-bit words, at byte 4.
+        poke(&from(NVR_MAC).ipv6(NVR_6, CAM1_6).icmp(3, 0, &with_rfc_4884_extension(
+            &long_segment(from(CAM1_MAC).ipv6(CAM1_6, NVR_6)).ip_bytes())), 14 + 40 + 4, 16)
+                => PASS by Counter::IcmpRelated,
+        check |h| { h.assert_counter(Counter::IcmpRelated, 2); },
+    ];
+    icmp_messages_that_are_no_errors_are_never_related_even_quoting_an_allowed_flow: FIXTURE, [
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn() => PASS by rule("nvr-pull"),
+        from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(40000, 554).syn() => PASS by rule("nvr-pull"),
+        // The camera answers its recorder's flow with ICMP that quotes it but reports no error:
+        // redirect (5), timestamp (13), echo request (8), and ICMPv6 node information (139) and a
+        // private type (200). Each is judged as a new ICMP packet; cameras may send no ICMP to
+        // recorders.
+        for ty in ([5u8, 13, 8]) from(CAM1_MAC).ipv4(CAM1, NVR)
+            .icmp(ty, 0, &quote(&from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn(), 20))
+                => DROP by rule("default"),
+        for ty in ([139u8, 200]) from(CAM1_MAC).ipv6(CAM1_6, NVR_6)
+            .icmp(ty, 0, &quote(&from(NVR_MAC).ipv6(NVR_6, CAM1_6).tcp(40000, 554).syn(), 40))
+                => DROP by rule("default"),
+        check |h| { h.assert_counter(Counter::IcmpRelated, 0); h.assert_rule("default", 5); },
+    ];
 }
 
 // ----- VLAN tags ------------------------------------------------------------------------------
@@ -1219,6 +1286,33 @@ cases! {
         from(CAM1_MAC).ipv4(CAM1, NVR).proto(47, &ports(40000, 554)) => PASS by rule("cams-stream"),
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(47, &ports(40000, 554)) => PASS by rule("cams-stream"),
         check |h| { h.assert_rule("cams-stream", 2); },
+    ];
+    udp_without_payload_on_an_allowed_flow_is_judged_normally: FIXTURE, [
+        // Length 8: a header and nothing else is a valid datagram.
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).proto(17, &udp_with_length(40000, 53, 8, &[]))
+            => PASS by rule("office-internet"),
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).proto(17, &udp_with_length(40000, 53, 8, &[]))
+            => PASS by rule("office-internet"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).proto(17, &udp_with_length(40000, 554, 8, &[])) => DROP by rule("default"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).proto(17, &udp_with_length(40000, 554, 8, &[])) => DROP by rule("default"),
+        // A length shorter than the IP payload: the kernel trims the rest; judged on its ports.
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).proto(17, &udp_with_length(40001, 53, 8, &[0; 12]))
+            => PASS by rule("office-internet"),
+        check |h| { h.assert_rule("office-internet", 3); h.assert_rule("default", 2); },
+    ];
+    udp_length_below_8_or_beyond_the_ip_payload_is_malformed: FIXTURE, [
+        for len in ([0u16, 1, 7]) from(OFFICE_MAC).ipv4(OFFICE, WEB).proto(17, &udp_with_length(40000, 53, len, &[0; 4]))
+            => DROP by Counter::MalformedL4,
+        for len in ([0u16, 7]) from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).proto(17, &udp_with_length(40000, 53, len, &[0; 4]))
+            => DROP by Counter::MalformedL4,
+        // Claims 4 bytes more than the IP packet holds (the Ethernet padding does not count).
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).proto(17, &udp_with_length(40000, 53, 16, &[0; 4]))
+            => DROP by Counter::MalformedL4,
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).proto(17, &udp_with_length(40000, 53, 16, &[0; 4])).trailer(&[0; 8])
+            => DROP by Counter::MalformedL4,
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).proto(17, &udp_with_length(40000, 53, 13, &[0; 4]))
+            => DROP by Counter::MalformedL4,
+        check |h| { h.assert_counter(Counter::MalformedL4, 8); h.assert_rule("office-internet", 0); },
     ];
 }
 
@@ -1398,6 +1492,41 @@ cases! {
     ipv4_dont_fragment_alone_is_judged_normally: FIXTURE, [
         from(CAM1_MAC).ipv4(CAM1, NVR).frag(0x4000).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
     ];
+    ipv4_overlapping_first_fragment_rewriting_the_ports_is_judged_and_dropped: FIXTURE, [
+        first_fragment_v4() => PASS by rule("cams-stream"),
+        // A second piece at offset 0 with the same id carries a denied port (22) where the first
+        // said 554 (the Sturges/Novak overlap): every piece that holds ports is judged on them, so
+        // the rewrite never reaches the recorder, with or without "more fragments".
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2000).tcp(40000, 22).syn().payload(&[0xaa; 16])
+            => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x0000).tcp(40000, 22).syn()
+            => DROP by rule("default"),
+        // Another source port towards the allowed port is a new flow the rule allows.
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2000).tcp(40001, 554).syn().payload(&[0xaa; 16])
+            => PASS by rule("cams-stream"),
+        check |h| { h.assert_rule("default", 2); h.assert_rule("cams-stream", 2); h.assert_counter(Counter::FragmentPassed, 0); },
+    ];
+    ipv4_later_fragments_overlapping_the_first_can_not_reach_its_ports: FIXTURE, [
+        // Ports and TCP flags lie in the first 16 bytes of L4: a later piece at offset 8 is refused
+        // (RFC 1858), and one at 16 or beyond overlaps only bytes no verdict reads, so it follows
+        // its first fragment. A later piece is never judged on its own bytes.
+        first_fragment_v4() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2001).proto(6, &ports(40000, 22))
+            => DROP by Counter::MalformedFragment,
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x2002).proto(6, &ports(40000, 22))
+            => PASS by Counter::FragmentPassed,
+        // UDP's header is 8 bytes, so offset 8 already lies past it.
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x2000).udp(40053, 53).payload(&[0xaa; 16])
+            => PASS by rule("office-internet"),
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).ip_id(9).frag(0x0001).proto(17, &udp_with_length(40053, 22, 24, &[0; 16]))
+            => PASS by Counter::FragmentPassed,
+        // Pieces of a datagram whose first fragment was denied never pass, overlapping or not.
+        from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(8).frag(0x2000).tcp(40002, 22).syn().payload(&[0xaa; 16])
+            => DROP by rule("default"),
+        for off in ([2u16, 3, 5]) from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(8).frag(0x2000 | off).proto(6, &ports(40002, 554))
+            => DROP by Counter::FragmentOrphan,
+        check |h| { h.assert_counter(Counter::FragmentPassed, 2); h.assert_counter(Counter::FragmentOrphan, 3); },
+    ];
 }
 
 // ----- IPv6 fragments -------------------------------------------------------------------------
@@ -1459,6 +1588,43 @@ cases! {
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).proto(6, &ports(40000, 554)[..8])
             => DROP by Counter::MalformedFragment,
         check |h| { h.assert_counter(Counter::MalformedFragment, 1); },
+    ];
+    ipv6_tiny_udp_first_fragment_is_dropped: FIXTURE, [
+        // Four bytes of UDP: the ports but not the length (RFC 7112: the first fragment carries the
+        // whole header chain and L4 header).
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).v6_frag(0, true, 77).proto(17, &[0x9c, 0x40, 0, 53])
+            => DROP by Counter::MalformedFragment,
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).v6_frag(0, true, 78).proto(17, &[0x9c, 0x40, 0, 53, 0, 40, 0])
+            => DROP by Counter::MalformedFragment,
+        // A whole UDP header in a first fragment is judged (its length counts the whole datagram).
+        from(OFFICE_MAC).ipv6(OFFICE_6, WEB_6).v6_frag(0, true, 79).proto(17, &udp_with_length(40000, 53, 200, &[0; 8]))
+            => PASS by rule("office-internet"),
+        check |h| { h.assert_counter(Counter::MalformedFragment, 2); },
+    ];
+    ipv6_overlapping_first_fragment_rewriting_the_ports_is_judged_and_dropped: FIXTURE, [
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16])
+            => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 22).syn().payload(&[0xaa; 16])
+            => DROP by rule("default"),
+        check |h| { h.assert_rule("default", 1); },
+    ];
+    ipv6_later_fragments_overlapping_the_first_fragments_headers_are_dropped: FIXTURE, [
+        // As in IPv4 (RFC 1858): offset 8 would rewrite TCP's flags and data offset.
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 77).tcp(40000, 554).syn().payload(&[0xaa; 16])
+            => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(1, true, 77).proto(6, &ports(40000, 22))
+            => DROP by Counter::MalformedFragment,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(2, false, 77).proto(6, &[0xbb; 24])
+            => PASS by Counter::FragmentPassed,
+        // With destination options after the Fragment header the TCP header starts at 8, so a
+        // piece at 8, 16 or 24 would rewrite its ports or flags.
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, true, 78).ext(60, &[1, 4, 0, 0, 0, 0])
+            .tcp(40000, 554).syn().payload(&[0xaa; 16]) => PASS by rule("cams-stream"),
+        for units in ([1u16, 2, 3]) from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(units, true, 78).proto(60, &ports(40000, 22))
+            => DROP by Counter::MalformedFragment,
+        from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(4, false, 78).proto(60, &[0xbb; 24])
+            => PASS by Counter::FragmentPassed,
+        check |h| { h.assert_counter(Counter::MalformedFragment, 4); h.assert_counter(Counter::FragmentPassed, 2); },
     ];
     ipv6_two_fragment_headers_are_dropped: FIXTURE, [
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).v6_frag(0, false, 1).v6_frag(0, false, 2).tcp(40000, 554).syn()
@@ -1574,6 +1740,34 @@ cases! {
     dhcp_discover_is_dropped_without_a_rule: no_dhcp_fixture(), [
         from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => DROP by rule("default"),
         check |h| { h.assert_rule("default", 1); h.assert_spoofed("cam-1", 0); },
+    ];
+    rogue_dhcp_server_offers_are_judged_as_traffic_to_clients_and_dropped: FIXTURE, [
+        // A DHCP server answers from 67 to 68: broadcast (judged as to `router`), or unicast to the
+        // offered address (an unlisted address on the segment, or a listed device's). Only
+        // `udp/67` to the router is allowed, so every offer and ack is dropped, from an unknown
+        // device or a listed one, and over IPv6 (DHCPv6 advertise/reply, 547 -> 546) too.
+        from(STRANGER_MAC).ipv4("10.1.1.200", "255.255.255.255").udp(67, 68) => DROP by rule("default"),
+        from(STRANGER_MAC).ipv4("10.1.1.200", "10.1.1.150").udp(67, 68) => DROP by rule("default"),
+        from(STRANGER_MAC).ipv4("10.1.1.200", CAM2).udp(67, 68) => DROP by rule("default"),
+        from(STRANGER_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(67, 68) => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, "255.255.255.255").udp(67, 68) => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, CAM2).udp(67, 68) => DROP by rule("default"),
+        from(STRANGER_MAC).ipv6("fe80::99", "fe80::11").udp(547, 546) => DROP by rule("default"),
+        from(CAM1_MAC).ipv6("fe80::10", "fe80::11").udp(547, 546) => DROP by rule("default"),
+        check |h| {
+            h.assert_rule("default", 8);
+            h.assert_device("unknown", [0, 5, 0]);
+            h.assert_device("cam-1", [0, 3, 0]);
+            assert!(h.discovered(STRANGER_MAC).is_some(), "the rogue server is discovered");
+        },
+    ];
+    rogue_dhcp_offer_passes_only_where_a_rule_allows_udp_68_to_the_router: FIXTURE.replace(
+        "allow: [udp/67, udp/547, udp/53, tcp/53]",
+        "allow: [udp/67, udp/68, udp/547, udp/53, tcp/53]",
+    ), [
+        from(STRANGER_MAC).ipv4("10.1.1.200", "255.255.255.255").udp(67, 68) => PASS by rule("dhcp-dns"),
+        // Unicast to a device is no traffic to the router: still denied.
+        from(STRANGER_MAC).ipv4("10.1.1.200", CAM2).udp(67, 68) => DROP by rule("default"),
     ];
     router_destination_is_judged_as_router: FIXTURE, [
         from(OFFICE_MAC).ipv4(OFFICE, ROUTER_OFFICE).tcp(40000, 22).syn() => PASS by rule("office-admin"),
@@ -1709,6 +1903,72 @@ cases! {
     ];
 }
 
+/// A locally administered unicast MAC, distinct for each `i`.
+fn nth_stranger(i: u32) -> [u8; 6] {
+    let b = i.to_be_bytes();
+    [0x02, 0x99, b[0], b[1], b[2], b[3]]
+}
+
+/// Issue 12, finding 8: every new unlisted MAC is recorded, up to the table's capacity; beyond it
+/// the LRU recycles the least recently seen, keeps the newest, and `discovered_new` still counts
+/// every one, so none goes missing unaccounted. The kernel's LRU keeps up to 128 free entries per
+/// possible CPU in reserve, so a full table holds slightly fewer than its capacity.
+#[test]
+fn discovery_table_records_every_new_mac_up_to_capacity_and_the_newest_beyond() {
+    let Some(mut h) = Harness::new(
+        "discovery_table_records_every_new_mac_up_to_capacity_and_the_newest_beyond",
+        Setup::from(FIXTURE),
+    ) else {
+        return;
+    };
+    let capacity = enforcer_common::state::MAX_DISCOVERED;
+    let send = |h: &mut Harness, range: std::ops::Range<u32>| {
+        for i in range {
+            let f = Frame::eth(nth_stranger(i))
+                .ipv4("10.1.1.200", NVR)
+                .tcp(40000, 554)
+                .syn();
+            assert_eq!(h.send("a new MAC", &f), DROP);
+        }
+    };
+    let held = |h: &Harness| -> std::collections::HashSet<[u8; 6]> {
+        datapath::discovered(&h.dp)
+            .expect("discovered")
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect()
+    };
+
+    let below = capacity * 3 / 4;
+    send(&mut h, 0..below);
+    let found = held(&h);
+    assert_eq!(
+        found.len(),
+        below as usize,
+        "below capacity every new MAC is in the table"
+    );
+    assert!((0..below).all(|i| found.contains(&nth_stranger(i))));
+    h.assert_counter(Counter::DiscoveredNew, u64::from(below));
+
+    let above = capacity + capacity / 4;
+    send(&mut h, below..above);
+    let found = held(&h);
+    // SAFETY: sysconf has no preconditions.
+    let cpus = u32::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }).unwrap_or(1);
+    assert!(
+        found.len() <= capacity as usize && found.len() >= (capacity - 128 * cpus) as usize,
+        "above capacity the table is full (less the kernel's per-CPU reserve): {} of {capacity}",
+        found.len()
+    );
+    assert!(
+        (above - 4_096..above).all(|i| found.contains(&nth_stranger(i))),
+        "the newest MACs are kept"
+    );
+    h.assert_counter(Counter::DiscoveredNew, u64::from(above));
+    // Every frame was judged (as the unknown zone's): none was lost before the table.
+    h.assert_device("unknown", [0, u64::from(above), 0]);
+}
+
 // ----- Audit mode -----------------------------------------------------------------------------
 
 cases! {
@@ -1733,20 +1993,86 @@ cases! {
 
 // ----- Non-IP ---------------------------------------------------------------------------------
 
-/// An ARP request from `m` for the router.
+/// An ARP request from `m` (cam-1's address) for the router.
 fn arp(m: &str) -> Frame {
+    arp_claim(m, m, CAM1, ROUTER_CAMS)
+}
+
+/// An ARP request (operation 1) sent from Ethernet source `eth`, whose body says the sender
+/// hardware address `sha` holds `spa`, asking for `tpa`.
+fn arp_claim(eth: &str, sha: &str, spa: &str, tpa: &str) -> Frame {
+    let ip = |a: &str| {
+        a.parse::<std::net::Ipv4Addr>()
+            .expect("IPv4 address")
+            .octets()
+    };
     let mut body = vec![0, 1, 8, 0, 6, 4, 0, 1];
-    body.extend_from_slice(&mac(m));
-    body.extend_from_slice(&[10, 1, 1, 10, 0, 0, 0, 0, 0, 0, 10, 1, 1, 1]);
+    body.extend_from_slice(&mac(sha));
+    body.extend_from_slice(&ip(spa));
+    body.extend_from_slice(&[0; 6]);
+    body.extend_from_slice(&ip(tpa));
     body.extend_from_slice(&[0; 18]);
-    from(m).dst_mac([0xff; 6]).ethertype(0x0806, &body)
+    from(eth).dst_mac([0xff; 6]).ethertype(0x0806, &body)
+}
+
+/// The same claim as an ARP reply (operation 2).
+fn arp_reply(eth: &str, sha: &str, spa: &str, tpa: &str) -> Vec<u8> {
+    poke(&arp_claim(eth, sha, spa, tpa), 14 + 7, 2)
 }
 
 cases! {
     arp_passes_and_is_counted: FIXTURE, [
         arp(CAM1_MAC) => PASS by Counter::ArpPassed,
-        arp(STRANGER_MAC).vlan(10) => PASS by Counter::ArpPassed,
+        arp_claim(STRANGER_MAC, STRANGER_MAC, "10.1.1.200", ROUTER_CAMS).vlan(10) => PASS by Counter::ArpPassed,
         check |h| { h.assert_counter(Counter::ArpPassed, 2); h.assert_device("cam-1", [0, 0, 0]); },
+    ];
+    arp_claiming_a_listed_devices_address_from_another_mac_is_dropped_as_spoofed: FIXTURE, [
+        // An unknown device poisons the router's neighbour entry for cam-1, by request or reply.
+        arp_claim(STRANGER_MAC, STRANGER_MAC, CAM1, ROUTER_CAMS) => DROP by Counter::ArpSpoofed,
+        arp_reply(STRANGER_MAC, STRANGER_MAC, CAM1, ROUTER_CAMS) => DROP by Counter::ArpSpoofed,
+        // A listed device does it.
+        arp_claim(PRINTER_MAC, PRINTER_MAC, CAM1, ROUTER_CAMS) => DROP by Counter::ArpSpoofed,
+        // The body names cam-1's MAC but the frame comes from elsewhere, or the other way round.
+        arp_claim(STRANGER_MAC, CAM1_MAC, CAM1, ROUTER_CAMS) => DROP by Counter::ArpSpoofed,
+        arp_claim(CAM1_MAC, STRANGER_MAC, CAM1, ROUTER_CAMS).vlan(10) => DROP by Counter::ArpSpoofed,
+        check |h| {
+            h.assert_counter(Counter::ArpSpoofed, 5);
+            h.assert_counter(Counter::ArpPassed, 0);
+            h.assert_device("cam-1", [0, 0, 0]);
+            h.assert_not_quarantined("cam-1");
+        },
+    ];
+    arp_claiming_the_routers_own_address_is_dropped_as_spoofed: FIXTURE, [
+        arp_claim(STRANGER_MAC, STRANGER_MAC, ROUTER_CAMS, CAM1) => DROP by Counter::ArpSpoofed,
+        arp_reply(CAM1_MAC, CAM1_MAC, ROUTER_OFFICE, OFFICE) => DROP by Counter::ArpSpoofed,
+        check |h| { h.assert_counter(Counter::ArpSpoofed, 2); },
+    ];
+    arp_from_a_listed_device_for_an_address_not_its_own_is_dropped: FIXTURE, [
+        arp_claim(CAM1_MAC, CAM1_MAC, "10.1.1.99", ROUTER_CAMS) => DROP by Counter::ArpSpoofed,
+        arp_reply(CAM1_MAC, CAM1_MAC, CAM2, ROUTER_CAMS) => DROP by Counter::ArpSpoofed,
+        // An unknown frame source lending a listed device's MAC to an address no one holds.
+        arp_claim(STRANGER_MAC, CAM1_MAC, "10.1.1.99", ROUTER_CAMS) => DROP by Counter::ArpSpoofed,
+        check |h| { h.assert_counter(Counter::ArpSpoofed, 3); },
+    ];
+    gratuitous_arp_of_its_own_address_by_a_listed_device_passes: FIXTURE, [
+        arp_claim(CAM1_MAC, CAM1_MAC, CAM1, CAM1) => PASS by Counter::ArpPassed,
+        arp_reply(CAM1_MAC, CAM1_MAC, CAM1, CAM1) => PASS by Counter::ArpPassed,
+        arp_reply(OFFICE_MAC, OFFICE_MAC, OFFICE, ROUTER_OFFICE) => PASS by Counter::ArpPassed,
+        check |h| { h.assert_counter(Counter::ArpPassed, 3); h.assert_counter(Counter::ArpSpoofed, 0); },
+    ];
+    arp_from_an_unknown_device_for_an_unlisted_address_and_probes_pass: FIXTURE, [
+        arp_claim(STRANGER_MAC, STRANGER_MAC, "10.1.1.200", ROUTER_CAMS) => PASS by Counter::ArpPassed,
+        arp_reply(STRANGER_MAC, STRANGER_MAC, "10.1.1.200", ROUTER_CAMS) => PASS by Counter::ArpPassed,
+        // Address probes (sender 0.0.0.0, RFC 5227) claim nothing, whichever address they ask about.
+        arp_claim(STRANGER_MAC, STRANGER_MAC, "0.0.0.0", CAM1) => PASS by Counter::ArpPassed,
+        arp_claim(CAM2_MAC, CAM2_MAC, "0.0.0.0", CAM2) => PASS by Counter::ArpPassed,
+        check |h| { h.assert_counter(Counter::ArpPassed, 4); h.assert_counter(Counter::ArpSpoofed, 0); },
+    ];
+    spoofed_allow_lets_spoofed_arp_through: spoof_allow_fixture(), [
+        arp_claim(STRANGER_MAC, STRANGER_MAC, CAM1, ROUTER_CAMS) => PASS by Counter::ArpPassed,
+        arp_claim(CAM1_MAC, CAM1_MAC, "10.1.1.99", ROUTER_CAMS) => PASS by Counter::ArpPassed,
+        arp_claim(STRANGER_MAC, STRANGER_MAC, ROUTER_CAMS, CAM1) => PASS by Counter::ArpPassed,
+        check |h| { h.assert_counter(Counter::ArpSpoofed, 0); },
     ];
     neighbour_solicitation_and_advertisement_pass: FIXTURE, [
         from(CAM1_MAC).ipv6(CAM1_6, "ff02::1:ff00:1").hop_limit(255).icmp(135, 0, &[0; 16])
@@ -1804,6 +2130,8 @@ cases! {
         from(CAM1_MAC).ipv6(CAM1_6, NVR_6).tcp(40000, 554).syn() => DROP by Counter::NoPolicy,
         from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => DROP by Counter::NoPolicy,
         arp(CAM1_MAC) => PASS by Counter::ArpPassed,
+        // No bindings yet, so no ARP is judged spoofed.
+        arp_claim(STRANGER_MAC, STRANGER_MAC, CAM1, ROUTER_CAMS) => PASS by Counter::ArpPassed,
         from(CAM1_MAC).ipv6(CAM1_6, "ff02::1:ff00:1").icmp(135, 0, &[0; 16]) => PASS by Counter::NdPassed,
         from(CAM1_MAC).ipv6("fe80::10", "ff02::1").icmp(134, 0, &[0; 12]) => DROP by Counter::RogueRaDropped,
         from(CAM1_MAC).ethertype(0x88cc, &[0; 46]) => DROP by Counter::NonIpDropped,
@@ -1812,7 +2140,7 @@ cases! {
             h.assert_counter(Counter::RogueRaDropped, 1);
             h.assert_counter(Counter::NonIpDropped, 1);
             h.assert_counter(Counter::NoPolicy, 3);
-            h.assert_counter(Counter::ArpPassed, 1);
+            h.assert_counter(Counter::ArpPassed, 2);
             h.assert_device("cam-1", [0, 0, 0]);
             assert_eq!(h.malformed(), 0);
         },
