@@ -398,6 +398,60 @@ mod tests {
         );
     }
 
+    /// Children are found by skipping whole subtrees of the flat array: nested collections
+    /// must not leak their items into their parent's.
+    #[test]
+    fn nested_items_and_entries_are_walked_in_file_order() {
+        let (tree, diags) = run("a: [1, [2, 3], {k: v, l: [w]}, 4]\nb: x\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let tree = tree.unwrap_or_else(|| panic!("no document"));
+        let Kind::Map(top) = tree.root().kind() else {
+            panic!("not a map")
+        };
+        assert_eq!(top.len(), 2);
+        let top: Vec<_> = top.map(|(k, v)| (k.scalar(), v)).collect();
+        assert_eq!(top[1].0, Some("b"));
+        assert_eq!(top[1].1.scalar(), Some("x"));
+        let Kind::Seq(items) = top[0].1.kind() else {
+            panic!("not a list")
+        };
+        assert_eq!(items.len(), 4);
+        let shapes: Vec<_> = items.map(|n| n.scalar().unwrap_or(n.describe())).collect();
+        assert_eq!(shapes, ["1", "a list", "a mapping", "4"]);
+    }
+
+    #[test]
+    fn scalars_keep_their_decoded_text_and_style() {
+        let (tree, diags) = run("a: \"x\\ty\"\nb: 'null'\nc: null\nd: ~\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let tree = tree.unwrap_or_else(|| panic!("no document"));
+        let Kind::Map(entries) = tree.root().kind() else {
+            panic!("not a map")
+        };
+        let values: Vec<_> = entries.map(|(_, v)| (v.scalar(), v.is_null())).collect();
+        assert_eq!(
+            values,
+            [
+                (Some("x\ty"), false),
+                (Some("null"), false),
+                (Some("null"), true),
+                (Some("~"), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_nested_mappings() {
+        let (_, diags) = run("a:\n  b: 1\n  c: {d: 1, d: 2}\n  b: 3\n");
+        assert_eq!(
+            diags,
+            [
+                "t.yaml:3:13: error: duplicate key `d` (first defined at t.yaml:3:7)",
+                "t.yaml:4:3: error: duplicate key `b` (first defined at t.yaml:2:3)",
+            ]
+        );
+    }
+
     #[test]
     fn deep_nesting_is_rejected() {
         let text = format!("{}{}", "[".repeat(100), "]".repeat(100));

@@ -275,3 +275,25 @@ impl<'t> Iterator for Entries<'t> {
 }
 
 impl ExactSizeIterator for Entries<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reader's memory bound (`docs/policy.md`, "Cost of loading") rests on this size.
+    #[test]
+    fn a_stored_node_is_sixteen_bytes() {
+        assert_eq!(size_of::<Raw>(), 16);
+    }
+
+    #[test]
+    fn column_and_kind_share_a_word_without_mixing() {
+        for tag in [Tag::Plain, Tag::Quoted, Tag::Seq, Tag::Map] {
+            let raw = Raw::new(7, COL_MASK as usize, tag, 0, 0);
+            assert_eq!(raw.tag(), tag);
+            assert_eq!(raw.col_tag & COL_MASK, COL_MASK);
+            // A column past 30 bits is clamped, never spilled into the kind.
+            assert_eq!(Raw::new(7, usize::MAX, tag, 0, 0).tag(), tag);
+        }
+    }
+}
