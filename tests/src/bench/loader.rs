@@ -151,7 +151,10 @@ fn measure(bin: &Path, file: &Path) -> Result<Measured> {
         .with_context(|| format!("spawn {}", me.display()))?;
     anyhow::ensure!(out.status.success(), "loader helper failed: {}", out.status);
     let v: Value = serde_json::from_slice(&out.stdout).context("loader helper output")?;
-    let int = |k: &str| v[k].as_u64().with_context(|| format!("loader helper: no {k}"));
+    let int = |k: &str| {
+        v[k].as_u64()
+            .with_context(|| format!("loader helper: no {k}"))
+    };
     Ok(Measured {
         code: v["code"]
             .as_i64()

@@ -347,8 +347,14 @@ impl Cx<'_> {
 
     fn boolean(&mut self, node: Node<'_>, what: &str) -> Option<bool> {
         match node.kind() {
-            Kind::Scalar { value, plain: true } if value == "true" => Some(true),
-            Kind::Scalar { value, plain: true } if value == "false" => Some(false),
+            Kind::Scalar {
+                value: "true",
+                plain: true,
+            } => Some(true),
+            Kind::Scalar {
+                value: "false",
+                plain: true,
+            } => Some(false),
             _ => {
                 let raw = node.scalar().unwrap_or_default();
                 self.err(
