@@ -259,8 +259,8 @@ pub(crate) fn from_sources(root: &Arc<str>, sources: &[Source]) -> Result<Policy
         // Any YAML error (even one the reader steps over, such as an alias) leaves the file
         // read in part or not at all; an empty file is no gap.
         gaps.unread_file |= diags.found() > before;
-        if let Some(node) = tree {
-            docs.push(model::file_doc(&node, &mut diags));
+        if let Some(tree) = tree {
+            docs.push(model::file_doc(tree.root(), &mut diags));
         }
     }
     for doc in &mut docs {

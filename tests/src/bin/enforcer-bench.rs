@@ -3,6 +3,7 @@
 //!
 //! `enforcer-bench [--quick] [--out BENCHMARKS.json] [--md BENCHMARKS.md] [--skip-veth] [--parts a,b]`
 //! `enforcer-bench --render BENCHMARKS.json --md BENCHMARKS.md` re-renders without measuring.
+//! (`enforcer-bench --loader-child BIN FILE` is the loader part's own helper, see `bench/loader.rs`.)
 #![expect(
     clippy::print_stderr,
     clippy::print_stdout,
@@ -106,6 +107,10 @@ fn machine() -> serde_json::Value {
 }
 
 fn run() -> Result<()> {
+    let mut raw = std::env::args().skip(1);
+    if raw.next().as_deref() == Some(loader::CHILD_FLAG) {
+        return loader::child(raw);
+    }
     let a = args()?;
     if let Some(src) = &a.render {
         let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src)?)?;
@@ -214,6 +219,13 @@ fn run() -> Result<()> {
         "wrote {} in {:.0} s",
         a.out.display(),
         started.elapsed().as_secs_f64()
+    );
+    let missed = loader::failures(&doc["loader"]);
+    anyhow::ensure!(
+        missed.is_empty(),
+        "policy loader: {} missed a target or exited wrongly (written above and in {})",
+        missed.join(", "),
+        a.out.display()
     );
     Ok(())
 }

@@ -51,7 +51,7 @@ pub(crate) const LIMITS_KEYS: &[&str] = &["flows_per_device"];
 
 /// Convert one file's tree. Problems go to `diags`; what could be read is returned anyway, so
 /// later checks still run and one pass reports everything.
-pub(crate) fn file_doc(root: &Node, diags: &mut Diags) -> FileDoc {
+pub(crate) fn file_doc(root: Node<'_>, diags: &mut Diags) -> FileDoc {
     let mut cx = Cx { diags };
     let mut doc = FileDoc::default();
     let Some(top) = cx.fields(root, "the policy file", TOP_KEYS) else {
@@ -92,7 +92,7 @@ pub(crate) fn file_doc(root: &Node, diags: &mut Diags) -> FileDoc {
             "devices" => {
                 // Sized once: the device list is the bulk of a large policy, and doubling
                 // growth would leave up to half of it unused.
-                if let Kind::Map(entries) = &value.kind {
+                if let Kind::Map(entries) = value.kind() {
                     doc.devices.reserve_exact(entries.len());
                 }
                 cx.named(
@@ -110,16 +110,16 @@ pub(crate) fn file_doc(root: &Node, diags: &mut Diags) -> FileDoc {
                     doc.rules.extend(cx.rule(item));
                 }
             }
-            "defaults" => doc.defaults = cx.defaults(value).map(|d| (knode.loc.clone(), d)),
+            "defaults" => doc.defaults = cx.defaults(value).map(|d| (knode.loc(), d)),
             "quarantine" => doc.quarantine = cx.quarantine(knode, value),
-            "limits" => doc.limits = cx.limits(value).map(|l| (knode.loc.clone(), l)),
+            "limits" => doc.limits = cx.limits(value).map(|l| (knode.loc(), l)),
             _ => {}
         }
     }
     doc
 }
 
-fn get<'n>(fields: &Fields<'n>, key: &str) -> Option<&'n Node> {
+fn get<'n>(fields: &Fields<'n>, key: &str) -> Option<Node<'n>> {
     fields
         .entries
         .iter()
@@ -133,7 +133,7 @@ struct Cx<'d> {
 
 /// The known keys of a mapping, in file order.
 struct Fields<'n> {
-    entries: Vec<(&'n str, &'n Node, &'n Node)>,
+    entries: Vec<(&'n str, Node<'n>, Node<'n>)>,
     /// A key was not in the schema. It is most likely the misspelling of a key the mapping then
     /// lacks, so "has no `allow`" is not reported on top of "unknown key `alow`": the root cause
     /// only.
@@ -146,23 +146,25 @@ impl Cx<'_> {
     }
 
     /// A mapping with only `allowed` keys (null counts as an empty mapping).
-    fn fields<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+    fn fields<'n>(&mut self, node: Node<'n>, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
         if node.is_null() {
             return Some(Fields {
                 entries: Vec::new(),
                 misspelt: false,
             });
         }
-        let Kind::Map(entries) = &node.kind else {
+        let Kind::Map(entries) = node.kind() else {
             self.err(
-                &node.loc,
+                &node.loc(),
                 format!("expected a mapping for {what}, found {}", node.describe()),
                 "write it as `key: value` lines",
             );
             return None;
         };
         let mut out = Fields {
-            entries: Vec::with_capacity(entries.len()),
+            // Each allowed key at most once (the reader refuses duplicates); a mapping of a
+            // million unknown keys reserves nothing for them.
+            entries: Vec::with_capacity(allowed.len().min(entries.len())),
             misspelt: false,
         };
         for (k, v) in entries {
@@ -175,7 +177,7 @@ impl Cx<'_> {
             } else {
                 out.misspelt = true;
                 self.err(
-                    &k.loc,
+                    &k.loc(),
                     format!("unknown key `{}` in {what}", truncate(key)),
                     did_you_mean(key, allowed.iter().copied(), || {
                         format!("expected one of: {}", allowed.join(", "))
@@ -186,7 +188,7 @@ impl Cx<'_> {
         Some(out)
     }
 
-    fn require<'n>(&mut self, f: &Fields<'n>, key: &str, at: &Loc, what: &str) -> Option<&'n Node> {
+    fn require<'n>(&mut self, f: &Fields<'n>, key: &str, at: &Loc, what: &str) -> Option<Node<'n>> {
         let found = get(f, key);
         if found.is_none() && !f.misspelt {
             self.err(
@@ -203,17 +205,17 @@ impl Cx<'_> {
     /// a reference to them is no second error.
     fn named(
         &mut self,
-        node: &Node,
+        node: Node<'_>,
         what: &str,
         unreadable: &mut Vec<Endpoint>,
-        mut each: impl FnMut(&mut Self, String, Loc, &Node) -> Option<()>,
+        mut each: impl FnMut(&mut Self, String, Loc, Node<'_>) -> Option<()>,
     ) {
         if node.is_null() {
             return;
         }
-        let Kind::Map(entries) = &node.kind else {
+        let Kind::Map(entries) = node.kind() else {
             self.err(
-                &node.loc,
+                &node.loc(),
                 format!(
                     "expected a mapping of names for `{what}`, found {}",
                     node.describe()
@@ -229,7 +231,7 @@ impl Cx<'_> {
                 continue;
             }
             if let Some(name) = self.ident(k, &what[..what.len() - 1])
-                && each(self, name.clone(), k.loc.clone(), v).is_none()
+                && each(self, name.clone(), k.loc(), v).is_none()
             {
                 unreadable.push(match what {
                     "zones" => Endpoint::Zone(name),
@@ -241,22 +243,22 @@ impl Cx<'_> {
     }
 
     /// A non-null scalar.
-    fn text(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.kind {
+    fn text(&mut self, node: Node<'_>, what: &str) -> Option<String> {
+        match node.kind() {
             Kind::Scalar { value, .. } if !node.is_null() => {
                 if value.chars().count() > MAX_TEXT {
                     self.err(
-                        &node.loc,
+                        &node.loc(),
                         format!("value longer than {MAX_TEXT} characters"),
                         "shorten it",
                     );
                     return None;
                 }
-                Some(value.clone())
+                Some(value.to_owned())
             }
             _ => {
                 self.err(
-                    &node.loc,
+                    &node.loc(),
                     format!("expected {what}, found {}", node.describe()),
                     format!("write {what} here"),
                 );
@@ -265,13 +267,13 @@ impl Cx<'_> {
         }
     }
 
-    fn ident(&mut self, node: &Node, what: &str) -> Option<String> {
+    fn ident(&mut self, node: Node<'_>, what: &str) -> Option<String> {
         let text = self.text(node, &format!("a {what} name"))?;
         match check_ident(&text) {
             Ok(()) => Some(text),
             Err(message) => {
                 self.err(
-                    &node.loc,
+                    &node.loc(),
                     format!("invalid {what} name `{}`: {message}", truncate(&text)),
                     IDENT_HINT,
                 );
@@ -281,14 +283,14 @@ impl Cx<'_> {
     }
 
     /// A list; a single scalar counts as a list of one, null as an empty list.
-    fn list<'n>(&mut self, node: &'n Node, what: &str) -> Vec<&'n Node> {
-        match &node.kind {
+    fn list<'n>(&mut self, node: Node<'n>, what: &str) -> Vec<Node<'n>> {
+        match node.kind() {
             _ if node.is_null() => Vec::new(),
-            Kind::Seq(items) => items.iter().collect(),
+            Kind::Seq(items) => items.collect(),
             Kind::Scalar { .. } => vec![node],
             Kind::Map(_) => {
                 self.err(
-                    &node.loc,
+                    &node.loc(),
                     format!("expected {what}, found {}", node.describe()),
                     "write a list: [a, b]",
                 );
@@ -300,12 +302,12 @@ impl Cx<'_> {
     /// A scalar run through a value parser; its error becomes a located diagnostic.
     fn parsed<T>(
         &mut self,
-        node: &Node,
+        node: Node<'_>,
         parse: fn(&str) -> Result<T, Problem>,
     ) -> Option<Located<T>> {
         let Some(raw) = node.scalar().filter(|_| !node.is_null()) else {
             self.err(
-                &node.loc,
+                &node.loc(),
                 format!("expected a value, found {}", node.describe()),
                 "write a single value here",
             );
@@ -314,17 +316,17 @@ impl Cx<'_> {
         match parse(raw) {
             Ok(value) => Some(Located {
                 value,
-                loc: node.loc.clone(),
+                loc: node.loc(),
             }),
             Err(Problem { message, hint }) => {
-                self.err(&node.loc, message, hint);
+                self.err(&node.loc(), message, hint);
                 None
             }
         }
     }
 
     /// One of `choices`, written plain.
-    fn choice<T: Copy>(&mut self, node: &Node, what: &str, choices: &[(&str, T)]) -> Option<T> {
+    fn choice<T: Copy>(&mut self, node: Node<'_>, what: &str, choices: &[(&str, T)]) -> Option<T> {
         let raw = node
             .scalar()
             .filter(|_| !node.is_null())
@@ -334,7 +336,7 @@ impl Cx<'_> {
         }
         let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
         self.err(
-            &node.loc,
+            &node.loc(),
             format!("invalid {what} `{}`", truncate(raw)),
             did_you_mean(raw, names.iter().copied(), || {
                 format!("expected one of: {}", names.join(", "))
@@ -343,14 +345,20 @@ impl Cx<'_> {
         None
     }
 
-    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
-        match &node.kind {
-            Kind::Scalar { value, plain: true } if value == "true" => Some(true),
-            Kind::Scalar { value, plain: true } if value == "false" => Some(false),
+    fn boolean(&mut self, node: Node<'_>, what: &str) -> Option<bool> {
+        match node.kind() {
+            Kind::Scalar {
+                value: "true",
+                plain: true,
+            } => Some(true),
+            Kind::Scalar {
+                value: "false",
+                plain: true,
+            } => Some(false),
             _ => {
                 let raw = node.scalar().unwrap_or_default();
                 self.err(
-                    &node.loc,
+                    &node.loc(),
                     format!("invalid {what} `{}`: expected true or false", truncate(raw)),
                     "write true or false, unquoted",
                 );
@@ -359,14 +367,14 @@ impl Cx<'_> {
         }
     }
 
-    fn device(&mut self, name: String, loc: Loc, body: &Node) -> Option<Device> {
+    fn device(&mut self, name: String, loc: Loc, body: Node<'_>) -> Option<Device> {
         let f = self.fields(body, &format!("device `{name}`"), DEVICE_KEYS)?;
         let what = format!("device `{name}`");
         let zone = self.require(&f, "zone", &loc, &what).and_then(|n| {
             let zone = self.ident(n, "zone")?;
             Some(Located {
                 value: zone,
-                loc: n.loc.clone(),
+                loc: n.loc(),
             })
         });
         let mac = get(&f, "mac").and_then(|n| self.parsed(n, parse_mac));
@@ -381,7 +389,7 @@ impl Cx<'_> {
         if get(&f, "mac").is_none()
             && !f.misspelt
             && get(&f, "addresses")
-                .is_none_or(|n| n.is_null() || matches!(&n.kind, Kind::Seq(v) if v.is_empty()))
+                .is_none_or(|n| n.is_null() || matches!(n.kind(), Kind::Seq(v) if v.len() == 0))
         {
             self.err(
                 &loc,
@@ -426,12 +434,12 @@ impl Cx<'_> {
         })
     }
 
-    fn rule(&mut self, node: &Node) -> Option<Rule> {
+    fn rule(&mut self, node: Node<'_>) -> Option<Rule> {
         let f = self.fields(node, "a rule", RULE_KEYS)?;
-        let name_node = self.require(&f, "name", &node.loc, "this rule");
+        let name_node = self.require(&f, "name", &node.loc(), "this rule");
         let name = name_node.and_then(|n| self.ident(n, "rule"));
         let what = format!("rule `{}`", name.as_deref().unwrap_or("?"));
-        let loc = name_node.map_or_else(|| node.loc.clone(), |n| n.loc.clone());
+        let loc = name_node.map_or_else(|| node.loc(), |n| n.loc());
         let from = self
             .require(&f, "from", &loc, &what)
             .map(|n| self.endpoints(n, &what, "from"));
@@ -443,7 +451,7 @@ impl Cx<'_> {
             (None, Some(n)) => (RuleAction::Deny, n),
             (Some(_), Some(n)) => {
                 self.err(
-                    &n.loc,
+                    &n.loc(),
                     format!("{what} has both `allow` and `deny`"),
                     "split it into two rules",
                 );
@@ -463,7 +471,7 @@ impl Cx<'_> {
         let items = self.list(services, "a list of services");
         if items.is_empty() {
             self.err(
-                &services.loc,
+                &services.loc(),
                 format!("{what}: `{}` is empty", action.as_str()),
                 "list at least one service, e.g. tcp/443 or any",
             );
@@ -482,11 +490,11 @@ impl Cx<'_> {
         })
     }
 
-    fn endpoints(&mut self, node: &Node, what: &str, side: &str) -> Vec<Located<Endpoint>> {
+    fn endpoints(&mut self, node: Node<'_>, what: &str, side: &str) -> Vec<Located<Endpoint>> {
         let items = self.list(node, "an endpoint or a list of endpoints");
-        if items.is_empty() && !matches!(node.kind, Kind::Map(_)) {
+        if items.is_empty() && !matches!(node.kind(), Kind::Map(_)) {
             self.err(
-                &node.loc,
+                &node.loc(),
                 format!("{what}: `{side}` is empty, so the rule can never match"),
                 ENDPOINT_HINT,
             );
@@ -505,11 +513,11 @@ impl Cx<'_> {
 
     /// `[zone: office]`: a space after the colon makes YAML read a mapping. Said in those words
     /// (rather than "expected a value, found a mapping"); true when reported.
-    fn spaced_endpoint(&mut self, node: &Node) -> bool {
-        let Kind::Map(entries) = &node.kind else {
+    fn spaced_endpoint(&mut self, node: Node<'_>) -> bool {
+        let Kind::Map(mut entries) = node.kind() else {
             return false;
         };
-        let [(key, value)] = entries.as_slice() else {
+        let (1, Some((key, value))) = (entries.len(), entries.next()) else {
             return false;
         };
         let (Some(kind @ ("zone" | "device" | "network")), Some(name)) =
@@ -518,7 +526,7 @@ impl Cx<'_> {
             return false;
         };
         self.err(
-            &node.loc,
+            &node.loc(),
             format!(
                 "`{kind}: {}` is a mapping, not an endpoint (a space follows the colon)",
                 truncate(name)
@@ -528,7 +536,7 @@ impl Cx<'_> {
         true
     }
 
-    fn defaults(&mut self, node: &Node) -> Option<PartialDefaults> {
+    fn defaults(&mut self, node: Node<'_>) -> Option<PartialDefaults> {
         let f = self.fields(node, "defaults", DEFAULT_KEYS)?;
         let actions = [("deny", Action::Deny), ("allow", Action::Allow)];
         Some(PartialDefaults {
@@ -543,14 +551,14 @@ impl Cx<'_> {
             unknown: get(&f, "unknown").and_then(|n| {
                 Some(Located {
                     value: self.ident(n, "zone")?,
-                    loc: n.loc.clone(),
+                    loc: n.loc(),
                 })
             }),
             spoofed: get(&f, "spoofed").and_then(|n| self.choice(n, "defaults.spoofed", &actions)),
         })
     }
 
-    fn limits(&mut self, node: &Node) -> Option<Limits> {
+    fn limits(&mut self, node: Node<'_>) -> Option<Limits> {
         let f = self.fields(node, "limits", LIMITS_KEYS)?;
         let mut limits = Limits::default();
         if let Some(n) = get(&f, "flows_per_device") {
@@ -559,14 +567,14 @@ impl Cx<'_> {
         Some(limits)
     }
 
-    fn quarantine(&mut self, key: &Node, node: &Node) -> Option<Quarantine> {
+    fn quarantine(&mut self, key: Node<'_>, node: Node<'_>) -> Option<Quarantine> {
         let f = self.fields(node, "quarantine", QUARANTINE_KEYS)?;
         let zone = self
-            .require(&f, "zone", &key.loc, "quarantine")
+            .require(&f, "zone", &key.loc(), "quarantine")
             .and_then(|n| {
                 Some(Located {
                     value: self.ident(n, "zone")?,
-                    loc: n.loc.clone(),
+                    loc: n.loc(),
                 })
             });
         let release_after_s = get(&f, "release_after")
@@ -580,10 +588,10 @@ impl Cx<'_> {
                 && let Some(d) = self.fields(n, "quarantine.when.denied_packets", DENIED_KEYS)
             {
                 let count = self
-                    .require(&d, "count", &n.loc, "denied_packets")
+                    .require(&d, "count", &n.loc(), "denied_packets")
                     .and_then(|c| self.parsed(c, parse_count));
                 let within = self
-                    .require(&d, "within", &n.loc, "denied_packets")
+                    .require(&d, "within", &n.loc(), "denied_packets")
                     .and_then(|w| self.parsed(w, parse_duration));
                 denied_packets = count.zip(within).map(|(c, w)| (c.value, w.value));
             }
@@ -613,7 +621,7 @@ impl Cx<'_> {
             spoofing,
             touches,
             release_after_s,
-            loc: key.loc.clone(),
+            loc: key.loc(),
         })
     }
 }
