@@ -438,6 +438,9 @@ pub(crate) struct Diags {
     omitted: Omitted,
     /// Problems ever pushed (kept or not), for callers asking "did this step find any".
     found: usize,
+    /// Once a compaction kept the full cap of errors: the place of the last one kept. Kept errors
+    /// only ever get earlier, so an error found at or after it will never be reported.
+    error_bound: Option<(Arc<str>, usize, usize)>,
 }
 
 impl Diags {
@@ -471,6 +474,21 @@ impl Diags {
         self.found
     }
 
+    /// Whether an error at `loc` could still be among those reported. When not, a caller with a
+    /// dear message to build (a "did you mean" over many candidates, for each of a million
+    /// unknown keys) calls [`Diags::omit_error`] instead: the outcome is the same, the cost is not.
+    pub fn may_report_error(&self, loc: &Loc) -> bool {
+        self.error_bound.as_ref().is_none_or(|(file, line, col)| {
+            (&*loc.file, loc.line, loc.col) < (&**file, *line, *col)
+        })
+    }
+
+    /// Counts an error that [`Diags::may_report_error`] said will not be reported.
+    pub fn omit_error(&mut self) {
+        self.found += 1;
+        self.omitted.errors += 1;
+    }
+
     /// Sort by place and keep the first [`MAX_REPORTED`] of each severity.
     fn compact(&mut self) {
         // Stable sort: problems at the same place keep the order they were found in.
@@ -492,6 +510,11 @@ impl Diags {
                 true
             }
         });
+        if errors >= MAX_REPORTED
+            && let Some(last) = self.list.iter().rev().find(|d| d.is_error())
+        {
+            self.error_bound = Some((Arc::from(last.file.as_str()), last.line, last.col));
+        }
     }
 
     pub fn has_errors(&self) -> bool {
@@ -499,7 +522,9 @@ impl Diags {
     }
 
     /// Everything found, as an error (for callers that already know there is one).
-    pub fn into_error(self) -> PolicyError {
+    pub fn into_error(mut self) -> PolicyError {
+        // Compacted first, so the count includes what the last compaction drops.
+        self.compact();
         let omitted = self.omitted;
         match self.finish() {
             Ok(list) | Err(PolicyError::Invalid(list, _)) => PolicyError::Invalid(list, omitted),
@@ -548,6 +573,35 @@ mod tests {
             d.render(Some("    zone: camras")),
             "p/10-devices.yaml:3:11: error: unknown zone `camras`\n  |\n3 |     zone: camras\n  |           ^^^^^^\n  |\n  = hint: define it"
         );
+    }
+
+    /// Skipping errors past the bound reports exactly what pushing them all would: the same kept
+    /// errors, the same count of the rest.
+    #[test]
+    fn errors_past_the_last_kept_one_are_only_counted_with_the_same_outcome() {
+        let file: Arc<str> = Arc::from("p.yaml");
+        // Out of order, so the kept ones are not simply the first found.
+        let lines: Vec<usize> = (0..2_000).map(|i| (i * 7_919) % 2_000 + 1).collect();
+        let mut all = Diags::default();
+        let mut skipping = Diags::default();
+        let mut skipped = 0;
+        for &line in &lines {
+            let at = Loc::new(&file, line, 1);
+            all.error(&at, format!("e{line}"), "");
+            if skipping.may_report_error(&at) {
+                skipping.error(&at, format!("e{line}"), "");
+            } else {
+                skipping.omit_error();
+                skipped += 1;
+            }
+        }
+        assert!(skipped > 1_000, "most were never built: {skipped}");
+        assert_eq!(all.found(), skipping.found());
+        let (a, b) = (all.into_error(), skipping.into_error());
+        assert_eq!(a.omitted(), b.omitted());
+        assert_eq!(a.omitted().errors, 2_000 - MAX_REPORTED);
+        assert_eq!(a.errors(), b.errors());
+        assert_eq!(b.errors().last().map(|d| d.line), Some(MAX_REPORTED));
     }
 
     #[test]

@@ -176,13 +176,18 @@ impl Cx<'_> {
                 out.misspelt = true;
             } else {
                 out.misspelt = true;
-                self.err(
-                    &k.loc(),
-                    format!("unknown key `{}` in {what}", truncate(key)),
-                    did_you_mean(key, allowed.iter().copied(), || {
-                        format!("expected one of: {}", allowed.join(", "))
-                    }),
-                );
+                let at = k.loc();
+                if self.diags.may_report_error(&at) {
+                    self.err(
+                        &at,
+                        format!("unknown key `{}` in {what}", truncate(key)),
+                        did_you_mean(key, allowed.iter().copied(), || {
+                            format!("expected one of: {}", allowed.join(", "))
+                        }),
+                    );
+                } else {
+                    self.diags.omit_error();
+                }
             }
         }
         Some(out)
