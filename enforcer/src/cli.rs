@@ -41,6 +41,24 @@ pub struct Paths {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WatchVerdict {
+    /// Denied packets.
+    Deny,
+    /// Packets audit mode let through that enforcing would deny.
+    Audit,
+}
+
+impl WatchVerdict {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DevicesOutput {
     /// A table for people.
     Table,
@@ -87,6 +105,9 @@ pub enum Command {
         /// series across reloads); the rest are summed per zone as `device="zone:NAME"`.
         #[arg(long, default_value_t = crate::daemon::metrics::DEFAULT_MAX_DEVICES)]
         metrics_max_devices: usize,
+        /// The daemon's root-only control socket (`enforcer watch` and later commands use it).
+        #[arg(long, default_value = crate::daemon::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
         /// bpffs directory for pinned maps and links.
         #[arg(long, default_value = "/sys/fs/bpf/enforcer")]
         pin_dir: PathBuf,
@@ -149,6 +170,27 @@ pub enum Command {
         output: Output,
         #[command(flatten)]
         paths: Paths,
+    },
+    /// Print the running daemon's deny, audit, quarantine and discovery events as they happen.
+    Watch {
+        /// Only this device's events (its name; `unknown` for unlisted sources).
+        #[arg(long)]
+        device: Option<String>,
+        /// Only events of devices in this zone.
+        #[arg(long)]
+        zone: Option<String>,
+        /// Only packet events with this verdict (no quarantine or discovery events).
+        #[arg(long, value_enum)]
+        verdict: Option<WatchVerdict>,
+        /// Stop after this many events (exit 0).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Output format: a line per event for people, or one JSON object per line.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The daemon's control socket (as `enforcer run --control-socket`).
+        #[arg(long, default_value = crate::daemon::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
     },
     /// Print the JSON Schema of the policy file format (for editors and other tools).
     Schema,

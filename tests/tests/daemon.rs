@@ -77,6 +77,7 @@ struct World {
     policy_dir: PathBuf,
     pin_dir: PathBuf,
     state_dir: PathBuf,
+    control_socket: PathBuf,
 }
 
 impl World {
@@ -96,6 +97,7 @@ impl World {
             policy_dir,
             pin_dir,
             state_dir: base.join("state"),
+            control_socket: base.join("run").join("control.sock"),
         };
         w.detach();
         w
@@ -125,6 +127,8 @@ impl World {
             self.pin_dir.display().to_string(),
             "--state-dir".into(),
             self.state_dir.display().to_string(),
+            "--control-socket".into(),
+            self.control_socket.display().to_string(),
         ]);
         a
     }
@@ -1928,4 +1932,92 @@ fn slowloris_on_the_metrics_port_with_1024_open_files_does_not_stop_reloads() {
         after <= before + 2,
         "descriptors: {before} before, {after} after"
     );
+}
+
+// ----- enforcer watch (issue 15 item 6) ---------------------------------------------------------
+
+/// Starts `enforcer watch ARGS --output json --control-socket ...` and returns it with its stdout.
+fn spawn_watch(w: &World, args: &[&str]) -> std::process::Child {
+    Command::new(enforcer_bin())
+        .arg("watch")
+        .args(args)
+        .args(["--output", "json", "--control-socket"])
+        .arg(&w.control_socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn enforcer watch")
+}
+
+/// `enforcer watch` streams the daemon's deny events live, filtered by device, with interface
+/// names; the control socket is root's alone (0600 in a 0700 directory) and a watch without a
+/// daemon exits 3.
+#[test]
+fn watch_streams_a_devices_denied_packets_with_interface_names() {
+    if !require_root("watch_streams_a_devices_denied_packets_with_interface_names") {
+        return;
+    }
+    use std::{io::BufRead as _, os::unix::fs::PermissionsExt as _};
+    let w = World::new("watch", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let d = w.start();
+    let mode = |p: &std::path::Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&w.control_socket), 0o600);
+    assert_eq!(mode(w.control_socket.parent().expect("socket dir")), 0o700);
+
+    // The printer's denied packets only: office-pc's are filtered out by the daemon.
+    let mut watch = spawn_watch(&w, &["--device", "printer-1", "--count", "1"]);
+    // Let the watch subscribe before anything is denied.
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE),
+        "office-pc may not ssh to the printer"
+    );
+    assert!(
+        !tcp_connects(w.ns("prn1"), v4(&OFFICE_PC), 22, PROBE),
+        "printer may not reach the office"
+    );
+    let stdout = watch.stdout.take().expect("stdout");
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("one event")
+        .expect("read the event");
+    let status = watch.wait().expect("watch exits after --count 1");
+    assert!(status.success(), "watch exit {status:?}: {}", d.output());
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON event");
+    assert_eq!(event["kind"], "deny", "{event}");
+    assert_eq!(event["device"], "printer-1", "{event}");
+    assert_eq!(event["zone"], "printers", "{event}");
+    assert_eq!(event["dst"], OFFICE_PC.v4.to_string(), "{event}");
+    assert_eq!(event["dport"], 22, "{event}");
+    assert_eq!(event["rule"], "default", "{event}");
+    let iface = event["iface"].as_str().unwrap_or_default();
+    assert!(
+        w.site.router_ifaces().iter().any(|i| i == iface),
+        "the interface by name, one of the router's: {event}"
+    );
+
+    // No daemon on that socket: said plainly, exit 3.
+    let (code, out, err) = {
+        let o = Command::new(enforcer_bin())
+            .args([
+                "watch",
+                "--verdict",
+                "audit",
+                "--count",
+                "1",
+                "--control-socket",
+            ])
+            .arg(w.control_socket.with_file_name("missing.sock"))
+            .output()
+            .expect("run enforcer watch");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, 3, "no daemon on that socket: {out}{err}");
+    assert!(err.contains("no enforcer daemon listens"), "{err}");
 }

@@ -19,6 +19,7 @@ pub mod run;
 pub mod schema;
 pub mod status;
 pub mod table;
+pub mod watch;
 
 /// Run a parsed command line; returns the exit code (see [`crate::exit`]).
 pub fn execute(cli: Cli) -> Result<u8> {
@@ -34,6 +35,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             ifaces,
             metrics_addr,
             metrics_max_devices,
+            control_socket,
             pin_dir,
             state_dir,
             generic,
@@ -42,6 +44,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             ifaces,
             metrics_addr,
             metrics_max_devices,
+            control_socket,
             pin_dir,
             state_dir,
             generic,
@@ -68,6 +71,23 @@ pub fn execute(cli: Cli) -> Result<u8> {
             output,
             paths,
         } => quarantine::release(&device, output, &paths),
+        Command::Watch {
+            device,
+            zone,
+            verdict,
+            count,
+            output,
+            control_socket,
+        } => watch::run(
+            &crate::daemon::control::WatchFilter {
+                device,
+                zone,
+                verdict: verdict.map(|v| v.as_str().to_owned()),
+            },
+            count,
+            output,
+            &control_socket,
+        ),
         Command::Schema => schema::schema(),
         Command::Completions { shell } => schema::completions(shell),
         Command::Manpages { dir } => schema::manpages(&dir),

@@ -42,6 +42,7 @@ pub fn run(cfg: daemon::Config) -> Result<u8> {
             | DaemonError::Host(_)
             | DaemonError::State(_)
             | DaemonError::MetricsServer { .. }
+            | DaemonError::Control(_)
             | DaemonError::Locked(_)),
         ) => {
             tracing::error!(error = %error_chain(&e), "cannot start");

@@ -18,7 +18,9 @@ use enforcer_common::{
     identity::octets,
     state::QuarantineReason,
 };
-use tokio::io::unix::AsyncFd;
+use tokio::{io::unix::AsyncFd, sync::broadcast};
+
+use super::control::WatchEvent;
 
 /// Names behind the ids in events, replaced at each reload.
 #[derive(Clone, Debug, Default)]
@@ -49,13 +51,17 @@ impl Labels {
                 )))
                 .collect(),
             rules: p.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
-            unknown_zone: p
-                .zones
-                .iter()
-                .find(|z| z.class == p.unknown_class)
-                .map_or_else(|| "unknown".to_owned(), |z| z.name.clone()),
+            unknown_zone: unknown_zone(p),
         }
     }
+}
+
+/// The zone unlisted sources are in.
+fn unknown_zone(p: &crate::policy::CompiledPolicy) -> String {
+    p.zones
+        .iter()
+        .find(|z| z.class == p.unknown_class)
+        .map_or_else(|| "unknown".to_owned(), |z| z.name.clone())
 }
 
 /// An event's address as an `IpAddr`.
@@ -88,56 +94,78 @@ fn proto_name(p: u8) -> String {
     }
 }
 
-fn log_event(e: &DenyEvent, labels: &Labels) {
+/// An event by name: the one place its ids become names, for the log line and for watchers.
+fn describe(e: &DenyEvent, labels: &Labels) -> WatchEvent {
     let (device, zone) = labels
         .devices
         .get(&e.device)
         .map_or(("unknown", labels.unknown_zone.as_str()), |(n, z)| {
             (n.as_str(), z.as_str())
         });
-    let rule = if e.rule == enforcer_common::DEFAULT_RULE {
-        "default"
+    let (kind, rule, reason) = if e.kind == EVENT_QUARANTINE {
+        let reason = QuarantineReason::from_u32(u32::from(e.reason));
+        ("quarantine", None, reason.as_str())
     } else {
-        labels.rules.get(&e.rule).map_or("unknown", String::as_str)
+        let rule = if e.rule == enforcer_common::DEFAULT_RULE {
+            "default"
+        } else {
+            labels.rules.get(&e.rule).map_or("unknown", String::as_str)
+        };
+        let reason = DenyReason::from_u8(e.reason).map_or("unknown", DenyReason::as_str);
+        let verdict = if e.verdict == Verdict::Audit as u8 {
+            "audit"
+        } else {
+            "deny"
+        };
+        (verdict, Some(rule.to_owned()), reason)
     };
-    let reason = DenyReason::from_u8(e.reason).map_or("unknown", DenyReason::as_str);
-    let verdict = if e.verdict == Verdict::Audit as u8 {
-        "audit"
-    } else {
-        "deny"
-    };
-    let mac = crate::policy::model::fmt_mac(e.src_mac);
+    WatchEvent {
+        time: crate::time::rfc3339(crate::time::unix_now()),
+        kind: kind.to_owned(),
+        device: device.to_owned(),
+        zone: zone.to_owned(),
+        proto: Some(proto_name(e.proto)),
+        src: Some(event_addr(e.family, e.src).to_string()),
+        dst: Some(event_addr(e.family, e.dst).to_string()),
+        sport: Some(e.sport),
+        dport: Some(e.dport),
+        rule,
+        reason: Some(reason.to_owned()),
+        iface: ifname(e.ifindex),
+        vlan: e.vlan,
+        mac: crate::policy::model::fmt_mac(e.src_mac),
+        missed: None,
+    }
+}
+
+fn log_event(w: &WatchEvent) {
+    let opt = |s: &Option<String>| s.clone().unwrap_or_default();
     tracing::info!(
         target: "enforcer::deny",
-        device,
-        zone,
-        src = %event_addr(e.family, e.src),
-        dst = %event_addr(e.family, e.dst),
-        sport = e.sport,
-        dport = e.dport,
-        proto = %proto_name(e.proto),
-        rule,
-        reason,
-        verdict,
-        mac = %mac,
-        ifindex = e.ifindex,
-        vlan = e.vlan,
+        device = w.device,
+        zone = w.zone,
+        src = opt(&w.src),
+        dst = opt(&w.dst),
+        sport = w.sport.unwrap_or(0),
+        dport = w.dport.unwrap_or(0),
+        proto = opt(&w.proto),
+        rule = opt(&w.rule),
+        reason = opt(&w.reason),
+        verdict = w.kind,
+        mac = w.mac,
+        iface = w.iface,
+        vlan = w.vlan,
         "packet denied"
     );
 }
 
-fn log_quarantine(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metrics) {
-    let reason = QuarantineReason::from_u32(u32::from(e.reason));
-    let (device, zone) = labels
-        .devices
-        .get(&e.device)
-        .map_or(("unknown", ""), |(n, z)| (n.as_str(), z.as_str()));
-    metrics.quarantine_event(reason);
+fn log_quarantine(w: &WatchEvent) {
     tracing::warn!(
         target: "enforcer::quarantine",
-        device,
-        zone,
-        reason = reason.as_str(),
+        device = w.device,
+        zone = w.zone,
+        reason = w.reason.as_deref().unwrap_or_default(),
+        iface = w.iface,
         "device quarantined by the datapath"
     );
 }
@@ -233,22 +261,34 @@ fn log_suppressed(s: &Suppressed, labels: &Labels) {
     );
 }
 
-fn handle(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metrics, cap: &mut DenyLog) {
+/// Where an event goes besides the log: the metrics, and whoever watches (`enforcer watch`).
+pub struct Sinks {
+    pub metrics: Arc<super::metrics::Metrics>,
+    pub watchers: broadcast::Sender<WatchEvent>,
+}
+
+fn handle(e: &DenyEvent, labels: &Labels, sinks: &Sinks, cap: &mut DenyLog) {
+    let w = describe(e, labels);
     // Quarantine lines are never capped: at most one per device until it is released.
     if e.kind == EVENT_QUARANTINE {
-        log_quarantine(e, labels, metrics);
-        return;
-    }
-    metrics.deny_events.inc();
-    let (log, summary) = cap.admit(e.device, Instant::now());
-    if let Some(s) = summary {
-        log_suppressed(&s, labels);
-    }
-    if log {
-        log_event(e, labels);
+        sinks
+            .metrics
+            .quarantine_event(QuarantineReason::from_u32(u32::from(e.reason)));
+        log_quarantine(&w);
     } else {
-        metrics.shed.deny_events_suppressed.inc();
+        sinks.metrics.deny_events.inc();
+        let (log, summary) = cap.admit(e.device, Instant::now());
+        if let Some(s) = summary {
+            log_suppressed(&s, labels);
+        }
+        if log {
+            log_event(&w);
+        } else {
+            sinks.metrics.shed.deny_events_suppressed.inc();
+        }
     }
+    // Nobody watching is the common case: then this is a no-op (an error, ignored).
+    let _no_watcher = sinks.watchers.send(w);
 }
 
 /// Reads events until the task is dropped; a window's summary is logged within a second of its
@@ -256,7 +296,7 @@ fn handle(e: &DenyEvent, labels: &Labels, metrics: &super::metrics::Metrics, cap
 pub async fn run(
     ring: RingBuf<MapData>,
     labels: Arc<RwLock<Labels>>,
-    metrics: Arc<super::metrics::Metrics>,
+    sinks: Sinks,
 ) -> std::io::Result<()> {
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer,
     // and `as_raw_fd` always returns that same fd.
@@ -271,7 +311,7 @@ pub async fn run(
                 let ring = guard.get_inner_mut();
                 while let Some(item) = ring.next() {
                     if let Some(e) = decode(&item) {
-                        with_labels(&labels, |l| handle(&e, l, &metrics, &mut cap));
+                        with_labels(&labels, |l| handle(&e, l, &sinks, &mut cap));
                     }
                 }
                 guard.clear_ready();
@@ -313,15 +353,21 @@ const MAX_DISCOVERY_LOGS_PER_SECOND: usize = 20;
 
 /// Logs every newly discovered unlisted source once. The sources already in the table when the
 /// daemon starts were logged by the daemon that saw them first.
-pub(crate) async fn watch_discoveries(shared: Arc<std::sync::Mutex<super::Inner>>) {
+pub(crate) async fn watch_discoveries(
+    shared: Arc<std::sync::Mutex<super::Inner>>,
+    watchers: broadcast::Sender<WatchEvent>,
+) {
     let mut known: std::collections::HashSet<[u8; 6]> = std::collections::HashSet::new();
     let mut first = true;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let found = {
+        let (found, zone) = {
             let Ok(inner) = shared.lock() else { return };
-            crate::datapath::discovered(&inner.dp)
+            (
+                crate::datapath::discovered(&inner.dp),
+                unknown_zone(&inner.policy),
+            )
         };
         let Ok(found) = found else { continue };
         // A MAC flood must cost neither unbounded memory nor an unbounded log.
@@ -335,15 +381,31 @@ pub(crate) async fn watch_discoveries(shared: Arc<std::sync::Mutex<super::Inner>
             if !known.insert(mac) || first {
                 continue;
             }
+            let mac_s = crate::policy::model::fmt_mac(mac);
+            let v4 = (d.has_v4 != 0).then(|| event_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string());
+            let v6 =
+                (d.has_v6 != 0).then(|| event_addr(enforcer_common::FAMILY_V6, d.v6).to_string());
+            if watchers.receiver_count() > 0 {
+                let _gone = watchers.send(WatchEvent {
+                    time: crate::time::rfc3339(crate::time::unix_now()),
+                    kind: "discovery".to_owned(),
+                    device: "unknown".to_owned(),
+                    zone: zone.clone(),
+                    src: v4.clone().or_else(|| v6.clone()),
+                    dst: Some(event_addr(d.last_family, d.last_dst).to_string()),
+                    dport: Some(d.last_dport),
+                    reason: Some("new unknown device".to_owned()),
+                    iface: ifname(d.ifindex),
+                    vlan: d.vlan,
+                    mac: mac_s.clone(),
+                    ..WatchEvent::default()
+                });
+            }
             if logged == MAX_DISCOVERY_LOGS_PER_SECOND {
                 more += 1;
                 continue;
             }
             logged += 1;
-            let mac_s = crate::policy::model::fmt_mac(mac);
-            let v4 = (d.has_v4 != 0).then(|| event_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string());
-            let v6 =
-                (d.has_v6 != 0).then(|| event_addr(enforcer_common::FAMILY_V6, d.v6).to_string());
             tracing::warn!(
                 target: "enforcer::discovery",
                 mac = %mac_s,

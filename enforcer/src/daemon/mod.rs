@@ -7,6 +7,7 @@
 //! exits (cleanly or by SIGKILL) enforcement goes on with the last policy; only `enforcer detach`
 //! removes it.
 
+pub mod control;
 pub mod events;
 pub mod host;
 pub mod http;
@@ -38,6 +39,8 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// `--metrics-max-devices`: listed devices with series of their own.
     pub metrics_max_devices: usize,
+    /// `--control-socket`: where `enforcer watch` (and later commands) reach the daemon.
+    pub control_socket: PathBuf,
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub generic: bool,
@@ -59,6 +62,8 @@ pub enum DaemonError {
     Datapath(#[from] DatapathError),
     #[error("state directory")]
     State(#[from] state::StateError),
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
     #[error("metrics")]
     Metrics(#[from] metrics::MetricsError),
     #[error("serve metrics on {addr}")]
@@ -292,6 +297,7 @@ struct Preflight {
     lock: state::Lock,
     metrics: Arc<metrics::Metrics>,
     listener: tokio::net::TcpListener,
+    control: tokio::net::UnixListener,
     host: host::HostContext,
     previous_ids: Option<policy::IdTable>,
 }
@@ -315,6 +321,7 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
             addr: cfg.metrics_addr,
             source,
         })?;
+    let control = control::bind(&cfg.control_socket).await?;
     let host = host::HostContext::read(&cfg.ifaces).await?;
     host::ensure_bpffs(&cfg.pin_dir).map_err(DaemonError::Bpffs)?;
     let previous_ids = state::read_ids(&cfg.state_dir).unwrap_or_else(|e| {
@@ -325,6 +332,7 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
         lock,
         metrics,
         listener,
+        control,
         host,
         previous_ids,
     })
@@ -427,6 +435,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         lock: _lock,
         metrics,
         listener,
+        control,
         ..
     } = pre;
     let name = enforcer_common::event::EVENTS_MAP;
@@ -441,6 +450,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let shared = Arc::new(Mutex::new(inner));
 
     info!(addr = %cfg.metrics_addr, "serving metrics");
+    info!(socket = %cfg.control_socket.display(), "serving the control socket");
+    let (watchers, _) = tokio::sync::broadcast::channel(control::WATCH_BUFFER);
     let tasks = [
         tokio::spawn(http::serve(
             listener,
@@ -448,8 +459,21 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             Arc::clone(&metrics),
         ))
         .abort_handle(),
-        tokio::spawn(events::run(ring, Arc::clone(&labels), Arc::clone(&metrics))).abort_handle(),
-        tokio::spawn(events::watch_discoveries(Arc::clone(&shared))).abort_handle(),
+        tokio::spawn(events::run(
+            ring,
+            Arc::clone(&labels),
+            events::Sinks {
+                metrics: Arc::clone(&metrics),
+                watchers: watchers.clone(),
+            },
+        ))
+        .abort_handle(),
+        tokio::spawn(events::watch_discoveries(
+            Arc::clone(&shared),
+            watchers.clone(),
+        ))
+        .abort_handle(),
+        tokio::spawn(control::serve(control, watchers)).abort_handle(),
     ];
     let reloader = Reloader {
         cfg: cfg.clone(),
@@ -463,6 +487,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     for t in tasks {
         t.abort();
     }
+    let _gone_already = std::fs::remove_file(&cfg.control_socket);
     result
 }
 
