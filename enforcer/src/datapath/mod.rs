@@ -9,6 +9,7 @@ mod apply;
 mod batch;
 pub mod bench;
 mod egress;
+mod flow_table;
 mod read;
 
 use std::{
@@ -27,10 +28,16 @@ use aya::{
     },
 };
 pub use egress::{EgressAttach, EgressError, pinned_egress_interfaces, unpin_egress};
-use enforcer_common::{LAYOUT_VERSION, PROGRAM, control::Control};
+pub use flow_table::FlowTableResize;
+use enforcer_common::{
+    LAYOUT_VERSION, PROGRAM,
+    control::Control,
+    flow::{DEFAULT_FLOWS, FLOW_CAPACITY_GLOBAL, FLOW_RING_MAP, FLOWS_MAP},
+};
 pub use read::{
     Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters,
-    device_states, discovered, flow_count, live_config, monotonic_ns, rule_counters,
+    device_states, discovered, flow_capacity, flow_count, flows, live_config, monotonic_ns,
+    rule_counters,
 };
 use thiserror::Error;
 
@@ -137,6 +144,8 @@ pub struct Datapath {
     pin_dir: Option<PathBuf>,
     /// What each slot holds, so the next apply can clear exactly those entries.
     slots: apply::SlotContents,
+    /// The flow maps pinned before this load had another capacity and were re-created.
+    flow_resize: Option<FlowTableResize>,
 }
 
 impl std::fmt::Debug for Datapath {
@@ -169,9 +178,48 @@ pub fn is_bpffs(dir: &Path) -> bool {
 }
 
 impl Datapath {
-    /// Loads and verifies the program. With `pin_dir`, maps are pinned there by name, and maps
-    /// already pinned there are adopted (with their counters and flows) instead of created.
+    /// Loads and verifies the program with the default flow-table capacity ([`DEFAULT_FLOWS`]);
+    /// see [`Datapath::load_with_flows`].
     pub fn load(pin_dir: Option<&Path>) -> Result<Self, DatapathError> {
+        Self::load_with_flows(pin_dir, DEFAULT_FLOWS)
+    }
+
+    /// Loads and verifies the program with a flow table of `flows` entries (`limits.flows`).
+    /// With `pin_dir`, maps are pinned there by name, and maps already pinned there are adopted
+    /// (with their counters and flows) instead of created.
+    ///
+    /// A pinned map keeps its size when adopted, so pinned flow maps of another capacity are
+    /// re-created empty, all four together ([`FlowTableResize`]): the program still attached
+    /// keeps the old ones until [`Datapath::attach`] swaps it on its link.
+    pub fn load_with_flows(pin_dir: Option<&Path>, flows: u32) -> Result<Self, DatapathError> {
+        let resize = match pin_dir {
+            Some(dir) => flow_table::set_aside_if_resized(dir, flows)?,
+            None => None,
+        };
+        let loaded = Self::load_sized(pin_dir, flows);
+        match (&loaded, pin_dir, resize) {
+            (Ok(_), Some(dir), Some(_)) => flow_table::drop_set_aside(dir),
+            (Err(_), Some(dir), Some(_)) => flow_table::restore_set_aside(dir),
+            _ => {}
+        }
+        let mut dp = loaded?;
+        dp.flow_resize = resize;
+        Ok(dp)
+    }
+
+    /// The flow maps pinned before this load had another capacity and were re-created.
+    #[must_use]
+    pub const fn flow_table_resized(&self) -> Option<FlowTableResize> {
+        self.flow_resize
+    }
+
+    /// Takes over what `previous` knows of the policy slots, so the next apply clears exactly what
+    /// they hold (a reload that re-created the flow table loads a second datapath).
+    pub fn take_slots_from(&mut self, previous: &mut Self) {
+        self.slots = std::mem::take(&mut previous.slots);
+    }
+
+    fn load_sized(pin_dir: Option<&Path>, flows: u32) -> Result<Self, DatapathError> {
         if OBJECT.is_empty() {
             return Err(DatapathError::NoObject);
         }
@@ -207,6 +255,9 @@ impl Datapath {
         }
         let loaded = EbpfLoader::new()
             .default_map_pin_directory(dir)
+            .map_max_entries(FLOWS_MAP, flows)
+            .map_max_entries(FLOW_RING_MAP, flows)
+            .override_global(FLOW_CAPACITY_GLOBAL, &flows, true)
             .load(OBJECT)
             .map_err(DatapathError::Load);
         if private.is_some() {
@@ -224,6 +275,7 @@ impl Datapath {
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),
             slots: apply::SlotContents::default(),
+            flow_resize: None,
         };
         let control = dp.control()?;
         if control.layout != 0 && control.layout != LAYOUT_VERSION {
