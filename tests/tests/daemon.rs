@@ -1550,3 +1550,112 @@ fn an_idle_connection_survives_a_flood_of_new_flows_from_another_device() {
         "the table itself never filled"
     );
 }
+
+/// The policy with a flow table of `flows` entries.
+fn policy_with_flows(flows: u32) -> String {
+    format!("{}limits: {{flows: {flows}}}\n", policy(9100))
+}
+
+/// The `max_entries` of the `FLOWS` map pinned in `w`'s pin directory.
+fn pinned_flows_capacity(w: &World) -> u32 {
+    let map = aya::maps::MapData::from_pin(w.pin_dir.join("FLOWS")).expect("pinned FLOWS");
+    map.info().expect("FLOWS info").max_entries()
+}
+
+/// `enforcer status`'s flow-table capacity.
+fn status_flow_capacity(w: &World) -> u64 {
+    let (code, out, err) = w.cli(&["status", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("json");
+    st["flow_capacity"].as_u64().expect("flow_capacity")
+}
+
+/// A changed `limits.flows` re-creates the pinned flow maps at the new size (a pinned map keeps
+/// its size when adopted), on a reload and at a start, with one log line saying so, and an open
+/// TCP stream keeps flowing through both: its flow is learned again.
+#[test]
+fn a_changed_flow_capacity_recreates_the_pinned_flow_table_on_reload_and_at_start() {
+    if !require_root(
+        "a_changed_flow_capacity_recreates_the_pinned_flow_table_on_reload_and_at_start",
+    ) {
+        return;
+    }
+    let w = World::new("fcap", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy_with_flows(2_048));
+    let mut d = w.start();
+    assert_eq!(pinned_flows_capacity(&w), 2_048);
+    assert_eq!(status_flow_capacity(&w), 2_048);
+    let _echo = listen_tcp(w.ns("prn1"), 9100).expect("listen");
+    let mut client = netns::in_ns(w.ns("pc1"), "socat")
+        .args(["-", &format!("TCP:{}:9100", PRINTER.v4)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat client");
+    let mut tx = client.stdin.take().expect("stdin");
+    let mut rx = client.stdout.take().expect("stdout");
+    let reader = thread::spawn(move || {
+        let mut got = 0usize;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = rx.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        got
+    });
+    let chunk = [b'x'; 1000];
+    tx.write_all(&chunk).expect("write before");
+
+    // A reload with another capacity.
+    let generation = w.metric("enforcer_policy_generation", &[]);
+    w.write_policy(&policy_with_flows(4_096));
+    w.wait_generation(generation + 1.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pinned_flows_capacity(&w) != 4_096 {
+        assert!(Instant::now() < deadline, "FLOWS never re-created at 4096");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status_flow_capacity(&w), 4_096);
+    let log = d.output();
+    assert!(
+        log.contains("old_capacity=2048") && log.contains("new_capacity=4096"),
+        "{log}"
+    );
+    tx.write_all(&chunk).expect("write after the reload");
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "new connections after the reload"
+    );
+
+    // A restart with another capacity.
+    d.stop(Duration::from_secs(5));
+    w.write_policy(&policy_with_flows(1_024));
+    let d2 = w.start();
+    assert_eq!(pinned_flows_capacity(&w), 1_024);
+    assert_eq!(status_flow_capacity(&w), 1_024);
+    let log = d2.output();
+    assert!(
+        log.contains("old_capacity=4096") && log.contains("new_capacity=1024"),
+        "{log}"
+    );
+    tx.write_all(&chunk).expect("write after the restart");
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "new connections after the restart"
+    );
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE),
+        "and the policy still denies"
+    );
+    drop(tx);
+    let got = reader.join().expect("reader");
+    let _ = client.wait();
+    assert_eq!(
+        got,
+        3 * chunk.len(),
+        "the open stream kept flowing through both"
+    );
+}
