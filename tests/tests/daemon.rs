@@ -1615,7 +1615,11 @@ fn a_changed_flow_capacity_recreates_the_pinned_flow_table_on_reload_and_at_star
     w.wait_generation(generation + 1.0);
     let deadline = Instant::now() + Duration::from_secs(10);
     while pinned_flows_capacity(&w) != 4_096 {
-        assert!(Instant::now() < deadline, "FLOWS never re-created at 4096");
+        assert!(
+            Instant::now() < deadline,
+            "FLOWS never re-created at 4096: {}",
+            d.output()
+        );
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(status_flow_capacity(&w), 4_096);

@@ -125,7 +125,10 @@ impl Report {
         line("devices:", &format!("{} listed", self.devices));
         line(
             "flows:",
-            &format!("{} of {} (flow table capacity)", self.flows, self.flow_capacity),
+            &format!(
+                "{} of {} (flow table capacity)",
+                self.flows, self.flow_capacity
+            ),
         );
         let quarantined = if self.quarantined.is_empty() {
             "none".into()

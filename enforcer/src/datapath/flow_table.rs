@@ -17,8 +17,9 @@ use enforcer_common::flow::{FLOW_TABLE_MAPS, FLOWS_MAP, FlowKey, FlowValue};
 
 use super::DatapathError;
 
-/// Suffix of a flow map's pin while the load that replaces it runs.
-const SET_ASIDE: &str = ".resizing";
+/// Suffix of a flow map's pin while the load that replaces it runs (bpffs refuses names with a
+/// dot).
+const SET_ASIDE: &str = "_RESIZING";
 
 /// The flow table changed capacity at load: it was re-created empty, and its flows will be
 /// learned again (TCP through loose pickup, UDP and ICMP judged again at their next packet).

@@ -28,12 +28,12 @@ use aya::{
     },
 };
 pub use egress::{EgressAttach, EgressError, pinned_egress_interfaces, unpin_egress};
-pub use flow_table::FlowTableResize;
 use enforcer_common::{
     LAYOUT_VERSION, PROGRAM,
     control::Control,
     flow::{DEFAULT_FLOWS, FLOW_CAPACITY_GLOBAL, FLOW_RING_MAP, FLOWS_MAP},
 };
+pub use flow_table::FlowTableResize;
 pub use read::{
     Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters,
     device_states, discovered, flow_capacity, flow_count, flows, live_config, monotonic_ns,

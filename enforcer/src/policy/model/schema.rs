@@ -722,7 +722,10 @@ mod tests {
         for bad in ["1023", "4194305", "0", "-1", "lots", "01024"] {
             let got = messages(&format!("{SITE}limits:\n  flows: {bad}\n"));
             assert_eq!(got.len(), 1, "{bad}: {got:?}");
-            assert!(got[0].contains(&format!("invalid flows `{bad}`")), "{bad}: {got:?}");
+            assert!(
+                got[0].contains(&format!("invalid flows `{bad}`")),
+                "{bad}: {got:?}"
+            );
             assert!(got[0].contains("p.yaml:5:10"), "{bad}: {got:?}");
         }
         for good in ["1024", "4194304"] {
