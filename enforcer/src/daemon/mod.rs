@@ -190,20 +190,10 @@ fn reload(
         let report = inner.dp.apply(&compiled, generation)?;
         Ok((compiled, report))
     });
-    if let Ok((compiled, _)) = &result {
-        let flows = compiled.limits.flows;
-        match datapath::flow_capacity(&inner.dp) {
-            Ok(live) if live == flows => {}
-            Ok(live) => {
-                if let Err(e) = resize_flow_table(cfg, &mut inner, flows, metrics) {
-                    error!(live_capacity = live, limits_flows = flows, error = %error_chain(&e), "policy applied, but the flow table could not be re-created at the capacity of limits.flows; the next start tries again");
-                }
-            }
-            Err(e) => {
-                error!(limits_flows = flows, error = %error_chain(&e), "cannot read the flow table's capacity");
-            }
-        }
-    }
+    let resize = result
+        .as_ref()
+        .ok()
+        .and_then(|(compiled, _)| flow_table_resize(&inner.dp, compiled.limits.flows));
     match result {
         Ok((compiled, report)) => {
             info!(
@@ -273,6 +263,26 @@ fn reload(
         }
     }
     record(cfg, &inner);
+    // Loading the program again (the verifier) takes a while: not while holding the state the
+    // metrics server reads.
+    drop(inner);
+    if let Some((live, flows)) = resize
+        && let Err(e) = resize_flow_table(cfg, shared, flows, metrics)
+    {
+        error!(live_capacity = live, limits_flows = flows, error = %error_chain(&e), "policy applied, but the flow table could not be re-created at the capacity of limits.flows; the next start tries again");
+    }
+}
+
+/// (live capacity, `limits.flows`) when the policy just applied asks for another flow-table
+/// capacity than the live one.
+fn flow_table_resize(dp: &Datapath, flows: u32) -> Option<(u32, u32)> {
+    match datapath::flow_capacity(dp) {
+        Ok(live) => (live != flows).then_some((live, flows)),
+        Err(e) => {
+            error!(limits_flows = flows, error = %error_chain(&e), "cannot read the flow table's capacity");
+            None
+        }
+    }
 }
 
 /// Watches the policy path; sends a tick on every change.
@@ -438,11 +448,15 @@ fn log_flow_table_resize(dp: &Datapath) {
 /// keeps its flow maps until its last link moves.
 fn resize_flow_table(
     cfg: &Config,
-    inner: &mut Inner,
+    shared: &Mutex<Inner>,
     flows: u32,
     metrics: &metrics::Metrics,
 ) -> Result<(), DaemonError> {
     let mut dp = Datapath::load_with_flows(Some(&cfg.pin_dir), flows)?;
+    let Ok(mut inner) = shared.lock() else {
+        error!("daemon state poisoned; flow table not switched");
+        return Ok(());
+    };
     dp.take_slots_from(&mut inner.dp);
     // From here the new datapath is the daemon's: links it has switched use its maps.
     let previous = std::mem::replace(&mut inner.dp, dp);
@@ -450,6 +464,7 @@ fn resize_flow_table(
     drop(previous);
     inner.interfaces = attached?;
     log_flow_table_resize(&inner.dp);
+    record(cfg, &inner);
     Ok(())
 }
 

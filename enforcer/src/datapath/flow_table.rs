@@ -1,25 +1,28 @@
 //! Migrating the pinned flow table to another capacity (`limits.flows`).
 //!
-//! A pinned map keeps the size it was created with when a later load adopts it, so a changed
+//! A pinned map keeps the size it was made with when a later load adopts it, so a changed
 //! capacity needs new maps. The four flow maps ([`FLOW_TABLE_MAPS`]) move together: a fresh
 //! `FLOWS` with the old `FLOW_COUNT` would keep counts of flows it no longer holds, and the ring
-//! must be as long as the table. Their pins are set aside before the load, so the loader creates
-//! and pins new ones; the program still attached keeps using the old maps (its references keep
-//! them alive) until `Datapath::attach` swaps it on its link, so enforcement never stops. The
-//! set-aside pins are removed once the load succeeded, and put back when it failed.
+//! must be as long as the table. The load creates them pinned under a second name
+//! ([`new_pin`]) while the old ones stay pinned (so `status` always finds a table); once the load
+//! succeeded they are renamed over the old pins. The program still attached keeps using the old
+//! maps (its references keep them alive) until `Datapath::attach` swaps it on its link, so
+//! enforcement never stops. A failed load removes the new pins and changes nothing.
 //!
 //! Also a test's clock for the table ([`super::Datapath::age_flows`]).
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use aya::maps::MapData;
 use enforcer_common::flow::{FLOW_TABLE_MAPS, FLOWS_MAP, FlowKey, FlowValue};
 
 use super::DatapathError;
 
-/// Suffix of a flow map's pin while the load that replaces it runs (bpffs refuses names with a
-/// dot).
-const SET_ASIDE: &str = "_RESIZING";
+/// Suffix of a new flow map's pin until it replaces the old one (bpffs refuses names with a dot).
+const NEW_PIN_SUFFIX: &str = "_RESIZING";
 
 /// The flow table changed capacity at load: it was re-created empty, and its flows will be
 /// learned again (TCP through loose pickup, UDP and ICMP judged again at their next packet).
@@ -32,7 +35,7 @@ pub struct FlowTableResize {
 }
 
 /// The capacity of the `FLOWS` pinned in `dir`, if one is.
-pub(super) fn pinned_capacity(dir: &Path) -> Result<Option<u32>, DatapathError> {
+fn pinned_capacity(dir: &Path) -> Result<Option<u32>, DatapathError> {
     let path = dir.join(FLOWS_MAP);
     if !path.exists() {
         return Ok(None);
@@ -45,9 +48,9 @@ pub(super) fn pinned_capacity(dir: &Path) -> Result<Option<u32>, DatapathError> 
     Ok(Some(map.info().map_err(map_err)?.max_entries()))
 }
 
-/// When the flow maps pinned in `dir` have another capacity than `flows`, moves their pins aside
-/// (so the next load creates new maps) and says so.
-pub(super) fn set_aside_if_resized(
+/// Whether the flow maps pinned in `dir` have another capacity than `flows`. Clears the new pins a
+/// crashed resize may have left, so the load creates them afresh.
+pub(super) fn resize_needed(
     dir: &Path,
     flows: u32,
 ) -> Result<Option<FlowTableResize>, DatapathError> {
@@ -57,40 +60,32 @@ pub(super) fn set_aside_if_resized(
     if old == flows {
         return Ok(None);
     }
-    for name in FLOW_TABLE_MAPS {
-        let pin = dir.join(name);
-        if pin.exists() {
-            fs::rename(&pin, set_aside(dir, name)).map_err(|source| DatapathError::PinDir {
-                dir: dir.display().to_string(),
-                source,
-            })?;
-        }
-    }
+    remove_new_pins(dir);
     Ok(Some(FlowTableResize { old, new: flows }))
 }
 
-/// After a successful load: the old flow maps live on only as long as a program uses them.
-pub(super) fn drop_set_aside(dir: &Path) {
-    for name in FLOW_TABLE_MAPS {
-        let _absent_is_fine = fs::remove_file(set_aside(dir, name));
-    }
+/// Where the load pins the new flow map `name` while the old one is still pinned.
+pub(super) fn new_pin(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}{NEW_PIN_SUFFIX}"))
 }
 
-/// After a failed load: the old flow maps are pinned again, in place of any new ones.
-pub(super) fn restore_set_aside(dir: &Path) {
+/// After a successful load: the new flow maps take the old ones' pins (a rename replaces the old
+/// pin in one step). The old maps live on only as long as a program uses them.
+pub(super) fn pin_new_maps(dir: &Path) -> Result<(), DatapathError> {
     for name in FLOW_TABLE_MAPS {
-        let aside = set_aside(dir, name);
-        if aside.exists() {
-            let _absent_is_fine = fs::remove_file(dir.join(name));
-            if let Err(error) = fs::rename(&aside, dir.join(name)) {
-                tracing::warn!(map = name, %error, "could not pin the old flow map again");
-            }
-        }
+        fs::rename(new_pin(dir, name), dir.join(name)).map_err(|source| DatapathError::PinDir {
+            dir: dir.display().to_string(),
+            source,
+        })?;
     }
+    Ok(())
 }
 
-fn set_aside(dir: &Path, name: &str) -> std::path::PathBuf {
-    dir.join(format!("{name}{SET_ASIDE}"))
+/// After a failed load (or one a crash interrupted): nothing new stays pinned.
+pub(super) fn remove_new_pins(dir: &Path) {
+    for name in FLOW_TABLE_MAPS {
+        let _absent_is_fine = fs::remove_file(new_pin(dir, name));
+    }
 }
 
 impl super::Datapath {

@@ -31,7 +31,7 @@ pub use egress::{EgressAttach, EgressError, pinned_egress_interfaces, unpin_egre
 use enforcer_common::{
     LAYOUT_VERSION, PROGRAM,
     control::Control,
-    flow::{DEFAULT_FLOWS, FLOW_CAPACITY_GLOBAL, FLOW_RING_MAP, FLOWS_MAP},
+    flow::{DEFAULT_FLOWS, FLOW_CAPACITY_GLOBAL, FLOW_RING_MAP, FLOW_TABLE_MAPS, FLOWS_MAP},
 };
 pub use flow_table::FlowTableResize;
 pub use read::{
@@ -189,18 +189,19 @@ impl Datapath {
     /// (with their counters and flows) instead of created.
     ///
     /// A pinned map keeps its size when adopted, so pinned flow maps of another capacity are
-    /// re-created empty, all four together ([`FlowTableResize`]): the program still attached
-    /// keeps the old ones until [`Datapath::attach`] swaps it on its link.
+    /// re-created empty, all four together ([`FlowTableResize`]; `flow_table`): the program still
+    /// attached keeps the old ones until [`Datapath::attach`] swaps it on its link.
     pub fn load_with_flows(pin_dir: Option<&Path>, flows: u32) -> Result<Self, DatapathError> {
         let resize = match pin_dir {
-            Some(dir) => flow_table::set_aside_if_resized(dir, flows)?,
+            Some(dir) => flow_table::resize_needed(dir, flows)?,
             None => None,
         };
-        let loaded = Self::load_sized(pin_dir, flows);
-        match (&loaded, pin_dir, resize) {
-            (Ok(_), Some(dir), Some(_)) => flow_table::drop_set_aside(dir),
-            (Err(_), Some(dir), Some(_)) => flow_table::restore_set_aside(dir),
-            _ => {}
+        let loaded = Self::load_sized(pin_dir, flows, resize.is_some());
+        if let (Some(dir), Some(_)) = (pin_dir, resize) {
+            match &loaded {
+                Ok(_) => flow_table::pin_new_maps(dir)?,
+                Err(_) => flow_table::remove_new_pins(dir),
+            }
         }
         let mut dp = loaded?;
         dp.flow_resize = resize;
@@ -219,7 +220,13 @@ impl Datapath {
         self.slots = std::mem::take(&mut previous.slots);
     }
 
-    fn load_sized(pin_dir: Option<&Path>, flows: u32) -> Result<Self, DatapathError> {
+    /// Loads with a flow table of `flows`; with `new_flow_maps`, the flow maps are created pinned
+    /// under their new names ([`flow_table::new_pin`]) instead of adopted.
+    fn load_sized(
+        pin_dir: Option<&Path>,
+        flows: u32,
+        new_flow_maps: bool,
+    ) -> Result<Self, DatapathError> {
         if OBJECT.is_empty() {
             return Err(DatapathError::NoObject);
         }
@@ -253,13 +260,18 @@ impl Datapath {
         } else {
             fs::create_dir_all(dir.join(LINKS_DIR)).map_err(pin_err)?;
         }
-        let loaded = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .default_map_pin_directory(dir)
             .map_max_entries(FLOWS_MAP, flows)
             .map_max_entries(FLOW_RING_MAP, flows)
-            .override_global(FLOW_CAPACITY_GLOBAL, &flows, true)
-            .load(OBJECT)
-            .map_err(DatapathError::Load);
+            .override_global(FLOW_CAPACITY_GLOBAL, &flows, true);
+        if new_flow_maps {
+            for name in FLOW_TABLE_MAPS {
+                loader.map_pin_path(name, flow_table::new_pin(dir, name));
+            }
+        }
+        let loaded = loader.load(OBJECT).map_err(DatapathError::Load);
         if private.is_some() {
             fs::remove_dir_all(dir).map_err(pin_err)?;
         }
