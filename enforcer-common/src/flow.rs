@@ -2,14 +2,29 @@
 //! table that lets later fragments of an allowed first fragment through.
 
 /// `FLOWS`: `HashMap<FlowKey, FlowValue>` (no eviction, allocated as flows come), capacity
-/// [`MAX_FLOWS`]. Written by the program only (userspace reads it for `status` and deletes it on
+/// `limits.flows` (default [`DEFAULT_FLOWS`]), set at load time. Written by the program only (userspace reads it for `status` and deletes it on
 /// `detach`). A flow is inserted only after the policy allowed its first packet, and only within
 /// the quota of the device that started it ([`FLOW_COUNT_MAP`]); it leaves the table only when
 /// it has expired (the program's sweep, or a packet that finds it stale), never to make room.
 pub const FLOWS_MAP: &str = "FLOWS";
-pub const MAX_FLOWS: u32 = 262_144;
 
-/// `FLOW_RING`: `Array<FlowKey>`, [`MAX_FLOWS`] slots. Program only. Each flow occupies the slot
+/// The flow table's capacity when the policy sets none (`limits.flows`), and the size the maps
+/// are declared with in the object (the loader sets the real one).
+pub const DEFAULT_FLOWS: u32 = 262_144;
+/// The range `limits.flows` may take: below, a busy site refuses new flows as `flow_table_full`;
+/// above, `FLOW_RING` alone (preallocated) passes 160 MiB.
+pub const MIN_FLOWS: u32 = 1_024;
+pub const MAX_FLOWS: u32 = 4_194_304;
+
+/// The program's load-time global holding the flow table's capacity (a `u32`), set by the loader
+/// with the `max_entries` of `FLOWS` and `FLOW_RING`, so the sweep wraps the ring where it ends.
+pub const FLOW_CAPACITY_GLOBAL: &str = "FLOW_CAPACITY";
+
+/// The flow maps that are sized by `limits.flows` or count its entries: re-created together when
+/// the capacity changes, so counts and the ring always match the table.
+pub const FLOW_TABLE_MAPS: [&str; 4] = [FLOWS_MAP, FLOW_RING_MAP, FLOW_COUNT_MAP, FLOW_SWEEP_MAP];
+
+/// `FLOW_RING`: `Array<FlowKey>`, one slot per flow of the table's capacity. Program only. Each flow occupies the slot
 /// its value names ([`FlowValue::ring`]); the sweep walks the slots in order, so the program can
 /// find and remove expired flows without the daemon.
 pub const FLOW_RING_MAP: &str = "FLOW_RING";
@@ -39,6 +54,34 @@ pub const MAX_FRAGS: u32 = 8_192;
 pub const FLOW_TIMEOUT_TCP_NS: u64 = 1_800 * 1_000_000_000;
 pub const FLOW_TIMEOUT_UDP_NS: u64 = 120 * 1_000_000_000;
 pub const FLOW_TIMEOUT_ICMP_NS: u64 = 30 * 1_000_000_000;
+/// How long a TCP flow lives after a RST (from either end) or a FIN from both ends, unless a
+/// packet revives it: long enough for the last ACK and retransmitted FINs (conntrack's CLOSE and
+/// TIME_WAIT serve the same purpose), short enough that a closed 4-tuple soon needs the policy
+/// again.
+pub const FLOW_TIMEOUT_CLOSING_NS: u64 = 10 * 1_000_000_000;
+
+/// How long a flow of protocol `proto` in TCP close state `tcp_state` ([`FlowValue::tcp_state`])
+/// lives after its `last_seen_ns`: the idle timeout, or once closed [`FLOW_TIMEOUT_CLOSING_NS`].
+#[must_use]
+#[inline(always)]
+pub const fn flow_timeout_ns(proto: u8, tcp_state: u8) -> u64 {
+    if tcp_state & FLOW_CLOSING != 0 {
+        return FLOW_TIMEOUT_CLOSING_NS;
+    }
+    match proto {
+        crate::PROTO_TCP => FLOW_TIMEOUT_TCP_NS,
+        crate::PROTO_UDP => FLOW_TIMEOUT_UDP_NS,
+        _ => FLOW_TIMEOUT_ICMP_NS,
+    }
+}
+
+/// [`FlowValue::tcp_state`]: the initiator sent a FIN.
+pub const FLOW_FIN_INIT: u8 = 1;
+/// [`FlowValue::tcp_state`]: the responder sent a FIN.
+pub const FLOW_FIN_RESP: u8 = 2;
+/// [`FlowValue::tcp_state`]: closed (RST, or FIN both ways): the flow expires
+/// [`FLOW_TIMEOUT_CLOSING_NS`] after the close, and a SYN reusing its 4-tuple is judged again.
+pub const FLOW_CLOSING: u8 = 4;
 /// How long later fragments may follow an allowed first fragment (RFC 791's reassembly timer is
 /// of this order; Linux uses 30 s).
 pub const FRAG_TIMEOUT_NS: u64 = 30 * 1_000_000_000;
@@ -112,6 +155,9 @@ pub struct FlowValue {
     /// [`crate::control::Control::epoch`] when the flow was last judged. A different epoch means the
     /// policy or a quarantine changed since: the flow is judged again in its original direction.
     pub epoch: u64,
+    /// When its timeout ([`flow_timeout_ns`]) counts from: the last packet's time, or, once the
+    /// flow is [`FLOW_CLOSING`], the close's (no longer moved by its packets). Every reader judges
+    /// expiry by that one rule.
     pub last_seen_ns: u64,
     /// The rule that allowed it.
     pub rule: u32,
@@ -124,7 +170,9 @@ pub struct FlowValue {
     pub resp_mac: [u8; 6],
     /// 1 when the initiator is the key's `lo` side.
     pub init_is_lo: u8,
-    pub _pad: [u8; 3],
+    /// TCP close tracking: [`FLOW_FIN_INIT`], [`FLOW_FIN_RESP`], [`FLOW_CLOSING`]; 0 otherwise.
+    pub tcp_state: u8,
+    pub _pad: [u8; 2],
     /// The device whose quota the flow counts against (`FLOW_COUNT`): the initiator when the
     /// flow was made. Fixed for the entry's life, unlike `init_device` (re-judging updates it).
     pub owner: u32,

@@ -15,12 +15,12 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use enforcer_common::{
-    Action, PROTO_TCP, PROTO_UDP,
+    Action, PROTO_TCP,
     control::PolicyConfig,
     event::DenyReason,
     flow::{
-        FLOW_SWEEP_PROBES, FLOW_TIMEOUT_ICMP_NS, FLOW_TIMEOUT_TCP_NS, FLOW_TIMEOUT_UDP_NS,
-        FRAG_TIMEOUT_NS, FlowKey, FlowValue, FragKey, FragValue, MAX_FLOWS,
+        DEFAULT_FLOWS, FLOW_CLOSING, FLOW_FIN_INIT, FLOW_FIN_RESP, FLOW_SWEEP_PROBES,
+        FRAG_TIMEOUT_NS, FlowKey, FlowValue, FragKey, FragValue, flow_timeout_ns,
     },
     identity::{MAC_F_ANY_ADDR, MacKey},
     stats::Counter,
@@ -31,15 +31,24 @@ use enforcer_ebpf::{out_of_line, out_of_line::InRegister};
 use crate::{
     account,
     maps::{FLOW_COUNT, FLOW_RING, FLOW_SWEEP, FLOWS, FRAGS, MACS},
-    parse::{L4, Packet, Quoted},
+    parse::{L4, Packet, Quoted, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     policy::{Judgement, Tuple, judge, judge_router},
 };
 
 /// `BPF_NOEXIST`: an insert that never replaces an entry (the count of its owner would drift).
 const BPF_NOEXIST: u64 = 1;
 
-/// The ring slot of a sweep position.
-const _: () = assert!(MAX_FLOWS.is_power_of_two());
+/// The flow table's capacity (`FLOWS` and `FLOW_RING` entries), set by the loader
+/// (`enforcer_common::flow::FLOW_CAPACITY_GLOBAL`) to the `max_entries` it gives both maps.
+#[unsafe(no_mangle)]
+static FLOW_CAPACITY: u32 = DEFAULT_FLOWS;
+
+/// The capacity, read at run time (the compiler must not fold in the object's default).
+#[inline(always)]
+fn flow_capacity() -> u32 {
+    // SAFETY: a plain read of a constant the loader wrote before the program was loaded.
+    unsafe { core::ptr::read_volatile(&raw const FLOW_CAPACITY) }
+}
 
 /// Whether a flow was remembered, or why not.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -125,17 +134,8 @@ pub struct Clock {
 }
 
 #[inline(always)]
-fn timeout_ns(proto: u8) -> u64 {
-    match proto {
-        PROTO_TCP => FLOW_TIMEOUT_TCP_NS,
-        PROTO_UDP => FLOW_TIMEOUT_UDP_NS,
-        _ => FLOW_TIMEOUT_ICMP_NS,
-    }
-}
-
-#[inline(always)]
 fn is_stale(v: &FlowValue, proto: u8, now: u64) -> bool {
-    now.saturating_sub(v.last_seen_ns) > timeout_ns(proto)
+    now.saturating_sub(v.last_seen_ns) > flow_timeout_ns(proto, v.tcp_state)
 }
 
 /// Adds `delta` (wrapping: -1 is `u64::MAX`) to `device`'s live-flow count, atomically: inserts
@@ -169,10 +169,12 @@ fn free_slot(now: u64) -> Option<u32> {
     let cursor = FLOW_SWEEP.get_ptr_mut(0)?;
     // SAFETY: a valid array slot; racing CPUs at worst look at the same slots.
     let mut next = unsafe { *cursor };
+    let capacity = flow_capacity();
     let mut found = None;
     for _ in 0..FLOW_SWEEP_PROBES {
-        let slot = next & (MAX_FLOWS - 1);
-        next = next.wrapping_add(1);
+        // The ring ends where the table does; the cursor never passes it.
+        let slot = if next >= capacity { 0 } else { next };
+        next = slot + 1;
         let Some(key) = FLOW_RING.get(slot) else {
             break;
         };
@@ -294,6 +296,63 @@ fn impersonates(slot: u8, cfg: &PolicyConfig, mac: [u8; 6], owner: u32) -> bool 
     }
 }
 
+/// A TCP segment with SYN, FIN or RST on a live flow `v`; false when it is no part of the flow
+/// (the caller judges it as a new flow).
+///
+/// - SYN without ACK opens a connection. From the responder it is a connection back, a new flow
+///   its sender's policy decides; from the initiator on a closed flow it reuses the 4-tuple, and
+///   the policy decides again (allowed, the new flow replaces the closed one). A repeated SYN on
+///   an open flow (a retransmission) is part of it.
+/// - RST from either end, or FIN from both, closes the flow: it then expires
+///   [`enforcer_common::flow::FLOW_TIMEOUT_CLOSING_NS`] from now, not after the idle timeout, and its packets no longer
+///   extend it (`FlowValue::last_seen_ns`).
+#[inline(always)]
+fn tcp_control(v: &mut FlowValue, from_initiator: bool, flags: u8, now: u64) -> bool {
+    if flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        return from_initiator && v.tcp_state & FLOW_CLOSING == 0;
+    }
+    let mut state = v.tcp_state;
+    if flags & TCP_FIN != 0 {
+        state |= if from_initiator {
+            FLOW_FIN_INIT
+        } else {
+            FLOW_FIN_RESP
+        };
+    }
+    if flags & TCP_RST != 0
+        || state & (FLOW_FIN_INIT | FLOW_FIN_RESP) == FLOW_FIN_INIT | FLOW_FIN_RESP
+    {
+        state |= FLOW_CLOSING;
+    }
+    if state & FLOW_CLOSING != 0 && v.tcp_state & FLOW_CLOSING == 0 {
+        // The closing timeout counts from the close.
+        v.last_seen_ns = now;
+    }
+    v.tcp_state = state;
+    true
+}
+
+/// A new flow's value: judged `j`, its initiator sending from `init_mac` on the key's `lo` side
+/// when `init_is_lo`; it counts against the initiator's quota.
+#[inline(always)]
+fn new_flow(j: &Judgement, init_mac: [u8; 6], init_is_lo: bool, clock: &Clock) -> FlowValue {
+    FlowValue {
+        epoch: clock.epoch,
+        last_seen_ns: clock.now,
+        rule: j.rule,
+        init_device: j.src.device,
+        resp_device: j.dst.device,
+        init_mac,
+        resp_mac: j.dst.mac,
+        init_is_lo: u8::from(init_is_lo),
+        tcp_state: 0,
+        _pad: [0; 2],
+        owner: j.src.device,
+        ring: 0,
+        _pad2: 0,
+    }
+}
+
 /// Whether a packet of this kind can start or continue a flow.
 #[inline(always)]
 pub fn is_stateful(l4: L4) -> bool {
@@ -335,6 +394,11 @@ out_of_line! {
             return None;
         }
         speaker(v, from_initiator, pkt.src_mac, slot, cfg)?;
+        if pkt.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
+            && !tcp_control(v, from_initiator, pkt.tcp_flags, now)
+        {
+            return None;
+        }
         if v.epoch != epoch {
             let (init, resp, resp_port) = if v.init_is_lo != 0 {
                 (key.lo_addr, key.hi_addr, key.hi_port)
@@ -367,7 +431,10 @@ out_of_line! {
             v.resp_device = j.dst.device;
             v.resp_mac = j.dst.mac;
         }
-        v.last_seen_ns = now;
+        // A closing flow keeps the expiry its close set.
+        if v.tcp_state & FLOW_CLOSING == 0 {
+            v.last_seen_ns = now;
+        }
         Some(Hit {
             device: if from_initiator {
                 v.init_device
@@ -395,20 +462,7 @@ out_of_line! {
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
         );
-        let value = FlowValue {
-            epoch,
-            last_seen_ns: now,
-            rule: j.rule,
-            init_device: j.src.device,
-            resp_device: j.dst.device,
-            init_mac: pkt.src_mac,
-            resp_mac: j.dst.mac,
-            init_is_lo: u8::from(src_is_lo),
-            _pad: [0; 3],
-            owner: j.src.device,
-            ring: 0,
-            _pad2: 0,
-        };
+        let value = new_flow(j, pkt.src_mac, src_is_lo, &Clock { epoch, now });
         store(&key, &value, cfg, now)
     }
 }
@@ -420,7 +474,7 @@ out_of_line! {
 pub fn may_pick_up(pkt: &Packet, j: &Judgement) -> bool {
     pkt.proto == PROTO_TCP
         && pkt.l4 == L4::Ports
-        && !pkt.tcp_syn
+        && pkt.tcp_flags & TCP_SYN == 0
         && matches!(j.reason, DenyReason::Rule | DenyReason::Default)
 }
 
@@ -456,20 +510,7 @@ out_of_line! {
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
         );
-        let value = FlowValue {
-            epoch,
-            last_seen_ns: now,
-            rule: j.rule,
-            init_device: j.src.device,
-            resp_device: j.dst.device,
-            init_mac: fwd.dst.mac,
-            resp_mac: j.dst.mac,
-            init_is_lo: u8::from(!src_is_lo),
-            _pad: [0; 3],
-            owner: j.src.device,
-            ring: 0,
-            _pad2: 0,
-        };
+        let value = new_flow(&j, fwd.dst.mac, !src_is_lo, clock);
         match store(&key, &value, cfg, now) {
             Remembered::Yes => Pickup::Passed(Hit {
                 device: j.dst.device,

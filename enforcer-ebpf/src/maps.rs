@@ -13,7 +13,7 @@ use enforcer_common::{
     Decision, MAX_ADDRS, MAX_DEVICES, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS, MAX_RULES, SLOTS,
     control::{Control, PolicyConfig},
     event::EVENTS_BYTES,
-    flow::{FlowKey, FlowValue, FragKey, FragValue, MAX_FLOWS, MAX_FRAGS},
+    flow::{DEFAULT_FLOWS, FlowKey, FlowValue, FragKey, FragValue, MAX_FRAGS},
     identity::{AddrEntry, AddrKeyV4, AddrKeyV6, MacEntry, MacKey, NetEntry},
     rules::{PairKey, PairValue, PortKey},
     state::{DeviceState, DiscoveredDevice, EventBudget, MAX_DISCOVERED},
@@ -59,12 +59,13 @@ pub static PORTS: HashMap<PortKey, Decision> = HashMap::pinned(SLOTS * MAX_PORTS
 /// Remembered flows: `enforcer_common::flow::FLOWS_MAP`, [`FlowKey`] to [`FlowValue`]. A plain
 /// hash, not an LRU: nothing is evicted to make room, so no device can push out another's flows
 /// (`flow::remember` enforces the per-device quota; the sweep removes expired flows). Allocated as
-/// flows come, so memory follows the live flows rather than the capacity.
+/// flows come, so memory follows the live flows rather than the capacity. Declared at the default
+/// capacity; the loader sets `limits.flows` here and on `FLOW_RING` (and `flow::FLOW_CAPACITY`).
 #[map]
-pub static FLOWS: HashMap<FlowKey, FlowValue> = HashMap::pinned(MAX_FLOWS, NO_PREALLOC);
+pub static FLOWS: HashMap<FlowKey, FlowValue> = HashMap::pinned(DEFAULT_FLOWS, NO_PREALLOC);
 /// The sweep's ring of flow keys: `enforcer_common::flow::FLOW_RING_MAP`.
 #[map]
-pub static FLOW_RING: Array<FlowKey> = Array::pinned(MAX_FLOWS, 0);
+pub static FLOW_RING: Array<FlowKey> = Array::pinned(DEFAULT_FLOWS, 0);
 /// Live flows per device: `enforcer_common::flow::FLOW_COUNT_MAP`.
 #[map]
 pub static FLOW_COUNT: Array<u64> = Array::pinned(MAX_DEVICES, 0);

@@ -173,8 +173,11 @@ pub enum Fragment {
     Later,
 }
 
-/// SYN in the TCP flags byte.
-const TCP_SYN: u8 = 0x02;
+/// Bits of the TCP flags byte ([`Packet::tcp_flags`]).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
 
 /// A parsed packet: everything identity, verdict and accounting need.
 pub struct Packet {
@@ -201,9 +204,10 @@ pub struct Packet {
     pub inner_off: usize,
     /// Frame length in bytes.
     pub len: u32,
-    /// A TCP segment with SYN set (false for anything else): only such a segment can open a
-    /// connection, so only it is never picked up as a reply (`flow::pickup`).
-    pub tcp_syn: bool,
+    /// A TCP segment's flags byte (0 for anything else): a segment with SYN opens a connection,
+    /// so it is never picked up as a reply (`flow::pickup`); FIN and RST close its flow
+    /// (`flow::lookup`).
+    pub tcp_flags: u8,
     /// ARP only: the sender hardware address the ARP body claims (its sender protocol address is
     /// in `src[0]`). Written, and read, only for a frame parsed as [`Reject::Arp`], so the IP
     /// paths never pay for it.
@@ -314,7 +318,7 @@ pub fn parse<F: Frame>(ctx: &F, pkt: &mut Packet) -> Result<(), Reject> {
     pkt.frag = Fragment::None;
     pkt.frag_id = 0;
     pkt.frag_proto = 0;
-    pkt.tcp_syn = false;
+    pkt.tcp_flags = 0;
     pkt.inner_off = 0;
     pkt.len = c.frame_len() as u32;
     let ethertype = parse_ethernet(&mut c, pkt)?;
@@ -590,7 +594,7 @@ fn parse_l4<F: Frame>(
             pkt.sport = be16(t.sport);
             pkt.dport = be16(t.dport);
             pkt.l4 = L4::Ports;
-            pkt.tcp_syn = t.doff_flags[1] & TCP_SYN != 0;
+            pkt.tcp_flags = t.doff_flags[1];
         }
         PROTO_UDP => {
             if off + size_of::<UdpHdr>() > l3_end {

@@ -444,18 +444,15 @@ fn detach_removes_everything_it_attached_and_pinned() {
     );
 }
 
-/// Streams bytes over one TCP connection while the policy is reloaded 100 times; the stream must
-/// never stall or reset, and every byte sent arrives.
-#[test]
-fn tcp_stream_keeps_flowing_across_100_reloads() {
-    if !require_root("tcp_stream_keeps_flowing_across_100_reloads") {
-        return;
-    }
-    let w = World::new("strm", &[OFFICE_PC, PRINTER]);
-    w.write_policy(&policy(9100));
-    let d = w.start();
-    let _echo = listen_tcp(w.ns("prn1"), 9100).expect("listen");
-    // A client inside the office namespace: socat relays our pipe to the printer's echo server.
+/// One TCP connection from the office PC to the printer's echo server on tcp/9100 (socat relays
+/// our pipe): the client, its input, and a reader that counts the bytes echoed until the end.
+fn echo_stream(
+    w: &World,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    thread::JoinHandle<usize>,
+) {
     let mut client = netns::in_ns(w.ns("pc1"), "socat")
         .args(["-", &format!("TCP:{}:9100", PRINTER.v4)])
         .stdin(Stdio::piped())
@@ -463,7 +460,7 @@ fn tcp_stream_keeps_flowing_across_100_reloads() {
         .stderr(Stdio::null())
         .spawn()
         .expect("socat client");
-    let mut tx = client.stdin.take().expect("stdin");
+    let tx = client.stdin.take().expect("stdin");
     let mut rx = client.stdout.take().expect("stdout");
     let reader = thread::spawn(move || {
         let mut got = 0usize;
@@ -476,6 +473,22 @@ fn tcp_stream_keeps_flowing_across_100_reloads() {
         }
         got
     });
+    (client, tx, reader)
+}
+
+/// Streams bytes over one TCP connection while the policy is reloaded 100 times; the stream must
+/// never stall or reset, and every byte sent arrives.
+#[test]
+fn tcp_stream_keeps_flowing_across_100_reloads() {
+    if !require_root("tcp_stream_keeps_flowing_across_100_reloads") {
+        return;
+    }
+    let w = World::new("strm", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let d = w.start();
+    let _echo = listen_tcp(w.ns("prn1"), 9100).expect("listen");
+    // A client inside the office namespace: socat relays our pipe to the printer's echo server.
+    let (mut client, mut tx, reader) = echo_stream(&w);
     let generation = w.metric("enforcer_policy_generation", &[]);
     let chunk = [b'x'; 1000];
     let mut sent = 0usize;
@@ -2020,4 +2033,94 @@ fn watch_streams_a_devices_denied_packets_with_interface_names() {
     };
     assert_eq!(code, 3, "no daemon on that socket: {out}{err}");
     assert!(err.contains("no enforcer daemon listens"), "{err}");
+}
+
+/// The policy with a flow table of `flows` entries.
+fn policy_with_flows(flows: u32) -> String {
+    format!("{}limits: {{flows: {flows}}}\n", policy(9100))
+}
+
+/// The `max_entries` of the `FLOWS` map pinned in `w`'s pin directory.
+fn pinned_flows_capacity(w: &World) -> u32 {
+    let map = aya::maps::MapData::from_pin(w.pin_dir.join("FLOWS")).expect("pinned FLOWS");
+    map.info().expect("FLOWS info").max_entries()
+}
+
+/// `enforcer status`'s flow-table capacity.
+fn status_flow_capacity(w: &World) -> u64 {
+    let (code, out, err) = w.cli(&["status", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("json");
+    st["flow_capacity"].as_u64().expect("flow_capacity")
+}
+
+/// The flow table is pinned at `new` capacity (the daemon re-creates it after the policy is
+/// applied, so within a few seconds), the daemon logged the change from `old`, `status` says so,
+/// and new connections still pass.
+fn assert_resized(w: &World, d: &netns::Daemon, (old, new): (u32, u32)) {
+    let logged = |log: &str| {
+        log.contains(&format!("old_capacity={old}")) && log.contains(&format!("new_capacity={new}"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !logged(&d.output()) {
+        assert!(
+            Instant::now() < deadline,
+            "the flow table was never re-created at {new}: {}",
+            d.output()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(pinned_flows_capacity(w), new);
+    assert_eq!(status_flow_capacity(w), u64::from(new));
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "new connections at {new}"
+    );
+}
+
+/// A changed `limits.flows` re-creates the pinned flow maps at the new size (a pinned map keeps
+/// its size when adopted), on a reload and at a start, with one log line saying so, and an open
+/// TCP stream keeps flowing through both: its flow is learned again.
+#[test]
+fn a_changed_flow_capacity_recreates_the_pinned_flow_table_on_reload_and_at_start() {
+    if !require_root(
+        "a_changed_flow_capacity_recreates_the_pinned_flow_table_on_reload_and_at_start",
+    ) {
+        return;
+    }
+    let w = World::new("fcap", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy_with_flows(2_048));
+    let mut d = w.start();
+    assert_eq!(pinned_flows_capacity(&w), 2_048);
+    assert_eq!(status_flow_capacity(&w), 2_048);
+    let _echo = listen_tcp(w.ns("prn1"), 9100).expect("listen");
+    let (mut client, mut tx, reader) = echo_stream(&w);
+    let chunk = [b'x'; 1000];
+    tx.write_all(&chunk).expect("write before");
+
+    // A reload with another capacity.
+    let generation = w.metric("enforcer_policy_generation", &[]);
+    w.write_policy(&policy_with_flows(4_096));
+    w.wait_generation(generation + 1.0);
+    assert_resized(&w, &d, (2_048, 4_096));
+    tx.write_all(&chunk).expect("write after the reload");
+
+    // A restart with another capacity.
+    d.stop(Duration::from_secs(5));
+    w.write_policy(&policy_with_flows(1_024));
+    let d2 = w.start();
+    assert_resized(&w, &d2, (4_096, 1_024));
+    tx.write_all(&chunk).expect("write after the restart");
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE),
+        "and the policy still denies"
+    );
+    drop(tx);
+    let got = reader.join().expect("reader");
+    let _ = client.wait();
+    assert_eq!(
+        got,
+        3 * chunk.len(),
+        "the open stream kept flowing through both"
+    );
 }

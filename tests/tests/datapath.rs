@@ -414,10 +414,16 @@ struct Harness {
 impl Harness {
     /// Loads the program and sets it up; `None` when the test must skip (not root).
     fn new(name: &'static str, setup: Setup) -> Option<Self> {
+        Self::with_flows(name, setup, enforcer_common::flow::DEFAULT_FLOWS)
+    }
+
+    /// As [`Harness::new`], with a flow table of `flows` entries (`limits.flows`).
+    fn with_flows(name: &'static str, setup: Setup, flows: u32) -> Option<Self> {
         if !require_root(name) {
             return None;
         }
-        let dp = Datapath::load(None).unwrap_or_else(|e| panic!("{name}: load: {e:?}"));
+        let dp = Datapath::load_with_flows(None, flows)
+            .unwrap_or_else(|e| panic!("{name}: load: {e:?}"));
         let (yaml, apply) = match setup {
             Setup::Applied(yaml) => (yaml, true),
             Setup::Unapplied(yaml) => (yaml, false),
@@ -433,6 +439,14 @@ impl Harness {
             h.apply(&yaml);
         }
         Some(h)
+    }
+
+    /// As if `secs` had passed since every remembered flow's last packet.
+    fn age(&mut self, secs: u64) {
+        let name = self.name;
+        self.dp
+            .age_flows(secs * 1_000_000_000)
+            .unwrap_or_else(|e| panic!("{name}: age the flows: {e:?}"));
     }
 
     fn apply(&mut self, yaml: &str) {
@@ -766,6 +780,8 @@ fn dest_opts_chain(mut f: Frame, n: usize) -> Frame {
 ///   `spoofed(..)`, a `Counter`, or several joined with `&`);
 /// - `for x in (iter) frame => ACTION by proof`: that step once for each `x`;
 /// - `apply(policy)`: a policy switch;
+/// - `age(secs)`: as if `secs` had passed since every flow's last packet (the harness cannot move
+///   the kernel's clock, so it moves the flows' clocks back);
 /// - `check |h| { ... }`: assertions on totals, device state, flows or discoveries.
 ///
 /// Every frame step also fails if the program aborts or rewrites the frame, or if a malformed-frame
@@ -789,6 +805,10 @@ macro_rules! steps {
     ($h:ident; $(,)?) => {};
     ($h:ident; apply($policy:expr) $(, $($rest:tt)*)?) => {
         $h.apply(&$policy);
+        steps!($h; $($($rest)*)?);
+    };
+    ($h:ident; age($secs:expr) $(, $($rest:tt)*)?) => {
+        $h.age($secs);
         steps!($h; $($($rest)*)?);
     };
     ($h:ident; check |$c:ident| $body:block $(, $($rest:tt)*)?) => {
@@ -2464,4 +2484,151 @@ cases! {
             => DROP by rule("no-lateral-cameras") & Counter::QuarantineTrips,
         check |h| { h.assert_quarantined("cam-1", QuarantineReason::DeniedPackets); },
     ];
+}
+
+// ----- Flow table: closing (RST, FIN), 4-tuple reuse, expiry, capacity ------------------------
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// How long the one TCP flow remembered has left before it expires, in seconds.
+fn tcp_flow_left_s(h: &Harness) -> u64 {
+    let flows = datapath::flows(&h.dp).expect("flows");
+    let tcp: Vec<_> = flows
+        .iter()
+        .filter(|(k, _)| k.proto == enforcer_common::PROTO_TCP)
+        .collect();
+    assert_eq!(tcp.len(), 1, "one TCP flow: {flows:?}");
+    let expires = tcp[0].1.last_seen_ns + enforcer_common::flow::FLOW_TIMEOUT_TCP_NS;
+    expires.saturating_sub(datapath::monotonic_ns()) / 1_000_000_000
+}
+
+/// The closing timeout in seconds.
+const CLOSING_S: u64 = enforcer_common::flow::FLOW_TIMEOUT_CLOSING_NS / 1_000_000_000;
+
+cases! {
+    a_rst_closes_a_flow_which_then_expires_after_the_closing_timeout: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => PASS by Counter::FlowHit,
+        check |h| { assert!(tcp_flow_left_s(h) > 1_700, "an open flow lives its idle timeout"); },
+        // The responder resets the connection; the RST itself still reaches the initiator.
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).tcp_flags(TCP_RST | TCP_ACK) => PASS by Counter::FlowHit,
+        check |h| { assert!(tcp_flow_left_s(h) <= CLOSING_S, "closed: {} s left", tcp_flow_left_s(h)); },
+        // A late segment passes, and does not keep the closed flow alive.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => PASS by Counter::FlowHit,
+        check |h| { assert!(tcp_flow_left_s(h) <= CLOSING_S, "not extended: {} s left", tcp_flow_left_s(h)); },
+        age(CLOSING_S + 1),
+        // Gone: the recorder's next segment is no reply of it; it is judged (and picked up, as
+        // the reverse, cam-1 -> nvr-1 tcp/554, is allowed), which re-creates the flow.
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000) => PASS by Proof::from(Counter::FlowExpired) & Counter::TcpPickedUp,
+    ];
+    a_rst_from_the_initiator_closes_the_flow_too: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).tcp_flags(TCP_RST) => PASS by Counter::FlowHit,
+        check |h| { assert!(tcp_flow_left_s(h) <= CLOSING_S); },
+    ];
+    a_fin_from_both_ends_closes_a_flow_and_a_fin_from_one_end_does_not: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => PASS by Counter::FlowHit,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).tcp_flags(TCP_FIN | TCP_ACK) => PASS by Counter::FlowHit,
+        // Half-closed: the recorder may still send for as long as it likes.
+        check |h| { assert!(tcp_flow_left_s(h) > 1_700, "half-closed: {} s left", tcp_flow_left_s(h)); },
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).tcp_flags(TCP_FIN | TCP_ACK) => PASS by Counter::FlowHit,
+        check |h| { assert!(tcp_flow_left_s(h) > 1_700, "a repeated FIN from one end: {} s left", tcp_flow_left_s(h)); },
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).tcp_flags(TCP_FIN | TCP_ACK) => PASS by Counter::FlowHit,
+        check |h| { assert!(tcp_flow_left_s(h) <= CLOSING_S, "closed both ways: {} s left", tcp_flow_left_s(h)); },
+        // The last ACK passes.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => PASS by Counter::FlowHit,
+    ];
+    a_syn_from_the_responder_is_no_reply_but_a_new_flow_judged_from_its_sender: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        // nvr-1 opening a connection back on the same 4-tuple: recorders -> cameras allows
+        // tcp/554 only, not tcp/40000.
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).tcp_flags(TCP_SYN)
+            => DROP by denied("nvr-1") & rule("default"),
+        check |h| { h.assert_counter(Counter::FlowHit, 0); },
+        // Its answer to the camera's SYN is a reply as before.
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => PASS by Counter::FlowHit,
+        // A retransmitted SYN of the open connection is part of it.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by Counter::FlowHit,
+    ];
+    a_syn_reusing_a_closed_flows_tuple_is_judged_again_and_revives_it_when_allowed: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).tcp_flags(TCP_RST | TCP_ACK) => PASS by Counter::FlowHit,
+        // The camera connects again from the same port: judged by the rules, not a hit.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream") & allowed("cam-1"),
+        check |h| {
+            h.assert_counter(Counter::FlowHit, 1);
+            assert!(tcp_flow_left_s(h) > 1_700, "revived: {} s left", tcp_flow_left_s(h));
+            assert_eq!(live_flows(h), 1);
+        },
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => PASS by Counter::FlowHit,
+    ];
+    a_syn_reusing_a_closed_flows_tuple_meets_the_policy_now_in_force: FIXTURE, [
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn() => PASS by rule("nvr-pull"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(554, 40000).tcp_flags(TCP_RST | TCP_ACK) => PASS by Counter::FlowHit,
+        // Recorders may no longer pull from cameras.
+        apply(FIXTURE.replace("allow: [tcp/554, icmp]", "allow: [icmp]")),
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(40000, 554).syn() => DROP by denied("nvr-1") & rule("default"),
+    ];
+}
+
+cases! {
+    a_flow_past_its_idle_timeout_lets_no_reply_through: FIXTURE, [
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).udp(41000, 53) => PASS by rule("office-internet"),
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).udp(53, 41000) => PASS by Counter::FlowHit,
+        age(119),
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).udp(53, 41000) => PASS by Counter::FlowHit,
+        // Two minutes idle (UDP's timeout) and one second more.
+        age(121),
+        from(ROUTER_MAC_UPSTREAM).ipv4(WEB, OFFICE).udp(53, 41000)
+            => DROP by denied("network:internet") & rule("default") & Counter::FlowExpired,
+        check |h| { assert_eq!(live_flows(h), 0, "the packet that found it expired removed it"); },
+    ];
+}
+
+/// The fixture with a flow table of the smallest capacity and a quota of one flow.
+fn small_table_fixture() -> String {
+    format!("{FIXTURE}limits: {{flows: 1024, flows_per_device: 1}}\n")
+}
+
+/// The sweep walks the ring at the table's real capacity (set at load, not the object's default):
+/// once it has gone round a table of 1,024 it reaches the expired flow in the first slot, removes
+/// it and so frees its owner's quota, without any packet of that flow.
+#[test]
+fn the_sweep_removes_an_expired_flow_and_frees_its_owners_quota() {
+    let name = "the_sweep_removes_an_expired_flow_and_frees_its_owners_quota";
+    let Some(mut h) = Harness::with_flows(name, Setup::from(small_table_fixture()), 1_024) else {
+        return;
+    };
+    assert_eq!(datapath::flow_capacity(&h.dp).expect("capacity"), 1_024);
+    h.expect(
+        "the first flow",
+        &from(OFFICE_MAC).ipv4(OFFICE, WEB).udp(40000, 53),
+        PASS,
+        &rule("office-internet"),
+    );
+    h.age(121);
+    let mut refused = 0u32;
+    let mut passed = None;
+    for port in 40001..=42000u16 {
+        let frame = from(OFFICE_MAC).ipv4(OFFICE, WEB).udp(port, 53);
+        if h.send("a new flow", &frame) == PASS {
+            passed = Some(port);
+            break;
+        }
+        refused += 1;
+    }
+    assert!(passed.is_some(), "no new flow passed in 2,000 tries");
+    // Each refused flow moved the sweep one slot on; a table of the object's default size
+    // (262,144) would not have wrapped yet.
+    assert!(
+        (1_020..=1_024).contains(&refused),
+        "refused {refused} before the sweep came round"
+    );
+    h.assert_counter(Counter::FlowQuotaExceeded, u64::from(refused));
+    h.assert_counter(Counter::FlowExpired, 1);
+    assert_eq!(live_flows(&h), 1);
 }

@@ -155,6 +155,11 @@ fn render_policy(s: &mut String, v: &PlanView) {
     section(s, "classes", &v.classes, |c| {
         format!("{:<5} {}", c.id, c.name)
     });
+    let _ = writeln!(
+        s,
+        "flow table: capacity {} flows, {} per device",
+        v.limits.flows, v.limits.flows_per_device
+    );
     let _ = writeln!(s, "\nmaps (entries / capacity per slot):");
     for (name, m) in &v.maps {
         let _ = writeln!(s, "  {name:<10} {:>7} / {}", m.entries, m.capacity);

@@ -31,6 +31,8 @@ struct Report {
     mode: String,
     devices: usize,
     flows: usize,
+    /// The pinned flow table's capacity (`limits.flows` as it took effect).
+    flow_capacity: u32,
     quarantined: Vec<String>,
     top_denied: Vec<DeniedDevice>,
     last_reload: Option<state::ReloadOutcome>,
@@ -101,6 +103,7 @@ impl Report {
             },
             devices: st.devices.len(),
             flows: datapath::flow_count(maps, now)?,
+            flow_capacity: datapath::flow_capacity(maps)?,
             quarantined: datapath::device_states(maps, st.devices.iter().map(|d| d.id))?
                 .into_iter()
                 .filter(|(_, s)| s.quarantine_until_ns > now)
@@ -135,7 +138,13 @@ impl Report {
             ),
         );
         line("devices:", &format!("{} listed", self.devices));
-        line("flows:", &self.flows.to_string());
+        line(
+            "flows:",
+            &format!(
+                "{} of {} (flow table capacity)",
+                self.flows, self.flow_capacity
+            ),
+        );
         let quarantined = if self.quarantined.is_empty() {
             "none".into()
         } else {

@@ -198,6 +198,10 @@ fn reload(
         let report = inner.dp.apply(&compiled, generation)?;
         Ok((compiled, report))
     });
+    let resize = result
+        .as_ref()
+        .ok()
+        .and_then(|(compiled, _)| flow_table_resize(&inner.dp, compiled.limits.flows));
     match result {
         Ok((compiled, report)) => {
             info!(
@@ -265,6 +269,26 @@ fn reload(
         }
     }
     record(cfg, &inner);
+    // Loading the program again (the verifier) takes a while: not while holding the state the
+    // metrics server reads.
+    drop(inner);
+    if let Some((live, flows)) = resize
+        && let Err(e) = resize_flow_table(cfg, shared, flows, metrics)
+    {
+        error!(live_capacity = live, limits_flows = flows, error = %error_chain(&e), "policy applied, but the flow table could not be re-created at the capacity of limits.flows; the next start tries again");
+    }
+}
+
+/// (live capacity, `limits.flows`) when the policy just applied asks for another flow-table
+/// capacity than the live one.
+fn flow_table_resize(dp: &Datapath, flows: u32) -> Option<(u32, u32)> {
+    match datapath::flow_capacity(dp) {
+        Ok(live) => (live != flows).then_some((live, flows)),
+        Err(e) => {
+            error!(limits_flows = flows, error = %error_chain(&e), "cannot read the flow table's capacity");
+            None
+        }
+    }
 }
 
 /// Watches the policy path; sends a tick on every change.
@@ -349,7 +373,8 @@ fn start_enforcing(cfg: &Config, pre: &Preflight) -> Result<Inner, DaemonError> 
     }
     let compiled = compile(cfg, &pre.host, pre.previous_ids.clone())?;
     log_warnings(&compiled);
-    let mut dp = Datapath::load(Some(&cfg.pin_dir))?;
+    let mut dp = Datapath::load_with_flows(Some(&cfg.pin_dir), compiled.limits.flows)?;
+    log_flow_table_resize(&dp);
     let (_, live) = datapath::live_config(&dp)?;
     let generation = live.generation + 1;
     let report = dp.apply(&compiled, generation)?;
@@ -366,6 +391,43 @@ fn start_enforcing(cfg: &Config, pre: &Preflight) -> Result<Inner, DaemonError> 
             error: None,
         }),
     })
+}
+
+/// Says, once, that the flow table was re-created at another capacity.
+fn log_flow_table_resize(dp: &Datapath) {
+    if let Some(r) = dp.flow_table_resized() {
+        warn!(
+            old_capacity = r.old,
+            new_capacity = r.new,
+            "flow table re-created at the capacity of limits.flows; its flows are learned again (TCP through loose pickup, UDP and ICMP judged again at their next packet)"
+        );
+    }
+}
+
+/// After a reload applied a policy whose `limits.flows` differs from the live flow table's
+/// capacity: loads the program again with new flow maps (the other maps adopted), and swaps it on
+/// every pinned link (atomic per link, so no interface goes unenforced). The program it replaces
+/// keeps its flow maps until its last link moves.
+fn resize_flow_table(
+    cfg: &Config,
+    shared: &Mutex<Inner>,
+    flows: u32,
+    metrics: &metrics::Metrics,
+) -> Result<(), DaemonError> {
+    let mut dp = Datapath::load_with_flows(Some(&cfg.pin_dir), flows)?;
+    let Ok(mut inner) = shared.lock() else {
+        error!("daemon state poisoned; flow table not switched");
+        return Ok(());
+    };
+    dp.take_slots_from(&mut inner.dp);
+    // From here the new datapath is the daemon's: links it has switched use its maps.
+    let previous = std::mem::replace(&mut inner.dp, dp);
+    let attached = attach_all(cfg, &mut inner.dp, metrics);
+    drop(previous);
+    inner.interfaces = attached?;
+    log_flow_table_resize(&inner.dp);
+    record(cfg, &inner);
+    Ok(())
 }
 
 /// Attaches (or switches the pinned link of) every enforced interface; native XDP where the

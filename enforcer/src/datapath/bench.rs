@@ -78,6 +78,7 @@ impl Datapath {
             ebpf,
             pin_dir: None,
             slots: SlotContents::default(),
+            flow_resize: None,
         };
         dp.bench_target(ENFORCER)?;
         Ok(dp)

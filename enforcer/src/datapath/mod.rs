@@ -9,6 +9,7 @@ mod apply;
 mod batch;
 pub mod bench;
 mod egress;
+mod flow_table;
 mod read;
 
 use std::{
@@ -27,10 +28,16 @@ use aya::{
     },
 };
 pub use egress::{EgressAttach, EgressError, pinned_egress_interfaces, unpin_egress};
-use enforcer_common::{LAYOUT_VERSION, PROGRAM, control::Control};
+use enforcer_common::{
+    LAYOUT_VERSION, PROGRAM,
+    control::Control,
+    flow::{DEFAULT_FLOWS, FLOW_CAPACITY_GLOBAL, FLOW_RING_MAP, FLOW_TABLE_MAPS, FLOWS_MAP},
+};
+pub use flow_table::FlowTableResize;
 pub use read::{
     Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters,
-    device_states, discovered, flow_count, live_config, monotonic_ns, rule_counters,
+    device_states, discovered, flow_capacity, flow_count, flows, live_config, monotonic_ns,
+    rule_counters,
 };
 use thiserror::Error;
 
@@ -137,6 +144,8 @@ pub struct Datapath {
     pin_dir: Option<PathBuf>,
     /// What each slot holds, so the next apply can clear exactly those entries.
     slots: apply::SlotContents,
+    /// The flow maps pinned before this load had another capacity and were re-created.
+    flow_resize: Option<FlowTableResize>,
 }
 
 impl std::fmt::Debug for Datapath {
@@ -169,9 +178,55 @@ pub fn is_bpffs(dir: &Path) -> bool {
 }
 
 impl Datapath {
-    /// Loads and verifies the program. With `pin_dir`, maps are pinned there by name, and maps
-    /// already pinned there are adopted (with their counters and flows) instead of created.
+    /// Loads and verifies the program with the default flow-table capacity ([`DEFAULT_FLOWS`]);
+    /// see [`Datapath::load_with_flows`].
     pub fn load(pin_dir: Option<&Path>) -> Result<Self, DatapathError> {
+        Self::load_with_flows(pin_dir, DEFAULT_FLOWS)
+    }
+
+    /// Loads and verifies the program with a flow table of `flows` entries (`limits.flows`).
+    /// With `pin_dir`, maps are pinned there by name, and maps already pinned there are adopted
+    /// (with their counters and flows) instead of created.
+    ///
+    /// A pinned map keeps its size when adopted, so pinned flow maps of another capacity are
+    /// re-created empty, all four together ([`FlowTableResize`]; `flow_table`): the program still
+    /// attached keeps the old ones until [`Datapath::attach`] swaps it on its link.
+    pub fn load_with_flows(pin_dir: Option<&Path>, flows: u32) -> Result<Self, DatapathError> {
+        let resize = match pin_dir {
+            Some(dir) => flow_table::resize_needed(dir, flows)?,
+            None => None,
+        };
+        let loaded = Self::load_sized(pin_dir, flows, resize.is_some());
+        if let (Some(dir), Some(_)) = (pin_dir, resize) {
+            match &loaded {
+                Ok(_) => flow_table::pin_new_maps(dir)?,
+                Err(_) => flow_table::remove_new_pins(dir),
+            }
+        }
+        let mut dp = loaded?;
+        dp.flow_resize = resize;
+        Ok(dp)
+    }
+
+    /// The flow maps pinned before this load had another capacity and were re-created.
+    #[must_use]
+    pub const fn flow_table_resized(&self) -> Option<FlowTableResize> {
+        self.flow_resize
+    }
+
+    /// Takes over what `previous` knows of the policy slots, so the next apply clears exactly what
+    /// they hold (a reload that re-created the flow table loads a second datapath).
+    pub fn take_slots_from(&mut self, previous: &mut Self) {
+        self.slots = std::mem::take(&mut previous.slots);
+    }
+
+    /// Loads with a flow table of `flows`; with `new_flow_maps`, the flow maps are created pinned
+    /// under their new names ([`flow_table::new_pin`]) instead of adopted.
+    fn load_sized(
+        pin_dir: Option<&Path>,
+        flows: u32,
+        new_flow_maps: bool,
+    ) -> Result<Self, DatapathError> {
         if OBJECT.is_empty() {
             return Err(DatapathError::NoObject);
         }
@@ -205,10 +260,18 @@ impl Datapath {
         } else {
             fs::create_dir_all(dir.join(LINKS_DIR)).map_err(pin_err)?;
         }
-        let loaded = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .default_map_pin_directory(dir)
-            .load(OBJECT)
-            .map_err(DatapathError::Load);
+            .map_max_entries(FLOWS_MAP, flows)
+            .map_max_entries(FLOW_RING_MAP, flows)
+            .override_global(FLOW_CAPACITY_GLOBAL, &flows, true);
+        if new_flow_maps {
+            for name in FLOW_TABLE_MAPS {
+                loader.map_pin_path(name, flow_table::new_pin(dir, name));
+            }
+        }
+        let loaded = loader.load(OBJECT).map_err(DatapathError::Load);
         if private.is_some() {
             fs::remove_dir_all(dir).map_err(pin_err)?;
         }
@@ -224,6 +287,7 @@ impl Datapath {
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),
             slots: apply::SlotContents::default(),
+            flow_resize: None,
         };
         let control = dp.control()?;
         if control.layout != 0 && control.layout != LAYOUT_VERSION {

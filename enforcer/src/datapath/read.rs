@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::Path};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use enforcer_common::{
     control::{CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
-    flow::{FLOWS_MAP, FlowKey, FlowValue},
+    flow::{FLOWS_MAP, FlowKey, FlowValue, flow_timeout_ns},
     identity::MacKey,
     state::{DEVICE_STATE_MAP, DISCOVERED_MAP, DeviceState, DiscoveredDevice, QuarantineReason},
     stats::{COUNTERS_MAP, Counter, DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
@@ -229,14 +229,28 @@ pub fn flow_count(src: &impl MapSource, now_ns: u64) -> Result<usize, DatapathEr
         .iter()
         .filter_map(Result::ok)
         .filter(|(k, v)| {
-            let timeout = match k.proto {
-                enforcer_common::PROTO_TCP => enforcer_common::flow::FLOW_TIMEOUT_TCP_NS,
-                enforcer_common::PROTO_UDP => enforcer_common::flow::FLOW_TIMEOUT_UDP_NS,
-                _ => enforcer_common::flow::FLOW_TIMEOUT_ICMP_NS,
-            };
-            now_ns.saturating_sub(v.last_seen_ns) <= timeout
+            now_ns.saturating_sub(v.last_seen_ns) <= flow_timeout_ns(k.proto, v.tcp_state)
         })
         .count())
+}
+
+/// Every entry of the flow table, expired or not.
+pub fn flows(src: &impl MapSource) -> Result<Vec<(FlowKey, FlowValue)>, DatapathError> {
+    let name = FLOWS_MAP;
+    let map: HashMap<&MapData, FlowKey, FlowValue> =
+        HashMap::try_from(src.map_data(name)?).map_err(err(name))?;
+    Ok(map.iter().filter_map(Result::ok).collect())
+}
+
+/// The flow table's capacity: the `max_entries` of the `FLOWS` map itself (a pinned map keeps the
+/// size it was made with).
+pub fn flow_capacity(src: &impl MapSource) -> Result<u32, DatapathError> {
+    let name = FLOWS_MAP;
+    let info = match src.map_data(name)? {
+        Map::HashMap(m) => m.info(),
+        _ => return Err(DatapathError::NoMap(name)),
+    };
+    Ok(info.map_err(err(name))?.max_entries())
 }
 
 /// Quarantine state of `ids`.

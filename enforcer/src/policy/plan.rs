@@ -32,6 +32,10 @@ pub struct PlanView {
     /// Map name -> entries and capacity (per slot).
     pub maps: BTreeMap<String, PlanMap>,
     pub quarantine: Option<PlanQuarantine>,
+    /// `limits:` (the flow table's capacity and the per-device quota). Absent in a record made
+    /// before it was kept: the defaults.
+    #[serde(default)]
+    pub limits: super::model::Limits,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +191,7 @@ impl From<&CompiledPolicy> for PlanView {
                     )
                 })
                 .collect(),
+            limits: c.limits,
             quarantine: c.quarantine.as_ref().map(|q| PlanQuarantine {
                 zone: q.zone.clone(),
                 denied_packets: q.denied_packets,

@@ -184,18 +184,22 @@ pub struct Quarantine {
 }
 
 /// `limits:`: the datapath's resource limits. Absent fields take the defaults.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// Most flows one device may hold in the flow table; the unknown sources share one such
     /// quota, and so does each network (`flows_per_device`, default
     /// [`enforcer_common::flow::DEFAULT_FLOWS_PER_DEVICE`]).
     pub flows_per_device: u32,
+    /// The flow table's capacity (`flows`, default [`enforcer_common::flow::DEFAULT_FLOWS`]).
+    pub flows: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             flows_per_device: enforcer_common::flow::DEFAULT_FLOWS_PER_DEVICE,
+            flows: enforcer_common::flow::DEFAULT_FLOWS,
         }
     }
 }

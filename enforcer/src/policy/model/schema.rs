@@ -47,7 +47,7 @@ pub(crate) const DEFAULT_KEYS: &[&str] = &["action", "mode", "unknown", "spoofed
 pub(crate) const QUARANTINE_KEYS: &[&str] = &["zone", "when", "release_after"];
 pub(crate) const WHEN_KEYS: &[&str] = &["denied_packets", "spoofing", "touches"];
 pub(crate) const DENIED_KEYS: &[&str] = &["count", "within"];
-pub(crate) const LIMITS_KEYS: &[&str] = &["flows_per_device"];
+pub(crate) const LIMITS_KEYS: &[&str] = &["flows", "flows_per_device"];
 
 /// Convert one file's tree. Problems go to `diags`; what could be read is returned anyway, so
 /// later checks still run and one pass reports everything.
@@ -566,8 +566,27 @@ impl Cx<'_> {
     fn limits(&mut self, node: Node<'_>) -> Option<Limits> {
         let f = self.fields(node, "limits", LIMITS_KEYS)?;
         let mut limits = Limits::default();
-        if let Some(n) = get(&f, "flows_per_device") {
-            limits.flows_per_device = self.parsed(n, parse_flow_quota)?.value;
+        if let Some(n) = get(&f, "flows") {
+            limits.flows = self.parsed(n, parse_flow_capacity)?.value;
+        }
+        match get(&f, "flows_per_device") {
+            Some(n) => {
+                let quota = self.parsed(n, parse_flow_quota)?.value;
+                if quota > limits.flows {
+                    self.err(
+                        &n.loc(),
+                        format!(
+                            "flows_per_device {quota} is more than the flow table holds ({})",
+                            limits.flows
+                        ),
+                        "a device's quota cannot exceed `limits.flows`; lower it or raise `flows`",
+                    );
+                    return None;
+                }
+                limits.flows_per_device = quota;
+            }
+            // The default quota never exceeds a small table.
+            None => limits.flows_per_device = limits.flows_per_device.min(limits.flows),
         }
         Some(limits)
     }
@@ -631,16 +650,30 @@ impl Cx<'_> {
     }
 }
 
-/// `limits.flows_per_device`: from 1 to the flow table's capacity.
+/// `limits.flows_per_device`: from 1 to the largest flow table (the section checks it against
+/// the table it sets).
 fn parse_flow_quota(s: &str) -> Result<u32, Problem> {
     let max = enforcer_common::flow::MAX_FLOWS;
+    decimal_in(s, 1, max).ok_or_else(|| Problem {
+        message: format!("invalid flows_per_device `{}`", truncate(s)),
+        hint: format!("write a decimal number from 1 to the flow table's capacity (at most {max})"),
+    })
+}
+
+/// `limits.flows`: the flow table's capacity.
+fn parse_flow_capacity(s: &str) -> Result<u32, Problem> {
+    use enforcer_common::flow::{MAX_FLOWS, MIN_FLOWS};
+    decimal_in(s, MIN_FLOWS, MAX_FLOWS).ok_or_else(|| Problem {
+        message: format!("invalid flows `{}`", truncate(s)),
+        hint: format!("write a decimal number from {MIN_FLOWS} to {MAX_FLOWS}"),
+    })
+}
+
+/// A plain decimal (no sign, no leading zero) from `min` to `max`.
+fn decimal_in(s: &str, min: u32, max: u32) -> Option<u32> {
     s.parse::<u32>()
         .ok()
-        .filter(|n| (1..=max).contains(n) && !s.starts_with(['0', '+']))
-        .ok_or_else(|| Problem {
-            message: format!("invalid flows_per_device `{}`", truncate(s)),
-            hint: format!("write a decimal number from 1 to {max} (the flow table's capacity)"),
-        })
+        .filter(|n| (min..=max).contains(n) && !s.starts_with(['0', '+']))
 }
 
 #[cfg(test)]
@@ -673,8 +706,8 @@ mod tests {
     }
 
     #[test]
-    fn a_flow_quota_of_zero_or_beyond_the_table_is_an_error() {
-        for bad in ["0", "262145", "-1", "many", "016"] {
+    fn a_flow_quota_of_zero_or_beyond_the_largest_table_is_an_error() {
+        for bad in ["0", "4194305", "-1", "many", "016"] {
             let got = messages(&format!("{SITE}limits: {{flows_per_device: {bad}}}\n"));
             assert_eq!(got.len(), 1, "{bad}: {got:?}");
             assert!(
@@ -682,6 +715,56 @@ mod tests {
                 "{bad}: {got:?}"
             );
         }
+    }
+
+    #[test]
+    fn limits_set_the_flow_table_capacity_and_default_to_262144() {
+        let policy = parse_str("p.yaml", SITE).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policy.limits.flows, 262_144);
+        let yaml = format!("{SITE}limits: {{flows: 1048576}}\n");
+        let policy = parse_str("p.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policy.limits.flows, 1_048_576);
+        assert_eq!(
+            policy.limits.flows_per_device,
+            enforcer_common::flow::DEFAULT_FLOWS_PER_DEVICE
+        );
+    }
+
+    #[test]
+    fn a_flow_capacity_outside_1024_to_4194304_is_an_error_located_at_its_value() {
+        for bad in ["1023", "4194305", "0", "-1", "lots", "01024"] {
+            let got = messages(&format!("{SITE}limits:\n  flows: {bad}\n"));
+            assert_eq!(got.len(), 1, "{bad}: {got:?}");
+            assert!(
+                got[0].contains(&format!("invalid flows `{bad}`")),
+                "{bad}: {got:?}"
+            );
+            assert!(got[0].contains("p.yaml:5:10"), "{bad}: {got:?}");
+        }
+        for good in ["1024", "4194304"] {
+            let got = messages(&format!("{SITE}limits: {{flows: {good}}}\n"));
+            assert!(got.is_empty(), "{good}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_flow_quota_beyond_the_flow_table_is_an_error_at_the_quota() {
+        let got = messages(&format!(
+            "{SITE}limits:\n  flows: 2048\n  flows_per_device: 4096\n"
+        ));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("flows_per_device 4096 is more than the flow table holds (2048)"),
+            "{got:?}"
+        );
+        assert!(got[0].contains("p.yaml:6:21"), "{got:?}");
+    }
+
+    #[test]
+    fn the_default_flow_quota_shrinks_to_a_smaller_table() {
+        let yaml = format!("{SITE}limits: {{flows: 2048}}\n");
+        let policy = parse_str("p.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policy.limits.flows_per_device, 2048);
     }
 
     #[test]
