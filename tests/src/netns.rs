@@ -933,19 +933,29 @@ pub fn send_raw_frames(ns: &str, iface: &str, frames: &[Vec<u8>]) -> Result<usiz
         to.sll_ifindex = i32::try_from(ifindex).context("ifindex")?;
         let mut sent = 0;
         for frame in frames {
-            // SAFETY: the buffer and the address are valid for the lengths given, for the call.
-            let n = unsafe {
-                libc::sendto(
-                    sock.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&raw const to).cast(),
-                    u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or_default(),
-                )
-            };
-            if usize::try_from(n).is_ok_and(|n| n == frame.len()) {
-                sent += 1;
+            // A full transmit queue (ENOBUFS, on a loaded machine) is waited out, briefly: the
+            // caller counts frames that left, and a flood test wants all of them to.
+            for _attempt in 0..200 {
+                // SAFETY: the buffer and the address are valid for the lengths given, for the call.
+                let n = unsafe {
+                    libc::sendto(
+                        sock.as_raw_fd(),
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&raw const to).cast(),
+                        u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or_default(),
+                    )
+                };
+                if usize::try_from(n).is_ok_and(|n| n == frame.len()) {
+                    sent += 1;
+                    break;
+                }
+                let err = std::io::Error::last_os_error().raw_os_error();
+                if err != Some(libc::ENOBUFS) && err != Some(libc::EAGAIN) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
         Ok(sent)

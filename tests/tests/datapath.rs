@@ -2501,7 +2501,9 @@ fn tcp_flow_left_s(h: &Harness) -> u64 {
         .filter(|(k, _)| k.proto == enforcer_common::PROTO_TCP)
         .collect();
     assert_eq!(tcp.len(), 1, "one TCP flow: {flows:?}");
-    let expires = tcp[0].1.last_seen_ns + enforcer_common::flow::FLOW_TIMEOUT_TCP_NS;
+    let (key, value) = tcp[0];
+    let expires =
+        value.last_seen_ns + enforcer_common::flow::flow_timeout_ns(key.proto, value.tcp_state);
     expires.saturating_sub(datapath::monotonic_ns()) / 1_000_000_000
 }
 

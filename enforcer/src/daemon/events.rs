@@ -139,21 +139,22 @@ fn describe(e: &DenyEvent, labels: &Labels) -> WatchEvent {
 }
 
 fn log_event(w: &WatchEvent) {
-    let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+    let opt = |s: &Option<String>| s.as_deref().unwrap_or_default().to_owned();
+    // Addresses, protocol, MAC and interface as they print (`dst=10.1.4.10`); names quoted.
     tracing::info!(
         target: "enforcer::deny",
         device = w.device,
         zone = w.zone,
-        src = opt(&w.src),
-        dst = opt(&w.dst),
+        src = %opt(&w.src),
+        dst = %opt(&w.dst),
         sport = w.sport.unwrap_or(0),
         dport = w.dport.unwrap_or(0),
-        proto = opt(&w.proto),
+        proto = %opt(&w.proto),
         rule = opt(&w.rule),
         reason = opt(&w.reason),
         verdict = w.kind,
-        mac = w.mac,
-        iface = w.iface,
+        mac = %w.mac,
+        iface = %w.iface,
         vlan = w.vlan,
         "packet denied"
     );
