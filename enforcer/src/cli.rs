@@ -38,6 +38,10 @@ pub struct Paths {
     /// The daemon's state directory (stable ids, status, the applied policy).
     #[arg(long, default_value = "/var/lib/enforcer")]
     pub state_dir: PathBuf,
+    /// The daemon's control socket: operator actions (quarantine, release, detach) are reported
+    /// there, so the daemon's log keeps an audit trail of them.
+    #[arg(long, default_value = crate::daemon::control::DEFAULT_SOCKET)]
+    pub control_socket: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2033,6 +2033,45 @@ fn watch_streams_a_devices_denied_packets_with_interface_names() {
     };
     assert_eq!(code, 3, "no daemon on that socket: {out}{err}");
     assert!(err.contains("no enforcer daemon listens"), "{err}");
+
+    // Operator actions reach the daemon's log, with who did them (the socket's peer credentials).
+    let socket = w.control_socket.display().to_string();
+    for args in [
+        [
+            "quarantine",
+            "printer-1",
+            "--for",
+            "1m",
+            "--control-socket",
+            &socket,
+        ],
+        [
+            "release",
+            "printer-1",
+            "--control-socket",
+            &socket,
+            "--output",
+            "text",
+        ],
+    ] {
+        let (code, out, err) = w.cli(&args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    }
+    let audit: Vec<String> = d
+        .output()
+        .lines()
+        .filter(|l| l.contains("operator action"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert!(
+        audit[0].contains("action=\"quarantine\"")
+            && audit[0].contains("on=\"printer-1\"")
+            && audit[0].contains("uid=0"),
+        "{}",
+        audit[0]
+    );
+    assert!(audit[1].contains("action=\"release\""), "{}", audit[1]);
 }
 
 /// The policy with a flow table of `flows` entries.

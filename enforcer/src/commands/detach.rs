@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use crate::{
     cli::{Output, Paths},
-    commands::Refusal,
+    commands::{Refusal, tell_daemon},
+    daemon::control::OperatorAction,
     datapath, exit,
 };
 
@@ -46,6 +47,17 @@ pub fn run(paths: &Paths, iface: Option<&str>, output: Output) -> Result<u8> {
     }
     for i in &detached {
         tracing::info!(iface = %i, "detached by the operator");
+    }
+    if !detached.is_empty() {
+        // The daemon (still running, when only one interface was detached) keeps the record.
+        tell_daemon(
+            &paths.control_socket,
+            OperatorAction {
+                action: "detach".to_owned(),
+                target: detached.join(","),
+                detail: None,
+            },
+        );
     }
     #[expect(clippy::print_stdout, reason = "CLI output")]
     match output {

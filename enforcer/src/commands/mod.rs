@@ -149,3 +149,26 @@ pub(crate) fn running_status(state_dir: &Path) -> Result<Result<Status, Refusal>
         )
     }))
 }
+
+/// Reports an operator's action to the running daemon, for its audit trail (`enforcer::audit`
+/// in its log, with the caller's uid and pid). Best effort: the action is done already, and with
+/// no daemon listening there is nobody to tell.
+pub(crate) fn tell_daemon(socket: &Path, action: crate::daemon::control::OperatorAction) {
+    use std::io::{BufRead as _, Write as _};
+    let told = (|| -> std::io::Result<()> {
+        let stream = std::os::unix::net::UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        stream.set_write_timeout(Some(std::time::Duration::from_secs(2)))?;
+        let mut line = serde_json::to_string(&crate::daemon::control::Request::Audit(action))
+            .map_err(std::io::Error::other)?;
+        line.push('\n');
+        (&stream).write_all(line.as_bytes())?;
+        // Wait for the daemon's answer, so the record is written before this command exits.
+        let mut answer = String::new();
+        std::io::BufReader::new(&stream).read_line(&mut answer)?;
+        Ok(())
+    })();
+    if let Err(e) = told {
+        tracing::debug!(socket = %socket.display(), error = %e, "no daemon told of the action");
+    }
+}

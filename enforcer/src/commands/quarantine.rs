@@ -7,8 +7,11 @@ use serde::Serialize;
 
 use crate::{
     cli::{Output, Paths},
-    commands::{Refusal, running_status},
-    daemon::state::{DeviceLabel, Status},
+    commands::{Refusal, running_status, tell_daemon},
+    daemon::{
+        control::OperatorAction,
+        state::{DeviceLabel, Status},
+    },
     datapath::{self, PinnedMaps},
     exit,
 };
@@ -99,6 +102,14 @@ pub fn quarantine(
     });
     PinnedMaps::open(&paths.pin_dir)?.set_quarantine(d.id, until, QuarantineReason::Operator)?;
     tracing::warn!(device = %d.name, zone = %d.zone, duration = duration.unwrap_or("until released"), "device quarantined by the operator");
+    tell_daemon(
+        &paths.control_socket,
+        OperatorAction {
+            action: "quarantine".to_owned(),
+            target: d.name.clone(),
+            detail: Some(duration.unwrap_or("until released").to_owned()),
+        },
+    );
     Done {
         device: &d.name,
         zone: &d.zone,
@@ -129,6 +140,14 @@ pub fn release(device: &str, output: Output, paths: &Paths) -> Result<u8> {
     let message = if was_quarantined {
         maps.set_quarantine(d.id, 0, QuarantineReason::None)?;
         tracing::info!(device = %d.name, "device released from quarantine by the operator");
+        tell_daemon(
+            &paths.control_socket,
+            OperatorAction {
+                action: "release".to_owned(),
+                target: d.name.clone(),
+                detail: None,
+            },
+        );
         format!("{} released", d.name)
     } else {
         format!("{} is not in quarantine; nothing changed", d.name)

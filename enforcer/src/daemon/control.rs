@@ -50,6 +50,23 @@ pub enum ControlError {
 pub enum Request {
     /// Stream the events that match, until the client hangs up.
     Watch(WatchFilter),
+    /// An operator's command changed the datapath (`quarantine`, `release`, `detach`): the
+    /// daemon logs it with the caller's uid and pid (from the socket), for the audit trail.
+    Audit(OperatorAction),
+}
+
+/// What an operator did, as the command that did it reports it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorAction {
+    /// `quarantine`, `release` or `detach`.
+    pub action: String,
+    /// The device (or, for `detach`, the interfaces) it acted on.
+    #[serde(default)]
+    pub target: String,
+    /// Anything else worth keeping (a quarantine's duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Which events a watcher wants; an absent field matches everything.
@@ -266,6 +283,8 @@ async fn client(
     stream: UnixStream,
     mut rx: broadcast::Receiver<WatchEvent>,
 ) -> std::io::Result<()> {
+    // Who is asking: the kernel's word for it, not the client's.
+    let cred = stream.peer_cred().ok();
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
     let mut line = String::new();
@@ -277,6 +296,20 @@ async fn client(
     };
     let filter = match request {
         Ok(Request::Watch(f)) => f,
+        Ok(Request::Audit(a)) => {
+            let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid()), c.pid()));
+            tracing::warn!(
+                target: "enforcer::audit",
+                action = a.action,
+                on = a.target,
+                detail = a.detail.as_deref().unwrap_or_default(),
+                uid,
+                pid,
+                "operator action"
+            );
+            let answer = serde_json::json!({ "ok": true });
+            return write.write_all(format!("{answer}\n").as_bytes()).await;
+        }
         Err(e) => {
             let answer = serde_json::json!({ "error": format!("bad request: {e}") });
             return write.write_all(format!("{answer}\n").as_bytes()).await;
