@@ -44,8 +44,54 @@ pub(crate) struct Source {
 /// [`PolicyError::Io`] when the path cannot be read, [`PolicyError::Invalid`] with every problem
 /// found otherwise.
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-    let sources = read_sources(path)?;
-    let root: Arc<str> = Arc::from(path.display().to_string());
+    load_all(&[path])
+}
+
+/// Read several policy paths (files or directories) as one policy: their files in the order the
+/// paths are given, each directory's in name order, merged with the uniqueness rules of one
+/// directory (a name defined in two paths is an error citing both). The caps apply to each
+/// directory, and [`MAX_TOTAL_BYTES`] and [`MAX_FILES`] to all paths together.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Policy, PolicyError> {
+    let [first, rest @ ..] = paths else {
+        return Err(PolicyError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no policy path given"),
+        });
+    };
+    let root: Arc<str> = Arc::from(first.as_ref().display().to_string());
+    if rest.is_empty() {
+        let sources = read_sources(first.as_ref())?;
+        return from_sources(&root, &sources);
+    }
+    let mut sources = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        for mut source in read_sources(path)? {
+            // Hashed under the path it came from: two paths may each hold a `policy.yaml`.
+            source.rel = format!("{}/{}", path.display(), source.rel);
+            sources.push(source);
+        }
+    }
+    let mut diags = Diags::default();
+    let total: u64 = sources.iter().map(|s| s.bytes.len() as u64).sum();
+    if total > MAX_TOTAL_BYTES {
+        diags.error(
+            &Loc::whole(&root),
+            format!("policy files total {total} bytes, over the cap of {MAX_TOTAL_BYTES}"),
+            "remove unused entries",
+        );
+    }
+    if sources.len() > MAX_FILES {
+        diags.error(
+            &Loc::whole(&root),
+            format!("more than {MAX_FILES} policy files"),
+            "merge some of them",
+        );
+    }
+    diags.finish()?;
     from_sources(&root, &sources)
 }
 
@@ -324,6 +370,13 @@ fn merge(docs: Vec<FileDoc>, root: Loc, diags: &mut Diags) -> Policy {
             |d| (&d.name, &d.loc),
             diags,
         );
+        insert_unique(
+            &mut policy.interfaces,
+            "interface",
+            doc.interfaces,
+            |i| (&i.name, &i.loc),
+            diags,
+        );
         merge_rules(&mut policy.rules, doc.rules, &mut rule_names, diags);
         if let Some((at, d)) = doc.defaults {
             merge_defaults(&mut policy.defaults, &mut defaults_at, at, d, diags);
@@ -367,6 +420,7 @@ fn empty(root: Loc) -> Policy {
         },
         quarantine: None,
         limits: Limits::default(),
+        interfaces: BTreeMap::new(),
         warnings: Vec::new(),
         root,
     }
