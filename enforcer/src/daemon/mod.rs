@@ -11,6 +11,7 @@ pub mod control;
 pub mod events;
 pub mod host;
 pub mod http;
+mod interfaces;
 pub mod metrics;
 pub mod state;
 
@@ -23,6 +24,8 @@ use std::{
 };
 
 use aya::maps::RingBuf;
+pub use interfaces::Uplinks;
+use interfaces::{resolve_interfaces, warn_interfaces_changed};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -49,15 +52,6 @@ pub struct Config {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub generic: bool,
-}
-
-/// How the uplinks among the enforced interfaces are known.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Uplinks {
-    /// `--iface`: those that carry a default route.
-    Guessed,
-    /// The policy's `interfaces:`: those with `role: uplink`.
-    Declared(Vec<String>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,65 +121,6 @@ fn compile(
         previous_ids,
     };
     policy::compile(policy, &opts).map_err(DaemonError::Policy)
-}
-
-/// The interfaces to enforce on and how their uplinks are known: the policy's `interfaces:`, or
-/// `--iface` (uplinks guessed, with a warning saying so); both, or neither, is refused.
-fn resolve_interfaces(cfg: &Config, policy: &policy::Policy) -> Result<Config, DaemonError> {
-    let listed = &policy.interfaces;
-    if let Some(first) = listed.values().next() {
-        if !cfg.ifaces.is_empty() {
-            return Err(DaemonError::IfaceWithInterfaces {
-                at: first.loc.to_string(),
-            });
-        }
-        let ifaces = listed.keys().cloned().collect();
-        let uplinks = listed
-            .values()
-            .filter(|i| i.role == policy::model::Role::Uplink)
-            .map(|i| i.name.clone())
-            .collect();
-        return Ok(Config {
-            ifaces,
-            uplinks: Uplinks::Declared(uplinks),
-            ..cfg.clone()
-        });
-    }
-    if cfg.ifaces.is_empty() {
-        return Err(DaemonError::NoInterfaces);
-    }
-    warn!(
-        ifaces = ?cfg.ifaces,
-        "interfaces from --iface: uplinks are guessed (those with a default route); list them in the policy's `interfaces:` to say which are uplinks"
-    );
-    Ok(Config {
-        uplinks: Uplinks::Guessed,
-        ..cfg.clone()
-    })
-}
-
-/// Warns when a reloaded policy's `interfaces:` differs from the set enforced: the interfaces and
-/// their roles are read at start only.
-fn warn_interfaces_changed(cfg: &Config, policy: &policy::Policy) {
-    let now: Vec<(&str, bool)> = policy
-        .interfaces
-        .values()
-        .map(|i| (i.name.as_str(), i.role == policy::model::Role::Uplink))
-        .collect();
-    let running: Vec<(&str, bool)> = match &cfg.uplinks {
-        Uplinks::Guessed => Vec::new(),
-        Uplinks::Declared(uplinks) => cfg
-            .ifaces
-            .iter()
-            .map(|i| (i.as_str(), uplinks.contains(i)))
-            .collect(),
-    };
-    if now != running {
-        warn!(
-            enforced = ?cfg.ifaces,
-            "the policy's `interfaces:` changed; the interfaces and their roles stay as at start until the daemon restarts (systemctl restart enforcer)"
-        );
-    }
 }
 
 fn status_of(cfg: &Config, inner: &Inner) -> state::Status {

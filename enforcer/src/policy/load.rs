@@ -13,6 +13,7 @@ use std::{
 };
 
 use enforcer_common::{Action, Mode};
+pub use paths::load_all;
 use sha2::{Digest as _, Sha256};
 
 use super::{
@@ -31,6 +32,8 @@ pub const MAX_TOTAL_BYTES: u64 = 32 * 1024 * 1024;
 /// Most policy files in a directory.
 pub const MAX_FILES: usize = 256;
 
+mod paths;
+
 /// One source: the name it is hashed under, the name diagnostics show, and its bytes.
 pub(crate) struct Source {
     pub rel: String,
@@ -45,54 +48,6 @@ pub(crate) struct Source {
 /// found otherwise.
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     load_all(&[path])
-}
-
-/// Read several policy paths (files or directories) as one policy: their files in the order the
-/// paths are given, each directory's in name order, merged with the uniqueness rules of one
-/// directory (a name defined in two paths is an error citing both). The caps apply to each
-/// directory, and [`MAX_TOTAL_BYTES`] and [`MAX_FILES`] to all paths together.
-///
-/// # Errors
-/// As [`load`].
-pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Policy, PolicyError> {
-    let [first, rest @ ..] = paths else {
-        return Err(PolicyError::Io {
-            path: PathBuf::new(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no policy path given"),
-        });
-    };
-    let root: Arc<str> = Arc::from(first.as_ref().display().to_string());
-    if rest.is_empty() {
-        let sources = read_sources(first.as_ref())?;
-        return from_sources(&root, &sources);
-    }
-    let mut sources = Vec::new();
-    for path in paths {
-        let path = path.as_ref();
-        for mut source in read_sources(path)? {
-            // Hashed under the path it came from: two paths may each hold a `policy.yaml`.
-            source.rel = format!("{}/{}", path.display(), source.rel);
-            sources.push(source);
-        }
-    }
-    let mut diags = Diags::default();
-    let total: u64 = sources.iter().map(|s| s.bytes.len() as u64).sum();
-    if total > MAX_TOTAL_BYTES {
-        diags.error(
-            &Loc::whole(&root),
-            format!("policy files total {total} bytes, over the cap of {MAX_TOTAL_BYTES}"),
-            "remove unused entries",
-        );
-    }
-    if sources.len() > MAX_FILES {
-        diags.error(
-            &Loc::whole(&root),
-            format!("more than {MAX_FILES} policy files"),
-            "merge some of them",
-        );
-    }
-    diags.finish()?;
-    from_sources(&root, &sources)
 }
 
 /// Parse a policy held in memory, as if it were the one file `name`. The size caps of [`load`] do
@@ -519,9 +474,9 @@ mod tests {
         }
     }
 
-    const ZONES: &str = "zones: {cameras: {}, office: {}, quarantine: {}}\n";
-    const DEVICES: &str = "devices:\n  fishtank: {zone: office, addresses: [10.0.0.9]}\n  cam-1: {zone: cameras, addresses: [10.0.0.10]}\n";
-    const RULES: &str =
+    pub(super) const ZONES: &str = "zones: {cameras: {}, office: {}, quarantine: {}}\n";
+    pub(super) const DEVICES: &str = "devices:\n  fishtank: {zone: office, addresses: [10.0.0.9]}\n  cam-1: {zone: cameras, addresses: [10.0.0.10]}\n";
+    pub(super) const RULES: &str =
         "rules:\n  - {name: r, from: device:fishtank, to: zone:cameras, allow: [tcp/554]}\n";
 
     #[test]
@@ -575,10 +530,10 @@ mod tests {
     }
 
     /// A directory of its own under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    pub(super) struct TempDir(pub(super) PathBuf);
 
     impl TempDir {
-        fn new(name: &str) -> Self {
+        pub(super) fn new(name: &str) -> Self {
             let dir = std::env::temp_dir().join(format!(
                 "enforcer-load-{name}-{}-{:?}",
                 std::process::id(),
