@@ -685,9 +685,10 @@ fn decimal_in(s: &str, min: u32, max: u32) -> Option<u32> {
 mod tests {
     use crate::policy::parse_str;
 
-    const SITE: &str = "zones: {office: {}, quarantine: {}}\ndevices:\n  pc: {zone: office, addresses: [10.0.0.9]}\n";
+    pub(super) const SITE: &str = "zones: {office: {}, quarantine: {}}\ndevices:\n  pc: {zone: office, addresses: [10.0.0.9]}\n";
 
-    fn messages(yaml: &str) -> Vec<String> {
+    /// Every diagnostic of `yaml` as one file `p.yaml`, rendered; none when it is valid.
+    pub(super) fn messages(yaml: &str) -> Vec<String> {
         match parse_str("p.yaml", yaml) {
             Ok(_) => Vec::new(),
             Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),

@@ -78,16 +78,8 @@ impl Cx<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{SITE, messages};
     use crate::policy::{load, model::Role, parse_str};
-
-    const SITE: &str = "zones: {office: {}, quarantine: {}}\ndevices:\n  pc: {zone: office, addresses: [10.0.0.9]}\n";
-
-    fn messages(yaml: &str) -> Vec<String> {
-        match parse_str("p.yaml", yaml) {
-            Ok(_) => Vec::new(),
-            Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
-        }
-    }
 
     #[test]
     fn interfaces_are_read_with_their_roles() {
