@@ -58,7 +58,7 @@ pub fn check_all<P: AsRef<Path>>(paths: &[P]) -> CheckReport {
 /// Only when the JSON report cannot be serialised.
 pub fn run(paths: &[PathBuf], output: Output) -> Result<u8> {
     let report = check_all(paths);
-    let path = shown(paths);
+    let path = policy::shown_paths(paths);
     #[expect(
         clippy::print_stdout,
         clippy::print_stderr,
@@ -104,13 +104,4 @@ pub fn run(paths: &[PathBuf], output: Output) -> Result<u8> {
 
 pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// The policy paths as one string for messages: `a`, or `a + b` when several are merged.
-pub(crate) fn shown(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(" + ")
 }

@@ -133,7 +133,7 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
     };
     state::Status {
         pid: std::process::id(),
-        policy_path: crate::commands::check::shown(&cfg.policies),
+        policy_path: policy::shown_paths(&cfg.policies),
         pin_dir: cfg.pin_dir.display().to_string(),
         metrics_addr: cfg.metrics_addr.to_string(),
         interfaces: inner.interfaces.clone(),
@@ -205,8 +205,7 @@ fn reload(
     metrics: &metrics::Metrics,
     labels: &RwLock<events::Labels>,
 ) {
-    let span =
-        tracing::info_span!("reload", policy = %crate::commands::check::shown(&cfg.policies));
+    let span = tracing::info_span!("reload", policy = %policy::shown_paths(&cfg.policies));
     let _entered = span.enter();
     let Ok(mut inner) = shared.lock() else {
         error!("daemon state poisoned; reload skipped");

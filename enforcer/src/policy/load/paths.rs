@@ -56,6 +56,15 @@ pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Policy, PolicyError> {
     from_sources(&root, &sources)
 }
 
+/// The policy paths as one string for messages: `a`, or `a + b` when several are merged.
+pub fn shown_paths<P: AsRef<Path>>(paths: &[P]) -> String {
+    paths
+        .iter()
+        .map(|p| p.as_ref().display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 #[cfg(test)]
 mod tests {
     use std::{fs, path::PathBuf};
