@@ -2223,6 +2223,19 @@ devices:
         Some(3),
         "every file of both directories: {st}"
     );
+
+    // The second path is watched too: a rule added there is applied without a signal.
+    let generation = w.metric("enforcer_policy_generation", &[]);
+    let tmp = router_dir.join(".rules.yaml.tmp");
+    let rule =
+        "rules:\n  - {name: office-ssh, from: zone:office, to: zone:printers, allow: [tcp/22]}\n";
+    fs::write(&tmp, rule).expect("write rule");
+    fs::rename(&tmp, router_dir.join("rules.yaml")).expect("rename rule");
+    w.wait_generation(generation + 1.0);
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE),
+        "the rule added in the router's directory allows tcp/22"
+    );
     d.stop(Duration::from_secs(5));
 }
 
