@@ -76,8 +76,9 @@ pub enum DevicesOutput {
 pub enum Command {
     /// Validate a policy file or directory; exit 0 when valid (warnings printed), 1 otherwise.
     Check {
-        /// Policy file (.yaml/.yml) or directory of them.
-        path: PathBuf,
+        /// Policy file (.yaml/.yml) or directory of them; several are merged into one policy.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
         /// Output format of the diagnostics.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -85,8 +86,9 @@ pub enum Command {
     /// Show the compiled policy as the datapath will see it, and what would change against the
     /// running enforcer.
     Plan {
-        /// Policy file (.yaml/.yml) or directory of them.
-        path: PathBuf,
+        /// Policy file (.yaml/.yml) or directory of them; several are merged into one policy.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -96,11 +98,13 @@ pub enum Command {
     },
     /// Attach to interfaces, enforce the policy, serve metrics, reload on SIGHUP or file change.
     Run {
-        /// Policy file or directory.
-        #[arg(long)]
-        policy: PathBuf,
-        /// Interface to enforce on (repeat for several).
-        #[arg(long = "iface", required = true)]
+        /// Policy file or directory; repeat to merge several (`--policy fleet/common --policy
+        /// fleet/branch-7`), with the uniqueness rules of one directory.
+        #[arg(long = "policy", required = true, value_name = "PATH")]
+        policies: Vec<PathBuf>,
+        /// Interface to enforce on (repeat for several), for quick use: uplinks are then guessed
+        /// from the default route. Refused when the policy lists `interfaces:`.
+        #[arg(long = "iface")]
         ifaces: Vec<String>,
         /// Address for the Prometheus `/metrics` endpoint.
         #[arg(long, default_value = "127.0.0.1:9469")]

@@ -2163,3 +2163,151 @@ fn a_changed_flow_capacity_recreates_the_pinned_flow_table_on_reload_and_at_star
         "the open stream kept flowing through both"
     );
 }
+
+/// `World::args` with no `--iface` (the policy's `interfaces:` names them) and `more` added.
+fn args_without_iface(w: &World, more: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = w.args().into_iter();
+    while let Some(a) = args.next() {
+        if a == "--iface" {
+            let _name = args.next();
+        } else {
+            out.push(a);
+        }
+    }
+    out.extend(more.iter().cloned());
+    out
+}
+
+/// The fleet layout of docs/fleet.md: zones and rules common to every router, and a directory of
+/// this router's own (its interfaces and devices).
+const FLEET_COMMON: &str = r#"
+zones:
+  office: {}
+  printers: {}
+  quarantine: {}
+networks:
+  internet: ["0.0.0.0/0", "::/0"]
+rules:
+  - {name: office-print, from: zone:office, to: zone:printers, allow: [tcp/9100, icmp]}
+  - {name: internet-to-office-8080, from: network:internet, to: zone:office, allow: [tcp/8080]}
+defaults: {action: deny, unknown: quarantine}
+"#;
+
+/// A site run from two `--policy` directories and an `interfaces:` key, no `--iface`: every
+/// listed interface is enforced, allowed traffic passes, denied is dropped, and the interface the
+/// policy calls an uplink is one although no default route leaves through it (a guess would make
+/// it a segment, its host an unknown device, and the internet rule would never match).
+#[test]
+fn a_site_runs_from_an_interfaces_key_and_two_policy_directories() {
+    if !require_root("a_site_runs_from_an_interfaces_key_and_two_policy_directories") {
+        return;
+    }
+    let w = World::new("ifk", &[OFFICE_PC, PRINTER, WAN]);
+    w.write_policy(FLEET_COMMON);
+    let router_dir = w.policy_dir.parent().expect("base").join("branch-7");
+    fs::create_dir_all(&router_dir).expect("router dir");
+    let mut interfaces = String::from("interfaces:\n");
+    for node in w.site.nodes() {
+        let role = if node.spec.name == WAN.name {
+            "uplink"
+        } else {
+            "segment"
+        };
+        interfaces.push_str(&format!("  {}: {{role: {role}}}\n", node.router_iface));
+    }
+    fs::write(router_dir.join("interfaces.yaml"), interfaces).expect("interfaces");
+    let devices = r#"
+devices:
+  office-pc: {zone: office, mac: "02:00:00:00:03:10", addresses: ["10.1.3.10", "fd00:1:3::10"]}
+  printer-1: {zone: printers, mac: "02:00:00:00:04:10", addresses: ["10.1.4.10", "fd00:1:4::10"]}
+"#;
+    fs::write(router_dir.join("devices.yaml"), devices).expect("devices");
+
+    let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
+    let _ssh = listen_tcp(w.ns("prn1"), 22).expect("listen 22");
+    let _web = listen_tcp(w.ns("pc1"), 8080).expect("listen 8080");
+    let args = args_without_iface(
+        &w,
+        &["--policy".to_owned(), router_dir.display().to_string()],
+    );
+    let mut d = spawn_daemon(w.site.router_ns(), &args).expect("spawn daemon");
+    d.wait_ready(w.site.router_ns(), addr(), Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("daemon not ready: {e:#}"));
+    for iface in w.site.router_ifaces() {
+        assert!(w.router_xdp_attached(&iface), "{iface} is not enforced");
+    }
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "office -> printer tcp/9100 is allowed by the common rules"
+    );
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE),
+        "office -> printer tcp/22 is denied"
+    );
+    assert!(
+        tcp_connects(w.ns("wan"), v4(&OFFICE_PC), 8080, PROBE),
+        "the declared uplink's host is the internet, allowed to the office on 8080"
+    );
+    assert!(
+        !d.output().contains("uplinks are guessed"),
+        "no guessing with interfaces: listed:\n{}",
+        d.output()
+    );
+    let (code, out, err) = w.cli(&["status", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("status json");
+    assert_eq!(
+        st["sources"].as_array().map(Vec::len),
+        Some(3),
+        "every file of both directories: {st}"
+    );
+
+    // The second path is watched too: a rule added there is applied without a signal.
+    let generation = w.metric("enforcer_policy_generation", &[]);
+    let tmp = router_dir.join(".rules.yaml.tmp");
+    let rule =
+        "rules:\n  - {name: office-ssh, from: zone:office, to: zone:printers, allow: [tcp/22]}\n";
+    fs::write(&tmp, rule).expect("write rule");
+    fs::rename(&tmp, router_dir.join("rules.yaml")).expect("rename rule");
+    w.wait_generation(generation + 1.0);
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 22, PROBE),
+        "the rule added in the router's directory allows tcp/22"
+    );
+    d.stop(Duration::from_secs(5));
+}
+
+/// `--iface` together with a policy that lists `interfaces:` is a usage error (exit 2), said
+/// before anything is attached or pinned.
+#[test]
+fn iface_with_an_interfaces_key_is_refused_before_anything_is_attached() {
+    if !require_root("iface_with_an_interfaces_key_is_refused_before_anything_is_attached") {
+        return;
+    }
+    let w = World::new("ifx", &[OFFICE_PC, PRINTER]);
+    let mut text = policy(9100);
+    text.push_str("interfaces:\n");
+    for iface in w.site.router_ifaces() {
+        text.push_str(&format!("  {iface}: {{role: segment}}\n"));
+    }
+    w.write_policy(&text);
+    let out = netns::nsenter_net(w.site.router_ns(), enforcer_bin())
+        .args(w.args())
+        .output()
+        .expect("run the daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {stderr}");
+    assert!(
+        stderr.contains("--iface cannot be used with a policy that lists `interfaces:`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("policy.yaml:"), "names where: {stderr}");
+    for iface in w.site.router_ifaces() {
+        assert!(!w.router_xdp_attached(&iface), "{iface} got a program");
+    }
+    assert!(
+        enforcer::datapath::pinned_interfaces(&w.pin_dir).is_empty(),
+        "links were pinned"
+    );
+}

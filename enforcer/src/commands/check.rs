@@ -1,7 +1,8 @@
-//! `enforcer check PATH`: load and compile a policy without touching the datapath; report every
-//! error (and warning) with its location. Exit 0 when valid, 1 otherwise.
+//! `enforcer check PATH...`: load and compile a policy (one path, or several merged as one)
+//! without touching the datapath; report every error (and warning) with its location. Exit 0
+//! when valid, 1 otherwise.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -26,7 +27,14 @@ pub struct CheckReport {
 /// Check a policy: everything `load` and `compile` check (with no router addresses).
 #[must_use]
 pub fn check(path: &Path) -> CheckReport {
-    let result = policy::load(path).and_then(|p| {
+    check_all(&[path])
+}
+
+/// Check several policy paths merged into one policy (as `enforcer run --policy A --policy B`
+/// would load them).
+#[must_use]
+pub fn check_all<P: AsRef<Path>>(paths: &[P]) -> CheckReport {
+    let result = policy::load_all(paths).and_then(|p| {
         let (_, mut warnings) = policy::compile_with_diagnostics(&p, &CompileOptions::default())?;
         warnings.extend(policy::router_rules::warning(&p));
         Ok(warnings)
@@ -48,8 +56,9 @@ pub fn check(path: &Path) -> CheckReport {
 ///
 /// # Errors
 /// Only when the JSON report cannot be serialised.
-pub fn run(path: &Path, output: Output) -> Result<u8> {
-    let report = check(path);
+pub fn run(paths: &[PathBuf], output: Output) -> Result<u8> {
+    let report = check_all(paths);
+    let path = policy::shown_paths(paths);
     #[expect(
         clippy::print_stdout,
         clippy::print_stderr,
@@ -64,7 +73,7 @@ pub fn run(path: &Path, output: Output) -> Result<u8> {
             if report.valid {
                 println!(
                     "{}: policy is valid ({} warning{})",
-                    path.display(),
+                    path,
                     report.warnings.len(),
                     plural(report.warnings.len())
                 );
@@ -80,7 +89,7 @@ pub fn run(path: &Path, output: Output) -> Result<u8> {
                 let total = report.errors.len() + report.more_errors;
                 eprintln!(
                     "{}: policy is invalid ({total} error{})",
-                    path.display(),
+                    path,
                     plural(total)
                 );
             }

@@ -24,14 +24,14 @@ pub mod watch;
 /// Run a parsed command line; returns the exit code (see [`crate::exit`]).
 pub fn execute(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Check { path, output } => check::run(&path, output),
+        Command::Check { paths, output } => check::run(&paths, output),
         Command::Plan {
-            path,
+            paths,
             output,
             state_dir,
-        } => plan::run(&path, output, &state_dir),
+        } => plan::run(&paths, output, &state_dir),
         Command::Run {
-            policy,
+            policies,
             ifaces,
             metrics_addr,
             metrics_max_devices,
@@ -40,8 +40,9 @@ pub fn execute(cli: Cli) -> Result<u8> {
             state_dir,
             generic,
         } => run::run(crate::daemon::Config {
-            policy,
+            policies,
             ifaces,
+            uplinks: crate::daemon::Uplinks::Guessed,
             metrics_addr,
             metrics_max_devices,
             control_socket,

@@ -1,8 +1,11 @@
-//! `enforcer plan PATH`: the compiled policy as the datapath will see it (zones, devices, rules,
+//! `enforcer plan PATH...`: the compiled policy as the datapath will see it (zones, devices, rules,
 //! classes, map sizes against capacity) and, when the daemon recorded what it applied
 //! (`STATE_DIR/applied.json`, a serialised [`PlanView`]), what applying this policy would change.
 
-use std::{fmt::Write as _, path::Path};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
@@ -33,8 +36,8 @@ struct PlanReport<'a> {
     clippy::print_stderr,
     reason = "CLI output: the plan on stdout, diagnostics on stderr"
 )]
-pub fn run(path: &Path, output: Output, state_dir: &Path) -> Result<u8> {
-    let (compiled, warnings) = match policy::load(path)
+pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
+    let (compiled, warnings) = match policy::load_all(paths)
         .and_then(|p| policy::compile_with_diagnostics(&p, &CompileOptions::default()))
     {
         Ok(ok) => ok,

@@ -35,6 +35,12 @@ pub fn run(cfg: daemon::Config) -> Result<u8> {
             }
             exit::INVALID
         }
+        Err(e @ (DaemonError::IfaceWithInterfaces { .. } | DaemonError::NoInterfaces)) => {
+            // The command line does not fit the policy: a usage error (docs/cli.md), as clap's
+            // own conflicts are.
+            tracing::error!(error = %error_chain(&e), "cannot start");
+            exit::USAGE
+        }
         Err(
             e @ (DaemonError::NotRoot
             | DaemonError::NoInterface(_)

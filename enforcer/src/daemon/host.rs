@@ -29,20 +29,27 @@ pub struct HostContext {
     /// Every address of the enforced interfaces, with its prefix and interface, sorted: the
     /// addresses are the policy's `router`, the prefixes the segments the enforcer guards.
     pub addresses: Vec<(String, ipnet::IpNet)>,
-    /// Enforced interfaces that carry a default route (IPv4 or IPv6): the uplinks. What arrives
-    /// there from their segment is routed traffic (the ISP's router, the internet), not devices
-    /// of a guarded segment.
+    /// The uplinks among the enforced interfaces: those the policy's `interfaces:` says are, or
+    /// (for `--iface`) those that carry a default route (IPv4 or IPv6). What arrives there from
+    /// their segment is routed traffic (the ISP's router, the internet), not devices of a guarded
+    /// segment.
     pub uplinks: Vec<String>,
 }
 
 impl HostContext {
-    /// Reads the addresses and uplinks of `ifaces` in this network namespace.
-    pub async fn read(ifaces: &[String]) -> Result<Self, HostError> {
+    /// Reads the addresses of `ifaces` in this network namespace, and their uplinks as `uplinks`
+    /// says (declared, or guessed from the default routes).
+    pub async fn read(ifaces: &[String], uplinks: &super::Uplinks) -> Result<Self, HostError> {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(HostError::Socket)?;
         let conn = tokio::spawn(connection);
         let result = Self::query(&handle, ifaces).await;
         conn.abort();
-        result
+        let mut host = result?;
+        if let super::Uplinks::Declared(declared) = uplinks {
+            host.uplinks.clone_from(declared);
+            host.uplinks.sort();
+        }
+        Ok(host)
     }
 
     async fn query(handle: &rtnetlink::Handle, ifaces: &[String]) -> Result<Self, HostError> {

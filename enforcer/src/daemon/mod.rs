@@ -11,6 +11,7 @@ pub mod control;
 pub mod events;
 pub mod host;
 pub mod http;
+mod interfaces;
 pub mod metrics;
 pub mod state;
 
@@ -23,6 +24,8 @@ use std::{
 };
 
 use aya::maps::RingBuf;
+pub use interfaces::Uplinks;
+use interfaces::{resolve_interfaces, warn_interfaces_changed};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -34,8 +37,13 @@ use crate::{
 /// How the daemon was asked to run.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub policy: PathBuf,
+    /// `--policy`, once or more: merged into one policy.
+    pub policies: Vec<PathBuf>,
+    /// The interfaces to enforce on: `--iface` as given, replaced at start by the policy's
+    /// `interfaces:` when it lists them.
     pub ifaces: Vec<String>,
+    /// Which of `ifaces` are uplinks: guessed for `--iface`, declared by `interfaces:`.
+    pub uplinks: Uplinks,
     pub metrics_addr: SocketAddr,
     /// `--metrics-max-devices`: listed devices with series of their own.
     pub metrics_max_devices: usize,
@@ -48,6 +56,14 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error(
+        "--iface cannot be used with a policy that lists `interfaces:` (at {at}): the policy names the interfaces to enforce on; drop --iface, or remove `interfaces:` from the policy"
+    )]
+    IfaceWithInterfaces { at: String },
+    #[error(
+        "no interfaces to enforce on: the policy lists no `interfaces:` and no --iface was given; add an `interfaces:` section (see docs/policy.md) or pass --iface NAME"
+    )]
+    NoInterfaces,
     #[error("enforcer run needs root (CAP_BPF and CAP_NET_ADMIN)")]
     NotRoot,
     #[error("no such interface: {0}")]
@@ -87,10 +103,15 @@ pub(crate) struct Inner {
     last_reload: Option<state::ReloadOutcome>,
 }
 
-/// Compiles the policy with the router's addresses and segments as `host` has them, and the ids
-/// in force.
+/// Loads the policy paths as one policy.
+fn load(cfg: &Config) -> Result<policy::Policy, DaemonError> {
+    policy::load_all(&cfg.policies).map_err(DaemonError::Policy)
+}
+
+/// Compiles `policy` with the router's addresses and segments as `host` has them, and the ids in
+/// force.
 fn compile(
-    cfg: &Config,
+    policy: &policy::Policy,
     host: &host::HostContext,
     previous_ids: Option<policy::IdTable>,
 ) -> Result<CompiledPolicy, DaemonError> {
@@ -99,7 +120,7 @@ fn compile(
         local_prefixes: host.local_prefixes(),
         previous_ids,
     };
-    policy::compile_path(&cfg.policy, &opts).map_err(DaemonError::Policy)
+    policy::compile(policy, &opts).map_err(DaemonError::Policy)
 }
 
 fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
@@ -112,7 +133,7 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
     };
     state::Status {
         pid: std::process::id(),
-        policy_path: cfg.policy.display().to_string(),
+        policy_path: policy::shown_paths(&cfg.policies),
         pin_dir: cfg.pin_dir.display().to_string(),
         metrics_addr: cfg.metrics_addr.to_string(),
         interfaces: inner.interfaces.clone(),
@@ -184,15 +205,17 @@ fn reload(
     metrics: &metrics::Metrics,
     labels: &RwLock<events::Labels>,
 ) {
-    let span = tracing::info_span!("reload", policy = %cfg.policy.display());
+    let span = tracing::info_span!("reload", policy = %policy::shown_paths(&cfg.policies));
     let _entered = span.enter();
     let Ok(mut inner) = shared.lock() else {
         error!("daemon state poisoned; reload skipped");
         return;
     };
-    let result = host
-        .map_err(DaemonError::from)
-        .and_then(|host| compile(cfg, &host, Some(inner.policy.ids.clone())));
+    let result = host.map_err(DaemonError::from).and_then(|host| {
+        let policy = load(cfg)?;
+        warn_interfaces_changed(cfg, &policy);
+        compile(&policy, &host, Some(inner.policy.ids.clone()))
+    });
     let result = result.and_then(|compiled| {
         let generation = inner.generation + 1;
         let report = inner.dp.apply(&compiled, generation)?;
@@ -291,8 +314,8 @@ fn flow_table_resize(dp: &Datapath, flows: u32) -> Option<(u32, u32)> {
     }
 }
 
-/// Watches the policy path; sends a tick on every change.
-fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+/// Watches every policy path; sends a tick on every change.
+fn watch(paths: &[PathBuf], tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
     use notify::Watcher as _;
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok_and(|e| !e.kind.is_access()) {
@@ -300,17 +323,20 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
             let _ignored = tx.try_send(());
         }
     })?;
-    // A file is watched through its directory: editors replace files by renaming over them.
-    let (target, mode) = if path.is_dir() {
-        (path.to_path_buf(), notify::RecursiveMode::Recursive)
-    } else {
-        (
-            path.parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-            notify::RecursiveMode::NonRecursive,
-        )
-    };
-    watcher.watch(&target, mode)?;
+    for path in paths {
+        // A file is watched through its directory: editors replace files by renaming over them.
+        let (target, mode) = if path.is_dir() {
+            (path.clone(), notify::RecursiveMode::Recursive)
+        } else {
+            (
+                path.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+                notify::RecursiveMode::NonRecursive,
+            )
+        };
+        watcher.watch(&target, mode)?;
+    }
     Ok(watcher)
 }
 
@@ -324,6 +350,10 @@ struct Preflight {
     control: tokio::net::UnixListener,
     host: host::HostContext,
     previous_ids: Option<policy::IdTable>,
+    /// The policy as loaded to find the interfaces; compiled once the host is read.
+    policy: policy::Policy,
+    /// `cfg` with the interfaces to enforce on resolved.
+    cfg: Config,
 }
 
 /// Checks everything that can fail before the first attach (privileges, interfaces, the state
@@ -334,6 +364,8 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
         return Err(DaemonError::NotRoot);
     }
     http::raise_open_file_limit();
+    let policy = load(cfg)?;
+    let cfg = &resolve_interfaces(cfg, &policy)?;
     if let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i)) {
         return Err(DaemonError::NoInterface(missing.clone()));
     }
@@ -346,7 +378,7 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
             source,
         })?;
     let control = control::bind(&cfg.control_socket).await?;
-    let host = host::HostContext::read(&cfg.ifaces).await?;
+    let host = host::HostContext::read(&cfg.ifaces, &cfg.uplinks).await?;
     host::ensure_bpffs(&cfg.pin_dir).map_err(DaemonError::Bpffs)?;
     let previous_ids = state::read_ids(&cfg.state_dir).unwrap_or_else(|e| {
         warn!(error = %error_chain(&e), "ignoring unreadable state; ids start afresh");
@@ -359,19 +391,26 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
         control,
         host,
         previous_ids,
+        policy,
+        cfg: cfg.clone(),
     })
 }
 
 /// Compiles, loads (adopting the pinned maps), applies and attaches: from here on the policy
 /// enforces.
-fn start_enforcing(cfg: &Config, pre: &Preflight) -> Result<Inner, DaemonError> {
+fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
+    let cfg = &pre.cfg;
     if !pre.host.uplinks.is_empty() {
+        let how = match cfg.uplinks {
+            Uplinks::Guessed => "uplinks (they carry a default route)",
+            Uplinks::Declared(_) => "uplinks (role: uplink in the policy)",
+        };
         info!(
             uplinks = ?pre.host.uplinks,
-            "uplinks (they carry a default route): addresses on their segments are routed traffic, not devices"
+            "{how}: addresses on their segments are routed traffic, not devices"
         );
     }
-    let compiled = compile(cfg, &pre.host, pre.previous_ids.clone())?;
+    let compiled = compile(&pre.policy, &pre.host, pre.previous_ids.clone())?;
     log_warnings(&compiled);
     let mut dp = Datapath::load_with_flows(Some(&cfg.pin_dir), compiled.limits.flows)?;
     log_flow_table_resize(&dp);
@@ -492,12 +531,13 @@ fn init_metrics(metrics: &metrics::Metrics, generation: u64) {
 /// Runs until `shutdown` completes. Enforcement outlives the return (pinned links and maps).
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let pre = preflight(&cfg).await?;
-    let mut inner = start_enforcing(&cfg, &pre)?;
+    let mut inner = start_enforcing(&pre)?;
     let Preflight {
         lock: _lock,
         metrics,
         listener,
         control,
+        cfg,
         ..
     } = pre;
     let name = enforcer_common::event::EVENTS_MAP;
@@ -572,7 +612,7 @@ impl Reloader {
     /// Serves reloads until `shutdown` completes or SIGTERM arrives.
     async fn serve(&self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
         let (tx, mut rx) = mpsc::channel::<()>(1);
-        let _watcher = match watch(&self.cfg.policy, tx) {
+        let _watcher = match watch(&self.cfg.policies, tx) {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!(error = %e, "cannot watch the policy for changes; reload with SIGHUP");
@@ -612,7 +652,7 @@ impl Reloader {
     /// Reads the host afresh (addresses may have changed), then compiles and applies off the
     /// async threads.
     async fn reload(&self) {
-        let host = host::HostContext::read(&self.cfg.ifaces).await;
+        let host = host::HostContext::read(&self.cfg.ifaces, &self.cfg.uplinks).await;
         let (cfg, shared, metrics, labels) = (
             self.cfg.clone(),
             Arc::clone(&self.shared),

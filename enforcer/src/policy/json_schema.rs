@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn every_key_the_walker_accepts_is_in_the_schema_and_no_other() {
         let s = schema();
-        let sections: [(&str, &[&str]); 9] = [
+        let sections: [(&str, &[&str]); 10] = [
             ("/properties", walker::TOP_KEYS),
             (
                 "/properties/zones/additionalProperties/properties",
@@ -77,6 +77,10 @@ mod tests {
             ("/properties/defaults/properties", walker::DEFAULT_KEYS),
             ("/properties/quarantine/properties", walker::QUARANTINE_KEYS),
             ("/properties/limits/properties", walker::LIMITS_KEYS),
+            (
+                "/properties/interfaces/additionalProperties/properties",
+                walker::INTERFACE_KEYS,
+            ),
             (
                 "/properties/quarantine/properties/when/properties",
                 walker::WHEN_KEYS,
@@ -128,6 +132,7 @@ mod tests {
             "defaults: {acton: deny}\n",
             "quarantine:\n  zone: q\n  when: {spofing: true}\n",
             "quarantine:\n  zone: q\n  when:\n    denied_packets: {count: 10, withn: 1m}\n",
+            "interfaces:\n  lan0: {rol: segment}\n",
         ];
         for text in cases {
             assert!(
@@ -146,6 +151,9 @@ mod tests {
             "rules:\n  - name: r\n    from: zone:a\n    to: zone:b\n    allow: [tcp/80]\n    deny: [any]\n",
             "rules:\n  - name: r\n    from: zone:a\n    to: zone:b\n    allow: [80]\n",
             "devices:\n  cam: {zone: office}\n",
+            "interfaces:\n  lan0: {role: lan}\n",
+            "interfaces:\n  eth/0: {role: segment}\n",
+            "interfaces:\n  abcdefghijklmnop: {role: segment}\n",
         ] {
             assert!(!errors(text).is_empty(), "the schema accepts {text}");
         }

@@ -13,6 +13,7 @@ use std::{
 };
 
 use enforcer_common::{Action, Mode};
+pub use paths::{load_all, shown_paths};
 use sha2::{Digest as _, Sha256};
 
 use super::{
@@ -31,6 +32,8 @@ pub const MAX_TOTAL_BYTES: u64 = 32 * 1024 * 1024;
 /// Most policy files in a directory.
 pub const MAX_FILES: usize = 256;
 
+mod paths;
+
 /// One source: the name it is hashed under, the name diagnostics show, and its bytes.
 pub(crate) struct Source {
     pub rel: String,
@@ -44,9 +47,7 @@ pub(crate) struct Source {
 /// [`PolicyError::Io`] when the path cannot be read, [`PolicyError::Invalid`] with every problem
 /// found otherwise.
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-    let sources = read_sources(path)?;
-    let root: Arc<str> = Arc::from(path.display().to_string());
-    from_sources(&root, &sources)
+    load_all(&[path])
 }
 
 /// Parse a policy held in memory, as if it were the one file `name`. The size caps of [`load`] do
@@ -324,6 +325,13 @@ fn merge(docs: Vec<FileDoc>, root: Loc, diags: &mut Diags) -> Policy {
             |d| (&d.name, &d.loc),
             diags,
         );
+        insert_unique(
+            &mut policy.interfaces,
+            "interface",
+            doc.interfaces,
+            |i| (&i.name, &i.loc),
+            diags,
+        );
         merge_rules(&mut policy.rules, doc.rules, &mut rule_names, diags);
         if let Some((at, d)) = doc.defaults {
             merge_defaults(&mut policy.defaults, &mut defaults_at, at, d, diags);
@@ -367,6 +375,7 @@ fn empty(root: Loc) -> Policy {
         },
         quarantine: None,
         limits: Limits::default(),
+        interfaces: BTreeMap::new(),
         warnings: Vec::new(),
         root,
     }
@@ -465,9 +474,9 @@ mod tests {
         }
     }
 
-    const ZONES: &str = "zones: {cameras: {}, office: {}, quarantine: {}}\n";
-    const DEVICES: &str = "devices:\n  fishtank: {zone: office, addresses: [10.0.0.9]}\n  cam-1: {zone: cameras, addresses: [10.0.0.10]}\n";
-    const RULES: &str =
+    pub(super) const ZONES: &str = "zones: {cameras: {}, office: {}, quarantine: {}}\n";
+    pub(super) const DEVICES: &str = "devices:\n  fishtank: {zone: office, addresses: [10.0.0.9]}\n  cam-1: {zone: cameras, addresses: [10.0.0.10]}\n";
+    pub(super) const RULES: &str =
         "rules:\n  - {name: r, from: device:fishtank, to: zone:cameras, allow: [tcp/554]}\n";
 
     #[test]
@@ -521,10 +530,10 @@ mod tests {
     }
 
     /// A directory of its own under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    pub(super) struct TempDir(pub(super) PathBuf);
 
     impl TempDir {
-        fn new(name: &str) -> Self {
+        pub(super) fn new(name: &str) -> Self {
             let dir = std::env::temp_dir().join(format!(
                 "enforcer-load-{name}-{}-{:?}",
                 std::process::id(),

@@ -23,7 +23,9 @@ pub use compiled::{CompileOptions, CompiledPolicy, IdTable};
 pub use diag::{
     Diagnostic, Loc, MAX_MESSAGE_CHARS, MAX_REPORTED, Omitted, PolicyError, Severity, render_all,
 };
-pub use load::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, load, parse_str};
+pub use load::{
+    MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, load, load_all, parse_str, shown_paths,
+};
 pub use model::Policy;
 pub use plan::{PlanDiff, PlanView, diff};
 

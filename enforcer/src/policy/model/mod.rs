@@ -45,6 +45,9 @@ pub struct Policy {
     pub defaults: Defaults,
     pub quarantine: Option<Quarantine>,
     pub limits: Limits,
+    /// `interfaces:`: the interfaces this router enforces on, by name; empty when the policy
+    /// does not say (then `enforcer run --iface` names them).
+    pub interfaces: BTreeMap<String, Interface>,
     /// Warnings found while loading (the compiler may add more).
     pub warnings: Vec<Diagnostic>,
     /// Where problems about the policy as a whole are reported (the first file, or the path).
@@ -160,6 +163,36 @@ impl fmt::Display for Service {
     }
 }
 
+/// What an interface listed in `interfaces:` is to the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Devices live here: an address on its subnets that no device lists is an unknown device.
+    Segment,
+    /// Routed traffic arrives here: addresses on its subnets are judged by the policy's
+    /// networks, not as devices.
+    Uplink,
+}
+
+impl Role {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Segment => "segment",
+            Self::Uplink => "uplink",
+        }
+    }
+}
+
+/// One entry of `interfaces:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// The Linux interface name (checked as the kernel checks it).
+    pub name: String,
+    pub role: Role,
+    /// Where the name is.
+    pub loc: Loc,
+}
+
 /// `defaults:`. Absent fields: action deny, mode enforce, unknown `quarantine`, spoofed deny.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Defaults {
@@ -216,6 +249,7 @@ pub(crate) struct FileDoc {
     pub quarantine: Option<Quarantine>,
     /// The section's key location and its value.
     pub limits: Option<(Loc, Limits)>,
+    pub interfaces: Vec<Interface>,
     /// Zones, networks and devices defined here whose body could not be read (errors reported).
     pub unreadable: Vec<Endpoint>,
 }

@@ -26,6 +26,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "defaults",
     "quarantine",
     "limits",
+    "interfaces",
 ];
 pub(crate) const ZONE_KEYS: &[&str] = &["description"];
 pub(crate) const DEVICE_KEYS: &[&str] = &[
@@ -48,6 +49,9 @@ pub(crate) const QUARANTINE_KEYS: &[&str] = &["zone", "when", "release_after"];
 pub(crate) const WHEN_KEYS: &[&str] = &["denied_packets", "spoofing", "touches"];
 pub(crate) const DENIED_KEYS: &[&str] = &["count", "within"];
 pub(crate) const LIMITS_KEYS: &[&str] = &["flows", "flows_per_device"];
+pub(crate) const INTERFACE_KEYS: &[&str] = &["role"];
+
+mod interfaces;
 
 /// Convert one file's tree. Problems go to `diags`; what could be read is returned anyway, so
 /// later checks still run and one pass reports everything.
@@ -113,6 +117,7 @@ pub(crate) fn file_doc(root: Node<'_>, diags: &mut Diags) -> FileDoc {
             "defaults" => doc.defaults = cx.defaults(value).map(|d| (knode.loc(), d)),
             "quarantine" => doc.quarantine = cx.quarantine(knode, value),
             "limits" => doc.limits = cx.limits(value).map(|l| (knode.loc(), l)),
+            "interfaces" => doc.interfaces = cx.interfaces(value),
             _ => {}
         }
     }
@@ -680,9 +685,10 @@ fn decimal_in(s: &str, min: u32, max: u32) -> Option<u32> {
 mod tests {
     use crate::policy::parse_str;
 
-    const SITE: &str = "zones: {office: {}, quarantine: {}}\ndevices:\n  pc: {zone: office, addresses: [10.0.0.9]}\n";
+    pub(super) const SITE: &str = "zones: {office: {}, quarantine: {}}\ndevices:\n  pc: {zone: office, addresses: [10.0.0.9]}\n";
 
-    fn messages(yaml: &str) -> Vec<String> {
+    /// Every diagnostic of `yaml` as one file `p.yaml`, rendered; none when it is valid.
+    pub(super) fn messages(yaml: &str) -> Vec<String> {
         match parse_str("p.yaml", yaml) {
             Ok(_) => Vec::new(),
             Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
