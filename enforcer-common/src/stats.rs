@@ -115,3 +115,15 @@ counters! {
     /// `MAX_DISCOVERED`: this minus the entries it holds is how many were recycled for newer ones.
     DiscoveredNew = "discovered_new",
 }
+
+impl Counter {
+    /// The counters of malformed packets, each a kind of `enforcer_malformed_packets_total`.
+    pub const MALFORMED: [Counter; 6] = [
+        Counter::MalformedTruncated,
+        Counter::MalformedVlan,
+        Counter::MalformedIpv4,
+        Counter::MalformedIpv6,
+        Counter::MalformedL4,
+        Counter::MalformedFragment,
+    ];
+}

@@ -390,15 +390,6 @@ fn spoofed(device: &str) -> Proof {
     Proof(vec![Count::Spoofed(device.to_owned())])
 }
 
-const MALFORMED: [Counter; 6] = [
-    Counter::MalformedTruncated,
-    Counter::MalformedVlan,
-    Counter::MalformedIpv4,
-    Counter::MalformedIpv6,
-    Counter::MalformedL4,
-    Counter::MalformedFragment,
-];
-
 /// Every counter a row can name, read at one moment.
 type Snapshot = std::collections::BTreeMap<Count, u64>;
 
@@ -520,7 +511,7 @@ impl Harness {
             moved.join(", ")
         );
         assert_eq!(got, want, "{at}: got {}", action(got));
-        for m in MALFORMED {
+        for m in Counter::MALFORMED {
             let c = Count::Global(m.as_str());
             assert!(
                 after.get(&c) == before.get(&c) || why.0.contains(&c),

@@ -45,17 +45,7 @@ impl Counters {
     /// Sum of the `Malformed*` counters.
     #[must_use]
     pub fn malformed(&self) -> u64 {
-        [
-            Counter::MalformedTruncated,
-            Counter::MalformedVlan,
-            Counter::MalformedIpv4,
-            Counter::MalformedIpv6,
-            Counter::MalformedL4,
-            Counter::MalformedFragment,
-        ]
-        .iter()
-        .map(|c| self.get(*c))
-        .sum()
+        Counter::MALFORMED.iter().map(|c| self.get(*c)).sum()
     }
 }
 
