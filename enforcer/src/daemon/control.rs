@@ -207,15 +207,15 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
         Err(e) => return Err(io(e)),
     }
     let meta = std::fs::metadata(dir).map_err(io)?;
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+    // The state directory's rule: ours, and writable by no one else.
+    if let Some(why) =
+        super::state::unsafe_dir(meta.uid(), meta.mode(), nix::unistd::geteuid().as_raw())
+    {
         return Err(ControlError::Unsafe {
             path: path.to_path_buf(),
             why: format!(
-                "its directory {} must belong to uid {me} and be writable by no one else (owner {}, mode {:04o})",
-                dir.display(),
-                meta.uid(),
-                meta.mode() & 0o7777
+                "its directory {} {why}; it must be ours and writable by no one else",
+                dir.display()
             ),
         });
     }
@@ -364,6 +364,24 @@ mod tests {
             vlan: 10,
             mac: "02:00:00:00:01:10".to_owned(),
             missed: None,
+        }
+    }
+
+    #[test]
+    fn a_socket_directory_others_can_write_to_is_refused() {
+        let dir = std::env::temp_dir().join(format!("enforcer-control-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bound = rt.block_on(bind(&dir.join("control.sock")));
+        let _ = std::fs::remove_dir_all(&dir);
+        match bound {
+            Err(ControlError::Unsafe { why, .. }) => assert!(why.contains("writable"), "{why}"),
+            other => panic!("bound in a world-writable directory: {other:?}"),
         }
     }
 

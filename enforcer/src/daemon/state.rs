@@ -111,7 +111,7 @@ const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 
 /// Why a state directory with this owner and mode is unsafe for a daemon running as `me`.
-fn unsafe_dir(owner: u32, mode: u32, me: u32) -> Option<String> {
+pub(crate) fn unsafe_dir(owner: u32, mode: u32, me: u32) -> Option<String> {
     if owner != me {
         return Some(format!("belongs to uid {owner}, not {me}"));
     }
