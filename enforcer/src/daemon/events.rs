@@ -51,17 +51,9 @@ impl Labels {
                 )))
                 .collect(),
             rules: p.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
-            unknown_zone: unknown_zone(p),
+            unknown_zone: p.unknown_zone().to_owned(),
         }
     }
-}
-
-/// The zone unlisted sources are in.
-fn unknown_zone(p: &crate::policy::CompiledPolicy) -> String {
-    p.zones
-        .iter()
-        .find(|z| z.class == p.unknown_class)
-        .map_or_else(|| "unknown".to_owned(), |z| z.name.clone())
 }
 
 /// An event's address as an `IpAddr`.
@@ -367,7 +359,7 @@ pub(crate) async fn watch_discoveries(
             let Ok(inner) = shared.lock() else { return };
             (
                 crate::datapath::discovered(&inner.dp),
-                unknown_zone(&inner.policy),
+                inner.policy.unknown_zone().to_owned(),
             )
         };
         let Ok(found) = found else { continue };

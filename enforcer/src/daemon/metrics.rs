@@ -449,11 +449,7 @@ impl Series {
 /// reloads) each alone, the rest summed per zone (`zone:NAME`), each network, and the router.
 /// Labels come from the policy only, never from traffic, so the series count is bounded.
 fn series(policy: &CompiledPolicy, max_devices: usize) -> Vec<(u32, Series)> {
-    let unknown_zone = policy
-        .zones
-        .iter()
-        .find(|z| z.class == policy.unknown_class)
-        .map_or("unknown", |z| z.name.as_str());
+    let unknown_zone = policy.unknown_zone();
     let mut out = vec![(
         UNKNOWN_DEVICE,
         Series::new("unknown".to_owned(), unknown_zone, "unknown"),

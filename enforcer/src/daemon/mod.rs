@@ -125,12 +125,6 @@ fn compile(
 
 fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
     let p = &inner.policy;
-    let zone_of_class = |class: u16| {
-        p.zones
-            .iter()
-            .find(|z| z.class == class)
-            .map(|z| z.name.clone())
-    };
     state::Status {
         pid: std::process::id(),
         policy_path: policy::shown_paths(&cfg.policies),
@@ -141,7 +135,7 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
         digest: p.digest.clone(),
         sources: p.sources.clone(),
         mode: datapath::mode_name(p.mode).to_owned(),
-        unknown_zone: zone_of_class(p.unknown_class).unwrap_or_else(|| "unknown".into()),
+        unknown_zone: p.unknown_zone().to_owned(),
         quarantine_zone: p.quarantine.as_ref().map(|q| q.zone.clone()),
         devices: p
             .devices

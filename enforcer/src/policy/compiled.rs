@@ -182,6 +182,15 @@ impl CompiledPolicy {
             .map_or("unknown", |d| d.name.as_str())
     }
 
+    /// The zone unlisted sources are in (`"unknown"` if no zone has its class).
+    #[must_use]
+    pub fn unknown_zone(&self) -> &str {
+        self.zones
+            .iter()
+            .find(|z| z.class == self.unknown_class)
+            .map_or("unknown", |z| z.name.as_str())
+    }
+
     /// Rule name by id (`"default"` for rule 0).
     #[must_use]
     pub fn rule_name(&self, id: u32) -> &str {
