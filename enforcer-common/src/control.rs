@@ -3,7 +3,7 @@
 use crate::Decision;
 
 /// `CONTROL`: `Array<Control>` with one entry (index 0). Written by userspace on every policy switch
-/// (one 8-byte store of `epoch`); the program bumps `epoch` by 2 when it quarantines a device.
+/// (one store of the whole entry); the program bumps `epoch` by 2 when it quarantines a device.
 pub const CONTROL_MAP: &str = "CONTROL";
 
 /// `CONFIG`: `Array<PolicyConfig>` with [`crate::SLOTS`] entries, indexed by slot. Userspace writes the
@@ -16,6 +16,13 @@ pub const CONFIG_MAP: &str = "CONFIG";
 /// quarantine or a release) increases `epoch`, which invalidates every cached flow (their stored
 /// epoch no longer matches) without touching the flow table. The kernel bumps it by 2 so the slot bit
 /// is kept; userspace moves it to the next value whose low bit is the new slot.
+///
+/// A provisional policy (`enforcer apply --confirm`) is live in `epoch`'s slot while the other slot
+/// keeps the last confirmed one, and `revert_at_ns` says when the kernel itself goes back to it:
+/// from then on every packet is judged by [`Control::epoch_at`], one past `epoch`, so the other
+/// slot and an epoch no flow opened under the candidate carries. The revert needs no process, so
+/// it happens on time even when the daemon is dead; the daemon later makes it permanent (the
+/// previous slot live in `epoch`, `revert_at_ns` 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Control {
@@ -23,14 +30,35 @@ pub struct Control {
     /// [`crate::LAYOUT_VERSION`] of whoever created the pinned maps; 0 before the first policy.
     pub layout: u32,
     pub _pad: u32,
+    /// When the provisional policy in `epoch`'s slot stops being enforced: `CLOCK_MONOTONIC`
+    /// nanoseconds as the program reads them (`bpf_ktime_get_coarse_ns`); 0 = nothing pending.
+    pub revert_at_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<Control>() == 16);
+const _: () = assert!(core::mem::size_of::<Control>() == 24);
 
 impl Control {
+    /// The slot of `epoch` (the candidate's while one is pending; see [`Control::epoch_at`]).
     #[must_use]
     #[inline(always)]
     pub const fn slot(&self) -> u8 {
-        (self.epoch & 1) as u8
+        slot_of(self.epoch)
+    }
+
+    /// The epoch that judges a packet at `now`: `epoch`, or once a pending candidate's deadline
+    /// has passed, `epoch + 1`, whose low bit is the other slot (the last confirmed policy) and
+    /// which no flow remembered under the candidate carries, so those flows are judged again.
+    /// One compare: `0 - 1` wraps to the largest value, which no clock reaches.
+    #[must_use]
+    #[inline(always)]
+    pub const fn epoch_at(&self, now: u64) -> u64 {
+        self.epoch + (self.revert_at_ns.wrapping_sub(1) < now) as u64
+    }
+
+    /// Whether a provisional policy was pending and its deadline has passed at `now`.
+    #[must_use]
+    #[inline(always)]
+    pub const fn reverted_at(&self, now: u64) -> bool {
+        self.epoch_at(now) != self.epoch
     }
 
     /// The epoch that makes `slot` live: the next one after `self.epoch` with that low bit.
@@ -44,6 +72,13 @@ impl Control {
             next + 1
         }
     }
+}
+
+/// The policy slot an epoch makes live: its low bit.
+#[must_use]
+#[inline(always)]
+pub const fn slot_of(epoch: u64) -> u8 {
+    (epoch & 1) as u8
 }
 
 /// Per-slot policy settings.

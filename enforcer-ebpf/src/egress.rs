@@ -134,8 +134,9 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
         account::count(Counter::NoPolicy);
         return DROP;
     };
-    let epoch = control.epoch;
-    let slot = control.slot();
+    let now = crate::now_ns();
+    let epoch = control.epoch_at(now);
+    let slot = enforcer_common::control::slot_of(epoch);
     let Some(cfg) = CONFIG.get(u32::from(slot)) else {
         account::count(Counter::NoPolicy);
         return DROP;
@@ -144,7 +145,6 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
         account::count(Counter::NoPolicy);
         return DROP;
     }
-    let now = crate::now_ns();
 
     if pkt.frag == Fragment::Later {
         return match flow::later_fragment(pkt, cfg, slot, now) {

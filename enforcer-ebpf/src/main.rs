@@ -177,19 +177,20 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     } = scratch;
     let pkt = &*pkt;
     // One read of the live-policy word per packet: every lookup below uses this slot, so a packet
-    // sees one policy whole even while userspace switches.
+    // sees one policy whole even while userspace switches. Past a provisional policy's deadline
+    // the epoch, and with it the slot, is the last confirmed policy's (`Control::epoch_at`).
     let Some(control) = CONTROL.get(0) else {
         return Outcome::NoPolicy;
     };
-    let epoch = control.epoch;
-    let slot = control.slot();
+    let now = now_ns();
+    let epoch = control.epoch_at(now);
+    let slot = enforcer_common::control::slot_of(epoch);
     let Some(cfg) = CONFIG.get(u32::from(slot)) else {
         return Outcome::NoPolicy;
     };
     if cfg.generation == 0 {
         return Outcome::NoPolicy;
     }
-    let now = now_ns();
 
     if pkt.frag == Fragment::Later {
         return match flow::later_fragment(pkt, cfg, slot, now) {

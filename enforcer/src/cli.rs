@@ -44,6 +44,22 @@ pub struct Paths {
     pub control_socket: PathBuf,
 }
 
+/// A confirm window (`30s`, `5m`, `1h`), in the policy's duration syntax; at least a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window(pub std::time::Duration);
+
+impl std::str::FromStr for Window {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match crate::policy::model::parse_duration(s) {
+            Ok(0) => Err("a window of 0 would revert at once; give at least 1s".to_owned()),
+            Ok(secs) => Ok(Self(std::time::Duration::from_secs(u64::from(secs)))),
+            Err(p) => Err(format!("{}; {}", p.message, p.hint)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WatchVerdict {
     /// Denied packets.
@@ -125,6 +141,36 @@ pub enum Command {
         /// Attach in generic (skb) mode even where the driver has native XDP.
         #[arg(long)]
         generic: bool,
+        /// Make every reload from a policy file change provisional for this long (`30s`, `5m`):
+        /// it reverts by itself unless `enforcer confirm` (pull-based deployments).
+        #[arg(long, value_name = "DURATION")]
+        confirm_window: Option<Window>,
+    },
+    /// Hand the running daemon a candidate policy and enforce it now; with --confirm it reverts
+    /// to the last confirmed policy by itself unless `enforcer confirm` comes in time.
+    Apply {
+        /// Policy file (.yaml/.yml) or directory of them; several are merged into one policy.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// How long the candidate is enforced unless confirmed (`30s`, `5m`, `1h`); without it
+        /// the candidate is the policy for good at once.
+        #[arg(long, value_name = "DURATION")]
+        confirm: Option<Window>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The daemon's control socket (as `enforcer run --control-socket`).
+        #[arg(long, default_value = crate::daemon::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+    },
+    /// Keep the provisional policy of `enforcer apply --confirm` for good.
+    Confirm {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The daemon's control socket (as `enforcer run --control-socket`).
+        #[arg(long, default_value = crate::daemon::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
     },
     /// Show what the running enforcer is doing.
     Status {

@@ -10,6 +10,7 @@ use crate::{
     exit,
 };
 
+pub mod apply;
 pub mod check;
 pub mod detach;
 pub mod devices;
@@ -39,6 +40,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             pin_dir,
             state_dir,
             generic,
+            confirm_window,
         } => run::run(crate::daemon::Config {
             policies,
             ifaces,
@@ -49,7 +51,18 @@ pub fn execute(cli: Cli) -> Result<u8> {
             pin_dir,
             state_dir,
             generic,
+            confirm_window: confirm_window.map(|w| w.0),
         }),
+        Command::Apply {
+            paths,
+            confirm,
+            output,
+            control_socket,
+        } => apply::apply(&paths, confirm.map(|w| w.0), output, &control_socket),
+        Command::Confirm {
+            output,
+            control_socket,
+        } => apply::confirm(output, &control_socket),
         Command::Status { output, paths } => status::run(output, &paths),
         Command::Detach {
             iface,
@@ -149,6 +162,29 @@ pub(crate) fn running_status(state_dir: &Path) -> Result<Result<Status, Refusal>
             ),
         )
     }))
+}
+
+/// Connects to the daemon's control socket for `command`, or says plainly why not (exit 3): not
+/// root, or no daemon listening.
+pub(crate) fn connect_daemon(
+    socket: &Path,
+    command: &str,
+) -> Result<std::os::unix::net::UnixStream, Refusal> {
+    use std::io::ErrorKind;
+    std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
+        let why = match e.kind() {
+            ErrorKind::PermissionDenied => format!(
+                "{command} needs root: the control socket {} is root's",
+                socket.display()
+            ),
+            ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
+                "no enforcer daemon listens on {} (is `enforcer run` running, with this --control-socket?)",
+                socket.display()
+            ),
+            _ => format!("cannot connect to {}: {e}", socket.display()),
+        };
+        Refusal::new(exit::ENVIRONMENT, why)
+    })
 }
 
 /// Reports an operator's action to the running daemon, for its audit trail (`enforcer::audit`

@@ -1,8 +1,7 @@
 //! `enforcer watch`: the running daemon's events, live, through its control socket.
 
 use std::{
-    io::{BufRead as _, BufReader, ErrorKind, Write as _},
-    os::unix::net::UnixStream,
+    io::{BufRead as _, BufReader, Write as _},
     path::Path,
 };
 
@@ -10,28 +9,15 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     cli::Output,
-    commands::Refusal,
+    commands::{Refusal, connect_daemon},
     daemon::control::{Request, WatchEvent, WatchFilter},
     exit,
 };
 
 pub fn run(filter: &WatchFilter, count: Option<u64>, output: Output, socket: &Path) -> Result<u8> {
-    let stream = match UnixStream::connect(socket) {
+    let stream = match connect_daemon(socket, "watch") {
         Ok(s) => s,
-        Err(e) => {
-            let why = match e.kind() {
-                ErrorKind::PermissionDenied => format!(
-                    "watch needs root: the control socket {} is root's",
-                    socket.display()
-                ),
-                ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
-                    "no enforcer daemon listens on {} (is `enforcer run` running, with this --control-socket?)",
-                    socket.display()
-                ),
-                _ => format!("cannot connect to {}: {e}", socket.display()),
-            };
-            return Ok(Refusal::new(exit::ENVIRONMENT, why).report(output));
-        }
+        Err(no) => return Ok(no.report(output)),
     };
     let mut request = serde_json::to_string(&Request::Watch(filter.clone()))?;
     request.push('\n');

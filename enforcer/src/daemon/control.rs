@@ -1,7 +1,8 @@
 //! The daemon's local control socket: root's alone (a 0700 directory, a 0600 socket). A client
 //! sends one JSON request line; the daemon answers with JSON lines. It serves `watch` (the live
-//! deny, audit, quarantine and discovery events, as `enforcer watch` prints them); the commands
-//! that need the running daemon later (apply, confirm, the status page) are more requests here.
+//! deny, audit, quarantine and discovery events, as `enforcer watch` prints them), takes the
+//! operators' reports for the audit trail, and hands `enforcer apply` and `enforcer confirm` to the
+//! daemon's reload loop (one answer line each).
 
 use std::{
     io::ErrorKind,
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{Semaphore, broadcast},
+    sync::{Semaphore, broadcast, mpsc, oneshot},
 };
 use tracing::{debug, warn};
 
@@ -53,6 +54,69 @@ pub enum Request {
     /// An operator's command changed the datapath (`quarantine`, `release`, `detach`): the
     /// daemon logs it with the caller's uid and pid (from the socket), for the audit trail.
     Audit(OperatorAction),
+    /// `enforcer apply`: enforce the policy at `paths` now, provisionally when `confirm_secs`.
+    Apply(ApplyRequest),
+    /// `enforcer confirm`: keep the pending provisional policy for good.
+    Confirm,
+}
+
+/// A candidate policy for the daemon.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// Policy files or directories (absolute: the daemon does not share the caller's directory).
+    pub paths: Vec<PathBuf>,
+    /// Seconds until the program goes back to the last confirmed policy by itself, unless
+    /// confirmed; absent: applied for good at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_secs: Option<u64>,
+}
+
+/// What an `Apply` or `Confirm` request is, for the daemon's reload loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Apply(ApplyRequest),
+    Confirm,
+}
+
+/// An operation with its caller (uid and pid from the socket) and where its answer goes.
+#[derive(Debug)]
+pub struct OperationCall {
+    pub op: Operation,
+    pub uid: Option<u32>,
+    pub pid: Option<i32>,
+    pub reply: oneshot::Sender<OperationAnswer>,
+}
+
+/// The daemon's answer to `apply` or `confirm`: one JSON line.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OperationAnswer {
+    /// The exit code the command exits with ([`crate::exit`]).
+    pub exit: u8,
+    /// What happened, as the text output says it.
+    pub message: String,
+    /// The policy's problems when it was refused, one line each (`file:line:col: ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// The policy enforced now (generation, digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// A pending provisional policy's deadline, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+}
+
+impl OperationAnswer {
+    #[must_use]
+    pub fn refused(exit: u8, message: impl Into<String>) -> Self {
+        Self {
+            exit,
+            message: message.into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// What an operator did, as the command that did it reports it.
@@ -247,8 +311,13 @@ fn is_socket(m: &std::fs::Metadata) -> bool {
     m.file_type().is_socket()
 }
 
-/// Serves clients until the task is dropped. `events` carries every event the daemon reads.
-pub async fn serve(listener: UnixListener, events: broadcast::Sender<WatchEvent>) {
+/// Serves clients until the task is dropped. `events` carries every event the daemon reads;
+/// `operations` takes `apply` and `confirm` to the reload loop.
+pub async fn serve(
+    listener: UnixListener,
+    events: broadcast::Sender<WatchEvent>,
+    operations: mpsc::Sender<OperationCall>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let stream = match listener.accept().await {
@@ -264,8 +333,9 @@ pub async fn serve(listener: UnixListener, events: broadcast::Sender<WatchEvent>
             continue;
         };
         let rx = events.subscribe();
+        let operations = operations.clone();
         tokio::spawn(async move {
-            if let Err(e) = client(stream, rx).await {
+            if let Err(e) = client(stream, rx, operations).await {
                 debug!(error = %e, "control client gone");
             }
             drop(slot);
@@ -282,6 +352,7 @@ async fn refuse(mut stream: UnixStream, why: &str) {
 async fn client(
     stream: UnixStream,
     mut rx: broadcast::Receiver<WatchEvent>,
+    operations: mpsc::Sender<OperationCall>,
 ) -> std::io::Result<()> {
     // Who is asking: the kernel's word for it, not the client's.
     let cred = stream.peer_cred().ok();
@@ -294,21 +365,21 @@ async fn client(
         Ok(Err(e)) => return Err(e),
         Err(_) => return Ok(()),
     };
+    let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid()), c.pid()));
     let filter = match request {
         Ok(Request::Watch(f)) => f,
         Ok(Request::Audit(a)) => {
-            let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid()), c.pid()));
-            tracing::warn!(
-                target: "enforcer::audit",
-                action = a.action,
-                on = a.target,
-                detail = a.detail.as_deref().unwrap_or_default(),
-                uid,
-                pid,
-                "operator action"
-            );
+            audit(&a, uid, pid);
             let answer = serde_json::json!({ "ok": true });
             return write.write_all(format!("{answer}\n").as_bytes()).await;
+        }
+        Ok(Request::Apply(a)) => {
+            let answer = operate(Operation::Apply(a), uid, pid, &operations).await;
+            return write_answer(&mut write, &answer).await;
+        }
+        Ok(Request::Confirm) => {
+            let answer = operate(Operation::Confirm, uid, pid, &operations).await;
+            return write_answer(&mut write, &answer).await;
         }
         Err(e) => {
             let answer = serde_json::json!({ "error": format!("bad request: {e}") });
@@ -341,6 +412,58 @@ async fn client(
         text.push('\n');
         write.write_all(text.as_bytes()).await?;
     }
+}
+
+/// Logs an operator's action as the audit trail keeps it: `enforcer::audit`, with the caller's
+/// uid and pid as the kernel gave them.
+pub fn audit(a: &OperatorAction, uid: Option<u32>, pid: Option<i32>) {
+    tracing::warn!(
+        target: "enforcer::audit",
+        action = a.action,
+        on = a.target,
+        detail = a.detail.as_deref().unwrap_or_default(),
+        uid,
+        pid,
+        "operator action"
+    );
+}
+
+/// Hands `op` to the reload loop and waits for its answer. Only root may change the policy: the
+/// socket is root's alone already; the caller's uid is checked as well.
+async fn operate(
+    op: Operation,
+    uid: Option<u32>,
+    pid: Option<i32>,
+    operations: &mpsc::Sender<OperationCall>,
+) -> OperationAnswer {
+    if uid != Some(nix::unistd::geteuid().as_raw()) {
+        return OperationAnswer::refused(
+            crate::exit::ENVIRONMENT,
+            "only root may apply or confirm a policy",
+        );
+    }
+    let (reply, answer) = oneshot::channel();
+    let call = OperationCall {
+        op,
+        uid,
+        pid,
+        reply,
+    };
+    if operations.send(call).await.is_err() {
+        return OperationAnswer::refused(crate::exit::ENVIRONMENT, "the daemon is shutting down");
+    }
+    answer.await.unwrap_or_else(|_| {
+        OperationAnswer::refused(crate::exit::INTERNAL, "the daemon dropped the request")
+    })
+}
+
+async fn write_answer(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    answer: &OperationAnswer,
+) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(answer).map_err(std::io::Error::other)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await
 }
 
 #[cfg(test)]
@@ -413,6 +536,20 @@ mod tests {
         );
         assert!(serde_json::from_str::<Request>(r#"{"op":"watch","devcie":"x"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"reboot"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"op":"confirm"}"#).ok(),
+            Some(Request::Confirm)
+        );
+        let apply: Request =
+            serde_json::from_str(r#"{"op":"apply","paths":["/etc/candidate"],"confirm_secs":300}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            apply,
+            Request::Apply(ApplyRequest {
+                paths: vec![PathBuf::from("/etc/candidate")],
+                confirm_secs: Some(300),
+            })
+        );
     }
 
     #[test]

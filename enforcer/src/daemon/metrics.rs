@@ -44,6 +44,7 @@ pub struct Metrics {
     pub deny_events: IntCounter,
     /// What the daemon declined to protect itself.
     pub shed: Shed,
+    pub confirm: ConfirmMetrics,
     pub interfaces: IntGaugeVec,
     quarantined: IntGauge,
     pub quarantine_events: IntCounterVec,
@@ -70,6 +71,37 @@ impl Shed {
                 r,
                 "enforcer_metrics_connections_rejected_total",
                 "Connections to the metrics server closed at once: the cap on open connections was reached.",
+            )?,
+        })
+    }
+}
+
+/// A provisional policy (`enforcer apply --confirm`, `run --confirm-window`): whether one is
+/// pending, until when, and how many reverted.
+pub struct ConfirmMetrics {
+    pub pending: IntGauge,
+    /// Unix time of the pending candidate's deadline; 0 when none.
+    pub deadline: Gauge,
+    pub reverts: IntCounter,
+}
+
+impl ConfirmMetrics {
+    fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            pending: gauge(
+                r,
+                "enforcer_confirm_pending",
+                "1 while a provisional policy is enforced and waits for `enforcer confirm`.",
+            )?,
+            deadline: float_gauge(
+                r,
+                "enforcer_confirm_deadline_seconds",
+                "Unix time at which the pending provisional policy reverts; 0 when none is pending.",
+            )?,
+            reverts: counter(
+                r,
+                "enforcer_confirm_reverts_total",
+                "Provisional policies reverted to the last confirmed policy at their deadline.",
             )?,
         })
     }
@@ -243,6 +275,7 @@ impl Metrics {
                 "Deny events received from the datapath.",
             )?,
             shed: Shed::register(&r)?,
+            confirm: ConfirmMetrics::register(&r)?,
             interfaces: gauge_vec(
                 &r,
                 "enforcer_interfaces",

@@ -7,12 +7,14 @@
 //! exits (cleanly or by SIGKILL) enforcement goes on with the last policy; only `enforcer detach`
 //! removes it.
 
+mod confirm;
 pub mod control;
 pub mod events;
 pub mod host;
 pub mod http;
 mod interfaces;
 pub mod metrics;
+mod reloader;
 pub mod state;
 
 use std::{
@@ -52,6 +54,9 @@ pub struct Config {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub generic: bool,
+    /// `--confirm-window`: every reload from a file change (and SIGHUP) is provisional for this
+    /// long, reverting by itself unless `enforcer confirm`ed.
+    pub confirm_window: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +97,8 @@ pub enum DaemonError {
     Locked(#[from] state::LockError),
     #[error("signal handling")]
     Signals(#[source] std::io::Error),
+    #[error("daemon state poisoned")]
+    Poisoned,
 }
 
 /// What the daemon keeps between reloads.
@@ -101,11 +108,26 @@ pub(crate) struct Inner {
     generation: u64,
     interfaces: Vec<state::Interface>,
     last_reload: Option<state::ReloadOutcome>,
+    /// A provisional policy (then `policy`) and the confirmed one it reverts to.
+    pending: Option<confirm::Pending>,
+    /// The highest generation given so far (a reverted candidate's included), so none is reused.
+    spent_generation: u64,
 }
 
-/// Loads the policy paths as one policy.
-fn load(cfg: &Config) -> Result<policy::Policy, DaemonError> {
-    policy::load_all(&cfg.policies).map_err(DaemonError::Policy)
+impl Inner {
+    /// The generation for the next policy switched in.
+    fn next_generation(&mut self) -> u64 {
+        self.spent_generation = self.spent_generation.max(self.generation) + 1;
+        self.spent_generation
+    }
+
+    /// Names for events: both policies' while a candidate is pending.
+    fn labels(&self) -> events::Labels {
+        self.pending.as_ref().map_or_else(
+            || events::Labels::of(&self.policy),
+            |p| confirm::both_labels(&self.policy, &p.confirmed),
+        )
+    }
 }
 
 /// Compiles `policy` with the router's addresses and segments as `host` has them, and the ids in
@@ -153,6 +175,10 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
             .chain(p.rules.iter().map(|r| (r.id, r.name.clone())))
             .collect(),
         last_reload: inner.last_reload.clone(),
+        pending: inner
+            .pending
+            .as_ref()
+            .map(|pending| pending.status(inner.generation, &p.digest)),
     }
 }
 
@@ -187,104 +213,90 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Reloads the policy: compile, apply, record. On any error (`host` included: the host could not
-/// be read) the running policy stays.
+/// What a reload switches in, and for how long.
+#[derive(Clone, Debug)]
+pub(crate) struct Change {
+    /// The policy paths (`--policy`), or an operator's candidate (`enforcer apply`).
+    pub paths: Vec<PathBuf>,
+    /// Provisional for this long (`apply --confirm`, `--confirm-window`); `None`: for good, and
+    /// kept as the last confirmed policy.
+    pub window: Option<Duration>,
+    /// `reload` or `apply` (see `state::PendingStatus::origin`).
+    pub origin: &'static str,
+}
+
+impl Change {
+    /// A reload of the policy files, provisional under `--confirm-window`.
+    fn files(cfg: &Config) -> Self {
+        Self {
+            paths: cfg.policies.clone(),
+            window: cfg.confirm_window,
+            origin: "reload",
+        }
+    }
+}
+
+/// The policy a reload switched in.
+pub(crate) struct Applied {
+    pub generation: u64,
+    pub digest: String,
+    /// RFC 3339, when it is provisional.
+    pub deadline: Option<String>,
+}
+
 /// Errors the status file's `last_reload.error` lists before "and N more errors".
 const STATUS_ERRORS: usize = 20;
 
+/// Reloads the policy: load, compile, switch, record. On any error (`host` included: the host
+/// could not be read) the running policy stays. A provisional change keeps the confirmed policy
+/// to revert to, and is refused while another is pending.
 fn reload(
     cfg: &Config,
     host: Result<host::HostContext, host::HostError>,
     shared: &Mutex<Inner>,
     metrics: &metrics::Metrics,
     labels: &RwLock<events::Labels>,
-) {
-    let span = tracing::info_span!("reload", policy = %policy::shown_paths(&cfg.policies));
+    change: &Change,
+) -> Result<Applied, DaemonError> {
+    let span = tracing::info_span!("reload", policy = %policy::shown_paths(&change.paths), origin = change.origin);
     let _entered = span.enter();
     let Ok(mut inner) = shared.lock() else {
         error!("daemon state poisoned; reload skipped");
-        return;
+        return Err(DaemonError::Poisoned);
     };
     let result = host.map_err(DaemonError::from).and_then(|host| {
-        let policy = load(cfg)?;
+        let (policy, files) = policy::load_snapshot(&change.paths).map_err(DaemonError::Policy)?;
         warn_interfaces_changed(cfg, &policy);
-        compile(&policy, &host, Some(inner.policy.ids.clone()))
+        let compiled = compile(&policy, &host, Some(inner.policy.ids.clone()))?;
+        Ok((compiled, files))
     });
-    let result = result.and_then(|compiled| {
-        let generation = inner.generation + 1;
-        let report = inner.dp.apply(&compiled, generation)?;
-        Ok((compiled, report))
-    });
+    let result =
+        result.and_then(|(compiled, files)| switch(cfg, &mut inner, compiled, files, change));
     let resize = result
         .as_ref()
         .ok()
-        .and_then(|(compiled, _)| flow_table_resize(&inner.dp, compiled.limits.flows));
-    match result {
-        Ok((compiled, report)) => {
-            info!(
-                generation = report.generation,
-                slot = report.slot,
-                entries = report.entries,
-                ms = report.duration.as_millis(),
-                digest = %compiled.digest,
-                "policy applied"
-            );
-            log_warnings(&compiled);
-            inner.generation = report.generation;
-            if let Ok(mut l) = labels.write() {
-                *l = events::Labels::of(&compiled);
+        .filter(|_| inner.pending.is_none())
+        .and_then(|_| flow_table_resize(&inner.dp, inner.policy.limits.flows));
+    let outcome = match result {
+        Ok(report) => {
+            if inner.pending.is_none() {
+                log_warnings(&inner.policy);
             }
-            inner.policy = compiled;
-            inner.last_reload = Some(state::ReloadOutcome {
-                at: crate::time::unix_now(),
-                result: "success".into(),
-                error: None,
-            });
-            metrics.reloads.with_label_values(&["success"]).inc();
-            metrics
-                .generation
-                .set(i64::try_from(inner.generation).unwrap_or(i64::MAX));
-            #[expect(
-                clippy::cast_precision_loss,
-                reason = "a Unix timestamp fits an f64 exactly"
-            )]
-            metrics.last_reload.set(crate::time::unix_now() as f64);
+            applied(&mut inner, metrics, labels, &report);
+            Ok(Applied {
+                generation: inner.generation,
+                digest: inner.policy.digest.clone(),
+                deadline: inner
+                    .pending
+                    .as_ref()
+                    .map(|p| crate::time::rfc3339(p.deadline_unix)),
+            })
         }
         Err(e) => {
-            let message = match &e {
-                // A bounded summary: the status file must not grow with a hostile policy.
-                DaemonError::Policy(p) => p.summary(STATUS_ERRORS),
-                other => error_chain(other),
-            };
-            match &e {
-                // One record per problem, located by fields and on one line: journald keeps each
-                // as one entry (the terminal's snippets are for `enforcer check`). The loader
-                // keeps at most `policy::MAX_REPORTED`; the rest are one record's count.
-                DaemonError::Policy(p) => {
-                    for d in p.errors() {
-                        error!(error = %d, file = %d.file, line = d.line, col = d.col, hint = d.hint.as_deref().unwrap_or_default(), generation = inner.generation, "policy rejected; the running policy stays");
-                    }
-                    let more = p.omitted().errors;
-                    if more > 0 {
-                        error!(
-                            more_errors = more,
-                            generation = inner.generation,
-                            "policy rejected; {more} more errors not reported"
-                        );
-                    }
-                }
-                _ => {
-                    error!(error = %message, generation = inner.generation, "policy rejected; the running policy stays");
-                }
-            }
-            inner.last_reload = Some(state::ReloadOutcome {
-                at: crate::time::unix_now(),
-                result: "failure".into(),
-                error: Some(message),
-            });
-            metrics.reloads.with_label_values(&["failure"]).inc();
+            refused(&mut inner, metrics, &e);
+            Err(e)
         }
-    }
+    };
     record(cfg, &inner);
     // Loading the program again (the verifier) takes a while: not while holding the state the
     // metrics server reads.
@@ -294,6 +306,130 @@ fn reload(
     {
         error!(live_capacity = live, limits_flows = flows, error = %error_chain(&e), "policy applied, but the flow table could not be re-created at the capacity of limits.flows; the next start tries again");
     }
+    outcome
+}
+
+/// Switches `compiled` in, for good or provisionally as `change` says; on success it is
+/// `inner.policy` (and a provisional one's confirmed policy is kept in `inner.pending`).
+fn switch(
+    cfg: &Config,
+    inner: &mut Inner,
+    mut compiled: CompiledPolicy,
+    files: policy::PolicySnapshot,
+    change: &Change,
+) -> Result<datapath::ApplyReport, DaemonError> {
+    if inner.pending.is_some() {
+        return Err(DaemonError::Datapath(DatapathError::Pending));
+    }
+    let generation = inner.next_generation();
+    let Some(window) = change.window else {
+        let report = inner.dp.apply(&compiled, generation)?;
+        inner.policy = compiled;
+        inner.generation = generation;
+        confirm::keep_confirmed(&cfg.state_dir, &files);
+        return Ok(report);
+    };
+    compiled.ids = confirm::union_ids(&inner.policy.ids, &compiled.ids);
+    let (revert_at_ns, deadline_unix) = confirm::deadline(window);
+    let report = inner
+        .dp
+        .apply_provisional(&compiled, generation, revert_at_ns)?;
+    let confirmed = std::mem::replace(&mut inner.policy, compiled);
+    inner.pending = Some(confirm::Pending {
+        confirmed,
+        confirmed_generation: inner.generation,
+        candidate: files,
+        paths: policy::shown_paths(&change.paths),
+        revert_at_ns,
+        deadline_unix,
+        origin: change.origin,
+    });
+    inner.generation = generation;
+    Ok(report)
+}
+
+/// Logs, labels and counts a policy just switched in.
+fn applied(
+    inner: &mut Inner,
+    metrics: &metrics::Metrics,
+    labels: &RwLock<events::Labels>,
+    report: &datapath::ApplyReport,
+) {
+    match &inner.pending {
+        Some(p) => warn!(
+            generation = report.generation,
+            slot = report.slot,
+            entries = report.entries,
+            ms = report.duration.as_millis(),
+            digest = %inner.policy.digest,
+            origin = p.origin,
+            deadline = %crate::time::rfc3339(p.deadline_unix),
+            confirmed_generation = p.confirmed_generation,
+            "provisional policy applied: it reverts to the last confirmed policy at the deadline unless `enforcer confirm`"
+        ),
+        None => info!(
+            generation = report.generation,
+            slot = report.slot,
+            entries = report.entries,
+            ms = report.duration.as_millis(),
+            digest = %inner.policy.digest,
+            "policy applied"
+        ),
+    }
+    if let Ok(mut l) = labels.write() {
+        *l = inner.labels();
+    }
+    confirm::show(metrics, inner.pending.as_ref());
+    inner.last_reload = Some(state::ReloadOutcome {
+        at: crate::time::unix_now(),
+        result: "success".into(),
+        error: None,
+    });
+    metrics.reloads.with_label_values(&["success"]).inc();
+    metrics
+        .generation
+        .set(i64::try_from(inner.generation).unwrap_or(i64::MAX));
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a Unix timestamp fits an f64 exactly"
+    )]
+    metrics.last_reload.set(crate::time::unix_now() as f64);
+}
+
+/// Logs and counts a refused reload; the running policy stays.
+fn refused(inner: &mut Inner, metrics: &metrics::Metrics, e: &DaemonError) {
+    let message = match e {
+        // A bounded summary: the status file must not grow with a hostile policy.
+        DaemonError::Policy(p) => p.summary(STATUS_ERRORS),
+        other => error_chain(other),
+    };
+    match e {
+        // One record per problem, located by fields and on one line: journald keeps each
+        // as one entry (the terminal's snippets are for `enforcer check`). The loader
+        // keeps at most `policy::MAX_REPORTED`; the rest are one record's count.
+        DaemonError::Policy(p) => {
+            for d in p.errors() {
+                error!(error = %d, file = %d.file, line = d.line, col = d.col, hint = d.hint.as_deref().unwrap_or_default(), generation = inner.generation, "policy rejected; the running policy stays");
+            }
+            let more = p.omitted().errors;
+            if more > 0 {
+                error!(
+                    more_errors = more,
+                    generation = inner.generation,
+                    "policy rejected; {more} more errors not reported"
+                );
+            }
+        }
+        _ => {
+            error!(error = %message, generation = inner.generation, "policy rejected; the running policy stays");
+        }
+    }
+    inner.last_reload = Some(state::ReloadOutcome {
+        at: crate::time::unix_now(),
+        result: "failure".into(),
+        error: Some(message),
+    });
+    metrics.reloads.with_label_values(&["failure"]).inc();
 }
 
 /// (live capacity, `limits.flows`) when the policy just applied asks for another flow-table
@@ -346,6 +482,8 @@ struct Preflight {
     previous_ids: Option<policy::IdTable>,
     /// The policy as loaded to find the interfaces; compiled once the host is read.
     policy: policy::Policy,
+    /// Its files as read, kept when it becomes the confirmed policy.
+    files: policy::PolicySnapshot,
     /// `cfg` with the interfaces to enforce on resolved.
     cfg: Config,
 }
@@ -358,7 +496,7 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
         return Err(DaemonError::NotRoot);
     }
     http::raise_open_file_limit();
-    let policy = load(cfg)?;
+    let (policy, files) = policy::load_snapshot(&cfg.policies).map_err(DaemonError::Policy)?;
     let cfg = &resolve_interfaces(cfg, &policy)?;
     if let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i)) {
         return Err(DaemonError::NoInterface(missing.clone()));
@@ -386,12 +524,14 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
         host,
         previous_ids,
         policy,
+        files,
         cfg: cfg.clone(),
     })
 }
 
 /// Compiles, loads (adopting the pinned maps), applies and attaches: from here on the policy
-/// enforces.
+/// enforces. The policy is the last confirmed one ([`confirm::starting_point`]); policy files
+/// that hold another are switched in provisionally after it, with a fresh window.
 fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
     let cfg = &pre.cfg;
     if !pre.host.uplinks.is_empty() {
@@ -404,16 +544,31 @@ fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
             "{how}: addresses on their segments are routed traffic, not devices"
         );
     }
-    let compiled = compile(&pre.policy, &pre.host, pre.previous_ids.clone())?;
+    let mut start = confirm::starting_point(&cfg.state_dir, pre.policy.clone(), pre.files.clone());
+    let compiled = match compile(&start.base, &pre.host, pre.previous_ids.clone()) {
+        Ok(c) => c,
+        Err(e) if start.candidate.is_some() => {
+            error!(error = %error_chain(&e), "the kept confirmed policy does not compile against this host; starting from the policy files");
+            start = confirm::Start {
+                base: pre.policy.clone(),
+                base_files: pre.files.clone(),
+                candidate: None,
+            };
+            compile(&start.base, &pre.host, pre.previous_ids.clone())?
+        }
+        Err(e) => return Err(e),
+    };
     log_warnings(&compiled);
     let mut dp = Datapath::load_with_flows(Some(&cfg.pin_dir), compiled.limits.flows)?;
     log_flow_table_resize(&dp);
+    confirm::settle_left_pending(&mut dp, &pre.metrics)?;
     let (_, live) = datapath::live_config(&dp)?;
     let generation = live.generation + 1;
     let report = dp.apply(&compiled, generation)?;
     info!(generation, entries = report.entries, ms = report.duration.as_millis(), digest = %compiled.digest, "policy applied");
+    confirm::keep_confirmed(&cfg.state_dir, &start.base_files);
     let interfaces = attach_all(cfg, &mut dp, &pre.metrics)?;
-    Ok(Inner {
+    let mut inner = Inner {
         dp,
         policy: compiled,
         generation,
@@ -423,7 +578,13 @@ fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
             result: "success".into(),
             error: None,
         }),
-    })
+        pending: None,
+        spent_generation: generation,
+    };
+    if let Some((policy, files)) = start.candidate {
+        confirm::start_candidate(cfg, &pre.host, &mut inner, &policy, files);
+    }
+    Ok(inner)
 }
 
 /// Says, once, that the flow table was re-created at another capacity.
@@ -537,8 +698,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let name = enforcer_common::event::EVENTS_MAP;
     let ring = RingBuf::try_from(inner.dp.take_map(name)?)
         .map_err(|source| DatapathError::Map { name, source })?;
-    let labels = Arc::new(RwLock::new(events::Labels::of(&inner.policy)));
+    let labels = Arc::new(RwLock::new(inner.labels()));
     init_metrics(&metrics, inner.generation);
+    confirm::show(&metrics, inner.pending.as_ref());
     record(&cfg, &inner);
     // Type=notify: the policy is enforced now. Outside systemd NOTIFY_SOCKET is unset and this
     // does nothing.
@@ -548,6 +710,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     info!(addr = %cfg.metrics_addr, "serving metrics");
     info!(socket = %cfg.control_socket.display(), "serving the control socket");
     let (watchers, _) = tokio::sync::broadcast::channel(control::WATCH_BUFFER);
+    let (operations, operations_rx) = mpsc::channel(1);
     let tasks = [
         tokio::spawn(http::serve(
             listener,
@@ -569,15 +732,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             watchers.clone(),
         ))
         .abort_handle(),
-        tokio::spawn(control::serve(control, watchers)).abort_handle(),
+        tokio::spawn(control::serve(control, watchers, operations)).abort_handle(),
     ];
-    let reloader = Reloader {
+    let reloader = reloader::Reloader {
         cfg: cfg.clone(),
         shared,
         metrics,
         labels,
     };
-    let result = reloader.serve(shutdown).await;
+    let result = reloader.serve(shutdown, operations_rx).await;
     notify_systemd(sd_notify::NotifyState::Stopping);
     info!("shutting down; enforcement stays attached (pinned) until `enforcer detach`");
     for t in tasks {
@@ -591,73 +754,5 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 fn notify_systemd(state: sd_notify::NotifyState<'_>) {
     if let Err(e) = sd_notify::notify(false, &[state]) {
         warn!(error = %e, "cannot notify systemd");
-    }
-}
-
-/// What a reload needs; it reloads on SIGHUP and on changes to the policy files.
-struct Reloader {
-    cfg: Config,
-    shared: Arc<Mutex<Inner>>,
-    metrics: Arc<metrics::Metrics>,
-    labels: Arc<RwLock<events::Labels>>,
-}
-
-impl Reloader {
-    /// Serves reloads until `shutdown` completes or SIGTERM arrives.
-    async fn serve(&self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-        let (tx, mut rx) = mpsc::channel::<()>(1);
-        let _watcher = match watch(&self.cfg.policies, tx) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                warn!(error = %e, "cannot watch the policy for changes; reload with SIGHUP");
-                None
-            }
-        };
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(DaemonError::Signals)?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(DaemonError::Signals)?;
-        tokio::pin!(shutdown);
-        // WatchdogSec=: pinged from this loop, so a wedged reload loop gets the daemon restarted.
-        let mut watchdog_usec = 0;
-        let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
-        let mut dog = tokio::time::interval(Duration::from_micros(watchdog_usec.max(2) / 2));
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                _ = dog.tick(), if watchdog => notify_systemd(sd_notify::NotifyState::Watchdog),
-                _ = term.recv() => break,
-                _ = hup.recv() => {
-                    info!("SIGHUP: reloading");
-                    self.reload().await;
-                }
-                Some(()) = rx.recv() => {
-                    // Let a burst of writes (an editor, a git checkout) settle into one reload.
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    while rx.try_recv().is_ok() {}
-                    info!("policy changed on disk: reloading");
-                    self.reload().await;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads the host afresh (addresses may have changed), then compiles and applies off the
-    /// async threads.
-    async fn reload(&self) {
-        let host = host::HostContext::read(&self.cfg.ifaces, &self.cfg.uplinks).await;
-        let (cfg, shared, metrics, labels) = (
-            self.cfg.clone(),
-            Arc::clone(&self.shared),
-            Arc::clone(&self.metrics),
-            Arc::clone(&self.labels),
-        );
-        if let Err(e) =
-            tokio::task::spawn_blocking(move || reload(&cfg, host, &shared, &metrics, &labels))
-                .await
-        {
-            error!(error = %e, "reload task failed");
-        }
     }
 }

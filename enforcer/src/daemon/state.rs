@@ -25,6 +25,8 @@ pub const IDS_FILE: &str = "ids.json";
 pub const APPLIED_FILE: &str = "applied.json";
 /// What the daemon is doing, for `status`.
 pub const STATUS_FILE: &str = "status.json";
+/// The last confirmed policy's files (`policy::PolicySnapshot`): what every start enforces first.
+pub const CONFIRMED_FILE: &str = "confirmed.json";
 
 /// An interface as attached.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -78,6 +80,27 @@ pub struct Status {
     /// Rule id and name; id 0 is "default".
     pub rules: Vec<(u32, String)>,
     pub last_reload: Option<ReloadOutcome>,
+    /// A provisional policy being enforced until its deadline, unless confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingStatus>,
+}
+
+/// A pending provisional policy, as `status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingStatus {
+    /// `apply` (an operator's `enforcer apply --confirm`), `reload` (a file change under
+    /// `--confirm-window`) or `start` (policy files that differ from the last confirmed policy).
+    pub origin: String,
+    pub generation: u64,
+    pub digest: String,
+    /// Where the candidate was read from.
+    pub paths: String,
+    /// When it reverts unless confirmed: RFC 3339, and seconds since the Unix epoch.
+    pub deadline: String,
+    pub deadline_unix: u64,
+    /// The last confirmed policy, which the revert restores.
+    pub confirmed_generation: u64,
+    pub confirmed_digest: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,12 @@
 //! Applying a compiled policy: write it whole into the idle slot, then flip the live-slot word.
 //!
 //! Until the flip nothing the program reads has changed, so any failure before it leaves the old
-//! policy enforcing untouched. The flip is one 8-byte store; the program reads the word once per
-//! packet, so a packet sees the old policy or the new one, never a mix. The slot left behind is
-//! cleared at the next apply, long after any packet could still be reading it.
+//! policy enforcing untouched. The flip is one store of the word; the program reads the word once
+//! per packet, so a packet sees the old policy or the new one, never a mix. The slot left behind
+//! is cleared right after, long after any packet could still be reading it, unless the policy
+//! applied is provisional: then the slot left behind is the last confirmed policy, which the
+//! program goes back to by itself at the deadline (`Control::epoch_at`), and it is kept until the
+//! candidate is confirmed or reverted.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,7 @@ use enforcer_common::{
     stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
 };
 
-use super::{Datapath, DatapathError, MapSource, batch};
+use super::{Datapath, DatapathError, MapSource, batch, read::monotonic_ns};
 use crate::policy::{
     CompiledPolicy, IdTable,
     maps::{HashKey, MapUsage, PolicyMap, PolicyMaps, lpm_slot, policy_maps},
@@ -164,12 +167,46 @@ fn config_of(p: &CompiledPolicy, generation: u64) -> PolicyConfig {
     }
 }
 
+/// What `confirm_provisional` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The candidate is the policy for good now.
+    Confirmed,
+    /// No provisional policy was pending.
+    NothingPending,
+    /// Its deadline had passed: the program already judges with the previous policy.
+    Expired,
+}
+
 impl Datapath {
-    /// Applies `policy` as generation `generation`. On error the running policy is unchanged.
+    /// Applies `policy` as generation `generation`, for good. On error the running policy is
+    /// unchanged.
     pub fn apply(
         &mut self,
         policy: &CompiledPolicy,
         generation: u64,
+    ) -> Result<ApplyReport, DatapathError> {
+        self.apply_until(policy, generation, 0)
+    }
+
+    /// Applies `policy` provisionally: the program enforces it until `revert_at_ns`
+    /// ([`monotonic_ns`] time), then by itself the policy live now, unless
+    /// [`Datapath::confirm_provisional`] comes first. Refused while another is pending.
+    pub fn apply_provisional(
+        &mut self,
+        policy: &CompiledPolicy,
+        generation: u64,
+        revert_at_ns: u64,
+    ) -> Result<ApplyReport, DatapathError> {
+        self.apply_until(policy, generation, revert_at_ns.max(1))
+    }
+
+    /// `apply` (`revert_at_ns` 0) or `apply_provisional`.
+    fn apply_until(
+        &mut self,
+        policy: &CompiledPolicy,
+        generation: u64,
+        revert_at_ns: u64,
     ) -> Result<ApplyReport, DatapathError> {
         let started = Instant::now();
         for usage in policy.maps.usage() {
@@ -177,6 +214,11 @@ impl Datapath {
         }
 
         let control = self.control()?;
+        // The idle slot of a pending candidate is the confirmed policy the program may be
+        // judging with right now: it is settled (confirmed or reverted) first, never rewritten.
+        if control.revert_at_ns != 0 {
+            return Err(DatapathError::Pending);
+        }
         let live = control.slot();
         let idle = 1 - live;
         // The idle slot is empty whenever this process cleaned it after its last switch; only a
@@ -196,38 +238,20 @@ impl Datapath {
             .map_err(map_err(name))?;
 
         // The flip: from here on every new packet reads the new slot.
-        let name = CONTROL_MAP;
-        let mut ctl: Array<&mut MapData, Control> =
-            Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        let flipped = Control {
+        self.write_control(Control {
             epoch: control.next_epoch_for(idle),
             layout: LAYOUT_VERSION,
             _pad: 0,
-        };
-        ctl.set(0, flipped, 0).map_err(map_err(name))?;
+            revert_at_ns,
+        })?;
         let switched = started.elapsed();
         self.slots.slots[usize::from(idle)] = Some(SlotKeys::of(&policy.maps));
         self.slots.ids = Some(policy.ids.clone());
 
-        // Clear the slot just left, so the next apply only writes. A packet that read the old
-        // slot before the flip finishes within microseconds (XDP runs to completion under RCU);
-        // the grace period is orders of magnitude longer. A failure here is no failure of the
-        // apply (the new policy enforces): the slot is marked unknown and scanned next time.
-        std::thread::sleep(OLD_SLOT_GRACE);
-        let old = self.slots.slots[usize::from(live)].take();
-        let cleared_old = match old {
-            Some(keys) => self.delete_slot(live, &keys),
-            None => self.scan_clear_slot(live),
-        };
-        let cleared_old = match cleared_old {
-            Ok(n) => {
-                self.slots.slots[usize::from(live)] = Some(SlotKeys::default());
-                n
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, slot = live, "could not clear the previous policy slot; it will be cleared at the next apply");
-                0
-            }
+        let cleared_old = if revert_at_ns == 0 {
+            self.clear_left(live)
+        } else {
+            0
         };
         Ok(ApplyReport {
             generation,
@@ -237,6 +261,80 @@ impl Datapath {
             switched,
             duration: started.elapsed(),
         })
+    }
+
+    /// Clears `slot`, just left by a switch, so the next apply only writes; returns the entries
+    /// removed. A packet that read the old slot before the switch finishes within microseconds
+    /// (XDP runs to completion under RCU); the grace period is orders of magnitude longer. A
+    /// failure here is no failure of the switch (the new policy enforces): the slot is marked
+    /// unknown and scanned next time.
+    fn clear_left(&mut self, slot: u8) -> usize {
+        std::thread::sleep(OLD_SLOT_GRACE);
+        let old = self.slots.slots[usize::from(slot)].take();
+        let cleared = match old {
+            Some(keys) => self.delete_slot(slot, &keys),
+            None => self.scan_clear_slot(slot),
+        };
+        match cleared {
+            Ok(n) => {
+                self.slots.slots[usize::from(slot)] = Some(SlotKeys::default());
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, slot, "could not clear the previous policy slot; it will be cleared at the next apply");
+                0
+            }
+        }
+    }
+
+    /// Makes a pending provisional policy permanent: the deadline is cleared in the same word
+    /// (the epoch is kept, so its flows stay valid) and the previous policy's slot is cleared.
+    /// A candidate whose deadline has passed is not confirmed: the program already went back.
+    pub fn confirm_provisional(&mut self) -> Result<Confirmation, DatapathError> {
+        let control = self.control()?;
+        if control.revert_at_ns == 0 {
+            return Ok(Confirmation::NothingPending);
+        }
+        if control.reverted_at(monotonic_ns()) {
+            return Ok(Confirmation::Expired);
+        }
+        self.write_control(Control {
+            revert_at_ns: 0,
+            ..control
+        })?;
+        self.clear_left(1 - control.slot());
+        Ok(Confirmation::Confirmed)
+    }
+
+    /// Makes the previous policy live for good, as the program does by itself at the deadline:
+    /// its slot in the epoch, after every epoch used so far (so flows opened under the candidate
+    /// are judged again), and no deadline; the candidate's slot is cleared. Returns the word it
+    /// replaced, or `None` when nothing was pending.
+    pub fn revert_provisional(&mut self) -> Result<Option<Control>, DatapathError> {
+        let control = self.control()?;
+        if control.revert_at_ns == 0 {
+            return Ok(None);
+        }
+        let in_force = Control {
+            epoch: control.epoch_at(monotonic_ns()),
+            ..control
+        };
+        let candidate = control.slot();
+        self.write_control(Control {
+            epoch: in_force.next_epoch_for(1 - candidate),
+            layout: LAYOUT_VERSION,
+            _pad: 0,
+            revert_at_ns: 0,
+        })?;
+        self.clear_left(candidate);
+        Ok(Some(control))
+    }
+
+    fn write_control(&mut self, control: Control) -> Result<(), DatapathError> {
+        let name = CONTROL_MAP;
+        let mut ctl: Array<&mut MapData, Control> =
+            Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        ctl.set(0, control, 0).map_err(map_err(name))
     }
 
     /// Zeroes the counters and state of ids now given to another name than in the policy this

@@ -17,7 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use apply::{ApplyReport, mode_name, slot_occupancy};
+pub use apply::{ApplyReport, Confirmation, mode_name, slot_occupancy};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, Map},
@@ -100,6 +100,10 @@ pub enum DatapathError {
         #[source]
         source: LinkError,
     },
+    #[error(
+        "a provisional policy is pending (`enforcer apply --confirm`): confirm it or let it revert first"
+    )]
+    Pending,
     #[error("policy needs {needed} entries in {map}, capacity {capacity}")]
     Capacity {
         map: &'static str,

@@ -13,7 +13,7 @@ use std::{
 };
 
 use enforcer_common::{Action, Mode};
-pub use paths::{load_all, shown_paths};
+pub use paths::{PolicySnapshot, SnapshotFile, load_all, load_snapshot, shown_paths};
 use sha2::{Digest as _, Sha256};
 
 use super::{

@@ -5,7 +5,7 @@
 use std::{path::Path, sync::Arc};
 
 use super::{
-    Diags, Loc, MAX_FILES, MAX_TOTAL_BYTES, Policy, PolicyError, from_sources, read_sources,
+    Diags, Loc, MAX_FILES, MAX_TOTAL_BYTES, Policy, PolicyError, Source, from_sources, read_sources,
 };
 
 /// Read several policy paths (files or directories) as one policy: their files in the order the
@@ -16,6 +16,74 @@ use super::{
 /// # Errors
 /// As [`load`].
 pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Policy, PolicyError> {
+    let (root, sources) = read_all(paths)?;
+    from_sources(&root, &sources)
+}
+
+/// As [`load_all`], also returning the bytes read, so what was validated can be kept and loaded
+/// again later exactly as it was ([`PolicySnapshot::load`]).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_snapshot<P: AsRef<Path>>(paths: &[P]) -> Result<(Policy, PolicySnapshot), PolicyError> {
+    let (root, sources) = read_all(paths)?;
+    let policy = from_sources(&root, &sources)?;
+    let snapshot = PolicySnapshot {
+        root: root.to_string(),
+        files: sources
+            .into_iter()
+            .map(|s| SnapshotFile {
+                rel: s.rel,
+                display: s.display.to_string(),
+                // A policy that parsed is UTF-8 (the reader refuses anything else).
+                text: String::from_utf8_lossy(&s.bytes).into_owned(),
+            })
+            .collect(),
+    };
+    Ok((policy, snapshot))
+}
+
+/// A policy's files as they were read: loaded again, they give the same policy and digest,
+/// wherever the files are now (the daemon keeps the last confirmed policy so, `daemon::confirm`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicySnapshot {
+    /// The first path, as diagnostics name the policy.
+    pub root: String,
+    pub files: Vec<SnapshotFile>,
+}
+
+/// One file of a [`PolicySnapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotFile {
+    /// The name it is hashed under.
+    pub rel: String,
+    /// The path it was read from.
+    pub display: String,
+    pub text: String,
+}
+
+impl PolicySnapshot {
+    /// Parses and validates the kept files again.
+    ///
+    /// # Errors
+    /// [`PolicyError::Invalid`] with every problem found.
+    pub fn load(&self) -> Result<Policy, PolicyError> {
+        let sources: Vec<Source> = self
+            .files
+            .iter()
+            .map(|f| Source {
+                rel: f.rel.clone(),
+                display: Arc::from(f.display.as_str()),
+                bytes: f.text.as_bytes().to_vec(),
+            })
+            .collect();
+        from_sources(&Arc::from(self.root.as_str()), &sources)
+    }
+}
+
+/// Every file of every path, with the caps of all paths together; the first path names the
+/// policy.
+fn read_all<P: AsRef<Path>>(paths: &[P]) -> Result<(Arc<str>, Vec<Source>), PolicyError> {
     let [first, rest @ ..] = paths else {
         return Err(PolicyError::Io {
             path: std::path::PathBuf::new(),
@@ -25,7 +93,7 @@ pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Policy, PolicyError> {
     let root: Arc<str> = Arc::from(first.as_ref().display().to_string());
     if rest.is_empty() {
         let sources = read_sources(first.as_ref())?;
-        return from_sources(&root, &sources);
+        return Ok((root, sources));
     }
     let mut sources = Vec::new();
     for path in paths {
@@ -53,7 +121,7 @@ pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Policy, PolicyError> {
         );
     }
     diags.finish()?;
-    from_sources(&root, &sources)
+    Ok((root, sources))
 }
 
 /// The policy paths as one string for messages: `a`, or `a + b` when several are merged.
@@ -144,5 +212,21 @@ mod tests {
         );
         assert!(shown.contains("zone `office` is defined twice"), "{shown}");
         assert!(shown.contains(&first), "{shown}");
+    }
+
+    #[test]
+    fn a_snapshot_loads_again_as_the_same_policy_after_its_files_are_gone() {
+        let (dir, common, branch) = fleet("snapshot", DEVICES);
+        let (policy, snapshot) =
+            load_snapshot(&[&common, &branch]).unwrap_or_else(|e| panic!("{e}"));
+        drop(dir);
+        assert!(!common.exists());
+        let again = snapshot.load().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.digest, policy.digest);
+        assert_eq!(again.sources, policy.sources);
+        assert_eq!(again.devices.len(), policy.devices.len());
+        let text = serde_json::to_string(&snapshot).unwrap_or_else(|e| panic!("{e}"));
+        let back: PolicySnapshot = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, snapshot);
     }
 }
