@@ -2311,3 +2311,223 @@ fn iface_with_an_interfaces_key_is_refused_before_anything_is_attached() {
         "links were pinned"
     );
 }
+
+// ----- A change that reverts by itself (`enforcer apply --confirm`, `enforcer confirm`) -------
+
+impl World {
+    /// `enforcer apply`/`confirm` against this world's daemon: (status, stdout, stderr).
+    fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(enforcer_bin())
+            .args(args)
+            .arg("--control-socket")
+            .arg(&self.control_socket)
+            .output()
+            .expect("run enforcer");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// A candidate policy directory beside the policy directory.
+    fn candidate(&self, name: &str, text: &str) -> PathBuf {
+        let dir = self.policy_dir.parent().expect("base").join(name);
+        fs::create_dir_all(&dir).expect("candidate dir");
+        fs::write(dir.join("policy.yaml"), text).expect("write candidate");
+        dir
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let (code, out, err) = self.cli(&["status", "--output", "json"]);
+        assert_eq!(code, 0, "status: {err}");
+        serde_json::from_str(&out).expect("status json")
+    }
+
+    /// Whether the metrics page has a sample of `name` (at any value).
+    fn has_metric(&self, name: &str) -> bool {
+        self.scrape().samples.iter().any(|s| s.metric == name)
+    }
+}
+
+/// Kills the daemon's process group and waits until it is gone.
+fn kill(d: &mut netns::Daemon) {
+    netns::signal_group(d.id(), "KILL");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "daemon survived SIGKILL");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `ok` holds, checking every 200 ms for `within`.
+fn eventually(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_confirmed_apply_reverts_on_time_with_the_daemon_killed_and_every_start_enforces_the_confirmed_policy()
+ {
+    let name = "a_confirmed_apply_reverts_on_time_with_the_daemon_killed_and_every_start_enforces_the_confirmed_policy";
+    if !require_root(name) {
+        return;
+    }
+    let w = World::new("cfk", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let _l1 = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
+    let _l2 = listen_tcp(w.ns("prn1"), 631).expect("listen 631");
+    let mut d = w.start();
+    for m in [
+        "enforcer_confirm_pending",
+        "enforcer_confirm_deadline_seconds",
+        "enforcer_confirm_reverts_total",
+    ] {
+        assert!(w.has_metric(m), "{m} is on the page from the start");
+    }
+    assert_eq!(w.metric("enforcer_confirm_pending", &[]), 0.0);
+
+    // A broken candidate is refused with its diagnostics, and changes nothing.
+    let broken = w.candidate(
+        "broken",
+        &policy(631).replace("allow: [tcp/631", "alow: [tcp/631"),
+    );
+    let (code, _, err) = w.ctl(&["apply", "--confirm", "5s", &broken.display().to_string()]);
+    assert_eq!(code, 1, "a broken candidate: {err}");
+    assert!(err.contains("policy.yaml:"), "names where: {err}");
+    assert_eq!(w.metric("enforcer_confirm_pending", &[]), 0.0);
+
+    let candidate = w.candidate("candidate", &policy(631));
+    let (code, out, err) = w.ctl(&[
+        "apply",
+        "--confirm",
+        "6s",
+        "--output",
+        "json",
+        &candidate.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "apply: {out}{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("apply json");
+    assert!(answer["deadline"].is_string(), "{answer}");
+    let applied_at = Instant::now();
+    // A second candidate while one is pending is refused.
+    let (code, _, err) = w.ctl(&["apply", "--confirm", "5s", &candidate.display().to_string()]);
+    assert_eq!(code, 4, "a second apply: {err}");
+    assert!(err.contains("pending"), "{err}");
+    assert_eq!(w.metric("enforcer_confirm_pending", &[]), 1.0);
+    assert!(w.metric("enforcer_confirm_deadline_seconds", &[]) > 0.0);
+    let st = w.status_json();
+    assert_eq!(st["pending"]["origin"], "apply", "{st}");
+    assert!(st["pending"]["deadline"].is_string(), "{st}");
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE),
+        "the candidate enforces at once"
+    );
+    assert!(
+        d.output().contains("enforcer::audit") && d.output().contains("action=\"apply\""),
+        "the apply is in the audit trail:\n{}",
+        d.output()
+    );
+
+    // The daemon dies right after the apply: the program reverts by itself at the deadline.
+    kill(&mut d);
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE),
+        "still the candidate before the deadline"
+    );
+    let left = Duration::from_secs(6).saturating_sub(applied_at.elapsed());
+    thread::sleep(left + Duration::from_millis(500));
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE),
+        "denied again after the deadline, with no daemon"
+    );
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
+        "the confirmed policy's verdicts are back"
+    );
+
+    // A daemon started after the window enforces the last confirmed policy, nothing pending.
+    let mut d2 = w.start();
+    assert!(!tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE));
+    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE));
+    assert_eq!(w.metric("enforcer_confirm_pending", &[]), 0.0);
+    assert!(w.status_json().get("pending").is_none());
+    d2.stop(Duration::from_secs(5));
+
+    // Pull-based: a file change under --confirm-window is provisional; a reboot (detach, then a
+    // start from scratch) during its window starts from the last confirmed policy, and the files
+    // that hold the candidate are a new provisional candidate with a fresh window.
+    let mut d3 = w.start_with(&["--confirm-window", "6s"]);
+    let generation = w.metric("enforcer_policy_generation", &[]);
+    w.write_policy(&policy(631));
+    w.wait_generation(generation + 1.0);
+    assert_eq!(w.metric("enforcer_confirm_pending", &[]), 1.0);
+    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE));
+    kill(&mut d3);
+    w.detach();
+    let _d4 = w.start_with(&["--confirm-window", "4s"]);
+    let started = Instant::now();
+    let st = w.status_json();
+    assert_eq!(st["pending"]["origin"], "start", "{st}");
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE),
+        "the files' candidate, provisionally"
+    );
+    assert!(
+        eventually(Duration::from_secs(8), || w
+            .metric("enforcer_confirm_reverts_total", &[])
+            >= 1.0),
+        "the candidate reverts at its deadline"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "not before its window"
+    );
+    assert_eq!(w.metric("enforcer_confirm_pending", &[]), 0.0);
+    assert!(
+        !tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE),
+        "the confirmed policy again"
+    );
+    assert!(tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE));
+}
+
+#[test]
+fn confirm_keeps_an_applied_candidate_past_its_window() {
+    if !require_root("confirm_keeps_an_applied_candidate_past_its_window") {
+        return;
+    }
+    let w = World::new("cfm", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy(9100));
+    let _l = listen_tcp(w.ns("prn1"), 631).expect("listen 631");
+    let d = w.start();
+    let (code, out, _) = w.ctl(&["confirm"]);
+    assert_eq!(code, 4, "nothing to confirm: {out}");
+    let candidate = w.candidate("candidate", &policy(631));
+    let (code, out, err) = w.ctl(&["apply", "--confirm", "3s", &candidate.display().to_string()]);
+    assert_eq!(code, 0, "apply: {out}{err}");
+    let (code, out, err) = w.ctl(&["confirm", "--output", "json"]);
+    assert_eq!(code, 0, "confirm: {out}{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("confirm json");
+    assert!(answer["generation"].is_u64(), "{answer}");
+    assert!(
+        d.output().contains("action=\"confirm\""),
+        "the confirm is in the audit trail:\n{}",
+        d.output()
+    );
+    thread::sleep(Duration::from_secs(4));
+    assert!(
+        tcp_connects(w.ns("pc1"), v4(&PRINTER), 631, PROBE),
+        "kept past the window"
+    );
+    assert_eq!(w.metric("enforcer_confirm_pending", &[]), 0.0);
+    assert_eq!(w.metric("enforcer_confirm_reverts_total", &[]), 0.0);
+    assert!(w.status_json().get("pending").is_none());
+}

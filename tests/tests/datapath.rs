@@ -242,6 +242,14 @@ fn switch_p3() -> String {
 // ---------------------------------------------------------------------------------------------
 
 fn compile_yaml(yaml: &str) -> CompiledPolicy {
+    compile_yaml_with_ids(yaml, None)
+}
+
+/// As [`compile_yaml`], with the ids of a policy in force kept (as the daemon compiles).
+fn compile_yaml_with_ids(
+    yaml: &str,
+    previous_ids: Option<enforcer::policy::IdTable>,
+) -> CompiledPolicy {
     let policy =
         parse_str("test.yaml", yaml).unwrap_or_else(|e| panic!("fixture does not parse: {e:?}"));
     let router_addrs: Vec<IpAddr> = ROUTER_ADDRS
@@ -262,7 +270,7 @@ fn compile_yaml(yaml: &str) -> CompiledPolicy {
         &CompileOptions {
             router_addrs,
             local_prefixes,
-            previous_ids: None,
+            previous_ids,
         },
     )
     .unwrap_or_else(|e| panic!("fixture does not compile: {e:?}"))
@@ -2187,6 +2195,187 @@ cases! {
             h.assert_device("nvr-1", [3, 2, 0]);
         },
     ];
+}
+
+// ----- A provisional policy (`enforcer apply --confirm`) -------------------------------------
+
+/// How long the provisional policies of these rows last before the program reverts them.
+const WINDOW_MS: u64 = 300;
+
+impl Harness {
+    /// Applies `yaml` provisionally for [`WINDOW_MS`], compiled against the ids in force as the
+    /// daemon compiles a candidate; the rows' names then cover both policies. Returns the
+    /// deadline.
+    fn apply_provisional(&mut self, yaml: &str) -> u64 {
+        self.step += 1;
+        let confirmed = self.compiled.ids.clone();
+        let mut candidate = compile_yaml_with_ids(yaml, Some(confirmed.clone()));
+        candidate.ids = union_ids(&confirmed, &candidate.ids);
+        self.compiled = candidate;
+        self.generation += 1;
+        let deadline = datapath::monotonic_ns() + WINDOW_MS * 1_000_000;
+        let (name, step) = (self.name, self.step);
+        self.dp
+            .apply_provisional(&self.compiled, self.generation, deadline)
+            .unwrap_or_else(|e| panic!("{name}: step {step} (apply provisionally): {e:?}"));
+        deadline
+    }
+
+    /// Waits until the program's clock (a tick coarser than the precise one) is past `deadline`.
+    fn wait_past(&self, deadline: u64) {
+        while datapath::monotonic_ns() <= deadline + 1_000_000 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The generation of the policy the program judges with now.
+    fn live_generation(&self) -> u64 {
+        datapath::live_config(&self.dp)
+            .expect("live config")
+            .1
+            .generation
+    }
+}
+
+/// The ids of two policies together (as the daemon keeps them while a candidate is pending).
+fn union_ids(
+    a: &enforcer::policy::IdTable,
+    b: &enforcer::policy::IdTable,
+) -> enforcer::policy::IdTable {
+    let both = |x: &std::collections::BTreeMap<String, u32>,
+                y: &std::collections::BTreeMap<String, u32>| {
+        let mut out = x.clone();
+        out.extend(y.iter().map(|(n, i)| (n.clone(), *i)));
+        out
+    };
+    enforcer::policy::IdTable {
+        devices: both(&a.devices, &b.devices),
+        rules: both(&a.rules, &b.rules),
+        networks: both(&a.networks, &b.networks),
+    }
+}
+
+/// The confirmed policy allows the stream on tcp/8000 only; the candidate on tcp/554, and adds a
+/// rule of its own (`nvr-ping`).
+#[test]
+fn past_its_deadline_the_program_judges_with_the_confirmed_slot_and_rejudges_the_candidates_flows()
+{
+    let Some(mut h) = Harness::new(
+        "past_its_deadline_the_program_judges_with_the_confirmed_slot_and_rejudges_the_candidates_flows",
+        Setup::from(switch_p3()),
+    ) else {
+        return;
+    };
+    let deadline = h.apply_provisional(&switch_p2());
+    assert_eq!(h.live_generation(), 2, "the candidate enforces");
+    assert_eq!(
+        datapath::slot_occupancy(&h.dp)
+            .expect("occupancy")
+            .iter()
+            .filter(|n| **n > 0)
+            .count(),
+        2,
+        "the confirmed policy stays in the other slot"
+    );
+    steps!(h;
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"),
+        from(NVR_MAC).ipv4(NVR, CAM1).tcp(554, 40000).syn_ack() => PASS by Counter::FlowHit,
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(9) => PASS by rule("nvr-ping"),
+    );
+    h.wait_past(deadline);
+    assert_eq!(
+        h.live_generation(),
+        1,
+        "the confirmed policy enforces again"
+    );
+    steps!(h;
+        // The candidate's flow is judged again, by the confirmed policy: it allows it neither as
+        // a new flow nor as a reply.
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => DROP by denied("cam-1") & Counter::NoFlow,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40001, 554).syn() => DROP by rule("default"),
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(10) => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40002, 8000).syn() => PASS by rule("cams-stream"),
+    );
+    // Counted under the rule that decided, in the policy that was live: the candidate's own rule
+    // keeps its one packet; the confirmed default took the denials.
+    h.assert_rule("nvr-ping", 1);
+    h.assert_rule("default", 2);
+    // The daemon makes it permanent: the same slot, now for good, the candidate's slot cleared.
+    let replaced =
+        h.dp.revert_provisional()
+            .expect("revert")
+            .expect("a candidate was pending");
+    assert_eq!(replaced.revert_at_ns, deadline);
+    let control = h.dp.control().expect("control");
+    assert_eq!(control.revert_at_ns, 0);
+    assert_eq!(h.live_generation(), 1);
+    assert_eq!(
+        datapath::slot_occupancy(&h.dp).expect("occupancy")[usize::from(1 - control.slot())],
+        0,
+        "the candidate's slot is cleared"
+    );
+    steps!(h;
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40002, 8000) => PASS by Counter::FlowHit,
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40003, 554).syn() => DROP by rule("default"),
+    );
+}
+
+#[test]
+fn a_confirmed_candidate_keeps_enforcing_past_its_deadline() {
+    let Some(mut h) = Harness::new(
+        "a_confirmed_candidate_keeps_enforcing_past_its_deadline",
+        Setup::from(switch_p3()),
+    ) else {
+        return;
+    };
+    let deadline = h.apply_provisional(&switch_p2());
+    steps!(h; from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"));
+    assert_eq!(
+        h.dp.confirm_provisional().expect("confirm"),
+        datapath::Confirmation::Confirmed
+    );
+    assert_eq!(
+        datapath::slot_occupancy(&h.dp)
+            .expect("occupancy")
+            .iter()
+            .filter(|n| **n > 0)
+            .count(),
+        1,
+        "the previous policy's slot is cleared"
+    );
+    h.wait_past(deadline);
+    assert_eq!(h.live_generation(), 2);
+    steps!(h;
+        from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554) => PASS by Counter::FlowHit,
+        from(NVR_MAC).ipv4(NVR, CAM1).echo_request(9) => PASS by rule("nvr-ping"),
+    );
+    assert_eq!(
+        h.dp.confirm_provisional().expect("confirm"),
+        datapath::Confirmation::NothingPending
+    );
+}
+
+#[test]
+fn a_candidate_is_not_confirmed_past_its_deadline_and_no_second_one_is_applied_meanwhile() {
+    let Some(mut h) = Harness::new(
+        "a_candidate_is_not_confirmed_past_its_deadline_and_no_second_one_is_applied_meanwhile",
+        Setup::from(switch_p3()),
+    ) else {
+        return;
+    };
+    let deadline = h.apply_provisional(&switch_p2());
+    let other = compile_yaml(SWITCH_P1);
+    assert!(
+        matches!(h.dp.apply(&other, 9), Err(datapath::DatapathError::Pending)),
+        "a switch while a candidate is pending is refused"
+    );
+    assert_eq!(h.live_generation(), 2, "the refused switch changed nothing");
+    h.wait_past(deadline);
+    assert_eq!(
+        h.dp.confirm_provisional().expect("confirm"),
+        datapath::Confirmation::Expired
+    );
+    assert_eq!(h.live_generation(), 1);
 }
 
 // ----- Quarantine -----------------------------------------------------------------------------

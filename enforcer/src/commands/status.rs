@@ -36,6 +36,19 @@ struct Report {
     quarantined: Vec<String>,
     top_denied: Vec<DeniedDevice>,
     last_reload: Option<state::ReloadOutcome>,
+    /// A provisional policy (`enforcer apply --confirm`) and when it reverts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<Pending>,
+}
+
+/// A provisional policy as the daemon recorded it, checked against the live-policy word.
+#[derive(Serialize)]
+struct Pending {
+    #[serde(flatten)]
+    recorded: state::PendingStatus,
+    /// Its deadline passed: the program judges with the confirmed policy already (the daemon,
+    /// if it is running, makes that permanent at once).
+    reverted: bool,
 }
 
 /// Whether a process with this pid exists (signal 0 checks without sending anything).
@@ -87,8 +100,17 @@ fn name_of(st: &state::Status, id: u32) -> (String, String) {
 
 impl Report {
     fn gather(st: &state::Status, maps: &PinnedMaps, pin_dir: &Path) -> Result<Self> {
-        let (_, live) = datapath::live_config(maps)?;
+        let (control, live) = datapath::live_config(maps)?;
         let now = datapath::monotonic_ns();
+        // What the daemon recorded holds only while the kernel still has a deadline.
+        let pending = st
+            .pending
+            .clone()
+            .filter(|_| control.revert_at_ns != 0)
+            .map(|recorded| Pending {
+                recorded,
+                reverted: control.reverted_at(now),
+            });
         Ok(Self {
             running: process_alive(st.pid),
             pid: st.pid,
@@ -111,6 +133,7 @@ impl Report {
                 .collect(),
             top_denied: top_denied(st, maps)?,
             last_reload: st.last_reload.clone(),
+            pending,
         })
     }
 
@@ -137,6 +160,21 @@ impl Report {
                 self.generation, self.mode, self.digest
             ),
         );
+        if let Some(p) = &self.pending {
+            let r = &p.recorded;
+            let what = if p.reverted {
+                format!(
+                    "generation {} ({} of {}) was not confirmed: reverted to generation {} at {}",
+                    r.generation, r.origin, r.paths, r.confirmed_generation, r.deadline
+                )
+            } else {
+                format!(
+                    "generation {} ({} of {}) reverts to generation {} at {} unless `enforcer confirm`",
+                    r.generation, r.origin, r.paths, r.confirmed_generation, r.deadline
+                )
+            };
+            line("pending:", &what);
+        }
         line("devices:", &format!("{} listed", self.devices));
         line(
             "flows:",

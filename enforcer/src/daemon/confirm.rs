@@ -9,8 +9,12 @@
 //! The last confirmed policy is kept in the state directory as its files
 //! ([`state::CONFIRMED_FILE`], a `PolicySnapshot`), not compiled: a start compiles it against the
 //! host as it is then (addresses change across a reboot), exactly as it compiles the policy files,
-//! and the snapshot is as small as the files. Every start enforces it first ([`starting_point`]);
-//! policy files that hold something else are a new provisional candidate.
+//! and the snapshot is as small as the files. Under `--confirm-window` every start enforces it
+//! first ([`starting_point`]) and policy files that hold something else are a new provisional
+//! candidate. Without a window a change of the files is for good as soon as it is made (a reload
+//! applies it so), so files changed while the daemon was down are what a reload would have made
+//! them: the policy. Either way a candidate left pending in the pinned maps is never adopted
+//! ([`settle_left_pending`]).
 
 use std::{
     path::Path,
@@ -26,11 +30,6 @@ use crate::{
     exit,
     policy::{self, CompiledPolicy, IdTable, PolicySnapshot},
 };
-
-/// How long policy files that differ from the last confirmed policy at start are enforced
-/// provisionally when `--confirm-window` is not given: long enough to confirm from a remote
-/// shell after a reboot, short enough that a change that cut the operator off is soon undone.
-pub const START_WINDOW: Duration = Duration::from_secs(600);
 
 /// A provisional policy being enforced (the daemon's `Inner::policy`) until its deadline.
 pub(crate) struct Pending {
@@ -128,20 +127,29 @@ pub fn show(metrics: &metrics::Metrics, pending: Option<&Pending>) {
 }
 
 /// Where a start begins: the policy it enforces for good, and policy files to enforce
-/// provisionally when they hold something else.
+/// provisionally (for `window`) when they hold something else.
 pub(super) struct Start {
     pub base: policy::Policy,
     pub base_files: PolicySnapshot,
     pub candidate: Option<(policy::Policy, PolicySnapshot)>,
 }
 
-/// The last confirmed policy when one is kept, with the policy files as a candidate when they
-/// differ from it; the files alone otherwise (a first start: nothing else was ever confirmed).
+/// Under `--confirm-window` (`window`), the last confirmed policy when one is kept, with the
+/// policy files as a candidate when they differ from it; the files alone otherwise (a first
+/// start: nothing else was ever confirmed; or no window: the files are the policy).
 pub(super) fn starting_point(
     state_dir: &Path,
+    window: Option<Duration>,
     files: policy::Policy,
     files_snapshot: PolicySnapshot,
 ) -> Start {
+    let Some(window) = window else {
+        return Start {
+            base: files,
+            base_files: files_snapshot,
+            candidate: None,
+        };
+    };
     let kept: Option<PolicySnapshot> = state::read(state_dir, state::CONFIRMED_FILE)
         .unwrap_or_else(|e| {
             error!(error = %error_chain(&e), "the kept confirmed policy is unreadable; starting from the policy files");
@@ -155,11 +163,19 @@ pub(super) fn starting_point(
         }
     });
     match confirmed {
-        Some((base, base_files)) if base.digest != files.digest => Start {
-            base,
-            base_files,
-            candidate: Some((files, files_snapshot)),
-        },
+        Some((base, base_files)) if base.digest != files.digest => {
+            warn!(
+                confirmed_digest = %base.digest,
+                files_digest = %files.digest,
+                window_s = window.as_secs(),
+                "the policy files differ from the last confirmed policy: starting from the confirmed policy; the files are a provisional candidate, reverted at the deadline unless `enforcer confirm`"
+            );
+            Start {
+                base,
+                base_files,
+                candidate: Some((files, files_snapshot)),
+            }
+        }
         _ => Start {
             base: files,
             base_files: files_snapshot,
@@ -187,9 +203,9 @@ pub(super) fn settle_left_pending(
     Ok(())
 }
 
-/// At start, policy files that differ from the last confirmed policy: switched in provisionally
-/// for `--confirm-window` ([`START_WINDOW`] without one). A failure leaves the confirmed policy
-/// enforcing, logged.
+/// At start under `--confirm-window`, policy files that differ from the last confirmed policy:
+/// switched in provisionally for the window. A failure leaves the confirmed policy enforcing,
+/// logged.
 pub(super) fn start_candidate(
     cfg: &Config,
     host: &super::host::HostContext,
@@ -198,16 +214,9 @@ pub(super) fn start_candidate(
     files: PolicySnapshot,
 ) {
     let change = super::Change {
-        paths: cfg.policies.clone(),
-        window: Some(cfg.confirm_window.unwrap_or(START_WINDOW)),
         origin: "start",
+        ..super::Change::files(cfg)
     };
-    warn!(
-        confirmed_digest = %inner.policy.digest,
-        files_digest = %policy.digest,
-        window_s = change.window.map_or(0, |w| w.as_secs()),
-        "the policy files differ from the last confirmed policy: they are a provisional candidate, reverted at the deadline unless `enforcer confirm`"
-    );
     let switched = super::compile(policy, host, Some(inner.policy.ids.clone()))
         .and_then(|compiled| super::switch(cfg, inner, compiled, files, &change));
     match switched {

@@ -530,8 +530,9 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
 }
 
 /// Compiles, loads (adopting the pinned maps), applies and attaches: from here on the policy
-/// enforces. The policy is the last confirmed one ([`confirm::starting_point`]); policy files
-/// that hold another are switched in provisionally after it, with a fresh window.
+/// enforces. Under `--confirm-window` the policy is the last confirmed one
+/// ([`confirm::starting_point`]) and policy files that hold another are switched in
+/// provisionally after it, with a fresh window.
 fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
     let cfg = &pre.cfg;
     if !pre.host.uplinks.is_empty() {
@@ -544,7 +545,12 @@ fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
             "{how}: addresses on their segments are routed traffic, not devices"
         );
     }
-    let mut start = confirm::starting_point(&cfg.state_dir, pre.policy.clone(), pre.files.clone());
+    let mut start = confirm::starting_point(
+        &cfg.state_dir,
+        cfg.confirm_window,
+        pre.policy.clone(),
+        pre.files.clone(),
+    );
     let compiled = match compile(&start.base, &pre.host, pre.previous_ids.clone()) {
         Ok(c) => c,
         Err(e) if start.candidate.is_some() => {

@@ -138,16 +138,16 @@ fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
 
-/// The live-policy word and the live slot's settings.
+/// The live-policy word and the settings of the slot the program judges with now (the last
+/// confirmed policy's once a provisional one's deadline has passed).
 pub fn live_config(src: &impl MapSource) -> Result<(Control, PolicyConfig), DatapathError> {
     let ctl: Array<&MapData, Control> =
         Array::try_from(src.map_data(CONTROL_MAP)?).map_err(err(CONTROL_MAP))?;
     let control = ctl.get(&0, 0).map_err(err(CONTROL_MAP))?;
     let cfg: Array<&MapData, PolicyConfig> =
         Array::try_from(src.map_data(CONFIG_MAP)?).map_err(err(CONFIG_MAP))?;
-    let config = cfg
-        .get(&u32::from(control.slot()), 0)
-        .map_err(err(CONFIG_MAP))?;
+    let slot = enforcer_common::control::slot_of(control.epoch_at(monotonic_ns()));
+    let config = cfg.get(&u32::from(slot), 0).map_err(err(CONFIG_MAP))?;
     Ok((control, config))
 }
 
