@@ -134,8 +134,7 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
         account::count(Counter::NoPolicy);
         return DROP;
     };
-    let now = crate::now_ns();
-    let epoch = control.epoch_at(now);
+    let epoch = crate::live_epoch(control);
     let slot = enforcer_common::control::slot_of(epoch);
     let Some(cfg) = CONFIG.get(u32::from(slot)) else {
         account::count(Counter::NoPolicy);
@@ -145,6 +144,7 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
         account::count(Counter::NoPolicy);
         return DROP;
     }
+    let now = crate::now_ns();
 
     if pkt.frag == Fragment::Later {
         return match flow::later_fragment(pkt, cfg, slot, now) {

@@ -149,6 +149,18 @@ fn now_ns() -> u64 {
     unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
 }
 
+/// The epoch that judges a packet now (`Control::epoch_at`): with nothing pending, one compare
+/// on the entry already read; the clock is read only while a provisional policy is pending (and
+/// so is not held across the policy lookups, where the 512-byte stack has no room for it).
+#[inline(always)]
+fn live_epoch(control: &enforcer_common::control::Control) -> u64 {
+    if control.revert_at_ns == 0 {
+        control.epoch
+    } else {
+        control.epoch_at(now_ns())
+    }
+}
+
 /// Accounts a packet that passed on connection state (`how`) to its device and rule.
 #[inline(always)]
 fn passed(how: Outcome, hit: &Hit, pkt: &Packet, now: u64) -> Outcome {
@@ -182,8 +194,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     let Some(control) = CONTROL.get(0) else {
         return Outcome::NoPolicy;
     };
-    let now = now_ns();
-    let epoch = control.epoch_at(now);
+    let epoch = live_epoch(control);
     let slot = enforcer_common::control::slot_of(epoch);
     let Some(cfg) = CONFIG.get(u32::from(slot)) else {
         return Outcome::NoPolicy;
@@ -191,6 +202,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     if cfg.generation == 0 {
         return Outcome::NoPolicy;
     }
+    let now = now_ns();
 
     if pkt.frag == Fragment::Later {
         return match flow::later_fragment(pkt, cfg, slot, now) {
