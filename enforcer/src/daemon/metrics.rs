@@ -38,6 +38,8 @@ pub struct Metrics {
     datapath: IntCounterVec,
     pub generation: IntGauge,
     pub reloads: IntCounterVec,
+    /// Guarded flows a new policy denied (each refusing the switch).
+    pub guard_failures: IntCounter,
     pub last_reload: Gauge,
     flows: IntGauge,
     events_dropped: IntCounter,
@@ -225,6 +227,11 @@ impl Metrics {
                 "enforcer_policy_reloads_total",
                 "Policy reload attempts, by result.",
                 &["result"],
+            )?,
+            guard_failures: counter(
+                &r,
+                "enforcer_guard_failures_total",
+                "Guarded flows a new policy denied on the real program; each refused the switch and the running policy stayed.",
             )?,
             last_reload: float_gauge(
                 &r,

@@ -74,6 +74,8 @@ pub enum DaemonError {
     Host(#[from] host::HostError),
     #[error("the policy is invalid; nothing was changed")]
     Policy(#[source] PolicyError),
+    #[error("the policy was refused by its guards; nothing was changed")]
+    Guard(#[source] crate::probe::guard::GuardError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
     #[error("state directory")]
@@ -208,7 +210,9 @@ fn reload(
     let result = host.map_err(DaemonError::from).and_then(|host| {
         let policy = load(cfg)?;
         warn_interfaces_changed(cfg, &policy);
-        compile(&policy, &host, Some(inner.policy.ids.clone()))
+        let compiled = compile(&policy, &host, Some(inner.policy.ids.clone()))?;
+        crate::probe::guard::check_before_switch(&policy, &compiled).map_err(DaemonError::Guard)?;
+        Ok(compiled)
     });
     let result = result.and_then(|compiled| {
         let generation = inner.generation + 1;
@@ -273,6 +277,7 @@ fn reload(
                         );
                     }
                 }
+                DaemonError::Guard(g) => log_guard_refusal(g, inner.generation, metrics),
                 _ => {
                     error!(error = %message, generation = inner.generation, "policy rejected; the running policy stays");
                 }
@@ -293,6 +298,29 @@ fn reload(
         && let Err(e) = resize_flow_table(cfg, shared, flows, metrics)
     {
         error!(live_capacity = live, limits_flows = flows, error = %error_chain(&e), "policy applied, but the flow table could not be re-created at the capacity of limits.flows; the next start tries again");
+    }
+}
+
+/// Logs each guard a refused policy denies, with the guard's place, and counts them.
+fn log_guard_refusal(
+    g: &crate::probe::guard::GuardError,
+    generation: u64,
+    metrics: &metrics::Metrics,
+) {
+    use crate::probe::guard::GuardError;
+    match g {
+        GuardError::Denied(failed) => {
+            metrics
+                .guard_failures
+                .inc_by(u64::try_from(failed.len()).unwrap_or(u64::MAX));
+            for r in failed {
+                error!(guard = %r.flow, at = %r.at, reason = r.failure.as_deref().unwrap_or_default(), generation, "policy refused: it denies a guarded flow; the running policy stays");
+            }
+        }
+        GuardError::Datapath(e) => {
+            metrics.guard_failures.inc();
+            error!(error = %error_chain(e), generation, "policy refused: its guards could not be run; the running policy stays");
+        }
     }
 }
 

@@ -9,7 +9,9 @@ mod apply;
 mod batch;
 pub mod bench;
 mod egress;
+mod explain;
 mod flow_table;
+pub mod probe_frame;
 mod read;
 
 use std::{
@@ -27,6 +29,7 @@ use aya::{
         xdp::XdpLink,
     },
 };
+pub use explain::{Explainer, pinned_router_addresses};
 pub use egress::{EgressAttach, EgressError, pinned_egress_interfaces, unpin_egress};
 use enforcer_common::{
     LAYOUT_VERSION, PROGRAM,
@@ -112,6 +115,8 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+    #[error("nothing is pinned in {dir}: no enforcer runs with this pin directory")]
+    NothingPinned { dir: String },
     #[error("run a test frame through the program")]
     TestRun(#[source] aya::programs::ProgramError),
     #[error(transparent)]
