@@ -386,7 +386,10 @@ fn a_guard_blocks_a_reload_that_would_deny_it_and_the_failure_is_counted() {
     w.write_policy(&guarded_policy(631));
     let deadline = Instant::now() + Duration::from_secs(15);
     while w.metric("enforcer_guard_failures_total", &[]) < 1.0 {
-        assert!(Instant::now() < deadline, "the guard failure was never counted");
+        assert!(
+            Instant::now() < deadline,
+            "the guard failure was never counted"
+        );
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
@@ -398,7 +401,10 @@ fn a_guard_blocks_a_reload_that_would_deny_it_and_the_failure_is_counted() {
         tcp_connects(w.ns("pc1"), v4(&PRINTER), 9100, PROBE),
         "the old policy still allows 9100"
     );
-    assert!(d.try_wait().expect("wait").is_none(), "the daemon keeps running");
+    assert!(
+        d.try_wait().expect("wait").is_none(),
+        "the daemon keeps running"
+    );
     let out = d.output();
     assert!(
         out.contains("denies a guarded flow") && out.contains("policy.yaml:"),
@@ -435,7 +441,10 @@ fn enforcer_test_fails_a_test_the_program_fails_and_passes_a_good_one() {
     assert_eq!(code, 0, "{out}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(report["passed"], true, "{out}");
-    assert_eq!(report["results"][0]["answer"]["rule"], "office-print", "{out}");
+    assert_eq!(
+        report["results"][0]["answer"]["rule"], "office-print",
+        "{out}"
+    );
     // The compiled program allows 9100 only: a test expecting 631 fails.
     let bad = "  - {name: pc uses ipp, from: device:office-pc, to: device:printer-1, service: tcp/631, expect: allow}\n";
     let (code, out) = run(bad);
@@ -468,7 +477,11 @@ fn dump_pinned_maps(dir: &std::path::Path) -> Vec<(String, String)> {
         let text = if name == "EVENTS" {
             String::from("ring buffer")
         } else {
-            assert!(o.status.success(), "dump {name}: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "dump {name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             String::from_utf8_lossy(&o.stdout).into_owned()
         };
         out.push((name, text));
@@ -485,10 +498,38 @@ fn explain_leaves_every_pinned_map_byte_for_byte_as_it_was() {
     w.write_policy(&policy(9100));
     let d = w.start();
     let questions: [&[&str]; 4] = [
-        &["--from", "device:office-pc", "--to", "device:printer-1", "--service", "tcp/9100"],
-        &["--from", "device:office-pc", "--to", "device:printer-1", "--service", "tcp/22"],
-        &["--from", "10.1.3.99", "--to", "device:printer-1", "--service", "udp/161"],
-        &["--from", "device:printer-1", "--to", "router", "--service", "icmp"],
+        &[
+            "--from",
+            "device:office-pc",
+            "--to",
+            "device:printer-1",
+            "--service",
+            "tcp/9100",
+        ],
+        &[
+            "--from",
+            "device:office-pc",
+            "--to",
+            "device:printer-1",
+            "--service",
+            "tcp/22",
+        ],
+        &[
+            "--from",
+            "10.1.3.99",
+            "--to",
+            "device:printer-1",
+            "--service",
+            "udp/161",
+        ],
+        &[
+            "--from",
+            "device:printer-1",
+            "--to",
+            "router",
+            "--service",
+            "icmp",
+        ],
     ];
     let (code, out, err) = w.cli(&[&["explain", "--output", "json"], questions[0]].concat());
     assert_eq!(code, 0, "{out}{err}");
@@ -498,7 +539,11 @@ fn explain_leaves_every_pinned_map_byte_for_byte_as_it_was() {
     assert_eq!(answer["src"]["device"], "office-pc", "{out}");
     let (_, out, _) = w.cli(&[&["explain", "--output", "json"], questions[1]].concat());
     let answer: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!((answer["verdict"].as_str(), answer["reason"].as_str()), (Some("deny"), Some("default")), "{out}");
+    assert_eq!(
+        (answer["verdict"].as_str(), answer["reason"].as_str()),
+        (Some("deny"), Some("default")),
+        "{out}"
+    );
     // Stray packets of the site (neighbour discovery, MLD) are counted by the live program at
     // any time; explain writing anything would show in every attempt.
     let mut last = String::new();
@@ -523,7 +568,9 @@ fn explain_leaves_every_pinned_map_byte_for_byte_as_it_was() {
     assert!(unchanged, "explain changed pinned maps: {last}");
     thread::sleep(Duration::from_millis(500));
     assert!(
-        !d.output().lines().any(|l| l.contains("packet denied") && l.contains("dport=22")),
+        !d.output()
+            .lines()
+            .any(|l| l.contains("packet denied") && l.contains("dport=22")),
         "explain wrote a deny event:\n{}",
         d.output()
     );

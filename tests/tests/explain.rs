@@ -9,20 +9,21 @@
     reason = "a test fails loudly, with what it expected as the message"
 )]
 
-use std::net::IpAddr;
-
 use anyhow as _;
 use aya::maps::RingBuf;
 use enforcer::{
     datapath::{self, Datapath},
-    policy::{CompileOptions, CompiledPolicy, compile, model::ProbeEnd, model::ProbeService, parse_str},
+    policy::{
+        CompiledPolicy,
+        model::{ProbeEnd, ProbeService},
+    },
     probe::{Answer, Labels, Site},
 };
 use enforcer_common::{
     event::EVENTS_MAP,
     explain::{EXPLAIN_F_AUDIT, EXPLAIN_F_SRC_QUARANTINED, EXPLAIN_REQ_ROUTER_SOURCE, Explanation},
 };
-use enforcer_tests::kernel::require_root;
+use enforcer_tests::kernel::{compile_site, require_root};
 use libc as _;
 use serde_json as _;
 
@@ -63,28 +64,7 @@ quarantine:
 "#;
 
 fn compiled(yaml: &str) -> CompiledPolicy {
-    let policy = parse_str("site.yaml", yaml).unwrap_or_else(|e| panic!("site: {e:?}"));
-    let router_addrs: Vec<IpAddr> = ["10.1.1.1", "10.1.3.1", "fd00:1:3::1"]
-        .iter()
-        .map(|a| a.parse().expect("router address"))
-        .collect();
-    let local_prefixes = router_addrs
-        .iter()
-        .map(|a| {
-            ipnet::IpNet::new(*a, if a.is_ipv4() { 24 } else { 64 })
-                .expect("prefix")
-                .trunc()
-        })
-        .collect();
-    compile(
-        &policy,
-        &CompileOptions {
-            router_addrs,
-            local_prefixes,
-            previous_ids: None,
-        },
-    )
-    .unwrap_or_else(|e| panic!("site does not compile: {e:?}"))
+    compile_site("site.yaml", yaml, &["10.1.1.1", "10.1.3.1", "fd00:1:3::1"])
 }
 
 fn loaded(yaml: &str) -> (Datapath, CompiledPolicy) {
@@ -114,15 +94,78 @@ fn service(s: &str) -> ProbeService {
 
 /// (from, to, service, verdict, rule, reason): flows of the site, as the policy judges them.
 const ROWS: &[(&str, &str, &str, &str, &str, &str)] = &[
-    ("device:cam-1", "device:nvr-1", "tcp/554", "allow", "cams-stream", "rule"),
-    ("device:cam-1", "device:nvr-1", "tcp/22", "deny", "default", "default"),
-    ("device:cam-1", "device:office-pc", "tcp/80", "deny", "no-lateral-cameras", "rule"),
-    ("device:fishtank", "198.51.100.10", "tcp/443", "deny", "fishtank-no-egress", "rule"),
-    ("device:office-pc", "2001:db8::10", "tcp/443", "allow", "office-internet", "rule"),
-    ("device:office-pc", "198.51.100.10", "icmp", "allow", "office-internet", "rule"),
-    ("device:office-pc", "router", "tcp/22", "allow", "office-admin", "rule"),
-    ("10.1.3.77", "device:nvr-1", "tcp/554", "deny", "default", "default"),
-    ("device:cam-1", "10.1.99.5", "tcp/80", "deny", "default", "default"),
+    (
+        "device:cam-1",
+        "device:nvr-1",
+        "tcp/554",
+        "allow",
+        "cams-stream",
+        "rule",
+    ),
+    (
+        "device:cam-1",
+        "device:nvr-1",
+        "tcp/22",
+        "deny",
+        "default",
+        "default",
+    ),
+    (
+        "device:cam-1",
+        "device:office-pc",
+        "tcp/80",
+        "deny",
+        "no-lateral-cameras",
+        "rule",
+    ),
+    (
+        "device:fishtank",
+        "198.51.100.10",
+        "tcp/443",
+        "deny",
+        "fishtank-no-egress",
+        "rule",
+    ),
+    (
+        "device:office-pc",
+        "2001:db8::10",
+        "tcp/443",
+        "allow",
+        "office-internet",
+        "rule",
+    ),
+    (
+        "device:office-pc",
+        "198.51.100.10",
+        "icmp",
+        "allow",
+        "office-internet",
+        "rule",
+    ),
+    (
+        "device:office-pc",
+        "router",
+        "tcp/22",
+        "allow",
+        "office-admin",
+        "rule",
+    ),
+    (
+        "10.1.3.77",
+        "device:nvr-1",
+        "tcp/554",
+        "deny",
+        "default",
+        "default",
+    ),
+    (
+        "device:cam-1",
+        "10.1.99.5",
+        "tcp/80",
+        "deny",
+        "default",
+        "default",
+    ),
 ];
 
 fn ask(dp: &mut Datapath, site: &Site, from: &str, to: &str, svc: &str) -> (Vec<u8>, Explanation) {
@@ -227,8 +270,15 @@ fn explain_writes_no_counter_flow_quarantine_discovery_or_event() {
     for f in &frames {
         dp.test_run(f).expect("run the enforcing program");
     }
-    assert_ne!(snapshot(&dp, &policy), before, "the snapshot sees no change at all");
-    assert!(events.next().is_some(), "the enforcing program wrote no event");
+    assert_ne!(
+        snapshot(&dp, &policy),
+        before,
+        "the snapshot sees no change at all"
+    );
+    assert!(
+        events.next().is_some(),
+        "the enforcing program wrote no event"
+    );
 }
 
 #[test]
@@ -249,14 +299,20 @@ fn explain_reflects_a_live_quarantine_and_audit_mode() {
     let a = Answer::of(&e, &labels);
     assert_eq!(a.verdict, "deny", "{a:?}");
     assert_eq!(a.reason, "quarantined", "{a:?}");
-    assert!(e.has(EXPLAIN_F_SRC_QUARANTINED) && a.src.quarantined, "{a:?}");
+    assert!(
+        e.has(EXPLAIN_F_SRC_QUARANTINED) && a.src.quarantined,
+        "{a:?}"
+    );
 
     // Audit mode: judged as enforced (deny), said to be in audit; the enforcing program passes it.
     let (mut dp, policy) = loaded(&SITE.replace("mode: enforce", "mode: audit"));
     let (site, labels) = (Site::of(&policy), Labels::of(&policy));
     let (frame, e) = ask(&mut dp, &site, "device:cam-1", "device:office-pc", "tcp/80");
     let a = Answer::of(&e, &labels);
-    assert_eq!((a.verdict.as_str(), a.rule.as_str()), ("deny", "no-lateral-cameras"));
+    assert_eq!(
+        (a.verdict.as_str(), a.rule.as_str()),
+        ("deny", "no-lateral-cameras")
+    );
     assert!(a.audit && e.has(EXPLAIN_F_AUDIT), "{a:?}");
     assert_eq!(dp.test_run(&frame).expect("enforcing run").0, PASS);
 }
@@ -275,7 +331,11 @@ fn explain_judges_a_probe_from_the_router_as_the_routers_own_packet() {
     let (_, e) = ask(&mut dp, &site, "router", "198.51.100.53", "udp/53");
     assert_ne!(e.request & EXPLAIN_REQ_ROUTER_SOURCE, 0);
     let a = Answer::of(&e, &labels);
-    assert_eq!((a.verdict.as_str(), a.rule.as_str()), ("allow", "router-dns"), "{a:?}");
+    assert_eq!(
+        (a.verdict.as_str(), a.rule.as_str()),
+        ("allow", "router-dns"),
+        "{a:?}"
+    );
     assert!(!a.src.spoofed, "{a:?}");
     let (_, e) = ask(&mut dp, &site, "router", "198.51.100.53", "tcp/25");
     assert_eq!(Answer::of(&e, &labels).verdict, "deny");

@@ -54,8 +54,9 @@ pub fn run(q: &Question, policies: &[PathBuf], output: Output, paths: &Paths) ->
     let (from, to, service) = match parsed {
         Ok(p) => p,
         Err(p) => {
-            return Ok(Refusal::new(exit::USAGE, format!("{} ({})", p.message, p.hint))
-                .report(output));
+            return Ok(
+                Refusal::new(exit::USAGE, format!("{} ({})", p.message, p.hint)).report(output),
+            );
         }
     };
     let answered = if policies.is_empty() {
@@ -129,7 +130,11 @@ fn running(
     let explained = Explainer::over_pinned(&paths.pin_dir)
         .and_then(|mut x| x.explain(&flow.frame, flow.request));
     Ok(match explained {
-        Ok(e) => Ok((flow.src, flow.dst, Answer::of(&e, &labels_of_status(&status)))),
+        Ok(e) => Ok((
+            flow.src,
+            flow.dst,
+            Answer::of(&e, &labels_of_status(&status)),
+        )),
         Err(e) => Err(env("run the probe through the running program", &e)),
     })
 }
@@ -146,7 +151,10 @@ fn candidate(
         .map_err(|e| {
             Refusal::new(
                 exit::INVALID,
-                format!("the policy is invalid (see `enforcer check`): {}", e.summary(3)),
+                format!(
+                    "the policy is invalid (see `enforcer check`): {}",
+                    e.summary(3)
+                ),
             )
         })?;
     if !may_load_bpf() {

@@ -36,11 +36,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             output,
             paths,
         } => explain::run(
-            &explain::Question {
-                from,
-                to,
-                service,
-            },
+            &explain::Question { from, to, service },
             &policies,
             output,
             &paths,

@@ -47,12 +47,7 @@ pub fn run(paths: &[PathBuf], output: Output) -> Result<u8> {
         )
         .report(output));
     }
-    let probes: Vec<Probe> = policy
-        .tests
-        .iter()
-        .chain(&policy.guards)
-        .cloned()
-        .collect();
+    let probes: Vec<Probe> = policy.tests.iter().chain(&policy.guards).cloned().collect();
     let results = match guard::run_private(&probes, &compiled) {
         Ok(r) => r,
         Err(e) => {

@@ -211,7 +211,7 @@ fn reload(
         let policy = load(cfg)?;
         warn_interfaces_changed(cfg, &policy);
         let compiled = compile(&policy, &host, Some(inner.policy.ids.clone()))?;
-        crate::probe::guard::check_before_switch(&policy, &compiled).map_err(DaemonError::Guard)?;
+        check_guards(&policy, &compiled, inner.generation, metrics)?;
         Ok(compiled)
     });
     let result = result.and_then(|compiled| {
@@ -277,7 +277,8 @@ fn reload(
                         );
                     }
                 }
-                DaemonError::Guard(g) => log_guard_refusal(g, inner.generation, metrics),
+                // Logged and counted where the guards ran (`check_guards`).
+                DaemonError::Guard(_) => {}
                 _ => {
                     error!(error = %message, generation = inner.generation, "policy rejected; the running policy stays");
                 }
@@ -301,14 +302,22 @@ fn reload(
     }
 }
 
-/// Logs each guard a refused policy denies, with the guard's place, and counts them.
-fn log_guard_refusal(
-    g: &crate::probe::guard::GuardError,
+/// The check before every policy switch (a reload; an apply waiting for confirmation): the new
+/// policy's guards on the real program ([`crate::probe::guard`]). A refusal is logged here, each
+/// denied guard with its place, and counted in `enforcer_guard_failures_total`; the caller keeps
+/// the running policy.
+pub(crate) fn check_guards(
+    policy: &policy::Policy,
+    compiled: &CompiledPolicy,
     generation: u64,
     metrics: &metrics::Metrics,
-) {
-    use crate::probe::guard::GuardError;
-    match g {
+) -> Result<(), DaemonError> {
+    use crate::probe::guard::{GuardError, check_before_switch};
+    let refused = match check_before_switch(policy, compiled) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    match &refused {
         GuardError::Denied(failed) => {
             metrics
                 .guard_failures
@@ -322,6 +331,7 @@ fn log_guard_refusal(
             error!(error = %error_chain(e), generation, "policy refused: its guards could not be run; the running policy stays");
         }
     }
+    Err(DaemonError::Guard(refused))
 }
 
 /// (live capacity, `limits.flows`) when the policy just applied asks for another flow-table

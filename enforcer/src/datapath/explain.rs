@@ -153,8 +153,8 @@ pub fn pinned_router_addresses(pin_dir: &Path) -> Result<Vec<IpAddr>, DatapathEr
             .and_then(Map::from_map_data)
             .map_err(|source| DatapathError::Map { name, source })
     };
-    let control: Array<MapData, Control> = Array::try_from(open(CONTROL_MAP)?)
-        .map_err(|source| DatapathError::Map {
+    let control: Array<MapData, Control> =
+        Array::try_from(open(CONTROL_MAP)?).map_err(|source| DatapathError::Map {
             name: CONTROL_MAP,
             source,
         })?;
@@ -168,9 +168,9 @@ pub fn pinned_router_addresses(pin_dir: &Path) -> Result<Vec<IpAddr>, DatapathEr
     let mut out = Vec::new();
     let v4: AyaHashMap<MapData, AddrKeyV4, AddrEntry> = AyaHashMap::try_from(open(ADDRS_V4_MAP)?)
         .map_err(|source| DatapathError::Map {
-            name: ADDRS_V4_MAP,
-            source,
-        })?;
+        name: ADDRS_V4_MAP,
+        source,
+    })?;
     for (k, v) in v4.iter().filter_map(Result::ok) {
         if k.slot == slot && v.kind == ADDR_KIND_ROUTER {
             out.push(IpAddr::V4(Ipv4Addr::from(k.addr.to_ne_bytes())));
@@ -178,9 +178,9 @@ pub fn pinned_router_addresses(pin_dir: &Path) -> Result<Vec<IpAddr>, DatapathEr
     }
     let v6: AyaHashMap<MapData, AddrKeyV6, AddrEntry> = AyaHashMap::try_from(open(ADDRS_V6_MAP)?)
         .map_err(|source| DatapathError::Map {
-            name: ADDRS_V6_MAP,
-            source,
-        })?;
+        name: ADDRS_V6_MAP,
+        source,
+    })?;
     for (k, v) in v6.iter().filter_map(Result::ok) {
         if k.slot == slot && v.kind == ADDR_KIND_ROUTER {
             out.push(IpAddr::V6(Ipv6Addr::from(octets(k.addr))));

@@ -29,13 +29,13 @@ use aya::{
         xdp::XdpLink,
     },
 };
-pub use explain::{Explainer, pinned_router_addresses};
 pub use egress::{EgressAttach, EgressError, pinned_egress_interfaces, unpin_egress};
 use enforcer_common::{
     LAYOUT_VERSION, PROGRAM,
     control::Control,
     flow::{DEFAULT_FLOWS, FLOW_CAPACITY_GLOBAL, FLOW_RING_MAP, FLOW_TABLE_MAPS, FLOWS_MAP},
 };
+pub use explain::{Explainer, pinned_router_addresses};
 pub use flow_table::FlowTableResize;
 pub use read::{
     Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters,

@@ -132,8 +132,13 @@ mod tests {
 
     #[test]
     fn an_ipv6_echo_probe_is_an_echo_request() {
-        let f = probe_frame(PROBE_MAC, ip("2001:db8::9"), ip("2001:db8::1"), ProbeL4::Echo)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let f = probe_frame(
+            PROBE_MAC,
+            ip("2001:db8::9"),
+            ip("2001:db8::1"),
+            ProbeL4::Echo,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(f.len(), 14 + 40 + 8);
         assert_eq!(&f[12..14], &[0x86, 0xdd]);
         assert_eq!(u16::from_be_bytes([f[18], f[19]]), 8);
@@ -143,6 +148,14 @@ mod tests {
 
     #[test]
     fn ends_of_two_families_are_refused() {
-        assert!(probe_frame(PROBE_MAC, ip("10.0.0.9"), ip("2001:db8::1"), ProbeL4::Udp(53)).is_err());
+        assert!(
+            probe_frame(
+                PROBE_MAC,
+                ip("10.0.0.9"),
+                ip("2001:db8::1"),
+                ProbeL4::Udp(53)
+            )
+            .is_err()
+        );
     }
 }

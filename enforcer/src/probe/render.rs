@@ -10,15 +10,15 @@ pub fn results(results: &[ProbeResult]) -> String {
     let mut s = String::new();
     for r in results {
         let mark = if r.passed { "PASS" } else { "FAIL" };
-        let name = r.name.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
+        let name = r
+            .name
+            .as_deref()
+            .map(|n| format!("{n}: "))
+            .unwrap_or_default();
         let _ = writeln!(s, "{mark} {} {name}{} ({})", r.kind, r.flow, r.at);
         if let Some(a) = &r.answer {
             let audit = if a.audit { " [audit mode]" } else { "" };
-            let _ = writeln!(
-                s,
-                "     {} by {} ({}){audit}",
-                a.verdict, a.rule, a.reason
-            );
+            let _ = writeln!(s, "     {} by {} ({}){audit}", a.verdict, a.rule, a.reason);
         }
         if let Some(f) = &r.failure {
             let _ = writeln!(s, "     {f}");

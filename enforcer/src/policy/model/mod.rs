@@ -21,7 +21,6 @@ mod scalars;
 pub(crate) mod schema;
 
 pub use probe::{ExpectedRule, Probe, ProbeEnd, ProbeKind, ProbeService};
-
 pub use scalars::fmt_mac;
 pub(crate) use scalars::{parse_duration, parse_mac};
 pub(crate) use schema::{file_doc, parse_probe_end, parse_probe_service};

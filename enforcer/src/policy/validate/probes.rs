@@ -69,8 +69,7 @@ fn end_families(
         ProbeEnd::Addr(a) => Some((a.is_ipv4(), a.is_ipv6())),
         ProbeEnd::Device(name) => {
             let Some(d) = p.devices.get(name) else {
-                if !gaps.unread_file && !gaps.unreadable.contains(&Endpoint::Device(name.clone()))
-                {
+                if !gaps.unread_file && !gaps.unreadable.contains(&Endpoint::Device(name.clone())) {
                     diags.error(
                         &end.loc,
                         format!(
@@ -124,7 +123,9 @@ mod tests {
 
     #[test]
     fn an_unknown_device_in_a_test_is_an_error_with_a_did_you_mean() {
-        let got = messages("tests:\n  - {from: device:pcc, to: router, service: tcp/443, expect: allow}\n");
+        let got = messages(
+            "tests:\n  - {from: device:pcc, to: router, service: tcp/443, expect: allow}\n",
+        );
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].starts_with("p.yaml:9:"), "{got:?}");
         assert!(got[0].contains("undefined device"), "{got:?}");
@@ -147,8 +148,9 @@ mod tests {
 
     #[test]
     fn a_test_from_a_device_without_an_address_is_an_error() {
-        let got =
-            messages("tests:\n  - {from: device:tv, to: router, service: tcp/443, expect: allow}\n");
+        let got = messages(
+            "tests:\n  - {from: device:tv, to: router, service: tcp/443, expect: allow}\n",
+        );
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(
             got[0].contains("device `tv` has no address, so no probe can be sent from it"),
@@ -165,7 +167,9 @@ mod tests {
         let got = messages("guards:\n  - {from: router, to: router, service: tcp/22}\n");
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].contains("from the router to itself"), "{got:?}");
-        let ok = messages("guards:\n  - {from: device:nas, to: \"2001:db8::1\", service: tcp/22}\n  - {from: router, to: device:nas, service: icmp}\n");
+        let ok = messages(
+            "guards:\n  - {from: device:nas, to: \"2001:db8::1\", service: tcp/22}\n  - {from: router, to: device:nas, service: icmp}\n",
+        );
         assert!(ok.is_empty(), "{ok:?}");
     }
 
@@ -178,12 +182,22 @@ mod tests {
             std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("{e}"));
         };
         write("00-site.yaml", SITE);
-        write("10-a.yaml", "tests:\n  - {from: device:pc, to: router, service: tcp/443, expect: allow}\nguards:\n  - {from: device:pc, to: router, service: tcp/443}\n");
-        write("20-b.yaml", "tests:\n  - {from: device:pc, to: 10.0.0.1, service: udp/53, expect: deny}\n");
+        write(
+            "10-a.yaml",
+            "tests:\n  - {from: device:pc, to: router, service: tcp/443, expect: allow}\nguards:\n  - {from: device:pc, to: router, service: tcp/443}\n",
+        );
+        write(
+            "20-b.yaml",
+            "tests:\n  - {from: device:pc, to: 10.0.0.1, service: udp/53, expect: deny}\n",
+        );
         let p = crate::policy::load(&dir).unwrap_or_else(|e| panic!("{e}"));
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(p.tests.len(), 2);
         assert_eq!(p.guards.len(), 1);
-        assert!(p.tests[1].loc.to_string().contains("20-b.yaml:2:"), "{}", p.tests[1].loc);
+        assert!(
+            p.tests[1].loc.to_string().contains("20-b.yaml:2:"),
+            "{}",
+            p.tests[1].loc
+        );
     }
 }

@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(t.to.value, ProbeEnd::Addr(web));
         assert_eq!(t.service.value, ProbeService::Tcp(443));
         assert_eq!(t.expect, RuleAction::Deny);
-        assert_eq!(t.rule.as_ref().map(|r| &r.value), Some(&ExpectedRule::Default));
+        assert_eq!(
+            t.rule.as_ref().map(|r| &r.value),
+            Some(&ExpectedRule::Default)
+        );
         assert_eq!(t.loc.to_string(), "p.yaml:5:5");
         assert_eq!(p.tests[1].from.value, ProbeEnd::Router);
         assert_eq!(p.tests[1].service.value, ProbeService::Icmp);
@@ -215,7 +218,10 @@ mod tests {
             "{SITE}guards:\n  - {{from: device:pc, to: 10.0.0.1, service: tcp/22, expect: allow}}\n"
         ));
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(got[0].contains("unknown key `expect` in a guard"), "{got:?}");
+        assert!(
+            got[0].contains("unknown key `expect` in a guard"),
+            "{got:?}"
+        );
         let got = messages(&format!(
             "{SITE}tests:\n  - {{from: device:pc, to: 10.0.0.1, service: tcp/22, expect: alow}}\n"
         ));
