@@ -41,7 +41,7 @@ pub fn run_private(
     probes: &[Probe],
     compiled: &CompiledPolicy,
 ) -> Result<Vec<ProbeResult>, DatapathError> {
-    let mut dp = Datapath::load(None)?;
+    let mut dp = Datapath::load_for_probes()?;
     dp.apply(compiled, 1)?;
     let (site, labels) = (Site::of(compiled), Labels::of(compiled));
     run(probes, &site, &labels, |frame, request| {
