@@ -566,6 +566,17 @@ fn explain_leaves_every_pinned_map_byte_for_byte_as_it_was() {
         before == after
     });
     assert!(unchanged, "explain changed pinned maps: {last}");
+    // The control: real traffic through the program shows in the dump.
+    let before = dump_pinned_maps(&w.pin_dir);
+    assert!(
+        ping_within(w.ns("pc1"), v4(&PRINTER), PROBE),
+        "the office pings the printer"
+    );
+    assert_ne!(
+        dump_pinned_maps(&w.pin_dir),
+        before,
+        "the dump sees no traffic at all"
+    );
     thread::sleep(Duration::from_millis(500));
     assert!(
         !d.output()
