@@ -12,11 +12,11 @@ use serde::Serialize;
 use super::{Refusal, running_status, test::may_load_bpf};
 use crate::{
     cli::{Output, Paths},
-    daemon::{error_chain, state::Status},
+    daemon::error_chain,
     datapath::{Explainer, pinned_router_addresses},
     exit,
     policy::{
-        self, CompileOptions,
+        self, CompileOptions, PlanView,
         model::{ProbeEnd, ProbeService, parse_mac, parse_probe_end, parse_probe_service},
     },
     probe::{Answer, Labels, Site, guard, render},
@@ -108,8 +108,12 @@ fn running(
     service: ProbeService,
     paths: &Paths,
 ) -> Result<Answered> {
-    let status = match running_status(&paths.state_dir)? {
-        Ok(s) => s,
+    // Root, and a daemon that recorded its state (said as every command says it).
+    if let Err(refusal) = running_status(&paths.state_dir)? {
+        return Ok(Err(refusal));
+    }
+    let view = match applied_view(&paths.state_dir)? {
+        Ok(v) => v,
         Err(refusal) => return Ok(Err(refusal)),
     };
     if !may_load_bpf() {
@@ -118,7 +122,7 @@ fn running(
     let env = |what: &str, e: &dyn std::error::Error| {
         Refusal::new(exit::ENVIRONMENT, format!("{what}: {}", error_chain(e)))
     };
-    let mut site = site_of_status(&status);
+    let mut site = site_of(&view);
     site.router = match pinned_router_addresses(&paths.pin_dir) {
         Ok(r) => r,
         Err(e) => return Ok(Err(env("read the running policy's maps", &e))),
@@ -130,11 +134,7 @@ fn running(
     let explained = Explainer::over_pinned(&paths.pin_dir)
         .and_then(|mut x| x.explain(&flow.frame, flow.request));
     Ok(match explained {
-        Ok(e) => Ok((
-            flow.src,
-            flow.dst,
-            Answer::of(&e, &labels_of_status(&status)),
-        )),
+        Ok(e) => Ok((flow.src, flow.dst, Answer::of(&e, &labels_of(&view)))),
         Err(e) => Err(env("run the probe through the running program", &e)),
     })
 }
@@ -197,10 +197,25 @@ fn located<T>(value: T) -> policy::model::Located<T> {
     }
 }
 
-/// Devices as the running daemon recorded them.
-fn site_of_status(st: &Status) -> Site {
+/// The running policy as the daemon recorded it when it applied it (`applied.json`, the view
+/// `plan` diffs against): devices with their MAC and addresses, and the names behind the ids.
+fn applied_view(state_dir: &std::path::Path) -> Result<std::result::Result<PlanView, Refusal>> {
+    Ok(
+        crate::daemon::state::read(state_dir, crate::daemon::state::APPLIED_FILE)?.ok_or_else(
+            || {
+                Refusal::new(
+                    exit::ENVIRONMENT,
+                    format!("no applied policy recorded in {}", state_dir.display()),
+                )
+            },
+        ),
+    )
+}
+
+/// What the ends of a probe of the running policy stand for.
+fn site_of(view: &PlanView) -> Site {
     Site {
-        devices: st
+        devices: view
             .devices
             .iter()
             .map(|d| {
@@ -213,15 +228,24 @@ fn site_of_status(st: &Status) -> Site {
     }
 }
 
-/// Names as the running daemon recorded them (classes are not recorded: shown by number).
-fn labels_of_status(st: &Status) -> Labels {
+/// Names behind the running policy's ids.
+fn labels_of(view: &PlanView) -> Labels {
     Labels {
-        devices: st
+        devices: view
             .devices
             .iter()
             .map(|d| (d.id, (d.name.clone(), d.zone.clone())))
             .collect(),
-        rules: st.rules.iter().cloned().collect(),
-        ..Labels::default()
+        rules: view.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
+        classes: view
+            .classes
+            .iter()
+            .map(|c| (c.id, c.name.clone()))
+            .collect(),
+        networks: view
+            .networks
+            .iter()
+            .map(|n| (n.id, n.name.clone()))
+            .collect(),
     }
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use enforcer_common::{
-    NETWORK_DEVICE_BASE, ROUTER_DEVICE, UNKNOWN_DEVICE, Verdict,
+    NETWORK_DEVICE_BASE, UNKNOWN_DEVICE, Verdict,
     event::DenyReason,
     explain::{
         EXPLAIN_F_AUDIT, EXPLAIN_F_DST_QUARANTINED, EXPLAIN_F_SRC_QUARANTINED,
@@ -192,7 +192,6 @@ pub struct Labels {
     pub rules: HashMap<u32, String>,
     pub classes: HashMap<u16, String>,
     pub networks: HashMap<u32, String>,
-    pub quarantine_class: Option<u16>,
 }
 
 impl Labels {
@@ -219,7 +218,6 @@ impl Labels {
                 .iter()
                 .map(|n| (n.id, n.name.clone()))
                 .collect(),
-            quarantine_class: compiled.quarantine.as_ref().map(|q| q.class),
         }
     }
 
@@ -238,7 +236,8 @@ impl Labels {
     fn end(&self, device: u32, class: u16, quarantined: bool) -> EndReport {
         let network = device
             .checked_sub(NETWORK_DEVICE_BASE)
-            .filter(|n| *n != 0 && device != ROUTER_DEVICE)
+            // Row 0 of the network range is the router's own (`ROUTER_DEVICE`).
+            .filter(|n| *n != 0)
             .map(|n| {
                 self.networks
                     .get(&n)
