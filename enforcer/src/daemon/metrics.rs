@@ -94,6 +94,15 @@ fn registered<C: prometheus::core::Collector + Clone + 'static>(
     Ok(c)
 }
 
+/// `enforcer_guard_failures_total` (`docs/safe-change.md`).
+fn guard_failures(r: &Registry) -> Result<IntCounter, prometheus::Error> {
+    counter(
+        r,
+        "enforcer_guard_failures_total",
+        "Guarded flows a new policy denied on the real program; each refused the switch and the running policy stayed.",
+    )
+}
+
 fn counter_vec(
     r: &Registry,
     name: &str,
@@ -228,11 +237,7 @@ impl Metrics {
                 "Policy reload attempts, by result.",
                 &["result"],
             )?,
-            guard_failures: counter(
-                &r,
-                "enforcer_guard_failures_total",
-                "Guarded flows a new policy denied on the real program; each refused the switch and the running policy stayed.",
-            )?,
+            guard_failures: guard_failures(&r)?,
             last_reload: float_gauge(
                 &r,
                 "enforcer_policy_last_reload_timestamp_seconds",

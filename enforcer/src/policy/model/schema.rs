@@ -52,11 +52,9 @@ pub(crate) const WHEN_KEYS: &[&str] = &["denied_packets", "spoofing", "touches"]
 pub(crate) const DENIED_KEYS: &[&str] = &["count", "within"];
 pub(crate) const LIMITS_KEYS: &[&str] = &["flows", "flows_per_device"];
 pub(crate) const INTERFACE_KEYS: &[&str] = &["role"];
-pub(crate) const TEST_KEYS: &[&str] = &["name", "from", "to", "service", "expect", "rule"];
-pub(crate) const GUARD_KEYS: &[&str] = &["from", "to", "service"];
 
 mod interfaces;
-mod probes;
+pub(crate) mod probes;
 
 pub(crate) use probes::{parse_probe_end, parse_probe_service};
 

@@ -2,7 +2,7 @@
 //! expects (`expect`, optionally the deciding `rule`) and an optional `name`. Names are checked
 //! against the policy in `validate::probes`, once all files are merged.
 
-use super::{Cx, GUARD_KEYS, TEST_KEYS, get};
+use super::{Cx, get};
 use crate::policy::{
     model::{
         ExpectedRule, Ports, Probe, ProbeEnd, ProbeKind, ProbeService, RuleAction, Service,
@@ -10,6 +10,9 @@ use crate::policy::{
     },
     yaml::Node,
 };
+
+pub(crate) const TEST_KEYS: &[&str] = &["name", "from", "to", "service", "expect", "rule"];
+pub(crate) const GUARD_KEYS: &[&str] = &["from", "to", "service"];
 
 const END_HINT: &str = "write device:NAME, router, or an IPv4 or IPv6 address";
 const SERVICE_HINT: &str = "write tcp/PORT, udp/PORT or icmp (one port: a test is one flow)";
