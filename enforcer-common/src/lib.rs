@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod control;
 pub mod event;
+pub mod explain;
 pub mod flow;
 pub mod identity;
 pub mod rules;
@@ -232,5 +233,6 @@ mod pod {
         crate::state::EventBudget,
         crate::state::DiscoveredDevice,
         crate::event::DenyEvent,
+        crate::explain::Explanation,
     );
 }

@@ -23,6 +23,7 @@
 mod account;
 mod bench;
 mod egress;
+mod explain;
 mod flow;
 mod identity;
 mod maps;

@@ -13,6 +13,7 @@ use enforcer_common::{
     Decision, MAX_ADDRS, MAX_DEVICES, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS, MAX_RULES, SLOTS,
     control::{Control, PolicyConfig},
     event::EVENTS_BYTES,
+    explain::Explanation,
     flow::{DEFAULT_FLOWS, FlowKey, FlowValue, FragKey, FragValue, MAX_FRAGS},
     identity::{AddrEntry, AddrKeyV4, AddrKeyV6, MacEntry, MacKey, NetEntry},
     rules::{PairKey, PairValue, PortKey},
@@ -110,3 +111,9 @@ pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 /// judged tuples and a discovery record. One entry; each run overwrites what it uses.
 #[map]
 pub static SCRATCH: PerCpuArray<crate::Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The explain program's answer: `enforcer_common::explain::EXPLAIN_MAP`, one [`Explanation`].
+/// Not pinned: each loaded instance has its own, so no probe ever reads another's answer and the
+/// pin directory holds nothing of it.
+#[map]
+pub static EXPLAIN: Array<Explanation> = Array::with_max_entries(1, 0);

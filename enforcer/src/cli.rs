@@ -99,6 +99,39 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Run the policy's `tests:` and `guards:` through a private instance of the real XDP program
+    /// with the compiled policy; exit 0 when all pass, 1 when one fails, 2 when the policy is
+    /// invalid, 3 without CAP_BPF.
+    Test {
+        /// Policy file (.yaml/.yml) or directory of them; several are merged into one policy.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Why one flow is allowed or denied: a probe packet through the real program against the
+    /// running policy (or a candidate with --policy), changing nothing.
+    Explain {
+        /// The sender: device:NAME, router, or an IPv4/IPv6 address.
+        #[arg(long)]
+        from: String,
+        /// The destination: device:NAME, router, or an IPv4/IPv6 address.
+        #[arg(long)]
+        to: String,
+        /// The service: tcp/PORT, udp/PORT or icmp.
+        #[arg(long)]
+        service: String,
+        /// Judge against this candidate policy (file or directory; repeat to merge several),
+        /// loaded privately, instead of the running one.
+        #[arg(long = "policy", value_name = "PATH")]
+        policies: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        paths: Paths,
+    },
     /// Show the compiled policy as the datapath will see it, and what would change against the
     /// running enforcer.
     Plan {

@@ -12,3 +12,9 @@ pub const ENVIRONMENT: u8 = 3;
 pub const APPLY_FAILED: u8 = 4;
 /// A bug: an internal error.
 pub const INTERNAL: u8 = 5;
+
+/// `enforcer test`: a test or guard failed. (Its invalid policy is [`USAGE`]'s 2, so a script
+/// tells a failing test from a policy that does not load.)
+pub const TEST_FAILED: u8 = 1;
+/// `enforcer test`: the policy is invalid (as `check` reports it).
+pub const TEST_POLICY_INVALID: u8 = 2;

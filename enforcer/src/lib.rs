@@ -2,6 +2,7 @@
 //!
 //! - [`policy`]: the policy language: loading, validation and compilation into map contents.
 //! - [`datapath`]: the facade over the XDP program and its maps (load, attach, apply, read).
+//! - [`probe`]: policy tests, guards and `explain`, run through the real program.
 //! - [`cli`] and [`commands`]: the command line.
 
 #![warn(
@@ -16,4 +17,5 @@ pub mod datapath;
 pub mod exit;
 pub mod logging;
 pub mod policy;
+pub mod probe;
 pub mod time;

@@ -15,14 +15,12 @@
     reason = "a test fails loudly, with what it expected as the message"
 )]
 
-use std::net::IpAddr;
-
 // Dependencies of the test crate that this test binary does not use itself.
 use anyhow as _;
 use aya as _;
 use enforcer::{
     datapath::{self, Datapath, DeviceCounters, RuleCounters},
-    policy::{CompileOptions, CompiledPolicy, compile, parse_str},
+    policy::CompiledPolicy,
 };
 use enforcer_common::{
     DEFAULT_RULE, UNKNOWN_DEVICE, Verdict,
@@ -31,7 +29,7 @@ use enforcer_common::{
 };
 use enforcer_tests::{
     frame::{Frame, mac},
-    kernel::require_root,
+    kernel::{compile_site_with_ids, require_root},
 };
 
 const DROP: u32 = 1;
@@ -250,30 +248,7 @@ fn compile_yaml_with_ids(
     yaml: &str,
     previous_ids: Option<enforcer::policy::IdTable>,
 ) -> CompiledPolicy {
-    let policy =
-        parse_str("test.yaml", yaml).unwrap_or_else(|e| panic!("fixture does not parse: {e:?}"));
-    let router_addrs: Vec<IpAddr> = ROUTER_ADDRS
-        .iter()
-        .map(|a| a.parse::<IpAddr>().expect("router address"))
-        .collect();
-    // The demo site's segments: a /24 and a /64 around each router address, as the daemon finds them.
-    let local_prefixes = router_addrs
-        .iter()
-        .map(|a| {
-            ipnet::IpNet::new(*a, if a.is_ipv4() { 24 } else { 64 })
-                .expect("prefix")
-                .trunc()
-        })
-        .collect();
-    compile(
-        &policy,
-        &CompileOptions {
-            router_addrs,
-            local_prefixes,
-            previous_ids,
-        },
-    )
-    .unwrap_or_else(|e| panic!("fixture does not compile: {e:?}"))
+    compile_site_with_ids("test.yaml", yaml, ROUTER_ADDRS, previous_ids)
 }
 
 /// Anything that becomes frame bytes.

@@ -17,12 +17,12 @@ use anyhow as _;
 use aya as _;
 use enforcer::{
     datapath::{self, Datapath},
-    policy::{CompileOptions, CompiledPolicy, compile, parse_str},
+    policy::CompiledPolicy,
 };
 use enforcer_common::{EGRESS_PROGRAM, ROUTER_DEVICE, stats::Counter};
 use enforcer_tests::{
     frame::{Frame, mac},
-    kernel::require_root,
+    kernel::{compile_site, require_root},
 };
 use libc as _;
 use serde_json as _;
@@ -74,28 +74,7 @@ fn without_router_rules() -> String {
 }
 
 fn compile_yaml(yaml: &str) -> CompiledPolicy {
-    let policy = parse_str("egress.yaml", yaml).unwrap_or_else(|e| panic!("parse: {e:?}"));
-    let router_addrs: Vec<IpAddr> = ROUTER_ADDRS
-        .iter()
-        .map(|a| a.parse().unwrap_or_else(|e| panic!("{a}: {e}")))
-        .collect();
-    let local_prefixes = router_addrs
-        .iter()
-        .map(|a| {
-            ipnet::IpNet::new(*a, if a.is_ipv4() { 24 } else { 64 })
-                .unwrap_or_else(|e| panic!("{e}"))
-                .trunc()
-        })
-        .collect();
-    compile(
-        &policy,
-        &CompileOptions {
-            router_addrs,
-            local_prefixes,
-            previous_ids: None,
-        },
-    )
-    .unwrap_or_else(|e| panic!("compile: {e:?}"))
+    compile_site("egress.yaml", yaml, ROUTER_ADDRS)
 }
 
 struct Harness {

@@ -14,18 +14,34 @@ pub mod apply;
 pub mod check;
 pub mod detach;
 pub mod devices;
+pub mod explain;
 pub mod plan;
 pub mod quarantine;
 pub mod run;
 pub mod schema;
 pub mod status;
 pub mod table;
+pub mod test;
 pub mod watch;
 
 /// Run a parsed command line; returns the exit code (see [`crate::exit`]).
 pub fn execute(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Check { paths, output } => check::run(&paths, output),
+        Command::Test { paths, output } => test::run(&paths, output),
+        Command::Explain {
+            from,
+            to,
+            service,
+            policies,
+            output,
+            paths,
+        } => explain::run(
+            &explain::Question { from, to, service },
+            &policies,
+            output,
+            &paths,
+        ),
         Command::Plan {
             paths,
             output,

@@ -48,6 +48,9 @@ pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
             return Ok(exit::INVALID);
         }
     };
+    if let Some(code) = crate::commands::test::plan_guards(paths, &compiled) {
+        return Ok(code);
+    }
     let view = PlanView::from(&compiled);
     let applied = state_dir.join(APPLIED_FILE);
     let changes = match std::fs::read(&applied) {

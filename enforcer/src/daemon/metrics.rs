@@ -38,6 +38,8 @@ pub struct Metrics {
     datapath: IntCounterVec,
     pub generation: IntGauge,
     pub reloads: IntCounterVec,
+    /// Guarded flows a new policy denied (each refusing the switch).
+    pub guard_failures: IntCounter,
     pub last_reload: Gauge,
     flows: IntGauge,
     events_dropped: IntCounter,
@@ -122,6 +124,15 @@ fn registered<C: prometheus::core::Collector + Clone + 'static>(
 ) -> Result<C, prometheus::Error> {
     r.register(Box::new(c.clone()))?;
     Ok(c)
+}
+
+/// `enforcer_guard_failures_total` (`docs/safe-change.md`).
+fn guard_failures(r: &Registry) -> Result<IntCounter, prometheus::Error> {
+    counter(
+        r,
+        "enforcer_guard_failures_total",
+        "Guarded flows a new policy denied on the real program; each refused the switch and the running policy stayed.",
+    )
 }
 
 fn counter_vec(
@@ -258,6 +269,7 @@ impl Metrics {
                 "Policy reload attempts, by result.",
                 &["result"],
             )?,
+            guard_failures: guard_failures(&r)?,
             last_reload: float_gauge(
                 &r,
                 "enforcer_policy_last_reload_timestamp_seconds",

@@ -79,6 +79,8 @@ pub enum DaemonError {
     Host(#[from] host::HostError),
     #[error("the policy is invalid; nothing was changed")]
     Policy(#[source] PolicyError),
+    #[error("the policy was refused by its guards; nothing was changed")]
+    Guard(#[source] crate::probe::guard::GuardError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
     #[error("state directory")]
@@ -268,6 +270,7 @@ fn reload(
         let (policy, files) = policy::load_snapshot(&change.paths).map_err(DaemonError::Policy)?;
         warn_interfaces_changed(cfg, &policy);
         let compiled = compile(&policy, &host, Some(inner.policy.ids.clone()))?;
+        check_guards(&policy, &compiled, inner.generation, metrics)?;
         Ok((compiled, files))
     });
     let result =
@@ -420,6 +423,8 @@ fn refused(inner: &mut Inner, metrics: &metrics::Metrics, e: &DaemonError) {
                 );
             }
         }
+        // Logged and counted where the guards ran (`check_guards`).
+        DaemonError::Guard(_) => {}
         _ => {
             error!(error = %message, generation = inner.generation, "policy rejected; the running policy stays");
         }
@@ -430,6 +435,38 @@ fn refused(inner: &mut Inner, metrics: &metrics::Metrics, e: &DaemonError) {
         error: Some(message),
     });
     metrics.reloads.with_label_values(&["failure"]).inc();
+}
+
+/// The check before every policy switch (a reload; an apply waiting for confirmation): the new
+/// policy's guards on the real program ([`crate::probe::guard`]). A refusal is logged here, each
+/// denied guard with its place, and counted in `enforcer_guard_failures_total`; the caller keeps
+/// the running policy.
+pub(crate) fn check_guards(
+    policy: &policy::Policy,
+    compiled: &CompiledPolicy,
+    generation: u64,
+    metrics: &metrics::Metrics,
+) -> Result<(), DaemonError> {
+    use crate::probe::guard::{GuardError, check_before_switch};
+    let refused = match check_before_switch(policy, compiled) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    match &refused {
+        GuardError::Denied(failed) => {
+            metrics
+                .guard_failures
+                .inc_by(u64::try_from(failed.len()).unwrap_or(u64::MAX));
+            for r in failed {
+                error!(guard = %r.flow, at = %r.at, reason = r.failure.as_deref().unwrap_or_default(), generation, "policy refused: it denies a guarded flow; the running policy stays");
+            }
+        }
+        GuardError::Datapath(e) => {
+            metrics.guard_failures.inc();
+            error!(error = %error_chain(e), generation, "policy refused: its guards could not be run; the running policy stays");
+        }
+    }
+    Err(DaemonError::Guard(refused))
 }
 
 /// (live capacity, `limits.flows`) when the policy just applied asks for another flow-table

@@ -9,7 +9,9 @@ mod apply;
 mod batch;
 pub mod bench;
 mod egress;
+mod explain;
 mod flow_table;
+pub mod probe_frame;
 mod read;
 
 use std::{
@@ -33,6 +35,7 @@ use enforcer_common::{
     control::Control,
     flow::{DEFAULT_FLOWS, FLOW_CAPACITY_GLOBAL, FLOW_RING_MAP, FLOW_TABLE_MAPS, FLOWS_MAP},
 };
+pub use explain::{Explainer, pinned_router_addresses};
 pub use flow_table::FlowTableResize;
 pub use read::{
     Counters, DeviceCounters, MapSource, PinnedMaps, RuleCounters, counters, device_counters,
@@ -116,6 +119,8 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+    #[error("nothing is pinned in {dir}: no enforcer runs with this pin directory")]
+    NothingPinned { dir: String },
     #[error("run a test frame through the program")]
     TestRun(#[source] aya::programs::ProgramError),
     #[error(transparent)]
@@ -139,6 +144,15 @@ impl AttachMode {
             Self::Generic => "generic",
         }
     }
+}
+
+/// Which programs a load verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Programs {
+    /// The XDP and egress programs that enforce.
+    Enforcing,
+    /// None yet: the explain program is loaded at the first probe (`explain`).
+    ExplainOnly,
 }
 
 /// The loaded program and its maps.
@@ -200,7 +214,7 @@ impl Datapath {
             Some(dir) => flow_table::resize_needed(dir, flows)?,
             None => None,
         };
-        let loaded = Self::load_sized(pin_dir, flows, resize.is_some());
+        let loaded = Self::load_sized(pin_dir, flows, resize.is_some(), Programs::Enforcing);
         if let (Some(dir), Some(_)) = (pin_dir, resize) {
             match &loaded {
                 Ok(_) => flow_table::pin_new_maps(dir)?,
@@ -224,12 +238,20 @@ impl Datapath {
         self.slots = std::mem::take(&mut previous.slots);
     }
 
+    /// A private, unpinned instance for probes (`enforcer test`, the guards before a switch): its
+    /// maps, and only the read-only explain program (loaded at the first probe), so the enforcing
+    /// programs' verification is not paid. [`Datapath::test_run`] does not work on it.
+    pub fn load_for_probes() -> Result<Self, DatapathError> {
+        Self::load_sized(None, DEFAULT_FLOWS, false, Programs::ExplainOnly)
+    }
+
     /// Loads with a flow table of `flows`; with `new_flow_maps`, the flow maps are created pinned
     /// under their new names ([`flow_table::new_pin`]) instead of adopted.
     fn load_sized(
         pin_dir: Option<&Path>,
         flows: u32,
         new_flow_maps: bool,
+        programs: Programs,
     ) -> Result<Self, DatapathError> {
         if OBJECT.is_empty() {
             return Err(DatapathError::NoObject);
@@ -280,13 +302,15 @@ impl Datapath {
             fs::remove_dir_all(dir).map_err(pin_err)?;
         }
         let mut ebpf = loaded?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(DatapathError::NoProgram)?
-            .try_into()
-            .map_err(DatapathError::Verify)?;
-        program.load().map_err(DatapathError::Verify)?;
-        egress::load_programs(&mut ebpf, &[enforcer_common::EGRESS_PROGRAM])?;
+        if programs == Programs::Enforcing {
+            let program: &mut Xdp = ebpf
+                .program_mut(PROGRAM)
+                .ok_or(DatapathError::NoProgram)?
+                .try_into()
+                .map_err(DatapathError::Verify)?;
+            program.load().map_err(DatapathError::Verify)?;
+            egress::load_programs(&mut ebpf, &[enforcer_common::EGRESS_PROGRAM])?;
+        }
         let dp = Self {
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),

@@ -66,7 +66,9 @@ mod tests {
     #[test]
     fn every_key_the_walker_accepts_is_in_the_schema_and_no_other() {
         let s = schema();
-        let sections: [(&str, &[&str]); 10] = [
+        let sections: [(&str, &[&str]); 12] = [
+            ("/definitions/test/properties", walker::probes::TEST_KEYS),
+            ("/definitions/guard/properties", walker::probes::GUARD_KEYS),
             ("/properties", walker::TOP_KEYS),
             (
                 "/properties/zones/additionalProperties/properties",

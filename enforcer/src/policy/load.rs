@@ -333,6 +333,9 @@ fn merge(docs: Vec<FileDoc>, root: Loc, diags: &mut Diags) -> Policy {
             diags,
         );
         merge_rules(&mut policy.rules, doc.rules, &mut rule_names, diags);
+        // Tests and guards add up across files: each says something of its own.
+        policy.tests.extend(doc.tests);
+        policy.guards.extend(doc.guards);
         if let Some((at, d)) = doc.defaults {
             merge_defaults(&mut policy.defaults, &mut defaults_at, at, d, diags);
         }
@@ -376,6 +379,8 @@ fn empty(root: Loc) -> Policy {
         quarantine: None,
         limits: Limits::default(),
         interfaces: BTreeMap::new(),
+        tests: Vec::new(),
+        guards: Vec::new(),
         warnings: Vec::new(),
         root,
     }

@@ -15,6 +15,8 @@ use super::{
     model::{Endpoint, Located, Policy},
 };
 
+mod probes;
+
 /// What could not be read, so that its absence is not reported again as a missing name: the
 /// root cause only.
 #[derive(Debug, Default)]
@@ -38,6 +40,7 @@ pub(crate) fn validate(p: &Policy, gaps: &Gaps, diags: &mut Diags) {
         check_references(p, gaps, diags);
     }
     check_claims(p, diags);
+    probes::check(p, gaps, diags);
     for r in &p.rules {
         let router_only = |side: &[Located<Endpoint>]| {
             !side.is_empty() && side.iter().all(|e| e.value == Endpoint::Router)

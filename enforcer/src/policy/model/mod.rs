@@ -16,12 +16,14 @@ use ipnet::IpNet;
 pub use super::compiled::Inventory;
 use super::diag::{Diagnostic, Loc};
 
+mod probe;
 mod scalars;
 pub(crate) mod schema;
 
+pub use probe::{ExpectedRule, Probe, ProbeEnd, ProbeKind, ProbeService};
 pub use scalars::fmt_mac;
-pub(crate) use scalars::parse_duration;
-pub(crate) use schema::file_doc;
+pub(crate) use scalars::{parse_duration, parse_mac};
+pub(crate) use schema::{file_doc, parse_probe_end, parse_probe_service};
 
 /// A value and where it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +50,10 @@ pub struct Policy {
     /// `interfaces:`: the interfaces this router enforces on, by name; empty when the policy
     /// does not say (then `enforcer run --iface` names them).
     pub interfaces: BTreeMap<String, Interface>,
+    /// `tests:` of every file, in read order.
+    pub tests: Vec<Probe>,
+    /// `guards:` of every file, in read order.
+    pub guards: Vec<Probe>,
     /// Warnings found while loading (the compiler may add more).
     pub warnings: Vec<Diagnostic>,
     /// Where problems about the policy as a whole are reported (the first file, or the path).
@@ -250,6 +256,9 @@ pub(crate) struct FileDoc {
     /// The section's key location and its value.
     pub limits: Option<(Loc, Limits)>,
     pub interfaces: Vec<Interface>,
+    /// `tests:` and `guards:`, in file order.
+    pub tests: Vec<Probe>,
+    pub guards: Vec<Probe>,
     /// Zones, networks and devices defined here whose body could not be read (errors reported).
     pub unreadable: Vec<Endpoint>,
 }

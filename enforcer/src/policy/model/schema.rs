@@ -7,7 +7,7 @@ use enforcer_common::{Action, Mode};
 
 use super::{
     Device, Endpoint, FileDoc, Inventory, Limits, Located, MAX_TEXT, Network, PartialDefaults,
-    Quarantine, Rule, RuleAction, Zone,
+    ProbeKind, Quarantine, Rule, RuleAction, Zone,
     scalars::{
         ENDPOINT_HINT, IDENT_HINT, Problem, check_ident, parse_addr, parse_cidr, parse_count,
         parse_duration, parse_endpoint, parse_mac, parse_service, truncate,
@@ -27,6 +27,8 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "quarantine",
     "limits",
     "interfaces",
+    "tests",
+    "guards",
 ];
 pub(crate) const ZONE_KEYS: &[&str] = &["description"];
 pub(crate) const DEVICE_KEYS: &[&str] = &[
@@ -52,6 +54,9 @@ pub(crate) const LIMITS_KEYS: &[&str] = &["flows", "flows_per_device"];
 pub(crate) const INTERFACE_KEYS: &[&str] = &["role"];
 
 mod interfaces;
+pub(crate) mod probes;
+
+pub(crate) use probes::{parse_probe_end, parse_probe_service};
 
 /// Convert one file's tree. Problems go to `diags`; what could be read is returned anyway, so
 /// later checks still run and one pass reports everything.
@@ -118,6 +123,8 @@ pub(crate) fn file_doc(root: Node<'_>, diags: &mut Diags) -> FileDoc {
             "quarantine" => doc.quarantine = cx.quarantine(knode, value),
             "limits" => doc.limits = cx.limits(value).map(|l| (knode.loc(), l)),
             "interfaces" => doc.interfaces = cx.interfaces(value),
+            "tests" => doc.tests = cx.probes(value, ProbeKind::Test),
+            "guards" => doc.guards = cx.probes(value, ProbeKind::Guard),
             _ => {}
         }
     }
