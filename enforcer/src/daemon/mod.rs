@@ -7,12 +7,14 @@
 //! exits (cleanly or by SIGKILL) enforcement goes on with the last policy; only `enforcer detach`
 //! removes it.
 
+mod attach;
 pub mod control;
 pub mod events;
 pub mod host;
 pub mod http;
 mod interfaces;
 pub mod metrics;
+mod netlink;
 pub mod state;
 
 use std::{
@@ -30,8 +32,8 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
-    datapath::{self, AttachMode, Datapath, DatapathError},
-    policy::{self, CompileOptions, CompiledPolicy, PolicyError},
+    datapath::{self, Datapath, DatapathError},
+    policy::{self, CompiledPolicy, PolicyError},
 };
 
 /// How the daemon was asked to run.
@@ -99,7 +101,10 @@ pub(crate) struct Inner {
     dp: Datapath,
     policy: CompiledPolicy,
     generation: u64,
-    interfaces: Vec<state::Interface>,
+    /// The interfaces attached, and those listed but absent.
+    enforced: attach::Enforced,
+    /// The host as `policy` was compiled with it.
+    host: host::HostContext,
     last_reload: Option<state::ReloadOutcome>,
 }
 
@@ -115,12 +120,7 @@ fn compile(
     host: &host::HostContext,
     previous_ids: Option<policy::IdTable>,
 ) -> Result<CompiledPolicy, DaemonError> {
-    let opts = CompileOptions {
-        router_addrs: host.router_addrs(),
-        local_prefixes: host.local_prefixes(),
-        previous_ids,
-    };
-    policy::compile(policy, &opts).map_err(DaemonError::Policy)
+    policy::compile(policy, &host.compile_options(previous_ids)).map_err(DaemonError::Policy)
 }
 
 fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
@@ -130,7 +130,8 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
         policy_path: policy::shown_paths(&cfg.policies),
         pin_dir: cfg.pin_dir.display().to_string(),
         metrics_addr: cfg.metrics_addr.to_string(),
-        interfaces: inner.interfaces.clone(),
+        interfaces: inner.enforced.interfaces(),
+        absent_interfaces: inner.enforced.absent(),
         generation: inner.generation,
         digest: p.digest.clone(),
         sources: p.sources.clone(),
@@ -167,6 +168,17 @@ fn record(cfg: &Config, inner: &Inner) {
             &policy::PlanView::from(&inner.policy),
         ),
         state::write(&cfg.state_dir, state::STATUS_FILE, &status_of(cfg, inner)),
+        state::write(
+            &cfg.state_dir,
+            state::HOST_FILE,
+            &state::HostRecord {
+                pid: std::process::id(),
+                generation: inner.generation,
+                interfaces: cfg.ifaces.clone(),
+                absent: inner.enforced.absent(),
+                context: inner.host.clone(),
+            },
+        ),
     ];
     for r in results {
         if let Err(e) = r {
@@ -205,10 +217,13 @@ fn reload(
         error!("daemon state poisoned; reload skipped");
         return;
     };
+    let mut compiled_with = None;
     let result = host.map_err(DaemonError::from).and_then(|host| {
         let policy = load(cfg)?;
         warn_interfaces_changed(cfg, &policy);
-        compile(&policy, &host, Some(inner.policy.ids.clone()))
+        let compiled = compile(&policy, &host, Some(inner.policy.ids.clone()));
+        compiled_with = Some(host);
+        compiled
     });
     let result = result.and_then(|compiled| {
         let generation = inner.generation + 1;
@@ -235,6 +250,9 @@ fn reload(
                 *l = events::Labels::of(&compiled);
             }
             inner.policy = compiled;
+            if let Some(host) = compiled_with {
+                inner.host = host;
+            }
             inner.last_reload = Some(state::ReloadOutcome {
                 at: crate::time::unix_now(),
                 result: "success".into(),
@@ -360,7 +378,11 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
     http::raise_open_file_limit();
     let policy = load(cfg)?;
     let cfg = &resolve_interfaces(cfg, &policy)?;
-    if let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i)) {
+    // An interface the policy lists may come later (attached when it appears); one named by
+    // --iface for a quick try must be there.
+    if cfg.uplinks == Uplinks::Guessed
+        && let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i))
+    {
         return Err(DaemonError::NoInterface(missing.clone()));
     }
     let lock = state::lock(&cfg.state_dir)?;
@@ -412,12 +434,13 @@ fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
     let generation = live.generation + 1;
     let report = dp.apply(&compiled, generation)?;
     info!(generation, entries = report.entries, ms = report.duration.as_millis(), digest = %compiled.digest, "policy applied");
-    let interfaces = attach_all(cfg, &mut dp, &pre.metrics)?;
+    let enforced = attach::attach_present(cfg, &mut dp, &pre.metrics)?;
     Ok(Inner {
         dp,
         policy: compiled,
         generation,
-        interfaces,
+        enforced,
+        host: pre.host.clone(),
         last_reload: Some(state::ReloadOutcome {
             at: crate::time::unix_now(),
             result: "success".into(),
@@ -455,48 +478,12 @@ fn resize_flow_table(
     dp.take_slots_from(&mut inner.dp);
     // From here the new datapath is the daemon's: links it has switched use its maps.
     let previous = std::mem::replace(&mut inner.dp, dp);
-    let attached = attach_all(cfg, &mut inner.dp, metrics);
+    let attached = attach::attach_present(cfg, &mut inner.dp, metrics);
     drop(previous);
-    inner.interfaces = attached?;
+    inner.enforced = attached?;
     log_flow_table_resize(&inner.dp);
     record(cfg, &inner);
     Ok(())
-}
-
-/// Attaches (or switches the pinned link of) every enforced interface; native XDP where the
-/// driver has it, generic otherwise.
-fn attach_all(
-    cfg: &Config,
-    dp: &mut Datapath,
-    metrics: &metrics::Metrics,
-) -> Result<Vec<state::Interface>, DaemonError> {
-    let wanted = if cfg.generic {
-        AttachMode::Generic
-    } else {
-        AttachMode::Native
-    };
-    let mut interfaces = Vec::new();
-    for iface in &cfg.ifaces {
-        let mode = match dp.attach(iface, wanted) {
-            Ok(m) => m,
-            Err(e) if wanted == AttachMode::Native => {
-                warn!(%iface, error = %error_chain(&e), "native XDP unavailable; attaching in generic mode");
-                dp.attach(iface, AttachMode::Generic)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let egress = dp.attach_egress(iface)?;
-        info!(%iface, mode = mode.as_str(), egress = egress.as_str(), "enforcing");
-        metrics
-            .interfaces
-            .with_label_values(&[iface.as_str(), mode.as_str()])
-            .set(1);
-        interfaces.push(state::Interface {
-            name: iface.clone(),
-            mode: mode.as_str().to_owned(),
-        });
-    }
-    Ok(interfaces)
 }
 
 /// Logs each warning of a policy being applied as one record, its hint a field of it (a second
@@ -613,6 +600,9 @@ impl Reloader {
                 None
             }
         };
+        let (host_tx, mut host_rx) = mpsc::channel::<()>(1);
+        let _netlink = self.watch_host(host_tx);
+        let mut resync = tokio::time::interval(attach::HOST_RESYNC);
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(DaemonError::Signals)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -638,15 +628,28 @@ impl Reloader {
                     info!("policy changed on disk: reloading");
                     self.reload().await;
                 }
+                Some(()) = host_rx.recv() => {
+                    // An interface coming up brings its addresses a moment later: one look.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    while host_rx.try_recv().is_ok() {}
+                    self.host_changed().await;
+                }
+                _ = resync.tick() => self.host_changed().await,
             }
         }
         Ok(())
     }
 
-    /// Reads the host afresh (addresses may have changed), then compiles and applies off the
-    /// async threads.
+    /// Attaches interfaces that came or went, reads the host afresh (addresses may have changed),
+    /// then compiles and applies off the async threads.
     async fn reload(&self) {
-        let host = host::HostContext::read(&self.cfg.ifaces, &self.cfg.uplinks).await;
+        self.reconcile().await;
+        self.apply(host::HostContext::read(&self.cfg.ifaces, &self.cfg.uplinks).await)
+            .await;
+    }
+
+    /// Compiles the policy on disk with `host` and applies it, off the async threads.
+    async fn apply(&self, host: Result<host::HostContext, host::HostError>) {
         let (cfg, shared, metrics, labels) = (
             self.cfg.clone(),
             Arc::clone(&self.shared),
