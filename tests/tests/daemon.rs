@@ -2318,9 +2318,14 @@ fn iface_with_an_interfaces_key_is_refused_before_anything_is_attached() {
 /// [`POLICY`] with its `interfaces:` listing every router-side interface of `w` as a segment, and
 /// `rule` added first to its rules.
 fn policy_listing(w: &World, rule: &str) -> String {
+    policy_with_interfaces(rule, &w.site.router_ifaces())
+}
+
+/// [`POLICY`] with `rule` added first to its rules and `interfaces:` listing `ifaces` as segments.
+fn policy_with_interfaces(rule: &str, ifaces: &[String]) -> String {
     let mut text = policy(9100).replace("rules:\n", &format!("rules:\n{rule}"));
     text.push_str("interfaces:\n");
-    for iface in w.site.router_ifaces() {
+    for iface in ifaces {
         text.push_str(&format!("  {iface}: {{role: segment}}\n"));
     }
     text
@@ -2480,6 +2485,55 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
     let log = d.output();
     assert!(log.contains("enforced interface deleted"), "{log}");
     assert!(log.contains("listed interface appeared"), "{log}");
+    d.stop(Duration::from_secs(5));
+}
+
+/// A reload that changes `interfaces:` takes effect without a restart: an interface added is
+/// attached, with its addresses the router's, and enforces; one removed is detached and unpinned.
+#[test]
+fn a_reload_that_changes_interfaces_attaches_the_new_and_detaches_the_removed() {
+    if !require_root("a_reload_that_changes_interfaces_attaches_the_new_and_detaches_the_removed")
+    {
+        return;
+    }
+    let w = World::new("relist", &[OFFICE_PC, PRINTER]);
+    let (pc, prn) = ("r-pc1".to_owned(), "r-prn1".to_owned());
+    w.write_policy(&policy_with_interfaces(
+        PRINTER_ROUTER,
+        std::slice::from_ref(&pc),
+    ));
+    let _router = router_listeners(&w);
+    let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
+    let mut d = spawn_daemon(w.site.router_ns(), &args_without_iface(&w, &[]))
+        .expect("spawn daemon");
+    d.wait_ready(w.site.router_ns(), addr(), Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("daemon not ready: {e:#}"));
+    assert!(w.router_xdp_attached(&pc));
+    assert!(!w.router_xdp_attached(&prn), "not listed yet");
+
+    let generation = w.metric("enforcer_policy_generation", &[]);
+    w.write_policy(&policy_with_interfaces(
+        PRINTER_ROUTER,
+        &[pc.clone(), prn.clone()],
+    ));
+    w.wait_generation(generation + 1.0);
+    wait_xdp(&w, &d, &prn, true);
+    assert_printer_interface_enforces(&w, &d, "after the reload listed it");
+
+    w.write_policy(&policy_with_interfaces(
+        PRINTER_ROUTER,
+        std::slice::from_ref(&prn),
+    ));
+    w.wait_generation(generation + 2.0);
+    wait_xdp(&w, &d, &pc, false);
+    assert!(
+        !enforcer::datapath::pinned_interfaces(&w.pin_dir).contains(&pc),
+        "the interface no longer listed is unpinned"
+    );
+    assert!(w.router_xdp_attached(&prn), "the one still listed stays");
+    let log = d.output();
+    assert!(log.contains("no longer listed"), "{log}");
+    assert!(!log.contains("until the daemon restarts"), "{log}");
     d.stop(Duration::from_secs(5));
 }
 

@@ -133,7 +133,7 @@ impl Baseline {
         let listed: Vec<&String> = candidate.interfaces.keys().collect();
         if !listed.is_empty() && listed != record.interfaces.iter().collect::<Vec<_>>() {
             used.note = Some(format!(
-                "the policy lists other interfaces than the daemon enforces on ({}); this plan uses the running daemon's, which keeps them until it restarts",
+                "the policy lists other interfaces than the daemon enforces on now ({}); applying it attaches and detaches them, but this plan uses the running daemon's host context, without the addresses of interfaces it does not enforce yet",
                 record.interfaces.join(", ")
             ));
         }

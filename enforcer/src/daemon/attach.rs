@@ -4,10 +4,16 @@
 //! kernel detached its links with the old device, so their pins are dropped and it is attached
 //! anew.
 //!
+//! A reload whose `interfaces:` lists other interfaces changes the set: new ones are attached,
+//! those no longer listed detached (see `interfaces::follow`).
+//!
 //! [`reconcile`] is level-triggered: it compares the index each listed name has now with the one it
 //! was attached to, so a lost, late or repeated netlink event cannot leave an interface wrong.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
 
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -24,14 +30,81 @@ struct Attached {
     mode: AttachMode,
 }
 
-/// The enforced interfaces: those attached, by name, and those listed but absent.
-#[derive(Clone, Debug, Default)]
+/// The enforced interfaces: those to enforce on, those attached, by name, and those listed but
+/// absent.
+#[derive(Debug)]
 pub(crate) struct Enforced {
+    /// The interfaces to enforce on: from the start's configuration, then from the policy's
+    /// `interfaces:` as reloads change it.
+    listed: Vec<String>,
+    uplinks: Uplinks,
+    /// `listed`, shared with the netlink watch, which picks its events by name.
+    watched: Arc<RwLock<Vec<String>>>,
     attached: BTreeMap<String, Attached>,
     absent: Vec<String>,
 }
 
 impl Enforced {
+    /// The interfaces `cfg` resolved at start, none attached yet.
+    pub(super) fn new(cfg: &Config) -> Self {
+        Self {
+            listed: cfg.ifaces.clone(),
+            uplinks: cfg.uplinks.clone(),
+            watched: Arc::new(RwLock::new(cfg.ifaces.clone())),
+            attached: BTreeMap::new(),
+            absent: Vec::new(),
+        }
+    }
+
+    /// The interfaces to enforce on, and how their uplinks are known.
+    pub(super) fn listed(&self) -> (Vec<String>, Uplinks) {
+        (self.listed.clone(), self.uplinks.clone())
+    }
+
+    /// Whether `policy`'s interfaces and roles are the ones enforced.
+    pub(super) fn is_listed(&self, ifaces: &[String], uplinks: &Uplinks) -> bool {
+        self.listed == ifaces && self.uplinks == *uplinks
+    }
+
+    /// Enforces on `ifaces` from now on (then [`reconcile`] attaches and detaches).
+    pub(super) fn relist(&mut self, ifaces: Vec<String>, uplinks: Uplinks) {
+        if let Ok(mut w) = self.watched.write() {
+            w.clone_from(&ifaces);
+        }
+        self.listed = ifaces;
+        self.uplinks = uplinks;
+    }
+
+    /// Attaches every listed interface that exists (at start, and when the flow table is
+    /// re-created and every link moves to the new program); an attach that fails is an error,
+    /// and then nothing here changes. A listed interface that does not exist is absent: its stale
+    /// pins, if an earlier daemon left any, are dropped.
+    pub(super) fn attach_present(
+        &mut self,
+        cfg: &Config,
+        dp: &mut Datapath,
+        metrics: &metrics::Metrics,
+    ) -> Result<(), DaemonError> {
+        let mut attached = BTreeMap::new();
+        let mut absent = Vec::new();
+        for iface in &self.listed {
+            match host::interface_index(iface) {
+                Some(ifindex) => {
+                    let a = attach_one(cfg, dp, iface, ifindex, metrics)?;
+                    attached.insert(iface.clone(), a);
+                }
+                None => {
+                    warn!(%iface, "listed interface absent; it is attached when it appears");
+                    drop_pins(cfg, iface);
+                    absent.push(iface.clone());
+                }
+            }
+        }
+        self.attached = attached;
+        self.absent = absent;
+        Ok(())
+    }
+
     /// The attached interfaces, as the status record lists them.
     pub(crate) fn interfaces(&self) -> Vec<state::Interface> {
         self.attached
@@ -85,38 +158,13 @@ fn attach_one(
     Ok(Attached { ifindex, mode })
 }
 
-/// Attaches every listed interface that exists (at start, and when the flow table is re-created
-/// and every link moves to the new program); an attach that fails is an error. A listed interface
-/// that does not exist is absent: its stale pins, if an earlier daemon left any, are dropped.
-pub(super) fn attach_present(
-    cfg: &Config,
-    dp: &mut Datapath,
-    metrics: &metrics::Metrics,
-) -> Result<Enforced, DaemonError> {
-    let mut out = Enforced::default();
-    for iface in &cfg.ifaces {
-        match host::interface_index(iface) {
-            Some(ifindex) => {
-                let a = attach_one(cfg, dp, iface, ifindex, metrics)?;
-                out.attached.insert(iface.clone(), a);
-            }
-            None => {
-                warn!(%iface, "listed interface absent; it is attached when it appears");
-                drop_pins(cfg, iface);
-                out.absent.push(iface.clone());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Unpins the links of an interface that is gone (they died with it), logging a failure.
+/// Unpins the links of an interface that is gone (they died with it) or no longer listed.
 fn drop_pins(cfg: &Config, iface: &str) {
     match datapath::unpin_interface(&cfg.pin_dir, iface) {
-        Ok(true) => info!(%iface, "dropped the pinned links of the interface that is gone"),
+        Ok(true) => info!(%iface, "unpinned the interface's links"),
         Ok(false) => {}
         Err(e) => {
-            error!(%iface, error = %error_chain(&e), "cannot drop the pinned links of an interface that is gone");
+            error!(%iface, error = %error_chain(&e), "cannot unpin the interface's links");
         }
     }
 }
@@ -130,6 +178,8 @@ enum Change {
     Recreated { old: u32, new: u32 },
     /// Attached before, absent now.
     Gone(u32),
+    /// Attached, and no longer listed.
+    Unlisted,
 }
 
 /// The change from the index an interface was attached to (`None`: absent) to the one its name
@@ -148,10 +198,23 @@ fn change(attached: Option<u32>, now: Option<u32>) -> Option<Change> {
 /// anything changed (then the caller records the new state).
 pub(super) fn reconcile(cfg: &Config, inner: &mut Inner, metrics: &metrics::Metrics) -> bool {
     let mut changed = false;
-    for iface in &cfg.ifaces {
+    let unlisted: Vec<String> = inner
+        .enforced
+        .attached
+        .keys()
+        .chain(&inner.enforced.absent)
+        .filter(|i| !inner.enforced.listed.contains(i))
+        .cloned()
+        .collect();
+    for iface in inner.enforced.listed.clone().iter().chain(&unlisted) {
         let was = inner.enforced.attached.get(iface).copied();
-        let Some(c) = change(was.map(|a| a.ifindex), host::interface_index(iface)) else {
-            continue;
+        let c = if unlisted.contains(iface) {
+            Change::Unlisted
+        } else {
+            let Some(c) = change(was.map(|a| a.ifindex), host::interface_index(iface)) else {
+                continue;
+            };
+            c
         };
         changed = true;
         if let Some(a) = was {
@@ -162,6 +225,13 @@ pub(super) fn reconcile(cfg: &Config, inner: &mut Inner, metrics: &metrics::Metr
         inner.enforced.attached.remove(iface);
         inner.enforced.absent.retain(|i| i != iface);
         let new = match c {
+            Change::Unlisted => {
+                if was.is_some() {
+                    info!(%iface, "interface no longer listed in `interfaces:`; detaching it");
+                    drop_pins(cfg, iface);
+                }
+                continue;
+            }
             Change::Gone(old) => {
                 warn!(%iface, ifindex = old, "enforced interface deleted; it is attached again when it appears");
                 drop_pins(cfg, iface);
@@ -202,7 +272,8 @@ impl Reloader {
     /// changes are picked up by the periodic look and at each reload.
     pub(super) fn watch_host(&self, tx: mpsc::Sender<()>) -> Option<netlink::Watch> {
         let guessed = self.cfg.uplinks == Uplinks::Guessed;
-        netlink::spawn(&self.cfg.ifaces, guessed, tx)
+        let names = self.shared.lock().ok()?.enforced.watched.clone();
+        netlink::spawn(names, guessed, tx)
             .inspect_err(|e| warn!(error = %error_chain(e), "cannot watch the interfaces over netlink; changes are picked up every {}s and at each reload", HOST_RESYNC.as_secs()))
             .ok()
     }
@@ -230,12 +301,19 @@ impl Reloader {
         }
     }
 
+    /// The host as it is now, for the interfaces enforced now.
+    pub(super) async fn read_host(&self) -> Result<host::HostContext, host::HostError> {
+        let listed = self.shared.lock().ok().map(|i| i.enforced.listed());
+        let (ifaces, uplinks) = listed.unwrap_or_else(|| (self.cfg.ifaces.clone(), self.cfg.uplinks.clone()));
+        host::HostContext::read(&ifaces, &uplinks).await
+    }
+
     /// After a netlink event (or the periodic look): attaches what came, then, when the enforced
     /// interfaces' addresses or uplinks differ from those the running policy was compiled with,
     /// recompiles and applies it as a reload does.
     pub(super) async fn host_changed(&self) {
         self.reconcile().await;
-        let now = match host::HostContext::read(&self.cfg.ifaces, &self.cfg.uplinks).await {
+        let now = match self.read_host().await {
             Ok(h) => h,
             Err(e) => {
                 warn!(error = %error_chain(&e), "cannot read the enforced interfaces' addresses; the running policy stays");

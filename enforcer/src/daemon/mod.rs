@@ -27,7 +27,7 @@ use std::{
 
 use aya::maps::RingBuf;
 pub use interfaces::Uplinks;
-use interfaces::{resolve_interfaces, warn_interfaces_changed};
+use interfaces::resolve_interfaces;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -174,7 +174,7 @@ fn record(cfg: &Config, inner: &Inner) {
             &state::HostRecord {
                 pid: std::process::id(),
                 generation: inner.generation,
-                interfaces: cfg.ifaces.clone(),
+                interfaces: inner.enforced.listed().0,
                 absent: inner.enforced.absent(),
                 context: inner.host.clone(),
             },
@@ -220,9 +220,9 @@ fn reload(
     let mut compiled_with = None;
     let result = host.map_err(DaemonError::from).and_then(|host| {
         let policy = load(cfg)?;
-        warn_interfaces_changed(cfg, &policy);
+        let (host, relisted) = interfaces::follow(&inner.enforced, &policy, host)?;
         let compiled = compile(&policy, &host, Some(inner.policy.ids.clone()));
-        compiled_with = Some(host);
+        compiled_with = Some((host, relisted));
         compiled
     });
     let result = result.and_then(|compiled| {
@@ -250,8 +250,12 @@ fn reload(
                 *l = events::Labels::of(&compiled);
             }
             inner.policy = compiled;
-            if let Some(host) = compiled_with {
+            if let Some((host, relisted)) = compiled_with {
                 inner.host = host;
+                if let Some((ifaces, uplinks)) = relisted {
+                    inner.enforced.relist(ifaces, uplinks);
+                    attach::reconcile(cfg, &mut inner, metrics);
+                }
             }
             inner.last_reload = Some(state::ReloadOutcome {
                 at: crate::time::unix_now(),
@@ -434,7 +438,8 @@ fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
     let generation = live.generation + 1;
     let report = dp.apply(&compiled, generation)?;
     info!(generation, entries = report.entries, ms = report.duration.as_millis(), digest = %compiled.digest, "policy applied");
-    let enforced = attach::attach_present(cfg, &mut dp, &pre.metrics)?;
+    let mut enforced = attach::Enforced::new(cfg);
+    enforced.attach_present(cfg, &mut dp, &pre.metrics)?;
     Ok(Inner {
         dp,
         policy: compiled,
@@ -478,11 +483,12 @@ fn resize_flow_table(
     dp.take_slots_from(&mut inner.dp);
     // From here the new datapath is the daemon's: links it has switched use its maps.
     let previous = std::mem::replace(&mut inner.dp, dp);
-    let attached = attach::attach_present(cfg, &mut inner.dp, metrics);
+    let inner = &mut *inner;
+    let attached = inner.enforced.attach_present(cfg, &mut inner.dp, metrics);
     drop(previous);
-    inner.enforced = attached?;
+    attached?;
     log_flow_table_resize(&inner.dp);
-    record(cfg, &inner);
+    record(cfg, inner);
     Ok(())
 }
 
@@ -644,8 +650,7 @@ impl Reloader {
     /// then compiles and applies off the async threads.
     async fn reload(&self) {
         self.reconcile().await;
-        self.apply(host::HostContext::read(&self.cfg.ifaces, &self.cfg.uplinks).await)
-            .await;
+        self.apply(self.read_host().await).await;
     }
 
     /// Compiles the policy on disk with `host` and applies it, off the async threads.

@@ -5,7 +5,10 @@
 //! (`attach::reconcile`, then a recompile when the addresses changed): the events are the
 //! trigger, never the state, so one lost to a socket overrun is caught by the next look.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
 
 use futures_util::StreamExt as _;
 use rtnetlink::{
@@ -74,25 +77,35 @@ impl HostEvent {
     }
 }
 
-/// What the watch looks for: the listed names, the index each had when last seen (address and
-/// route messages carry only the index), and whether default routes matter.
+/// What the watch looks for: the listed names (shared with the daemon, which changes them when a
+/// reload changes `interfaces:`), the index each had when last seen (address and route messages
+/// carry only the index), and whether default routes matter.
 #[derive(Debug)]
 struct Watched {
-    names: BTreeSet<String>,
+    names: Arc<RwLock<Vec<String>>>,
     index: BTreeMap<u32, String>,
     default_routes: bool,
 }
 
 impl Watched {
-    fn new(ifaces: &[String], default_routes: bool) -> Self {
-        Self {
-            names: ifaces.iter().cloned().collect(),
-            index: ifaces
-                .iter()
-                .filter_map(|i| host::interface_index(i).map(|x| (x, i.clone())))
-                .collect(),
-            default_routes,
+    fn is_listed(&self, name: &str) -> bool {
+        self.names
+            .read()
+            .is_ok_and(|n| n.iter().any(|i| i == name))
+    }
+
+    /// The listed name of interface `index`: as last seen, else as the listed names resolve now
+    /// (a name listed by a reload since).
+    fn name_of(&mut self, index: u32) -> Option<String> {
+        if let Some(n) = self.index.get(&index) {
+            return Some(n.clone());
         }
+        let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
+        let name = names
+            .into_iter()
+            .find(|n| host::interface_index(n) == Some(index))?;
+        self.index.insert(index, name.clone());
+        Some(name)
     }
 
     /// The event `msg` is for the daemon, if it is one.
@@ -116,7 +129,7 @@ impl Watched {
                 })
             }
             RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
-                let iface = self.index.get(&m.header.index)?.clone();
+                let iface = self.name_of(m.header.index)?;
                 Some(HostEvent::Address {
                     iface,
                     address: host::address_net(m)?,
@@ -128,7 +141,7 @@ impl Watched {
             {
                 let iface = host::default_route_oifs(m)
                     .into_iter()
-                    .find_map(|i| self.index.get(&i).cloned())?;
+                    .find_map(|i| self.name_of(i))?;
                 Some(HostEvent::DefaultRoute {
                     iface,
                     added: matches!(msg, RouteNetlinkMessage::NewRoute(_)),
@@ -145,7 +158,7 @@ impl Watched {
             return None;
         }
         m.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfName(n) if self.names.contains(n) => Some(n.clone()),
+            LinkAttribute::IfName(n) if self.is_listed(n) => Some(n.clone()),
             _ => None,
         })
     }
@@ -162,10 +175,10 @@ impl Drop for Watch {
 }
 
 /// Subscribes to link and address changes (and default-route changes when `default_routes`),
-/// then, in a task, logs each event of `ifaces` and sends a tick on `tx` (a full channel already
+/// then, in a task, logs each event of the interfaces in `names` and sends a tick on `tx` (a full channel already
 /// holds a pending look at the host).
 pub(super) fn spawn(
-    ifaces: &[String],
+    names: Arc<RwLock<Vec<String>>>,
     default_routes: bool,
     tx: mpsc::Sender<()>,
 ) -> Result<Watch, HostError> {
@@ -179,7 +192,11 @@ pub(super) fn spawn(
     }
     let (connection, _handle, mut messages) =
         rtnetlink::new_multicast_connection(&groups).map_err(HostError::Socket)?;
-    let mut watched = Watched::new(ifaces, default_routes);
+    let mut watched = Watched {
+        names,
+        index: BTreeMap::new(),
+        default_routes,
+    };
     Ok(Watch(tokio::spawn(async move {
         let conn = tokio::spawn(connection);
         while let Some((msg, _)) = messages.next().await {
@@ -224,7 +241,7 @@ mod tests {
 
     fn watched() -> Watched {
         Watched {
-            names: ["lan0".to_owned()].into(),
+            names: Arc::new(RwLock::new(vec!["lan0".to_owned()])),
             index: BTreeMap::new(),
             default_routes: false,
         }
