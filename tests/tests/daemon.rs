@@ -2331,6 +2331,15 @@ fn policy_with_interfaces(rule: &str, ifaces: &[String]) -> String {
     text
 }
 
+/// Starts the daemon on the policy's `interfaces:` (no `--iface`) and waits until it serves.
+fn start_listed(w: &World) -> netns::Daemon {
+    let mut d =
+        spawn_daemon(w.site.router_ns(), &args_without_iface(w, &[])).expect("spawn daemon");
+    d.wait_ready(w.site.router_ns(), addr(), Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{}: daemon not ready: {e:#}", w.name));
+    d
+}
+
 /// Waits until `iface` in the router namespace has (`true`) or has not an XDP program.
 fn wait_xdp(w: &World, d: &netns::Daemon, iface: &str, attached: bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -2414,11 +2423,10 @@ fn a_listed_interface_absent_at_start_is_attached_when_it_appears() {
     let w = World::new("late", &[OFFICE_PC, PRINTER]);
     w.write_policy(&policy_listing(&w, PRINTER_ROUTER));
     let _router = router_listeners(&w);
-    w.site.unwire(PRINTER.name).expect("remove the printer's link");
-    let mut d = spawn_daemon(w.site.router_ns(), &args_without_iface(&w, &[]))
-        .expect("spawn daemon");
-    d.wait_ready(w.site.router_ns(), addr(), Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("daemon not ready with a listed interface absent: {e:#}"));
+    w.site
+        .unwire(PRINTER.name)
+        .expect("remove the printer's link");
+    let mut d = start_listed(&w);
     assert_eq!(absent_interfaces(&w), ["r-prn1"]);
     let (_, text, _) = w.cli(&["status"]);
     assert!(
@@ -2426,7 +2434,9 @@ fn a_listed_interface_absent_at_start_is_attached_when_it_appears() {
         "{text}"
     );
 
-    w.site.rewire(PRINTER.name).expect("create the printer's link");
+    w.site
+        .rewire(PRINTER.name)
+        .expect("create the printer's link");
     let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
     wait_xdp(&w, &d, "r-prn1", true);
     assert_printer_interface_enforces(&w, &d, "after the interface appeared");
@@ -2454,16 +2464,15 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
     let w = World::new("recr", &[OFFICE_PC, PRINTER]);
     w.write_policy(&policy_listing(&w, PRINTER_ROUTER));
     let _router = router_listeners(&w);
-    let mut d = spawn_daemon(w.site.router_ns(), &args_without_iface(&w, &[]))
-        .expect("spawn daemon");
-    d.wait_ready(w.site.router_ns(), addr(), Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("daemon not ready: {e:#}"));
+    let mut d = start_listed(&w);
     {
         let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
         assert_printer_interface_enforces(&w, &d, "at start");
     }
 
-    w.site.unwire(PRINTER.name).expect("delete the printer's link");
+    w.site
+        .unwire(PRINTER.name)
+        .expect("delete the printer's link");
     let deadline = Instant::now() + Duration::from_secs(10);
     while absent_interfaces(&w) != ["r-prn1"] {
         assert!(
@@ -2478,7 +2487,9 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
         "the dead link's pin is dropped"
     );
 
-    w.site.rewire(PRINTER.name).expect("create the printer's link again");
+    w.site
+        .rewire(PRINTER.name)
+        .expect("create the printer's link again");
     wait_xdp(&w, &d, "r-prn1", true);
     let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
     assert_printer_interface_enforces(&w, &d, "after it was re-created");
@@ -2492,8 +2503,7 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
 /// attached, with its addresses the router's, and enforces; one removed is detached and unpinned.
 #[test]
 fn a_reload_that_changes_interfaces_attaches_the_new_and_detaches_the_removed() {
-    if !require_root("a_reload_that_changes_interfaces_attaches_the_new_and_detaches_the_removed")
-    {
+    if !require_root("a_reload_that_changes_interfaces_attaches_the_new_and_detaches_the_removed") {
         return;
     }
     let w = World::new("relist", &[OFFICE_PC, PRINTER]);
@@ -2504,10 +2514,7 @@ fn a_reload_that_changes_interfaces_attaches_the_new_and_detaches_the_removed() 
     ));
     let _router = router_listeners(&w);
     let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
-    let mut d = spawn_daemon(w.site.router_ns(), &args_without_iface(&w, &[]))
-        .expect("spawn daemon");
-    d.wait_ready(w.site.router_ns(), addr(), Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("daemon not ready: {e:#}"));
+    let mut d = start_listed(&w);
     assert!(w.router_xdp_attached(&pc));
     assert!(!w.router_xdp_attached(&prn), "not listed yet");
 
@@ -2550,12 +2557,9 @@ fn an_address_added_to_the_router_is_picked_up_without_a_reload() {
         "  - {name: office-router, from: zone:office, to: router, allow: [tcp/2222]}\n",
     ));
     let _ssh = listen_tcp(w.site.router_ns(), 2222).expect("listen on the router");
-    let mut d = spawn_daemon(w.site.router_ns(), &args_without_iface(&w, &[]))
-        .expect("spawn daemon");
-    d.wait_ready(w.site.router_ns(), addr(), Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("daemon not ready: {e:#}"));
+    let mut d = start_listed(&w);
     let generation = w.metric("enforcer_policy_generation", &[]);
-    let reloads = w.metric("enforcer_reloads_total", &[("result", "success")]);
+    let reloads = w.metric("enforcer_policy_reloads_total", &[("result", "success")]);
     // In the office's segment and unlisted: an unknown device's address, until the router has it.
     let extra: IpAddr = "10.1.3.2".parse().expect("literal");
     netns::run(Command::new("ip").args([
@@ -2580,7 +2584,7 @@ fn an_address_added_to_the_router_is_picked_up_without_a_reload() {
         "{log}"
     );
     assert!(
-        w.metric("enforcer_reloads_total", &[("result", "success")]) > reloads,
+        w.metric("enforcer_policy_reloads_total", &[("result", "success")]) > reloads,
         "counted as a reload"
     );
     d.stop(Duration::from_secs(5));
@@ -2664,14 +2668,20 @@ fn plan_of_the_running_policy_reports_no_change_and_an_edit_only_its_rule() {
         text.contains("changes: none (same policy as applied)"),
         "{text}"
     );
-    assert!(text.contains("host context: the running daemon's"), "{text}");
+    assert!(
+        text.contains("host context: the running daemon's"),
+        "{text}"
+    );
 
     // One rule edited, in a copy the daemon does not watch.
     let candidate = w.policy_dir.parent().expect("base").join("candidate");
     fs::create_dir_all(&candidate).expect("candidate dir");
     fs::write(
         candidate.join("policy.yaml"),
-        running.replace("allow: [tcp/9100, icmp]", "allow: [tcp/9100, tcp/631, icmp]"),
+        running.replace(
+            "allow: [tcp/9100, icmp]",
+            "allow: [tcp/9100, tcp/631, icmp]",
+        ),
     )
     .expect("candidate");
     let edit = plan_json(&w, &candidate);

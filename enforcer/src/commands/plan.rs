@@ -95,9 +95,7 @@ struct Baseline {
 impl Baseline {
     /// Reads the record; `Err(message)` when the state directory is root's and this is not root.
     fn read(state_dir: &Path) -> Result<Result<Self, String>> {
-        let denied = |e: &state::StateError| {
-            matches!(e, state::StateError::Read { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
-        };
+        let denied = |e: &state::StateError| matches!(e, state::StateError::Read { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied);
         let applied = match state::read::<PlanView>(state_dir, state::APPLIED_FILE) {
             Err(e) if denied(&e) => {
                 return Ok(Err(format!(

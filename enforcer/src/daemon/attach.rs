@@ -304,7 +304,8 @@ impl Reloader {
     /// The host as it is now, for the interfaces enforced now.
     pub(super) async fn read_host(&self) -> Result<host::HostContext, host::HostError> {
         let listed = self.shared.lock().ok().map(|i| i.enforced.listed());
-        let (ifaces, uplinks) = listed.unwrap_or_else(|| (self.cfg.ifaces.clone(), self.cfg.uplinks.clone()));
+        let (ifaces, uplinks) =
+            listed.unwrap_or_else(|| (self.cfg.ifaces.clone(), self.cfg.uplinks.clone()));
         host::HostContext::read(&ifaces, &uplinks).await
     }
 
@@ -333,7 +334,7 @@ impl Reloader {
             uplinks = ?now.uplinks,
             "the enforced interfaces' addresses changed: recompiling the policy"
         );
-        self.apply(Ok(now)).await;
+        self.recompile(Ok(now)).await;
     }
 }
 

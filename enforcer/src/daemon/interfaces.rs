@@ -47,8 +47,11 @@ pub(super) fn resolve_interfaces(
     })
 }
 
+/// A set of interfaces to enforce on, and how their uplinks are known.
+pub(super) type Listed = (Vec<String>, Uplinks);
+
 /// The interfaces `policy` lists and its uplinks among them; `None` when it lists none.
-fn declared(policy: &policy::Policy) -> Option<(Vec<String>, Uplinks)> {
+fn declared(policy: &policy::Policy) -> Option<Listed> {
     let listed = &policy.interfaces;
     if listed.is_empty() {
         return None;
@@ -70,7 +73,7 @@ pub(super) fn follow(
     enforced: &Enforced,
     policy: &policy::Policy,
     host: HostContext,
-) -> Result<(HostContext, Option<(Vec<String>, Uplinks)>), DaemonError> {
+) -> Result<(HostContext, Option<Listed>), DaemonError> {
     let (running, how) = enforced.listed();
     let wanted = declared(policy);
     match (&how, wanted) {
@@ -83,7 +86,9 @@ pub(super) fn follow(
             Ok((host, None))
         }
         (Uplinks::Guessed, None) => Ok((host, None)),
-        (Uplinks::Declared(_), Some((ifaces, uplinks))) if enforced.is_listed(&ifaces, &uplinks) => {
+        (Uplinks::Declared(_), Some((ifaces, uplinks)))
+            if enforced.is_listed(&ifaces, &uplinks) =>
+        {
             Ok((host, None))
         }
         (Uplinks::Declared(_), Some((ifaces, uplinks))) => relist(&running, ifaces, uplinks),
@@ -95,7 +100,7 @@ fn relist(
     running: &[String],
     ifaces: Vec<String>,
     uplinks: Uplinks,
-) -> Result<(HostContext, Option<(Vec<String>, Uplinks)>), DaemonError> {
+) -> Result<(HostContext, Option<Listed>), DaemonError> {
     info!(before = ?running, now = ?ifaces, uplinks = ?uplinks, "the policy's `interfaces:` changed: reading their addresses");
     // Reloads run on a blocking thread of the daemon's runtime, where waiting on it is allowed.
     let runtime = tokio::runtime::Handle::try_current()

@@ -650,11 +650,11 @@ impl Reloader {
     /// then compiles and applies off the async threads.
     async fn reload(&self) {
         self.reconcile().await;
-        self.apply(self.read_host().await).await;
+        self.recompile(self.read_host().await).await;
     }
 
     /// Compiles the policy on disk with `host` and applies it, off the async threads.
-    async fn apply(&self, host: Result<host::HostContext, host::HostError>) {
+    async fn recompile(&self, host: Result<host::HostContext, host::HostError>) {
         let (cfg, shared, metrics, labels) = (
             self.cfg.clone(),
             Arc::clone(&self.shared),

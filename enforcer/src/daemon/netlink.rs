@@ -89,9 +89,7 @@ struct Watched {
 
 impl Watched {
     fn is_listed(&self, name: &str) -> bool {
-        self.names
-            .read()
-            .is_ok_and(|n| n.iter().any(|i| i == name))
+        self.names.read().is_ok_and(|n| n.iter().any(|i| i == name))
     }
 
     /// The listed name of interface `index`: as last seen, else as the listed names resolve now
@@ -239,6 +237,16 @@ mod tests {
         m
     }
 
+    /// `RTM_NEWLINK` (or, with `deleted`, `RTM_DELLINK`) of `lan0`, index 7.
+    fn lan0(deleted: bool) -> RouteNetlinkMessage {
+        let m = link("lan0", 7, AddressFamily::Unspec);
+        if deleted {
+            RouteNetlinkMessage::DelLink(m)
+        } else {
+            RouteNetlinkMessage::NewLink(m)
+        }
+    }
+
     fn watched() -> Watched {
         Watched {
             names: Arc::new(RwLock::new(vec!["lan0".to_owned()])),
@@ -250,11 +258,7 @@ mod tests {
     #[test]
     fn a_listed_link_added_then_deleted_names_the_interface_and_its_index() {
         let mut w = watched();
-        let added = w.event_of(&RouteNetlinkMessage::NewLink(link(
-            "lan0",
-            7,
-            AddressFamily::Unspec,
-        )));
+        let added = w.event_of(&lan0(false));
         assert_eq!(
             added,
             Some(HostEvent::Link {
@@ -263,20 +267,12 @@ mod tests {
                 new: true
             })
         );
-        let again = w.event_of(&RouteNetlinkMessage::NewLink(link(
-            "lan0",
-            7,
-            AddressFamily::Unspec,
-        )));
+        let again = w.event_of(&lan0(false));
         assert!(
             matches!(again, Some(HostEvent::Link { new: false, .. })),
             "{again:?}"
         );
-        let deleted = w.event_of(&RouteNetlinkMessage::DelLink(link(
-            "lan0",
-            7,
-            AddressFamily::Unspec,
-        )));
+        let deleted = w.event_of(&lan0(true));
         assert_eq!(
             deleted,
             Some(HostEvent::LinkDeleted {
@@ -300,11 +296,7 @@ mod tests {
     #[test]
     fn an_address_on_a_listed_interface_is_an_event_by_its_index() {
         let mut w = watched();
-        let _ = w.event_of(&RouteNetlinkMessage::NewLink(link(
-            "lan0",
-            7,
-            AddressFamily::Unspec,
-        )));
+        let _ = w.event_of(&lan0(false));
         let mut a = AddressMessage::default();
         a.header.index = 7;
         a.header.prefix_len = 24;

@@ -441,7 +441,11 @@ mod tests {
     fn a_one_rule_edit_plans_to_exactly_that_rule_and_its_entries() {
         let live = running(&host());
         let applied = PlanView::from(&live);
-        let edited = rules(&[("zeta", "tcp/1"), ("alpha", "tcp/2"), ("mid", "tcp/3, tcp/4")]);
+        let edited = rules(&[
+            ("zeta", "tcp/1"),
+            ("alpha", "tcp/2"),
+            ("mid", "tcp/3, tcp/4"),
+        ]);
         let d = diff(
             &applied,
             &PlanView::from(&compiled(
@@ -453,7 +457,10 @@ mod tests {
             )),
         );
         assert_eq!(d.rules.changed, ["mid"]);
-        assert!(d.rules.added.is_empty() && d.rules.removed.is_empty(), "{d:?}");
+        assert!(
+            d.rules.added.is_empty() && d.rules.removed.is_empty(),
+            "{d:?}"
+        );
         assert!(
             d.zones.is_empty() && d.devices.is_empty() && d.networks.is_empty(),
             "{d:?}"
