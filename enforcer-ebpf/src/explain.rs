@@ -20,9 +20,9 @@ use enforcer_common::{
 };
 
 use crate::{
-    Scratch,
+    Scratch, live_epoch,
     maps::{CONFIG, CONTROL, EXPLAIN, SCRATCH},
-    live_epoch, now_ns, parse,
+    now_ns, parse,
     policy::{Judgement, Tuple, is_quarantined, judge, judge_router},
 };
 

@@ -212,7 +212,6 @@ impl Site {
                 spec.name
             );
         }
-        let r = self.router.clone();
         self.add_ns(&ns)?;
         sysctl(
             &ns,
@@ -221,6 +220,20 @@ impl Site {
                 "net.ipv6.conf.all.accept_dad=0",
             ],
         )?;
+        self.wire(&ns, &riface, spec)?;
+        Ok(Node {
+            spec,
+            ns,
+            router_iface: riface,
+        })
+    }
+
+    /// Joins the device's namespace `ns` to the router by a veth pair (`riface` on the router's
+    /// side), with the device's MAC, both ends' addresses and the device's default routes.
+    fn wire(&self, ns: &str, riface: &str, spec: DeviceSpec) -> Result<()> {
+        let r = self.router.clone();
+        let ns = ns.to_owned();
+        let riface = riface.to_owned();
         // Both ends are created directly in their namespaces: no name ever exists in the host one.
         run(Command::new("ip").args([
             "link",
@@ -292,11 +305,28 @@ impl Site {
             "via",
             &spec.router_v6.to_string(),
         ]))?;
-        Ok(Node {
-            spec,
-            ns,
-            router_iface: riface,
-        })
+        Ok(())
+    }
+
+    /// Deletes the veth pair of the device `name` (both ends: its router-side interface is gone,
+    /// as when a VLAN or an adapter is removed).
+    ///
+    /// # Errors
+    /// When `ip` fails.
+    pub fn unwire(&self, name: &str) -> Result<()> {
+        let node = self.node(name);
+        run(Command::new("ip").args(["-n", &self.router, "link", "del", &node.router_iface]))?;
+        Ok(())
+    }
+
+    /// Wires the device `name` to the router again after [`Site::unwire`]: a new veth pair (a new
+    /// device under the old name), addressed and routed as at [`Site::build`].
+    ///
+    /// # Errors
+    /// When an `ip` command fails.
+    pub fn rewire(&self, name: &str) -> Result<()> {
+        let node = self.node(name).clone();
+        self.wire(&node.ns, &node.router_iface, node.spec)
     }
 
     /// Name of the router namespace.

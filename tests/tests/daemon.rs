@@ -2759,3 +2759,395 @@ fn confirm_keeps_an_applied_candidate_past_its_window() {
     assert_eq!(w.metric("enforcer_confirm_reverts_total", &[]), 0.0);
     assert!(w.status_json().get("pending").is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Interfaces that come and go (issue 15: netlink, not only at reload)
+
+/// [`POLICY`] with its `interfaces:` listing every router-side interface of `w` as a segment, and
+/// `rule` added first to its rules.
+fn policy_listing(w: &World, rule: &str) -> String {
+    policy_with_interfaces(rule, &w.site.router_ifaces())
+}
+
+/// [`POLICY`] with `rule` added first to its rules and `interfaces:` listing `ifaces` as segments.
+fn policy_with_interfaces(rule: &str, ifaces: &[String]) -> String {
+    let mut text = policy(9100).replace("rules:\n", &format!("rules:\n{rule}"));
+    text.push_str("interfaces:\n");
+    for iface in ifaces {
+        text.push_str(&format!("  {iface}: {{role: segment}}\n"));
+    }
+    text
+}
+
+/// Starts the daemon on the policy's `interfaces:` (no `--iface`) and waits until it serves.
+fn start_listed(w: &World) -> netns::Daemon {
+    let mut d =
+        spawn_daemon(w.site.router_ns(), &args_without_iface(w, &[])).expect("spawn daemon");
+    d.wait_ready(w.site.router_ns(), addr(), Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{}: daemon not ready: {e:#}", w.name));
+    d
+}
+
+/// Waits until `iface` in the router namespace has (`true`) or has not an XDP program.
+fn wait_xdp(w: &World, d: &netns::Daemon, iface: &str, attached: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.router_xdp_attached(iface) != attached {
+        assert!(
+            Instant::now() < deadline,
+            "{iface}: XDP attached should be {attached}; daemon output:\n{}",
+            d.output()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The status record's `absent_interfaces`.
+fn absent_interfaces(w: &World) -> Vec<String> {
+    let (code, out, err) = w.cli(&["status", "--output", "json"]);
+    assert_eq!(code, 0, "status: {err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("status json");
+    st["absent_interfaces"]
+        .as_array()
+        .expect("absent_interfaces")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The rule that lets the printers reach the router on tcp/2223 (and nothing else).
+const PRINTER_ROUTER: &str =
+    "  - {name: printer-router, from: zone:printers, to: router, allow: [tcp/2223]}\n";
+
+/// The printer's interface enforces, with its address the router's: the office reaches the
+/// printer on tcp/9100 (the reply crosses the printer's interface through its flow), the printer
+/// reaches the router's address on its segment on tcp/2223 (allowed `to: router`), and not on
+/// tcp/2222: a packet to the router itself is judged only at the interface it arrives on (the
+/// router's replies always pass), so that deny is the printer's interface enforcing.
+/// The router namespace must listen on 2222 and 2223, the printer on 9100.
+fn assert_printer_interface_enforces(w: &World, d: &netns::Daemon, when: &str) {
+    let router = IpAddr::V4(PRINTER.router_v4);
+    assert!(
+        eventually(Duration::from_secs(10), || tcp_connects(
+            w.ns("pc1"),
+            v4(&PRINTER),
+            9100,
+            PROBE
+        )),
+        "{when}: office -> printer tcp/9100 is allowed; daemon output:\n{}",
+        d.output()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || tcp_connects(
+            w.ns("prn1"),
+            router,
+            2223,
+            PROBE
+        )),
+        "{when}: printer -> router tcp/2223 is allowed; daemon output:\n{}",
+        d.output()
+    );
+    assert!(
+        !tcp_connects(w.ns("prn1"), router, 2222, PROBE),
+        "{when}: printer -> router tcp/2222 is denied at the printer's interface; daemon output:\n{}",
+        d.output()
+    );
+}
+
+/// Listeners in the router namespace for [`assert_printer_interface_enforces`].
+fn router_listeners(w: &World) -> [netns::Proc; 2] {
+    [2222, 2223].map(|p| listen_tcp(w.site.router_ns(), p).expect("listen on the router"))
+}
+
+/// A listed interface that does not exist when the daemon starts does not stop it: `status`
+/// shows it absent, and it is attached, and enforces, as soon as it is created.
+#[test]
+fn a_listed_interface_absent_at_start_is_attached_when_it_appears() {
+    if !require_root("a_listed_interface_absent_at_start_is_attached_when_it_appears") {
+        return;
+    }
+    let w = World::new("late", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy_listing(&w, PRINTER_ROUTER));
+    let _router = router_listeners(&w);
+    w.site
+        .unwire(PRINTER.name)
+        .expect("remove the printer's link");
+    let mut d = start_listed(&w);
+    assert_eq!(absent_interfaces(&w), ["r-prn1"]);
+    let (_, text, _) = w.cli(&["status"]);
+    assert!(
+        text.contains("r-prn1 (listed, absent: attached when it appears)"),
+        "{text}"
+    );
+
+    w.site
+        .rewire(PRINTER.name)
+        .expect("create the printer's link");
+    let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
+    wait_xdp(&w, &d, "r-prn1", true);
+    assert_printer_interface_enforces(&w, &d, "after the interface appeared");
+    assert!(absent_interfaces(&w).is_empty());
+    assert!(
+        enforcer::datapath::pinned_interfaces(&w.pin_dir).contains(&"r-prn1".to_owned()),
+        "its link is pinned"
+    );
+    let log = d.output();
+    assert!(
+        log.contains("listed interface appeared") && log.contains("r-prn1"),
+        "{log}"
+    );
+    d.stop(Duration::from_secs(5));
+}
+
+/// An enforced interface deleted and created again (a new device under the same name) is
+/// attached again: its stale pinned links are dropped, new ones made, and a denied flow is
+/// denied again while an allowed one passes.
+#[test]
+fn a_deleted_and_recreated_interface_is_attached_again() {
+    if !require_root("a_deleted_and_recreated_interface_is_attached_again") {
+        return;
+    }
+    let w = World::new("recr", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy_listing(&w, PRINTER_ROUTER));
+    let _router = router_listeners(&w);
+    let mut d = start_listed(&w);
+    {
+        let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
+        assert_printer_interface_enforces(&w, &d, "at start");
+    }
+
+    w.site
+        .unwire(PRINTER.name)
+        .expect("delete the printer's link");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while absent_interfaces(&w) != ["r-prn1"] {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted interface is not shown absent; daemon output:\n{}",
+            d.output()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !enforcer::datapath::pinned_interfaces(&w.pin_dir).contains(&"r-prn1".to_owned()),
+        "the dead link's pin is dropped"
+    );
+
+    w.site
+        .rewire(PRINTER.name)
+        .expect("create the printer's link again");
+    wait_xdp(&w, &d, "r-prn1", true);
+    let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
+    assert_printer_interface_enforces(&w, &d, "after it was re-created");
+    let log = d.output();
+    assert!(log.contains("enforced interface deleted"), "{log}");
+    assert!(log.contains("listed interface appeared"), "{log}");
+    d.stop(Duration::from_secs(5));
+}
+
+/// A reload that changes `interfaces:` takes effect without a restart: an interface added is
+/// attached, with its addresses the router's, and enforces; one removed is detached and unpinned.
+#[test]
+fn a_reload_that_changes_interfaces_attaches_the_new_and_detaches_the_removed() {
+    if !require_root("a_reload_that_changes_interfaces_attaches_the_new_and_detaches_the_removed") {
+        return;
+    }
+    let w = World::new("relist", &[OFFICE_PC, PRINTER]);
+    let (pc, prn) = ("r-pc1".to_owned(), "r-prn1".to_owned());
+    w.write_policy(&policy_with_interfaces(
+        PRINTER_ROUTER,
+        std::slice::from_ref(&pc),
+    ));
+    let _router = router_listeners(&w);
+    let _print = listen_tcp(w.ns("prn1"), 9100).expect("listen 9100");
+    let mut d = start_listed(&w);
+    assert!(w.router_xdp_attached(&pc));
+    assert!(!w.router_xdp_attached(&prn), "not listed yet");
+
+    let generation = w.metric("enforcer_policy_generation", &[]);
+    w.write_policy(&policy_with_interfaces(
+        PRINTER_ROUTER,
+        &[pc.clone(), prn.clone()],
+    ));
+    w.wait_generation(generation + 1.0);
+    wait_xdp(&w, &d, &prn, true);
+    assert_printer_interface_enforces(&w, &d, "after the reload listed it");
+
+    w.write_policy(&policy_with_interfaces(
+        PRINTER_ROUTER,
+        std::slice::from_ref(&prn),
+    ));
+    w.wait_generation(generation + 2.0);
+    wait_xdp(&w, &d, &pc, false);
+    assert!(
+        !enforcer::datapath::pinned_interfaces(&w.pin_dir).contains(&pc),
+        "the interface no longer listed is unpinned"
+    );
+    assert!(w.router_xdp_attached(&prn), "the one still listed stays");
+    let log = d.output();
+    assert!(log.contains("no longer listed"), "{log}");
+    assert!(!log.contains("until the daemon restarts"), "{log}");
+    d.stop(Duration::from_secs(5));
+}
+
+/// An address added to an enforced interface is the router's at once, without a reload: the
+/// policy is compiled again with it (a rule `to: router` then covers it).
+#[test]
+fn an_address_added_to_the_router_is_picked_up_without_a_reload() {
+    if !require_root("an_address_added_to_the_router_is_picked_up_without_a_reload") {
+        return;
+    }
+    let w = World::new("addr", &[OFFICE_PC, PRINTER]);
+    w.write_policy(&policy_listing(
+        &w,
+        "  - {name: office-router, from: zone:office, to: router, allow: [tcp/2222]}\n",
+    ));
+    let _ssh = listen_tcp(w.site.router_ns(), 2222).expect("listen on the router");
+    let mut d = start_listed(&w);
+    let generation = w.metric("enforcer_policy_generation", &[]);
+    let reloads = w.metric("enforcer_policy_reloads_total", &[("result", "success")]);
+    // In the office's segment and unlisted: an unknown device's address, until the router has it.
+    let extra: IpAddr = "10.1.3.2".parse().expect("literal");
+    netns::run(Command::new("ip").args([
+        "-n",
+        w.site.router_ns(),
+        "addr",
+        "add",
+        "10.1.3.2/24",
+        "dev",
+        "r-pc1",
+    ]))
+    .expect("add an address");
+    w.wait_generation(generation + 1.0);
+    assert!(
+        tcp_connects(w.ns("pc1"), extra, 2222, PROBE),
+        "the new address is the router's: office -> router tcp/2222 is allowed; daemon output:\n{}",
+        d.output()
+    );
+    let log = d.output();
+    assert!(
+        log.contains("addresses changed") && log.contains("10.1.3.2/24"),
+        "{log}"
+    );
+    assert!(
+        w.metric("enforcer_policy_reloads_total", &[("result", "success")]) > reloads,
+        "counted as a reload"
+    );
+    d.stop(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------------------------
+// `enforcer plan` against the running daemon (issue 14)
+
+/// `enforcer plan PATH --output json` with this world's state directory: the report.
+fn plan_json(w: &World, path: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(enforcer_bin())
+        .args(["plan", "--output", "json", "--state-dir"])
+        .arg(&w.state_dir)
+        .arg(path)
+        .output()
+        .expect("run plan");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "plan: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("plan json")
+}
+
+/// The names a plan's changes list for `what` ("rules", "devices", ...), as "+name", "-name" and
+/// "~name".
+fn planned(report: &serde_json::Value, what: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, sign) in [("added", "+"), ("removed", "-"), ("changed", "~")] {
+        for n in report["changes"][what][key].as_array().expect(key) {
+            out.push(format!("{sign}{}", n.as_str().unwrap_or_default()));
+        }
+    }
+    out
+}
+
+/// `plan` of the exact policy the daemon runs reports no change (it compiles with the daemon's
+/// host context and ids), and a one-rule edit reports exactly that rule.
+#[test]
+fn plan_of_the_running_policy_reports_no_change_and_an_edit_only_its_rule() {
+    if !require_root("plan_of_the_running_policy_reports_no_change_and_an_edit_only_its_rule") {
+        return;
+    }
+    let w = World::new("plan", &[OFFICE_PC, PRINTER, WAN]);
+    // Rules added over time, so the daemon's ids are not the ones a fresh compile hands out.
+    w.write_policy(&policy(9100).replace(
+        "rules:\n",
+        "rules:\n  - {name: zz-office-ping, from: zone:office, to: router, allow: [icmp]}\n",
+    ));
+    let d = w.start();
+    let generation = w.metric("enforcer_policy_generation", &[]);
+    let running = policy(9100).replace(
+        "rules:\n",
+        "rules:\n  - {name: zz-office-ping, from: zone:office, to: router, allow: [icmp]}\n  - {name: a-printer-dns, from: zone:printers, to: router, allow: [udp/53]}\n",
+    );
+    w.write_policy(&running);
+    w.wait_generation(generation + 1.0);
+
+    let same = plan_json(&w, &w.policy_dir);
+    assert_eq!(same["host"]["from"], "daemon", "{same}");
+    assert!(
+        same["host"]["addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x.as_str() == Some("r-pc1 10.1.3.1/24"))),
+        "{same}"
+    );
+    for what in ["zones", "networks", "devices", "rules"] {
+        assert!(planned(&same, what).is_empty(), "{what}: {same}");
+    }
+    assert_eq!(same["changes"]["maps"], serde_json::json!({}), "{same}");
+    assert_eq!(same["changes"]["settings"], serde_json::json!([]), "{same}");
+    let text = Command::new(enforcer_bin())
+        .args(["plan", "--state-dir"])
+        .arg(&w.state_dir)
+        .arg(&w.policy_dir)
+        .output()
+        .expect("plan");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("changes: none (same policy as applied)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("host context: the running daemon's"),
+        "{text}"
+    );
+
+    // One rule edited, in a copy the daemon does not watch.
+    let candidate = w.policy_dir.parent().expect("base").join("candidate");
+    fs::create_dir_all(&candidate).expect("candidate dir");
+    fs::write(
+        candidate.join("policy.yaml"),
+        running.replace(
+            "allow: [tcp/9100, icmp]",
+            "allow: [tcp/9100, tcp/631, icmp]",
+        ),
+    )
+    .expect("candidate");
+    let edit = plan_json(&w, &candidate);
+    assert_eq!(planned(&edit, "rules"), ["~office-print"], "{edit}");
+    for what in ["zones", "networks", "devices"] {
+        assert!(planned(&edit, what).is_empty(), "{what}: {edit}");
+    }
+    assert_eq!(
+        edit["changes"]["maps"],
+        serde_json::json!({"PORTS": 1}),
+        "{edit}"
+    );
+    drop(d);
+
+    // No daemon: said plainly.
+    let none = plan_json(&w, &w.policy_dir);
+    assert_eq!(none["host"]["from"], "none", "{none}");
+    assert!(
+        none["host"]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("compiled without host context")),
+        "{none}"
+    );
+}

@@ -1,45 +1,162 @@
 //! `enforcer plan PATH...`: the compiled policy as the datapath will see it (zones, devices, rules,
 //! classes, map sizes against capacity) and, when the daemon recorded what it applied
 //! (`STATE_DIR/applied.json`, a serialised [`PlanView`]), what applying this policy would change.
+//!
+//! The candidate compiles as the daemon would compile it: with the daemon's ids (`ids.json`), so
+//! a kept name keeps its id, and with the running daemon's host context (`host.json`: its
+//! interfaces, their addresses and segments, the uplinks), so the running policy plans to no
+//! change. The host context comes from the state directory, not from a question over the control
+//! socket: it is written in the same step as `applied.json`, so the two always describe the same
+//! apply, and reading it needs no daemon protocol (the same root-only directory as the rest).
 
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::{
     cli::Output,
+    daemon::{host::HostContext, state},
     exit,
-    policy::{self, CompileOptions, PlanDiff, PlanView, diff},
+    policy::{self, IdTable, PlanDiff, PlanView, diff},
 };
-
-/// File in the state directory where the daemon records the applied policy.
-pub const APPLIED_FILE: &str = "applied.json";
 
 #[derive(Debug, Serialize)]
 struct PlanReport<'a> {
     plan: &'a PlanView,
+    /// What the policy was compiled with: the running daemon's host context, or none.
+    host: &'a HostUsed,
     /// `None` when nothing was applied yet (no `applied.json`).
     changes: Option<PlanDiff>,
     warnings: Vec<String>,
 }
 
+/// The host context a plan was compiled with, and whose it is.
+#[derive(Debug, Serialize)]
+struct HostUsed {
+    /// "daemon": the running daemon's (`host.json`); "none": compiled without one.
+    from: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    interfaces: Vec<String>,
+    /// Listed interfaces that do not exist now.
+    absent: Vec<String>,
+    uplinks: Vec<String>,
+    /// `IFACE ADDRESS/PREFIX`.
+    addresses: Vec<String>,
+    /// Why there is none, or what to keep in mind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+impl HostUsed {
+    fn of(record: &state::HostRecord) -> Self {
+        Self {
+            from: "daemon",
+            pid: Some(record.pid),
+            interfaces: record.interfaces.clone(),
+            absent: record.absent.clone(),
+            uplinks: record.context.uplinks.clone(),
+            addresses: record
+                .context
+                .addresses
+                .iter()
+                .map(|(i, n)| format!("{i} {n}"))
+                .collect(),
+            note: None,
+        }
+    }
+
+    fn none(why: String) -> Self {
+        Self {
+            from: "none",
+            pid: None,
+            interfaces: Vec::new(),
+            absent: Vec::new(),
+            uplinks: Vec::new(),
+            addresses: Vec::new(),
+            note: Some(why),
+        }
+    }
+}
+
+/// What the running (or last) daemon recorded in the state directory: the view of the policy it
+/// applied, its ids, and its host context (only while it runs: a dead daemon's record may no
+/// longer describe the host).
+struct Baseline {
+    applied: Option<PlanView>,
+    ids: Option<IdTable>,
+    host: Option<state::HostRecord>,
+}
+
+impl Baseline {
+    /// Reads the record; `Err(message)` when the state directory is root's and this is not root.
+    fn read(state_dir: &Path) -> Result<Result<Self, String>> {
+        let denied = |e: &state::StateError| matches!(e, state::StateError::Read { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied);
+        let applied = match state::read::<PlanView>(state_dir, state::APPLIED_FILE) {
+            Err(e) if denied(&e) => {
+                return Ok(Err(format!(
+                    "cannot read the running policy in {} (the state directory is root's): run plan as root to see the changes",
+                    state_dir.join(state::APPLIED_FILE).display()
+                )));
+            }
+            other => other?,
+        };
+        let ids = state::read_ids(state_dir)?;
+        let host = state::read::<state::HostRecord>(state_dir, state::HOST_FILE)?
+            .filter(|r| super::status::process_alive(r.pid));
+        Ok(Ok(Self { applied, ids, host }))
+    }
+
+    /// How a candidate compiles as the daemon would compile it at its next reload: with its host
+    /// context and its ids (new names get fresh ids, kept names keep theirs).
+    fn compile_options(&self) -> policy::CompileOptions {
+        let host = self
+            .host
+            .as_ref()
+            .map_or_else(HostContext::default, |r| r.context.clone());
+        host.compile_options(self.ids.clone())
+    }
+
+    fn host_used(&self, candidate: &policy::Policy) -> HostUsed {
+        let Some(record) = &self.host else {
+            return HostUsed::none(
+                "no enforcer daemon is running: compiled without host context (the router's own addresses and the segments of its interfaces are left out, so `router` matches none of its addresses and their map entries are missing)".to_owned(),
+            );
+        };
+        let mut used = HostUsed::of(record);
+        let listed: Vec<&String> = candidate.interfaces.keys().collect();
+        if !listed.is_empty() && listed != record.interfaces.iter().collect::<Vec<_>>() {
+            used.note = Some(format!(
+                "the policy lists other interfaces than the daemon enforces on now ({}); applying it attaches and detaches them, but this plan uses the running daemon's host context, without the addresses of interfaces it does not enforce yet",
+                record.interfaces.join(", ")
+            ));
+        }
+        used
+    }
+}
+
 /// Run `plan`; returns the exit code.
 ///
 /// # Errors
-/// When `applied.json` exists but cannot be read or parsed, or output cannot be serialised.
+/// When a record in the state directory exists but cannot be read or parsed, or output cannot be
+/// serialised.
 #[expect(
     clippy::print_stdout,
     clippy::print_stderr,
     reason = "CLI output: the plan on stdout, diagnostics on stderr"
 )]
 pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
-    let (compiled, warnings) = match policy::load_all(paths)
-        .and_then(|p| policy::compile_with_diagnostics(&p, &CompileOptions::default()))
-    {
+    let baseline = match Baseline::read(state_dir)? {
+        Ok(b) => b,
+        Err(message) => return Ok(crate::commands::fail(exit::ENVIRONMENT, &message)),
+    };
+    let (candidate, compiled, warnings) = match policy::load_all(paths).and_then(|p| {
+        policy::compile_with_diagnostics(&p, &baseline.compile_options()).map(|(c, w)| (p, c, w))
+    }) {
         Ok(ok) => ok,
         Err(err) => {
             for d in policy::render_all(&err.diagnostics()) {
@@ -52,25 +169,8 @@ pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
         return Ok(code);
     }
     let view = PlanView::from(&compiled);
-    let applied = state_dir.join(APPLIED_FILE);
-    let changes = match std::fs::read(&applied) {
-        Ok(bytes) => {
-            let old: PlanView = serde_json::from_slice(&bytes)
-                .with_context(|| format!("parse {}", applied.display()))?;
-            Some(diff(&old, &view))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Ok(crate::commands::fail(
-                exit::ENVIRONMENT,
-                &format!(
-                    "cannot read the running policy in {} (the state directory is root's): run plan as root to see the changes",
-                    applied.display()
-                ),
-            ));
-        }
-        Err(e) => return Err(e).with_context(|| format!("read {}", applied.display())),
-    };
+    let host = baseline.host_used(&candidate);
+    let changes = baseline.applied.as_ref().map(|old| diff(old, &view));
     match output {
         Output::Json => {
             let warnings = warnings.iter().map(ToString::to_string).collect();
@@ -78,6 +178,7 @@ pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
                 "{}",
                 serde_json::to_string_pretty(&PlanReport {
                     plan: &view,
+                    host: &host,
                     changes,
                     warnings
                 })?
@@ -87,19 +188,53 @@ pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
             for w in policy::render_all(&warnings) {
                 eprintln!("{w}");
             }
-            print!("{}", render(&view, changes.as_ref()));
+            print!("{}", render(&view, &host, changes.as_ref()));
         }
     }
     Ok(exit::OK)
 }
 
 /// The text form of a plan (and its changes).
-#[must_use]
-pub fn render(v: &PlanView, changes: Option<&PlanDiff>) -> String {
+fn render(v: &PlanView, host: &HostUsed, changes: Option<&PlanDiff>) -> String {
     let mut s = String::new();
     render_policy(&mut s, v);
+    render_host(&mut s, host);
     render_changes(&mut s, changes);
     s
+}
+
+/// Which host context the plan was compiled with.
+fn render_host(s: &mut String, h: &HostUsed) {
+    match h.pid {
+        Some(pid) => {
+            let role = |i: &String| {
+                if h.uplinks.contains(i) {
+                    format!("{i} (uplink)")
+                } else if h.absent.contains(i) {
+                    format!("{i} (absent)")
+                } else {
+                    i.clone()
+                }
+            };
+            let ifaces: Vec<String> = h.interfaces.iter().map(role).collect();
+            let _ = writeln!(
+                s,
+                "\nhost context: the running daemon's (pid {pid}): interfaces {}; addresses {}",
+                ifaces.join(", "),
+                if h.addresses.is_empty() {
+                    "none".to_owned()
+                } else {
+                    h.addresses.join(", ")
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(s, "\nhost context: none");
+        }
+    }
+    if let Some(note) = &h.note {
+        let _ = writeln!(s, "  note: {note}");
+    }
 }
 
 /// What the datapath will get: settings, then each section, then the map sizes. Writing to a

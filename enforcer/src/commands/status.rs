@@ -25,6 +25,8 @@ struct Report {
     running: bool,
     pid: u32,
     interfaces: Vec<state::Interface>,
+    /// Interfaces the policy lists that do not exist now: attached when they appear.
+    absent_interfaces: Vec<String>,
     generation: u64,
     digest: String,
     sources: Vec<String>,
@@ -52,7 +54,7 @@ struct Pending {
 }
 
 /// Whether a process with this pid exists (signal 0 checks without sending anything).
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     i32::try_from(pid)
         .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
 }
@@ -115,6 +117,7 @@ impl Report {
             running: process_alive(st.pid),
             pid: st.pid,
             interfaces: attached_interfaces(st, pin_dir),
+            absent_interfaces: st.absent_interfaces.clone(),
             generation: live.generation,
             digest: st.digest.clone(),
             sources: st.sources.clone(),
@@ -150,7 +153,13 @@ impl Report {
         for i in &self.interfaces {
             line("interface:", &format!("{} ({})", i.name, i.mode));
         }
-        if self.interfaces.is_empty() {
+        for name in &self.absent_interfaces {
+            line(
+                "interface:",
+                &format!("{name} (listed, absent: attached when it appears)"),
+            );
+        }
+        if self.interfaces.is_empty() && self.absent_interfaces.is_empty() {
             line("interface:", "none attached");
         }
         line(

@@ -23,8 +23,10 @@ pub enum HostError {
     },
 }
 
-/// The host's network state that shapes the compiled policy.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The host's network state that shapes the compiled policy. The daemon records the one its
+/// running policy was compiled with (`host.json` in the state directory), so `enforcer plan`
+/// compiles a candidate exactly as the daemon would.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostContext {
     /// Every address of the enforced interfaces, with its prefix and interface, sorted: the
     /// addresses are the policy's `router`, the prefixes the segments the enforcer guards.
@@ -102,6 +104,33 @@ impl HostContext {
         Ok(Self { addresses, uplinks })
     }
 
+    /// The options to compile a policy with for this host, keeping `previous_ids` stable.
+    #[must_use]
+    pub fn compile_options(
+        &self,
+        previous_ids: Option<crate::policy::IdTable>,
+    ) -> crate::policy::CompileOptions {
+        crate::policy::CompileOptions {
+            router_addrs: self.router_addrs(),
+            local_prefixes: self.local_prefixes(),
+            previous_ids,
+        }
+    }
+
+    /// The addresses (`IFACE ADDRESS/PREFIX`) in `self` and not in `old`, and those in `old` and
+    /// not in `self`.
+    #[must_use]
+    pub fn address_changes(&self, old: &Self) -> (Vec<String>, Vec<String>) {
+        let only = |a: &Self, b: &Self| -> Vec<String> {
+            a.addresses
+                .iter()
+                .filter(|x| !b.addresses.contains(x))
+                .map(|(i, n)| format!("{i} {n}"))
+                .collect()
+        };
+        (only(self, old), only(old, self))
+    }
+
     /// The router's own addresses.
     #[must_use]
     pub fn router_addrs(&self) -> Vec<IpAddr> {
@@ -123,7 +152,7 @@ impl HostContext {
 /// An address message's address and prefix; `None` for IPv6 link-local (judged as `router` by
 /// scope already). For IPv4 the local address is the interface's own (`IFA_ADDRESS` is the peer on
 /// a point-to-point link), as `getifaddrs` reports it.
-fn address_net(msg: &AddressMessage) -> Option<ipnet::IpNet> {
+pub(super) fn address_net(msg: &AddressMessage) -> Option<ipnet::IpNet> {
     let local = msg.attributes.iter().find_map(|a| match a {
         AddressAttribute::Local(ip) => Some(*ip),
         _ => None,
@@ -144,7 +173,7 @@ fn address_net(msg: &AddressMessage) -> Option<ipnet::IpNet> {
 
 /// The output interfaces of a usable default route in the main table (none for other routes, and
 /// for unreachable, prohibit and blackhole defaults).
-fn default_route_oifs(msg: &RouteMessage) -> Vec<u32> {
+pub(super) fn default_route_oifs(msg: &RouteMessage) -> Vec<u32> {
     if msg.header.destination_prefix_length != 0 || msg.header.kind != RouteType::Unicast {
         return Vec::new();
     }

@@ -1,10 +1,10 @@
 //! Which interfaces the daemon enforces on, and which of them are uplinks: the policy's
 //! `interfaces:` (reviewable in git), or `--iface` for quick use (uplinks then guessed from the
-//! default route). Read at start; a reload that changes `interfaces:` says it waits for a restart.
+//! default route). Resolved at start; a reload follows a changed `interfaces:` (see [`follow`]).
 
-use tracing::warn;
+use tracing::{info, warn};
 
-use super::{Config, DaemonError};
+use super::{Config, DaemonError, attach::Enforced, host::HostContext};
 use crate::policy;
 
 /// How the uplinks among the enforced interfaces are known.
@@ -22,22 +22,15 @@ pub(super) fn resolve_interfaces(
     cfg: &Config,
     policy: &policy::Policy,
 ) -> Result<Config, DaemonError> {
-    let listed = &policy.interfaces;
-    if let Some(first) = listed.values().next() {
-        if !cfg.ifaces.is_empty() {
+    if let Some((ifaces, uplinks)) = declared(policy) {
+        if let (false, Some(first)) = (cfg.ifaces.is_empty(), policy.interfaces.values().next()) {
             return Err(DaemonError::IfaceWithInterfaces {
                 at: first.loc.to_string(),
             });
         }
-        let ifaces = listed.keys().cloned().collect();
-        let uplinks = listed
-            .values()
-            .filter(|i| i.role == policy::model::Role::Uplink)
-            .map(|i| i.name.clone())
-            .collect();
         return Ok(Config {
             ifaces,
-            uplinks: Uplinks::Declared(uplinks),
+            uplinks,
             ..cfg.clone()
         });
     }
@@ -54,28 +47,66 @@ pub(super) fn resolve_interfaces(
     })
 }
 
-/// Warns when a reloaded policy's `interfaces:` differs from the set enforced: the interfaces and
-/// their roles are read at start only.
-pub(super) fn warn_interfaces_changed(cfg: &Config, policy: &policy::Policy) {
-    let now: Vec<(&str, bool)> = policy
-        .interfaces
-        .values()
-        .map(|i| (i.name.as_str(), i.role == policy::model::Role::Uplink))
-        .collect();
-    let running: Vec<(&str, bool)> = match &cfg.uplinks {
-        Uplinks::Guessed => Vec::new(),
-        Uplinks::Declared(uplinks) => cfg
-            .ifaces
-            .iter()
-            .map(|i| (i.as_str(), uplinks.contains(i)))
-            .collect(),
-    };
-    if now != running {
-        warn!(
-            enforced = ?cfg.ifaces,
-            "the policy's `interfaces:` changed; the interfaces and their roles stay as at start until the daemon restarts (systemctl restart enforcer)"
-        );
+/// A set of interfaces to enforce on, and how their uplinks are known.
+pub(super) type Listed = (Vec<String>, Uplinks);
+
+/// The interfaces `policy` lists and its uplinks among them; `None` when it lists none.
+fn declared(policy: &policy::Policy) -> Option<Listed> {
+    let listed = &policy.interfaces;
+    if listed.is_empty() {
+        return None;
     }
+    let uplinks = listed
+        .values()
+        .filter(|i| i.role == policy::model::Role::Uplink)
+        .map(|i| i.name.clone())
+        .collect();
+    Some((listed.keys().cloned().collect(), Uplinks::Declared(uplinks)))
+}
+
+/// The interfaces a reloaded policy enforces on and the host to compile it with: a declared set
+/// follows the policy's `interfaces:` (new ones attached, those removed detached, roles as now
+/// declared), and then the host is read again for the new set; otherwise `host` (read for the
+/// set enforced) and no change. With `--iface`, or a policy that no longer lists any, the set
+/// stays and a warning says why.
+pub(super) fn follow(
+    enforced: &Enforced,
+    policy: &policy::Policy,
+    host: HostContext,
+) -> Result<(HostContext, Option<Listed>), DaemonError> {
+    let (running, how) = enforced.listed();
+    let wanted = declared(policy);
+    match (&how, wanted) {
+        (Uplinks::Guessed, Some(_)) => {
+            warn!(enforced = ?running, "the policy lists `interfaces:` now, but the daemon runs with --iface; it keeps the interfaces of --iface (restart without --iface to enforce the policy's)");
+            Ok((host, None))
+        }
+        (Uplinks::Declared(_), None) => {
+            warn!(enforced = ?running, "the policy no longer lists `interfaces:`; the daemon keeps enforcing on the interfaces it had until it restarts");
+            Ok((host, None))
+        }
+        (Uplinks::Guessed, None) => Ok((host, None)),
+        (Uplinks::Declared(_), Some((ifaces, uplinks)))
+            if enforced.is_listed(&ifaces, &uplinks) =>
+        {
+            Ok((host, None))
+        }
+        (Uplinks::Declared(_), Some((ifaces, uplinks))) => relist(&running, ifaces, uplinks),
+    }
+}
+
+/// Reads the host for a new set of interfaces.
+fn relist(
+    running: &[String],
+    ifaces: Vec<String>,
+    uplinks: Uplinks,
+) -> Result<(HostContext, Option<Listed>), DaemonError> {
+    info!(before = ?running, now = ?ifaces, uplinks = ?uplinks, "the policy's `interfaces:` changed: reading their addresses");
+    // Reloads run on a blocking thread of the daemon's runtime, where waiting on it is allowed.
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| super::host::HostError::Socket(std::io::Error::other(e)))?;
+    let host = runtime.block_on(HostContext::read(&ifaces, &uplinks))?;
+    Ok((host, Some((ifaces, uplinks))))
 }
 
 #[cfg(test)]
@@ -119,6 +150,30 @@ mod tests {
             resolve_interfaces(&config(&["lan0"]), &policy("")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.ifaces, ["lan0"]);
         assert_eq!(cfg.uplinks, Uplinks::Guessed);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_set_unless_a_declared_set_changes() {
+        let declared = |ifaces: &[&str]| Config {
+            uplinks: Uplinks::Declared(Vec::new()),
+            ..config(ifaces)
+        };
+        let host = HostContext::default();
+        let same = policy("interfaces:\n  lan0: {role: segment}\n");
+        let none = policy("");
+        for (cfg, p, what) in [
+            (declared(&["lan0"]), &same, "the same set"),
+            (declared(&["lan0"]), &none, "interfaces: removed"),
+            (config(&["lan0"]), &same, "--iface with interfaces: now"),
+            (config(&["lan0"]), &none, "--iface"),
+        ] {
+            let (_, relisted) = follow(&Enforced::new(&cfg), p, host.clone())
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(relisted, None, "{what}");
+        }
+        // A role that changed is a new set, read outside a runtime here: an error, not a panic.
+        let role = policy("interfaces:\n  lan0: {role: uplink}\n");
+        assert!(follow(&Enforced::new(&declared(&["lan0"])), &role, host).is_err());
     }
 
     #[test]

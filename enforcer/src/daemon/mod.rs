@@ -7,6 +7,7 @@
 //! exits (cleanly or by SIGKILL) enforcement goes on with the last policy; only `enforcer detach`
 //! removes it.
 
+mod attach;
 mod confirm;
 pub mod control;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod host;
 pub mod http;
 mod interfaces;
 pub mod metrics;
+mod netlink;
 mod reloader;
 pub mod state;
 
@@ -27,13 +29,13 @@ use std::{
 
 use aya::maps::RingBuf;
 pub use interfaces::Uplinks;
-use interfaces::{resolve_interfaces, warn_interfaces_changed};
+use interfaces::resolve_interfaces;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
-    datapath::{self, AttachMode, Datapath, DatapathError},
-    policy::{self, CompileOptions, CompiledPolicy, PolicyError},
+    datapath::{self, Datapath, DatapathError},
+    policy::{self, CompiledPolicy, PolicyError},
 };
 
 /// How the daemon was asked to run.
@@ -108,7 +110,10 @@ pub(crate) struct Inner {
     dp: Datapath,
     policy: CompiledPolicy,
     generation: u64,
-    interfaces: Vec<state::Interface>,
+    /// The interfaces attached, and those listed but absent.
+    enforced: attach::Enforced,
+    /// The host as `policy` was compiled with it.
+    host: host::HostContext,
     last_reload: Option<state::ReloadOutcome>,
     /// A provisional policy (then `policy`) and the confirmed one it reverts to.
     pending: Option<confirm::Pending>,
@@ -139,12 +144,7 @@ fn compile(
     host: &host::HostContext,
     previous_ids: Option<policy::IdTable>,
 ) -> Result<CompiledPolicy, DaemonError> {
-    let opts = CompileOptions {
-        router_addrs: host.router_addrs(),
-        local_prefixes: host.local_prefixes(),
-        previous_ids,
-    };
-    policy::compile(policy, &opts).map_err(DaemonError::Policy)
+    policy::compile(policy, &host.compile_options(previous_ids)).map_err(DaemonError::Policy)
 }
 
 fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
@@ -154,7 +154,8 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
         policy_path: policy::shown_paths(&cfg.policies),
         pin_dir: cfg.pin_dir.display().to_string(),
         metrics_addr: cfg.metrics_addr.to_string(),
-        interfaces: inner.interfaces.clone(),
+        interfaces: inner.enforced.interfaces(),
+        absent_interfaces: inner.enforced.absent(),
         generation: inner.generation,
         digest: p.digest.clone(),
         sources: p.sources.clone(),
@@ -195,6 +196,17 @@ fn record(cfg: &Config, inner: &Inner) {
             &policy::PlanView::from(&inner.policy),
         ),
         state::write(&cfg.state_dir, state::STATUS_FILE, &status_of(cfg, inner)),
+        state::write(
+            &cfg.state_dir,
+            state::HOST_FILE,
+            &state::HostRecord {
+                pid: std::process::id(),
+                generation: inner.generation,
+                interfaces: inner.enforced.listed().0,
+                absent: inner.enforced.absent(),
+                context: inner.host.clone(),
+            },
+        ),
     ];
     for r in results {
         if let Err(e) = r {
@@ -266,11 +278,13 @@ fn reload(
         error!("daemon state poisoned; reload skipped");
         return Err(DaemonError::Poisoned);
     };
+    let mut compiled_with = None;
     let result = host.map_err(DaemonError::from).and_then(|host| {
         let (policy, files) = policy::load_snapshot(&change.paths).map_err(DaemonError::Policy)?;
-        warn_interfaces_changed(cfg, &policy);
+        let (host, relisted) = interfaces::follow(&inner.enforced, &policy, host)?;
         let compiled = compile(&policy, &host, Some(inner.policy.ids.clone()))?;
         check_guards(&policy, &compiled, inner.generation, metrics)?;
+        compiled_with = Some((host, relisted));
         Ok((compiled, files))
     });
     let result =
@@ -284,6 +298,13 @@ fn reload(
         Ok(report) => {
             if inner.pending.is_none() {
                 log_warnings(&inner.policy);
+            }
+            if let Some((host, relisted)) = compiled_with {
+                inner.host = host;
+                if let Some((ifaces, uplinks)) = relisted {
+                    inner.enforced.relist(ifaces, uplinks);
+                    attach::reconcile(cfg, &mut inner, metrics);
+                }
             }
             applied(&mut inner, metrics, labels, &report);
             Ok(Applied {
@@ -535,7 +556,11 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
     http::raise_open_file_limit();
     let (policy, files) = policy::load_snapshot(&cfg.policies).map_err(DaemonError::Policy)?;
     let cfg = &resolve_interfaces(cfg, &policy)?;
-    if let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i)) {
+    // An interface the policy lists may come later (attached when it appears); one named by
+    // --iface for a quick try must be there.
+    if cfg.uplinks == Uplinks::Guessed
+        && let Some(missing) = cfg.ifaces.iter().find(|i| !host::interface_exists(i))
+    {
         return Err(DaemonError::NoInterface(missing.clone()));
     }
     let lock = state::lock(&cfg.state_dir)?;
@@ -610,12 +635,14 @@ fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
     let report = dp.apply(&compiled, generation)?;
     info!(generation, entries = report.entries, ms = report.duration.as_millis(), digest = %compiled.digest, "policy applied");
     confirm::keep_confirmed(&cfg.state_dir, &start.base_files);
-    let interfaces = attach_all(cfg, &mut dp, &pre.metrics)?;
+    let mut enforced = attach::Enforced::new(cfg);
+    enforced.attach_present(cfg, &mut dp, &pre.metrics)?;
     let mut inner = Inner {
         dp,
         policy: compiled,
         generation,
-        interfaces,
+        enforced,
+        host: pre.host.clone(),
         last_reload: Some(state::ReloadOutcome {
             at: crate::time::unix_now(),
             result: "success".into(),
@@ -659,48 +686,13 @@ fn resize_flow_table(
     dp.take_slots_from(&mut inner.dp);
     // From here the new datapath is the daemon's: links it has switched use its maps.
     let previous = std::mem::replace(&mut inner.dp, dp);
-    let attached = attach_all(cfg, &mut inner.dp, metrics);
+    let inner = &mut *inner;
+    let attached = inner.enforced.attach_present(cfg, &mut inner.dp, metrics);
     drop(previous);
-    inner.interfaces = attached?;
+    attached?;
     log_flow_table_resize(&inner.dp);
-    record(cfg, &inner);
+    record(cfg, inner);
     Ok(())
-}
-
-/// Attaches (or switches the pinned link of) every enforced interface; native XDP where the
-/// driver has it, generic otherwise.
-fn attach_all(
-    cfg: &Config,
-    dp: &mut Datapath,
-    metrics: &metrics::Metrics,
-) -> Result<Vec<state::Interface>, DaemonError> {
-    let wanted = if cfg.generic {
-        AttachMode::Generic
-    } else {
-        AttachMode::Native
-    };
-    let mut interfaces = Vec::new();
-    for iface in &cfg.ifaces {
-        let mode = match dp.attach(iface, wanted) {
-            Ok(m) => m,
-            Err(e) if wanted == AttachMode::Native => {
-                warn!(%iface, error = %error_chain(&e), "native XDP unavailable; attaching in generic mode");
-                dp.attach(iface, AttachMode::Generic)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let egress = dp.attach_egress(iface)?;
-        info!(%iface, mode = mode.as_str(), egress = egress.as_str(), "enforcing");
-        metrics
-            .interfaces
-            .with_label_values(&[iface.as_str(), mode.as_str()])
-            .set(1);
-        interfaces.push(state::Interface {
-            name: iface.clone(),
-            mode: mode.as_str().to_owned(),
-        });
-    }
-    Ok(interfaces)
 }
 
 /// Logs each warning of a policy being applied as one record, its hint a field of it (a second

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::{
-    Applied, Change, Config, DaemonError, Inner, confirm, control, error_chain, events, host,
-    metrics, notify_systemd, reload, watch,
+    Applied, Change, Config, DaemonError, Inner, attach, confirm, control, error_chain, events,
+    host, metrics, notify_systemd, reload, watch,
 };
 use crate::policy;
 
@@ -42,6 +42,9 @@ impl Reloader {
                 None
             }
         };
+        let (host_tx, mut host_rx) = mpsc::channel::<()>(1);
+        let _netlink = self.watch_host(host_tx);
+        let mut resync = tokio::time::interval(attach::HOST_RESYNC);
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(DaemonError::Signals)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -69,6 +72,13 @@ impl Reloader {
                     info!("policy changed on disk: reloading");
                     deferred = self.reload_files().await || deferred;
                 }
+                Some(()) = host_rx.recv() => {
+                    // An interface coming up brings its addresses a moment later: one look.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    while host_rx.try_recv().is_ok() {}
+                    self.host_changed().await;
+                }
+                _ = resync.tick() => self.host_changed().await,
                 Some(call) = operations.recv() => self.operate(call).await,
                 () = tokio::time::sleep(revert_in.unwrap_or_default()), if revert_in.is_some() => {
                     self.revert().await;
@@ -219,10 +229,32 @@ impl Reloader {
         }
     }
 
-    /// Reads the host afresh (addresses may have changed), then compiles and applies off the
-    /// async threads; `None` when the task failed.
+    /// Attaches interfaces that came or went, reads the host afresh (addresses may have changed),
+    /// then compiles and applies off the async threads; `None` when the task failed.
     async fn reload(&self, change: Change) -> Option<Result<Applied, DaemonError>> {
-        let host = host::HostContext::read(&self.cfg.ifaces, &self.cfg.uplinks).await;
+        self.reconcile().await;
+        let host = self.read_host().await;
+        self.reload_with(change, host).await
+    }
+
+    /// The policy files compiled again with `host` (the enforced interfaces' addresses changed),
+    /// unless a candidate is pending: then the periodic look tries again once it is settled.
+    pub(super) async fn recompile(&self, host: Result<host::HostContext, host::HostError>) {
+        if self.revert_in().is_some() {
+            info!(
+                "a provisional policy is pending: recompiling for the new addresses waits until it is confirmed or reverted"
+            );
+            return;
+        }
+        let _outcome = self.reload_with(Change::files(&self.cfg), host).await;
+    }
+
+    /// Compiles and applies `change` with `host`, off the async threads.
+    async fn reload_with(
+        &self,
+        change: Change,
+        host: Result<host::HostContext, host::HostError>,
+    ) -> Option<Result<Applied, DaemonError>> {
         let (cfg, shared, metrics, labels) = (
             self.cfg.clone(),
             Arc::clone(&self.shared),

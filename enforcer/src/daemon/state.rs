@@ -28,6 +28,24 @@ pub const STATUS_FILE: &str = "status.json";
 /// The last confirmed policy's files (`policy::PolicySnapshot`): what every start enforces first.
 pub const CONFIRMED_FILE: &str = "confirmed.json";
 
+/// The host context the running policy was compiled with, for `plan`.
+pub const HOST_FILE: &str = "host.json";
+
+/// What `host.json` holds: the host context of the running policy, and whose it is.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostRecord {
+    /// The daemon that recorded it (`plan` uses it only while that process runs).
+    pub pid: u32,
+    /// The generation of the policy compiled with it.
+    pub generation: u64,
+    /// The interfaces the daemon enforces on (listed, or `--iface`).
+    pub interfaces: Vec<String>,
+    /// Those of `interfaces` that do not exist now.
+    #[serde(default)]
+    pub absent: Vec<String>,
+    pub context: crate::daemon::host::HostContext,
+}
+
 /// An interface as attached.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Interface {
@@ -69,6 +87,9 @@ pub struct Status {
     pub pin_dir: String,
     pub metrics_addr: String,
     pub interfaces: Vec<Interface>,
+    /// Interfaces the policy lists that do not exist now: attached when they appear.
+    #[serde(default)]
+    pub absent_interfaces: Vec<String>,
     pub generation: u64,
     pub digest: String,
     pub sources: Vec<String>,

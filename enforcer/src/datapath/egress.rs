@@ -165,10 +165,23 @@ impl Datapath {
             let pinned = PinnedLink::from_pin(path).map_err(adopt)?;
             let link = SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(adopt)?;
             let program = classifier(&mut self.ebpf, EGRESS_PROGRAM)?;
-            let id = program.attach_to_link(link).map_err(attach_err)?;
-            // As for XDP: the pin alone keeps the link, so `detach` works while a daemon runs.
-            drop(program.take_link(id).map_err(attach_err)?);
-            return Ok(EgressAttach::Adopted);
+            match program.attach_to_link(link) {
+                Ok(id) => {
+                    // As for XDP: the pin alone keeps the link, so `detach` works while a
+                    // daemon runs.
+                    drop(program.take_link(id).map_err(attach_err)?);
+                    return Ok(EgressAttach::Adopted);
+                }
+                // The interface of that name is another device now (or none): as for XDP, the
+                // stale pin goes and a new link is made below.
+                Err(e) if super::is_defunct_link(&e) => {
+                    super::drop_stale_pin(iface, path).map_err(|source| EgressError::Unpin {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                }
+                Err(e) => return Err(attach_err(e).into()),
+            }
         }
         let program = classifier(&mut self.ebpf, EGRESS_PROGRAM)?;
         let id = program

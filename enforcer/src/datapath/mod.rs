@@ -360,34 +360,23 @@ impl Datapath {
     /// Attaches to `iface`, or atomically replaces the program behind the link pinned for it
     /// (so a restart never leaves the interface unenforced), and pins the link so enforcement
     /// outlives this process. Returns the mode in use.
+    ///
+    /// A pinned link whose interface is gone (deleted, or deleted and re-created under the same
+    /// name: a new device) is defunct: the kernel refuses to switch it (`ENOLINK`), so its pin is
+    /// dropped and a new link is made on the interface of that name now.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, DatapathError> {
         let pin = self.pin_dir.as_ref().map(|d| d.join(LINKS_DIR).join(iface));
         if let Some(path) = pin.as_ref().filter(|p| p.exists()) {
-            let adopt = |source| DatapathError::Adopt {
-                iface: iface.to_owned(),
-                path: path.display().to_string(),
-                source,
-            };
-            let pinned = PinnedLink::from_pin(path).map_err(adopt)?;
-            let link = XdpLink::try_from(FdLink::from(pinned)).map_err(adopt)?;
-            let program = self.program()?;
-            let id = program
-                .attach_to_link(link)
-                .map_err(|source| DatapathError::Attach {
-                    iface: iface.to_owned(),
-                    source,
-                })?;
-            // Hold no link fd of our own: the pin alone keeps the link, so `detach` (unpinning)
-            // takes effect even while a daemon runs. The mode is whatever the link was made with.
-            drop(
-                program
-                    .take_link(id)
-                    .map_err(|source| DatapathError::Attach {
-                        iface: iface.to_owned(),
+            match self.switch_pinned(iface, path) {
+                Err(DatapathError::Attach { source, .. }) if is_defunct_link(&source) => {
+                    drop_stale_pin(iface, path).map_err(|source| DatapathError::PinDir {
+                        dir: path.display().to_string(),
                         source,
-                    })?,
-            );
-            return Ok(mode);
+                    })?;
+                }
+                // The mode is whatever the link was made with.
+                other => return other.map(|()| mode),
+            }
         }
         let flags = match mode {
             AttachMode::Native => XdpMode::Driver,
@@ -419,6 +408,28 @@ impl Datapath {
             })?;
         }
         Ok(mode)
+    }
+
+    /// Switches the link pinned at `path` to this program (atomically: the interface is never
+    /// unenforced).
+    fn switch_pinned(&mut self, iface: &str, path: &Path) -> Result<(), DatapathError> {
+        let adopt = |source| DatapathError::Adopt {
+            iface: iface.to_owned(),
+            path: path.display().to_string(),
+            source,
+        };
+        let attach = |source| DatapathError::Attach {
+            iface: iface.to_owned(),
+            source,
+        };
+        let pinned = PinnedLink::from_pin(path).map_err(adopt)?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(adopt)?;
+        let program = self.program()?;
+        let id = program.attach_to_link(link).map_err(attach)?;
+        // Hold no link fd of our own: the pin alone keeps the link, so `detach` (unpinning)
+        // takes effect even while a daemon runs.
+        drop(program.take_link(id).map_err(attach)?);
+        Ok(())
     }
 
     fn loaded_program(&self) -> Result<&Xdp, DatapathError> {
@@ -482,6 +493,41 @@ pub(crate) fn pinned_names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+/// Whether a link update failed because the link's interface is gone: the kernel detached the
+/// link when the device was unregistered, and a link never moves to another device.
+pub(crate) fn is_defunct_link(e: &aya::programs::ProgramError) -> bool {
+    matches!(e, aya::programs::ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOLINK))
+}
+
+/// Removes the pin of a defunct link (its last reference, so the kernel frees it), saying so.
+pub(crate) fn drop_stale_pin(iface: &str, path: &Path) -> std::io::Result<()> {
+    tracing::info!(%iface, pin = %path.display(), "the pinned link's interface is gone (deleted, or deleted and re-created); dropping the stale pin");
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Unpins `iface`'s XDP and egress links and leaves everything else pinned (the maps, the other
+/// interfaces), for an interface the daemon stops enforcing on while it runs: one that was
+/// deleted (its links are defunct already) or one no longer listed. Returns whether a pin was
+/// there.
+pub fn unpin_interface(pin_dir: &Path, iface: &str) -> Result<bool, DatapathError> {
+    let path = pin_dir.join(LINKS_DIR).join(iface);
+    let xdp = match fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(source) => {
+            return Err(DatapathError::PinDir {
+                dir: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    let egress = egress::unpin_egress(pin_dir, iface)?;
+    Ok(xdp || egress)
 }
 
 /// Detaches `iface` (or every interface) by unpinning its link; with no interface left, removes

@@ -371,4 +371,105 @@ mod tests {
         assert_eq!(d.maps.get("PORTS"), Some(&1));
         assert!(diff(&new, &new).is_empty());
     }
+
+    /// Three rules whose ids, after this history, are not the ones a fresh compile hands out
+    /// (fresh ids follow the names' order): `zeta` came first, then `alpha` and `mid`.
+    const SITE: &str = "zones: {a: {}, b: {}, quarantine: {}}\ndevices:\n  d1: {zone: a, addresses: [10.0.0.10]}\n  d2: {zone: b, addresses: [10.0.1.10]}\n";
+
+    fn rules(rules: &[(&str, &str)]) -> String {
+        let mut y = format!("{SITE}rules:\n");
+        for (name, allow) in rules {
+            y.push_str(&format!(
+                "  - {{name: {name}, from: zone:a, to: zone:b, allow: [{allow}]}}\n"
+            ));
+        }
+        y
+    }
+
+    fn compiled(yaml: &str, opts: &CompileOptions) -> crate::policy::CompiledPolicy {
+        let p = parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+        compile(&p, opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The running policy as the daemon compiled it: with its host context, and ids kept over a
+    /// history in which `zeta` was first.
+    fn running(host: &CompileOptions) -> crate::policy::CompiledPolicy {
+        let first = compiled(&rules(&[("zeta", "tcp/1")]), host);
+        compiled(
+            &rules(&[("zeta", "tcp/1"), ("alpha", "tcp/2"), ("mid", "tcp/3")]),
+            &CompileOptions {
+                previous_ids: Some(first.ids),
+                ..host.clone()
+            },
+        )
+    }
+
+    fn host() -> CompileOptions {
+        CompileOptions {
+            router_addrs: vec!["10.0.0.1".parse().expect("literal")],
+            local_prefixes: vec!["10.0.0.0/24".parse().expect("literal")],
+            previous_ids: None,
+        }
+    }
+
+    #[test]
+    fn the_running_policy_compiled_with_its_host_and_ids_plans_to_no_change() {
+        let live = running(&host());
+        let applied = PlanView::from(&live);
+        let same = rules(&[("zeta", "tcp/1"), ("alpha", "tcp/2"), ("mid", "tcp/3")]);
+        let as_daemon = CompileOptions {
+            previous_ids: Some(live.ids.clone()),
+            ..host()
+        };
+        let d = diff(&applied, &PlanView::from(&compiled(&same, &as_daemon)));
+        assert!(d.is_empty(), "{d:?}");
+
+        // What plan did before: no host context, fresh ids. The router's address and segment go
+        // missing from the maps, and rules whose fresh id differs read as changed.
+        let bare = diff(
+            &applied,
+            &PlanView::from(&compiled(&same, &CompileOptions::default())),
+        );
+        assert!(
+            bare.maps.values().any(|delta| *delta < 0),
+            "the host's entries are missing without it: {bare:?}"
+        );
+        assert!(!bare.rules.changed.is_empty(), "{bare:?}");
+    }
+
+    #[test]
+    fn a_one_rule_edit_plans_to_exactly_that_rule_and_its_entries() {
+        let live = running(&host());
+        let applied = PlanView::from(&live);
+        let edited = rules(&[
+            ("zeta", "tcp/1"),
+            ("alpha", "tcp/2"),
+            ("mid", "tcp/3, tcp/4"),
+        ]);
+        let d = diff(
+            &applied,
+            &PlanView::from(&compiled(
+                &edited,
+                &CompileOptions {
+                    previous_ids: Some(live.ids.clone()),
+                    ..host()
+                },
+            )),
+        );
+        assert_eq!(d.rules.changed, ["mid"]);
+        assert!(
+            d.rules.added.is_empty() && d.rules.removed.is_empty(),
+            "{d:?}"
+        );
+        assert!(
+            d.zones.is_empty() && d.devices.is_empty() && d.networks.is_empty(),
+            "{d:?}"
+        );
+        assert!(d.settings.is_empty(), "{d:?}");
+        assert!(
+            d.maps.keys().all(|m| m == "PORTS") && !d.maps.is_empty(),
+            "only the port entries of the pair change: {:?}",
+            d.maps
+        );
+    }
 }
