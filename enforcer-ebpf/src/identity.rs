@@ -188,6 +188,20 @@ pub fn resolve_source(
             None => unknown,
         };
     }
+    // The device's own MAC and (one of) its own IPv4 address: what the address lookup below would
+    // confirm (`MacEntry::v4`), without it.
+    if let Some(m) = by_mac
+        && family == FAMILY_V4
+        && m.v4 != 0
+        && m.v4 == src[0]
+    {
+        return Source {
+            device: m.device,
+            class: m.class,
+            spoofed: false,
+            unknown: false,
+        };
+    }
     let by_addr = lookup_addr(slot, family, src);
     match (by_mac, by_addr) {
         (_, Some(a)) if a.kind == ADDR_KIND_ROUTER => Source {

@@ -1,7 +1,8 @@
 //! `enforcer-bench`: the benchmark behind `cargo xtask bench` (needs root). Writes a JSON file
 //! and renders `BENCHMARKS.md` from it.
 //!
-//! `enforcer-bench [--quick] [--out BENCHMARKS.json] [--md BENCHMARKS.md] [--skip-veth] [--parts a,b]`
+//! `enforcer-bench [--quick] [--out BENCHMARKS.json] [--md BENCHMARKS.md] [--skip-veth] [--parts a,b]
+//! [--devices n,m]`
 //! `enforcer-bench --render BENCHMARKS.json --md BENCHMARKS.md` re-renders without measuring.
 //! (`enforcer-bench --loader-child BIN FILE` is the loader part's own helper, see `bench/loader.rs`.)
 #![expect(
@@ -45,6 +46,9 @@ struct Args {
     skip_veth: bool,
     /// Parts to run (`control,loader,test-run,nft,veth`); all by default.
     parts: Vec<String>,
+    /// Policy sizes to measure (of 10, 1000, 100000); all by default. With `--parts test-run`,
+    /// `--devices 100000` is the verdict table's worst case alone, in a fraction of the time.
+    devices: Vec<usize>,
     /// Only render `--md` from this JSON (no measurement).
     render: Option<PathBuf>,
 }
@@ -56,6 +60,7 @@ fn args() -> Result<Args> {
         md: None,
         skip_veth: false,
         parts: vec![],
+        devices: vec![],
         render: None,
     };
     let mut it = std::env::args().skip(1);
@@ -71,6 +76,17 @@ fn args() -> Result<Args> {
                     .split(',')
                     .map(str::to_owned)
                     .collect()
+            }
+            "--devices" => {
+                a.devices = it
+                    .next()
+                    .context("--devices needs a list")?
+                    .split(',')
+                    .map(|n| {
+                        n.parse()
+                            .with_context(|| format!("--devices: {n} is no number"))
+                    })
+                    .collect::<Result<_>>()?;
             }
             "--render" => a.render = Some(it.next().context("--render needs a JSON path")?.into()),
             "--md" => a.md = Some(it.next().context("--md needs a path")?.into()),
@@ -127,7 +143,10 @@ fn run() -> Result<()> {
     enforcer_tests::netns::ensure_bpffs()?;
     let started = Instant::now();
     let machine = machine();
-    let sizes = [10usize, 1_000, 100_000];
+    let sizes: Vec<usize> = [10usize, 1_000, 100_000]
+        .into_iter()
+        .filter(|n| a.devices.is_empty() || a.devices.contains(n))
+        .collect();
     let prm = if a.quick {
         micro::Params {
             rounds: 3,

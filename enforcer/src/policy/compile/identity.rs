@@ -65,6 +65,7 @@ impl Identity {
         out.add_networks(p, ids, classes, &tripwires);
         out.add_segments(p, classes, opts);
         out.sort();
+        out.link_own_v4();
         out
     }
 
@@ -98,6 +99,16 @@ impl Identity {
                     } else {
                         0
                     },
+                    // Checked against the address table once it is complete (`link_own_v4`).
+                    v4: d
+                        .addresses
+                        .iter()
+                        .find_map(|a| match a.value {
+                            IpAddr::V4(v4) => Some(u32::from_ne_bytes(v4.octets())),
+                            IpAddr::V6(_) => None,
+                        })
+                        .unwrap_or(0),
+                    _pad: 0,
                 },
             ));
         }
@@ -220,6 +231,28 @@ impl Identity {
         self.nets_v6.sort_unstable_by_key(|e| e.0);
     }
 
+    /// Keeps a MAC entry's `v4` (the program's shortcut past `ADDRS_V4`) only where `ADDRS_V4`
+    /// maps that address to the same device as one of its own: then the shortcut and the lookup
+    /// give the same answer, whatever the policy (a clash with the router's address, say).
+    fn link_own_v4(&mut self) {
+        let addrs = &self.addrs_v4;
+        for (_, m) in &mut self.macs {
+            if m.v4 == 0 {
+                continue;
+            }
+            let own = addrs
+                .binary_search_by_key(&m.v4.to_ne_bytes(), |e| e.0)
+                .ok()
+                .is_some_and(|i| {
+                    let a = addrs[i].1;
+                    a.device == m.device && a.kind == ADDR_KIND_DEVICE
+                });
+            if !own {
+                m.v4 = 0;
+            }
+        }
+    }
+
     /// Moves the identity images into `maps`; returns the device list.
     pub(super) fn into_maps(self, maps: &mut PolicyMaps) -> Vec<DeviceInfo> {
         maps.macs = self.macs;
@@ -244,6 +277,40 @@ mod tests {
 
     use super::super::test_support::{ZONES, class, compile_yaml};
     use crate::policy::{CompileOptions, compile, maps::Prefix, parse_str};
+
+    #[test]
+    fn a_mac_entry_names_its_devices_own_ipv4_address_and_nothing_else() {
+        let yaml = format!(
+            "{ZONES}devices:\n  both: {{zone: a, mac: '02:00:00:00:00:01', addresses: ['fd00::1', 10.1.0.5, 10.1.0.6]}}\n  v6only: {{zone: a, mac: '02:00:00:00:00:02', addresses: ['fd00::2']}}\n  anyaddr: {{zone: b, mac: '02:00:00:00:00:03'}}\nrules: [{{name: r, from: zone:a, to: zone:b, allow: [tcp/443]}}]\n"
+        );
+        let c = compile_yaml(&yaml, &CompileOptions::default());
+        let v4 = |last: u8| {
+            c.maps
+                .macs
+                .iter()
+                .find(|e| e.0 == [2, 0, 0, 0, 0, last])
+                .map(|e| e.1.v4)
+                .unwrap_or_else(|| panic!("MAC entry {last}: {:?}", c.maps.macs))
+        };
+        assert_eq!(
+            v4(1),
+            u32::from_ne_bytes([10, 1, 0, 5]),
+            "its first IPv4 address"
+        );
+        let by_addr = c
+            .maps
+            .addrs_v4
+            .iter()
+            .find(|e| e.0 == [10, 1, 0, 5])
+            .map(|e| e.1.device);
+        let mac_device = c.maps.macs.iter().find(|e| e.0[5] == 1).map(|e| e.1.device);
+        assert_eq!(
+            by_addr, mac_device,
+            "the address table agrees with the shortcut"
+        );
+        assert_eq!(v4(2), 0, "no IPv4 address, no shortcut");
+        assert_eq!(v4(3), 0, "identified by its MAC alone");
+    }
 
     #[test]
     fn enforced_segments_become_onlink_entries_unless_a_network_names_them() {
