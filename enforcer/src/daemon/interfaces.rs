@@ -95,6 +95,7 @@ mod tests {
             pin_dir: PathBuf::from("pins"),
             state_dir: PathBuf::from("state"),
             generic: false,
+            confirm_window: None,
         }
     }
 
