@@ -2178,6 +2178,15 @@ cases! {
 const WINDOW_MS: u64 = 300;
 
 impl Harness {
+    /// How many of the two policy slots hold entries.
+    fn occupied_slots(&self) -> usize {
+        datapath::slot_occupancy(&self.dp)
+            .expect("occupancy")
+            .iter()
+            .filter(|n| **n > 0)
+            .count()
+    }
+
     /// Applies `yaml` provisionally for [`WINDOW_MS`], compiled against the ids in force as the
     /// daemon compiles a candidate; the rows' names then cover both policies. Returns the
     /// deadline.
@@ -2244,11 +2253,7 @@ fn past_its_deadline_the_program_judges_with_the_confirmed_slot_and_rejudges_the
     let deadline = h.apply_provisional(&switch_p2());
     assert_eq!(h.live_generation(), 2, "the candidate enforces");
     assert_eq!(
-        datapath::slot_occupancy(&h.dp)
-            .expect("occupancy")
-            .iter()
-            .filter(|n| **n > 0)
-            .count(),
+        h.occupied_slots(),
         2,
         "the confirmed policy stays in the other slot"
     );
@@ -2310,11 +2315,7 @@ fn a_confirmed_candidate_keeps_enforcing_past_its_deadline() {
         datapath::Confirmation::Confirmed
     );
     assert_eq!(
-        datapath::slot_occupancy(&h.dp)
-            .expect("occupancy")
-            .iter()
-            .filter(|n| **n > 0)
-            .count(),
+        h.occupied_slots(),
         1,
         "the previous policy's slot is cleared"
     );
