@@ -13,8 +13,6 @@ pub const APPLY_FAILED: u8 = 4;
 /// A bug: an internal error.
 pub const INTERNAL: u8 = 5;
 
-/// `enforcer test`: a test or guard failed. (Its invalid policy is [`USAGE`]'s 2, so a script
-/// tells a failing test from a policy that does not load.)
+/// `enforcer test`: a test or guard failed. The contract's "1 otherwise" covers an invalid policy
+/// too ([`INVALID`]); a script tells them apart by the report (`passed` or `valid` in JSON).
 pub const TEST_FAILED: u8 = 1;
-/// `enforcer test`: the policy is invalid (as `check` reports it).
-pub const TEST_POLICY_INVALID: u8 = 2;

@@ -452,8 +452,14 @@ fn enforcer_test_fails_a_test_the_program_fails_and_passes_a_good_one() {
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(report["results"][0]["passed"], false, "{out}");
     assert_eq!(report["results"][0]["answer"]["verdict"], "deny", "{out}");
-    let (code, _) = run("  - {from: device:nobody, to: router, service: tcp/22, expect: deny}\n");
-    assert_eq!(code, 2, "a broken policy");
+    let (code, out) = run("  - {from: device:nobody, to: router, service: tcp/22, expect: deny}\n");
+    assert_eq!(code, 1, "a broken policy: {out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        report["valid"], false,
+        "reported as `check` reports it: {out}"
+    );
+    assert!(out.contains("nobody"), "the unknown device is named: {out}");
     let _ = fs::remove_dir_all(&dir);
 }
 

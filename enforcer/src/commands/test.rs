@@ -37,7 +37,7 @@ pub fn run(paths: &[PathBuf], output: Output) -> Result<u8> {
         Err(_) => {
             // Said exactly as `check` says it, with its own exit code.
             super::check::run(paths, output)?;
-            return Ok(exit::TEST_POLICY_INVALID);
+            return Ok(exit::INVALID);
         }
     };
     if !may_load_bpf() {
