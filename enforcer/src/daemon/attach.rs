@@ -282,24 +282,17 @@ impl Reloader {
     /// Attaches interfaces that appeared or were re-created and lets go of those gone, recording
     /// the change.
     pub(super) async fn reconcile(&self) {
-        let (cfg, shared, metrics) = (
-            self.cfg.clone(),
-            Arc::clone(&self.shared),
-            Arc::clone(&self.metrics),
-        );
-        let done = tokio::task::spawn_blocking(move || {
-            let Ok(mut inner) = shared.lock() else {
-                error!("daemon state poisoned; interfaces not reconciled");
-                return;
-            };
-            if reconcile(&cfg, &mut inner, &metrics) {
-                super::record(&cfg, &inner);
-            }
-        })
-        .await;
-        if let Err(e) = done {
-            error!(error = %e, "interface task failed");
-        }
+        let _done = self
+            .off_thread("interface", |cfg, shared, metrics, _| {
+                let Ok(mut inner) = shared.lock() else {
+                    error!("daemon state poisoned; interfaces not reconciled");
+                    return;
+                };
+                if reconcile(cfg, &mut inner, metrics) {
+                    super::record(cfg, &inner);
+                }
+            })
+            .await;
     }
 
     /// The host as it is now, for the interfaces enforced now.

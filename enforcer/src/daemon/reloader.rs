@@ -114,21 +114,13 @@ impl Reloader {
     /// The deadline passed: the program judges with the confirmed policy already; make it so for
     /// good.
     async fn revert(&self) {
-        let (cfg, shared, metrics, labels) = (
-            self.cfg.clone(),
-            Arc::clone(&self.shared),
-            Arc::clone(&self.metrics),
-            Arc::clone(&self.labels),
-        );
-        let reverted = tokio::task::spawn_blocking(move || {
-            if let Ok(mut inner) = shared.lock() {
-                confirm::revert(&cfg, &mut inner, &metrics, &labels);
-            }
-        })
-        .await;
-        if let Err(e) = reverted {
-            error!(error = %e, "revert task failed");
-        }
+        let _done = self
+            .off_thread("revert", |cfg, shared, metrics, labels| {
+                if let Ok(mut inner) = shared.lock() {
+                    confirm::revert(cfg, &mut inner, metrics, labels);
+                }
+            })
+            .await;
     }
 
     /// `enforcer apply` and `enforcer confirm`, logged for the audit trail, answered.
@@ -170,19 +162,14 @@ impl Reloader {
                     uid,
                     pid,
                 );
-                let (cfg, shared, metrics, labels) = (
-                    self.cfg.clone(),
-                    Arc::clone(&self.shared),
-                    Arc::clone(&self.metrics),
-                    Arc::clone(&self.labels),
-                );
-                tokio::task::spawn_blocking(move || {
-                    confirm::confirm(&cfg, &shared, &metrics, &labels)
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    control::OperationAnswer::refused(crate::exit::INTERNAL, e.to_string())
-                })
+                self.off_thread("confirm", confirm::confirm)
+                    .await
+                    .unwrap_or_else(|| {
+                        control::OperationAnswer::refused(
+                            crate::exit::INTERNAL,
+                            "confirm task failed",
+                        )
+                    })
             }
         };
         // The caller may have gone; the change stands either way.
@@ -255,23 +242,31 @@ impl Reloader {
         change: Change,
         host: Result<host::HostContext, host::HostError>,
     ) -> Option<Result<Applied, DaemonError>> {
+        self.off_thread("reload", move |cfg, shared, metrics, labels| {
+            reload(cfg, host, shared, metrics, labels, &change)
+        })
+        .await
+    }
+
+    /// Runs `work` on the daemon's state off the async threads (it loads programs, writes maps
+    /// and state files); `None`, logged as the `what` task failing, when it panicked.
+    pub(super) async fn off_thread<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&Config, &Mutex<Inner>, &metrics::Metrics, &RwLock<events::Labels>) -> T
+        + Send
+        + 'static,
+    ) -> Option<T> {
         let (cfg, shared, metrics, labels) = (
             self.cfg.clone(),
             Arc::clone(&self.shared),
             Arc::clone(&self.metrics),
             Arc::clone(&self.labels),
         );
-        match tokio::task::spawn_blocking(move || {
-            reload(&cfg, host, &shared, &metrics, &labels, &change)
-        })
-        .await
-        {
-            Ok(outcome) => Some(outcome),
-            Err(e) => {
-                error!(error = %e, "reload task failed");
-                None
-            }
-        }
+        tokio::task::spawn_blocking(move || work(&cfg, &shared, &metrics, &labels))
+            .await
+            .inspect_err(|e| error!(error = %e, "{what} task failed"))
+            .ok()
     }
 }
 
