@@ -20,7 +20,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    Scratch, live_epoch,
+    Scratch, live_slot,
     maps::{CONFIG, CONTROL, EXPLAIN, SCRATCH},
     now_ns, parse,
     policy::{Judgement, Tuple, is_quarantined, judge, judge_router},
@@ -61,7 +61,7 @@ fn explain(ctx: &XdpContext, scratch: &mut Scratch, out: &mut Explanation) {
     };
     // The slot in force, as the enforcing program picks it: past a provisional policy's deadline,
     // the last confirmed policy's.
-    let slot = enforcer_common::control::slot_of(live_epoch(control));
+    let slot = live_slot(control);
     let Some(cfg) = CONFIG.get(u32::from(slot)) else {
         out.outcome = ExplainOutcome::NoPolicy as u8;
         return;

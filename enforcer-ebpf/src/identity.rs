@@ -97,7 +97,7 @@ out_of_line! {
         };
         let key = AddrKeyV6 {
             addr: *dst,
-            slot: enforcer_common::control::slot_of(crate::live_epoch(control)),
+            slot: crate::live_slot(control),
             _pad: [0; 3],
         };
         // SAFETY: as in `lookup_addr`.
@@ -125,7 +125,7 @@ out_of_line! {
         let Some(control) = crate::maps::CONTROL.get(0) else {
             return false;
         };
-        let slot = enforcer_common::control::slot_of(crate::live_epoch(control));
+        let slot = crate::live_slot(control);
         let Some(cfg) = crate::maps::CONFIG.get(u32::from(slot)) else {
             return false;
         };

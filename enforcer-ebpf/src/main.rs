@@ -162,6 +162,12 @@ fn live_epoch(control: &enforcer_common::control::Control) -> u64 {
     }
 }
 
+/// The policy slot that judges a packet now: [`live_epoch`]'s.
+#[inline(always)]
+fn live_slot(control: &enforcer_common::control::Control) -> u8 {
+    enforcer_common::control::slot_of(live_epoch(control))
+}
+
 /// Accounts a packet that passed on connection state (`how`) to its device and rule.
 #[inline(always)]
 fn passed(how: Outcome, hit: &Hit, pkt: &Packet, now: u64) -> Outcome {
