@@ -163,38 +163,19 @@ fn candidate(
     let flow = Site::of(&compiled)
         .flow(from, to, service)
         .map_err(|e| Refusal::new(exit::INVALID, e.to_string()))?;
-    let probe = policy::model::Probe {
-        kind: policy::model::ProbeKind::Test,
-        name: None,
-        from: located(from.clone()),
-        to: located(to.clone()),
-        service: located(service),
-        expect: policy::model::RuleAction::Allow,
-        rule: None,
-        loc: command_line(),
-    };
-    let mut results = guard::run_private(std::slice::from_ref(&probe), &compiled).map_err(|e| {
-        Refusal::new(
-            exit::ENVIRONMENT,
-            format!("run the probe through the XDP program: {}", error_chain(&e)),
-        )
-    })?;
-    let answer = results
-        .pop()
-        .and_then(|r| r.answer)
-        .ok_or_else(|| Refusal::new(exit::INTERNAL, "the probe gave no answer"))?;
-    Ok((flow.src, flow.dst, answer))
-}
-
-fn command_line() -> policy::Loc {
-    policy::Loc::whole(&std::sync::Arc::from("command line"))
-}
-
-fn located<T>(value: T) -> policy::model::Located<T> {
-    policy::model::Located {
-        value,
-        loc: command_line(),
-    }
+    let explained = guard::private_instance(&compiled)
+        .and_then(|mut dp| dp.explain(&flow.frame, flow.request))
+        .map_err(|e| {
+            Refusal::new(
+                exit::ENVIRONMENT,
+                format!("run the probe through the XDP program: {}", error_chain(&e)),
+            )
+        })?;
+    Ok((
+        flow.src,
+        flow.dst,
+        Answer::of(&explained, &Labels::of(&compiled)),
+    ))
 }
 
 /// The running policy as the daemon recorded it when it applied it (`applied.json`, the view

@@ -41,12 +41,22 @@ pub fn run_private(
     probes: &[Probe],
     compiled: &CompiledPolicy,
 ) -> Result<Vec<ProbeResult>, DatapathError> {
-    let mut dp = Datapath::load_for_probes()?;
-    dp.apply(compiled, 1)?;
+    let mut dp = private_instance(compiled)?;
     let (site, labels) = (Site::of(compiled), Labels::of(compiled));
     run(probes, &site, &labels, |frame, request| {
         dp.explain(frame, request)
     })
+}
+
+/// A private, unpinned instance of the real program (its explain entry point only) with
+/// `compiled` applied: it shares nothing with a running enforcer.
+///
+/// # Errors
+/// When the program cannot be loaded (no CAP_BPF) or the policy cannot be applied.
+pub fn private_instance(compiled: &CompiledPolicy) -> Result<Datapath, DatapathError> {
+    let mut dp = Datapath::load_for_probes()?;
+    dp.apply(compiled, 1)?;
+    Ok(dp)
 }
 
 /// The check before every policy switch: `Ok` when `compiled` (of `policy`) allows every guard.
