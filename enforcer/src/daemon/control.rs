@@ -123,7 +123,7 @@ impl OperationAnswer {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorAction {
-    /// `quarantine`, `release` or `detach`.
+    /// `quarantine`, `release`, `detach`, `apply` or `confirm`.
     pub action: String,
     /// The device (or, for `detach`, the interfaces) it acted on.
     #[serde(default)]
