@@ -88,6 +88,27 @@ pub enum DevicesOutput {
     Yaml,
 }
 
+/// What `enforcer graph` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphOutput {
+    /// SVG, laid out by enforcer itself (no Graphviz needed).
+    Svg,
+    /// Graphviz dot, for tools (`dot -Tsvg`, diffs).
+    Dot,
+}
+
+/// What `enforcer plan` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanOutput {
+    /// For people.
+    Text,
+    /// One JSON document on stdout, also when the command fails (`{"error": ..., "exit": ...}`).
+    Json,
+    /// The candidate's graph as SVG, with what it adds to and removes from the running policy
+    /// marked.
+    Svg,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a policy file or directory; exit 0 when valid (warnings printed), 1 otherwise.
@@ -139,11 +160,24 @@ pub enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
+        #[arg(long, value_enum, default_value_t = PlanOutput::Text)]
+        output: PlanOutput,
         /// Where the running daemon records the applied policy (for the diff).
         #[arg(long, default_value = "/var/lib/enforcer")]
         state_dir: PathBuf,
+    },
+    /// Draw the policy as a graph: zones, networks, the router and devices named on their own as
+    /// nodes, what rules allow and deny as edges; the same policy gives the same bytes.
+    Graph {
+        /// Policy file (.yaml/.yml) or directory of them; several are merged into one policy.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphOutput::Svg)]
+        output: GraphOutput,
+        /// Only this zone, its devices and what they reach or are reached from.
+        #[arg(long)]
+        zone: Option<String>,
     },
     /// Attach to interfaces, enforce the policy, serve metrics, reload on SIGHUP or file change.
     Run {

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod daemon;
 pub mod datapath;
 pub mod exit;
+pub mod graph;
 pub mod logging;
 pub mod policy;
 pub mod probe;

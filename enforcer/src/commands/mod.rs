@@ -15,6 +15,7 @@ pub mod check;
 pub mod detach;
 pub mod devices;
 pub mod explain;
+pub mod graph;
 pub mod plan;
 pub mod quarantine;
 pub mod run;
@@ -47,6 +48,11 @@ pub fn execute(cli: Cli) -> Result<u8> {
             output,
             state_dir,
         } => plan::run(&paths, output, &state_dir),
+        Command::Graph {
+            paths,
+            output,
+            zone,
+        } => graph::run(&paths, output, zone.as_deref()),
         Command::Run {
             policies,
             ifaces,

@@ -18,7 +18,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::{
-    cli::Output,
+    cli::PlanOutput,
     daemon::{host::HostContext, state},
     exit,
     policy::{self, IdTable, PlanDiff, PlanView, diff},
@@ -149,7 +149,7 @@ impl Baseline {
     clippy::print_stderr,
     reason = "CLI output: the plan on stdout, diagnostics on stderr"
 )]
-pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
+pub fn run(paths: &[PathBuf], output: PlanOutput, state_dir: &Path) -> Result<u8> {
     let baseline = match Baseline::read(state_dir)? {
         Ok(b) => b,
         Err(message) => return Ok(crate::commands::fail(exit::ENVIRONMENT, &message)),
@@ -172,7 +172,16 @@ pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
     let host = baseline.host_used(&candidate);
     let changes = baseline.applied.as_ref().map(|old| diff(old, &view));
     match output {
-        Output::Json => {
+        PlanOutput::Svg => {
+            for w in policy::render_all(&warnings) {
+                eprintln!("{w}");
+            }
+            print!(
+                "{}",
+                crate::graph::svg::render(&plan_graph(baseline.applied.as_ref(), &view))
+            );
+        }
+        PlanOutput::Json => {
             let warnings = warnings.iter().map(ToString::to_string).collect();
             println!(
                 "{}",
@@ -184,7 +193,7 @@ pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
                 })?
             );
         }
-        Output::Text => {
+        PlanOutput::Text => {
             for w in policy::render_all(&warnings) {
                 eprintln!("{w}");
             }
@@ -192,6 +201,23 @@ pub fn run(paths: &[PathBuf], output: Output, state_dir: &Path) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// The candidate's graph, marked against the applied policy's when there is one.
+fn plan_graph(applied: Option<&PlanView>, candidate: &PlanView) -> crate::graph::Graph {
+    let new = crate::graph::Graph::of(candidate);
+    match applied {
+        Some(old) => {
+            let mut g = crate::graph::mark_changes(&crate::graph::Graph::of(old), &new);
+            g.title = format!("{} against applied {}", g.title, short(&old.digest));
+            g
+        }
+        None => {
+            let mut g = new;
+            g.title = format!("{} (nothing applied yet)", g.title);
+            g
+        }
+    }
 }
 
 /// The text form of a plan (and its changes).
