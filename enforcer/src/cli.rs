@@ -212,6 +212,10 @@ pub enum Command {
         /// it reverts by itself unless `enforcer confirm` (pull-based deployments).
         #[arg(long, value_name = "DURATION")]
         confirm_window: Option<Window>,
+        /// Serve the read-only status page over TCP here too (it is always on the control
+        /// socket); e.g. `127.0.0.1:9470`. Anyone who reaches it sees the devices: keep it local.
+        #[arg(long, value_name = "ADDR")]
+        status_addr: Option<SocketAddr>,
     },
     /// Hand the running daemon a candidate policy and enforce it now; with --confirm it reverts
     /// to the last confirmed policy by itself unless `enforcer confirm` comes in time.

@@ -92,7 +92,8 @@ fn the_demo_policy_has_a_node_per_zone_and_network_and_an_edge_per_allow_rule() 
     let d = parse(&graph(&["policies/", "--output", "dot"]));
     for z in &compiled.zones {
         assert!(
-            d.nodes.contains(&(format!("zone:{}", z.name), "zone".to_owned())),
+            d.nodes
+                .contains(&(format!("zone:{}", z.name), "zone".to_owned())),
             "no node for zone {}: {:?}",
             z.name,
             d.nodes
@@ -126,7 +127,10 @@ fn the_demo_policy_has_a_node_per_zone_and_network_and_an_edge_per_allow_rule() 
     // Each edge joins two drawn nodes, and the denies are drawn as denies.
     let ids: BTreeSet<&str> = d.nodes.iter().map(|(id, _)| id.as_str()).collect();
     for (from, to, ..) in &d.edges {
-        assert!(ids.contains(from.as_str()) && ids.contains(to.as_str()), "{from} -> {to}");
+        assert!(
+            ids.contains(from.as_str()) && ids.contains(to.as_str()),
+            "{from} -> {to}"
+        );
     }
     let denies: Vec<&str> = d
         .edges
@@ -135,8 +139,14 @@ fn the_demo_policy_has_a_node_per_zone_and_network_and_an_edge_per_allow_rule() 
         .map(|e| e.3.as_str())
         .collect();
     assert_eq!(denies, ["fishtank-no-egress", "no-lateral-cameras"]);
-    assert!(d.nodes.contains(&("router".to_owned(), "router".to_owned())));
-    assert!(d.nodes.contains(&("device:fishtank".to_owned(), "device".to_owned())));
+    assert!(
+        d.nodes
+            .contains(&("router".to_owned(), "router".to_owned()))
+    );
+    assert!(
+        d.nodes
+            .contains(&("device:fishtank".to_owned(), "device".to_owned()))
+    );
 }
 
 #[test]
@@ -154,7 +164,13 @@ fn the_same_policy_gives_the_same_bytes_in_dot_and_svg() {
 
 #[test]
 fn a_zone_graph_draws_only_what_touches_the_zone() {
-    let d = parse(&graph(&["policies/", "--output", "dot", "--zone", "cameras"]));
+    let d = parse(&graph(&[
+        "policies/",
+        "--output",
+        "dot",
+        "--zone",
+        "cameras",
+    ]));
     let rules: BTreeSet<&str> = d.edges.iter().map(|e| e.3.as_str()).collect();
     assert_eq!(
         rules,

@@ -285,3 +285,14 @@ fn unknown_table(found: &[Discovered]) -> String {
     }
     table::render(&t)
 }
+
+/// The inventory as `--output json` prints it (listed devices with their state and counters,
+/// and the discovered unknown ones), for the daemon's status page.
+pub(crate) fn inventory(pin_dir: &std::path::Path, st: &Status) -> Result<serde_json::Value> {
+    let maps = PinnedMaps::open(pin_dir)?;
+    let (now_mono, now_unix) = (datapath::monotonic_ns(), crate::time::unix_now());
+    Ok(serde_json::to_value(Inventoried {
+        listed: listed(&maps, st, now_mono, now_unix)?,
+        unknown: discovered(&maps, now_mono, now_unix)?,
+    })?)
+}

@@ -63,6 +63,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             state_dir,
             generic,
             confirm_window,
+            status_addr,
         } => run::run(crate::daemon::Config {
             policies,
             ifaces,
@@ -74,6 +75,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             state_dir,
             generic,
             confirm_window: confirm_window.map(|w| w.0),
+            status_addr,
         }),
         Command::Apply {
             paths,

@@ -49,7 +49,8 @@ pub fn run(cfg: daemon::Config) -> Result<u8> {
             | DaemonError::State(_)
             | DaemonError::MetricsServer { .. }
             | DaemonError::Control(_)
-            | DaemonError::Locked(_)),
+            | DaemonError::Locked(_)
+            | DaemonError::StatusPage(_)),
         ) => {
             tracing::error!(error = %error_chain(&e), "cannot start");
             exit::ENVIRONMENT

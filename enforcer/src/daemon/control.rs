@@ -1,7 +1,8 @@
 //! The daemon's local control socket: root's alone (a 0700 directory, a 0600 socket). A client
 //! sends one JSON request line; the daemon answers with JSON lines. It serves `watch` (the live
 //! deny, audit, quarantine and discovery events, as `enforcer watch` prints them), takes the
-//! operators' reports for the audit trail, and hands `enforcer apply` and `enforcer confirm` to the
+//! operators' reports for the audit trail, serves the status page to an HTTP request line
+//! ([`super::status_page`]), and hands `enforcer apply` and `enforcer confirm` to the
 //! daemon's reload loop (one answer line each).
 
 use std::{
@@ -317,6 +318,7 @@ pub async fn serve(
     listener: UnixListener,
     events: broadcast::Sender<WatchEvent>,
     operations: mpsc::Sender<OperationCall>,
+    page: Arc<super::status_page::Page>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
@@ -333,9 +335,9 @@ pub async fn serve(
             continue;
         };
         let rx = events.subscribe();
-        let operations = operations.clone();
+        let (operations, page) = (operations.clone(), Arc::clone(&page));
         tokio::spawn(async move {
-            if let Err(e) = client(stream, rx, operations).await {
+            if let Err(e) = client(stream, rx, operations, &page).await {
                 debug!(error = %e, "control client gone");
             }
             drop(slot);
@@ -353,6 +355,7 @@ async fn client(
     stream: UnixStream,
     mut rx: broadcast::Receiver<WatchEvent>,
     operations: mpsc::Sender<OperationCall>,
+    page: &Arc<super::status_page::Page>,
 ) -> std::io::Result<()> {
     // Who is asking: the kernel's word for it, not the client's.
     let cred = stream.peer_cred().ok();
@@ -365,6 +368,10 @@ async fn client(
         Ok(Err(e)) => return Err(e),
         Err(_) => return Ok(()),
     };
+    // The status page, for a browser through `ssh -L PORT:SOCKET` (read-only: GET and HEAD).
+    if super::status_page::is_http(&line) {
+        return super::status_page::answer(&line, &mut reader, &mut write, page).await;
+    }
     let (uid, pid) = cred.map_or((None, None), |c| (Some(c.uid()), c.pid()));
     let filter = match request {
         Ok(Request::Watch(f)) => f,

@@ -127,6 +127,7 @@ mod tests {
             state_dir: PathBuf::from("state"),
             generic: false,
             confirm_window: None,
+            status_addr: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod metrics;
 mod netlink;
 mod reloader;
 pub mod state;
+pub mod status_page;
 
 use std::{
     future::Future,
@@ -59,6 +60,7 @@ pub struct Config {
     /// `--confirm-window`: every reload from a file change (and SIGHUP) is provisional for this
     /// long, reverting by itself unless `enforcer confirm`ed.
     pub confirm_window: Option<Duration>,
+    pub status_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Locked(#[from] state::LockError),
+    #[error(transparent)]
+    StatusPage(#[from] status_page::PageError),
     #[error("signal handling")]
     Signals(#[source] std::io::Error),
     #[error("daemon state poisoned")]
@@ -720,6 +724,7 @@ fn init_metrics(metrics: &metrics::Metrics, generation: u64) {
 
 /// Runs until `shutdown` completes. Enforcement outlives the return (pinned links and maps).
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let status_tcp = status_page::bind(cfg.status_addr).await?;
     let pre = preflight(&cfg).await?;
     let mut inner = start_enforcing(&pre)?;
     let Preflight {
@@ -746,6 +751,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     info!(socket = %cfg.control_socket.display(), "serving the control socket");
     let (watchers, _) = tokio::sync::broadcast::channel(control::WATCH_BUFFER);
     let (operations, operations_rx) = mpsc::channel(1);
+    let page = status_page::Page::start(&cfg, status_tcp, &watchers);
     let tasks = [
         tokio::spawn(http::serve(
             listener,
@@ -767,7 +773,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             watchers.clone(),
         ))
         .abort_handle(),
-        tokio::spawn(control::serve(control, watchers, operations)).abort_handle(),
+        tokio::spawn(control::serve(control, watchers, operations, page)).abort_handle(),
     ];
     let reloader = reloader::Reloader {
         cfg: cfg.clone(),
