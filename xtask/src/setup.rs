@@ -50,6 +50,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("systemd", "systemd-analyze verify of the unit (tests)"),
     ("man-db", "man -l, rendering the man pages (tests)"),
     ("prometheus", "promtool check/test rules (tests)"),
+    (
+        "chromium",
+        "headless browser: loads and screenshots the status page (tests)",
+    ),
 ];
 
 /// What a check found missing.
