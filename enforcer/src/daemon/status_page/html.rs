@@ -93,7 +93,17 @@ const UNKNOWN_SHOWN: &[&str] = &[
     "packets",
     "last_destination",
     "last_port",
+    "last_protocol",
 ];
+
+/// Where an unknown device last tried to go: `ADDR:PORT`, or `ADDR (icmp)`.
+fn last_tried(d: &Value) -> String {
+    let dst = field(d, "last_destination");
+    match number(d, &["last_protocol"]) {
+        1 | 58 => format!("{dst} (icmp)"),
+        _ => format!("{dst}:{}", field(d, "last_port")),
+    }
+}
 
 /// Every other field of `v` as `key: value`, so what the inventory learns to show (host names
 /// seen on the wire, say) is on the page too, escaped like the rest.
@@ -298,11 +308,7 @@ fn devices_sections(s: &mut String, snap: &Snapshot) {
                 escape(&field(d, "interface")),
                 escape(&field(d, "last_seen")),
                 number(d, &["packets"]).to_string(),
-                escape(&format!(
-                    "{}:{}",
-                    field(d, "last_destination"),
-                    field(d, "last_port")
-                )),
+                escape(&last_tried(d)),
                 escape(&details(d, UNKNOWN_SHOWN)),
             ]
         })
@@ -329,7 +335,9 @@ fn recent_section(s: &mut String, recent: &[WatchEvent]) {
     let rows: Vec<Vec<String>> = recent
         .iter()
         .map(|e| {
-            let to = match (&e.dst, e.dport) {
+            // An ICMP event's "port" is its echo id: not worth showing.
+            let port = e.dport.filter(|_| e.proto.as_deref() != Some("icmp"));
+            let to = match (&e.dst, port) {
                 (Some(d), Some(p)) => format!("{d} port {p}"),
                 (Some(d), None) => d.clone(),
                 (None, _) => "-".to_owned(),
