@@ -109,6 +109,20 @@ pub enum PlanOutput {
     Svg,
 }
 
+/// `enforcer graph`'s arguments.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Policy file (.yaml/.yml) or directory of them; several are merged into one policy.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphOutput::Svg)]
+    pub output: GraphOutput,
+    /// Only this zone, its devices and what they reach or are reached from.
+    #[arg(long)]
+    pub zone: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a policy file or directory; exit 0 when valid (warnings printed), 1 otherwise.
@@ -168,17 +182,7 @@ pub enum Command {
     },
     /// Draw the policy as a graph: zones, networks, the router and devices named on their own as
     /// nodes, what rules allow and deny as edges; the same policy gives the same bytes.
-    Graph {
-        /// Policy file (.yaml/.yml) or directory of them; several are merged into one policy.
-        #[arg(required = true, value_name = "PATH")]
-        paths: Vec<PathBuf>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = GraphOutput::Svg)]
-        output: GraphOutput,
-        /// Only this zone, its devices and what they reach or are reached from.
-        #[arg(long)]
-        zone: Option<String>,
-    },
+    Graph(GraphArgs),
     /// Attach to interfaces, enforce the policy, serve metrics, reload on SIGHUP or file change.
     Run {
         /// Policy file or directory; repeat to merge several (`--policy fleet/common --policy

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::{
-    cli::GraphOutput,
+    cli::{GraphArgs, GraphOutput},
     exit,
     graph::{self, Graph},
     policy::{self, CompileOptions, PlanView},
@@ -58,10 +58,10 @@ pub fn render(g: &Graph, output: GraphOutput) -> String {
     clippy::print_stderr,
     reason = "CLI output: the picture on stdout, diagnostics on stderr"
 )]
-pub fn run(paths: &[PathBuf], output: GraphOutput, zone: Option<&str>) -> Result<u8> {
-    match graph_of(paths, zone) {
+pub fn run(args: &GraphArgs) -> Result<u8> {
+    match graph_of(&args.paths, args.zone.as_deref()) {
         Ok(g) => {
-            print!("{}", render(&g, output));
+            print!("{}", render(&g, args.output));
             Ok(exit::OK)
         }
         Err(NoGraph::Invalid(lines)) => {

@@ -48,11 +48,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             output,
             state_dir,
         } => plan::run(&paths, output, &state_dir),
-        Command::Graph {
-            paths,
-            output,
-            zone,
-        } => graph::run(&paths, output, zone.as_deref()),
+        Command::Graph(args) => graph::run(&args),
         Command::Run {
             policies,
             ifaces,

@@ -246,6 +246,12 @@ fn devices_sections(s: &mut String, snap: &Snapshot) {
         .get("unknown")
         .and_then(Value::as_array)
         .unwrap_or(&empty);
+    listed_section(s, listed);
+    quarantine_section(s, listed);
+    unknown_section(s, unknown);
+}
+
+fn listed_section(s: &mut String, listed: &[Value]) {
     s.push_str("<h2>Devices</h2>\n");
     let rows: Vec<Vec<String>> = listed
         .iter()
@@ -279,6 +285,9 @@ fn devices_sections(s: &mut String, snap: &Snapshot) {
         &rows,
         "no listed devices",
     );
+}
+
+fn quarantine_section(s: &mut String, listed: &[Value]) {
     s.push_str("<h2>Quarantines</h2>\n");
     let rows: Vec<Vec<String>> = listed
         .iter()
@@ -297,6 +306,9 @@ fn devices_sections(s: &mut String, snap: &Snapshot) {
         &rows,
         "no device is quarantined",
     );
+}
+
+fn unknown_section(s: &mut String, unknown: &[Value]) {
     s.push_str("<h2>Unknown devices</h2>\n");
     let rows: Vec<Vec<String>> = unknown
         .iter()
