@@ -375,7 +375,9 @@ impl<'a> Builder<'a> {
                 when.push("spoofing".to_owned());
             }
             when.extend(q.touches.iter().map(|t| format!("touching {t}")));
-            label.push(format!("quarantine to {} on: {}", q.zone, when.join(", ")));
+            // One trigger a line: the box stays narrow.
+            label.push(format!("quarantine to zone {} when:", q.zone));
+            label.extend(when.into_iter().map(|w| format!("  {w}")));
             label.push(match q.release_after_s {
                 Some(s) => format!("released after {s}s"),
                 None => "released by hand".to_owned(),
