@@ -43,6 +43,8 @@ pub const RECENT_EVENTS: usize = 50;
 const MAX_CONNECTIONS: usize = 16;
 /// A TCP client's whole request and answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send its request's headers.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request head read (request line and headers); the rest is not read.
 const MAX_HEAD: u64 = 16 * 1024;
 
@@ -255,13 +257,18 @@ where
     W: AsyncWrite + Unpin,
 {
     // The headers are read and dropped: a connection closed with unread data may reset before
-    // the browser has read the answer.
-    let mut header = String::new();
-    loop {
-        header.clear();
-        if reader.read_line(&mut header).await? == 0 || header.trim().is_empty() {
-            break;
+    // the browser has read the answer. A client that stalls in them is dropped.
+    let headers = async {
+        let mut header = String::new();
+        loop {
+            header.clear();
+            if reader.read_line(&mut header).await? == 0 || header.trim().is_empty() {
+                return Ok::<(), std::io::Error>(());
+            }
         }
+    };
+    if tokio::time::timeout(HEAD_TIMEOUT, headers).await.is_err() {
+        return Ok(());
     }
     let head_only = request_line.starts_with("HEAD ");
     let wants_page = request_line.starts_with("GET ") || head_only;
