@@ -15,6 +15,7 @@ pub mod check;
 pub mod detach;
 pub mod devices;
 pub mod explain;
+pub mod import;
 pub mod plan;
 pub mod quarantine;
 pub mod run;
@@ -86,10 +87,18 @@ pub fn execute(cli: Cli) -> Result<u8> {
             paths,
         } => detach::run(&paths, iface.as_deref(), output),
         Command::Devices {
+            unknown: _,
+            drift: true,
+            output,
+            paths,
+        } => devices::run_drift(output, &paths),
+        Command::Devices {
             unknown,
             output,
             paths,
+            ..
         } => devices::run(unknown, output, &paths),
+        Command::Import(what) => import::run(&what),
         Command::Quarantine {
             device,
             duration,

@@ -51,6 +51,8 @@ pub struct Metrics {
     quarantined: IntGauge,
     pub quarantine_events: IntCounterVec,
     unknown_devices: IntGauge,
+    /// `enforcer_inventory_drift{device,field}`, set by the inventory task.
+    pub inventory_drift: IntGaugeVec,
 }
 
 /// Work the daemon declines under load, so a flood costs it a bounded amount (each counted).
@@ -304,6 +306,12 @@ impl Metrics {
                 &r,
                 "enforcer_unknown_devices",
                 "Sources the policy does not list, seen by the datapath (bounded by its table).",
+            )?,
+            inventory_drift: gauge_vec(
+                &r,
+                "enforcer_inventory_drift",
+                "MACs whose announcements contradict the inventory (field vendor, model, firmware) or changed their vendor class or parameter list, by listed device (device=\"unknown\": every unlisted MAC). Evidence, never identity.",
+                &["device", "field"],
             )?,
             registry: r,
         })
