@@ -259,7 +259,10 @@ fn observed_note(o: &Observed) -> String {
     format!("; observed on the wire, not verified: {}", parts.join("; "))
 }
 
-pub fn run(unknown_only: bool, output: DevicesOutput, paths: &Paths) -> Result<u8> {
+pub fn run(unknown_only: bool, drift: bool, output: DevicesOutput, paths: &Paths) -> Result<u8> {
+    if drift {
+        return run_drift(output, paths);
+    }
     let st = match crate::commands::running_status(&paths.state_dir)? {
         Ok(st) => st,
         Err(no) => {
@@ -380,7 +383,7 @@ fn observed_cell(o: Option<&Observed>, f: impl Fn(&Observed) -> Option<String>) 
 
 /// `enforcer devices --drift`: announcements that contradict the inventory, and MACs that
 /// changed their vendor class or parameter list.
-pub fn run_drift(output: DevicesOutput, paths: &Paths) -> Result<u8> {
+fn run_drift(output: DevicesOutput, paths: &Paths) -> Result<u8> {
     let st = match crate::commands::running_status(&paths.state_dir)? {
         Ok(st) => st,
         Err(no) => {
