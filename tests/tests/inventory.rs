@@ -232,7 +232,7 @@ fn dhcpv6_solicit(m: &str) -> Vec<u8> {
         class,
     )));
     let mut fqdn = vec![0u8];
-    fqdn.extend_from_slice(b"\x0aannas-phone\x04home\x04arpa\x00");
+    fqdn.extend_from_slice(b"\x0bannas-phone\x04home\x04arpa\x00");
     opts.insert(v6::DhcpOption::Unknown(v6::UnknownOption::new(
         v6::OptionCode::from(39),
         fqdn,
