@@ -114,6 +114,16 @@ counters! {
     /// Unlisted MACs recorded in `DISCOVERED` for the first time. The table is an LRU of
     /// `MAX_DISCOVERED`: this minus the entries it holds is how many were recycled for newer ones.
     DiscoveredNew = "discovered_new",
+    /// Evidence frames (DHCP, mDNS, SSDP a device sent about itself) copied to `EVIDENCE`.
+    EvidenceSent = "evidence_sent",
+    /// Evidence frames lost because the `EVIDENCE` ring buffer was full.
+    EvidenceDropped = "evidence_dropped",
+    /// Evidence frames not copied because their MAC exceeded its per-second budget
+    /// (`evidence::EVIDENCE_PER_MAC_PER_SEC`).
+    EvidenceRateLimited = "evidence_rate_limited",
+    /// Evidence frames not copied because all sources together exceeded this CPU's per-second
+    /// budget (`evidence::EVIDENCE_PER_CPU_PER_SEC`).
+    EvidenceGlobalLimited = "evidence_global_limited",
 }
 
 impl Counter {

@@ -62,7 +62,7 @@ pub fn rule(rule: u32, bytes: u32) {
 
 /// Takes one event from a budget of `per_sec` a second; whether there was one left.
 #[inline(always)]
-fn spend(b: &mut EventBudget, per_sec: u32, now: u64) -> bool {
+pub fn spend(b: &mut EventBudget, per_sec: u32, now: u64) -> bool {
     if now.saturating_sub(b.window_start_ns) >= SECOND_NS {
         b.window_start_ns = now;
         b.count = 0;

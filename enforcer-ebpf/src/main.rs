@@ -23,6 +23,7 @@
 mod account;
 mod bench;
 mod egress;
+mod evidence;
 mod explain;
 mod flow;
 mod identity;
@@ -186,6 +187,10 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
         Err(Reject::NeighbourDiscovery) if !identity::nd_for_this_link(&scratch.pkt.dst) => {}
         Err(Reject::Arp) if identity::arp_spoofed(&scratch.pkt) => return Outcome::ArpSpoofed,
         Err(reject) => return Outcome::Rejected(reject),
+    }
+    // Evidence is copied whatever the verdict will be, and changes nothing about it.
+    if evidence::is_candidate(&scratch.pkt) {
+        evidence::capture(ctx, &scratch.pkt, ifindex(ctx));
     }
     let Scratch {
         pkt,

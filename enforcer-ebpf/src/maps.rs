@@ -13,6 +13,7 @@ use enforcer_common::{
     Decision, MAX_ADDRS, MAX_DEVICES, MAX_MACS, MAX_NETS, MAX_PAIRS, MAX_PORTS, MAX_RULES, SLOTS,
     control::{Control, PolicyConfig},
     event::EVENTS_BYTES,
+    evidence::{EVIDENCE_BYTES, MAX_EVIDENCE_SOURCES},
     explain::Explanation,
     flow::{DEFAULT_FLOWS, FlowKey, FlowValue, FragKey, FragValue, MAX_FRAGS},
     identity::{AddrEntry, AddrKeyV4, AddrKeyV6, MacEntry, MacKey, NetEntry},
@@ -106,6 +107,20 @@ pub static DISCOVERED: LruHashMap<MacKey, DiscoveredDevice> = LruHashMap::pinned
 /// [`DenyEvent`](enforcer_common::event::DenyEvent).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
+
+/// Evidence frames for the daemon's inventory: `enforcer_common::evidence::EVIDENCE_MAP`, records
+/// of [`EvidenceFrame`](enforcer_common::evidence::EvidenceFrame).
+#[map]
+pub static EVIDENCE: RingBuf = RingBuf::pinned(EVIDENCE_BYTES, 0);
+/// Evidence budget by source MAC: `enforcer_common::evidence::EVIDENCE_BUDGET_MAP`, [`MacKey`] to
+/// [`EventBudget`].
+#[map]
+pub static EVIDENCE_BUDGET: LruHashMap<MacKey, EventBudget> =
+    LruHashMap::pinned(MAX_EVIDENCE_SOURCES, 0);
+/// The evidence budget every source shares, per CPU:
+/// `enforcer_common::evidence::EVIDENCE_BUDGET_CPU_MAP`, one [`EventBudget`].
+#[map]
+pub static EVIDENCE_BUDGET_CPU: PerCpuArray<EventBudget> = PerCpuArray::pinned(1, 0);
 
 /// Per-CPU scratch space for what does not fit the 512-byte BPF stack: the parsed packet, the
 /// judged tuples and a discovery record. One entry; each run overwrites what it uses.

@@ -200,7 +200,8 @@ pub struct Packet {
     /// while `proto` (the final L4 protocol) is only known in the first one when extension headers
     /// follow the Fragment header.
     pub frag_proto: u8,
-    /// Offset of the IP header quoted by an ICMP error.
+    /// Offset of what follows the L4 header: the IP header an ICMP error quotes, or a UDP
+    /// datagram's payload (read by `evidence::capture`).
     pub inner_off: usize,
     /// Frame length in bytes.
     pub len: u32,
@@ -615,6 +616,7 @@ fn parse_l4<F: Frame>(
             pkt.sport = be16(u.sport);
             pkt.dport = be16(u.dport);
             pkt.l4 = L4::Ports;
+            pkt.inner_off = off + size_of::<UdpHdr>();
         }
         PROTO_ICMP | PROTO_ICMPV6 => {
             // ICMP rides on the matching family only.

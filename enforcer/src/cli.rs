@@ -123,6 +123,39 @@ pub struct GraphArgs {
     pub zone: Option<String>,
 }
 
+/// What `enforcer import` converts.
+#[derive(Debug, Subcommand)]
+pub enum Import {
+    /// A MUD file (RFC 8520, read from a local file): its from-device and to-device ACLs become
+    /// rules of the device NAME, printed for review. An entry that cannot be expressed is an
+    /// error naming it; nothing is dropped silently.
+    Mud {
+        /// The MUD file (JSON). Fetching it and checking its signature is up to you: see
+        /// docs/inventory.md.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The policy device the profile describes.
+        #[arg(long, value_name = "NAME")]
+        device: String,
+        /// A destination for a MUD abstraction: `local-networks=zone:Z`,
+        /// `controller:URI=device:D`, `my-controller=device:D`, `same-manufacturer=zone:Z`,
+        /// `manufacturer:NAME=zone:Z`, `model:URI=zone:Z`. Repeat for each.
+        #[arg(long = "map", value_name = "ABSTRACTION=DESTINATION")]
+        maps: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ImportOutput::Yaml)]
+        output: ImportOutput,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportOutput {
+    /// Policy YAML (`rules:`), to review and add to the policy.
+    Yaml,
+    /// The same rules as JSON.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a policy file or directory; exit 0 when valid (warnings printed), 1 otherwise.
@@ -271,12 +304,19 @@ pub enum Command {
         /// Only devices the policy does not list.
         #[arg(long)]
         unknown: bool,
+        /// Only drift: announcements that contradict a listed device's inventory (vendor, model,
+        /// firmware), and MACs that changed their vendor class or DHCP parameter list.
+        #[arg(long, conflicts_with = "unknown")]
+        drift: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = DevicesOutput::Table)]
         output: DevicesOutput,
         #[command(flatten)]
         paths: Paths,
     },
+    /// Convert a device profile into policy YAML for review; nothing is applied.
+    #[command(subcommand)]
+    Import(Import),
     /// Move a device to the quarantine zone now.
     Quarantine {
         /// Device name or MAC address.

@@ -1724,6 +1724,129 @@ cases! {
     ];
 }
 
+// ----- Evidence: DHCP, mDNS and SSDP copied for the inventory, the verdict untouched ----------
+
+/// A DHCPv4, mDNS or SSDP body stand-in: the datapath copies bytes, the daemon parses them.
+const EVIDENCE_BODY: &[u8] = &[0x5a; 300];
+/// More than `MAX_EVIDENCE_PAYLOAD`: copied cut.
+const LONG_EVIDENCE_BODY: &[u8] = &[0x5b; 1_400];
+
+fn dhcp_discover(m: &str) -> Frame {
+    from(m)
+        .ipv4("0.0.0.0", "255.255.255.255")
+        .udp(68, 67)
+        .payload(EVIDENCE_BODY)
+}
+
+cases! {
+    dhcp_discover_is_copied_as_evidence_and_still_passes_by_its_rule: FIXTURE, [
+        dhcp_discover(CAM1_MAC) => PASS by rule("dhcp-dns") & Counter::EvidenceSent,
+        check |h| { h.assert_device("cam-1", [1, 0, 0]); h.assert_counter(Counter::EvidenceRateLimited, 0); },
+    ];
+    dhcp_discover_is_copied_as_evidence_and_still_dropped_without_a_rule: no_dhcp_fixture(), [
+        dhcp_discover(CAM1_MAC) => DROP by rule("default") & Counter::EvidenceSent,
+        check |h| { h.assert_device("cam-1", [0, 1, 0]); },
+    ];
+    evidence_from_unknown_sources_is_copied_and_they_stay_unknown: FIXTURE, [
+        dhcp_discover(STRANGER_MAC) => PASS by rule("dhcp-dns") & Counter::EvidenceSent,
+        from(STRANGER_MAC).ipv6("fe80::99", "ff02::1:2").udp(546, 547).payload(EVIDENCE_BODY)
+            => PASS by rule("dhcp-dns") & Counter::EvidenceSent,
+        from(STRANGER_MAC).ipv4("10.1.1.150", "224.0.0.251").udp(5353, 5353).payload(EVIDENCE_BODY)
+            => DROP by rule("default") & Counter::EvidenceSent,
+        from(STRANGER_MAC).ipv6("fe80::99", "ff02::c").udp(40000, 1900).payload(EVIDENCE_BODY)
+            => DROP by rule("default") & Counter::EvidenceSent,
+        check |h| {
+            h.assert_device("unknown", [2, 2, 0]);
+            assert!(h.discovered(STRANGER_MAC).is_some(), "still discovered as unknown");
+        },
+    ];
+    mdns_and_ssdp_from_a_listed_device_are_copied_and_judged_as_before: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, "224.0.0.251").udp(5353, 5353).payload(EVIDENCE_BODY)
+            => DROP by rule("default") & Counter::EvidenceSent,
+        from(CAM1_MAC).ipv6(CAM1_6, "ff02::fb").udp(5353, 5353).payload(EVIDENCE_BODY)
+            => DROP by rule("default") & Counter::EvidenceSent,
+        from(CAM1_MAC).ipv4(CAM1, "239.255.255.250").udp(40000, 1900).payload(EVIDENCE_BODY)
+            => DROP by rule("default") & Counter::EvidenceSent,
+        // An SSDP search response, unicast from 1900 to the searcher: cameras may reach no office.
+        from(CAM1_MAC).ipv4(CAM1, OFFICE).udp(1900, 40000).payload(EVIDENCE_BODY)
+            => DROP by rule("no-lateral-cameras") & Counter::EvidenceSent,
+        check |h| { h.assert_device("cam-1", [0, 4, 0]); h.assert_counter(Counter::EvidenceSent, 4); },
+    ];
+    a_long_evidence_frame_is_copied_cut_and_passes_whole: FIXTURE, [
+        from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67).payload(LONG_EVIDENCE_BODY)
+            => PASS by rule("dhcp-dns") & Counter::EvidenceSent,
+    ];
+    ordinary_udp_server_replies_and_empty_datagrams_are_no_evidence: FIXTURE, [
+        from(OFFICE_MAC).ipv4(OFFICE, WEB).udp(40000, 53).payload(EVIDENCE_BODY) => PASS by rule("office-internet"),
+        // A DHCP server's offer and a one-shot mDNS query describe no sender.
+        from(STRANGER_MAC).ipv4("10.1.1.200", "255.255.255.255").udp(67, 68).payload(EVIDENCE_BODY) => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, "224.0.0.251").udp(40001, 5353).payload(EVIDENCE_BODY) => DROP by rule("default"),
+        from(CAM1_MAC).ipv4("0.0.0.0", "255.255.255.255").udp(68, 67) => PASS by rule("dhcp-dns"),
+        // Evidence ports over TCP are no evidence either.
+        from(CAM1_MAC).ipv4(CAM1, "239.255.255.250").tcp(40000, 1900).syn() => DROP by rule("default"),
+        check |h| {
+            h.assert_counter(Counter::EvidenceSent, 0);
+            h.assert_counter(Counter::EvidenceRateLimited, 0);
+        },
+    ];
+    evidence_beyond_a_macs_budget_is_counted_not_copied_and_the_verdict_stays: FIXTURE, [
+        for _ in (0..enforcer_common::evidence::EVIDENCE_PER_MAC_PER_SEC)
+            dhcp_discover(CAM1_MAC) => PASS by rule("dhcp-dns") & Counter::EvidenceSent,
+        dhcp_discover(CAM1_MAC) => PASS by rule("dhcp-dns") & Counter::EvidenceRateLimited,
+        // Another MAC has a budget of its own.
+        dhcp_discover(CAM2_MAC) => PASS by rule("dhcp-dns") & Counter::EvidenceSent,
+        check |h| {
+            h.assert_device("cam-1", [u64::from(enforcer_common::evidence::EVIDENCE_PER_MAC_PER_SEC) + 1, 0, 0]);
+            h.assert_counter(Counter::EvidenceDropped, 0);
+        },
+    ];
+}
+
+/// The copied frame holds the sender, its kind and the UDP payload, cut at the bound.
+#[test]
+fn evidence_frames_carry_sender_kind_and_payload_cut_at_the_bound() {
+    use enforcer_common::evidence::{
+        EVIDENCE_MAP, EvidenceFrame, EvidenceKind, MAX_EVIDENCE_PAYLOAD,
+    };
+    let name = "evidence_frames_carry_sender_kind_and_payload_cut_at_the_bound";
+    let Some(mut h) = Harness::new(name, Setup::from(FIXTURE)) else {
+        return;
+    };
+    h.expect(
+        "discover",
+        &dhcp_discover(CAM1_MAC),
+        PASS,
+        &(rule("dhcp-dns") & Counter::EvidenceSent),
+    );
+    let ssdp = from(STRANGER_MAC)
+        .vlan(7)
+        .ipv6("fe80::99", "ff02::c")
+        .udp(40000, 1900)
+        .payload(LONG_EVIDENCE_BODY);
+    h.send("ssdp", &ssdp);
+    let map = h.dp.take_map(EVIDENCE_MAP).expect("evidence ring");
+    let mut ring = aya::maps::RingBuf::try_from(map).expect("a ring buffer");
+    let mut frames = Vec::new();
+    while let Some(item) = ring.next() {
+        assert_eq!(item.len(), size_of::<EvidenceFrame>(), "one whole record");
+        // SAFETY: the record is an `EvidenceFrame` as the program wrote it (size checked above).
+        frames.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<EvidenceFrame>()) });
+    }
+    assert_eq!(frames.len(), 2, "both frames copied");
+    let (dhcp, ssdp) = (&frames[0], &frames[1]);
+    assert_eq!(EvidenceKind::from_u8(dhcp.kind), Some(EvidenceKind::Dhcpv4));
+    assert_eq!(dhcp.src_mac, mac(CAM1_MAC));
+    assert_eq!(dhcp.payload(), EVIDENCE_BODY);
+    assert_eq!(usize::from(dhcp.udp_len), EVIDENCE_BODY.len());
+    assert_eq!(EvidenceKind::from_u8(ssdp.kind), Some(EvidenceKind::Ssdp));
+    assert_eq!(
+        (ssdp.src_mac, ssdp.vlan, ssdp.family),
+        (mac(STRANGER_MAC), 7, 6)
+    );
+    assert_eq!(ssdp.payload(), &LONG_EVIDENCE_BODY[..MAX_EVIDENCE_PAYLOAD]);
+    assert_eq!(usize::from(ssdp.udp_len), LONG_EVIDENCE_BODY.len());
+}
+
 // ----- Router, broadcast, DHCP, networks, unknown sources -------------------------------------
 
 cases! {

@@ -1,8 +1,9 @@
 //! `enforcer devices`: the inventory as the datapath sees it: listed devices with their zone,
 //! inventory, counters and state, and the unlisted ones it discovered. `--output yaml` prints the
-//! discovered ones as `devices:` entries ready to paste into the policy repo.
+//! discovered ones as `devices:` entries ready to paste into the policy repo. What devices
+//! announced about themselves (`crate::inventory`) is shown beside each as `observed`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use enforcer_common::{FAMILY_V4, FAMILY_V6, state::QuarantineReason};
@@ -17,6 +18,11 @@ use crate::{
     },
     datapath::{self, PinnedMaps},
     exit,
+    inventory::{
+        drift, naming,
+        store::{INVENTORY_FILE, Snapshot, Store, parse_mac},
+        view::Observed,
+    },
     policy::compiled::Inventory,
 };
 
@@ -46,6 +52,9 @@ struct Listed {
     packets: Traffic,
     bytes: Traffic,
     spoofed_packets: u64,
+    /// What the device announced, and its MAC's vendor; absent without a MAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed: Option<Observed>,
 }
 
 #[derive(Serialize)]
@@ -64,6 +73,7 @@ struct Discovered {
     last_destination: String,
     last_port: u16,
     last_protocol: u8,
+    observed: Observed,
 }
 
 #[derive(Serialize)]
@@ -77,7 +87,14 @@ fn mac_text(mac: &[u8; 6]) -> String {
     crate::policy::model::fmt_mac(*mac)
 }
 
-fn listed(maps: &PinnedMaps, st: &Status, now_mono: u64, now_unix: u64) -> Result<Vec<Listed>> {
+/// What the daemon recorded of the devices' announcements (empty before the first).
+fn evidence(state_dir: &std::path::Path) -> Result<Store> {
+    let snapshot: Option<Snapshot> = crate::daemon::state::read(state_dir, INVENTORY_FILE)?;
+    Ok(Store::from_snapshot(snapshot.unwrap_or_default()))
+}
+
+fn listed(maps: &PinnedMaps, st: &Status, now: (u64, u64), store: &Store) -> Result<Vec<Listed>> {
+    let (now_mono, now_unix) = now;
     let ids: Vec<u32> = st.devices.iter().map(|d| d.id).collect();
     let counters: BTreeMap<u32, datapath::DeviceCounters> =
         datapath::device_counters(maps, ids.iter().copied())?
@@ -125,17 +142,25 @@ fn listed(maps: &PinnedMaps, st: &Status, now_mono: u64, now_unix: u64) -> Resul
                     audit: c.bytes[2],
                 },
                 spoofed_packets: c.spoofed,
+                observed: d
+                    .mac
+                    .as_deref()
+                    .and_then(parse_mac)
+                    .map(|mac| Observed::of(mac, store.get(mac))),
             }
         })
         .collect())
 }
 
-fn discovered(maps: &PinnedMaps, now_mono: u64, now_unix: u64) -> Result<Vec<Discovered>> {
+fn discovered(maps: &PinnedMaps, now: (u64, u64), store: &Store) -> Result<Vec<Discovered>> {
+    let (now_mono, now_unix) = now;
     let mut out: Vec<Discovered> = datapath::discovered(maps)?
         .into_iter()
         .map(|(mac, d)| Discovered {
             mac: mac_text(&mac),
-            ipv4: (d.has_v4 != 0).then(|| event_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string()),
+            // A DHCPDISCOVER's 0.0.0.0 is no address of the device's.
+            ipv4: (d.has_v4 != 0 && d.v4 != 0)
+                .then(|| event_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string()),
             ipv6: (d.has_v6 != 0).then(|| event_addr(FAMILY_V6, d.v6).to_string()),
             interface: ifname(d.ifindex),
             vlan: d.vlan,
@@ -145,14 +170,17 @@ fn discovered(maps: &PinnedMaps, now_mono: u64, now_unix: u64) -> Result<Vec<Dis
             last_destination: event_addr(d.last_family, d.last_dst).to_string(),
             last_port: d.last_dport,
             last_protocol: d.last_proto,
+            observed: Observed::of(mac, store.get(mac)),
         })
         .collect();
     out.sort_by(|a, b| a.mac.cmp(&b.mac));
     Ok(out)
 }
 
-/// The discovered devices as policy `devices:` entries, in the unknown zone, for review.
-fn adoptable_yaml(found: &[Discovered], zone: &str) -> Result<String> {
+/// The discovered devices as policy `devices:` entries, in the unknown zone, for review: each
+/// named after the host name it announced (sanitised, unique beside `taken`), with what it
+/// announced as inventory fields that `notes` marks as observed.
+fn adoptable_yaml(found: &[Discovered], zone: &str, mut taken: BTreeSet<String>) -> Result<String> {
     let mut devices = serde_yaml::Mapping::new();
     for d in found {
         let mut e = serde_yaml::Mapping::new();
@@ -167,15 +195,31 @@ fn adoptable_yaml(found: &[Discovered], zone: &str) -> Result<String> {
         if !addrs.is_empty() {
             e.insert("addresses".into(), serde_yaml::Value::Sequence(addrs));
         }
+        let o = &d.observed;
+        for (field, value) in [
+            ("vendor", &o.vendor),
+            ("model", &o.said.model),
+            ("firmware", &o.said.firmware),
+        ] {
+            if let Some(v) = value {
+                e.insert(field.into(), v.clone().into());
+            }
+        }
         e.insert(
             "notes".into(),
             format!(
-                "discovered on {} (vlan {}), first seen {}, last tried {} port {}",
-                d.interface, d.vlan, d.first_seen, d.last_destination, d.last_port
+                "discovered on {} (vlan {}), first seen {}, last tried {} port {}{}",
+                d.interface,
+                d.vlan,
+                d.first_seen,
+                d.last_destination,
+                d.last_port,
+                observed_note(o)
             )
             .into(),
         );
-        let name = format!("unknown-{}", d.mac.replace(':', ""));
+        let fallback = format!("unknown-{}", d.mac.replace(':', ""));
+        let name = naming::unique(o.said.host_name.as_deref(), &fallback, &mut taken);
         devices.insert(name.into(), serde_yaml::Value::Mapping(e));
     }
     let mut root = serde_yaml::Mapping::new();
@@ -187,7 +231,35 @@ fn adoptable_yaml(found: &[Discovered], zone: &str) -> Result<String> {
     ))
 }
 
-pub fn run(unknown_only: bool, output: DevicesOutput, paths: &Paths) -> Result<u8> {
+/// The `notes` part that marks the inventory fields as observed, with the rest of the evidence.
+fn observed_note(o: &Observed) -> String {
+    let mut parts = Vec::new();
+    if o.vendor.is_some() {
+        parts.push("vendor from the MAC's OUI".to_owned());
+    }
+    if o.said.model.is_some() || o.said.firmware.is_some() {
+        parts.push("model and firmware as announced".to_owned());
+    }
+    for (what, v) in [
+        ("host name", &o.said.host_name),
+        ("DHCP fingerprint", &o.said.fingerprint),
+        ("vendor class", &o.said.vendor_class),
+        ("MUD URL", &o.said.mud_url),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{what} {v}"));
+        }
+    }
+    if o.randomised_mac {
+        parts.push("randomised MAC: it may change".to_owned());
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("; observed on the wire, not verified: {}", parts.join("; "))
+}
+
+pub fn run(unknown_only: bool, drift: bool, output: DevicesOutput, paths: &Paths) -> Result<u8> {
     let st = match crate::commands::running_status(&paths.state_dir)? {
         Ok(st) => st,
         Err(no) => {
@@ -198,17 +270,24 @@ pub fn run(unknown_only: bool, output: DevicesOutput, paths: &Paths) -> Result<u
             return Ok(no.report(format));
         }
     };
+    if drift {
+        return run_drift(&st, output, paths);
+    }
     let maps = PinnedMaps::open(&paths.pin_dir)?;
-    let (now_mono, now_unix) = (datapath::monotonic_ns(), crate::time::unix_now());
-    let found = discovered(&maps, now_mono, now_unix)?;
+    let now = (datapath::monotonic_ns(), crate::time::unix_now());
+    let store = evidence(&paths.state_dir)?;
+    let found = discovered(&maps, now, &store)?;
     #[expect(clippy::print_stdout, reason = "CLI output")]
     match output {
-        DevicesOutput::Yaml => print!("{}", adoptable_yaml(&found, &st.unknown_zone)?),
+        DevicesOutput::Yaml => {
+            let taken = st.devices.iter().map(|d| d.name.clone()).collect();
+            print!("{}", adoptable_yaml(&found, &st.unknown_zone, taken)?);
+        }
         DevicesOutput::Json => {
             let listed = if unknown_only {
                 Vec::new()
             } else {
-                listed(&maps, &st, now_mono, now_unix)?
+                listed(&maps, &st, now, &store)?
             };
             println!(
                 "{}",
@@ -220,10 +299,7 @@ pub fn run(unknown_only: bool, output: DevicesOutput, paths: &Paths) -> Result<u
         }
         DevicesOutput::Table => {
             if !unknown_only {
-                println!(
-                    "{}\n",
-                    listed_table(&listed(&maps, &st, now_mono, now_unix)?)
-                );
+                println!("{}\n", listed_table(&listed(&maps, &st, now, &store)?));
             }
             println!("UNKNOWN DEVICES (zone {})", st.unknown_zone);
             println!("{}", unknown_table(&found));
@@ -239,6 +315,10 @@ fn listed_table(devices: &[Listed]) -> String {
             "ZONE",
             "STATE",
             "MAC",
+            "IFACE",
+            "VENDOR",
+            "HOST NAME",
+            "HINTS",
             "LAST SEEN",
             "ALLOWED",
             "DENIED",
@@ -251,6 +331,10 @@ fn listed_table(devices: &[Listed]) -> String {
             d.zone.clone(),
             d.state.clone(),
             d.mac.clone().unwrap_or_else(|| "-".into()),
+            observed_cell(d.observed.as_ref(), |o| o.interface.clone()),
+            observed_cell(d.observed.as_ref(), |o| Some(o.vendor_cell())),
+            observed_cell(d.observed.as_ref(), |o| o.said.host_name.clone()),
+            observed_cell(d.observed.as_ref(), |o| Some(o.hints())),
             d.last_seen.clone().unwrap_or_else(|| "never".into()),
             d.packets.allow.to_string(),
             (d.packets.deny + d.packets.audit).to_string(),
@@ -266,6 +350,9 @@ fn unknown_table(found: &[Discovered]) -> String {
             "IPV4",
             "IPV6",
             "IFACE",
+            "VENDOR",
+            "HOST NAME",
+            "HINTS",
             "LAST SEEN",
             "PACKETS",
             "LAST TRIED",
@@ -278,6 +365,13 @@ fn unknown_table(found: &[Discovered]) -> String {
             d.ipv4.clone().unwrap_or_else(|| "-".into()),
             d.ipv6.clone().unwrap_or_else(|| "-".into()),
             d.interface.clone(),
+            d.observed.vendor_cell(),
+            d.observed
+                .said
+                .host_name
+                .clone()
+                .unwrap_or_else(|| "-".into()),
+            d.observed.hints(),
             d.last_seen.clone(),
             d.packets.to_string(),
             format!("{}:{}", d.last_destination, d.last_port),
@@ -288,11 +382,48 @@ fn unknown_table(found: &[Discovered]) -> String {
 
 /// The inventory as `--output json` prints it (listed devices with their state and counters,
 /// and the discovered unknown ones), for the daemon's status page.
-pub(crate) fn inventory(pin_dir: &std::path::Path, st: &Status) -> Result<serde_json::Value> {
+pub(crate) fn inventory(
+    pin_dir: &std::path::Path,
+    state_dir: &std::path::Path,
+    st: &Status,
+) -> Result<serde_json::Value> {
     let maps = PinnedMaps::open(pin_dir)?;
-    let (now_mono, now_unix) = (datapath::monotonic_ns(), crate::time::unix_now());
+    let store = evidence(state_dir)?;
+    let now = (datapath::monotonic_ns(), crate::time::unix_now());
     Ok(serde_json::to_value(Inventoried {
-        listed: listed(&maps, st, now_mono, now_unix)?,
-        unknown: discovered(&maps, now_mono, now_unix)?,
+        listed: listed(&maps, st, now, &store)?,
+        unknown: discovered(&maps, now, &store)?,
     })?)
+}
+
+/// A table cell from a device's observed evidence, `-` when there is none.
+fn observed_cell(o: Option<&Observed>, f: impl Fn(&Observed) -> Option<String>) -> String {
+    o.and_then(f).unwrap_or_else(|| "-".into())
+}
+
+/// `enforcer devices --drift`: announcements that contradict the inventory, and MACs that
+/// changed their vendor class or parameter list.
+fn run_drift(st: &Status, output: DevicesOutput, paths: &Paths) -> Result<u8> {
+    let store = evidence(&paths.state_dir)?;
+    let drifts = drift::all(&st.devices, &store.snapshot().devices);
+    #[expect(clippy::print_stdout, reason = "CLI output")]
+    match output {
+        DevicesOutput::Json | DevicesOutput::Yaml => {
+            println!("{}", serde_json::to_string_pretty(&drifts)?);
+        }
+        DevicesOutput::Table => {
+            let mut t = table::new(&["DEVICE", "MAC", "FIELD", "EXPECTED", "OBSERVED"], &[]);
+            for d in &drifts {
+                t.add_row(vec![
+                    d.device.clone(),
+                    d.mac.clone(),
+                    d.field.clone(),
+                    d.expected.clone(),
+                    d.observed.clone(),
+                ]);
+            }
+            println!("{}", table::render(&t));
+        }
+    }
+    Ok(exit::OK)
 }

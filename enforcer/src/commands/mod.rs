@@ -16,6 +16,7 @@ pub mod detach;
 pub mod devices;
 pub mod explain;
 pub mod graph;
+pub mod import;
 pub mod plan;
 pub mod quarantine;
 pub mod run;
@@ -91,9 +92,11 @@ pub fn execute(cli: Cli) -> Result<u8> {
         } => detach::run(&paths, iface.as_deref(), output),
         Command::Devices {
             unknown,
+            drift,
             output,
             paths,
-        } => devices::run(unknown, output, &paths),
+        } => devices::run(unknown, drift, output, &paths),
+        Command::Import(what) => import::run(&what),
         Command::Quarantine {
             device,
             duration,

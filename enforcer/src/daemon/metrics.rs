@@ -51,6 +51,8 @@ pub struct Metrics {
     quarantined: IntGauge,
     pub quarantine_events: IntCounterVec,
     unknown_devices: IntGauge,
+    /// `enforcer_inventory_drift{device,field}`, set by the inventory task.
+    pub inventory_drift: IntGaugeVec,
 }
 
 /// Work the daemon declines under load, so a flood costs it a bounded amount (each counted).
@@ -192,6 +194,16 @@ fn device_info(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
     )
 }
 
+/// `enforcer_inventory_drift`: set by the inventory task (`crate::inventory::collect`).
+fn inventory_drift(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
+    gauge_vec(
+        r,
+        "enforcer_inventory_drift",
+        "MACs whose announcements contradict the inventory (field vendor, model, firmware) or changed their vendor class or parameter list, by listed device (device=\"unknown\": every unlisted MAC). Evidence, never identity.",
+        &["device", "field"],
+    )
+}
+
 /// `enforcer_quarantine_events_total`, every datapath reason at 0 from the start.
 fn quarantine_events(r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
     let events = counter_vec(
@@ -305,6 +317,7 @@ impl Metrics {
                 "enforcer_unknown_devices",
                 "Sources the policy does not list, seen by the datapath (bounded by its table).",
             )?,
+            inventory_drift: inventory_drift(&r)?,
             registry: r,
         })
     }

@@ -37,9 +37,8 @@ impl Snapshot {
             .map_err(|e| error_chain(&e))
             .and_then(|s| s.ok_or_else(|| record(state::APPLIED_FILE)));
         let devices = match &status {
-            Ok(st) => {
-                crate::commands::devices::inventory(pin_dir, st).map_err(|e| format!("{e:#}"))
-            }
+            Ok(st) => crate::commands::devices::inventory(pin_dir, state_dir, st)
+                .map_err(|e| format!("{e:#}")),
             Err(why) => Err(why.clone()),
         };
         Self {
