@@ -198,8 +198,8 @@ fn adoptable_yaml(found: &[Discovered], zone: &str, mut taken: BTreeSet<String>)
         let o = &d.observed;
         for (field, value) in [
             ("vendor", &o.vendor),
-            ("model", &o.model),
-            ("firmware", &o.firmware),
+            ("model", &o.said.model),
+            ("firmware", &o.said.firmware),
         ] {
             if let Some(v) = value {
                 e.insert(field.into(), v.clone().into());
@@ -219,7 +219,7 @@ fn adoptable_yaml(found: &[Discovered], zone: &str, mut taken: BTreeSet<String>)
             .into(),
         );
         let fallback = format!("unknown-{}", d.mac.replace(':', ""));
-        let name = naming::unique(o.host_name.as_deref(), &fallback, &mut taken);
+        let name = naming::unique(o.said.host_name.as_deref(), &fallback, &mut taken);
         devices.insert(name.into(), serde_yaml::Value::Mapping(e));
     }
     let mut root = serde_yaml::Mapping::new();
@@ -237,14 +237,14 @@ fn observed_note(o: &Observed) -> String {
     if o.vendor.is_some() {
         parts.push("vendor from the MAC's OUI".to_owned());
     }
-    if o.model.is_some() || o.firmware.is_some() {
+    if o.said.model.is_some() || o.said.firmware.is_some() {
         parts.push("model and firmware as announced".to_owned());
     }
     for (what, v) in [
-        ("host name", &o.host_name),
-        ("DHCP fingerprint", &o.fingerprint),
-        ("vendor class", &o.vendor_class),
-        ("MUD URL", &o.mud_url),
+        ("host name", &o.said.host_name),
+        ("DHCP fingerprint", &o.said.fingerprint),
+        ("vendor class", &o.said.vendor_class),
+        ("MUD URL", &o.said.mud_url),
     ] {
         if let Some(v) = v {
             parts.push(format!("{what} {v}"));
@@ -259,7 +259,7 @@ fn observed_note(o: &Observed) -> String {
     format!("; observed on the wire, not verified: {}", parts.join("; "))
 }
 
-pub fn run(unknown_only: bool, output: DevicesOutput, paths: &Paths) -> Result<u8> {
+pub fn run(unknown_only: bool, drift: bool, output: DevicesOutput, paths: &Paths) -> Result<u8> {
     let st = match crate::commands::running_status(&paths.state_dir)? {
         Ok(st) => st,
         Err(no) => {
@@ -270,6 +270,9 @@ pub fn run(unknown_only: bool, output: DevicesOutput, paths: &Paths) -> Result<u
             return Ok(no.report(format));
         }
     };
+    if drift {
+        return run_drift(&st, output, paths);
+    }
     let maps = PinnedMaps::open(&paths.pin_dir)?;
     let now = (datapath::monotonic_ns(), crate::time::unix_now());
     let store = evidence(paths)?;
@@ -330,7 +333,7 @@ fn listed_table(devices: &[Listed]) -> String {
             d.mac.clone().unwrap_or_else(|| "-".into()),
             observed_cell(d.observed.as_ref(), |o| o.interface.clone()),
             observed_cell(d.observed.as_ref(), |o| Some(o.vendor_cell())),
-            observed_cell(d.observed.as_ref(), |o| o.host_name.clone()),
+            observed_cell(d.observed.as_ref(), |o| o.said.host_name.clone()),
             observed_cell(d.observed.as_ref(), |o| Some(o.hints())),
             d.last_seen.clone().unwrap_or_else(|| "never".into()),
             d.packets.allow.to_string(),
@@ -363,7 +366,11 @@ fn unknown_table(found: &[Discovered]) -> String {
             d.ipv6.clone().unwrap_or_else(|| "-".into()),
             d.interface.clone(),
             d.observed.vendor_cell(),
-            d.observed.host_name.clone().unwrap_or_else(|| "-".into()),
+            d.observed
+                .said
+                .host_name
+                .clone()
+                .unwrap_or_else(|| "-".into()),
             d.observed.hints(),
             d.last_seen.clone(),
             d.packets.to_string(),
@@ -380,17 +387,7 @@ fn observed_cell(o: Option<&Observed>, f: impl Fn(&Observed) -> Option<String>) 
 
 /// `enforcer devices --drift`: announcements that contradict the inventory, and MACs that
 /// changed their vendor class or parameter list.
-pub fn run_drift(output: DevicesOutput, paths: &Paths) -> Result<u8> {
-    let st = match crate::commands::running_status(&paths.state_dir)? {
-        Ok(st) => st,
-        Err(no) => {
-            let format = match output {
-                DevicesOutput::Json => Output::Json,
-                DevicesOutput::Table | DevicesOutput::Yaml => Output::Text,
-            };
-            return Ok(no.report(format));
-        }
-    };
+fn run_drift(st: &Status, output: DevicesOutput, paths: &Paths) -> Result<u8> {
     let store = evidence(paths)?;
     let drifts = drift::all(&st.devices, &store.snapshot().devices);
     #[expect(clippy::print_stdout, reason = "CLI output")]

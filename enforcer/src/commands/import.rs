@@ -48,7 +48,7 @@ pub fn run(what: &Import) -> Result<u8> {
             let chain = crate::daemon::error_chain(&e);
             #[expect(clippy::print_stderr, reason = "CLI output")]
             {
-                eprintln!("error: {chain}");
+                eprintln!("enforcer: error: {chain}");
             }
             Ok(exit::INVALID)
         }

@@ -87,17 +87,11 @@ pub fn execute(cli: Cli) -> Result<u8> {
             paths,
         } => detach::run(&paths, iface.as_deref(), output),
         Command::Devices {
-            unknown: _,
-            drift: true,
-            output,
-            paths,
-        } => devices::run_drift(output, &paths),
-        Command::Devices {
             unknown,
+            drift,
             output,
             paths,
-            ..
-        } => devices::run(unknown, output, &paths),
+        } => devices::run(unknown, drift, output, &paths),
         Command::Import(what) => import::run(&what),
         Command::Quarantine {
             device,

@@ -194,6 +194,16 @@ fn device_info(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
     )
 }
 
+/// `enforcer_inventory_drift`: set by the inventory task (`crate::inventory::collect`).
+fn inventory_drift(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
+    gauge_vec(
+        r,
+        "enforcer_inventory_drift",
+        "MACs whose announcements contradict the inventory (field vendor, model, firmware) or changed their vendor class or parameter list, by listed device (device=\"unknown\": every unlisted MAC). Evidence, never identity.",
+        &["device", "field"],
+    )
+}
+
 /// `enforcer_quarantine_events_total`, every datapath reason at 0 from the start.
 fn quarantine_events(r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
     let events = counter_vec(
@@ -307,12 +317,7 @@ impl Metrics {
                 "enforcer_unknown_devices",
                 "Sources the policy does not list, seen by the datapath (bounded by its table).",
             )?,
-            inventory_drift: gauge_vec(
-                &r,
-                "enforcer_inventory_drift",
-                "MACs whose announcements contradict the inventory (field vendor, model, firmware) or changed their vendor class or parameter list, by listed device (device=\"unknown\": every unlisted MAC). Evidence, never identity.",
-                &["device", "field"],
-            )?,
+            inventory_drift: inventory_drift(&r)?,
             registry: r,
         })
     }

@@ -67,8 +67,8 @@ fn against_inventory(device: &str, inv: &Inventory, mac: [u8; 6], e: &Evidence) 
     let vendor = vendor_of(mac).name().map(str::to_owned);
     [
         ("vendor", &inv.vendor, &vendor),
-        ("model", &inv.model, &e.model),
-        ("firmware", &inv.firmware, &e.firmware),
+        ("model", &inv.model, &e.said.model),
+        ("firmware", &inv.firmware, &e.said.firmware),
     ]
     .into_iter()
     .filter_map(|(field, expected, observed)| {
@@ -114,8 +114,11 @@ mod tests {
     fn evidence(firmware: &str, model: &str) -> Evidence {
         Evidence {
             mac: "00:40:8c:00:00:01".into(),
-            firmware: Some(firmware.into()),
-            model: Some(model.into()),
+            said: crate::inventory::Observation {
+                firmware: Some(firmware.into()),
+                model: Some(model.into()),
+                ..Default::default()
+            },
             ..Evidence::default()
         }
     }

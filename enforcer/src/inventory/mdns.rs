@@ -31,10 +31,8 @@ pub fn observe(payload: &[u8]) -> Result<Observation, ObserveError> {
         .chain(&msg.additionals)
     {
         match &r.data {
-            RData::A(_) | RData::AAAA(_) => {
-                if o.host_name.is_none() {
-                    o.host_name = local_host(&r.name);
-                }
+            RData::A(_) | RData::AAAA(_) if o.host_name.is_none() => {
+                o.host_name = local_host(&r.name);
             }
             RData::SRV(srv) => {
                 if o.host_name.is_none() {

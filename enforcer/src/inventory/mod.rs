@@ -27,33 +27,49 @@ pub const MAX_TEXT: usize = 200;
 /// Most service types or instance names kept per device.
 pub const MAX_NAMES: usize = 16;
 
-/// What one frame said about its sender. Every text is cleaned ([`clean`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a device said about itself: one frame's worth, or everything a MAC said (the store
+/// keeps the latest of each field). Every text is cleaned ([`clean`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Observation {
     /// DHCPv4 option 12, or an mDNS host name (without `.local`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_name: Option<String>,
     /// DHCPv6 option 39.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
     /// DHCPv4 option 55, the parameter request list, in its order: `1,3,6,15`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
     /// DHCPv6 option 6, the option request list, in its order.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint_v6: Option<String>,
     /// DHCPv4 option 60 or DHCPv6 option 16.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor_class: Option<String>,
     /// DHCPv4 option 61 or the DHCPv6 client DUID, as hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// DHCPv4 option 161 or DHCPv6 option 112 (RFC 8520).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mud_url: Option<String>,
     /// From mDNS TXT (`md`, `model`, `ty`, ...) or the product of an SSDP SERVER string.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// From mDNS TXT (`fv`, `fw`, `firmware`, ...) or the product version of an SSDP SERVER.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub firmware: Option<String>,
     /// mDNS service types (`_hap._tcp`), SSDP NT/ST.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
     /// mDNS service instance names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssdp_server: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssdp_usn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssdp_location: Option<String>,
 }
 

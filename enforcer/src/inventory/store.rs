@@ -42,20 +42,9 @@ pub struct Evidence {
     pub last_seen: u64,
     /// Which protocols it spoke: `dhcpv4`, `dhcpv6`, `mdns`, `ssdp`.
     pub sources: Vec<String>,
-    pub host_name: Option<String>,
-    pub fqdn: Option<String>,
-    pub fingerprint: Option<String>,
-    pub fingerprint_v6: Option<String>,
-    pub vendor_class: Option<String>,
-    pub client_id: Option<String>,
-    pub mud_url: Option<String>,
-    pub model: Option<String>,
-    pub firmware: Option<String>,
-    pub services: Vec<String>,
-    pub instances: Vec<String>,
-    pub ssdp_server: Option<String>,
-    pub ssdp_usn: Option<String>,
-    pub ssdp_location: Option<String>,
+    /// The latest of each field it announced.
+    #[serde(flatten)]
+    pub said: Observation,
     pub changes: Vec<Change>,
 }
 
@@ -157,20 +146,21 @@ impl Store {
             }
             *slot = Some(new);
         };
-        watch("host_name", &mut e.host_name, o.host_name);
-        watch("fqdn", &mut e.fqdn, o.fqdn);
-        watch("fingerprint", &mut e.fingerprint, o.fingerprint);
-        watch("fingerprint_v6", &mut e.fingerprint_v6, o.fingerprint_v6);
-        watch("vendor_class", &mut e.vendor_class, o.vendor_class);
-        watch("client_id", &mut e.client_id, o.client_id);
-        watch("mud_url", &mut e.mud_url, o.mud_url);
-        watch("model", &mut e.model, o.model);
-        watch("firmware", &mut e.firmware, o.firmware);
-        watch("ssdp_server", &mut e.ssdp_server, o.ssdp_server);
-        watch("ssdp_usn", &mut e.ssdp_usn, o.ssdp_usn);
-        watch("ssdp_location", &mut e.ssdp_location, o.ssdp_location);
-        merge(&mut e.services, o.services);
-        merge(&mut e.instances, o.instances);
+        let s = &mut e.said;
+        watch("host_name", &mut s.host_name, o.host_name);
+        watch("fqdn", &mut s.fqdn, o.fqdn);
+        watch("fingerprint", &mut s.fingerprint, o.fingerprint);
+        watch("fingerprint_v6", &mut s.fingerprint_v6, o.fingerprint_v6);
+        watch("vendor_class", &mut s.vendor_class, o.vendor_class);
+        watch("client_id", &mut s.client_id, o.client_id);
+        watch("mud_url", &mut s.mud_url, o.mud_url);
+        watch("model", &mut s.model, o.model);
+        watch("firmware", &mut s.firmware, o.firmware);
+        watch("ssdp_server", &mut s.ssdp_server, o.ssdp_server);
+        watch("ssdp_usn", &mut s.ssdp_usn, o.ssdp_usn);
+        watch("ssdp_location", &mut s.ssdp_location, o.ssdp_location);
+        merge(&mut s.services, o.services);
+        merge(&mut s.instances, o.instances);
         e.changes.extend(changes.iter().cloned());
         let over = e.changes.len().saturating_sub(MAX_CHANGES);
         e.changes.drain(..over);
@@ -246,7 +236,7 @@ mod tests {
         let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, ["fingerprint", "vendor_class"]);
         let e = s.get([0, 0x40, 0x8c, 0, 0, 1]).expect("kept");
-        assert_eq!(e.vendor_class.as_deref(), Some("MSFT 5.0"));
+        assert_eq!(e.said.vendor_class.as_deref(), Some("MSFT 5.0"));
         assert_eq!((e.first_seen, e.last_seen), (10, 12));
         assert_eq!(e.changes.len(), 2);
     }

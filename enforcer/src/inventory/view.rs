@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{store::Evidence, vendor::vendor_of};
+use super::{Observation, store::Evidence, vendor::vendor_of};
 
 /// The `observed` object of a device in `enforcer devices --output json`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -13,36 +13,9 @@ pub struct Observed {
     pub vendor: Option<String>,
     /// Locally administered: randomised by the device, so no vendor and no stable identity.
     pub randomised_mac: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fqdn: Option<String>,
-    /// DHCPv4 option 55 in its order.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    /// DHCPv6 option request list in its order.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fingerprint_v6: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vendor_class: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mud_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub firmware: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub services: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub instances: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssdp_server: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssdp_usn: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssdp_location: Option<String>,
+    /// What the device announced.
+    #[serde(flatten)]
+    pub said: Observation,
     /// The interface (and VLAN) its last evidence arrived on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
@@ -67,20 +40,7 @@ impl Observed {
             ..Self::default()
         };
         let Some(e) = e else { return o };
-        o.host_name.clone_from(&e.host_name);
-        o.fqdn.clone_from(&e.fqdn);
-        o.fingerprint.clone_from(&e.fingerprint);
-        o.fingerprint_v6.clone_from(&e.fingerprint_v6);
-        o.vendor_class.clone_from(&e.vendor_class);
-        o.client_id.clone_from(&e.client_id);
-        o.mud_url.clone_from(&e.mud_url);
-        o.model.clone_from(&e.model);
-        o.firmware.clone_from(&e.firmware);
-        o.services.clone_from(&e.services);
-        o.instances.clone_from(&e.instances);
-        o.ssdp_server.clone_from(&e.ssdp_server);
-        o.ssdp_usn.clone_from(&e.ssdp_usn);
-        o.ssdp_location.clone_from(&e.ssdp_location);
+        o.said.clone_from(&e.said);
         o.interface = Some(e.interface.clone());
         o.vlan = Some(e.vlan);
         o.sources.clone_from(&e.sources);
@@ -92,16 +52,16 @@ impl Observed {
     #[must_use]
     pub fn hints(&self) -> String {
         let mut parts = Vec::new();
-        if let Some(m) = &self.model {
+        if let Some(m) = &self.said.model {
             parts.push(format!("model {m}"));
         }
-        if let Some(f) = &self.firmware {
+        if let Some(f) = &self.said.firmware {
             parts.push(format!("fw {f}"));
         }
-        if let Some(f) = &self.fingerprint {
+        if let Some(f) = &self.said.fingerprint {
             parts.push(format!("fp {f}"));
         }
-        if let Some(u) = &self.mud_url {
+        if let Some(u) = &self.said.mud_url {
             parts.push(format!("mud {u}"));
         }
         if parts.is_empty() {

@@ -206,6 +206,14 @@ mod tests {
     use super::*;
     use crate::mud::profile::read;
 
+    /// (from, to, first allowed service) of each rule.
+    fn flows(c: &Converted) -> Vec<(&str, &str, &str)> {
+        c.rules
+            .iter()
+            .map(|r| (r.from.as_str(), r.to.as_str(), r.allow[0].as_str()))
+            .collect()
+    }
+
     fn load(json: &str) -> Vec<Entry> {
         read(&serde_json::from_str(json).expect("json"))
             .expect("a MUD file")
@@ -219,13 +227,8 @@ mod tests {
     #[test]
     fn the_plug_talks_to_ntp_and_its_cloud_by_name_and_replies_fold_into_flows() {
         let c = convert("plug", &load(PLUG), &Maps::new()).expect("converted");
-        let rules: Vec<(&str, &str, &str)> = c
-            .rules
-            .iter()
-            .map(|r| (r.from.as_str(), r.to.as_str(), r.allow[0].as_str()))
-            .collect();
         assert_eq!(
-            rules,
+            flows(&c),
             [
                 ("device:plug", "dns:cloud.plug.example.com", "tcp/443"),
                 ("device:plug", "dns:pool.ntp.org", "udp/123"),
@@ -241,13 +244,8 @@ mod tests {
         ])
         .expect("maps");
         let c = convert("bulb", &load(HUB_DEVICE), &maps).expect("converted");
-        let rules: Vec<(&str, &str, &str)> = c
-            .rules
-            .iter()
-            .map(|r| (r.from.as_str(), r.to.as_str(), r.allow[0].as_str()))
-            .collect();
         assert_eq!(
-            rules,
+            flows(&c),
             [
                 ("device:bulb", "device:hub", "tcp/8443"),
                 ("zone:lan", "device:bulb", "tcp/80"),
