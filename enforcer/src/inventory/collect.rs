@@ -107,18 +107,24 @@ impl Inventory {
 
     fn report(&mut self, drifts: &[Drift]) {
         self.metrics.inventory_drift.reset();
+        // Only drifts that still hold are remembered, so the set is bounded by the store; one
+        // that ends and comes back is a new change, logged again.
+        let key = |d: &Drift| {
+            (
+                d.device.clone(),
+                d.mac.clone(),
+                d.field.clone(),
+                d.observed.clone(),
+            )
+        };
+        let current: BTreeSet<_> = drifts.iter().map(key).collect();
+        self.logged.retain(|k| current.contains(k));
         for d in drifts {
             self.metrics
                 .inventory_drift
                 .with_label_values(&[d.device.as_str(), d.field.as_str()])
                 .inc();
-            let key = (
-                d.device.clone(),
-                d.mac.clone(),
-                d.field.clone(),
-                d.observed.clone(),
-            );
-            if self.logged.insert(key) {
+            if self.logged.insert(key(d)) {
                 warn!(
                     device = %d.device,
                     mac = %d.mac,
