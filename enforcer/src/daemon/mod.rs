@@ -738,12 +738,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let name = enforcer_common::event::EVENTS_MAP;
     let ring = RingBuf::try_from(inner.dp.take_map(name)?)
         .map_err(|source| DatapathError::Map { name, source })?;
-    let evidence = enforcer_common::evidence::EVIDENCE_MAP;
-    let evidence =
-        RingBuf::try_from(inner.dp.take_map(evidence)?).map_err(|source| DatapathError::Map {
-            name: evidence,
-            source,
-        })?;
+    let inventory = crate::inventory::collect::task(&mut inner.dp, &cfg.state_dir, &metrics)?;
     let labels = Arc::new(RwLock::new(inner.labels()));
     init_metrics(&metrics, inner.generation);
     confirm::show(&metrics, inner.pending.as_ref());
@@ -780,12 +775,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         ))
         .abort_handle(),
         tokio::spawn(control::serve(control, watchers, operations, page)).abort_handle(),
-        tokio::spawn(crate::inventory::collect::run(
-            evidence,
-            cfg.state_dir.clone(),
-            Arc::clone(&metrics),
-        ))
-        .abort_handle(),
+        tokio::spawn(inventory).abort_handle(),
     ];
     let reloader = reloader::Reloader {
         cfg: cfg.clone(),

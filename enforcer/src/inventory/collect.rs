@@ -11,7 +11,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use enforcer_common::evidence::{EvidenceFrame, EvidenceKind};
+use enforcer_common::evidence::{EVIDENCE_MAP, EvidenceFrame, EvidenceKind};
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, warn};
 
@@ -20,11 +20,14 @@ use super::{
     observe,
     store::{INVENTORY_FILE, Sighting, Snapshot, Store},
 };
-use crate::daemon::{
-    error_chain,
-    events::ifname,
-    metrics::Metrics,
-    state::{self, DeviceLabel, Status},
+use crate::{
+    daemon::{
+        error_chain,
+        events::ifname,
+        metrics::Metrics,
+        state::{self, DeviceLabel, Status},
+    },
+    datapath::{Datapath, DatapathError},
 };
 
 /// How often the store is written and drift computed, when something changed.
@@ -104,18 +107,24 @@ impl Inventory {
 
     fn report(&mut self, drifts: &[Drift]) {
         self.metrics.inventory_drift.reset();
+        // Only drifts that still hold are remembered, so the set is bounded by the store; one
+        // that ends and comes back is a new change, logged again.
+        let key = |d: &Drift| {
+            (
+                d.device.clone(),
+                d.mac.clone(),
+                d.field.clone(),
+                d.observed.clone(),
+            )
+        };
+        let current: BTreeSet<_> = drifts.iter().map(key).collect();
+        self.logged.retain(|k| current.contains(k));
         for d in drifts {
             self.metrics
                 .inventory_drift
                 .with_label_values(&[d.device.as_str(), d.field.as_str()])
                 .inc();
-            let key = (
-                d.device.clone(),
-                d.mac.clone(),
-                d.field.clone(),
-                d.observed.clone(),
-            );
-            if self.logged.insert(key) {
+            if self.logged.insert(key(d)) {
                 warn!(
                     device = %d.device,
                     mac = %d.mac,
@@ -138,8 +147,21 @@ fn listed(state_dir: &Path) -> Vec<DeviceLabel> {
         .unwrap_or_default()
 }
 
+/// The inventory task for the daemon to spawn: takes the evidence ring buffer out of `dp` (the
+/// task owns it from then on, as the deny-event reader owns `EVENTS`).
+pub fn task(
+    dp: &mut Datapath,
+    state_dir: &Path,
+    metrics: &Arc<Metrics>,
+) -> Result<impl Future<Output = std::io::Result<()>> + use<>, DatapathError> {
+    let name = EVIDENCE_MAP;
+    let ring = RingBuf::try_from(dp.take_map(name)?)
+        .map_err(|source| DatapathError::Map { name, source })?;
+    Ok(run(ring, state_dir.to_owned(), Arc::clone(metrics)))
+}
+
 /// Reads evidence until the task is dropped.
-pub async fn run(
+async fn run(
     ring: RingBuf<MapData>,
     state_dir: PathBuf,
     metrics: Arc<Metrics>,
