@@ -116,11 +116,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             output,
             control_socket,
         } => watch::run(
-            &crate::daemon::control::WatchFilter {
-                device,
-                zone,
-                verdict: verdict.map(|v| v.as_str().to_owned()),
-            },
+            &watch_filter(device, zone, verdict),
             count,
             output,
             &control_socket,
@@ -128,6 +124,19 @@ pub fn execute(cli: Cli) -> Result<u8> {
         Command::Schema => schema::schema(),
         Command::Completions { shell } => schema::completions(shell),
         Command::Manpages { dir } => schema::manpages(&dir),
+    }
+}
+
+/// What `enforcer watch` asked to see.
+fn watch_filter(
+    device: Option<String>,
+    zone: Option<String>,
+    verdict: Option<crate::cli::WatchVerdict>,
+) -> crate::daemon::control::WatchFilter {
+    crate::daemon::control::WatchFilter {
+        device,
+        zone,
+        verdict: verdict.map(|v| v.as_str().to_owned()),
     }
 }
 

@@ -743,11 +743,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     init_metrics(&metrics, inner.generation);
     confirm::show(&metrics, inner.pending.as_ref());
     record(&cfg, &inner);
-    // Type=notify: the policy is enforced now. Outside systemd NOTIFY_SOCKET is unset and this
-    // does nothing.
+    // Type=notify: the policy is enforced now (outside systemd this does nothing).
     notify_systemd(sd_notify::NotifyState::Ready);
     let shared = Arc::new(Mutex::new(inner));
-
     info!(addr = %cfg.metrics_addr, "serving metrics");
     info!(socket = %cfg.control_socket.display(), "serving the control socket");
     let (watchers, _) = tokio::sync::broadcast::channel(control::WATCH_BUFFER);
