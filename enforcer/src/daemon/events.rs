@@ -284,6 +284,69 @@ fn handle(e: &DenyEvent, labels: &Labels, sinks: &Sinks, cap: &mut DenyLog) {
     let _no_watcher = sinks.watchers.send(w);
 }
 
+/// Takes a ring buffer out of the loaded program, for one task to own and read.
+pub(crate) fn take_ring(
+    dp: &mut crate::datapath::Datapath,
+    name: &'static str,
+) -> Result<RingBuf<MapData>, crate::datapath::DatapathError> {
+    RingBuf::try_from(dp.take_map(name)?)
+        .map_err(|source| crate::datapath::DatapathError::Map { name, source })
+}
+
+/// What a ring buffer's reader does with each record, and on a timer between records.
+pub(crate) trait RingReader {
+    fn record(&mut self, bytes: &[u8]);
+    fn tick(&mut self);
+}
+
+/// Reads `ring` until the task is dropped: every record as it arrives, and `tick` every `every`
+/// even when no record follows. The one ring-buffer loop of the daemon (deny events, evidence).
+pub(crate) async fn read_ring(
+    ring: RingBuf<MapData>,
+    every: std::time::Duration,
+    reader: &mut impl RingReader,
+) -> std::io::Result<()> {
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer,
+    // and `as_raw_fd` always returns that same fd.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard?;
+                let ring = guard.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    reader.record(&item);
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => reader.tick(),
+        }
+    }
+}
+
+/// The deny-event reader's state: the names to log with, where events go, the global cap.
+struct DenyReader {
+    labels: Arc<RwLock<Labels>>,
+    sinks: Sinks,
+    cap: DenyLog,
+}
+
+impl RingReader for DenyReader {
+    fn record(&mut self, bytes: &[u8]) {
+        if let Some(e) = decode(bytes) {
+            with_labels(&self.labels, |l| handle(&e, l, &self.sinks, &mut self.cap));
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Some(s) = self.cap.roll(Instant::now()) {
+            with_labels(&self.labels, |l| log_suppressed(&s, l));
+        }
+    }
+}
+
 /// Reads events until the task is dropped; a window's summary is logged within a second of its
 /// end even when no event follows.
 pub async fn run(
@@ -291,31 +354,12 @@ pub async fn run(
     labels: Arc<RwLock<Labels>>,
     sinks: Sinks,
 ) -> std::io::Result<()> {
-    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer,
-    // and `as_raw_fd` always returns that same fd.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(std::io::Error::from)?;
-    let mut cap = DenyLog::new(Instant::now());
-    let mut tick = tokio::time::interval(WINDOW);
-    loop {
-        tokio::select! {
-            guard = fd.readable_mut() => {
-                let mut guard = guard?;
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    if let Some(e) = decode(&item) {
-                        with_labels(&labels, |l| handle(&e, l, &sinks, &mut cap));
-                    }
-                }
-                guard.clear_ready();
-            }
-            _ = tick.tick() => {
-                if let Some(s) = cap.roll(Instant::now()) {
-                    with_labels(&labels, |l| log_suppressed(&s, l));
-                }
-            }
-        }
-    }
+    let mut reader = DenyReader {
+        labels,
+        sinks,
+        cap: DenyLog::new(Instant::now()),
+    };
+    read_ring(ring, WINDOW, &mut reader).await
 }
 
 /// Runs `f` with the labels in force (a poisoned lock still holds the last good ones).

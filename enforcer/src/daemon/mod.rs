@@ -28,7 +28,6 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::RingBuf;
 pub use interfaces::Uplinks;
 use interfaces::resolve_interfaces;
 use tokio::sync::mpsc;
@@ -735,9 +734,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         cfg,
         ..
     } = pre;
-    let name = enforcer_common::event::EVENTS_MAP;
-    let ring = RingBuf::try_from(inner.dp.take_map(name)?)
-        .map_err(|source| DatapathError::Map { name, source })?;
+    let ring = events::take_ring(&mut inner.dp, enforcer_common::event::EVENTS_MAP)?;
     let inventory = crate::inventory::collect::task(&mut inner.dp, &cfg.state_dir, &metrics)?;
     let labels = Arc::new(RwLock::new(inner.labels()));
     init_metrics(&metrics, inner.generation);

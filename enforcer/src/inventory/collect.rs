@@ -12,7 +12,6 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use enforcer_common::evidence::{EVIDENCE_MAP, EvidenceFrame, EvidenceKind};
-use tokio::io::unix::AsyncFd;
 use tracing::{debug, warn};
 
 use super::{
@@ -23,7 +22,7 @@ use super::{
 use crate::{
     daemon::{
         error_chain,
-        events::ifname,
+        events::{self, ifname},
         metrics::Metrics,
         state::{self, DeviceLabel, Status},
     },
@@ -154,10 +153,20 @@ pub fn task(
     state_dir: &Path,
     metrics: &Arc<Metrics>,
 ) -> Result<impl Future<Output = std::io::Result<()>> + use<>, DatapathError> {
-    let name = EVIDENCE_MAP;
-    let ring = RingBuf::try_from(dp.take_map(name)?)
-        .map_err(|source| DatapathError::Map { name, source })?;
+    let ring = events::take_ring(dp, EVIDENCE_MAP)?;
     Ok(run(ring, state_dir.to_owned(), Arc::clone(metrics)))
+}
+
+impl events::RingReader for Inventory {
+    fn record(&mut self, bytes: &[u8]) {
+        if let Some(f) = decode(bytes) {
+            self.take(&f);
+        }
+    }
+
+    fn tick(&mut self) {
+        self.flush();
+    }
 }
 
 /// Reads evidence until the task is dropped.
@@ -173,24 +182,5 @@ async fn run(
         logged: BTreeSet::new(),
         dirty: true,
     };
-    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer,
-    // and `as_raw_fd` always returns that same fd.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(std::io::Error::from)?;
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
-    loop {
-        tokio::select! {
-            guard = fd.readable_mut() => {
-                let mut guard = guard?;
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    if let Some(f) = decode(&item) {
-                        inv.take(&f);
-                    }
-                }
-                guard.clear_ready();
-            }
-            _ = tick.tick() => inv.flush(),
-        }
-    }
+    events::read_ring(ring, FLUSH_EVERY, &mut inv).await
 }
