@@ -19,8 +19,8 @@ use enforcer_common::{
     control::PolicyConfig,
     event::DenyReason,
     flow::{
-        DEFAULT_FLOWS, FLOW_CLOSING, FLOW_FIN_INIT, FLOW_FIN_RESP, FLOW_SWEEP_PROBES,
-        FRAG_TIMEOUT_NS, FlowKey, FlowValue, FragKey, FragValue, flow_timeout_ns,
+        DEFAULT_FLOWS, FLOW_CLOSING, FLOW_F_AUDIT, FLOW_FIN_INIT, FLOW_FIN_RESP,
+        FLOW_SWEEP_PROBES, FRAG_TIMEOUT_NS, FlowKey, FlowValue, FragKey, FragValue, flow_timeout_ns,
     },
     identity::{MAC_F_ANY_ADDR, MacKey},
     stats::Counter,
@@ -210,9 +210,13 @@ out_of_line! {
             let v = unsafe { &mut *v };
             if !is_stale(v, key.proto, now) {
                 let (owner, ring) = (v.owner, v.ring);
+                let (first_seen_ns, bytes, packets) = (v.first_seen_ns, v.bytes, v.packets);
                 *v = *value;
                 v.owner = owner;
                 v.ring = ring;
+                v.first_seen_ns = first_seen_ns;
+                v.bytes = bytes.wrapping_add(value.bytes);
+                v.packets = packets.wrapping_add(value.packets);
                 return Remembered::Yes;
             }
             let owner = v.owner;
@@ -333,9 +337,15 @@ fn tcp_control(v: &mut FlowValue, from_initiator: bool, flags: u8, now: u64) -> 
 }
 
 /// A new flow's value: judged `j`, its initiator sending from `init_mac` on the key's `lo` side
-/// when `init_is_lo`; it counts against the initiator's quota.
+/// when `init_is_lo`, its first packet `len` bytes; it counts against the initiator's quota.
 #[inline(always)]
-fn new_flow(j: &Judgement, init_mac: [u8; 6], init_is_lo: bool, clock: &Clock) -> FlowValue {
+fn new_flow(
+    j: &Judgement,
+    init_mac: [u8; 6],
+    init_is_lo: bool,
+    len: u32,
+    clock: &Clock,
+) -> FlowValue {
     FlowValue {
         epoch: clock.epoch,
         last_seen_ns: clock.now,
@@ -350,6 +360,10 @@ fn new_flow(j: &Judgement, init_mac: [u8; 6], init_is_lo: bool, clock: &Clock) -
         owner: j.src.device,
         ring: 0,
         _pad2: 0,
+        first_seen_ns: clock.now,
+        bytes: u64::from(len),
+        packets: 1,
+        observed: if j.allow { 0 } else { FLOW_F_AUDIT },
     }
 }
 
@@ -422,9 +436,14 @@ out_of_line! {
             } else {
                 judge(slot, cfg, now, t)
             };
-            if !j.allow {
+            if !j.allow && !audits(&j) {
                 return None;
             }
+            v.observed = if j.allow {
+                v.observed & !FLOW_F_AUDIT
+            } else {
+                v.observed | FLOW_F_AUDIT
+            };
             v.epoch = epoch;
             v.rule = j.rule;
             v.init_device = j.src.device;
@@ -435,6 +454,8 @@ out_of_line! {
         if v.tcp_state & FLOW_CLOSING == 0 {
             v.last_seen_ns = now;
         }
+        v.packets = v.packets.wrapping_add(1);
+        v.bytes = v.bytes.wrapping_add(u64::from(pkt.len));
         Some(Hit {
             device: if from_initiator {
                 v.init_device
@@ -442,13 +463,16 @@ out_of_line! {
                 v.resp_device
             },
             rule: v.rule,
+            // Only the audited initiator's own packets are its audit; the replies are the
+            // responder's, which its mode does not touch.
+            audit: from_initiator && v.observed & FLOW_F_AUDIT != 0,
         })
     }
 }
 
 out_of_line! {
-    /// Remembers a flow the policy just allowed, so its replies pass; says why not when it cannot
-    /// (the caller then refuses the flow).
+    /// Remembers a flow the policy just allowed (or denied, from a source in audit: [`audits`]),
+    /// so its replies pass; says why not when it cannot (the caller then refuses the flow).
     pub fn remember(
         pkt: &Packet,
         j: &Judgement,
@@ -462,9 +486,17 @@ out_of_line! {
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
         );
-        let value = new_flow(j, pkt.src_mac, src_is_lo, &Clock { epoch, now });
+        let value = new_flow(j, pkt.src_mac, src_is_lo, pkt.len, &Clock { epoch, now });
         store(&key, &value, cfg, now)
     }
+}
+
+/// Whether a denied new flow passes as `audit` and is remembered: its source is in audit (`mode:
+/// audit`) and a rule or the default denied it (not a packet that continues no flow, nor a
+/// spoofed or quarantined sender, which pass in audit but start nothing).
+#[inline(always)]
+pub fn audits(j: &Judgement) -> bool {
+    j.src.audit && matches!(j.reason, DenyReason::Rule | DenyReason::Default)
 }
 
 /// Whether a packet the policy denied as a new flow may be judged as a reply (loose pickup): a TCP
@@ -510,11 +542,12 @@ out_of_line! {
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
         );
-        let value = new_flow(&j, fwd.dst.mac, !src_is_lo, clock);
+        let value = new_flow(&j, fwd.dst.mac, !src_is_lo, pkt.len, clock);
         match store(&key, &value, cfg, now) {
             Remembered::Yes => Pickup::Passed(Hit {
                 device: j.dst.device,
                 rule: j.rule,
+                audit: false,
             }),
             refused => Pickup::Refused(refused),
         }
@@ -553,6 +586,7 @@ out_of_line! {
         Some(Hit {
             device,
             rule: v.rule,
+            audit: false,
         })
     }
 }
@@ -601,6 +635,7 @@ out_of_line! {
         Some(Hit {
             device: v.device,
             rule: v.rule,
+            audit: false,
         })
     }
 }

@@ -6,11 +6,11 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
-    Action, FAMILY_V4, UNKNOWN_DEVICE,
-    control::PolicyConfig,
+    Action, FAMILY_V4, Mode, UNKNOWN_DEVICE,
+    control::{CONFIG_F_UNKNOWN_AUDIT, PolicyConfig},
     identity::{
-        ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MacKey, NET_F_ONLINK,
-        NetEntry, net_key_v4, net_key_v6, octets,
+        ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MAC_F_AUDIT, MacKey,
+        NET_F_ONLINK, NetEntry, SRC_F_AUDIT, net_key_v4, net_key_v6, octets,
     },
     network_device,
 };
@@ -34,6 +34,9 @@ pub struct Source {
     pub spoofed: bool,
     /// Neither a listed device nor in a network: a candidate for discovery.
     pub unknown: bool,
+    /// In audit (`mode: audit` of the device, its zone, the unknown zone or `defaults.mode`):
+    /// what it sends that the policy denies passes as `audit`.
+    pub audit: bool,
 }
 
 /// The destination as the policy sees it.
@@ -169,11 +172,13 @@ pub fn resolve_source(
     src: &[u32; 4],
     mac: [u8; 6],
 ) -> Source {
+    let unknown_audit = cfg.flags & CONFIG_F_UNKNOWN_AUDIT != 0;
     let unknown = Source {
         device: UNKNOWN_DEVICE,
         class: cfg.unknown_class,
         spoofed: false,
         unknown: true,
+        audit: unknown_audit,
     };
     // SAFETY: as in `lookup_addr`.
     let by_mac = unsafe { MACS.get(&MacKey::new(slot, mac)) }.copied();
@@ -184,6 +189,7 @@ pub fn resolve_source(
                 class: m.class,
                 spoofed: false,
                 unknown: false,
+                audit: m.flags & MAC_F_AUDIT != 0,
             },
             None => unknown,
         };
@@ -200,6 +206,7 @@ pub fn resolve_source(
             class: m.class,
             spoofed: false,
             unknown: false,
+            audit: m.flags & MAC_F_AUDIT != 0,
         };
     }
     let by_addr = lookup_addr(slot, family, src);
@@ -209,18 +216,21 @@ pub fn resolve_source(
             class: cfg.unknown_class,
             spoofed: true,
             unknown: false,
+            audit: by_mac.map_or(unknown_audit, |m| m.flags & MAC_F_AUDIT != 0),
         },
         (Some(m), Some(a)) => Source {
             device: m.device,
             class: m.class,
             spoofed: a.device != m.device,
             unknown: false,
+            audit: m.flags & MAC_F_AUDIT != 0,
         },
         (Some(m), None) => Source {
             device: m.device,
             class: m.class,
             spoofed: m.flags & MAC_F_ANY_ADDR == 0,
             unknown: false,
+            audit: m.flags & MAC_F_AUDIT != 0,
         },
         // A listed address from a MAC the policy does not know. When the address's device is bound
         // to a MAC, the sender is not that device but an unlisted host forging its address: it is
@@ -232,12 +242,14 @@ pub fn resolve_source(
             class: a.class,
             spoofed: true,
             unknown: true,
+            audit: unknown_audit,
         },
         (None, Some(a)) => Source {
             device: a.device,
             class: a.class,
             spoofed: false,
             unknown: false,
+            audit: a.flags & SRC_F_AUDIT != 0,
         },
         // An unlisted address on an enforced segment (the interface's own subnet) is a device the
         // policy does not list, whatever wider network (`internet: 0.0.0.0/0`) also covers it.
@@ -247,6 +259,7 @@ pub fn resolve_source(
                 class: n.class,
                 spoofed: false,
                 unknown: false,
+                audit: cfg.mode == Mode::Audit as u8,
             },
             _ => unknown,
         },

@@ -63,6 +63,7 @@ fn router_source(cfg: &PolicyConfig) -> Source {
         class: cfg.router_class,
         spoofed: false,
         unknown: false,
+        audit: cfg.mode == enforcer_common::Mode::Audit as u8,
     }
 }
 
@@ -153,6 +154,7 @@ fn unjudged() -> Judgement {
             class: 0,
             spoofed: false,
             unknown: false,
+            audit: false,
         },
         dst: Dest {
             device: UNKNOWN_DEVICE,
