@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod exit;
 pub mod logging;
+pub mod observe;
 pub mod policy;
 pub mod probe;
 pub mod time;

@@ -16,6 +16,7 @@ pub mod http;
 mod interfaces;
 pub mod metrics;
 mod netlink;
+mod observe;
 mod reloader;
 pub mod state;
 
@@ -768,6 +769,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         ))
         .abort_handle(),
         tokio::spawn(control::serve(control, watchers, operations)).abort_handle(),
+        tokio::spawn(observe::run(Arc::clone(&shared), cfg.state_dir.clone())).abort_handle(),
     ];
     let reloader = reloader::Reloader {
         cfg: cfg.clone(),
