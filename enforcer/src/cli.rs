@@ -88,6 +88,17 @@ pub enum DevicesOutput {
     Yaml,
 }
 
+/// `enforcer learn --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LearnOutput {
+    /// Policy YAML (a `rules:` file), counts as comments.
+    Yaml,
+    /// JSON for scripts.
+    Json,
+    /// A table for people.
+    Table,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a policy file or directory; exit 0 when valid (warnings printed), 1 otherwise.
@@ -232,6 +243,23 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = DevicesOutput::Table)]
         output: DevicesOutput,
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Propose least-privilege allow rules from what the daemon observed (docs/learn.md).
+    Learn {
+        /// Only this zone's devices.
+        #[arg(long, conflicts_with = "device")]
+        zone: Option<String>,
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// How far back to look (`7d`, `24h`, `1d12h`).
+        #[arg(long, default_value = "7d", value_parser = crate::commands::learn::parse_since)]
+        since: u64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = LearnOutput::Yaml)]
+        output: LearnOutput,
         #[command(flatten)]
         paths: Paths,
     },

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod daemon;
 pub mod datapath;
 pub mod exit;
+pub mod learn;
 pub mod logging;
 pub mod observe;
 pub mod policy;

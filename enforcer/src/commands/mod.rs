@@ -15,6 +15,7 @@ pub mod check;
 pub mod detach;
 pub mod devices;
 pub mod explain;
+pub mod learn;
 pub mod plan;
 pub mod quarantine;
 pub mod run;
@@ -90,6 +91,13 @@ pub fn execute(cli: Cli) -> Result<u8> {
             output,
             paths,
         } => devices::run(unknown, output, &paths),
+        Command::Learn {
+            zone,
+            device,
+            since,
+            output,
+            paths,
+        } => learn::run(zone, device, since, output, &paths),
         Command::Quarantine {
             device,
             duration,
