@@ -93,7 +93,7 @@ fn explain(ctx: &XdpContext, scratch: &mut Scratch, out: &mut Explanation) {
         flags |= EXPLAIN_F_DST_QUARANTINED;
     }
     // The source's mode (`mode:` of its device or zone), as the enforcing program applies it.
-    if j.src.audit {
+    if j.src.audit() {
         flags |= EXPLAIN_F_AUDIT;
     }
     out.flags = flags;
@@ -120,7 +120,7 @@ fn record(out: &mut Explanation, j: &Judgement) {
     if j.src.spoofed {
         flags |= EXPLAIN_F_SRC_SPOOFED;
     }
-    if j.src.unknown {
+    if j.src.unknown() {
         flags |= EXPLAIN_F_SRC_UNKNOWN;
     }
     out.flags = flags;

@@ -19,8 +19,8 @@ use enforcer_common::{
     control::PolicyConfig,
     event::DenyReason,
     flow::{
-        DEFAULT_FLOWS, FLOW_CLOSING, FLOW_F_AUDIT, FLOW_FIN_INIT, FLOW_FIN_RESP,
-        FLOW_SWEEP_PROBES, FRAG_TIMEOUT_NS, FlowKey, FlowValue, FragKey, FragValue, flow_timeout_ns,
+        DEFAULT_FLOWS, FLOW_CLOSING, FLOW_F_AUDIT, FLOW_FIN_INIT, FLOW_FIN_RESP, FLOW_SWEEP_PROBES,
+        FRAG_TIMEOUT_NS, FlowKey, FlowValue, FragKey, FragValue, flow_timeout_ns,
     },
     identity::{MAC_F_ANY_ADDR, MacKey},
     stats::Counter,
@@ -204,7 +204,7 @@ out_of_line! {
     ///
     /// A live entry with the same key is updated in place, keeping its owner and slot (a flow
     /// judged again from its other end); an expired one is removed first.
-    fn store(key: &FlowKey, value: &FlowValue, cfg: &PolicyConfig, now: u64) -> Remembered {
+    fn store(key: &FlowKey, value: &mut FlowValue, cfg: &PolicyConfig, now: u64) -> Remembered {
         if let Some(v) = FLOWS.get_ptr_mut(key) {
             // SAFETY: valid under RCU for this run; concurrent refreshes race harmlessly.
             let v = unsafe { &mut *v };
@@ -239,9 +239,10 @@ out_of_line! {
         let Some(slot) = slot else {
             return Remembered::TableFull;
         };
-        let mut v = *value;
-        v.ring = slot;
-        if FLOWS.insert(key, &v, BPF_NOEXIST).is_err() {
+        // In the caller's value, not a copy: the 512-byte stack has no room for a second one.
+        value.ring = slot;
+        let v = &*value;
+        if FLOWS.insert(key, v, BPF_NOEXIST).is_err() {
             // The table is at capacity, or another CPU inserted the same key just now.
             return Remembered::TableFull;
         }
@@ -367,6 +368,13 @@ fn new_flow(
     }
 }
 
+/// Per-CPU working memory (in the program's scratch map, not on the 512-byte stack) for a flow
+/// judged again: its original direction, and for loose pickup the flow value it stores.
+pub struct Rejudge {
+    pub tuple: Tuple,
+    pub flow: FlowValue,
+}
+
 /// Whether a packet of this kind can start or continue a flow.
 #[inline(always)]
 pub fn is_stateful(l4: L4) -> bool {
@@ -486,8 +494,8 @@ out_of_line! {
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
         );
-        let value = new_flow(j, pkt.src_mac, src_is_lo, pkt.len, &Clock { epoch, now });
-        store(&key, &value, cfg, now)
+        let mut value = new_flow(j, pkt.src_mac, src_is_lo, pkt.len, &Clock { epoch, now });
+        store(&key, &mut value, cfg, now)
     }
 }
 
@@ -496,7 +504,7 @@ out_of_line! {
 /// spoofed or quarantined sender, which pass in audit but start nothing).
 #[inline(always)]
 pub fn audits(j: &Judgement) -> bool {
-    j.src.audit && matches!(j.reason, DenyReason::Rule | DenyReason::Default)
+    j.src.audit() && matches!(j.reason, DenyReason::Rule | DenyReason::Default)
 }
 
 /// Whether a packet the policy denied as a new flow may be judged as a reply (loose pickup): a TCP
@@ -515,7 +523,7 @@ out_of_line! {
     /// a new flow (`fwd`), judged as a reply: its reverse direction as a new flow. Allowed, the
     /// flow is remembered again in that direction (within the initiator's quota) and the segment
     /// passes, so a connection open before the program was attached, or whose entry was lost,
-    /// keeps working. `t` is working memory for the reverse tuple.
+    /// keeps working. `work` is working memory for the reverse tuple and the new flow's value.
     ///
     /// The initiator (the segment's destination) is judged from the MAC the policy binds to that
     /// address, if any (`fwd.dst.mac`), and later packets of the flow must come from it.
@@ -524,9 +532,10 @@ out_of_line! {
         cfg: &PolicyConfig,
         clock: &Clock,
         fwd: &Judgement,
-        t: &mut Tuple,
+        work: &mut Rejudge,
     ) -> Pickup {
         let Clock { epoch, now } = *clock;
+        let Rejudge { tuple: t, flow: value } = work;
         let slot = (epoch & 1) as u8;
         t.family = pkt.family;
         t.proto = pkt.proto;
@@ -542,8 +551,8 @@ out_of_line! {
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
         );
-        let value = new_flow(&j, fwd.dst.mac, !src_is_lo, pkt.len, clock);
-        match store(&key, &value, cfg, now) {
+        *value = new_flow(&j, fwd.dst.mac, !src_is_lo, pkt.len, clock);
+        match store(&key, value, cfg, now) {
             Remembered::Yes => Pickup::Passed(Hit {
                 device: j.dst.device,
                 rule: j.rule,

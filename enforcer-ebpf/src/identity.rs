@@ -32,11 +32,36 @@ pub struct Source {
     pub class: u16,
     /// MAC and address disagree with the policy.
     pub spoofed: bool,
-    /// Neither a listed device nor in a network: a candidate for discovery.
-    pub unknown: bool,
-    /// In audit (`mode: audit` of the device, its zone, the unknown zone or `defaults.mode`):
-    /// what it sends that the policy denies passes as `audit`.
-    pub audit: bool,
+    /// [`SRC_UNKNOWN`] and [`SRC_AUDIT`]: one byte, so the struct stays 8 bytes (it is in every
+    /// frame that holds a judgement, and the program's deepest call chain is at the 512-byte
+    /// limit).
+    pub flags: u8,
+}
+
+/// Neither a listed device nor in a network: a candidate for discovery.
+pub const SRC_UNKNOWN: u8 = 1;
+/// In audit (`mode: audit` of the device, its zone, the unknown zone or `defaults.mode`): what it
+/// sends that the policy denies passes as `audit`.
+pub const SRC_AUDIT: u8 = 2;
+
+/// [`Source::flags`] of a source that is `unknown` (or not) and in `audit` (or not).
+#[inline(always)]
+pub const fn src_flags(unknown: bool, audit: bool) -> u8 {
+    (if unknown { SRC_UNKNOWN } else { 0 }) | if audit { SRC_AUDIT } else { 0 }
+}
+
+impl Source {
+    /// Neither a listed device nor in a network.
+    #[inline(always)]
+    pub const fn unknown(&self) -> bool {
+        self.flags & SRC_UNKNOWN != 0
+    }
+
+    /// In audit.
+    #[inline(always)]
+    pub const fn audit(&self) -> bool {
+        self.flags & SRC_AUDIT != 0
+    }
 }
 
 /// The destination as the policy sees it.
@@ -177,8 +202,7 @@ pub fn resolve_source(
         device: UNKNOWN_DEVICE,
         class: cfg.unknown_class,
         spoofed: false,
-        unknown: true,
-        audit: unknown_audit,
+        flags: src_flags(true, unknown_audit),
     };
     // SAFETY: as in `lookup_addr`.
     let by_mac = unsafe { MACS.get(&MacKey::new(slot, mac)) }.copied();
@@ -188,8 +212,7 @@ pub fn resolve_source(
                 device: m.device,
                 class: m.class,
                 spoofed: false,
-                unknown: false,
-                audit: m.flags & MAC_F_AUDIT != 0,
+                flags: src_flags(false, m.flags & MAC_F_AUDIT != 0),
             },
             None => unknown,
         };
@@ -205,8 +228,7 @@ pub fn resolve_source(
             device: m.device,
             class: m.class,
             spoofed: false,
-            unknown: false,
-            audit: m.flags & MAC_F_AUDIT != 0,
+            flags: src_flags(false, m.flags & MAC_F_AUDIT != 0),
         };
     }
     let by_addr = lookup_addr(slot, family, src);
@@ -215,22 +237,22 @@ pub fn resolve_source(
             device: by_mac.map_or(UNKNOWN_DEVICE, |m| m.device),
             class: cfg.unknown_class,
             spoofed: true,
-            unknown: false,
-            audit: by_mac.map_or(unknown_audit, |m| m.flags & MAC_F_AUDIT != 0),
+            flags: src_flags(
+                false,
+                by_mac.map_or(unknown_audit, |m| m.flags & MAC_F_AUDIT != 0),
+            ),
         },
         (Some(m), Some(a)) => Source {
             device: m.device,
             class: m.class,
             spoofed: a.device != m.device,
-            unknown: false,
-            audit: m.flags & MAC_F_AUDIT != 0,
+            flags: src_flags(false, m.flags & MAC_F_AUDIT != 0),
         },
         (Some(m), None) => Source {
             device: m.device,
             class: m.class,
             spoofed: m.flags & MAC_F_ANY_ADDR == 0,
-            unknown: false,
-            audit: m.flags & MAC_F_AUDIT != 0,
+            flags: src_flags(false, m.flags & MAC_F_AUDIT != 0),
         },
         // A listed address from a MAC the policy does not know. When the address's device is bound
         // to a MAC, the sender is not that device but an unlisted host forging its address: it is
@@ -241,15 +263,13 @@ pub fn resolve_source(
             device: UNKNOWN_DEVICE,
             class: a.class,
             spoofed: true,
-            unknown: true,
-            audit: unknown_audit,
+            flags: src_flags(true, unknown_audit),
         },
         (None, Some(a)) => Source {
             device: a.device,
             class: a.class,
             spoofed: false,
-            unknown: false,
-            audit: a.flags & SRC_F_AUDIT != 0,
+            flags: src_flags(false, a.flags & SRC_F_AUDIT != 0),
         },
         // An unlisted address on an enforced segment (the interface's own subnet) is a device the
         // policy does not list, whatever wider network (`internet: 0.0.0.0/0`) also covers it.
@@ -258,8 +278,7 @@ pub fn resolve_source(
                 device: network_device(n.network),
                 class: n.class,
                 spoofed: false,
-                unknown: false,
-                audit: cfg.mode == Mode::Audit as u8,
+                flags: src_flags(false, cfg.mode == Mode::Audit as u8),
             },
             _ => unknown,
         },

@@ -55,7 +55,7 @@ pub struct Scratch {
     /// The packet as a new flow.
     tuple: Tuple,
     /// A remembered flow's original direction, when it is judged again.
-    rejudge: Tuple,
+    rejudge: flow::Rejudge,
     discovered: DiscoveredDevice,
     /// The packet an ICMP error quotes.
     quoted: Quoted,
@@ -229,7 +229,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
         return passed(Outcome::IcmpRelated, &hit, pkt, now);
     }
     if flow::is_stateful(pkt.l4)
-        && let Some(hit) = flow::lookup(pkt, cfg, &flow::Clock { epoch, now }, rejudge)
+        && let Some(hit) = flow::lookup(pkt, cfg, &flow::Clock { epoch, now }, &mut rejudge.tuple)
     {
         if pkt.frag == Fragment::First {
             flow::remember_fragment(pkt, hit.device, hit.rule, now);
@@ -240,7 +240,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     *t = Tuple::from(pkt);
     let mut j = judge(slot, cfg, now, t);
     let device = j.src.device;
-    if j.src.unknown {
+    if j.src.unknown() {
         account::discovered(ifindex(ctx), pkt, now, discovered);
     }
     if j.dst.flags & DST_F_TRIPWIRE != 0 {
@@ -296,7 +296,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     // A packet that continues no flow is no probe of the policy (a reply whose flow was lost, or
     // a late segment): it never counts towards its sender's quarantine window. Nor does anything
     // a source in audit sends: audit is for learning what it needs.
-    let audit = j.src.audit;
+    let audit = j.src.audit();
     if j.reason == DenyReason::NoFlow {
         account::count(Counter::NoFlow);
     } else if !audit {

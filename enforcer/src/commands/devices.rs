@@ -31,6 +31,8 @@ struct Traffic {
 struct Listed {
     name: String,
     zone: String,
+    /// `enforce` or `audit` (`mode:` of the device or its zone).
+    mode: &'static str,
     /// ok, quarantined or spoofing.
     state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +105,7 @@ fn listed(maps: &PinnedMaps, st: &Status, now_mono: u64, now_unix: u64) -> Resul
             Listed {
                 name: d.name.clone(),
                 zone: d.zone.clone(),
+                mode: if d.audit { "audit" } else { "enforce" },
                 state: state.to_owned(),
                 quarantine_reason: quarantined.then(|| {
                     QuarantineReason::from_u32(s.quarantine_reason)
@@ -237,6 +240,7 @@ fn listed_table(devices: &[Listed]) -> String {
         &[
             "DEVICE",
             "ZONE",
+            "MODE",
             "STATE",
             "MAC",
             "LAST SEEN",
@@ -249,6 +253,7 @@ fn listed_table(devices: &[Listed]) -> String {
         t.add_row(vec![
             d.name.clone(),
             d.zone.clone(),
+            d.mode.to_owned(),
             d.state.clone(),
             d.mac.clone().unwrap_or_else(|| "-".into()),
             d.last_seen.clone().unwrap_or_else(|| "never".into()),

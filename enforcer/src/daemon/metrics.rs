@@ -51,6 +51,8 @@ pub struct Metrics {
     quarantined: IntGauge,
     pub quarantine_events: IntCounterVec,
     unknown_devices: IntGauge,
+    /// `enforcer_audit_sources`: which sources are in audit (`mode:`), by zone.
+    audit_sources: IntGaugeVec,
 }
 
 /// Work the daemon declines under load, so a flood costs it a bounded amount (each counted).
@@ -305,6 +307,12 @@ impl Metrics {
                 "enforcer_unknown_devices",
                 "Sources the policy does not list, seen by the datapath (bounded by its table).",
             )?,
+            audit_sources: gauge_vec(
+                &r,
+                "enforcer_audit_sources",
+                "Sources in audit (`mode: audit`), by zone: kind=\"device\" counts its listed devices in audit, kind=\"unknown\" is 1 when unknown sources (the unknown zone) are.",
+                &["zone", "kind"],
+            )?,
             registry: r,
         })
     }
@@ -341,7 +349,23 @@ impl Metrics {
             .set(i64::try_from(quarantined).unwrap_or(i64::MAX));
         self.unknown_devices
             .set(i64::try_from(datapath::discovered(src)?.len()).unwrap_or(i64::MAX));
+        self.refresh_audit(policy);
         Ok(())
+    }
+
+    /// `enforcer_audit_sources` from the policy in force.
+    fn refresh_audit(&self, policy: &CompiledPolicy) {
+        self.audit_sources.reset();
+        for d in policy.devices.iter().filter(|d| d.audit) {
+            self.audit_sources
+                .with_label_values(&[d.zone.as_str(), "device"])
+                .inc();
+        }
+        if policy.unknown_mode == enforcer_common::Mode::Audit {
+            self.audit_sources
+                .with_label_values(&[policy.unknown_zone(), "unknown"])
+                .set(1);
+        }
     }
 
     /// Per-device packets, bytes and spoofed packets, one series per [`Series`], and the

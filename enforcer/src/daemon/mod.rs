@@ -173,6 +173,7 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
                 mac: d.mac.map(policy::model::fmt_mac),
                 addresses: d.addresses.iter().map(ToString::to_string).collect(),
                 inventory: d.inventory.clone(),
+                audit: d.audit,
             })
             .collect(),
         rules: std::iter::once((0, "default".to_owned()))

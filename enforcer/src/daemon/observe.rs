@@ -20,7 +20,7 @@ use crate::{
 
 /// How often the flow table is scanned: well under the shortest flow timeout (ICMP, 30 s), so
 /// every flow is seen at least once before it expires.
-pub const SCAN_EVERY: Duration = Duration::from_secs(10);
+pub const SCAN_EVERY: Duration = Duration::from_secs(5);
 
 /// Scans every [`SCAN_EVERY`] until aborted.
 pub(crate) async fn run(shared: Arc<Mutex<super::Inner>>, state_dir: PathBuf) {
@@ -56,7 +56,11 @@ pub(crate) async fn run(shared: Arc<Mutex<super::Inner>>, state_dir: PathBuf) {
         })
         .await;
         match done {
-            Ok(Ok(report)) => debug!(new_flows = report.new_flows, pruned = report.pruned, "observed"),
+            Ok(Ok(report)) => debug!(
+                new_flows = report.new_flows,
+                pruned = report.pruned,
+                "observed"
+            ),
             Ok(Err(e)) => warn!(error = %e, "cannot record observations"),
             Err(e) => warn!(error = %e, "the observation task failed"),
         }

@@ -16,7 +16,10 @@ use aya::{
 };
 use enforcer_common::{
     Action, LAYOUT_VERSION, Mode,
-    control::{CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_F_UNKNOWN_AUDIT, CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
+    control::{
+        CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_F_UNKNOWN_AUDIT, CONFIG_MAP, CONTROL_MAP, Control,
+        PolicyConfig,
+    },
     state::{DEVICE_STATE_MAP, DeviceState},
     stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
 };

@@ -162,7 +162,10 @@ pub fn propose(observations: &[Observation], m: &Membership, req: &Request) -> P
                 ));
             }
         }
-        let name = unique_name(&format!("learn-{}-to-{}", bare(&from), bare(&to)), &mut names);
+        let name = unique_name(
+            &format!("learn-{}-to-{}", bare(&from), bare(&to)),
+            &mut names,
+        );
         rules.push(LearntRule {
             name,
             from,
@@ -204,10 +207,7 @@ fn needs(obs: &[Observation], m: &Membership, req: &Request, warnings: &mut Vec<
         }
         let to = match &o.peer {
             Peer::Address(a) => {
-                by_address.insert((
-                    format!("{a}"),
-                    format!("{} from {}", o.service, o.source),
-                ));
+                by_address.insert((format!("{a}"), format!("{} from {}", o.service, o.source)));
                 continue;
             }
             Peer::Network(n) if req.wide_networks.contains(n) => {

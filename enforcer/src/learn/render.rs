@@ -59,7 +59,15 @@ pub fn render_json(p: &Proposal) -> serde_json::Result<String> {
 #[must_use]
 pub fn render_table(p: &Proposal) -> String {
     let mut t = crate::commands::table::new(
-        &["RULE", "FROM", "TO", "ALLOW", "FLOWS", "FIRST SEEN", "LAST SEEN"],
+        &[
+            "RULE",
+            "FROM",
+            "TO",
+            "ALLOW",
+            "FLOWS",
+            "FIRST SEEN",
+            "LAST SEEN",
+        ],
         &["FLOWS"],
     );
     for r in &p.rules {

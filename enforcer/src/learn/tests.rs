@@ -52,14 +52,20 @@ fn a_service_every_device_of_the_zone_needs_is_one_zone_rule() {
     let p = propose(&o, &site(), &req(Scope::Zone("cameras".into())));
     assert_eq!(p.rules.len(), 1, "{p:?}");
     let r = &p.rules[0];
-    assert_eq!((r.from.as_str(), r.to.as_str()), ("zone:cameras", "device:nvr-1"));
+    assert_eq!(
+        (r.from.as_str(), r.to.as_str()),
+        ("zone:cameras", "device:nvr-1")
+    );
     assert_eq!(r.allow, ["tcp/554"]);
     assert_eq!(r.seen.flows, 12);
 }
 
 #[test]
 fn a_service_only_some_devices_need_is_a_rule_per_device() {
-    let o = vec![obs("cam-1", nvr(), 6, 554, 2), obs("cam-2", nvr(), 6, 554, 2)];
+    let o = vec![
+        obs("cam-1", nvr(), 6, 554, 2),
+        obs("cam-2", nvr(), 6, 554, 2),
+    ];
     let p = propose(&o, &site(), &req(Scope::Zone("cameras".into())));
     let froms: Vec<_> = p.rules.iter().map(|r| r.from.as_str()).collect();
     assert_eq!(froms, ["device:cam-1", "device:cam-2"]);
@@ -91,7 +97,10 @@ fn tcp_udp_and_icmp_to_one_peer_are_one_rule() {
 
 #[test]
 fn only_the_scopes_devices_are_learnt() {
-    let o = vec![obs("cam-1", nvr(), 6, 554, 2), obs("prn-1", nvr(), 6, 9100, 2)];
+    let o = vec![
+        obs("cam-1", nvr(), 6, 554, 2),
+        obs("prn-1", nvr(), 6, 9100, 2),
+    ];
     let p = propose(&o, &site(), &req(Scope::Device("prn-1".into())));
     assert_eq!(p.rules.len(), 1);
     assert_eq!(p.rules[0].from, "device:prn-1");
@@ -103,31 +112,61 @@ fn a_window_longer_than_what_was_observed_is_warned_about() {
     r.observing_since = Some(NOW - 2 * DAY);
     let p = propose(&[obs("prn-1", nvr(), 6, 9100, 2)], &site(), &r);
     assert!(
-        p.warnings.iter().any(|w| w.contains("cover 2d 0h of the 7d 0h")),
+        p.warnings
+            .iter()
+            .any(|w| w.contains("cover 2d 0h of the 7d 0h")),
         "{:?}",
         p.warnings
     );
-    let p = propose(&[obs("prn-1", nvr(), 6, 9100, 2)], &site(), &req(Scope::All));
+    let p = propose(
+        &[obs("prn-1", nvr(), 6, 9100, 2)],
+        &site(),
+        &req(Scope::All),
+    );
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
 #[test]
 fn a_flow_seen_once_is_warned_about() {
-    let p = propose(&[obs("prn-1", nvr(), 6, 9100, 1)], &site(), &req(Scope::All));
-    assert!(p.warnings.iter().any(|w| w.contains("seen once")), "{:?}", p.warnings);
+    let p = propose(
+        &[obs("prn-1", nvr(), 6, 9100, 1)],
+        &site(),
+        &req(Scope::All),
+    );
+    assert!(
+        p.warnings.iter().any(|w| w.contains("seen once")),
+        "{:?}",
+        p.warnings
+    );
 }
 
 #[test]
 fn a_peer_known_only_by_address_gets_a_warning_and_no_rule() {
     let stranger = Peer::Address("203.0.113.9".parse().expect("addr"));
-    let p = propose(&[obs("prn-1", stranger, 6, 443, 5)], &site(), &req(Scope::All));
+    let p = propose(
+        &[obs("prn-1", stranger, 6, 443, 5)],
+        &site(),
+        &req(Scope::All),
+    );
     assert!(p.rules.is_empty());
-    assert!(p.warnings.iter().any(|w| w.contains("203.0.113.9") && w.contains("name")));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("203.0.113.9") && w.contains("name"))
+    );
     // A peer reached in a network that covers everything: the rule, and the suggestion.
     let internet = Peer::Network("internet".into());
-    let p = propose(&[obs("prn-1", internet, 6, 443, 5)], &site(), &req(Scope::All));
+    let p = propose(
+        &[obs("prn-1", internet, 6, 443, 5)],
+        &site(),
+        &req(Scope::All),
+    );
     assert_eq!(p.rules.len(), 1);
-    assert!(p.warnings.iter().any(|w| w.contains("known only by its address")));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("known only by its address"))
+    );
 }
 
 #[test]
@@ -166,5 +205,8 @@ fn the_yaml_passes_check_beside_the_policy() {
     let parsed = crate::policy::parse_str("learnt.yaml", &merged)
         .unwrap_or_else(|e| panic!("{e:?}\n{merged}"));
     assert_eq!(parsed.rules.len(), 2, "{merged}");
-    assert!(yaml.contains("# 12 flows, 120 packets, 12000 bytes; first seen"), "{yaml}");
+    assert!(
+        yaml.contains("# 12 flows, 120 packets, 12000 bytes; first seen"),
+        "{yaml}"
+    );
 }

@@ -52,9 +52,9 @@ impl FromStr for Peer {
         if s == "router" {
             return Ok(Self::Router);
         }
-        let (kind, name) = s
-            .split_once(':')
-            .ok_or_else(|| format!("`{s}` is no peer (device:, network:, dns:, address: or router)"))?;
+        let (kind, name) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}` is no peer (device:, network:, dns:, address: or router)")
+        })?;
         match kind {
             "device" => Ok(Self::Device(name.to_owned())),
             "network" => Ok(Self::Network(name.to_owned())),

@@ -193,7 +193,9 @@ impl Store {
             let before = scanned(&tx).map_err(err)?;
             tx.execute("DELETE FROM scanned", []).map_err(err)?;
             let mut keep = tx
-                .prepare("INSERT OR REPLACE INTO scanned (flow, packets, bytes) VALUES (?1, ?2, ?3)")
+                .prepare(
+                    "INSERT OR REPLACE INTO scanned (flow, packets, bytes) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(err)?;
             let mut add = tx.prepare(UPSERT).map_err(err)?;
             for f in flows {
@@ -259,7 +261,13 @@ impl Store {
                         r.get::<_, u16>(3)?,
                         r.get::<_, String>(4)?,
                         r.get::<_, String>(5)?,
-                        [r.get::<_, i64>(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
+                        [
+                            r.get::<_, i64>(6)?,
+                            r.get(7)?,
+                            r.get(8)?,
+                            r.get(9)?,
+                            r.get(10)?,
+                        ],
                     ))
                 },
             )

@@ -64,7 +64,8 @@ mod tests {
 
     #[test]
     fn a_misspelt_mode_is_an_error() {
-        let err = parse_str("t.yaml", "zones:\n  printers: {mode: audti}\n").expect_err("must fail");
+        let err =
+            parse_str("t.yaml", "zones:\n  printers: {mode: audti}\n").expect_err("must fail");
         assert!(format!("{err:?}").contains("audit"), "{err:?}");
     }
 }

@@ -5,10 +5,7 @@ use enforcer_common::flow::FlowKey;
 use super::*;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "enforcer-observe-{name}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("enforcer-observe-{name}-{}", std::process::id()));
     let _fresh = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     dir.join("observations.db")
@@ -54,16 +51,31 @@ fn rescanning_a_live_flow_adds_only_its_new_packets() {
     let path = scratch("delta");
     let mut s = Store::open(&path).expect("open");
     let r = s
-        .record_scan(&[flow(443, 40000, 3, NOW_NS - 5_000_000_000)], NOW_NS, NOW, Bounds::default())
+        .record_scan(
+            &[flow(443, 40000, 3, NOW_NS - 5_000_000_000)],
+            NOW_NS,
+            NOW,
+            Bounds::default(),
+        )
         .expect("scan");
     assert_eq!(r.new_flows, 1);
-    s.record_scan(&[flow(443, 40000, 5, NOW_NS - 5_000_000_000)], NOW_NS, NOW, Bounds::default())
-        .expect("scan");
+    s.record_scan(
+        &[flow(443, 40000, 5, NOW_NS - 5_000_000_000)],
+        NOW_NS,
+        NOW,
+        Bounds::default(),
+    )
+    .expect("scan");
     drop(s);
     // A restarted daemon does not count the live flow again.
     let mut s = Store::open(&path).expect("reopen");
-    s.record_scan(&[flow(443, 40000, 5, NOW_NS - 5_000_000_000)], NOW_NS, NOW, Bounds::default())
-        .expect("scan");
+    s.record_scan(
+        &[flow(443, 40000, 5, NOW_NS - 5_000_000_000)],
+        NOW_NS,
+        NOW,
+        Bounds::default(),
+    )
+    .expect("scan");
     let rows = s.observations(&Filter::default()).expect("read");
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].flows, rows[0].packets, rows[0].bytes), (1, 5, 500));
@@ -75,7 +87,9 @@ fn rescanning_a_live_flow_adds_only_its_new_packets() {
 fn flows_from_many_ephemeral_ports_to_one_server_port_are_one_row() {
     let path = scratch("ephemeral");
     let mut s = Store::open(&path).expect("open");
-    let flows: Vec<_> = (0..200).map(|i| flow(443, 30000 + i, 2, NOW_NS - u64::from(i))).collect();
+    let flows: Vec<_> = (0..200)
+        .map(|i| flow(443, 30000 + i, 2, NOW_NS - u64::from(i)))
+        .collect();
     s.record_scan(&flows, NOW_NS, NOW, Bounds::default())
         .expect("scan");
     let rows = s.observations(&Filter::default()).expect("read");
@@ -88,7 +102,9 @@ fn flows_from_many_ephemeral_ports_to_one_server_port_are_one_row() {
 fn the_bounds_drop_old_rows_then_the_least_recently_seen() {
     let path = scratch("bounds");
     let mut s = Store::open(&path).expect("open");
-    let flows: Vec<_> = (1..=5).map(|p| flow(p, 40000, 1, NOW_NS - u64::from(p) * 1_000_000_000_000)).collect();
+    let flows: Vec<_> = (1..=5)
+        .map(|p| flow(p, 40000, 1, NOW_NS - u64::from(p) * 1_000_000_000_000))
+        .collect();
     let bounds = Bounds {
         max_age_s: 3_500,
         max_rows: 2,
@@ -113,8 +129,13 @@ fn a_filter_selects_by_source_and_peer() {
     let mut other = flow(123, 40000, 1, NOW_NS - 1);
     other.source = Peer::Device("cam-2".into());
     other.peer = Peer::Router;
-    s.record_scan(&[flow(443, 40000, 1, NOW_NS - 2), other], NOW_NS, NOW, Bounds::default())
-        .expect("scan");
+    s.record_scan(
+        &[flow(443, 40000, 1, NOW_NS - 2), other],
+        NOW_NS,
+        NOW,
+        Bounds::default(),
+    )
+    .expect("scan");
     let by_source = Filter {
         source: Some(Peer::Device("cam-2".into())),
         ..Filter::default()
