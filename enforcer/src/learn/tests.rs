@@ -179,7 +179,7 @@ fn observations_older_than_the_window_are_left_out() {
 
 #[test]
 fn rule_names_are_unique_and_valid() {
-    let mut r = req(Scope::All);
+    let mut r = req(Scope::Device("prn-1".into()));
     r.taken_names.insert("learn-prn-1-to-nvr-1".to_owned());
     let p = propose(&[obs("prn-1", nvr(), 6, 9100, 5)], &site(), &r);
     assert_eq!(p.rules[0].name, "learn-prn-1-to-nvr-1-2");
