@@ -86,15 +86,13 @@ pub struct Seen {
 
 impl Seen {
     fn add(&mut self, o: &Observation) {
-        self.first_seen = if self.flows == 0 {
-            o.first_seen
-        } else {
-            self.first_seen.min(o.first_seen)
-        };
-        self.last_seen = self.last_seen.max(o.last_seen);
-        self.flows += o.flows;
-        self.packets += o.packets;
-        self.bytes += o.bytes;
+        self.merge(&Self {
+            flows: o.flows,
+            packets: o.packets,
+            bytes: o.bytes,
+            first_seen: o.first_seen,
+            last_seen: o.last_seen,
+        });
     }
 
     fn merge(&mut self, other: &Self) {
