@@ -88,6 +88,25 @@ pub enum DevicesOutput {
     Yaml,
 }
 
+/// `enforcer learn`'s arguments.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// Only this zone's devices.
+    #[arg(long, conflicts_with = "device")]
+    pub zone: Option<String>,
+    /// Only this device.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// How far back to look (`7d`, `24h`, `1d12h`).
+    #[arg(long, default_value = "7d", value_parser = crate::commands::learn::parse_since)]
+    pub since: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LearnOutput::Yaml)]
+    pub output: LearnOutput,
+    #[command(flatten)]
+    pub paths: Paths,
+}
+
 /// `enforcer learn --output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LearnOutput {
@@ -247,22 +266,7 @@ pub enum Command {
         paths: Paths,
     },
     /// Propose least-privilege allow rules from what the daemon observed (docs/learn.md).
-    Learn {
-        /// Only this zone's devices.
-        #[arg(long, conflicts_with = "device")]
-        zone: Option<String>,
-        /// Only this device.
-        #[arg(long)]
-        device: Option<String>,
-        /// How far back to look (`7d`, `24h`, `1d12h`).
-        #[arg(long, default_value = "7d", value_parser = crate::commands::learn::parse_since)]
-        since: u64,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = LearnOutput::Yaml)]
-        output: LearnOutput,
-        #[command(flatten)]
-        paths: Paths,
-    },
+    Learn(LearnArgs),
     /// Move a device to the quarantine zone now.
     Quarantine {
         /// Device name or MAC address.

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    cli::{LearnOutput, Paths},
+    cli::{LearnArgs, LearnOutput},
     daemon::state,
     exit,
     learn::{self, Membership, Request, Scope},
@@ -24,13 +24,14 @@ pub fn parse_since(s: &str) -> Result<u64, String> {
 
 #[expect(clippy::print_stdout, reason = "the command's output")]
 #[expect(clippy::print_stderr, reason = "warnings beside the YAML")]
-pub fn run(
-    zone: Option<String>,
-    device: Option<String>,
-    since_s: u64,
-    output: LearnOutput,
-    paths: &Paths,
-) -> Result<u8> {
+pub fn run(args: LearnArgs) -> Result<u8> {
+    let LearnArgs {
+        zone,
+        device,
+        since: since_s,
+        output,
+        paths,
+    } = args;
     let view: PlanView = state::read(&paths.state_dir, state::APPLIED_FILE)?
         .with_context(|| {
             format!(

@@ -91,13 +91,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             output,
             paths,
         } => devices::run(unknown, output, &paths),
-        Command::Learn {
-            zone,
-            device,
-            since,
-            output,
-            paths,
-        } => learn::run(zone, device, since, output, &paths),
+        Command::Learn(args) => learn::run(args),
         Command::Quarantine {
             device,
             duration,

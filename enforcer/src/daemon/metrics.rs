@@ -194,6 +194,16 @@ fn device_info(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
     )
 }
 
+/// `enforcer_audit_sources`: which sources are in audit, by zone.
+fn audit_sources(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
+    gauge_vec(
+        r,
+        "enforcer_audit_sources",
+        "Sources in audit (`mode: audit`), by zone: kind=\"device\" counts its listed devices in audit, kind=\"unknown\" is 1 when unknown sources (the unknown zone) are.",
+        &["zone", "kind"],
+    )
+}
+
 /// `enforcer_quarantine_events_total`, every datapath reason at 0 from the start.
 fn quarantine_events(r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
     let events = counter_vec(
@@ -307,12 +317,7 @@ impl Metrics {
                 "enforcer_unknown_devices",
                 "Sources the policy does not list, seen by the datapath (bounded by its table).",
             )?,
-            audit_sources: gauge_vec(
-                &r,
-                "enforcer_audit_sources",
-                "Sources in audit (`mode: audit`), by zone: kind=\"device\" counts its listed devices in audit, kind=\"unknown\" is 1 when unknown sources (the unknown zone) are.",
-                &["zone", "kind"],
-            )?,
+            audit_sources: audit_sources(&r)?,
             registry: r,
         })
     }
