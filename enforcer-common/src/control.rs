@@ -89,7 +89,8 @@ pub struct PolicyConfig {
     pub generation: u64,
     /// `defaults.action` (rule 0).
     pub default: Decision,
-    /// [`crate::Mode`].
+    /// [`crate::Mode`] of `defaults.mode`: the mode of network sources and the router (zones and
+    /// devices set their own, see [`CONFIG_F_UNKNOWN_AUDIT`]).
     pub mode: u8,
     /// `defaults.spoofed`: [`crate::Action::Allow`] or [`crate::Action::Deny`].
     pub spoofed: u8,
@@ -115,3 +116,7 @@ const _: () = assert!(core::mem::size_of::<PolicyConfig>() == 48);
 
 /// Quarantine a listed device whose traffic is judged spoofed.
 pub const CONFIG_F_QUARANTINE_ON_SPOOF: u32 = 1;
+/// Sources the policy does not list are in audit (the `defaults.unknown` zone's `mode:`). Listed
+/// devices carry their own mode on their identity entries (`identity::MAC_F_AUDIT`,
+/// `identity::SRC_F_AUDIT`); networks and the router have `mode` (`defaults.mode`).
+pub const CONFIG_F_UNKNOWN_AUDIT: u32 = 2;

@@ -54,7 +54,8 @@ pub const EXPLAIN_F_DST_QUARANTINED: u8 = 2;
 pub const EXPLAIN_F_SRC_SPOOFED: u8 = 4;
 /// The source is no listed device and in no network (`defaults.unknown`).
 pub const EXPLAIN_F_SRC_UNKNOWN: u8 = 8;
-/// The policy is in audit mode: the verdict is what it enforces, but a deny would only be counted.
+/// The source is in audit (`mode:` of its device or zone, or `defaults.mode`): the verdict is what
+/// the policy says, but a deny would only be counted.
 pub const EXPLAIN_F_AUDIT: u8 = 16;
 /// The frame was judged as the router's own packet ([`EXPLAIN_REQ_ROUTER_SOURCE`]).
 pub const EXPLAIN_F_ROUTER_SOURCE: u8 = 32;

@@ -179,8 +179,27 @@ pub struct FlowValue {
     /// The `FLOW_RING` slot that holds this key.
     pub ring: u32,
     pub _pad2: u32,
+
+    // --- Observation (`enforcer learn`, docs/learn.md): what the daemon's observer reads when it
+    // scans the table. Written when the flow is stored and on each packet's lookup, which touches
+    // the entry anyway; nothing else per packet. Racing CPUs may lose an increment: these are
+    // observations, not accounting (`DEVICE_STATS` and `RULE_STATS` are).
+    /// When the flow was first stored (the program's monotonic clock, as `last_seen_ns`).
+    pub first_seen_ns: u64,
+    /// Bytes of the flow's packets, both directions.
+    pub bytes: u64,
+    /// Packets of the flow, both directions.
+    pub packets: u32,
+    /// `FLOW_F_*`.
+    pub observed: u32,
 }
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 56);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 80);
+
+/// [`FlowValue::observed`]: the policy denies the flow, but its initiator is in audit (`mode:
+/// audit`), so it was let through and remembered (its replies pass). Judged again, like any flow,
+/// when the policy changes: allowed then, the flag goes; denied with its initiator enforcing, the
+/// flow ends.
+pub const FLOW_F_AUDIT: u32 = 1;
 
 /// Key of `FRAGS`. The protocol is part of the key (Suricata CVE-2017-7177): a fragment of another
 /// protocol with the same id must not ride on an allowed first fragment.

@@ -56,6 +56,9 @@ pub struct MacEntry {
 
 /// The device lists no addresses: its MAC alone identifies it, whatever source address it uses.
 pub const MAC_F_ANY_ADDR: u16 = 1;
+/// The device is in audit (`mode: audit`, its own or its zone's): what it sends that the policy
+/// would deny passes and is counted as `audit`. [`SRC_F_AUDIT`] says the same on its addresses.
+pub const MAC_F_AUDIT: u16 = 2;
 const _: () = assert!(core::mem::size_of::<MacEntry>() == 16);
 
 /// Key of `ADDRS_V4`. `addr` holds the address's network-order bytes as they lie in memory
@@ -144,6 +147,9 @@ pub const DST_F_TRIPWIRE: u8 = 1;
 /// that the policy does not list is a device on the segment, so it is unknown (discovered,
 /// quarantined), never a member of a wider network such as `internet: 0.0.0.0/0`.
 pub const NET_F_ONLINK: u8 = 2;
+/// Address flag (`AddrEntry::flags`, read only when the entry resolves a source): the device is in
+/// audit, as [`MAC_F_AUDIT`] says on its MAC.
+pub const SRC_F_AUDIT: u8 = 4;
 
 /// Value of `ADDRS_V4` and `ADDRS_V6`.
 #[repr(C)]

@@ -11,7 +11,7 @@
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use enforcer_common::{
-    Mode, Verdict,
+    Verdict,
     explain::{
         EXPLAIN_F_AUDIT, EXPLAIN_F_DST_QUARANTINED, EXPLAIN_F_ROUTER_SOURCE,
         EXPLAIN_F_SRC_QUARANTINED, EXPLAIN_F_SRC_SPOOFED, EXPLAIN_F_SRC_UNKNOWN,
@@ -92,7 +92,8 @@ fn explain(ctx: &XdpContext, scratch: &mut Scratch, out: &mut Explanation) {
     if quarantining && is_quarantined(j.dst.device, now) {
         flags |= EXPLAIN_F_DST_QUARANTINED;
     }
-    if cfg.mode == Mode::Audit as u8 {
+    // The source's mode (`mode:` of its device or zone), as the enforcing program applies it.
+    if j.src.audit() {
         flags |= EXPLAIN_F_AUDIT;
     }
     out.flags = flags;
@@ -119,7 +120,7 @@ fn record(out: &mut Explanation, j: &Judgement) {
     if j.src.spoofed {
         flags |= EXPLAIN_F_SRC_SPOOFED;
     }
-    if j.src.unknown {
+    if j.src.unknown() {
         flags |= EXPLAIN_F_SRC_UNKNOWN;
     }
     out.flags = flags;

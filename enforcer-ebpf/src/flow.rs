@@ -19,7 +19,7 @@ use enforcer_common::{
     control::PolicyConfig,
     event::DenyReason,
     flow::{
-        DEFAULT_FLOWS, FLOW_CLOSING, FLOW_FIN_INIT, FLOW_FIN_RESP, FLOW_SWEEP_PROBES,
+        DEFAULT_FLOWS, FLOW_CLOSING, FLOW_F_AUDIT, FLOW_FIN_INIT, FLOW_FIN_RESP, FLOW_SWEEP_PROBES,
         FRAG_TIMEOUT_NS, FlowKey, FlowValue, FragKey, FragValue, flow_timeout_ns,
     },
     identity::{MAC_F_ANY_ADDR, MacKey},
@@ -204,15 +204,19 @@ out_of_line! {
     ///
     /// A live entry with the same key is updated in place, keeping its owner and slot (a flow
     /// judged again from its other end); an expired one is removed first.
-    fn store(key: &FlowKey, value: &FlowValue, cfg: &PolicyConfig, now: u64) -> Remembered {
+    fn store(key: &FlowKey, value: &mut FlowValue, cfg: &PolicyConfig, now: u64) -> Remembered {
         if let Some(v) = FLOWS.get_ptr_mut(key) {
             // SAFETY: valid under RCU for this run; concurrent refreshes race harmlessly.
             let v = unsafe { &mut *v };
             if !is_stale(v, key.proto, now) {
                 let (owner, ring) = (v.owner, v.ring);
+                let (first_seen_ns, bytes, packets) = (v.first_seen_ns, v.bytes, v.packets);
                 *v = *value;
                 v.owner = owner;
                 v.ring = ring;
+                v.first_seen_ns = first_seen_ns;
+                v.bytes = bytes.wrapping_add(value.bytes);
+                v.packets = packets.wrapping_add(value.packets);
                 return Remembered::Yes;
             }
             let owner = v.owner;
@@ -235,9 +239,10 @@ out_of_line! {
         let Some(slot) = slot else {
             return Remembered::TableFull;
         };
-        let mut v = *value;
-        v.ring = slot;
-        if FLOWS.insert(key, &v, BPF_NOEXIST).is_err() {
+        // In the caller's value, not a copy: the 512-byte stack has no room for a second one.
+        value.ring = slot;
+        let v = &*value;
+        if FLOWS.insert(key, v, BPF_NOEXIST).is_err() {
             // The table is at capacity, or another CPU inserted the same key just now.
             return Remembered::TableFull;
         }
@@ -333,9 +338,15 @@ fn tcp_control(v: &mut FlowValue, from_initiator: bool, flags: u8, now: u64) -> 
 }
 
 /// A new flow's value: judged `j`, its initiator sending from `init_mac` on the key's `lo` side
-/// when `init_is_lo`; it counts against the initiator's quota.
+/// when `init_is_lo`, its first packet `len` bytes; it counts against the initiator's quota.
 #[inline(always)]
-fn new_flow(j: &Judgement, init_mac: [u8; 6], init_is_lo: bool, clock: &Clock) -> FlowValue {
+fn new_flow(
+    j: &Judgement,
+    init_mac: [u8; 6],
+    init_is_lo: bool,
+    len: u32,
+    clock: &Clock,
+) -> FlowValue {
     FlowValue {
         epoch: clock.epoch,
         last_seen_ns: clock.now,
@@ -350,7 +361,18 @@ fn new_flow(j: &Judgement, init_mac: [u8; 6], init_is_lo: bool, clock: &Clock) -
         owner: j.src.device,
         ring: 0,
         _pad2: 0,
+        first_seen_ns: clock.now,
+        bytes: u64::from(len),
+        packets: 1,
+        observed: if j.allow { 0 } else { FLOW_F_AUDIT },
     }
+}
+
+/// Per-CPU working memory (in the program's scratch map, not on the 512-byte stack) for a flow
+/// judged again: its original direction, and for loose pickup the flow value it stores.
+pub struct Rejudge {
+    pub tuple: Tuple,
+    pub flow: FlowValue,
 }
 
 /// Whether a packet of this kind can start or continue a flow.
@@ -422,9 +444,14 @@ out_of_line! {
             } else {
                 judge(slot, cfg, now, t)
             };
-            if !j.allow {
+            if !j.allow && !audits(&j) {
                 return None;
             }
+            v.observed = if j.allow {
+                v.observed & !FLOW_F_AUDIT
+            } else {
+                v.observed | FLOW_F_AUDIT
+            };
             v.epoch = epoch;
             v.rule = j.rule;
             v.init_device = j.src.device;
@@ -435,6 +462,8 @@ out_of_line! {
         if v.tcp_state & FLOW_CLOSING == 0 {
             v.last_seen_ns = now;
         }
+        v.packets = v.packets.wrapping_add(1);
+        v.bytes = v.bytes.wrapping_add(u64::from(pkt.len));
         Some(Hit {
             device: if from_initiator {
                 v.init_device
@@ -442,13 +471,16 @@ out_of_line! {
                 v.resp_device
             },
             rule: v.rule,
+            // Only the audited initiator's own packets are its audit; the replies are the
+            // responder's, which its mode does not touch.
+            audit: from_initiator && v.observed & FLOW_F_AUDIT != 0,
         })
     }
 }
 
 out_of_line! {
-    /// Remembers a flow the policy just allowed, so its replies pass; says why not when it cannot
-    /// (the caller then refuses the flow).
+    /// Remembers a flow the policy just allowed (or denied, from a source in audit: [`audits`]),
+    /// so its replies pass; says why not when it cannot (the caller then refuses the flow).
     pub fn remember(
         pkt: &Packet,
         j: &Judgement,
@@ -462,9 +494,17 @@ out_of_line! {
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
         );
-        let value = new_flow(j, pkt.src_mac, src_is_lo, &Clock { epoch, now });
-        store(&key, &value, cfg, now)
+        let mut value = new_flow(j, pkt.src_mac, src_is_lo, pkt.len, &Clock { epoch, now });
+        store(&key, &mut value, cfg, now)
     }
+}
+
+/// Whether a denied new flow passes as `audit` and is remembered: its source is in audit (`mode:
+/// audit`) and a rule or the default denied it (not a packet that continues no flow, nor a
+/// spoofed or quarantined sender, which pass in audit but start nothing).
+#[inline(always)]
+pub fn audits(j: &Judgement) -> bool {
+    j.src.audit() && matches!(j.reason, DenyReason::Rule | DenyReason::Default)
 }
 
 /// Whether a packet the policy denied as a new flow may be judged as a reply (loose pickup): a TCP
@@ -483,7 +523,7 @@ out_of_line! {
     /// a new flow (`fwd`), judged as a reply: its reverse direction as a new flow. Allowed, the
     /// flow is remembered again in that direction (within the initiator's quota) and the segment
     /// passes, so a connection open before the program was attached, or whose entry was lost,
-    /// keeps working. `t` is working memory for the reverse tuple.
+    /// keeps working. `work` is working memory for the reverse tuple and the new flow's value.
     ///
     /// The initiator (the segment's destination) is judged from the MAC the policy binds to that
     /// address, if any (`fwd.dst.mac`), and later packets of the flow must come from it.
@@ -492,9 +532,10 @@ out_of_line! {
         cfg: &PolicyConfig,
         clock: &Clock,
         fwd: &Judgement,
-        t: &mut Tuple,
+        work: &mut Rejudge,
     ) -> Pickup {
         let Clock { epoch, now } = *clock;
+        let Rejudge { tuple: t, flow: value } = work;
         let slot = (epoch & 1) as u8;
         t.family = pkt.family;
         t.proto = pkt.proto;
@@ -510,11 +551,12 @@ out_of_line! {
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
         );
-        let value = new_flow(&j, fwd.dst.mac, !src_is_lo, clock);
-        match store(&key, &value, cfg, now) {
+        *value = new_flow(&j, fwd.dst.mac, !src_is_lo, pkt.len, clock);
+        match store(&key, value, cfg, now) {
             Remembered::Yes => Pickup::Passed(Hit {
                 device: j.dst.device,
                 rule: j.rule,
+                audit: false,
             }),
             refused => Pickup::Refused(refused),
         }
@@ -553,6 +595,7 @@ out_of_line! {
         Some(Hit {
             device,
             rule: v.rule,
+            audit: false,
         })
     }
 }
@@ -601,6 +644,7 @@ out_of_line! {
         Some(Hit {
             device: v.device,
             rule: v.rule,
+            audit: false,
         })
     }
 }

@@ -6,11 +6,11 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
-    Action, FAMILY_V4, UNKNOWN_DEVICE,
-    control::PolicyConfig,
+    Action, FAMILY_V4, Mode, UNKNOWN_DEVICE,
+    control::{CONFIG_F_UNKNOWN_AUDIT, PolicyConfig},
     identity::{
-        ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MacKey, NET_F_ONLINK,
-        NetEntry, net_key_v4, net_key_v6, octets,
+        ADDR_KIND_ROUTER, AddrEntry, AddrKeyV4, AddrKeyV6, MAC_F_ANY_ADDR, MAC_F_AUDIT, MacKey,
+        NET_F_ONLINK, NetEntry, SRC_F_AUDIT, net_key_v4, net_key_v6, octets,
     },
     network_device,
 };
@@ -32,8 +32,36 @@ pub struct Source {
     pub class: u16,
     /// MAC and address disagree with the policy.
     pub spoofed: bool,
-    /// Neither a listed device nor in a network: a candidate for discovery.
-    pub unknown: bool,
+    /// [`SRC_UNKNOWN`] and [`SRC_AUDIT`]: one byte, so the struct stays 8 bytes (it is in every
+    /// frame that holds a judgement, and the program's deepest call chain is at the 512-byte
+    /// limit).
+    pub flags: u8,
+}
+
+/// Neither a listed device nor in a network: a candidate for discovery.
+pub const SRC_UNKNOWN: u8 = 1;
+/// In audit (`mode: audit` of the device, its zone, the unknown zone or `defaults.mode`): what it
+/// sends that the policy denies passes as `audit`.
+pub const SRC_AUDIT: u8 = 2;
+
+/// [`Source::flags`] of a source that is `unknown` (or not) and in `audit` (or not).
+#[inline(always)]
+pub const fn src_flags(unknown: bool, audit: bool) -> u8 {
+    (if unknown { SRC_UNKNOWN } else { 0 }) | if audit { SRC_AUDIT } else { 0 }
+}
+
+impl Source {
+    /// Neither a listed device nor in a network.
+    #[inline(always)]
+    pub const fn unknown(&self) -> bool {
+        self.flags & SRC_UNKNOWN != 0
+    }
+
+    /// In audit.
+    #[inline(always)]
+    pub const fn audit(&self) -> bool {
+        self.flags & SRC_AUDIT != 0
+    }
 }
 
 /// The destination as the policy sees it.
@@ -169,11 +197,12 @@ pub fn resolve_source(
     src: &[u32; 4],
     mac: [u8; 6],
 ) -> Source {
+    let unknown_audit = cfg.flags & CONFIG_F_UNKNOWN_AUDIT != 0;
     let unknown = Source {
         device: UNKNOWN_DEVICE,
         class: cfg.unknown_class,
         spoofed: false,
-        unknown: true,
+        flags: src_flags(true, unknown_audit),
     };
     // SAFETY: as in `lookup_addr`.
     let by_mac = unsafe { MACS.get(&MacKey::new(slot, mac)) }.copied();
@@ -183,7 +212,7 @@ pub fn resolve_source(
                 device: m.device,
                 class: m.class,
                 spoofed: false,
-                unknown: false,
+                flags: src_flags(false, m.flags & MAC_F_AUDIT != 0),
             },
             None => unknown,
         };
@@ -199,7 +228,7 @@ pub fn resolve_source(
             device: m.device,
             class: m.class,
             spoofed: false,
-            unknown: false,
+            flags: src_flags(false, m.flags & MAC_F_AUDIT != 0),
         };
     }
     let by_addr = lookup_addr(slot, family, src);
@@ -208,19 +237,22 @@ pub fn resolve_source(
             device: by_mac.map_or(UNKNOWN_DEVICE, |m| m.device),
             class: cfg.unknown_class,
             spoofed: true,
-            unknown: false,
+            flags: src_flags(
+                false,
+                by_mac.map_or(unknown_audit, |m| m.flags & MAC_F_AUDIT != 0),
+            ),
         },
         (Some(m), Some(a)) => Source {
             device: m.device,
             class: m.class,
             spoofed: a.device != m.device,
-            unknown: false,
+            flags: src_flags(false, m.flags & MAC_F_AUDIT != 0),
         },
         (Some(m), None) => Source {
             device: m.device,
             class: m.class,
             spoofed: m.flags & MAC_F_ANY_ADDR == 0,
-            unknown: false,
+            flags: src_flags(false, m.flags & MAC_F_AUDIT != 0),
         },
         // A listed address from a MAC the policy does not know. When the address's device is bound
         // to a MAC, the sender is not that device but an unlisted host forging its address: it is
@@ -231,13 +263,13 @@ pub fn resolve_source(
             device: UNKNOWN_DEVICE,
             class: a.class,
             spoofed: true,
-            unknown: true,
+            flags: src_flags(true, unknown_audit),
         },
         (None, Some(a)) => Source {
             device: a.device,
             class: a.class,
             spoofed: false,
-            unknown: false,
+            flags: src_flags(false, a.flags & SRC_F_AUDIT != 0),
         },
         // An unlisted address on an enforced segment (the interface's own subnet) is a device the
         // policy does not list, whatever wider network (`internet: 0.0.0.0/0`) also covers it.
@@ -246,7 +278,7 @@ pub fn resolve_source(
                 device: network_device(n.network),
                 class: n.class,
                 spoofed: false,
-                unknown: false,
+                flags: src_flags(false, cfg.mode == Mode::Audit as u8),
             },
             _ => unknown,
         },

@@ -34,7 +34,7 @@ mod quarantine;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use enforcer_common::{
-    Mode, Verdict,
+    Verdict,
     control::CONFIG_F_QUARANTINE_ON_SPOOF,
     event::DenyReason,
     identity::DST_F_TRIPWIRE,
@@ -56,7 +56,7 @@ pub struct Scratch {
     /// The packet as a new flow.
     tuple: Tuple,
     /// A remembered flow's original direction, when it is judged again.
-    rejudge: Tuple,
+    rejudge: flow::Rejudge,
     discovered: DiscoveredDevice,
     /// The packet an ICMP error quotes.
     quoted: Quoted,
@@ -172,7 +172,12 @@ fn live_slot(control: &enforcer_common::control::Control) -> u8 {
 /// Accounts a packet that passed on connection state (`how`) to its device and rule.
 #[inline(always)]
 fn passed(how: Outcome, hit: &Hit, pkt: &Packet, now: u64) -> Outcome {
-    account::device(hit.device, Verdict::Allow, pkt.len, false, now);
+    let verdict = if hit.audit {
+        Verdict::Audit
+    } else {
+        Verdict::Allow
+    };
+    account::device(hit.device, verdict, pkt.len, false, now);
     account::rule(hit.rule, pkt.len);
     how
 }
@@ -229,7 +234,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
         return passed(Outcome::IcmpRelated, &hit, pkt, now);
     }
     if flow::is_stateful(pkt.l4)
-        && let Some(hit) = flow::lookup(pkt, cfg, &flow::Clock { epoch, now }, rejudge)
+        && let Some(hit) = flow::lookup(pkt, cfg, &flow::Clock { epoch, now }, &mut rejudge.tuple)
     {
         if pkt.frag == Fragment::First {
             flow::remember_fragment(pkt, hit.device, hit.rule, now);
@@ -240,7 +245,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     *t = Tuple::from(pkt);
     let mut j = judge(slot, cfg, now, t);
     let device = j.src.device;
-    if j.src.unknown {
+    if j.src.unknown() {
         account::discovered(ifindex(ctx), pkt, now, discovered);
     }
     if j.dst.flags & DST_F_TRIPWIRE != 0 {
@@ -294,13 +299,19 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
 
     // A packet that continues no flow is no probe of the policy (a reply whose flow was lost, or
-    // a late segment): it never counts towards its sender's quarantine window.
+    // a late segment): it never counts towards its sender's quarantine window. Nor does anything
+    // a source in audit sends: audit is for learning what it needs.
+    let audit = j.src.audit();
     if j.reason == DenyReason::NoFlow {
         account::count(Counter::NoFlow);
-    } else {
+    } else if !audit {
         quarantine::on_denied(cfg, device, ifindex(ctx), pkt, now);
     }
-    let audit = cfg.mode == Mode::Audit as u8;
+    // A denied new flow from a source in audit is remembered as such (`FLOW_F_AUDIT`), so its
+    // replies pass and the observer sees it; one the table cannot hold still passes.
+    if flow::audits(&j) {
+        let _ = flow::remember(pkt, &j, cfg, epoch, now);
+    }
     let verdict = if audit { Verdict::Audit } else { Verdict::Deny };
     account::device(device, verdict, pkt.len, j.src.spoofed, now);
     if matches!(

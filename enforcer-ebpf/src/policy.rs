@@ -11,7 +11,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    identity::{Dest, Source, resolve_dest, resolve_source},
+    identity::{Dest, Source, resolve_dest, resolve_source, src_flags},
     maps::{DEVICE_STATE, PAIRS, PORTS},
     parse::{L4, Packet},
 };
@@ -62,7 +62,7 @@ fn router_source(cfg: &PolicyConfig) -> Source {
         device: ROUTER_DEVICE,
         class: cfg.router_class,
         spoofed: false,
-        unknown: false,
+        flags: src_flags(false, cfg.mode == enforcer_common::Mode::Audit as u8),
     }
 }
 
@@ -152,7 +152,7 @@ fn unjudged() -> Judgement {
             device: UNKNOWN_DEVICE,
             class: 0,
             spoofed: false,
-            unknown: false,
+            flags: src_flags(false, false),
         },
         dst: Dest {
             device: UNKNOWN_DEVICE,

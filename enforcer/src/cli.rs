@@ -156,6 +156,36 @@ pub enum ImportOutput {
     Json,
 }
 
+/// `enforcer learn`'s arguments.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// Only this zone's devices.
+    #[arg(long, conflicts_with = "device")]
+    pub zone: Option<String>,
+    /// Only this device.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// How far back to look (`7d`, `24h`, `1d12h`).
+    #[arg(long, default_value = "7d", value_parser = crate::commands::learn::parse_since)]
+    pub since: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LearnOutput::Yaml)]
+    pub output: LearnOutput,
+    #[command(flatten)]
+    pub paths: Paths,
+}
+
+/// `enforcer learn --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LearnOutput {
+    /// Policy YAML (a `rules:` file), counts as comments.
+    Yaml,
+    /// JSON for scripts.
+    Json,
+    /// A table for people.
+    Table,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a policy file or directory; exit 0 when valid (warnings printed), 1 otherwise.
@@ -317,6 +347,8 @@ pub enum Command {
     /// Convert a device profile into policy YAML for review; nothing is applied.
     #[command(subcommand)]
     Import(Import),
+    /// Propose least-privilege allow rules from what the daemon observed (docs/learn.md).
+    Learn(LearnArgs),
     /// Move a device to the quarantine zone now.
     Quarantine {
         /// Device name or MAC address.

@@ -154,6 +154,14 @@ quarantine:
   release_after: 1h
 "#;
 
+/// The fixture with the printers' zone in audit (`mode:` per zone).
+fn printers_audit_fixture() -> String {
+    FIXTURE.replace(
+        "printers: {description: \"printers\"}",
+        "printers: {description: \"printers\", mode: audit}",
+    )
+}
+
 /// The fixture in audit mode.
 fn audit_fixture() -> String {
     FIXTURE.replace("mode: enforce", "mode: audit")
@@ -2105,6 +2113,67 @@ cases! {
     audit_mode_still_drops_malformed_packets: audit_fixture(), [
         from(CAM1_MAC).ipv4(CAM1, NVR).ihl(4).tcp(40000, 554).syn() => DROP by Counter::MalformedIpv4,
         check |h| { h.assert_counter(Counter::MalformedIpv4, 1); },
+    ];
+    // `mode:` per zone and device (docs/learn.md): audit is the sender's, the rest enforces.
+    a_zone_in_audit_passes_its_denials_as_audit_while_the_rest_of_the_site_enforces:
+        printers_audit_fixture(), [
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(40000, 445).syn()
+            => PASS by audited("printer-1") & rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, PRINTER).tcp(40000, 9100).syn()
+            => DROP by denied("cam-1") & rule("default"),
+        check |h| {
+            h.assert_device("printer-1", [0, 0, 1]);
+            h.assert_device("cam-1", [0, 1, 0]);
+        },
+    ];
+    an_audited_flow_is_remembered_so_its_replies_pass_and_its_packets_count_as_audit:
+        printers_audit_fixture(), [
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(40000, 445).syn()
+            => PASS by audited("printer-1") & rule("default"),
+        from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(445, 40000).syn_ack()
+            => PASS by allowed("office-pc") & Counter::FlowHit,
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(40000, 445)
+            => PASS by audited("printer-1") & Counter::FlowHit,
+    ];
+    a_source_in_audit_is_not_quarantined_for_denied_packets: quick_quarantine_fixture()
+        .replace("printers: {description: \"printers\"}", "printers: {description: \"printers\", mode: audit}"), [
+        for port in (20..26) from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(40000, port).syn()
+            => PASS by audited("printer-1") & rule("default"),
+        check |h| {
+            h.assert_not_quarantined("printer-1");
+            h.assert_counter(Counter::QuarantineTrips, 0);
+        },
+    ];
+    a_source_in_audit_still_trips_a_tripwire: printers_audit_fixture(), [
+        from(PRINTER_MAC).ipv4(PRINTER, "10.1.99.5").tcp(40001, 80).syn()
+            => PASS by audited("printer-1") & Counter::QuarantineTrips,
+        check |h| { h.assert_quarantined("printer-1", QuarantineReason::Tripwire); },
+    ];
+    a_device_mode_overrides_its_zones: printers_audit_fixture()
+        .replace("printer-1: {zone: printers,", "printer-1: {zone: printers, mode: enforce,"), [
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(40000, 445).syn()
+            => DROP by denied("printer-1") & rule("default"),
+    ];
+    a_zone_in_enforce_enforces_under_defaults_audit: audit_fixture()
+        .replace("cameras: {description: \"IP cameras\"}", "cameras: {description: \"IP cameras\", mode: enforce}"), [
+        from(CAM1_MAC).ipv4(CAM1, PRINTER).tcp(40000, 9100).syn()
+            => DROP by denied("cam-1") & rule("default"),
+        from(OFFICE_MAC).ipv4(OFFICE, PRINTER).tcp(40000, 23).syn()
+            => PASS by audited("office-pc") & rule("default"),
+    ];
+    unknown_sources_follow_the_unknown_zones_mode: FIXTURE
+        .replace("quarantine: {description: \"unknown or isolated devices\"}", "quarantine: {description: \"unknown or isolated devices\", mode: audit}"), [
+        from("02:00:00:00:99:01").ipv4("10.1.4.99", OFFICE).tcp(40000, 445).syn()
+            => PASS by audited("unknown") & rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, PRINTER).tcp(40000, 9100).syn()
+            => DROP by denied("cam-1") & rule("default"),
+    ];
+    switching_the_zone_to_enforce_ends_its_audited_flows: printers_audit_fixture(), [
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(40000, 445).syn()
+            => PASS by audited("printer-1") & rule("default"),
+        apply(FIXTURE),
+        from(PRINTER_MAC).ipv4(PRINTER, OFFICE).tcp(40000, 445)
+            => DROP by denied("printer-1") & Counter::NoFlow,
     ];
 }
 

@@ -37,6 +37,8 @@ struct Traffic {
 struct Listed {
     name: String,
     zone: String,
+    /// `enforce` or `audit` (`mode:` of the device or its zone).
+    mode: &'static str,
     /// ok, quarantined or spoofing.
     state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -120,6 +122,7 @@ fn listed(maps: &PinnedMaps, st: &Status, now: (u64, u64), store: &Store) -> Res
             Listed {
                 name: d.name.clone(),
                 zone: d.zone.clone(),
+                mode: if d.audit { "audit" } else { "enforce" },
                 state: state.to_owned(),
                 quarantine_reason: quarantined.then(|| {
                     QuarantineReason::from_u32(s.quarantine_reason)
@@ -313,6 +316,7 @@ fn listed_table(devices: &[Listed]) -> String {
         &[
             "DEVICE",
             "ZONE",
+            "MODE",
             "STATE",
             "MAC",
             "IFACE",
@@ -329,6 +333,7 @@ fn listed_table(devices: &[Listed]) -> String {
         t.add_row(vec![
             d.name.clone(),
             d.zone.clone(),
+            d.mode.to_owned(),
             d.state.clone(),
             d.mac.clone().unwrap_or_else(|| "-".into()),
             observed_cell(d.observed.as_ref(), |o| o.interface.clone()),

@@ -17,6 +17,7 @@ pub mod devices;
 pub mod explain;
 pub mod graph;
 pub mod import;
+pub mod learn;
 pub mod plan;
 pub mod quarantine;
 pub mod run;
@@ -97,6 +98,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             paths,
         } => devices::run(unknown, drift, output, &paths),
         Command::Import(what) => import::run(&what),
+        Command::Learn(args) => learn::run(args),
         Command::Quarantine {
             device,
             duration,

@@ -53,6 +53,8 @@ pub struct Metrics {
     unknown_devices: IntGauge,
     /// `enforcer_inventory_drift{device,field}`, set by the inventory task.
     pub inventory_drift: IntGaugeVec,
+    /// `enforcer_audit_sources`: which sources are in audit (`mode:`), by zone.
+    audit_sources: IntGaugeVec,
 }
 
 /// Work the daemon declines under load, so a flood costs it a bounded amount (each counted).
@@ -204,6 +206,16 @@ fn inventory_drift(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
     )
 }
 
+/// `enforcer_audit_sources`: which sources are in audit, by zone.
+fn audit_sources(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
+    gauge_vec(
+        r,
+        "enforcer_audit_sources",
+        "Sources in audit (`mode: audit`), by zone: kind=\"device\" counts its listed devices in audit, kind=\"unknown\" is 1 when unknown sources (the unknown zone) are.",
+        &["zone", "kind"],
+    )
+}
+
 /// `enforcer_quarantine_events_total`, every datapath reason at 0 from the start.
 fn quarantine_events(r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
     let events = counter_vec(
@@ -224,7 +236,6 @@ impl Metrics {
         let r = Registry::new();
         r.register(Box::new(ProcessCollector::for_self()))?;
         register_build_info(&r)?;
-        let quarantine_events = quarantine_events(&r)?;
         Ok(Self {
             max_devices,
             folded_warned_for: Mutex::new(String::new()),
@@ -311,13 +322,14 @@ impl Metrics {
                 "enforcer_quarantined_devices",
                 "Listed devices in quarantine now.",
             )?,
-            quarantine_events,
+            quarantine_events: quarantine_events(&r)?,
             unknown_devices: gauge(
                 &r,
                 "enforcer_unknown_devices",
                 "Sources the policy does not list, seen by the datapath (bounded by its table).",
             )?,
             inventory_drift: inventory_drift(&r)?,
+            audit_sources: audit_sources(&r)?,
             registry: r,
         })
     }
@@ -354,7 +366,23 @@ impl Metrics {
             .set(i64::try_from(quarantined).unwrap_or(i64::MAX));
         self.unknown_devices
             .set(i64::try_from(datapath::discovered(src)?.len()).unwrap_or(i64::MAX));
+        self.refresh_audit(policy);
         Ok(())
+    }
+
+    /// `enforcer_audit_sources` from the policy in force.
+    fn refresh_audit(&self, policy: &CompiledPolicy) {
+        self.audit_sources.reset();
+        for d in policy.devices.iter().filter(|d| d.audit) {
+            self.audit_sources
+                .with_label_values(&[d.zone.as_str(), "device"])
+                .inc();
+        }
+        if policy.unknown_mode == enforcer_common::Mode::Audit {
+            self.audit_sources
+                .with_label_values(&[policy.unknown_zone(), "unknown"])
+                .set(1);
+        }
     }
 
     /// Per-device packets, bytes and spoofed packets, one series per [`Series`], and the

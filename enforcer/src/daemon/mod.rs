@@ -16,6 +16,7 @@ pub mod http;
 mod interfaces;
 pub mod metrics;
 mod netlink;
+mod observe;
 mod reloader;
 pub mod state;
 pub mod status_page;
@@ -175,6 +176,7 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
                 mac: d.mac.map(policy::model::fmt_mac),
                 addresses: d.addresses.iter().map(ToString::to_string).collect(),
                 inventory: d.inventory.clone(),
+                audit: d.audit,
             })
             .collect(),
         rules: std::iter::once((0, "default".to_owned()))
@@ -771,6 +773,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .abort_handle(),
         tokio::spawn(control::serve(control, watchers, operations, page)).abort_handle(),
         tokio::spawn(inventory).abort_handle(),
+        tokio::spawn(observe::run(Arc::clone(&shared), cfg.state_dir.clone())).abort_handle(),
     ];
     let reloader = reloader::Reloader {
         cfg: cfg.clone(),

@@ -66,6 +66,9 @@ pub struct DeviceLabel {
     pub addresses: Vec<String>,
     #[serde(default)]
     pub inventory: crate::policy::compiled::Inventory,
+    /// In audit (`mode:` of the device or its zone).
+    #[serde(default)]
+    pub audit: bool,
 }
 
 /// The outcome of the last reload attempt.

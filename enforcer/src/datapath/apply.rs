@@ -16,7 +16,10 @@ use aya::{
 };
 use enforcer_common::{
     Action, LAYOUT_VERSION, Mode,
-    control::{CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_MAP, CONTROL_MAP, Control, PolicyConfig},
+    control::{
+        CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_F_UNKNOWN_AUDIT, CONFIG_MAP, CONTROL_MAP, Control,
+        PolicyConfig,
+    },
     state::{DEVICE_STATE_MAP, DeviceState},
     stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
 };
@@ -159,6 +162,10 @@ fn config_of(p: &CompiledPolicy, generation: u64) -> PolicyConfig {
         quarantine_release_s: q.and_then(|q| q.release_after_s).unwrap_or(0),
         flags: if q.is_some_and(|q| q.spoofing) {
             CONFIG_F_QUARANTINE_ON_SPOOF
+        } else {
+            0
+        } | if p.unknown_mode == Mode::Audit {
+            CONFIG_F_UNKNOWN_AUDIT
         } else {
             0
         },

@@ -108,6 +108,7 @@ mod tests {
             mac: Some("00:40:8c:00:00:01".into()),
             addresses: vec![],
             inventory,
+            audit: false,
         }
     }
 

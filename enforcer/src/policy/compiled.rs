@@ -86,6 +86,8 @@ pub struct DeviceInfo {
     pub mac: Option<[u8; 6]>,
     pub addresses: Vec<IpAddr>,
     pub inventory: Inventory,
+    /// In audit (`mode:` of the device or its zone): its would-be denials pass, counted as `audit`.
+    pub audit: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -137,6 +139,8 @@ pub struct CompiledPolicy {
     pub default_action: Action,
     pub spoofed_action: Action,
     pub unknown_class: u16,
+    /// The mode of unknown sources (the `defaults.unknown` zone's `mode:`, else `mode`).
+    pub unknown_mode: Mode,
     pub router_class: u16,
     pub quarantine: Option<QuarantineSettings>,
     /// `limits:` (the per-device flow quota goes to `CONFIG`).

@@ -24,6 +24,7 @@ fn status() -> Status {
             mac: None,
             addresses: Vec::new(),
             inventory: crate::policy::compiled::Inventory::default(),
+            audit: false,
         }],
         rules: Vec::new(),
         last_reload: Some(ReloadOutcome {

@@ -6,9 +6,12 @@ use std::{
     net::IpAddr,
 };
 
-use enforcer_common::identity::{
-    ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, AddrEntry, DST_F_TRIPWIRE, MAC_F_ANY_ADDR, MacEntry,
-    NET_F_ONLINK, NetEntry,
+use enforcer_common::{
+    Mode,
+    identity::{
+        ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, AddrEntry, DST_F_TRIPWIRE, MAC_F_ANY_ADDR, MAC_F_AUDIT,
+        MacEntry, NET_F_ONLINK, NetEntry, SRC_F_AUDIT,
+    },
 };
 
 use super::{classes::Classes, ids::assigned_id};
@@ -64,6 +67,7 @@ impl Identity {
         }
         out.add_networks(p, ids, classes, &tripwires);
         out.add_segments(p, classes, opts);
+        out.mark_audited(p);
         out.sort();
         out.link_own_v4();
         out
@@ -141,6 +145,7 @@ impl Identity {
             mac,
             addresses: d.addresses.iter().map(|a| a.value).collect(),
             inventory: d.inventory.clone(),
+            audit: false,
         });
     }
 
@@ -261,6 +266,36 @@ impl Identity {
         maps.nets_v4 = self.nets_v4;
         maps.nets_v6 = self.nets_v6;
         self.devices
+    }
+
+    /// Flags what devices in audit send (`mode: audit`, their own or their zone's): the program
+    /// lets their would-be denials pass as `audit`. Destinations are unaffected: the flag is read
+    /// only when the entry resolves a source.
+    fn mark_audited(&mut self, p: &Policy) {
+        let audited: HashSet<u32> = self
+            .devices
+            .iter_mut()
+            .filter(|d| {
+                p.devices
+                    .get(&d.name)
+                    .is_some_and(|m| p.mode_of_device(m) == Mode::Audit)
+            })
+            .map(|d| {
+                d.audit = true;
+                d.id
+            })
+            .collect();
+        for (_, m) in &mut self.macs {
+            if audited.contains(&m.device) {
+                m.flags |= MAC_F_AUDIT;
+            }
+        }
+        let addrs = self.addrs_v4.iter_mut().map(|e| &mut e.1);
+        for a in addrs.chain(self.addrs_v6.iter_mut().map(|e| &mut e.1)) {
+            if a.kind == ADDR_KIND_DEVICE && audited.contains(&a.device) {
+                a.flags |= SRC_F_AUDIT;
+            }
+        }
     }
 
     fn push_addr(&mut self, addr: IpAddr, entry: AddrEntry) {

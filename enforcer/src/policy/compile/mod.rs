@@ -162,6 +162,7 @@ fn settings_and_names(policy: &Policy, classes: &Classes, ids: IdTable) -> Compi
         default_action: policy.defaults.action,
         spoofed_action: policy.defaults.spoofed,
         unknown_class: classes.zone(&policy.defaults.unknown.value),
+        unknown_mode: policy.mode_of_unknown(),
         router_class: classes.router,
         quarantine: policy.quarantine.as_ref().map(|q| QuarantineSettings {
             zone: q.zone.value.clone(),

@@ -64,6 +64,8 @@ pub struct Policy {
 pub struct Zone {
     pub name: String,
     pub description: Option<String>,
+    /// `mode:` of the zone's devices; `None` is `defaults.mode` (see [`Policy::mode_of_zone`]).
+    pub mode: Option<Mode>,
     pub loc: Loc,
 }
 
@@ -82,6 +84,8 @@ pub struct Device {
     pub mac: Option<Located<[u8; 6]>>,
     pub addresses: Vec<Located<IpAddr>>,
     pub inventory: Inventory,
+    /// `mode:` of this device, over its zone's (see [`Policy::mode_of_device`]).
+    pub mode: Option<Mode>,
     pub loc: Loc,
 }
 

@@ -30,7 +30,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "tests",
     "guards",
 ];
-pub(crate) const ZONE_KEYS: &[&str] = &["description"];
+pub(crate) const ZONE_KEYS: &[&str] = &["description", "mode"];
 pub(crate) const DEVICE_KEYS: &[&str] = &[
     "zone",
     "mac",
@@ -44,12 +44,15 @@ pub(crate) const DEVICE_KEYS: &[&str] = &[
     "location",
     "notes",
     "risk",
+    "mode",
 ];
 pub(crate) const RULE_KEYS: &[&str] = &["name", "from", "to", "allow", "deny"];
 pub(crate) const DEFAULT_KEYS: &[&str] = &["action", "mode", "unknown", "spoofed"];
 pub(crate) const QUARANTINE_KEYS: &[&str] = &["zone", "when", "release_after"];
 pub(crate) const WHEN_KEYS: &[&str] = &["denied_packets", "spoofing", "touches"];
 pub(crate) const DENIED_KEYS: &[&str] = &["count", "within"];
+/// `defaults.mode`, and a zone's or a device's `mode:`.
+const MODES: &[(&str, Mode)] = &[("enforce", Mode::Enforce), ("audit", Mode::Audit)];
 pub(crate) const LIMITS_KEYS: &[&str] = &["flows", "flows_per_device"];
 pub(crate) const INTERFACE_KEYS: &[&str] = &["role"];
 
@@ -76,9 +79,11 @@ pub(crate) fn file_doc(root: Node<'_>, diags: &mut Diags) -> FileDoc {
                     let f = cx.fields(body, &format!("zone `{name}`"), ZONE_KEYS)?;
                     let description =
                         get(&f, "description").and_then(|n| cx.text(n, "a description"));
+                    let mode = get(&f, "mode").and_then(|n| cx.choice(n, "mode", MODES));
                     doc.zones.push(Zone {
                         name,
                         description,
+                        mode,
                         loc,
                     });
                     Some(())
@@ -447,6 +452,7 @@ impl Cx<'_> {
             mac,
             addresses,
             inventory: inv,
+            mode: get(&f, "mode").and_then(|n| self.choice(n, "mode", MODES)),
             loc,
         })
     }
@@ -558,13 +564,7 @@ impl Cx<'_> {
         let actions = [("deny", Action::Deny), ("allow", Action::Allow)];
         Some(PartialDefaults {
             action: get(&f, "action").and_then(|n| self.choice(n, "defaults.action", &actions)),
-            mode: get(&f, "mode").and_then(|n| {
-                self.choice(
-                    n,
-                    "defaults.mode",
-                    &[("enforce", Mode::Enforce), ("audit", Mode::Audit)],
-                )
-            }),
+            mode: get(&f, "mode").and_then(|n| self.choice(n, "defaults.mode", MODES)),
             unknown: get(&f, "unknown").and_then(|n| {
                 Some(Located {
                     value: self.ident(n, "zone")?,

@@ -1,0 +1,167 @@
+//! A flow-table entry as an observation: who started it, whom it reached (as the policy resolves
+//! both), on which server port, and how much.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use enforcer_common::{
+    FAMILY_V4, NETWORK_DEVICE_BASE, PROTO_TCP, PROTO_UDP, ROUTER_DEVICE,
+    flow::{FLOW_F_AUDIT, FlowKey, FlowValue},
+    identity::{ADDR_KIND_ROUTER, octets},
+    is_listed_device,
+};
+use ipnet::IpNet;
+
+use super::{Peer, Seen, Service};
+use crate::policy::CompiledPolicy;
+
+/// One flow as the observer records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSample {
+    /// The flow's identity across scans: its key and when it was first stored (a key reused by a
+    /// later flow is another flow).
+    pub id: (FlowKey, u64),
+    pub source: Peer,
+    pub peer: Peer,
+    pub peer_address: IpAddr,
+    pub service: Service,
+    pub seen: Seen,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Monotonic nanoseconds, as the datapath keeps them.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+}
+
+/// The names behind the datapath's ids for one compiled policy.
+pub struct Resolver {
+    devices: HashMap<u32, String>,
+    networks: HashMap<u32, String>,
+    /// Every network's CIDRs, longest first (the datapath's longest-prefix match).
+    cidrs: Vec<(IpNet, String)>,
+    router: Vec<IpAddr>,
+}
+
+impl Resolver {
+    #[must_use]
+    pub fn new(p: &CompiledPolicy) -> Self {
+        let mut cidrs: Vec<(IpNet, String)> = p
+            .networks
+            .iter()
+            .flat_map(|n| {
+                n.cidrs
+                    .iter()
+                    .filter_map(|c| c.parse::<IpNet>().ok())
+                    .map(|c| (c, n.name.clone()))
+            })
+            .collect();
+        cidrs.sort_by_key(|(c, _)| std::cmp::Reverse(c.prefix_len()));
+        let v4 = p
+            .maps
+            .addrs_v4
+            .iter()
+            .filter(|(_, e)| e.kind == ADDR_KIND_ROUTER)
+            .map(|(a, _)| IpAddr::V4(Ipv4Addr::from(*a)));
+        let v6 = p
+            .maps
+            .addrs_v6
+            .iter()
+            .filter(|(_, e)| e.kind == ADDR_KIND_ROUTER)
+            .map(|(a, _)| IpAddr::V6(Ipv6Addr::from(*a)));
+        Self {
+            devices: p.devices.iter().map(|d| (d.id, d.name.clone())).collect(),
+            networks: p.networks.iter().map(|n| (n.id, n.name.clone())).collect(),
+            cidrs,
+            router: v4.chain(v6).collect(),
+        }
+    }
+
+    /// The flow `(k, v)` as an observation, or `None` for one no rule could be learnt from (an
+    /// endpoint the current policy no longer names by the id the flow holds).
+    #[must_use]
+    pub fn sample(&self, k: &FlowKey, v: &FlowValue) -> Option<FlowSample> {
+        let addr = |w: [u32; 4]| -> IpAddr {
+            let o = octets(w);
+            if k.family == FAMILY_V4 {
+                IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+        };
+        // The responder's port is the server's; the initiator's is ephemeral and never kept.
+        let (init, resp, resp_port) = if v.init_is_lo != 0 {
+            (addr(k.lo_addr), addr(k.hi_addr), k.hi_port)
+        } else {
+            (addr(k.hi_addr), addr(k.lo_addr), k.lo_port)
+        };
+        let source = self.endpoint(v.init_device, init)?;
+        let peer = self.endpoint(v.resp_device, resp)?;
+        let peer = bound_name(&source, resp).map_or(peer, Peer::Name);
+        let port = if matches!(k.proto, PROTO_TCP | PROTO_UDP) {
+            resp_port
+        } else {
+            0
+        };
+        Some(FlowSample {
+            id: (*k, v.first_seen_ns),
+            source,
+            peer,
+            peer_address: resp,
+            service: Service {
+                proto: k.proto,
+                port,
+            },
+            seen: if v.observed & FLOW_F_AUDIT != 0 {
+                Seen::Audit
+            } else {
+                Seen::Allow
+            },
+            packets: u64::from(v.packets),
+            bytes: v.bytes,
+            first_seen_ns: v.first_seen_ns,
+            last_seen_ns: v.last_seen_ns,
+        })
+    }
+
+    /// An endpoint by the device row the datapath resolved it to, or by its address where the
+    /// row says no more than "unknown" (the router's own addresses, networks, strangers).
+    fn endpoint(&self, device: u32, addr: IpAddr) -> Option<Peer> {
+        if is_listed_device(device) {
+            return self.devices.get(&device).cloned().map(Peer::Device);
+        }
+        if device == ROUTER_DEVICE {
+            return Some(Peer::Router);
+        }
+        if device > NETWORK_DEVICE_BASE {
+            return self
+                .networks
+                .get(&(device - NETWORK_DEVICE_BASE))
+                .cloned()
+                .map(Peer::Network);
+        }
+        if self.router.contains(&addr) || addr.is_multicast() || is_broadcast(addr) {
+            return Some(Peer::Router);
+        }
+        Some(
+            self.cidrs
+                .iter()
+                .find(|(c, _)| c.contains(&addr))
+                .map_or(Peer::Address(addr), |(_, n)| Peer::Network(n.clone())),
+        )
+    }
+}
+
+fn is_broadcast(addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V4(a) if a.is_broadcast() || a.octets()[3] == 255)
+}
+
+/// INTEGRATION POINT (names issue, `dns:NAME` destinations): the name the datapath binds, for
+/// `source`, to the address it reached, so the observation's peer is `dns:NAME` rather than the
+/// network around the address. The per-device DNS binding maps live on the names branch; after
+/// both are merged, look the binding up there (source device, address) and return its name.
+/// Until then no address has a bound name.
+fn bound_name(_source: &Peer, _addr: IpAddr) -> Option<String> {
+    None
+}
