@@ -8,3 +8,4 @@
 pub mod frame;
 pub mod kernel;
 pub mod netns;
+pub mod world;

@@ -25,12 +25,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_tests::netns::{
-    self, CAMERA, DeviceSpec, OFFICE_PC, PRINTER, RECORDER, Site, UNKNOWN, WAN, enforcer_bin,
-    fetch_metrics, listen_tcp, ping_within, require_root, spawn_daemon, tcp_connects,
+use enforcer_tests::{
+    netns::{
+        self, CAMERA, DeviceSpec, OFFICE_PC, PRINTER, RECORDER, UNKNOWN, WAN, enforcer_bin,
+        fetch_metrics, listen_tcp, ping_within, require_root, spawn_daemon, tcp_connects,
+    },
+    world::{World, metrics_addr as addr},
 };
 
-const METRICS: &str = "127.0.0.1:9469";
 const PROBE: Duration = Duration::from_secs(2);
 
 /// The small policy these tests enforce: the office may print (tcp/9100, ping) and nothing else.
@@ -70,117 +72,19 @@ fn policy(port: u16) -> String {
     POLICY.replace("{PORT}", &port.to_string())
 }
 
-/// One test's world: a site, a policy directory, a pin and a state directory.
-struct World {
-    site: Site,
-    name: String,
-    policy_dir: PathBuf,
-    pin_dir: PathBuf,
-    state_dir: PathBuf,
-    control_socket: PathBuf,
+/// What these tests read of a world's daemon, beside the shared [`World`].
+trait Watch {
+    fn write_policy(&self, text: &str);
+    fn scrape(&self) -> prometheus_parse::Scrape;
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64;
+    /// Waits until `enforcer_policy_generation` reaches `generation`.
+    fn wait_generation(&self, generation: f64);
+    fn router_xdp_attached(&self, iface: &str) -> bool;
 }
 
-impl World {
-    fn new(name: &str, devices: &[DeviceSpec]) -> Self {
-        netns::ensure_bpffs().expect("bpffs");
-        let site =
-            Site::build(name, devices).unwrap_or_else(|e| panic!("build site {name}: {e:#}"));
-        let base =
-            std::env::temp_dir().join(format!("enforcer-test-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        let policy_dir = base.join("policy");
-        fs::create_dir_all(&policy_dir).expect("policy dir");
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/enforcer-test-{name}"));
-        let w = Self {
-            site,
-            name: name.to_owned(),
-            policy_dir,
-            pin_dir,
-            state_dir: base.join("state"),
-            control_socket: base.join("run").join("control.sock"),
-        };
-        w.detach();
-        w
-    }
-
+impl Watch for World {
     fn write_policy(&self, text: &str) {
-        // Written beside and renamed, as an editor or a git checkout does.
-        let tmp = self.policy_dir.join(".policy.yaml.tmp");
-        fs::write(&tmp, text).expect("write policy");
-        fs::rename(&tmp, self.policy_dir.join("policy.yaml")).expect("rename policy");
-    }
-
-    fn args(&self) -> Vec<String> {
-        let mut a = vec![
-            "run".to_owned(),
-            "--policy".into(),
-            self.policy_dir.display().to_string(),
-        ];
-        for i in self.site.router_ifaces() {
-            a.push("--iface".into());
-            a.push(i);
-        }
-        a.extend([
-            "--metrics-addr".into(),
-            METRICS.into(),
-            "--pin-dir".into(),
-            self.pin_dir.display().to_string(),
-            "--state-dir".into(),
-            self.state_dir.display().to_string(),
-            "--control-socket".into(),
-            self.control_socket.display().to_string(),
-        ]);
-        a
-    }
-
-    fn start(&self) -> netns::Daemon {
-        self.start_with(&[])
-    }
-
-    fn start_with(&self, extra: &[&str]) -> netns::Daemon {
-        let mut args = self.args();
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let mut d = spawn_daemon(self.site.router_ns(), &args).expect("spawn daemon");
-        d.wait_ready(self.site.router_ns(), addr(), Duration::from_secs(15))
-            .unwrap_or_else(|e| panic!("{}: daemon not ready: {e:#}", self.name));
-        d
-    }
-
-    /// Runs an enforcer subcommand with this world's directories; returns (status, stdout, stderr).
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(enforcer_bin())
-            .args(args)
-            .args([
-                "--pin-dir",
-                &self.pin_dir.display().to_string(),
-                "--state-dir",
-                &self.state_dir.display().to_string(),
-            ])
-            .output()
-            .expect("run enforcer");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn detach(&self) {
-        let _ = Command::new(enforcer_bin())
-            .args([
-                "detach",
-                "--pin-dir",
-                &self.pin_dir.display().to_string(),
-                "--state-dir",
-            ])
-            .arg(&self.state_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-
-    fn ns(&self, device: &str) -> &str {
-        self.site.ns(device)
+        self.write("policy.yaml", text);
     }
 
     fn scrape(&self) -> prometheus_parse::Scrape {
@@ -193,7 +97,6 @@ impl World {
         value(&self.scrape(), name, labels)
     }
 
-    /// Waits until `enforcer_policy_generation` reaches `generation`.
     fn wait_generation(&self, generation: f64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.metric("enforcer_policy_generation", &[]) < generation {
@@ -212,19 +115,6 @@ impl World {
             .output();
         out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
     }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.detach();
-        if let Some(base) = self.policy_dir.parent() {
-            let _ = fs::remove_dir_all(base);
-        }
-    }
-}
-
-fn addr() -> SocketAddr {
-    METRICS.parse().expect("metrics address")
 }
 
 fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -1203,7 +1093,7 @@ fn a_metrics_port_clash_is_refused_before_anything_is_attached() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "exit code; stderr: {stderr}");
     assert!(
-        stderr.contains(METRICS),
+        stderr.contains(enforcer_tests::world::METRICS),
         "the error names the address: {stderr}"
     );
     for iface in w.site.router_ifaces() {
@@ -2549,23 +2439,25 @@ fn iface_with_an_interfaces_key_is_refused_before_anything_is_attached() {
 
 // ----- A change that reverts by itself (`enforcer apply --confirm`, `enforcer confirm`) -------
 
-impl World {
+/// A world's daemon driven through its control socket.
+trait Control {
     /// `enforcer apply`/`confirm` against this world's daemon: (status, stdout, stderr).
+    fn ctl(&self, args: &[&str]) -> (i32, String, String);
+    /// A candidate policy directory beside the policy directory.
+    fn candidate(&self, name: &str, text: &str) -> PathBuf;
+    fn status_json(&self) -> serde_json::Value;
+    /// Whether the metrics page has a sample of `name` (at any value).
+    fn has_metric(&self, name: &str) -> bool;
+}
+
+impl Control for World {
     fn ctl(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(enforcer_bin())
-            .args(args)
-            .arg("--control-socket")
-            .arg(&self.control_socket)
-            .output()
-            .expect("run enforcer");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let socket = self.control_socket.display().to_string();
+        let mut all = args.to_vec();
+        all.extend(["--control-socket", &socket]);
+        enforcer_tests::world::run(&all)
     }
 
-    /// A candidate policy directory beside the policy directory.
     fn candidate(&self, name: &str, text: &str) -> PathBuf {
         let dir = self.policy_dir.parent().expect("base").join(name);
         fs::create_dir_all(&dir).expect("candidate dir");
@@ -2579,7 +2471,6 @@ impl World {
         serde_json::from_str(&out).expect("status json")
     }
 
-    /// Whether the metrics page has a sample of `name` (at any value).
     fn has_metric(&self, name: &str) -> bool {
         self.scrape().samples.iter().any(|s| s.metric == name)
     }

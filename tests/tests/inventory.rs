@@ -12,10 +12,7 @@
 )]
 
 use std::{
-    fs,
-    net::SocketAddr,
-    path::PathBuf,
-    process::{Command, Stdio},
+    process::Command,
     str::FromStr as _,
     thread,
     time::{Duration, Instant},
@@ -29,10 +26,10 @@ use dhcproto::{
 use enforcer_tests::{
     frame::{Frame, mac},
     netns::{
-        self, CAMERA, DEVICE_IFACE, DeviceSpec, OFFICE_PC, PRINTER, RECORDER, Site, UNKNOWN,
-        enforcer_bin, fetch_metrics, listen_tcp, listen_udp_echo, require_root, spawn_daemon,
-        tcp_connects, udp_echo,
+        self, CAMERA, DEVICE_IFACE, OFFICE_PC, PRINTER, RECORDER, UNKNOWN, enforcer_bin,
+        fetch_metrics, listen_tcp, listen_udp_echo, require_root, tcp_connects, udp_echo,
     },
+    world::{World, metrics_addr as addr},
 };
 use hickory_proto::{
     op::{Message, MessageType, OpCode},
@@ -42,7 +39,6 @@ use hickory_proto::{
     },
 };
 
-const METRICS: &str = "127.0.0.1:9469";
 const PROBE: Duration = Duration::from_secs(2);
 
 /// The camera as the inventory knows it: an Axis MAC (00:40:8c), model and firmware written down.
@@ -52,89 +48,22 @@ const HUB_MAC: &str = "00:17:88:00:09:01";
 /// A phone with a randomised MAC (locally administered), asking for DHCPv6.
 const PHONE_MAC: &str = "da:a1:19:00:09:02";
 
-/// One test's world: a site, a policy directory, a pin and a state directory.
-struct World {
-    site: Site,
-    policy_dir: PathBuf,
-    pin_dir: PathBuf,
-    state_dir: PathBuf,
+/// What these tests do with a world beside the shared [`World`].
+trait Evidence {
+    fn json(&self, args: &[&str]) -> serde_json::Value;
+    /// `devices --output json` once `ready` holds for it (the daemon writes evidence each second).
+    fn devices_when(&self, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value;
+    fn send(&self, device: &str, frames: &[Vec<u8>]);
+    fn metric(&self, line_start: &str) -> Option<f64>;
 }
 
-impl World {
-    fn new(name: &str, devices: &[DeviceSpec]) -> Self {
-        netns::ensure_bpffs().expect("bpffs");
-        let site =
-            Site::build(name, devices).unwrap_or_else(|e| panic!("build site {name}: {e:#}"));
-        let base =
-            std::env::temp_dir().join(format!("enforcer-test-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        let policy_dir = base.join("policy");
-        fs::create_dir_all(&policy_dir).expect("policy dir");
-        let w = Self {
-            site,
-            policy_dir,
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/enforcer-test-{name}")),
-            state_dir: base.join("state"),
-        };
-        w.detach();
-        w
-    }
-
-    fn ns(&self, device: &str) -> &str {
-        self.site.ns(device)
-    }
-
-    fn write(&self, file: &str, text: &str) {
-        fs::write(self.policy_dir.join(file), text).expect("write policy");
-    }
-
-    fn start(&self) -> netns::Daemon {
-        let mut args = vec![
-            "run".to_owned(),
-            "--policy".into(),
-            self.policy_dir.display().to_string(),
-        ];
-        for i in self.site.router_ifaces() {
-            args.extend(["--iface".to_owned(), i]);
-        }
-        let base = self.policy_dir.parent().expect("base");
-        args.extend([
-            "--metrics-addr".into(),
-            METRICS.into(),
-            "--pin-dir".into(),
-            self.pin_dir.display().to_string(),
-            "--state-dir".into(),
-            self.state_dir.display().to_string(),
-            "--control-socket".into(),
-            base.join("control.sock").display().to_string(),
-        ]);
-        let mut d = spawn_daemon(self.site.router_ns(), &args).expect("spawn daemon");
-        d.wait_ready(self.site.router_ns(), addr(), Duration::from_secs(15))
-            .expect("daemon ready");
-        d
-    }
-
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(enforcer_bin())
-            .args(args)
-            .args(["--pin-dir", &self.pin_dir.display().to_string()])
-            .args(["--state-dir", &self.state_dir.display().to_string()])
-            .output()
-            .expect("run enforcer");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
+impl Evidence for World {
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let (code, out, err) = self.cli(args);
         assert_eq!(code, 0, "{args:?}: {err}");
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
     }
 
-    /// `devices --output json` once `ready` holds for it (the daemon writes evidence each second).
     fn devices_when(&self, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -159,28 +88,6 @@ impl World {
             .find(|l| l.starts_with(line_start))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
-
-    fn detach(&self) {
-        let _ = Command::new(enforcer_bin())
-            .args(["detach", "--pin-dir", &self.pin_dir.display().to_string()])
-            .args(["--state-dir", &self.state_dir.display().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.detach();
-        if let Some(base) = self.policy_dir.parent() {
-            let _ = fs::remove_dir_all(base);
-        }
-    }
-}
-
-fn addr() -> SocketAddr {
-    METRICS.parse().expect("metrics address")
 }
 
 // ----- Frames, as devices send them --------------------------------------------------------------
