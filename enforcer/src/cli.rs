@@ -121,6 +121,17 @@ pub struct GraphArgs {
     /// Only this zone, its devices and what they reach or are reached from.
     #[arg(long)]
     pub zone: Option<String>,
+    /// Draw the traffic the daemon observed (its `observations.db` in `--state-dir`) over the
+    /// policy: allow edges used and never used, and what audit let through that enforcing
+    /// would deny.
+    #[arg(long)]
+    pub observed: bool,
+    /// With `--observed`: how far back to look (`7d`, `24h`, `1d12h`).
+    #[arg(long, default_value = "7d", value_parser = crate::commands::learn::parse_since, requires = "observed")]
+    pub since: u64,
+    /// With `--observed`: the daemon's state directory.
+    #[arg(long, default_value = "/var/lib/enforcer", requires = "observed")]
+    pub state_dir: PathBuf,
 }
 
 /// What `enforcer import` converts.

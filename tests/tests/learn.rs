@@ -8,22 +8,22 @@
 )]
 
 use std::{
-    fs,
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    process::{Command, Stdio},
+    net::IpAddr,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use enforcer::observe::{Filter, STORE_FILE, Store};
-use enforcer_tests::netns::{
-    self, CAMERA, DeviceSpec, OFFICE_PC, PRINTER, RECORDER, Site, enforcer_bin, fetch_metrics,
-    listen_tcp, listen_udp_echo, ping_within, require_root, spawn_daemon, tcp_connects, udp_echo,
+use enforcer_tests::{
+    netns::{
+        self, CAMERA, DeviceSpec, OFFICE_PC, PRINTER, RECORDER, enforcer_bin, fetch_metrics,
+        listen_tcp, listen_udp_echo, ping_within, require_root, tcp_connects, udp_echo,
+    },
+    world::{World, metrics_addr as addr},
 };
 // The crate's other dependencies, unused here (unused_crate_dependencies is per target).
 use {anyhow as _, aya as _, enforcer_common as _, ipnet as _, libc as _};
 
-const METRICS: &str = "127.0.0.1:9469";
 const PROBE: Duration = Duration::from_secs(2);
 
 /// The printers in audit; nothing allows them anything. `{MODE}` switches them.
@@ -50,81 +50,14 @@ fn policy(mode: &str) -> String {
     POLICY.replace("{MODE}", mode)
 }
 
-struct World {
-    site: Site,
-    policy_dir: PathBuf,
-    pin_dir: PathBuf,
-    state_dir: PathBuf,
-    control_socket: PathBuf,
+/// What these tests read of a world's daemon, beside the shared [`World`].
+trait Learn {
+    /// `learn --output json --since 1h ARGS`.
+    fn learn_json(&self, args: &[&str]) -> serde_json::Value;
+    fn store(&self) -> Store;
 }
 
-impl World {
-    fn new(name: &str, devices: &[DeviceSpec]) -> Self {
-        netns::ensure_bpffs().expect("bpffs");
-        let site =
-            Site::build(name, devices).unwrap_or_else(|e| panic!("build site {name}: {e:#}"));
-        let base =
-            std::env::temp_dir().join(format!("enforcer-test-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        let policy_dir = base.join("policy");
-        fs::create_dir_all(&policy_dir).expect("policy dir");
-        let w = Self {
-            site,
-            policy_dir,
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/enforcer-test-{name}")),
-            state_dir: base.join("state"),
-            control_socket: base.join("run").join("control.sock"),
-        };
-        w.detach();
-        w
-    }
-
-    fn write(&self, file: &str, text: &str) {
-        let tmp = self.policy_dir.join(format!(".{file}.tmp"));
-        fs::write(&tmp, text).expect("write policy");
-        fs::rename(&tmp, self.policy_dir.join(file)).expect("rename policy");
-    }
-
-    fn start(&self) -> netns::Daemon {
-        let mut args = vec![
-            "run".to_owned(),
-            "--policy".into(),
-            self.policy_dir.display().to_string(),
-        ];
-        for i in self.site.router_ifaces() {
-            args.extend(["--iface".to_owned(), i]);
-        }
-        args.extend([
-            "--metrics-addr".into(),
-            METRICS.into(),
-            "--pin-dir".into(),
-            self.pin_dir.display().to_string(),
-            "--state-dir".into(),
-            self.state_dir.display().to_string(),
-            "--control-socket".into(),
-            self.control_socket.display().to_string(),
-        ]);
-        let mut d = spawn_daemon(self.site.router_ns(), &args).expect("spawn daemon");
-        d.wait_ready(self.site.router_ns(), addr(), Duration::from_secs(15))
-            .unwrap_or_else(|e| panic!("daemon not ready: {e:#}"));
-        d
-    }
-
-    /// `enforcer ARGS --state-dir ...`: (status, stdout, stderr).
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(enforcer_bin())
-            .args(args)
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .output()
-            .expect("run enforcer");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
+impl Learn for World {
     fn learn_json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["learn", "--output", "json", "--since", "1h"];
         all.extend(args);
@@ -133,34 +66,9 @@ impl World {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("learn's JSON: {e}: {out}"))
     }
 
-    fn ns(&self, name: &str) -> &str {
-        self.site.ns(name)
-    }
-
-    fn detach(&self) {
-        let _ = Command::new(enforcer_bin())
-            .args(["detach", "--pin-dir"])
-            .arg(&self.pin_dir)
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-
     fn store(&self) -> Store {
         Store::open(&self.state_dir.join(STORE_FILE)).expect("open the observation store")
     }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.detach();
-    }
-}
-
-fn addr() -> SocketAddr {
-    METRICS.parse().expect("metrics address")
 }
 
 fn v4(d: &DeviceSpec) -> IpAddr {
@@ -235,13 +143,7 @@ fn a_zone_in_audit_is_learnt_from_server_ports_only_and_its_rules_enforce_what_w
     ];
     let mut d = w.start();
     assert!(drive(&w, 20), "in audit, the printer's traffic passes");
-    let (_, devices, _) = w.cli(&[
-        "devices",
-        "--output",
-        "json",
-        "--pin-dir",
-        &w.pin_dir.display().to_string(),
-    ]);
+    let (_, devices, _) = w.cli(&["devices", "--output", "json"]);
     assert!(
         devices.contains(r#""mode": "audit""#),
         "devices shows the audit: {devices}"
@@ -296,6 +198,11 @@ fn a_zone_in_audit_is_learnt_from_server_ports_only_and_its_rules_enforce_what_w
     let (code, yaml, err) = w.cli(&["learn", "--zone", "printers", "--since", "1h"]);
     assert_eq!(code, 0, "{err}");
     w.write("learnt.yaml", &yaml);
+    // A rule nothing uses, for the graph's overlay below.
+    w.write(
+        "unused.yaml",
+        "rules:\n  - name: office-rtsp\n    from: zone:office\n    to: zone:recorders\n    allow: [tcp/554]\n",
+    );
     w.write("policy.yaml", &policy("enforce"));
     let check = Command::new(enforcer_bin())
         .arg("check")
@@ -318,6 +225,53 @@ fn a_zone_in_audit_is_learnt_from_server_ports_only_and_its_rules_enforce_what_w
     assert!(
         !tcp_connects(w.ns("prn1"), v4(&OFFICE_PC), 9100, PROBE),
         "a flow not seen before is denied"
+    );
+
+    // The policy as a graph with what was observed drawn over it: the learnt rule to the
+    // recorder was used, the rule nothing used is a candidate to remove, and what audit let
+    // through before the switch is drawn as would-deny.
+    let to_nvr = learnt["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["to"] == "device:nvr-1")
+        .and_then(|r| r["name"].as_str())
+        .expect("the recorder rule's name")
+        .to_owned();
+    let graph = || {
+        let policy_dir = w.policy_dir.display().to_string();
+        let (code, dot, err) = w.cli_state(&[
+            "graph",
+            &policy_dir,
+            "--observed",
+            "--since",
+            "1h",
+            "--output",
+            "dot",
+        ]);
+        assert_eq!(code, 0, "graph --observed: {err}");
+        dot
+    };
+    let edge = |dot: &str, attr: &str| -> Option<String> {
+        dot.lines()
+            .find(|l| l.contains(" -> ") && l.contains(attr))
+            .map(str::to_owned)
+    };
+    eventually(
+        "the learnt rule's flows observed",
+        Duration::from_secs(20),
+        || {
+            edge(&graph(), &format!("rule=\"{to_nvr}\""))
+                .is_some_and(|e| e.contains("usage=\"used\""))
+        },
+    );
+    let dot = graph();
+    let unused = edge(&dot, "rule=\"office-rtsp\"").expect("the unused rule's edge");
+    assert!(unused.contains("usage=\"never-used\""), "{unused}");
+    let would = edge(&dot, "class=\"would-deny\"").expect("a would-deny edge");
+    assert!(
+        would.starts_with("  \"zone:printers\" -> "),
+        "audit traffic is drawn from the zone: {would}"
     );
     let _ = d.stop(Duration::from_secs(5));
 }

@@ -20,7 +20,8 @@ pub enum ObservedVerdict {
 /// One observed flow (or many alike, summed), by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedFlow {
-    /// The sending device's name (`unknown` for an unlisted source, or `router`).
+    /// The sending device's name (`unknown` for an unlisted source), or `router`, or the node id
+    /// of a network or name traffic came in from (`network:NAME`).
     pub from_device: String,
     /// The destination as a graph node id: `zone:NAME`, `device:NAME`, `network:NAME`, `router`,
     /// `dns:NAME`.
@@ -73,8 +74,9 @@ impl Graph {
             match f.verdict {
                 ObservedVerdict::Allowed => *used.entry(f.rule.as_str()).or_default() += f.flows,
                 ObservedVerdict::WouldDeny => {
-                    let from = self.source_node(&f.from_device);
-                    let entry = would_deny.entry((from, f.to.clone())).or_default();
+                    let from = self.observed_node(&f.from_device);
+                    let to = self.observed_node(&f.to);
+                    let entry = would_deny.entry((from, to)).or_default();
                     entry.0 += f.flows;
                     if !entry.1.contains(&f.service) {
                         entry.1.push(f.service.clone());
@@ -116,19 +118,24 @@ impl Graph {
         g
     }
 
-    /// The node a device's traffic is drawn from: the device's own when drawn, else its zone's,
-    /// else the zone unlisted sources land in.
-    fn source_node(&self, device: &str) -> String {
+    /// The node an observed end is drawn at. A device (`cam-1` as a source, `device:cam-1` as a
+    /// destination) at its own node when drawn, else at its zone's; a source no zone lists at the
+    /// zone unlisted sources land in; the router, networks, names and addresses as themselves.
+    fn observed_node(&self, end: &str) -> String {
+        let (device, named) = match end.strip_prefix("device:") {
+            Some(d) => (d, true),
+            None if end == "router" || end.contains(':') => return end.to_owned(),
+            None => (end, false),
+        };
         let own = format!("device:{device}");
-        if device == "router" || self.node(&own).is_some() {
-            return if device == "router" {
-                "router".to_owned()
-            } else {
-                own
-            };
+        if self.node(&own).is_some() {
+            return own;
         }
         if let Some(zone) = self.members.get(device) {
             return format!("zone:{zone}");
+        }
+        if named {
+            return own;
         }
         self.nodes
             .iter()

@@ -220,3 +220,40 @@ fn the_svg_draws_every_node_and_is_the_same_twice() {
     }
     assert!(svg::inline(&g).starts_with("<svg"));
 }
+
+#[test]
+fn would_deny_traffic_to_a_device_is_drawn_at_its_zone_and_from_a_network_at_the_network() {
+    let obs = Observations {
+        flows: vec![
+            flow(
+                "cam-1",
+                "device:nvr-1",
+                "default",
+                ObservedVerdict::WouldDeny,
+                2,
+            ),
+            flow(
+                "network:internet",
+                "device:cam-1",
+                "default",
+                ObservedVerdict::WouldDeny,
+                1,
+            ),
+        ],
+    };
+    let g = Graph::of(&demo_view()).with_observations(&obs);
+    let mut would: Vec<(&str, &str)> = g
+        .edges
+        .iter()
+        .filter(|e| e.kind == EdgeKind::WouldDeny)
+        .map(|e| (e.from.as_str(), e.to.as_str()))
+        .collect();
+    would.sort_unstable();
+    assert_eq!(
+        would,
+        [
+            ("network:internet", "zone:cameras"),
+            ("zone:cameras", "zone:recorders"),
+        ]
+    );
+}

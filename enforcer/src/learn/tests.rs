@@ -16,6 +16,7 @@ fn obs(source: &str, peer: Peer, proto: u8, port: u16, flows: u64) -> Observatio
         bytes: flows * 1000,
         first_seen: NOW - 3 * DAY,
         last_seen: NOW - 60,
+        rule: "default".to_owned(),
     }
 }
 

@@ -163,6 +163,9 @@ pub struct Observation {
     /// Unix seconds.
     pub first_seen: u64,
     pub last_seen: u64,
+    /// The rule that let it through at the latest scan (`default` for the default verdict): what
+    /// `enforcer graph --observed` marks as used.
+    pub rule: String,
 }
 
 #[cfg(test)]

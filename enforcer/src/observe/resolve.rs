@@ -28,6 +28,8 @@ pub struct FlowSample {
     pub peer_address: IpAddr,
     pub service: Service,
     pub seen: Seen,
+    /// The name of the rule the flow holds (`default` for the default verdict).
+    pub rule: String,
     pub packets: u64,
     pub bytes: u64,
     /// Monotonic nanoseconds, as the datapath keeps them.
@@ -39,6 +41,7 @@ pub struct FlowSample {
 pub struct Resolver {
     devices: HashMap<u32, String>,
     networks: HashMap<u32, String>,
+    rules: HashMap<u32, String>,
     /// Every network's CIDRs, longest first (the datapath's longest-prefix match).
     cidrs: Vec<(IpNet, String)>,
     router: Vec<IpAddr>,
@@ -73,6 +76,7 @@ impl Resolver {
         Self {
             devices: p.devices.iter().map(|d| (d.id, d.name.clone())).collect(),
             networks: p.networks.iter().map(|n| (n.id, n.name.clone())).collect(),
+            rules: p.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
             cidrs,
             router: v4.chain(v6).collect(),
         }
@@ -117,6 +121,14 @@ impl Resolver {
                 Seen::Audit
             } else {
                 Seen::Allow
+            },
+            rule: if v.rule == enforcer_common::DEFAULT_RULE {
+                "default".to_owned()
+            } else {
+                self.rules
+                    .get(&v.rule)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".to_owned())
             },
             packets: u64::from(v.packets),
             bytes: v.bytes,

@@ -85,6 +85,8 @@ CREATE TABLE IF NOT EXISTS observation (
     bytes INTEGER NOT NULL,
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
+    -- The rule that allowed the flow at the latest scan ('default' for the default verdict).
+    rule TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (source, peer, proto, port, seen)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS observation_peer ON observation (peer);
@@ -222,6 +224,7 @@ impl Store {
                     as_i64(f.bytes.saturating_sub(was_bytes)),
                     as_i64(wall(f.first_seen_ns)),
                     as_i64(wall(f.last_seen_ns)),
+                    f.rule,
                 ])
                 .map_err(err)?;
             }
@@ -241,7 +244,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT source, peer, proto, port, seen, peer_address, flows, packets, bytes, \
-                 first_seen, last_seen FROM observation \
+                 first_seen, last_seen, rule FROM observation \
                  WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR peer = ?2) \
                  AND last_seen >= ?3 ORDER BY flows DESC, source, peer, proto, port",
             )
@@ -268,13 +271,14 @@ impl Store {
                             r.get(9)?,
                             r.get(10)?,
                         ],
+                        r.get::<_, String>(11)?,
                     ))
                 },
             )
             .map_err(&err)?;
         let mut out = Vec::new();
         for row in rows {
-            let (source, peer, proto, port, seen, addr, n) = row.map_err(&err)?;
+            let (source, peer, proto, port, seen, addr, n, rule) = row.map_err(&err)?;
             let corrupt = |what, value: &str| StoreError::Corrupt {
                 path: self.path.clone(),
                 what,
@@ -291,6 +295,7 @@ impl Store {
                 bytes: as_u64(n[2]),
                 first_seen: as_u64(n[3]),
                 last_seen: as_u64(n[4]),
+                rule,
             });
         }
         Ok(out)
@@ -323,10 +328,11 @@ impl Store {
 
 const UPSERT: &str = "
 INSERT INTO observation (source, peer, proto, port, seen, peer_address, flows, packets, bytes,
-    first_seen, last_seen)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    first_seen, last_seen, rule)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 ON CONFLICT (source, peer, proto, port, seen) DO UPDATE SET
     peer_address = excluded.peer_address,
+    rule = excluded.rule,
     flows = flows + excluded.flows,
     packets = packets + excluded.packets,
     bytes = bytes + excluded.bytes,

@@ -28,6 +28,7 @@ fn flow(port: u16, sport: u16, packets: u64, first: u64) -> FlowSample {
         peer_address: "93.184.216.34".parse().expect("addr"),
         service: Service { proto: 6, port },
         seen: Seen::Audit,
+        rule: "default".into(),
         packets,
         bytes: packets * 100,
         first_seen_ns: first,
@@ -81,6 +82,23 @@ fn rescanning_a_live_flow_adds_only_its_new_packets() {
     assert_eq!((rows[0].flows, rows[0].packets, rows[0].bytes), (1, 5, 500));
     assert_eq!(rows[0].first_seen, NOW - 5);
     assert_eq!(s.integrity().expect("check"), "ok");
+}
+
+#[test]
+fn a_row_keeps_the_rule_of_the_latest_scan() {
+    let path = scratch("rule");
+    let mut s = Store::open(&path).expect("open");
+    let mut first = flow(443, 40000, 3, NOW_NS - 5_000_000_000);
+    first.rule = "cams-cloud".into();
+    s.record_scan(&[first], NOW_NS, NOW, Bounds::default())
+        .expect("scan");
+    let mut later = flow(443, 40001, 2, NOW_NS - 1_000_000_000);
+    later.rule = "cams-cloud-v2".into();
+    s.record_scan(&[later], NOW_NS, NOW, Bounds::default())
+        .expect("scan");
+    let rows = s.observations(&Filter::default()).expect("read");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].flows, rows[0].rule.as_str()), (2, "cams-cloud-v2"));
 }
 
 #[test]
