@@ -47,36 +47,23 @@ fn the_store_is_private_to_root() {
     assert_eq!(mode, 0o600);
 }
 
+/// One scan of `flows` at [`NOW`], within the default bounds.
+fn scan(s: &mut Store, flows: &[FlowSample]) -> ScanReport {
+    s.record_scan(flows, NOW_NS, NOW, Bounds::default())
+        .expect("scan")
+}
+
 #[test]
 fn rescanning_a_live_flow_adds_only_its_new_packets() {
     let path = scratch("delta");
     let mut s = Store::open(&path).expect("open");
-    let r = s
-        .record_scan(
-            &[flow(443, 40000, 3, NOW_NS - 5_000_000_000)],
-            NOW_NS,
-            NOW,
-            Bounds::default(),
-        )
-        .expect("scan");
-    assert_eq!(r.new_flows, 1);
-    s.record_scan(
-        &[flow(443, 40000, 5, NOW_NS - 5_000_000_000)],
-        NOW_NS,
-        NOW,
-        Bounds::default(),
-    )
-    .expect("scan");
+    let started = NOW_NS - 5_000_000_000;
+    assert_eq!(scan(&mut s, &[flow(443, 40000, 3, started)]).new_flows, 1);
+    scan(&mut s, &[flow(443, 40000, 5, started)]);
     drop(s);
     // A restarted daemon does not count the live flow again.
     let mut s = Store::open(&path).expect("reopen");
-    s.record_scan(
-        &[flow(443, 40000, 5, NOW_NS - 5_000_000_000)],
-        NOW_NS,
-        NOW,
-        Bounds::default(),
-    )
-    .expect("scan");
+    assert_eq!(scan(&mut s, &[flow(443, 40000, 5, started)]).new_flows, 0);
     let rows = s.observations(&Filter::default()).expect("read");
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].flows, rows[0].packets, rows[0].bytes), (1, 5, 500));
@@ -90,12 +77,10 @@ fn a_row_keeps_the_rule_of_the_latest_scan() {
     let mut s = Store::open(&path).expect("open");
     let mut first = flow(443, 40000, 3, NOW_NS - 5_000_000_000);
     first.rule = "cams-cloud".into();
-    s.record_scan(&[first], NOW_NS, NOW, Bounds::default())
-        .expect("scan");
+    scan(&mut s, &[first]);
     let mut later = flow(443, 40001, 2, NOW_NS - 1_000_000_000);
     later.rule = "cams-cloud-v2".into();
-    s.record_scan(&[later], NOW_NS, NOW, Bounds::default())
-        .expect("scan");
+    scan(&mut s, &[later]);
     let rows = s.observations(&Filter::default()).expect("read");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].flows, rows[0].rule.as_str()), (2, "cams-cloud-v2"));
@@ -108,8 +93,7 @@ fn flows_from_many_ephemeral_ports_to_one_server_port_are_one_row() {
     let flows: Vec<_> = (0..200)
         .map(|i| flow(443, 30000 + i, 2, NOW_NS - u64::from(i)))
         .collect();
-    s.record_scan(&flows, NOW_NS, NOW, Bounds::default())
-        .expect("scan");
+    scan(&mut s, &flows);
     let rows = s.observations(&Filter::default()).expect("read");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].flows, 200);
@@ -147,13 +131,7 @@ fn a_filter_selects_by_source_and_peer() {
     let mut other = flow(123, 40000, 1, NOW_NS - 1);
     other.source = Peer::Device("cam-2".into());
     other.peer = Peer::Router;
-    s.record_scan(
-        &[flow(443, 40000, 1, NOW_NS - 2), other],
-        NOW_NS,
-        NOW,
-        Bounds::default(),
-    )
-    .expect("scan");
+    scan(&mut s, &[flow(443, 40000, 1, NOW_NS - 2), other]);
     let by_source = Filter {
         source: Some(Peer::Device("cam-2".into())),
         ..Filter::default()
