@@ -179,8 +179,13 @@ pub struct FlowValue {
     /// The `FLOW_RING` slot that holds this key.
     pub ring: u32,
     pub _pad2: u32,
+    // --- names (`names.rs`): flows opened under a DNS-name binding ---
+    /// When a flow a name binding allowed must be judged again (the binding's expiry plus
+    /// `dns.grace`, `CLOCK_MONOTONIC` ns); 0 when no name binding allowed it. Judged again then, it
+    /// continues only if the binding was renewed (or another rule allows it).
+    pub name_until_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 56);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 64);
 
 /// Key of `FRAGS`. The protocol is part of the key (Suricata CVE-2017-7177): a fragment of another
 /// protocol with the same id must not ride on an allowed first fragment.

@@ -17,6 +17,7 @@ pub mod event;
 pub mod explain;
 pub mod flow;
 pub mod identity;
+pub mod names;
 pub mod rules;
 pub mod state;
 pub mod stats;
@@ -30,7 +31,7 @@ pub const EGRESS_PROGRAM: &str = "enforcer_egress";
 /// Version of this map layout. Pinned maps carry it in [`control::Control::layout`]; a daemon never
 /// adopts pins of another layout (it refuses and says how to detach), so a key-size change can't be
 /// misread silently.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Number of policy slots (double buffering).
 pub const SLOTS: u32 = 2;
@@ -234,5 +235,9 @@ mod pod {
         crate::state::DiscoveredDevice,
         crate::event::DenyEvent,
         crate::explain::Explanation,
+        crate::names::NameKey,
+        crate::names::NameEntry,
+        crate::names::BindingKey,
+        crate::names::BindingValue,
     );
 }

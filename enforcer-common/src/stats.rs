@@ -114,6 +114,8 @@ counters! {
     /// Unlisted MACs recorded in `DISCOVERED` for the first time. The table is an LRU of
     /// `MAX_DISCOVERED`: this minus the entries it holds is how many were recycled for newer ones.
     DiscoveredNew = "discovered_new",
+    /// DNS to a server other than the router's resolver, denied (`DenyReason::DnsBypass`).
+    DnsBypass = "dns_bypass",
 }
 
 impl Counter {

@@ -350,6 +350,18 @@ fn new_flow(j: &Judgement, init_mac: [u8; 6], init_is_lo: bool, clock: &Clock) -
         owner: j.src.device,
         ring: 0,
         _pad2: 0,
+        name_until_ns: name_deadline(j),
+    }
+}
+
+/// The deadline of a flow `j` allowed (`FlowValue::name_until_ns`): 0 unless a name binding
+/// allowed it.
+#[inline(always)]
+fn name_deadline(j: &Judgement) -> u64 {
+    if j.dst.flags & crate::names::DST_F_NAME != 0 {
+        crate::names::last_deadline()
+    } else {
+        0
     }
 }
 
@@ -399,7 +411,9 @@ out_of_line! {
         {
             return None;
         }
-        if v.epoch != epoch {
+        // A flow a name binding allowed is judged again at the binding's deadline: it goes on
+        // only if the binding was renewed (or another rule allows it).
+        if v.epoch != epoch || (v.name_until_ns != 0 && now >= v.name_until_ns) {
             let (init, resp, resp_port) = if v.init_is_lo != 0 {
                 (key.lo_addr, key.hi_addr, key.hi_port)
             } else {
@@ -416,6 +430,7 @@ out_of_line! {
             t.dst = resp;
             t.dport = resp_port;
             t.src_mac = v.init_mac;
+            t.again = 1;
             // A flow the router started is the router's again, not a packet forging its address.
             let j = if v.init_device == enforcer_common::ROUTER_DEVICE {
                 judge_router(slot, cfg, now, t)
@@ -430,6 +445,7 @@ out_of_line! {
             v.init_device = j.src.device;
             v.resp_device = j.dst.device;
             v.resp_mac = j.dst.mac;
+            v.name_until_ns = name_deadline(&j);
         }
         // A closing flow keeps the expiry its close set.
         if v.tcp_state & FLOW_CLOSING == 0 {
@@ -503,6 +519,7 @@ out_of_line! {
         t.dst = pkt.src;
         t.dport = pkt.sport;
         t.src_mac = fwd.dst.mac;
+        t.again = 0;
         let j = judge(slot, cfg, now, t);
         if !j.allow {
             return Pickup::NoFlow;

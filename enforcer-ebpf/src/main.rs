@@ -27,6 +27,7 @@ mod explain;
 mod flow;
 mod identity;
 mod maps;
+mod names;
 mod parse;
 mod policy;
 mod quarantine;
@@ -293,6 +294,9 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     if j.reason == DenyReason::NoFlow {
         account::count(Counter::NoFlow);
     } else {
+        if j.reason == DenyReason::DnsBypass {
+            account::count(Counter::DnsBypass);
+        }
         quarantine::on_denied(cfg, device, ifindex(ctx), pkt, now);
     }
     let audit = cfg.mode == Mode::Audit as u8;

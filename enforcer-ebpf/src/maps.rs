@@ -15,6 +15,7 @@ use enforcer_common::{
     event::EVENTS_BYTES,
     explain::Explanation,
     flow::{DEFAULT_FLOWS, FlowKey, FlowValue, FragKey, FragValue, MAX_FRAGS},
+    names::{BindingKey, BindingValue, MAX_BINDINGS, MAX_NAMES, NameEntry, NameKey},
     identity::{AddrEntry, AddrKeyV4, AddrKeyV6, MacEntry, MacKey, NetEntry},
     rules::{PairKey, PairValue, PortKey},
     state::{DeviceState, DiscoveredDevice, EventBudget, MAX_DISCOVERED},
@@ -56,6 +57,19 @@ pub static PAIRS: HashMap<PairKey, PairValue> = HashMap::pinned(SLOTS * MAX_PAIR
 /// Per-port decisions of a pair: `enforcer_common::rules::PORTS_MAP`, [`PortKey`] to [`Decision`].
 #[map]
 pub static PORTS: HashMap<PortKey, Decision> = HashMap::pinned(SLOTS * MAX_PORTS, NO_PREALLOC);
+
+/// Name patterns' classes and the `dns:` settings: `enforcer_common::names::NAMES_MAP`,
+/// [`NameKey`] to [`NameEntry`].
+#[map]
+pub static NAMES: HashMap<NameKey, NameEntry> = HashMap::pinned(SLOTS * MAX_NAMES, NO_PREALLOC);
+/// Addresses the resolver bound to names, per device: `enforcer_common::names::BINDINGS_MAP`,
+/// [`BindingKey`] to [`BindingValue`]. Least recently used evicted first when full.
+#[map]
+pub static BINDINGS: LruHashMap<BindingKey, BindingValue> = LruHashMap::pinned(MAX_BINDINGS, 0);
+/// Per-CPU: the deadline of the name binding that allowed the flow being judged
+/// (`names::decide_bound`), for its flow entry. Not pinned: it lives for one run.
+#[map]
+pub static NAME_DEADLINE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Remembered flows: `enforcer_common::flow::FLOWS_MAP`, [`FlowKey`] to [`FlowValue`]. A plain
 /// hash, not an LRU: nothing is evicted to make room, so no device can push out another's flows

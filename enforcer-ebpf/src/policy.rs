@@ -25,6 +25,9 @@ pub struct Tuple {
     pub dst: [u32; 4],
     pub dport: u16,
     pub src_mac: [u8; 6],
+    /// 1 when a remembered flow is judged again (a name binding then counts for its grace too,
+    /// `names::decide_bound`); 0 for a new flow.
+    pub again: u8,
 }
 
 impl From<&Packet> for Tuple {
@@ -39,6 +42,7 @@ impl From<&Packet> for Tuple {
             dst: pkt.dst,
             dport: pkt.dport,
             src_mac: pkt.src_mac,
+            again: 0,
         }
     }
 }
@@ -79,7 +83,7 @@ pub fn is_quarantined(device: u32, now: u64) -> bool {
 
 /// The compiled decision for a class pair and service, or `Decision::NONE`.
 #[inline(always)]
-fn decide(slot: u8, src_class: u16, dst_class: u16, t: &Tuple) -> Decision {
+pub fn decide(slot: u8, src_class: u16, dst_class: u16, t: &Tuple) -> Decision {
     // SAFETY: userspace never deletes a live slot's entries while packets can read them; the
     // values are copied out at once.
     let Some(pair) = (unsafe { PAIRS.get(&PairKey::new(slot, src_class, dst_class)) }).copied()
@@ -194,6 +198,15 @@ fn judge_from(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, mut src: Source
     if cfg.quarantine_class != 0 && is_quarantined(dst.device, now) {
         dst.class = cfg.quarantine_class;
     }
+    // For its own sender, an address bound to a name is that name before it is anything else.
+    let names = src.device != ROUTER_DEVICE && crate::names::settings(slot).is_some();
+    let mut bound = Decision::NONE;
+    if names && !quarantined {
+        bound = crate::names::decide_bound(slot, src.device, src.class, t, now).0;
+        if bound.is_set() {
+            dst.flags |= crate::names::DST_F_NAME;
+        }
+    }
     let deny = |rule, reason| Judgement {
         allow: false,
         rule,
@@ -208,7 +221,18 @@ fn judge_from(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, mut src: Source
     if t.l4 == L4::EchoReply || t.l4 == L4::Error {
         return deny(enforcer_common::DEFAULT_RULE, DenyReason::NoFlow);
     }
-    let d = decide(slot, src.class, dst.class, t);
+    if names
+        && !quarantined
+        && crate::names::is_dns(t)
+        && dst.class != cfg.router_class
+        && !crate::names::names_service(slot, src.class, dst.class, t)
+    {
+        return deny(enforcer_common::DEFAULT_RULE, DenyReason::DnsBypass);
+    }
+    let mut d = bound;
+    if !d.is_set() {
+        d = decide(slot, src.class, dst.class, t);
+    }
     let (d, from_rule) = if d.is_set() {
         (d, true)
     } else {

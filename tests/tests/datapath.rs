@@ -2236,6 +2236,7 @@ fn union_ids(
         devices: both(&a.devices, &b.devices),
         rules: both(&a.rules, &b.rules),
         networks: both(&a.networks, &b.networks),
+        names: both(&a.names, &b.names),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod json_schema;
 mod load;
 pub mod maps;
 pub mod model;
+pub mod names;
 pub mod plan;
 pub mod router_rules;
 pub mod synth;

@@ -29,6 +29,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "interfaces",
     "tests",
     "guards",
+    "dns",
 ];
 pub(crate) const ZONE_KEYS: &[&str] = &["description"];
 pub(crate) const DEVICE_KEYS: &[&str] = &[
@@ -52,7 +53,10 @@ pub(crate) const WHEN_KEYS: &[&str] = &["denied_packets", "spoofing", "touches"]
 pub(crate) const DENIED_KEYS: &[&str] = &["count", "within"];
 pub(crate) const LIMITS_KEYS: &[&str] = &["flows", "flows_per_device"];
 pub(crate) const INTERFACE_KEYS: &[&str] = &["role"];
+pub(crate) const DNS_KEYS: &[&str] = &["upstream", "listen", "ttl", "grace"];
+pub(crate) const TTL_KEYS: &[&str] = &["min", "max"];
 
+mod dns;
 mod interfaces;
 pub(crate) mod probes;
 
@@ -125,6 +129,7 @@ pub(crate) fn file_doc(root: Node<'_>, diags: &mut Diags) -> FileDoc {
             "interfaces" => doc.interfaces = cx.interfaces(value),
             "tests" => doc.tests = cx.probes(value, ProbeKind::Test),
             "guards" => doc.guards = cx.probes(value, ProbeKind::Guard),
+            "dns" => doc.dns = cx.dns(knode, value),
             _ => {}
         }
     }
