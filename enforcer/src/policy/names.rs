@@ -270,3 +270,132 @@ mod tests {
         assert!(parse_server("resolver.example").is_err());
     }
 }
+
+#[cfg(test)]
+mod policy_tests {
+    use enforcer_common::{Action, Decision, PROTO_TCP, PROTO_UDP};
+
+    use crate::policy::{CompileOptions, compile, parse_str};
+
+    const SITE: &str = "zones: {cameras: {}, quarantine: {}}\nnetworks: {internet: [\"0.0.0.0/0\"]}\ndevices:\n  cam-1: {zone: cameras, addresses: [10.0.0.2]}\ndefaults: {unknown: quarantine}\n";
+    const DNS: &str = "dns:\n  upstream: [\"192.0.2.53\", \"[2001:db8::53]:53\"]\n  listen: router\n  ttl: {min: 30s, max: 1h}\n  grace: 2m\n";
+
+    fn messages(yaml: &str) -> Vec<String> {
+        match parse_str("p.yaml", yaml) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn the_issue_format_parses_with_its_settings() {
+        let yaml = format!(
+            "{SITE}{DNS}rules:\n  - name: cams-ntp\n    from: zone:cameras\n    to: [dns:pool.ntp.org, \"dns:*.pool.ntp.org\"]\n    allow: [udp/123]\n"
+        );
+        let p = parse_str("p.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let dns = p.dns.unwrap_or_else(|| panic!("a dns section"));
+        assert_eq!(dns.upstream.len(), 2);
+        assert_eq!((dns.ttl_min_s, dns.ttl_max_s, dns.grace_s), (30, 3600, 120));
+        assert_eq!(p.rules[0].to[1].value.to_string(), "dns:*.pool.ntp.org");
+    }
+
+    #[test]
+    fn a_bad_name_is_an_error_at_its_place() {
+        for bad in ["dns:a.*.example", "dns:x*.example", "dns:a..b"] {
+            let yaml = format!(
+                "{SITE}{DNS}rules:\n  - {{name: r, from: zone:cameras, to: \"{bad}\", allow: [tcp/443]}}\n"
+            );
+            let got = messages(&yaml);
+            assert_eq!(got.len(), 1, "{bad}: {got:?}");
+            assert!(got[0].contains("p.yaml:12:"), "{bad}: {got:?}");
+            assert!(got[0].contains("invalid name in endpoint"), "{bad}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_name_as_source_or_without_a_dns_section_is_an_error() {
+        let got = messages(&format!(
+            "{SITE}{DNS}rules:\n  - {{name: r, from: dns:a.example, to: zone:cameras, allow: [tcp/443]}}\n"
+        ));
+        assert!(
+            got.iter().any(|m| m.contains("can only be a destination")),
+            "{got:?}"
+        );
+        let got = messages(&format!(
+            "{SITE}rules:\n  - {{name: r, from: zone:cameras, to: dns:a.example, allow: [tcp/443]}}\n"
+        ));
+        assert!(
+            got.iter().any(|m| m.contains("needs a `dns:` section")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn check_warns_without_rules_for_the_resolver_and_its_upstream() {
+        let yaml = format!(
+            "{SITE}{DNS}rules:\n  - {{name: r, from: zone:cameras, to: dns:a.example, allow: [tcp/443]}}\n"
+        );
+        let p = parse_str("p.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let w = super::warnings(&p);
+        assert_eq!(w.len(), 2, "{w:?}");
+        let yaml = format!(
+            "{yaml}  - {{name: q, from: zone:cameras, to: router, allow: [udp/53]}}\n  - {{name: up, from: router, to: network:internet, allow: [udp/53]}}\n"
+        );
+        let p = parse_str("p.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        assert!(super::warnings(&p).is_empty());
+    }
+
+    #[test]
+    fn names_compile_to_classes_with_stable_ids_and_the_settings_entry() {
+        let yaml = format!(
+            "{SITE}{DNS}rules:\n  - {{name: web, from: zone:cameras, to: [dns:Updates.axis.example., \"dns:*.pool.ntp.org\"], allow: [tcp/443, udp/123]}}\n  - {{name: no, from: zone:cameras, to: \"dns:*.pool.ntp.org\", deny: [udp/123]}}\n"
+        );
+        let p = parse_str("p.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let c = compile(&p, &CompileOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.names.len(), 2);
+        assert_eq!(c.maps.names.len(), 3);
+        assert_eq!(c.maps.names[0].1.grace_s, 120);
+        let exact = c
+            .names
+            .iter()
+            .find(|n| n.pattern.to_string() == "updates.axis.example")
+            .unwrap_or_else(|| panic!("{:?}", c.names));
+        let cams = c.zones.iter().find(|z| z.name == "cameras").map(|z| z.class);
+        let pair = c
+            .maps
+            .pairs
+            .iter()
+            .find(|(k, _)| Some(k.src) == cams && k.dst == exact.class)
+            .unwrap_or_else(|| panic!("a pair to the name"));
+        let port = c
+            .maps
+            .ports
+            .iter()
+            .find(|(k, _)| k.pair == pair.1.pair && k.proto == PROTO_TCP && k.port == 443)
+            .map(|(_, d)| *d);
+        assert_eq!(port, Some(Decision::new(Action::Allow, c.ids.rules["web"])));
+        let wild = c.names.iter().find(|n| n.pattern.wildcard).map(|n| n.class);
+        let wpair = c
+            .maps
+            .pairs
+            .iter()
+            .find(|(k, _)| Some(k.src) == cams && Some(k.dst) == wild)
+            .unwrap_or_else(|| panic!("a pair to the wildcard"));
+        let deny = c
+            .maps
+            .ports
+            .iter()
+            .find(|(k, _)| k.pair == wpair.1.pair && k.proto == PROTO_UDP && k.port == 123)
+            .map(|(_, d)| d.action());
+        assert_eq!(deny, Some(Action::Deny));
+        let again = compile(
+            &p,
+            &CompileOptions {
+                previous_ids: Some(c.ids.clone()),
+                ..CompileOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.ids.names, c.ids.names);
+    }
+}
