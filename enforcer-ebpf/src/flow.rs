@@ -435,7 +435,9 @@ out_of_line! {
             let j = if v.init_device == enforcer_common::ROUTER_DEVICE {
                 judge_router(slot, cfg, now, t)
             } else {
-                judge(slot, cfg, now, t)
+                let mut j = judge(slot, cfg, now, t);
+                crate::names::apply(slot, cfg, now, t, &mut j);
+                j
             };
             if !j.allow {
                 return None;

@@ -235,6 +235,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
 
     *t = Tuple::from(pkt);
     let mut j = judge(slot, cfg, now, t);
+    names::apply(slot, cfg, now, t, &mut j);
     let device = j.src.device;
     if j.src.unknown {
         account::discovered(ifindex(ctx), pkt, now, discovered);

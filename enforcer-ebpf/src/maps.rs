@@ -66,10 +66,11 @@ pub static NAMES: HashMap<NameKey, NameEntry> = HashMap::pinned(SLOTS * MAX_NAME
 /// [`BindingKey`] to [`BindingValue`]. Least recently used evicted first when full.
 #[map]
 pub static BINDINGS: LruHashMap<BindingKey, BindingValue> = LruHashMap::pinned(MAX_BINDINGS, 0);
-/// Per-CPU: the deadline of the name binding that allowed the flow being judged
-/// (`names::decide_bound`), for its flow entry. Not pinned: it lives for one run.
+/// Per-CPU working memory of `names`: the binding key looked up (off the 512-byte stack) and the
+/// deadline of the binding that allowed the flow being judged, for its flow entry. Not pinned:
+/// it lives for one run.
 #[map]
-pub static NAME_DEADLINE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static NAME_SCRATCH: PerCpuArray<crate::names::NameScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Remembered flows: `enforcer_common::flow::FLOWS_MAP`, [`FlowKey`] to [`FlowValue`]. A plain
 /// hash, not an LRU: nothing is evicted to make room, so no device can push out another's flows

@@ -6,16 +6,18 @@
 //! bypasses the resolver (`dns_bypass`), denied while the policy has a `dns:` section.
 
 use enforcer_common::{
-    Action, Decision, PROTO_TCP, PROTO_UDP,
-    names::{BindingKey, NAMES_SETTINGS, NameEntry, NameKey},
+    Action, Decision, PROTO_TCP, PROTO_UDP, ROUTER_DEVICE,
+    control::PolicyConfig,
+    event::DenyReason,
+    names::{BindingKey, NAMES_PER_BINDING, NAMES_SETTINGS, NameEntry, NameKey},
     rules::{PairKey, PortKey},
 };
-use enforcer_ebpf::{out_of_line, out_of_line::InRegister};
+use enforcer_ebpf::out_of_line;
 
 use crate::{
-    maps::{BINDINGS, NAME_DEADLINE, NAMES, PAIRS, PORTS},
+    maps::{BINDINGS, NAME_SCRATCH, NAMES, PAIRS, PORTS},
     parse::L4,
-    policy::{Tuple, decide},
+    policy::{Judgement, Tuple, decide},
 };
 
 /// `Dest::flags`: the verdict came from a name binding of the source (a flow it opens carries the
@@ -23,6 +25,12 @@ use crate::{
 pub const DST_F_NAME: u8 = 0x80;
 
 const NS_PER_S: u64 = 1_000_000_000;
+
+/// `maps::NAME_SCRATCH`'s entry.
+pub struct NameScratch {
+    key: BindingKey,
+    deadline: u64,
+}
 
 /// The policy's `dns:` settings in `slot`, or `None` when it has no `dns:` section.
 #[inline(always)]
@@ -32,77 +40,104 @@ pub fn settings(slot: u8) -> Option<NameEntry> {
     unsafe { NAMES.get(&NameKey::new(slot, NAMES_SETTINGS)) }.copied()
 }
 
-/// A [`Decision`] in one register (rule in the low word, action above it).
-#[derive(Clone, Copy)]
-pub struct Bound(pub Decision);
-
-impl InRegister for Bound {
-    #[inline(always)]
-    fn into_word(self) -> u64 {
-        u64::from(self.0.rule) | (u64::from(self.0.action) << 32)
-    }
-
-    #[inline(always)]
-    fn from_word(word: u64) -> Self {
-        let action = Action::from_u8((word >> 32) as u8);
-        Self(Decision::new(action, word as u32))
+out_of_line! {
+    /// The name rules' say on a judged packet `j` (of tuple `t`), when the policy has a `dns:`
+    /// section: DNS past the resolver is denied as `dns_bypass`, and for its own sender an address
+    /// bound to a name is judged as that name first (`decide_bound`). Applied by the callers of
+    /// `policy::judge` rather than inside it: `judge` is at the bottom of the program's deepest
+    /// call chain, which has no stack left for another frame.
+    pub fn apply(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, j: &mut Judgement) {
+        // SAFETY: as in `settings` (only the one field is read, nothing copied to the stack).
+        let Some(grace_s) = (unsafe { NAMES.get(&NameKey::new(slot, NAMES_SETTINGS)) })
+            .map(|s| s.grace_s)
+        else {
+            return;
+        };
+        let quarantined = cfg.quarantine_class != 0 && j.src.class == cfg.quarantine_class;
+        if j.src.device == ROUTER_DEVICE
+            || quarantined
+            || (!j.allow
+                && matches!(j.reason, DenyReason::Spoofed | DenyReason::NoFlow))
+        {
+            return;
+        }
+        if is_dns(t)
+            && j.dst.class != cfg.router_class
+            && !names_service(slot, j.src.class, j.dst.class, t)
+        {
+            j.allow = false;
+            j.rule = enforcer_common::DEFAULT_RULE;
+            j.reason = DenyReason::DnsBypass;
+            return;
+        }
+        let d = decide_bound(slot, j.src.device, j.src.class, t, now, grace_s);
+        if d.is_set() {
+            j.allow = d.action() == Action::Allow;
+            j.rule = d.rule;
+            j.reason = DenyReason::Rule;
+            j.dst.flags |= DST_F_NAME;
+        }
     }
 }
 
-out_of_line! {
-    /// What the names `device` has bound to `t`'s destination decide for `t` (source class
-    /// `src_class`), with deny precedence across names; `Decision::NONE` when no live binding's
-    /// name has a rule for this service. A binding is live until its expiry, or for a flow judged
-    /// again (`t.again`) until its expiry plus `dns.grace`. When it allows, the latest deadline
-    /// (expiry plus grace) of the allowing names is left in `NAME_DEADLINE` for the flow entry.
-    pub fn decide_bound(slot: u8, device: u32, src_class: u16, t: &Tuple, now: u64) -> Bound {
-        let Some(cfg) = settings(slot) else {
-            return Bound(Decision::NONE);
+/// What the names `device` has bound to `t`'s destination decide for `t` (source class
+/// `src_class`), with deny precedence across names; `Decision::NONE` when no live binding's name
+/// has a rule for this service. A binding is live until its expiry, or for a flow judged again
+/// (`t.again`) until its expiry plus `dns.grace`. When it allows, the latest deadline (expiry plus
+/// grace) of the allowing names is left in `NAME_DEADLINE` for the flow entry.
+#[inline(always)]
+fn decide_bound(slot: u8, device: u32, src_class: u16, t: &Tuple, now: u64, grace_s: u32) -> Decision {
+    let Some(scratch) = NAME_SCRATCH.get_ptr_mut(0) else {
+        return Decision::NONE;
+    };
+    // SAFETY: this CPU's slot of a per-CPU map, used by nothing else during this run.
+    let scratch = unsafe { &mut *scratch };
+    // The key lives in the scratch map, not on the stack: this runs at the bottom of the
+    // program's deepest call chain.
+    scratch.key = BindingKey::new(device, t.family, t.dst);
+    // SAFETY: the entry stays valid under RCU for this run; the resolver may rewrite it
+    // concurrently, which at worst mixes an old and a new name entry.
+    let Some(v) = (unsafe { BINDINGS.get(&scratch.key) }) else {
+        return Decision::NONE;
+    };
+    let grace = u64::from(grace_s) * NS_PER_S;
+    let extra = if t.again != 0 { grace } else { 0 };
+    let mut best = Decision::NONE;
+    let mut deadline = 0;
+    for i in 0..NAMES_PER_BINDING {
+        let b = &v.names[i];
+        let (name, expires) = (b.name, b.expires_ns);
+        if name == NAMES_SETTINGS || now >= expires + extra {
+            continue;
+        }
+        // SAFETY: as in `settings`.
+        let Some(entry) = (unsafe { NAMES.get(&NameKey::new(slot, name)) }) else {
+            // A name of an earlier policy that this one no longer has.
+            continue;
         };
-        let key = BindingKey::new(device, t.family, t.dst);
-        // SAFETY: the value is copied out at once (the resolver may rewrite it concurrently).
-        let Some(v) = (unsafe { BINDINGS.get(&key) }).copied() else {
-            return Bound(Decision::NONE);
-        };
-        let grace = u64::from(cfg.grace_s) * NS_PER_S;
-        let extra = if t.again != 0 { grace } else { 0 };
-        let mut best = Decision::NONE;
-        let mut deadline = 0;
-        for b in &v.names {
-            if b.name == NAMES_SETTINGS || now >= b.expires_ns.saturating_add(extra) {
-                continue;
+        let d = decide(slot, src_class, entry.class, t);
+        if d.action() == Action::Deny {
+            return d;
+        }
+        if d.action() == Action::Allow {
+            if !best.is_set() {
+                best = d;
             }
-            // SAFETY: as in `settings`.
-            let Some(name) = (unsafe { NAMES.get(&NameKey::new(slot, b.name)) }).copied() else {
-                // A name of an earlier policy that this one no longer has.
-                continue;
-            };
-            let d = decide(slot, src_class, name.class, t);
-            match d.action() {
-                Action::None => {}
-                Action::Deny => return Bound(d),
-                Action::Allow => {
-                    if !best.is_set() {
-                        best = d;
-                    }
-                    deadline = deadline.max(b.expires_ns.saturating_add(grace));
-                }
+            if expires + grace > deadline {
+                deadline = expires + grace;
             }
         }
-        if best.is_set()
-            && let Some(slot) = NAME_DEADLINE.get_ptr_mut(0)
-        {
-            // SAFETY: this CPU's slot of a per-CPU map; read back by this same run.
-            unsafe { *slot = deadline };
-        }
-        Bound(best)
     }
+    if best.is_set() {
+        scratch.deadline = deadline;
+    }
+    best
 }
 
 /// The deadline [`decide_bound`] left for the flow it just allowed.
 #[inline(always)]
 pub fn last_deadline() -> u64 {
-    NAME_DEADLINE.get(0).copied().unwrap_or(0)
+    NAME_SCRATCH.get(0).map_or(0, |s| s.deadline)
 }
 
 /// Whether `t` is DNS (udp/53, tcp/53, DNS over TLS on tcp/853).

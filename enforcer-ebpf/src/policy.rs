@@ -198,15 +198,6 @@ fn judge_from(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, mut src: Source
     if cfg.quarantine_class != 0 && is_quarantined(dst.device, now) {
         dst.class = cfg.quarantine_class;
     }
-    // For its own sender, an address bound to a name is that name before it is anything else.
-    let names = src.device != ROUTER_DEVICE && crate::names::settings(slot).is_some();
-    let mut bound = Decision::NONE;
-    if names && !quarantined {
-        bound = crate::names::decide_bound(slot, src.device, src.class, t, now).0;
-        if bound.is_set() {
-            dst.flags |= crate::names::DST_F_NAME;
-        }
-    }
     let deny = |rule, reason| Judgement {
         allow: false,
         rule,
@@ -221,18 +212,7 @@ fn judge_from(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, mut src: Source
     if t.l4 == L4::EchoReply || t.l4 == L4::Error {
         return deny(enforcer_common::DEFAULT_RULE, DenyReason::NoFlow);
     }
-    if names
-        && !quarantined
-        && crate::names::is_dns(t)
-        && dst.class != cfg.router_class
-        && !crate::names::names_service(slot, src.class, dst.class, t)
-    {
-        return deny(enforcer_common::DEFAULT_RULE, DenyReason::DnsBypass);
-    }
-    let mut d = bound;
-    if !d.is_set() {
-        d = decide(slot, src.class, dst.class, t);
-    }
+    let d = decide(slot, src.class, dst.class, t);
     let (d, from_rule) = if d.is_set() {
         (d, true)
     } else {

@@ -17,6 +17,7 @@ mod interfaces;
 pub mod metrics;
 mod netlink;
 mod reloader;
+pub mod resolver;
 pub mod state;
 
 use std::{
@@ -103,6 +104,8 @@ pub enum DaemonError {
     Signals(#[source] std::io::Error),
     #[error("daemon state poisoned")]
     Poisoned,
+    #[error(transparent)]
+    Resolver(#[from] resolver::ResolverError),
 }
 
 /// What the daemon keeps between reloads.
@@ -722,6 +725,7 @@ fn init_metrics(metrics: &metrics::Metrics, generation: u64) {
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let pre = preflight(&cfg).await?;
     let mut inner = start_enforcing(&pre)?;
+    let resolver = resolver::start_for(&inner).await?;
     let Preflight {
         lock: _lock,
         metrics,
@@ -769,6 +773,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .abort_handle(),
         tokio::spawn(control::serve(control, watchers, operations)).abort_handle(),
     ];
+    let follow = resolver
+        .map(|r| tokio::spawn(resolver::follow_policy(r, Arc::clone(&shared))).abort_handle());
     let reloader = reloader::Reloader {
         cfg: cfg.clone(),
         shared,
@@ -778,7 +784,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let result = reloader.serve(shutdown, operations_rx).await;
     notify_systemd(sd_notify::NotifyState::Stopping);
     info!("shutting down; enforcement stays attached (pinned) until `enforcer detach`");
-    for t in tasks {
+    for t in tasks.into_iter().chain(follow) {
         t.abort();
     }
     let _gone_already = std::fs::remove_file(&cfg.control_socket);
