@@ -436,7 +436,7 @@ out_of_line! {
                 judge_router(slot, cfg, now, t)
             } else {
                 let mut j = judge(slot, cfg, now, t);
-                crate::names::apply(slot, cfg, now, t, &mut j);
+                crate::names::apply_again(slot, cfg, now, t, &mut j);
                 j
             };
             if !j.allow {

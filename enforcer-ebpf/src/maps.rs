@@ -15,8 +15,8 @@ use enforcer_common::{
     event::EVENTS_BYTES,
     explain::Explanation,
     flow::{DEFAULT_FLOWS, FlowKey, FlowValue, FragKey, FragValue, MAX_FRAGS},
-    names::{BindingKey, BindingValue, MAX_BINDINGS, MAX_NAMES, NameEntry, NameKey},
     identity::{AddrEntry, AddrKeyV4, AddrKeyV6, MacEntry, MacKey, NetEntry},
+    names::{BindingKey, BindingValue, MAX_BINDINGS, MAX_NAMES, NameEntry, NameKey},
     rules::{PairKey, PairValue, PortKey},
     state::{DeviceState, DiscoveredDevice, EventBudget, MAX_DISCOVERED},
     stats::{Counter, DeviceStats, RuleStats},
@@ -70,7 +70,8 @@ pub static BINDINGS: LruHashMap<BindingKey, BindingValue> = LruHashMap::pinned(M
 /// deadline of the binding that allowed the flow being judged, for its flow entry. Not pinned:
 /// it lives for one run.
 #[map]
-pub static NAME_SCRATCH: PerCpuArray<crate::names::NameScratch> = PerCpuArray::with_max_entries(1, 0);
+pub static NAME_SCRATCH: PerCpuArray<crate::names::NameScratch> =
+    PerCpuArray::with_max_entries(1, 0);
 
 /// Remembered flows: `enforcer_common::flow::FLOWS_MAP`, [`FlowKey`] to [`FlowValue`]. A plain
 /// hash, not an LRU: nothing is evicted to make room, so no device can push out another's flows

@@ -40,27 +40,44 @@ pub fn settings(slot: u8) -> Option<NameEntry> {
     unsafe { NAMES.get(&NameKey::new(slot, NAMES_SETTINGS)) }.copied()
 }
 
+/// Whether the name rules have no say on `j`: no `dns:` section (`None`), the router's own
+/// packets, a quarantined sender, or a packet denied as spoofed or as no flow; else `dns.grace`.
+#[inline(always)]
+fn grace_for(slot: u8, cfg: &PolicyConfig, j: &Judgement) -> Option<u32> {
+    // SAFETY: as in `settings` (only the one field is read, nothing copied to the stack).
+    let grace_s = unsafe { NAMES.get(&NameKey::new(slot, NAMES_SETTINGS)) }.map(|s| s.grace_s)?;
+    let quarantined = cfg.quarantine_class != 0 && j.src.class == cfg.quarantine_class;
+    if j.src.device == ROUTER_DEVICE
+        || quarantined
+        || (!j.allow && matches!(j.reason, DenyReason::Spoofed | DenyReason::NoFlow))
+    {
+        return None;
+    }
+    Some(grace_s)
+}
+
+/// `j` judged by the name `decide_bound` found, if any.
+#[inline(always)]
+fn judge_bound(slot: u8, now: u64, t: &Tuple, j: &mut Judgement, grace_s: u32) {
+    let d = decide_bound(slot, j.src.device, j.src.class, t, now, grace_s);
+    if d.is_set() {
+        j.allow = d.action() == Action::Allow;
+        j.rule = d.rule;
+        j.reason = DenyReason::Rule;
+        j.dst.flags |= DST_F_NAME;
+    }
+}
+
 out_of_line! {
-    /// The name rules' say on a judged packet `j` (of tuple `t`), when the policy has a `dns:`
-    /// section: DNS past the resolver is denied as `dns_bypass`, and for its own sender an address
-    /// bound to a name is judged as that name first (`decide_bound`). Applied by the callers of
-    /// `policy::judge` rather than inside it: `judge` is at the bottom of the program's deepest
-    /// call chain, which has no stack left for another frame.
+    /// The name rules' say on a new flow's judgement `j` (of tuple `t`), when the policy has a
+    /// `dns:` section: DNS past the resolver is denied as `dns_bypass`, and for its own sender an
+    /// address bound to a name is judged as that name first (`decide_bound`). Applied by the
+    /// callers of `policy::judge` rather than inside it: `judge` is at the bottom of the
+    /// program's deepest call chain, which has no stack left for another frame.
     pub fn apply(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, j: &mut Judgement) {
-        // SAFETY: as in `settings` (only the one field is read, nothing copied to the stack).
-        let Some(grace_s) = (unsafe { NAMES.get(&NameKey::new(slot, NAMES_SETTINGS)) })
-            .map(|s| s.grace_s)
-        else {
+        let Some(grace_s) = grace_for(slot, cfg, j) else {
             return;
         };
-        let quarantined = cfg.quarantine_class != 0 && j.src.class == cfg.quarantine_class;
-        if j.src.device == ROUTER_DEVICE
-            || quarantined
-            || (!j.allow
-                && matches!(j.reason, DenyReason::Spoofed | DenyReason::NoFlow))
-        {
-            return;
-        }
         if is_dns(t)
             && j.dst.class != cfg.router_class
             && !names_service(slot, j.src.class, j.dst.class, t)
@@ -70,13 +87,19 @@ out_of_line! {
             j.reason = DenyReason::DnsBypass;
             return;
         }
-        let d = decide_bound(slot, j.src.device, j.src.class, t, now, grace_s);
-        if d.is_set() {
-            j.allow = d.action() == Action::Allow;
-            j.rule = d.rule;
-            j.reason = DenyReason::Rule;
-            j.dst.flags |= DST_F_NAME;
-        }
+        judge_bound(slot, now, t, j, grace_s);
+    }
+}
+
+out_of_line! {
+    /// [`apply`] for a remembered flow judged again: only the bindings (the flow passed the
+    /// `dns_bypass` check when it began), in a smaller frame, since it runs below the flow
+    /// lookup's.
+    pub fn apply_again(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, j: &mut Judgement) {
+        let Some(grace_s) = grace_for(slot, cfg, j) else {
+            return;
+        };
+        judge_bound(slot, now, t, j, grace_s);
     }
 }
 
@@ -86,7 +109,14 @@ out_of_line! {
 /// (`t.again`) until its expiry plus `dns.grace`. When it allows, the latest deadline (expiry plus
 /// grace) of the allowing names is left in `NAME_DEADLINE` for the flow entry.
 #[inline(always)]
-fn decide_bound(slot: u8, device: u32, src_class: u16, t: &Tuple, now: u64, grace_s: u32) -> Decision {
+fn decide_bound(
+    slot: u8,
+    device: u32,
+    src_class: u16,
+    t: &Tuple,
+    now: u64,
+    grace_s: u32,
+) -> Decision {
     let Some(scratch) = NAME_SCRATCH.get_ptr_mut(0) else {
         return Decision::NONE;
     };

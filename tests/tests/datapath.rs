@@ -2813,13 +2813,16 @@ const OUTSIDE_RESOLVER: &str = "8.8.8.8";
 /// now (negative: already expired), as the resolver does before relaying an answer.
 fn bind(h: &Harness, device: &str, addr: &str, pattern: &str, ms: i64) {
     let ids = &h.compiled.ids;
-    let device_id = if device == "unknown" { 0 } else { ids.devices[device] };
+    let device_id = if device == "unknown" {
+        0
+    } else {
+        ids.devices[device]
+    };
     let name = ids.names[pattern];
     let now = datapath::monotonic_ns();
     let expires = now.saturating_add_signed(ms * 1_000_000);
     let addr: std::net::IpAddr = addr.parse().expect("address");
-    h.dp
-        .bindings()
+    h.dp.bindings()
         .and_then(|mut b| b.bind(device_id, addr, name, expires))
         .unwrap_or_else(|e| panic!("{}: bind: {e:?}", h.name));
 }

@@ -131,14 +131,12 @@ impl Datapath {
         let aya::maps::Map::LruHashMap(data) = map else {
             return Err(DatapathError::NoMap(BINDINGS_MAP));
         };
-        let fd = data
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| map_err(MapError::SyscallError(aya::sys::SyscallError {
+        let fd = data.fd().as_fd().try_clone_to_owned().map_err(|e| {
+            map_err(MapError::SyscallError(aya::sys::SyscallError {
                 call: "dup",
                 io_error: e,
-            })))?;
+            }))
+        })?;
         let data = MapData::from_fd(fd).map_err(map_err)?;
         let map = HashMap::try_from(aya::maps::Map::LruHashMap(data)).map_err(map_err)?;
         Ok(Bindings { map })

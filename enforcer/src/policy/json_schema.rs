@@ -80,7 +80,10 @@ mod tests {
             ("/properties/quarantine/properties", walker::QUARANTINE_KEYS),
             ("/properties/limits/properties", walker::LIMITS_KEYS),
             ("/properties/dns/properties", walker::DNS_KEYS),
-            ("/properties/dns/properties/ttl/properties", walker::TTL_KEYS),
+            (
+                "/properties/dns/properties/ttl/properties",
+                walker::TTL_KEYS,
+            ),
             (
                 "/properties/interfaces/additionalProperties/properties",
                 walker::INTERFACE_KEYS,

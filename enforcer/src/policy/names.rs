@@ -162,7 +162,10 @@ pub(crate) fn validate(p: &Policy, diags: &mut super::diag::Diags) {
             if let Endpoint::Name(_) = ep.value {
                 diags.error(
                     &ep.loc,
-                    format!("rule `{}`: `{}` can only be a destination", r.name, ep.value),
+                    format!(
+                        "rule `{}`: `{}` can only be a destination",
+                        r.name, ep.value
+                    ),
                     "a name says where traffic goes; write the sending devices in `from`",
                 );
             }
@@ -248,7 +251,16 @@ mod tests {
 
     #[test]
     fn star_only_as_the_whole_leftmost_label() {
-        for bad in ["a.*.example", "*x.example", "x*.example", "*", "*.", "", "a..b", "-a.b"] {
+        for bad in [
+            "a.*.example",
+            "*x.example",
+            "x*.example",
+            "*",
+            "*.",
+            "",
+            "a..b",
+            "-a.b",
+        ] {
             assert!(NamePattern::parse(bad).is_err(), "{bad}");
         }
     }
@@ -308,7 +320,10 @@ mod policy_tests {
             let got = messages(&yaml);
             assert_eq!(got.len(), 1, "{bad}: {got:?}");
             assert!(got[0].contains("p.yaml:12:"), "{bad}: {got:?}");
-            assert!(got[0].contains("invalid name in endpoint"), "{bad}: {got:?}");
+            assert!(
+                got[0].contains("invalid name in endpoint"),
+                "{bad}: {got:?}"
+            );
         }
     }
 
@@ -360,7 +375,11 @@ mod policy_tests {
             .iter()
             .find(|n| n.pattern.to_string() == "updates.axis.example")
             .unwrap_or_else(|| panic!("{:?}", c.names));
-        let cams = c.zones.iter().find(|z| z.name == "cameras").map(|z| z.class);
+        let cams = c
+            .zones
+            .iter()
+            .find(|z| z.name == "cameras")
+            .map(|z| z.class);
         let pair = c
             .maps
             .pairs

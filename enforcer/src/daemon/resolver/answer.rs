@@ -151,7 +151,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_cname_chain_within_the_answer_is_followed_in_any_order() {
-        let q = parse_query(&query(7, "Cloud.Example.", RecordType::A)).unwrap_or_else(|e| panic!("{e}"));
+        let q = parse_query(&query(7, "Cloud.Example.", RecordType::A))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(q.name, "cloud.example");
         let bytes = answer(
             7,
@@ -170,20 +171,26 @@ pub(crate) mod tests {
 
     #[test]
     fn aaaa_records_bind_too() {
-        let q = parse_query(&query(9, "cloud.example.", RecordType::AAAA)).unwrap_or_else(|e| panic!("{e}"));
+        let q = parse_query(&query(9, "cloud.example.", RecordType::AAAA))
+            .unwrap_or_else(|e| panic!("{e}"));
         let ip = Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 0, 0, 0, 0, 0x10);
         let bytes = answer(
             9,
             "cloud.example.",
             RecordType::AAAA,
-            vec![Record::from_rdata(name("cloud.example."), 0, RData::AAAA(AAAA(ip)))],
+            vec![Record::from_rdata(
+                name("cloud.example."),
+                0,
+                RData::AAAA(AAAA(ip)),
+            )],
         );
         assert_eq!(addresses(&q, &bytes), Ok(vec![(IpAddr::V6(ip), 0)]));
     }
 
     #[test]
     fn at_most_100_addresses_bind_from_one_answer() {
-        let q = parse_query(&query(1, "many.example.", RecordType::A)).unwrap_or_else(|e| panic!("{e}"));
+        let q = parse_query(&query(1, "many.example.", RecordType::A))
+            .unwrap_or_else(|e| panic!("{e}"));
         let records = (0..150u8)
             .map(|i| a("many.example.", 60, [10, 9, i / 100, i % 100]))
             .collect();
@@ -193,17 +200,34 @@ pub(crate) mod tests {
 
     #[test]
     fn another_question_or_id_binds_nothing() {
-        let q = parse_query(&query(1, "cloud.example.", RecordType::A)).unwrap_or_else(|e| panic!("{e}"));
-        let other = answer(1, "evil.example.", RecordType::A, vec![a("cloud.example.", 60, [1, 2, 3, 4])]);
+        let q = parse_query(&query(1, "cloud.example.", RecordType::A))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let other = answer(
+            1,
+            "evil.example.",
+            RecordType::A,
+            vec![a("cloud.example.", 60, [1, 2, 3, 4])],
+        );
         assert_eq!(addresses(&q, &other), Err(AnswerError::Mismatch));
-        let late = answer(2, "cloud.example.", RecordType::A, vec![a("cloud.example.", 60, [1, 2, 3, 4])]);
+        let late = answer(
+            2,
+            "cloud.example.",
+            RecordType::A,
+            vec![a("cloud.example.", 60, [1, 2, 3, 4])],
+        );
         assert_eq!(addresses(&q, &late), Err(AnswerError::Mismatch));
     }
 
     #[test]
     fn truncated_garbage_and_compression_loops_are_refused() {
-        let q = parse_query(&query(1, "cloud.example.", RecordType::A)).unwrap_or_else(|e| panic!("{e}"));
-        let good = answer(1, "cloud.example.", RecordType::A, vec![a("cloud.example.", 60, [1, 2, 3, 4])]);
+        let q = parse_query(&query(1, "cloud.example.", RecordType::A))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let good = answer(
+            1,
+            "cloud.example.",
+            RecordType::A,
+            vec![a("cloud.example.", 60, [1, 2, 3, 4])],
+        );
         for cut in [0, 5, 12, 20, good.len() - 1] {
             assert!(addresses(&q, &good[..cut]).is_err(), "cut at {cut}");
         }

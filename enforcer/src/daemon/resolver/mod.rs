@@ -232,7 +232,11 @@ impl Resolver {
         bindings: Bindings,
         stats: Arc<Stats>,
     ) -> Result<Self, ResolverError> {
-        let upstream = policy.dns.as_ref().map(|d| d.upstream.clone()).unwrap_or_default();
+        let upstream = policy
+            .dns
+            .as_ref()
+            .map(|d| d.upstream.clone())
+            .unwrap_or_default();
         let shared = Arc::new(Shared {
             index: RwLock::new(Index::of(policy, generation)),
             bindings: Mutex::new(bindings),
@@ -464,7 +468,9 @@ async fn ask_tcp(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
 ///
 /// # Errors
 /// As [`Resolver::start`].
-pub(crate) async fn start_for(inner: &super::Inner) -> Result<Option<Arc<Resolver>>, ResolverError> {
+pub(crate) async fn start_for(
+    inner: &super::Inner,
+) -> Result<Option<Arc<Resolver>>, ResolverError> {
     let Some(dns) = &inner.policy.dns else {
         return Ok(None);
     };

@@ -207,7 +207,7 @@ fn settings_and_names(policy: &Policy, classes: &Classes, ids: IdTable) -> Compi
                 cidrs: n.cidrs.iter().map(|c| c.value.to_string()).collect(),
             })
             .collect(),
-        names: names::infos(&classes, &ids),
+        names: names::infos(classes, &ids),
         dns: policy.dns.clone(),
         ids,
         warnings: Vec::new(),

@@ -6,7 +6,12 @@ use std::collections::BTreeSet;
 use enforcer_common::names::{NAMES_SETTINGS, NameEntry};
 
 use super::{classes::Classes, ids::assigned_id};
-use crate::policy::{compiled::NameInfo, maps::Image, model::Policy, maps::Names, IdTable};
+use crate::policy::{
+    IdTable,
+    compiled::NameInfo,
+    maps::{Image, Names},
+    model::Policy,
+};
 
 /// Every name pattern the rules name, as `IdTable::names` keys them.
 pub(super) fn patterns(p: &Policy) -> BTreeSet<String> {

@@ -9,8 +9,7 @@ use macaddr::MacAddr6;
 use super::{Endpoint, MAX_IDENT, Ports, Service};
 
 pub(super) const SERVICE_HINT: &str = "services are tcp/PORT, udp/PORT, tcp/LOW-HIGH, udp/LOW-HIGH, tcp, udp, icmp or any (ports decimal, 1-65535)";
-pub(super) const ENDPOINT_HINT: &str =
-    "endpoints are zone:NAME, device:NAME, network:NAME, dns:NAME, router or any (no space after the colon)";
+pub(super) const ENDPOINT_HINT: &str = "endpoints are zone:NAME, device:NAME, network:NAME, dns:NAME, router or any (no space after the colon)";
 pub(super) const IDENT_HINT: &str =
     "names are lowercase ASCII: a letter, then letters, digits, - or _, at most 64 characters";
 
