@@ -19,6 +19,9 @@ pub enum DenyReason {
     Quarantined = 4,
     /// A reply-only packet (ICMP echo reply or error) of no remembered flow.
     NoFlow = 5,
+    /// DNS (udp/tcp 53, tcp/853) to a server other than the router's resolver, which no rule
+    /// allows by naming that service, while the policy has a `dns:` section (`names`).
+    DnsBypass = 6,
 }
 
 impl DenyReason {
@@ -30,6 +33,7 @@ impl DenyReason {
             3 => Some(Self::Spoofed),
             4 => Some(Self::Quarantined),
             5 => Some(Self::NoFlow),
+            6 => Some(Self::DnsBypass),
             _ => None,
         }
     }
@@ -42,6 +46,7 @@ impl DenyReason {
             Self::Spoofed => "spoofed",
             Self::Quarantined => "quarantined",
             Self::NoFlow => "no_flow",
+            Self::DnsBypass => "dns_bypass",
         }
     }
 }

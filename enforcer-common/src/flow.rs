@@ -178,7 +178,11 @@ pub struct FlowValue {
     pub owner: u32,
     /// The `FLOW_RING` slot that holds this key.
     pub ring: u32,
-    pub _pad2: u32,
+    /// Names (`names.rs`): when a flow a DNS-name binding allowed must be judged again, in whole
+    /// seconds of `CLOCK_MONOTONIC` (the binding's expiry plus `dns.grace`, rounded up); 0 when no
+    /// name binding allowed it. Judged again then, it goes on only if the binding was renewed (or
+    /// another rule allows it). Seconds keep the entry at 80 bytes and last 136 years of uptime.
+    pub name_until_s: u32,
 
     // --- Observation (`enforcer learn`, docs/learn.md): what the daemon's observer reads when it
     // scans the table. Written when the flow is stored and on each packet's lookup, which touches

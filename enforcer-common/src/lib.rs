@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod explain;
 pub mod flow;
 pub mod identity;
+pub mod names;
 pub mod rules;
 pub mod state;
 pub mod stats;
@@ -31,7 +32,7 @@ pub const EGRESS_PROGRAM: &str = "enforcer_egress";
 /// Version of this map layout. Pinned maps carry it in [`control::Control::layout`]; a daemon never
 /// adopts pins of another layout (it refuses and says how to detach), so a key-size change can't be
 /// misread silently.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Number of policy slots (double buffering).
 pub const SLOTS: u32 = 2;
@@ -236,5 +237,9 @@ mod pod {
         crate::event::DenyEvent,
         crate::evidence::EvidenceFrame,
         crate::explain::Explanation,
+        crate::names::NameKey,
+        crate::names::NameEntry,
+        crate::names::BindingKey,
+        crate::names::BindingValue,
     );
 }

@@ -124,6 +124,8 @@ counters! {
     /// Evidence frames not copied because all sources together exceeded this CPU's per-second
     /// budget (`evidence::EVIDENCE_PER_CPU_PER_SEC`).
     EvidenceGlobalLimited = "evidence_global_limited",
+    /// DNS to a server other than the router's resolver, denied (`DenyReason::DnsBypass`).
+    DnsBypass = "dns_bypass",
 }
 
 impl Counter {

@@ -28,7 +28,7 @@ use crate::{
     account, flow,
     maps::{CONFIG, CONTROL},
     parse::{self, Fragment, L4, Packet, Quoted, Reject},
-    policy::{Tuple, judge_router},
+    policy::judge_router,
 };
 
 /// `TCX_NEXT`: not ours to stop; the next program on the interface (or the stack) decides.
@@ -42,7 +42,8 @@ const HEADER_BYTES: u32 = 192;
 /// Per-CPU working memory of the egress program (its own: `Scratch` belongs to the XDP program).
 pub struct EgressScratch {
     pkt: Packet,
-    tuple: Tuple,
+    /// The router's packet as a new flow, and a remembered flow judged again.
+    rejudge: flow::Rejudge,
     quoted: Quoted,
 }
 
@@ -126,7 +127,7 @@ fn passed(rule: u32, pkt: &Packet, now: u64) -> i32 {
 fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
     let EgressScratch {
         pkt,
-        tuple: t,
+        rejudge,
         quoted,
     } = scratch;
     let pkt = &*pkt;
@@ -171,7 +172,7 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
     // Replies on flows judged at ingress (DNS answers, an SSH session to the router), and the
     // router's own flows.
     if flow::is_stateful(pkt.l4)
-        && let Some(hit) = flow::lookup(pkt, cfg, &flow::Clock { epoch, now }, t)
+        && let Some(hit) = flow::lookup(pkt, cfg, &flow::Clock { epoch, now }, rejudge)
     {
         account::count(Counter::FlowHit);
         if pkt.frag == Fragment::First {
@@ -180,9 +181,11 @@ fn enforce(ctx: &TcContext, scratch: &mut EgressScratch) -> i32 {
         return passed(hit.rule, pkt, now);
     }
 
+    let t = &mut rejudge.tuple;
     t.family = pkt.family;
     t.proto = pkt.proto;
     t.l4 = pkt.l4;
+    t.again = 0;
     t.src = pkt.src;
     t.dst = pkt.dst;
     t.dport = pkt.dport;

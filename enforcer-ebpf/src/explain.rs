@@ -78,7 +78,9 @@ fn explain(ctx: &XdpContext, scratch: &mut Scratch, out: &mut Explanation) {
     let j = if router {
         judge_router(slot, cfg, now, &scratch.tuple)
     } else {
-        judge(slot, cfg, now, &scratch.tuple)
+        let mut j = judge(slot, cfg, now, &scratch.tuple);
+        crate::names::apply(slot, cfg, now, &scratch.tuple, &mut j);
+        j
     };
     record(out, &j);
     let quarantining = cfg.quarantine_class != 0;

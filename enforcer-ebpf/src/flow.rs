@@ -32,7 +32,7 @@ use crate::{
     account,
     maps::{FLOW_COUNT, FLOW_RING, FLOW_SWEEP, FLOWS, FRAGS, MACS},
     parse::{L4, Packet, Quoted, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    policy::{Judgement, Tuple, judge, judge_router},
+    policy::{Judgement, Tuple, judge, judge_into, judge_router_into},
 };
 
 /// `BPF_NOEXIST`: an insert that never replaces an entry (the count of its owner would drift).
@@ -360,7 +360,7 @@ fn new_flow(
         _pad: [0; 2],
         owner: j.src.device,
         ring: 0,
-        _pad2: 0,
+        name_until_s: name_deadline(j),
         first_seen_ns: clock.now,
         bytes: u64::from(len),
         packets: 1,
@@ -368,10 +368,23 @@ fn new_flow(
     }
 }
 
+/// The deadline of a flow `j` allowed (`FlowValue::name_until_s`, whole seconds rounded up): 0
+/// unless a name binding allowed it.
+#[inline(always)]
+fn name_deadline(j: &Judgement) -> u32 {
+    if j.dst.flags & crate::names::DST_F_NAME != 0 {
+        crate::names::last_deadline_s()
+    } else {
+        0
+    }
+}
+
 /// Per-CPU working memory (in the program's scratch map, not on the 512-byte stack) for a flow
-/// judged again: its original direction, and for loose pickup the flow value it stores.
+/// judged again: its original direction and the judgement on it, and for loose pickup the flow
+/// value it stores.
 pub struct Rejudge {
     pub tuple: Tuple,
+    pub judgement: Judgement,
     pub flow: FlowValue,
 }
 
@@ -391,7 +404,17 @@ out_of_line! {
     ///
     /// Out of line, as are the other table operations here (`out_of_line!`): each gets its own
     /// stack frame, so the program's deepest call chain stays within the 512-byte BPF stack.
-    pub fn lookup(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, t: &mut Tuple) -> Option<Hit> {
+    pub fn lookup(
+        pkt: &Packet,
+        cfg: &PolicyConfig,
+        clock: &Clock,
+        work: &mut Rejudge,
+    ) -> Option<Hit> {
+        let Rejudge {
+            tuple: t,
+            judgement,
+            ..
+        } = work;
         let Clock { epoch, now } = *clock;
         let slot = (epoch & 1) as u8;
         let (key, src_is_lo) = FlowKey::canonical(
@@ -421,7 +444,9 @@ out_of_line! {
         {
             return None;
         }
-        if v.epoch != epoch {
+        // A flow a name binding allowed is judged again at the binding's deadline: it goes on
+        // only if the binding was renewed (or another rule allows it).
+        if v.epoch != epoch || crate::names::flow_due(v.name_until_s, now) {
             let (init, resp, resp_port) = if v.init_is_lo != 0 {
                 (key.lo_addr, key.hi_addr, key.hi_port)
             } else {
@@ -438,13 +463,19 @@ out_of_line! {
             t.dst = resp;
             t.dport = resp_port;
             t.src_mac = v.init_mac;
+            t.again = 1;
             // A flow the router started is the router's again, not a packet forging its address.
-            let j = if v.init_device == enforcer_common::ROUTER_DEVICE {
-                judge_router(slot, cfg, now, t)
+            // The judgement is written to the scratch map, not this frame: with the name rules'
+            // frame below it, this is the program's deepest call chain.
+            let j = judgement;
+            if v.init_device == enforcer_common::ROUTER_DEVICE {
+                core::hint::black_box(judge_router_into(slot, cfg, now, t, j));
             } else {
-                judge(slot, cfg, now, t)
-            };
-            if !j.allow && !audits(&j) {
+                core::hint::black_box(judge_into(slot, cfg, now, t, j));
+                crate::names::apply_again(slot, cfg, now, t, j);
+            }
+            let j = &*j;
+            if !j.allow && !audits(j) {
                 return None;
             }
             v.observed = if j.allow {
@@ -457,6 +488,7 @@ out_of_line! {
             v.init_device = j.src.device;
             v.resp_device = j.dst.device;
             v.resp_mac = j.dst.mac;
+            v.name_until_s = name_deadline(j);
         }
         // A closing flow keeps the expiry its close set.
         if v.tcp_state & FLOW_CLOSING == 0 {
@@ -535,7 +567,11 @@ out_of_line! {
         work: &mut Rejudge,
     ) -> Pickup {
         let Clock { epoch, now } = *clock;
-        let Rejudge { tuple: t, flow: value } = work;
+        let Rejudge {
+            tuple: t,
+            flow: value,
+            ..
+        } = work;
         let slot = (epoch & 1) as u8;
         t.family = pkt.family;
         t.proto = pkt.proto;
@@ -544,6 +580,7 @@ out_of_line! {
         t.dst = pkt.src;
         t.dport = pkt.sport;
         t.src_mac = fwd.dst.mac;
+        t.again = 0;
         let j = judge(slot, cfg, now, t);
         if !j.allow {
             return Pickup::NoFlow;

@@ -28,6 +28,7 @@ mod explain;
 mod flow;
 mod identity;
 mod maps;
+mod names;
 mod parse;
 mod policy;
 mod quarantine;
@@ -234,7 +235,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
         return passed(Outcome::IcmpRelated, &hit, pkt, now);
     }
     if flow::is_stateful(pkt.l4)
-        && let Some(hit) = flow::lookup(pkt, cfg, &flow::Clock { epoch, now }, &mut rejudge.tuple)
+        && let Some(hit) = flow::lookup(pkt, cfg, &flow::Clock { epoch, now }, rejudge)
     {
         if pkt.frag == Fragment::First {
             flow::remember_fragment(pkt, hit.device, hit.rule, now);
@@ -244,6 +245,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
 
     *t = Tuple::from(pkt);
     let mut j = judge(slot, cfg, now, t);
+    names::apply(slot, cfg, now, t, &mut j);
     let device = j.src.device;
     if j.src.unknown() {
         account::discovered(ifindex(ctx), pkt, now, discovered);
@@ -304,8 +306,13 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     let audit = j.src.audit();
     if j.reason == DenyReason::NoFlow {
         account::count(Counter::NoFlow);
-    } else if !audit {
-        quarantine::on_denied(cfg, device, ifindex(ctx), pkt, now);
+    } else {
+        if j.reason == DenyReason::DnsBypass {
+            account::count(Counter::DnsBypass);
+        }
+        if !audit {
+            quarantine::on_denied(cfg, device, ifindex(ctx), pkt, now);
+        }
     }
     // A denied new flow from a source in audit is remembered as such (`FLOW_F_AUDIT`), so its
     // replies pass and the observer sees it; one the table cannot hold still passes.

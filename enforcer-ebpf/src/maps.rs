@@ -17,6 +17,7 @@ use enforcer_common::{
     explain::Explanation,
     flow::{DEFAULT_FLOWS, FlowKey, FlowValue, FragKey, FragValue, MAX_FRAGS},
     identity::{AddrEntry, AddrKeyV4, AddrKeyV6, MacEntry, MacKey, NetEntry},
+    names::{BindingKey, BindingValue, MAX_BINDINGS, MAX_NAMES, NameEntry, NameKey},
     rules::{PairKey, PairValue, PortKey},
     state::{DeviceState, DiscoveredDevice, EventBudget, MAX_DISCOVERED},
     stats::{Counter, DeviceStats, RuleStats},
@@ -57,6 +58,21 @@ pub static PAIRS: HashMap<PairKey, PairValue> = HashMap::pinned(SLOTS * MAX_PAIR
 /// Per-port decisions of a pair: `enforcer_common::rules::PORTS_MAP`, [`PortKey`] to [`Decision`].
 #[map]
 pub static PORTS: HashMap<PortKey, Decision> = HashMap::pinned(SLOTS * MAX_PORTS, NO_PREALLOC);
+
+/// Name patterns' classes and the `dns:` settings: `enforcer_common::names::NAMES_MAP`,
+/// [`NameKey`] to [`NameEntry`].
+#[map]
+pub static NAMES: HashMap<NameKey, NameEntry> = HashMap::pinned(SLOTS * MAX_NAMES, NO_PREALLOC);
+/// Addresses the resolver bound to names, per device: `enforcer_common::names::BINDINGS_MAP`,
+/// [`BindingKey`] to [`BindingValue`]. Least recently used evicted first when full.
+#[map]
+pub static BINDINGS: LruHashMap<BindingKey, BindingValue> = LruHashMap::pinned(MAX_BINDINGS, 0);
+/// Per-CPU working memory of `names`: the binding key looked up (off the 512-byte stack) and the
+/// deadline of the binding that allowed the flow being judged, for its flow entry. Not pinned:
+/// it lives for one run.
+#[map]
+pub static NAME_SCRATCH: PerCpuArray<crate::names::NameScratch> =
+    PerCpuArray::with_max_entries(1, 0);
 
 /// Remembered flows: `enforcer_common::flow::FLOWS_MAP`, [`FlowKey`] to [`FlowValue`]. A plain
 /// hash, not an LRU: nothing is evicted to make room, so no device can push out another's flows

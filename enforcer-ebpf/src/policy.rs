@@ -25,6 +25,9 @@ pub struct Tuple {
     pub dst: [u32; 4],
     pub dport: u16,
     pub src_mac: [u8; 6],
+    /// 1 when a remembered flow is judged again (a name binding then counts for its grace too,
+    /// `names::decide_bound`); 0 for a new flow.
+    pub again: u8,
 }
 
 impl From<&Packet> for Tuple {
@@ -39,6 +42,7 @@ impl From<&Packet> for Tuple {
             dst: pkt.dst,
             dport: pkt.dport,
             src_mac: pkt.src_mac,
+            again: 0,
         }
     }
 }
@@ -79,7 +83,7 @@ pub fn is_quarantined(device: u32, now: u64) -> bool {
 
 /// The compiled decision for a class pair and service, or `Decision::NONE`.
 #[inline(always)]
-fn decide(slot: u8, src_class: u16, dst_class: u16, t: &Tuple) -> Decision {
+pub fn decide(slot: u8, src_class: u16, dst_class: u16, t: &Tuple) -> Decision {
     // SAFETY: userspace never deletes a live slot's entries while packets can read them; the
     // values are copied out at once.
     let Some(pair) = (unsafe { PAIRS.get(&PairKey::new(slot, src_class, dst_class)) }).copied()

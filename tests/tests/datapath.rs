@@ -2428,6 +2428,7 @@ fn union_ids(
         devices: both(&a.devices, &b.devices),
         rules: both(&a.rules, &b.rules),
         networks: both(&a.networks, &b.networks),
+        names: both(&a.names, &b.names),
     }
 }
 
@@ -2981,4 +2982,122 @@ fn the_sweep_removes_an_expired_flow_and_frees_its_owners_quota() {
     h.assert_counter(Counter::FlowQuotaExceeded, u64::from(refused));
     h.assert_counter(Counter::FlowExpired, 1);
     assert_eq!(live_flows(&h), 1);
+}
+
+// ----- DNS names: per-device bindings, grace, dns_bypass (docs/names.md) -------------------------
+
+/// The fixture with a `dns:` section (grace 1 s, so the tests can outlive it) and name rules; the
+/// building zone may send any UDP to the internet (which does not name DNS).
+fn names_fixture() -> String {
+    FIXTURE
+        .replace(
+            "rules:\n",
+            "dns:\n  upstream: [\"192.0.2.53\"]\n  grace: 1s\nrules:\n  - name: cams-cloud\n    from: zone:cameras\n    to: dns:updates.axis.example\n    allow: [tcp/443]\n  - name: cams-ntp\n    from: zone:cameras\n    to: [dns:pool.ntp.org, \"dns:*.pool.ntp.org\"]\n    allow: [udp/123]\n  - name: building-udp\n    from: zone:building\n    to: network:internet\n    allow: [udp]\n",
+        )
+}
+
+/// The cloud's address, inside `network:internet` (which no camera rule allows).
+const CLOUD: &str = "203.0.113.10";
+const CLOUD_6: &str = "2001:db8:cafe::10";
+const OUTSIDE_RESOLVER: &str = "8.8.8.8";
+
+/// Binds `addr` to `pattern` for `device` (`unknown` for the unlisted sources) until `ms` from
+/// now (negative: already expired), as the resolver does before relaying an answer.
+fn bind(h: &Harness, device: &str, addr: &str, pattern: &str, ms: i64) {
+    let ids = &h.compiled.ids;
+    let device_id = if device == "unknown" {
+        0
+    } else {
+        ids.devices[device]
+    };
+    let name = ids.names[pattern];
+    let now = datapath::monotonic_ns();
+    let expires = now.saturating_add_signed(ms * 1_000_000);
+    let addr: std::net::IpAddr = addr.parse().expect("address");
+    h.dp.bindings()
+        .and_then(|mut b| b.bind(device_id, addr, name, expires))
+        .unwrap_or_else(|e| panic!("{}: bind: {e:?}", h.name));
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+cases! {
+    names_a_bound_address_is_judged_as_the_name_for_its_device_v4: names_fixture(), [
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443).syn() => DROP by rule("default"),
+        check |h| { bind(h, "cam-1", CLOUD, "updates.axis.example", 60_000); },
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40001, 443).syn() => PASS by rule("cams-cloud"),
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40001, 8443).syn() => DROP by rule("default"),
+    ];
+    names_a_bound_address_is_judged_as_the_name_for_its_device_v6: names_fixture(), [
+        check |h| { bind(h, "cam-1", CLOUD_6, "updates.axis.example", 60_000); },
+        from(CAM1_MAC).ipv6(CAM1_6, CLOUD_6).tcp(40001, 443).syn() => PASS by rule("cams-cloud"),
+    ];
+    names_another_device_at_the_same_address_is_denied: names_fixture(), [
+        check |h| { bind(h, "cam-1", CLOUD, "updates.axis.example", 60_000); },
+        from(CAM2_MAC).ipv4(CAM2, CLOUD).tcp(40000, 443).syn() => DROP by rule("default"),
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443).syn() => PASS by rule("cams-cloud"),
+    ];
+    names_a_wildcard_binding_allows_its_service_and_one_address_serves_two_names: names_fixture(), [
+        check |h| {
+            bind(h, "cam-1", CLOUD, "*.pool.ntp.org", 60_000);
+            bind(h, "cam-1", CLOUD, "updates.axis.example", 60_000);
+        },
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).udp(40000, 123) => PASS by rule("cams-ntp"),
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443).syn() => PASS by rule("cams-cloud"),
+    ];
+    names_an_expired_binding_allows_no_new_flow: names_fixture(), [
+        check |h| { bind(h, "cam-1", CLOUD, "updates.axis.example", -1); },
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443).syn() => DROP by rule("default"),
+    ];
+    names_a_flow_outlives_its_binding_by_the_grace_and_no_longer: names_fixture(), [
+        check |h| { bind(h, "cam-1", CLOUD, "updates.axis.example", 300); },
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443).syn() => PASS by rule("cams-cloud"),
+        check |_h| { sleep_ms(500); },
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443) => PASS by Counter::FlowHit,
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40001, 443).syn() => DROP by rule("default"),
+        // The flow keeps its deadline in whole seconds, rounded up: up to a second past it.
+        check |_h| { sleep_ms(2_000); },
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443) => DROP by Counter::NoFlow,
+    ];
+    names_a_renewed_binding_keeps_its_flow_past_the_old_deadline: names_fixture(), [
+        check |h| { bind(h, "cam-1", CLOUD, "updates.axis.example", 300); },
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443).syn() => PASS by rule("cams-cloud"),
+        check |h| { bind(h, "cam-1", CLOUD, "updates.axis.example", 60_000); sleep_ms(1_500); },
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443) => PASS by Counter::FlowHit,
+    ];
+    names_a_flow_judged_again_after_a_reload_keeps_its_grace_and_no_more: names_fixture(), [
+        check |h| { bind(h, "cam-1", CLOUD, "updates.axis.example", 300); },
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443).syn() => PASS by rule("cams-cloud"),
+        check |_h| { sleep_ms(500); },
+        apply(names_fixture()),
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443) => PASS by Counter::FlowHit,
+        check |_h| { sleep_ms(1_000); },
+        apply(names_fixture()),
+        from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443) => DROP by Counter::NoFlow,
+    ];
+    names_dns_to_another_server_is_denied_as_dns_bypass: names_fixture(), [
+        from(CAM1_MAC).ipv4(CAM1, OUTSIDE_RESOLVER).udp(40000, 53) => DROP by Counter::DnsBypass,
+        from(CAM1_MAC).ipv4(CAM1, OUTSIDE_RESOLVER).tcp(40000, 53).syn() => DROP by Counter::DnsBypass,
+        from(CAM1_MAC).ipv4(CAM1, OUTSIDE_RESOLVER).tcp(40000, 853).syn() => DROP by Counter::DnsBypass,
+        from(CAM1_MAC).ipv6(CAM1_6, WEB_6).udp(40000, 53) => DROP by Counter::DnsBypass,
+        check |h| { h.assert_counter(Counter::DnsBypass, 4); },
+    ];
+    names_a_protocol_wide_rule_does_not_let_dns_past_the_resolver: names_fixture(), [
+        from(HVAC_MAC).ipv4(HVAC, OUTSIDE_RESOLVER).udp(40000, 5353) => PASS by rule("building-udp"),
+        from(HVAC_MAC).ipv4(HVAC, OUTSIDE_RESOLVER).udp(40000, 53) => DROP by Counter::DnsBypass,
+    ];
+    names_a_rule_that_names_udp_53_lets_dns_out: names_fixture(), [
+        from(OFFICE_MAC).ipv4(OFFICE, OUTSIDE_RESOLVER).udp(40000, 53) => PASS by rule("office-internet"),
+        check |h| { h.assert_counter(Counter::DnsBypass, 0); },
+    ];
+    names_dns_to_the_routers_resolver_is_no_bypass: names_fixture(), [
+        from(CAM1_MAC).ipv4(CAM1, ROUTER_CAMS).udp(40000, 53) => PASS by rule("dhcp-dns"),
+        check |h| { h.assert_counter(Counter::DnsBypass, 0); },
+    ];
+    names_without_a_dns_section_outside_dns_is_judged_as_before: FIXTURE, [
+        from(CAM1_MAC).ipv4(CAM1, OUTSIDE_RESOLVER).udp(40000, 53) => DROP by rule("default"),
+        check |h| { h.assert_counter(Counter::DnsBypass, 0); },
+    ];
 }

@@ -15,15 +15,18 @@ use enforcer_tests::{frame::Frame, kernel::require_root};
 const CAM: [u8; 6] = [2, 0, 0, 0, 1, 0x10];
 const NVR: [u8; 6] = [2, 0, 0, 0, 2, 0x10];
 
-/// A camera and a recorder; the camera may reach the recorder on tcp/554 only.
+/// A camera and a recorder; the camera may reach the recorder on tcp/554 only, and its cloud by
+/// name (so every policy map, `NAMES` too, has entries).
 const POLICY: &str = "\
 zones: {cameras: {}, recorders: {}, quarantine: {}}
 networks: {internet: [0.0.0.0/0, \"::/0\"]}
 devices:
   cam: {zone: cameras, mac: \"02:00:00:00:01:10\", addresses: [10.1.1.10, \"fd00:1:1::10\"]}
   nvr: {zone: recorders, mac: \"02:00:00:00:02:10\", addresses: [10.1.2.10, \"fd00:1:2::10\"]}
+dns: {upstream: [192.0.2.53]}
 rules:
   - {name: cameras-to-recorders, from: zone:cameras, to: zone:recorders, allow: [tcp/554]}
+  - {name: cameras-cloud, from: zone:cameras, to: dns:cloud.example, allow: [tcp/443]}
 ";
 
 fn policy() -> CompiledPolicy {

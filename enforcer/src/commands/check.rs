@@ -37,6 +37,7 @@ pub fn check_all<P: AsRef<Path>>(paths: &[P]) -> CheckReport {
     let result = policy::load_all(paths).and_then(|p| {
         let (_, mut warnings) = policy::compile_with_diagnostics(&p, &CompileOptions::default())?;
         warnings.extend(policy::router_rules::warning(&p));
+        warnings.extend(policy::names::warnings(&p));
         Ok(warnings)
     });
     let (diags, more_errors) = match result {

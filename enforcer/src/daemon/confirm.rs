@@ -91,6 +91,7 @@ pub fn union_ids(confirmed: &IdTable, candidate: &IdTable) -> IdTable {
         devices: both(&confirmed.devices, &candidate.devices),
         rules: both(&confirmed.rules, &candidate.rules),
         networks: both(&confirmed.networks, &candidate.networks),
+        names: both(&confirmed.names, &candidate.names),
     }
 }
 

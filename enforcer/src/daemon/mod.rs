@@ -18,6 +18,7 @@ pub mod metrics;
 mod netlink;
 mod observe;
 mod reloader;
+pub mod resolver;
 pub mod state;
 pub mod status_page;
 
@@ -107,6 +108,8 @@ pub enum DaemonError {
     Signals(#[source] std::io::Error),
     #[error("daemon state poisoned")]
     Poisoned,
+    #[error(transparent)]
+    Resolver(#[from] resolver::ResolverError),
 }
 
 /// What the daemon keeps between reloads.
@@ -728,6 +731,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let status_tcp = status_page::bind(cfg.status_addr).await?;
     let pre = preflight(&cfg).await?;
     let mut inner = start_enforcing(&pre)?;
+    let resolver = resolver::start_for(&inner).await?;
     let Preflight {
         lock: _lock,
         metrics,
@@ -775,6 +779,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         tokio::spawn(inventory).abort_handle(),
         tokio::spawn(observe::run(Arc::clone(&shared), cfg.state_dir.clone())).abort_handle(),
     ];
+    let follow = resolver
+        .map(|r| tokio::spawn(resolver::follow_policy(r, Arc::clone(&shared))).abort_handle());
     let reloader = reloader::Reloader {
         cfg: cfg.clone(),
         shared,
@@ -784,7 +790,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let result = reloader.serve(shutdown, operations_rx).await;
     notify_systemd(sd_notify::NotifyState::Stopping);
     info!("shutting down; enforcement stays attached (pinned) until `enforcer detach`");
-    for t in tasks {
+    for t in tasks.into_iter().chain(follow) {
         t.abort();
     }
     let _gone_already = std::fs::remove_file(&cfg.control_socket);

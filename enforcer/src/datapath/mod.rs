@@ -11,6 +11,7 @@ pub mod bench;
 mod egress;
 mod explain;
 mod flow_table;
+pub mod names;
 pub mod probe_frame;
 mod read;
 

@@ -23,6 +23,10 @@ pub struct IdTable {
     pub rules: BTreeMap<String, u32>,
     /// Network name -> network id (`1..`).
     pub networks: BTreeMap<String, u32>,
+    /// Name pattern (`updates.axis.example`, `*.pool.ntp.org`) -> name id (`1..MAX_NAMES`), the
+    /// id DNS-name bindings hold, so bindings outlive reloads (`policy::names`).
+    #[serde(default)]
+    pub names: BTreeMap<String, u32>,
 }
 
 /// What the compiler needs besides the policy files.
@@ -110,6 +114,14 @@ pub struct NetworkInfo {
     pub cidrs: Vec<String>,
 }
 
+/// One `dns:` name pattern of the policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NameInfo {
+    pub id: u32,
+    pub pattern: super::names::NamePattern,
+    pub class: u16,
+}
+
 /// Automatic quarantine settings (`quarantine:` in the policy); absent = off.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct QuarantineSettings {
@@ -156,6 +168,9 @@ pub struct CompiledPolicy {
     pub devices: Vec<DeviceInfo>,
     pub rules: Vec<RuleInfo>,
     pub networks: Vec<NetworkInfo>,
+    /// `dns:NAME` patterns the rules name, and the `dns:` section (`policy::names`).
+    pub names: Vec<NameInfo>,
+    pub dns: Option<super::names::DnsSettings>,
     /// Warnings the compiler found (shadowed rules and the like), located.
     pub warnings: Vec<Diagnostic>,
 }

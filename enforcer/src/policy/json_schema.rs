@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn every_key_the_walker_accepts_is_in_the_schema_and_no_other() {
         let s = schema();
-        let sections: [(&str, &[&str]); 12] = [
+        let sections: [(&str, &[&str]); 14] = [
             ("/definitions/test/properties", walker::probes::TEST_KEYS),
             ("/definitions/guard/properties", walker::probes::GUARD_KEYS),
             ("/properties", walker::TOP_KEYS),
@@ -79,6 +79,11 @@ mod tests {
             ("/properties/defaults/properties", walker::DEFAULT_KEYS),
             ("/properties/quarantine/properties", walker::QUARANTINE_KEYS),
             ("/properties/limits/properties", walker::LIMITS_KEYS),
+            ("/properties/dns/properties", walker::DNS_KEYS),
+            (
+                "/properties/dns/properties/ttl/properties",
+                walker::TTL_KEYS,
+            ),
             (
                 "/properties/interfaces/additionalProperties/properties",
                 walker::INTERFACE_KEYS,

@@ -342,6 +342,17 @@ fn merge(docs: Vec<FileDoc>, root: Loc, diags: &mut Diags) -> Policy {
         if let Some(q) = doc.quarantine {
             merge_quarantine(&mut policy.quarantine, q, diags);
         }
+        if let Some(dns) = doc.dns {
+            if let Some(first) = &policy.dns {
+                diags.error(
+                    &dns.loc,
+                    format!("`dns` is defined twice (first at {})", first.loc),
+                    "keep one dns section",
+                );
+            } else {
+                policy.dns = Some(dns);
+            }
+        }
         if let Some((at, limits)) = doc.limits {
             if let Some(first) = &limits_at {
                 diags.error(
@@ -381,6 +392,7 @@ fn empty(root: Loc) -> Policy {
         interfaces: BTreeMap::new(),
         tests: Vec::new(),
         guards: Vec::new(),
+        dns: None,
         warnings: Vec::new(),
         root,
     }

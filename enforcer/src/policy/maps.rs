@@ -16,6 +16,7 @@ use enforcer_common::{
         ADDRS_V4_MAP, ADDRS_V6_MAP, AddrEntry, AddrKeyV4, AddrKeyV6, MACS_MAP, MacEntry, MacKey,
         NETS_V4_MAP, NETS_V6_MAP, NetEntry, net_key_v4, net_key_v6,
     },
+    names::{MAX_NAMES, NAMES_MAP, NameEntry, NameKey},
     rules::{PAIRS_MAP, PORTS_MAP, PairKey, PairValue, PortKey},
 };
 
@@ -163,6 +164,19 @@ impl PolicyMap for Ports {
     }
 }
 
+/// `NAMES`: name id -> the pattern's class; id 0 holds the `dns:` settings (`policy::names`).
+pub struct Names;
+impl PolicyMap for Names {
+    const NAME: &'static str = NAMES_MAP;
+    const CAPACITY: u32 = MAX_NAMES;
+    type Key = u32;
+    type Value = NameEntry;
+    type Stored = NameKey;
+    fn stamp(slot: u8, name: &u32) -> NameKey {
+        NameKey::new(slot, *name)
+    }
+}
+
 macro_rules! hash_keys {
     ($($t:ty),* $(,)?) => {
         $(impl HashKey for $t {
@@ -172,7 +186,7 @@ macro_rules! hash_keys {
         })*
     };
 }
-hash_keys!(MacKey, AddrKeyV4, AddrKeyV6, PairKey, PortKey);
+hash_keys!(MacKey, AddrKeyV4, AddrKeyV6, PairKey, PortKey, NameKey);
 
 /// The table of policy maps: `field: Descriptor` per map, in the order they are written. Calls
 /// `$then!` with the list, so each consumer expands it with the concrete types (and can require
@@ -187,6 +201,7 @@ macro_rules! policy_maps {
             nets_v6: $crate::policy::maps::NetsV6,
             pairs: $crate::policy::maps::Pairs,
             ports: $crate::policy::maps::Ports,
+            names: $crate::policy::maps::Names,
         }
     };
 }

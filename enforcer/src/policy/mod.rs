@@ -13,6 +13,7 @@ mod load;
 pub mod maps;
 pub mod model;
 pub mod modes;
+pub mod names;
 pub mod plan;
 pub mod router_rules;
 pub mod synth;

@@ -40,6 +40,7 @@ pub(crate) fn validate(p: &Policy, gaps: &Gaps, diags: &mut Diags) {
         check_references(p, gaps, diags);
     }
     check_claims(p, diags);
+    crate::policy::names::validate(p, diags);
     probes::check(p, gaps, diags);
     for r in &p.rules {
         let router_only = |side: &[Located<Endpoint>]| {

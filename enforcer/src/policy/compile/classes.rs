@@ -1,11 +1,12 @@
 //! Classes: sets of endpoints every rule treats alike (each zone, each network, the router, and
 //! each device a rule or tripwire names on its own).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::policy::{
     compiled::ClassInfo,
     model::{Endpoint, Located, Policy},
+    names::NamePattern,
 };
 
 /// The class of `name`, a zone or network of the validated policy.
@@ -31,6 +32,8 @@ pub(super) struct Classes {
     own: HashMap<String, u16>,
     /// Own classes of devices, by zone.
     zone_members: HashMap<String, Vec<u16>>,
+    /// `dns:` name patterns, a class each (destinations only).
+    pub(super) names: BTreeMap<NamePattern, u16>,
 }
 
 impl Classes {
@@ -63,6 +66,21 @@ impl Classes {
             .map(|n| (n.clone(), add(format!("network:{n}"))))
             .collect();
         let router = add("router".to_owned());
+        let names = p
+            .rules
+            .iter()
+            .flat_map(|r| &r.to)
+            .filter_map(|e| match &e.value {
+                Endpoint::Name(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|n| {
+                let id = add(format!("dns:{n}"));
+                (n, id)
+            })
+            .collect();
         let mut own = HashMap::new();
         let mut zone_members: HashMap<String, Vec<u16>> = HashMap::new();
         for d in named {
@@ -82,6 +100,7 @@ impl Classes {
             router,
             own,
             zone_members,
+            names,
         }
     }
 
@@ -119,6 +138,7 @@ impl Classes {
                 Endpoint::Device(d) => out.extend(self.own.get(d)),
                 Endpoint::Network(n) => out.push(self.network(n)),
                 Endpoint::Router => out.push(self.router),
+                Endpoint::Name(n) => out.extend(self.names.get(n)),
             }
         }
         out.sort_unstable();

@@ -10,12 +10,15 @@
 mod classes;
 mod identity;
 mod ids;
+mod names;
 mod shadowing;
 #[cfg(test)]
 mod test_support;
 mod verdicts;
 
-use enforcer_common::{MAX_CLASSES, MAX_NETWORKS, MAX_RULES, NETWORK_DEVICE_BASE};
+use enforcer_common::{
+    MAX_CLASSES, MAX_NETWORKS, MAX_RULES, NETWORK_DEVICE_BASE, names::MAX_NAMES,
+};
 
 use self::{
     classes::Classes,
@@ -75,7 +78,8 @@ pub fn compile_with_diagnostics(
     let verdicts = Verdicts::build(policy, &classes, &rule_ids, root, &mut diags);
     let identity = Identity::build(policy, &ids, &classes, opts, &mut diags);
     let rejected = verdicts.is_none();
-    let (maps, devices) = images(identity, verdicts);
+    let (mut maps, devices) = images(identity, verdicts);
+    maps.names = names::image(policy, &classes, &ids);
     for usage in maps.usage() {
         capacity(&mut diags, root, usage.name, usage.entries, usage.capacity);
     }
@@ -139,6 +143,14 @@ fn assign_all_ids(policy: &Policy, previous: Option<&IdTable>, diags: &mut Diags
             "network",
             diags,
         ),
+        names: assign_ids(
+            names::patterns(policy).iter(),
+            previous.map(|p| &p.names),
+            MAX_NAMES,
+            root,
+            "name",
+            diags,
+        ),
     }
 }
 
@@ -196,6 +208,8 @@ fn settings_and_names(policy: &Policy, classes: &Classes, ids: IdTable) -> Compi
                 cidrs: n.cidrs.iter().map(|c| c.value.to_string()).collect(),
             })
             .collect(),
+        names: names::infos(classes, &ids),
+        dns: policy.dns.clone(),
         ids,
         warnings: Vec::new(),
     }

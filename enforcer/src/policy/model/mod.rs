@@ -54,6 +54,8 @@ pub struct Policy {
     pub tests: Vec<Probe>,
     /// `guards:` of every file, in read order.
     pub guards: Vec<Probe>,
+    /// `dns:`: the router as the resolver of record; `None` when absent.
+    pub dns: Option<crate::policy::names::DnsSettings>,
     /// Warnings found while loading (the compiler may add more).
     pub warnings: Vec<Diagnostic>,
     /// Where problems about the policy as a whole are reported (the first file, or the path).
@@ -124,6 +126,8 @@ pub enum Endpoint {
     Network(String),
     Router,
     Any,
+    /// `dns:NAME` or `dns:*.NAME`: a destination only (`policy::names`).
+    Name(crate::policy::names::NamePattern),
 }
 
 impl fmt::Display for Endpoint {
@@ -134,6 +138,7 @@ impl fmt::Display for Endpoint {
             Self::Network(n) => write!(f, "network:{n}"),
             Self::Router => f.write_str("router"),
             Self::Any => f.write_str("any"),
+            Self::Name(p) => write!(f, "dns:{p}"),
         }
     }
 }
@@ -265,6 +270,8 @@ pub(crate) struct FileDoc {
     pub guards: Vec<Probe>,
     /// Zones, networks and devices defined here whose body could not be read (errors reported).
     pub unreadable: Vec<Endpoint>,
+    /// `dns:`.
+    pub dns: Option<crate::policy::names::DnsSettings>,
 }
 
 #[derive(Debug, Default)]

@@ -9,8 +9,7 @@ use macaddr::MacAddr6;
 use super::{Endpoint, MAX_IDENT, Ports, Service};
 
 pub(super) const SERVICE_HINT: &str = "services are tcp/PORT, udp/PORT, tcp/LOW-HIGH, udp/LOW-HIGH, tcp, udp, icmp or any (ports decimal, 1-65535)";
-pub(super) const ENDPOINT_HINT: &str =
-    "endpoints are zone:NAME, device:NAME, network:NAME, router or any (no space after the colon)";
+pub(super) const ENDPOINT_HINT: &str = "endpoints are zone:NAME, device:NAME, network:NAME, dns:NAME, router or any (no space after the colon)";
 pub(super) const IDENT_HINT: &str =
     "names are lowercase ASCII: a letter, then letters, digits, - or _, at most 64 characters";
 
@@ -236,6 +235,16 @@ pub(crate) fn parse_endpoint(s: &str) -> Result<Endpoint, Problem> {
         "router" => return Ok(Endpoint::Router),
         "any" => return Ok(Endpoint::Any),
         _ => {}
+    }
+    if let Some(name) = s.strip_prefix("dns:") {
+        return crate::policy::names::NamePattern::parse(name)
+            .map(Endpoint::Name)
+            .map_err(|why| {
+                problem(
+                    format!("invalid name in endpoint `{}`: {why}", truncate(s)),
+                    "write dns:NAME or dns:*.NAME (`*` only as the whole leftmost label)",
+                )
+            });
     }
     let Some((kind, name)) = s.split_once(':') else {
         return Err(problem(

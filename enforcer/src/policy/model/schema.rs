@@ -29,6 +29,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "interfaces",
     "tests",
     "guards",
+    "dns",
 ];
 pub(crate) const ZONE_KEYS: &[&str] = &["description", "mode"];
 pub(crate) const DEVICE_KEYS: &[&str] = &[
@@ -55,7 +56,10 @@ pub(crate) const DENIED_KEYS: &[&str] = &["count", "within"];
 const MODES: &[(&str, Mode)] = &[("enforce", Mode::Enforce), ("audit", Mode::Audit)];
 pub(crate) const LIMITS_KEYS: &[&str] = &["flows", "flows_per_device"];
 pub(crate) const INTERFACE_KEYS: &[&str] = &["role"];
+pub(crate) const DNS_KEYS: &[&str] = &["upstream", "listen", "ttl", "grace"];
+pub(crate) const TTL_KEYS: &[&str] = &["min", "max"];
 
+mod dns;
 mod interfaces;
 pub(crate) mod probes;
 
@@ -130,6 +134,7 @@ pub(crate) fn file_doc(root: Node<'_>, diags: &mut Diags) -> FileDoc {
             "interfaces" => doc.interfaces = cx.interfaces(value),
             "tests" => doc.tests = cx.probes(value, ProbeKind::Test),
             "guards" => doc.guards = cx.probes(value, ProbeKind::Guard),
+            "dns" => doc.dns = cx.dns(knode, value),
             _ => {}
         }
     }
