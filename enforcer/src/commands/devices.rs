@@ -57,6 +57,50 @@ struct Listed {
     /// What the device announced, and its MAC's vendor; absent without a MAC.
     #[serde(skip_serializing_if = "Option::is_none")]
     observed: Option<Observed>,
+    /// Its live `dns:` name bindings (docs/names.md): addresses the resolver bound to names the
+    /// device looked up.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bindings: Vec<NameBound>,
+}
+
+/// One live name binding of a device.
+#[derive(Clone, Serialize)]
+struct NameBound {
+    /// `dns:PATTERN` as the rules name it.
+    name: String,
+    address: String,
+    /// RFC 3339, and seconds from now.
+    expires: String,
+    expires_in_s: u64,
+}
+
+/// The live name bindings of each device (by id), from the `BINDINGS` map pinned in `pin_dir`;
+/// none when the policy has no `dns:` names.
+fn bindings_by_device(
+    pin_dir: &std::path::Path,
+    st: &Status,
+    now: (u64, u64),
+) -> Result<BTreeMap<u32, Vec<NameBound>>> {
+    let mut out: BTreeMap<u32, Vec<NameBound>> = BTreeMap::new();
+    if st.names.is_empty() {
+        return Ok(out);
+    }
+    let (now_mono, now_unix) = now;
+    let names: BTreeMap<u32, &str> = st.names.iter().map(|(id, p)| (*id, p.as_str())).collect();
+    let map = datapath::names::Bindings::open_pinned(pin_dir)?;
+    for b in map.live(now_mono) {
+        let Some(pattern) = names.get(&b.name) else {
+            continue;
+        };
+        let left = b.expires_ns.saturating_sub(now_mono) / 1_000_000_000;
+        out.entry(b.device).or_default().push(NameBound {
+            name: format!("dns:{pattern}"),
+            address: b.addr.to_string(),
+            expires: crate::time::rfc3339(now_unix.saturating_add(left)),
+            expires_in_s: left,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -95,7 +139,13 @@ fn evidence(state_dir: &std::path::Path) -> Result<Store> {
     Ok(Store::from_snapshot(snapshot.unwrap_or_default()))
 }
 
-fn listed(maps: &PinnedMaps, st: &Status, now: (u64, u64), store: &Store) -> Result<Vec<Listed>> {
+fn listed(
+    maps: &PinnedMaps,
+    st: &Status,
+    now: (u64, u64),
+    store: &Store,
+    bound: &BTreeMap<u32, Vec<NameBound>>,
+) -> Result<Vec<Listed>> {
     let (now_mono, now_unix) = now;
     let ids: Vec<u32> = st.devices.iter().map(|d| d.id).collect();
     let counters: BTreeMap<u32, datapath::DeviceCounters> =
@@ -150,6 +200,7 @@ fn listed(maps: &PinnedMaps, st: &Status, now: (u64, u64), store: &Store) -> Res
                     .as_deref()
                     .and_then(parse_mac)
                     .map(|mac| Observed::of(mac, store.get(mac))),
+                bindings: bound.get(&d.id).cloned().unwrap_or_default(),
             }
         })
         .collect())
@@ -280,6 +331,7 @@ pub fn run(unknown_only: bool, drift: bool, output: DevicesOutput, paths: &Paths
     let now = (datapath::monotonic_ns(), crate::time::unix_now());
     let store = evidence(&paths.state_dir)?;
     let found = discovered(&maps, now, &store)?;
+    let bound = bindings_by_device(&paths.pin_dir, &st, now)?;
     #[expect(clippy::print_stdout, reason = "CLI output")]
     match output {
         DevicesOutput::Yaml => {
@@ -290,7 +342,7 @@ pub fn run(unknown_only: bool, drift: bool, output: DevicesOutput, paths: &Paths
             let listed = if unknown_only {
                 Vec::new()
             } else {
-                listed(&maps, &st, now, &store)?
+                listed(&maps, &st, now, &store, &bound)?
             };
             println!(
                 "{}",
@@ -302,7 +354,10 @@ pub fn run(unknown_only: bool, drift: bool, output: DevicesOutput, paths: &Paths
         }
         DevicesOutput::Table => {
             if !unknown_only {
-                println!("{}\n", listed_table(&listed(&maps, &st, now, &store)?));
+                println!(
+                    "{}\n",
+                    listed_table(&listed(&maps, &st, now, &store, &bound)?)
+                );
             }
             println!("UNKNOWN DEVICES (zone {})", st.unknown_zone);
             println!("{}", unknown_table(&found));
@@ -396,7 +451,13 @@ pub(crate) fn inventory(
     let store = evidence(state_dir)?;
     let now = (datapath::monotonic_ns(), crate::time::unix_now());
     Ok(serde_json::to_value(Inventoried {
-        listed: listed(&maps, st, now, &store)?,
+        listed: listed(
+            &maps,
+            st,
+            now,
+            &store,
+            &bindings_by_device(pin_dir, st, now)?,
+        )?,
         unknown: discovered(&maps, now, &store)?,
     })?)
 }

@@ -122,6 +122,12 @@ fn router(shared: Arc<Mutex<Inner>>, metrics: Arc<Metrics>) -> axum::Router {
                 metrics
                     .refresh(&inner.dp, &inner.policy)
                     .map_err(|e| error_chain(&e))?;
+                let bindings = inner
+                    .policy
+                    .dns
+                    .as_ref()
+                    .and_then(|_| inner.dp.bindings().ok());
+                metrics.dns.refresh(bindings.as_ref(), &inner.policy);
                 drop(inner);
                 metrics.encode().map_err(|e| error_chain(&e))
             })

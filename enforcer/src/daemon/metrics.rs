@@ -2,7 +2,10 @@
 //! scrape. Label values come from the policy (device, zone and rule names) and from the shared
 //! enums, never from traffic, so the series count is bounded by the policy.
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use enforcer_common::{
     Mode, UNKNOWN_DEVICE, Verdict, network_device, state::QuarantineReason, stats::Counter,
@@ -46,6 +49,8 @@ pub struct Metrics {
     pub deny_events: IntCounter,
     /// What the daemon declined to protect itself.
     pub shed: Shed,
+    /// The resolver of `dns:` names.
+    pub dns: DnsMetrics,
     pub confirm: ConfirmMetrics,
     pub interfaces: IntGaugeVec,
     quarantined: IntGauge,
@@ -55,6 +60,76 @@ pub struct Metrics {
     pub inventory_drift: IntGaugeVec,
     /// `enforcer_audit_sources`: which sources are in audit (`mode:`), by zone.
     audit_sources: IntGaugeVec,
+}
+
+/// The resolver's families (`dns:` in the policy, docs/names.md): its queries by result, counted
+/// by the resolver into [`Self::stats`], and the live name bindings by the rule they serve, read
+/// from `BINDINGS` at each scrape. DNS that bypasses the resolver is a datapath outcome
+/// (`enforcer_datapath_packets_total{kind="dns_bypass"}`).
+pub struct DnsMetrics {
+    pub stats: Arc<crate::daemon::resolver::Stats>,
+    queries: IntCounterVec,
+    bindings: IntGaugeVec,
+}
+
+impl DnsMetrics {
+    fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        let queries = counter_vec(
+            r,
+            "enforcer_dns_queries_total",
+            "Queries the resolver received, by result (relayed, malformed, upstream_failed, dropped under load).",
+            &["result"],
+        )?;
+        for q in crate::daemon::resolver::QueryResult::ALL {
+            queries.with_label_values(&[q.as_str()]).inc_by(0);
+        }
+        Ok(Self {
+            stats: Arc::default(),
+            queries,
+            bindings: gauge_vec(
+                r,
+                "enforcer_dns_bindings",
+                "Live name bindings (device, address, name) in the datapath, by the rule whose dns: destination they serve.",
+                &["rule"],
+            )?,
+        })
+    }
+
+    /// The resolver's counters, and the live bindings of `bindings` by rule of `policy`.
+    pub fn refresh(&self, bindings: Option<&datapath::names::Bindings>, policy: &CompiledPolicy) {
+        for (result, n) in self.stats.queries() {
+            let c = self.queries.with_label_values(&[result.as_str()]);
+            c.inc_by(n.saturating_sub(c.get()));
+        }
+        self.bindings.reset();
+        let Some(bindings) = bindings.filter(|_| policy.dns.is_some()) else {
+            return;
+        };
+        let patterns: BTreeMap<u32, String> = policy
+            .names
+            .iter()
+            .map(|n| (n.id, format!("dns:{}", n.pattern)))
+            .collect();
+        let mut by_rule: BTreeMap<&str, i64> = BTreeMap::new();
+        for b in bindings.live(datapath::monotonic_ns()) {
+            let Some(dest) = patterns.get(&b.name) else {
+                continue;
+            };
+            for rule in policy.rules.iter().filter(|r| names_dest(&r.to, dest)) {
+                *by_rule.entry(rule.name.as_str()).or_default() += 1;
+            }
+        }
+        for (rule, n) in by_rule {
+            self.bindings.with_label_values(&[rule]).set(n);
+        }
+    }
+}
+
+/// Whether a rule's destinations (as written) name `dest` (`dns:PATTERN`, as compiled: lower
+/// case, no trailing dot).
+fn names_dest(to: &[String], dest: &str) -> bool {
+    to.iter()
+        .any(|t| t.trim_end_matches('.').eq_ignore_ascii_case(dest))
 }
 
 /// Work the daemon declines under load, so a flood costs it a bounded amount (each counted).
@@ -206,6 +281,16 @@ fn inventory_drift(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
     )
 }
 
+/// `enforcer_interfaces`: set by the daemon as it attaches.
+fn interfaces(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
+    gauge_vec(
+        r,
+        "enforcer_interfaces",
+        "Interfaces the program is attached to (1), by XDP mode.",
+        &["iface", "mode"],
+    )
+}
+
 /// `enforcer_audit_sources`: which sources are in audit, by zone.
 fn audit_sources(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
     gauge_vec(
@@ -310,13 +395,9 @@ impl Metrics {
                 "Deny events received from the datapath.",
             )?,
             shed: Shed::register(&r)?,
+            dns: DnsMetrics::register(&r)?,
             confirm: ConfirmMetrics::register(&r)?,
-            interfaces: gauge_vec(
-                &r,
-                "enforcer_interfaces",
-                "Interfaces the program is attached to (1), by XDP mode.",
-                &["iface", "mode"],
-            )?,
+            interfaces: interfaces(&r)?,
             quarantined: gauge(
                 &r,
                 "enforcer_quarantined_devices",
@@ -332,6 +413,20 @@ impl Metrics {
             audit_sources: audit_sources(&r)?,
             registry: r,
         })
+    }
+
+    /// The metrics that describe the policy just applied at start-up; both reload outcomes exist
+    /// from the start, at 0, so `increase()` sees the first one.
+    pub fn init(&self, generation: u64) {
+        self.generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a Unix timestamp fits an f64 exactly"
+        )]
+        self.last_reload.set(crate::time::unix_now() as f64);
+        self.reloads.with_label_values(&["success"]).inc_by(0);
+        self.reloads.with_label_values(&["failure"]).inc_by(0);
     }
 
     /// Reads the kernel's counters into the families.

@@ -185,6 +185,11 @@ fn status_of(cfg: &Config, inner: &Inner) -> state::Status {
         rules: std::iter::once((0, "default".to_owned()))
             .chain(p.rules.iter().map(|r| (r.id, r.name.clone())))
             .collect(),
+        names: p
+            .names
+            .iter()
+            .map(|n| (n.id, n.pattern.to_string()))
+            .collect(),
         last_reload: inner.last_reload.clone(),
         pending: inner
             .pending
@@ -711,27 +716,12 @@ fn log_warnings(compiled: &CompiledPolicy) {
     }
 }
 
-/// The metrics that describe the policy just applied at start-up; both reload outcomes exist
-/// from the start, at 0, so `increase()` sees the first one.
-fn init_metrics(metrics: &metrics::Metrics, generation: u64) {
-    metrics
-        .generation
-        .set(i64::try_from(generation).unwrap_or(i64::MAX));
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "a Unix timestamp fits an f64 exactly"
-    )]
-    metrics.last_reload.set(crate::time::unix_now() as f64);
-    metrics.reloads.with_label_values(&["success"]).inc_by(0);
-    metrics.reloads.with_label_values(&["failure"]).inc_by(0);
-}
-
 /// Runs until `shutdown` completes. Enforcement outlives the return (pinned links and maps).
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let status_tcp = status_page::bind(cfg.status_addr).await?;
     let pre = preflight(&cfg).await?;
     let mut inner = start_enforcing(&pre)?;
-    let resolver = resolver::start_for(&inner).await?;
+    let resolver = resolver::start_for(&inner, &pre.metrics).await?;
     let Preflight {
         lock: _lock,
         metrics,
@@ -743,7 +733,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let ring = events::take_ring(&mut inner.dp, enforcer_common::event::EVENTS_MAP)?;
     let inventory = crate::inventory::collect::task(&mut inner.dp, &cfg.state_dir, &metrics)?;
     let labels = Arc::new(RwLock::new(inner.labels()));
-    init_metrics(&metrics, inner.generation);
+    metrics.init(inner.generation);
     confirm::show(&metrics, inner.pending.as_ref());
     record(&cfg, &inner);
     // Type=notify: the policy is enforced now (outside systemd this does nothing).

@@ -103,6 +103,9 @@ pub struct Status {
     pub devices: Vec<DeviceLabel>,
     /// Rule id and name; id 0 is "default".
     pub rules: Vec<(u32, String)>,
+    /// `dns:` name patterns by id, as `BINDINGS` entries name them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<(u32, String)>,
     pub last_reload: Option<ReloadOutcome>,
     /// A provisional policy being enforced until its deadline, unless confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -93,8 +93,6 @@ impl QueryResult {
 #[derive(Debug, Default)]
 pub struct Stats {
     queries: [AtomicU64; 4],
-    /// Bindings written, by rule name pattern.
-    pub bound: Mutex<HashMap<String, u64>>,
 }
 
 impl Stats {
@@ -420,12 +418,6 @@ fn bind(shared: &Shared, from: IpAddr, q: &Question, addrs: &[(IpAddr, u32)]) {
             }
         }
     }
-    drop(map);
-    if let Ok(mut bound) = shared.stats.bound.lock() {
-        for (_, pattern) in &rules {
-            *bound.entry(pattern.clone()).or_default() += addrs.len() as u64;
-        }
-    }
 }
 
 async fn ask_udp(upstream: SocketAddr, q: &Question, query: &[u8]) -> Option<Vec<u8>> {
@@ -470,6 +462,7 @@ async fn ask_tcp(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
 /// As [`Resolver::start`].
 pub(crate) async fn start_for(
     inner: &super::Inner,
+    metrics: &super::metrics::Metrics,
 ) -> Result<Option<Arc<Resolver>>, ResolverError> {
     let Some(dns) = &inner.policy.dns else {
         return Ok(None);
@@ -481,7 +474,7 @@ pub(crate) async fn start_for(
         inner.generation,
         &listen,
         bindings,
-        Arc::new(Stats::default()),
+        Arc::clone(&metrics.dns.stats),
     )
     .await?;
     Ok(Some(Arc::new(resolver)))

@@ -27,6 +27,7 @@ fn status() -> Status {
             audit: false,
         }],
         rules: Vec::new(),
+        names: Vec::new(),
         last_reload: Some(ReloadOutcome {
             at: 1_700_000_000,
             result: "failure".to_owned(),
