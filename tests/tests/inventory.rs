@@ -582,3 +582,47 @@ fn a_mud_profile_with_local_networks_and_a_controller_allows_exactly_its_flows()
         "office -> bulb udp/5683"
     );
 }
+
+/// The plug's site: the device, the resolver set-up the names feature asks for (`dns:` with its
+/// upstream, DNS to the router allowed, the router's own queries upstream allowed).
+const PLUG_SITE: &str = r#"
+zones:
+  iot: {}
+  quarantine: {description: unknown devices}
+networks:
+  upstream-dns: ["192.0.2.53/32"]
+devices:
+  plug: {zone: iot, mac: "02:00:00:00:01:10", addresses: ["10.1.1.10"]}
+dns:
+  upstream: ["192.0.2.53"]
+rules:
+  - name: iot-dns
+    from: zone:iot
+    to: router
+    allow: [udp/53, tcp/53]
+  - name: resolver-upstream
+    from: router
+    to: network:upstream-dns
+    allow: [udp/53, tcp/53]
+defaults:
+  action: deny
+  unknown: quarantine
+"#;
+
+/// Needs the names branch (issue 16): `enforcer check` accepts `dns:` destinations and the `dns:`
+/// section only once it is merged.
+#[test]
+fn the_name_based_mud_fixture_converts_to_yaml_that_passes_check() {
+    let (code, yaml, err) = import(&[&fixture("plug.json"), "--device", "plug"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(yaml.contains("to: dns:cloud.plug.example.com"), "{yaml}");
+    assert!(yaml.contains("to: dns:pool.ntp.org"), "{yaml}");
+    let dir = std::env::temp_dir().join(format!("enforcer-test-mudplug-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    fs::write(dir.join("10-site.yaml"), PLUG_SITE).expect("site");
+    fs::write(dir.join("20-plug-mud.yaml"), &yaml).expect("converted");
+    let (ok, why) = check(&dir);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(ok, "the converted profile passes check:\n{yaml}\n{why}");
+}
