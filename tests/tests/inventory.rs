@@ -609,8 +609,7 @@ defaults:
   unknown: quarantine
 "#;
 
-/// Needs the names branch (issue 16): `enforcer check` accepts `dns:` destinations and the `dns:`
-/// section only once it is merged.
+/// RFC 8520's `ietf-acldns:dst-dnsname` becomes a `dns:` destination (docs/names.md).
 #[test]
 fn the_name_based_mud_fixture_converts_to_yaml_that_passes_check() {
     let (code, yaml, err) = import(&[&fixture("plug.json"), "--device", "plug"]);
@@ -618,11 +617,11 @@ fn the_name_based_mud_fixture_converts_to_yaml_that_passes_check() {
     assert!(yaml.contains("to: dns:cloud.plug.example.com"), "{yaml}");
     assert!(yaml.contains("to: dns:pool.ntp.org"), "{yaml}");
     let dir = std::env::temp_dir().join(format!("enforcer-test-mudplug-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("dir");
-    fs::write(dir.join("10-site.yaml"), PLUG_SITE).expect("site");
-    fs::write(dir.join("20-plug-mud.yaml"), &yaml).expect("converted");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("10-site.yaml"), PLUG_SITE).expect("site");
+    std::fs::write(dir.join("20-plug-mud.yaml"), &yaml).expect("converted");
     let (ok, why) = check(&dir);
-    let _ = fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(ok, "the converted profile passes check:\n{yaml}\n{why}");
 }
