@@ -77,7 +77,18 @@ fn scan(shared: &Mutex<super::Inner>) -> Option<Vec<crate::observe::FlowSample>>
             return Some(Vec::new());
         }
     };
-    let resolver = Resolver::new(&inner.policy);
+    let live = if inner.policy.dns.is_some() {
+        match inner.dp.bindings() {
+            Ok(b) => b.live(datapath::monotonic_ns()),
+            Err(e) => {
+                warn!(error = %e, "cannot read the name bindings");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let resolver = Resolver::new(&inner.policy).with_bindings(&live);
     drop(inner);
     Some(
         flows

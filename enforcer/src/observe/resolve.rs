@@ -45,6 +45,10 @@ pub struct Resolver {
     /// Every network's CIDRs, longest first (the datapath's longest-prefix match).
     cidrs: Vec<(IpNet, String)>,
     router: Vec<IpAddr>,
+    /// `dns:` name patterns by id.
+    names: HashMap<u32, String>,
+    /// Live name bindings: (device id, address) to the ids of the names bound (`BINDINGS`).
+    bound: HashMap<(u32, IpAddr), Vec<u32>>,
 }
 
 impl Resolver {
@@ -79,7 +83,29 @@ impl Resolver {
             rules: p.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
             cidrs,
             router: v4.chain(v6).collect(),
+            names: p
+                .names
+                .iter()
+                .map(|n| (n.id, n.pattern.to_string()))
+                .collect(),
+            bound: HashMap::new(),
         }
+    }
+
+    /// With the live name bindings (the datapath's `BINDINGS`, read at the scan), so a peer a
+    /// source reached at an address its resolver answer bound is recorded as that `dns:` name.
+    #[must_use]
+    pub fn with_bindings(mut self, live: &[crate::datapath::names::Binding]) -> Self {
+        for b in live {
+            self.bound
+                .entry((b.device, b.addr))
+                .or_default()
+                .push(b.name);
+        }
+        for names in self.bound.values_mut() {
+            names.sort_unstable();
+        }
+        self
     }
 
     /// The flow `(k, v)` as an observation, or `None` for one no rule could be learnt from (an
@@ -102,7 +128,9 @@ impl Resolver {
         };
         let source = self.endpoint(v.init_device, init)?;
         let peer = self.endpoint(v.resp_device, resp)?;
-        let peer = bound_name(&source, resp).map_or(peer, Peer::Name);
+        let peer = self
+            .bound_name(v.init_device, resp)
+            .map_or(peer, Peer::Name);
         let port = if matches!(k.proto, PROTO_TCP | PROTO_UDP) {
             resp_port
         } else {
@@ -137,6 +165,13 @@ impl Resolver {
         })
     }
 
+    /// The `dns:` name bound, for the device with id `device`, to `addr` (the lowest name id
+    /// when several are), as its pattern: the peer as the name rules see it.
+    fn bound_name(&self, device: u32, addr: IpAddr) -> Option<String> {
+        let ids = self.bound.get(&(device, addr))?;
+        ids.iter().find_map(|id| self.names.get(id).cloned())
+    }
+
     /// An endpoint by the device row the datapath resolved it to, or by its address where the
     /// row says no more than "unknown" (the router's own addresses, networks, strangers).
     fn endpoint(&self, device: u32, addr: IpAddr) -> Option<Peer> {
@@ -169,11 +204,89 @@ fn is_broadcast(addr: IpAddr) -> bool {
     matches!(addr, IpAddr::V4(a) if a.is_broadcast() || a.octets()[3] == 255)
 }
 
-/// INTEGRATION POINT (names issue, `dns:NAME` destinations): the name the datapath binds, for
-/// `source`, to the address it reached, so the observation's peer is `dns:NAME` rather than the
-/// network around the address. The per-device DNS binding maps live on the names branch; after
-/// both are merged, look the binding up there (source device, address) and return its name.
-/// Until then no address has a bound name.
-fn bound_name(_source: &Peer, _addr: IpAddr) -> Option<String> {
-    None
+#[cfg(test)]
+mod tests {
+    use enforcer_common::{FAMILY_V4, PROTO_TCP, identity::words};
+
+    use super::*;
+    use crate::{
+        datapath::names::Binding,
+        policy::{CompileOptions, compile, parse_str},
+    };
+
+    const POLICY: &str = r#"
+zones: {cameras: {}, quarantine: {}}
+networks: {internet: ["0.0.0.0/0"]}
+devices:
+  cam-1: {zone: cameras, addresses: [10.1.1.10]}
+  cam-2: {zone: cameras, addresses: [10.1.1.11]}
+dns: {upstream: [192.0.2.53]}
+rules:
+  - {name: cams-cloud, from: zone:cameras, to: dns:updates.axis.example, allow: [tcp/443]}
+defaults: {unknown: quarantine}
+"#;
+
+    fn v4(a: [u8; 4]) -> [u32; 4] {
+        let mut o = [0; 16];
+        o[..4].copy_from_slice(&a);
+        words(o)
+    }
+
+    /// cam-1's flow to 198.51.100.7:443 as the flow table holds it.
+    fn flow(p: &CompiledPolicy, device: &str) -> (FlowKey, FlowValue) {
+        let id = p
+            .devices
+            .iter()
+            .find(|d| d.name == device)
+            .map(|d| d.id)
+            .unwrap_or_else(|| panic!("no {device}"));
+        let (key, src_is_lo) = FlowKey::canonical(
+            FAMILY_V4,
+            PROTO_TCP,
+            v4([10, 1, 1, 10]),
+            40000,
+            v4([198, 51, 100, 7]),
+            443,
+        );
+        let value = FlowValue {
+            init_device: id,
+            init_is_lo: u8::from(src_is_lo),
+            packets: 3,
+            ..FlowValue::default()
+        };
+        (key, value)
+    }
+
+    #[test]
+    fn a_peer_the_source_resolved_is_recorded_by_its_name_and_for_no_other_source() {
+        let p = compile(
+            &parse_str("names.yaml", POLICY).unwrap_or_else(|e| panic!("{e}")),
+            &CompileOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let name = p
+            .names
+            .first()
+            .map(|n| n.id)
+            .unwrap_or_else(|| panic!("no name"));
+        let (key, value) = flow(&p, "cam-1");
+        let unbound = Resolver::new(&p).sample(&key, &value).map(|s| s.peer);
+        assert_eq!(unbound, Some(Peer::Network("internet".into())));
+        let bound = Resolver::new(&p).with_bindings(&[Binding {
+            device: value.init_device,
+            addr: "198.51.100.7".parse().unwrap_or_else(|e| panic!("{e}")),
+            name,
+            expires_ns: u64::MAX,
+        }]);
+        assert_eq!(
+            bound.sample(&key, &value).map(|s| s.peer),
+            Some(Peer::Name("updates.axis.example".into()))
+        );
+        let (key2, value2) = flow(&p, "cam-2");
+        assert_eq!(
+            bound.sample(&key2, &value2).map(|s| s.peer),
+            Some(Peer::Network("internet".into())),
+            "cam-1's binding names nothing for cam-2"
+        );
+    }
 }
