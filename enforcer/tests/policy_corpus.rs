@@ -161,7 +161,12 @@ fn site_policy_passes_check() {
     let compiled = policy::compile_path(&repo().join("policies"), &CompileOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(compiled.devices.len(), 8);
-    assert_eq!(compiled.rules.len(), 12);
+    assert_eq!(compiled.rules.len(), 13);
+    assert_eq!(
+        compiled.names.len(),
+        1,
+        "the camera's update server by name"
+    );
 }
 
 #[test]

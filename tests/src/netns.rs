@@ -655,6 +655,18 @@ fn wait_listening(ns: &str, proto: &str, port: u16, proc: &mut Proc) -> Result<(
     }
 }
 
+/// `program ARGS` in `ns` as a server on UDP `port`; returns once it listens. Killed on drop.
+///
+/// # Errors
+/// When it cannot start or does not listen within 15 s.
+pub fn serve_udp(ns: &str, program: &str, args: &[String], port: u16) -> Result<Proc> {
+    let mut cmd = in_ns(ns, program);
+    cmd.args(args).stdout(Stdio::null());
+    let mut p = Proc::spawn(cmd, format!("{program} {ns}:{port}"))?;
+    wait_listening(ns, "udp", port, &mut p)?;
+    Ok(p)
+}
+
 /// A TCP server on `port` (IPv4 and IPv6) in `ns` that echoes what it gets; returns once it
 /// listens. Killed on drop.
 ///

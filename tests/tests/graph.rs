@@ -174,7 +174,12 @@ fn a_zone_graph_draws_only_what_touches_the_zone() {
     let rules: BTreeSet<&str> = d.edges.iter().map(|e| e.3.as_str()).collect();
     assert_eq!(
         rules,
-        BTreeSet::from(["cams-stream", "nvr-pull", "no-lateral-cameras"])
+        BTreeSet::from([
+            "cams-stream",
+            "cams-updates",
+            "nvr-pull",
+            "no-lateral-cameras"
+        ])
     );
     assert!(!d.nodes.iter().any(|(id, _)| id == "zone:guests"));
 }

@@ -7,14 +7,16 @@
 //! 3. `enforcer run --policy policies --iface r-... --metrics-addr 127.0.0.1:9469 --pin-dir
 //!    /sys/fs/bpf/enforcer-demo --state-dir <temp>` inside `enf-router` (via `nsenter --net`, see
 //!    `netns::spawn_daemon`), wait until `/metrics` answers (10 s at most).
-//! 4. Drive [`CASES`] and the router's own connections ([`ROUTER_CASES`], judged at egress),
-//!    print from/to/service/expected/observed, then a few lines of `/metrics`.
+//! 4. Drive [`CASES`], the router's own connections ([`ROUTER_CASES`], judged at egress) and the
+//!    camera's connections by name ([`NAME_CASES`]: looked up through the router's resolver, the
+//!    demo internet's dnsmasq answering), print from/to/service/expected/observed, then a few
+//!    lines of `/metrics`.
 //! 5. Clean up: stop the daemon, `enforcer detach`, delete the namespaces. Ctrl-C does the same
 //!    from the signal handler, then exits 130.
 
 use std::{
     fs,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
     process::Command,
     sync::{
@@ -198,6 +200,30 @@ const ROUTER_CASES: &[RouterCase] = &[
     },
 ];
 
+/// A name the camera looks up through the router's resolver (`policies/30-names.yaml`), where the
+/// demo internet's DNS server points it, and what a connection there on tcp/443 must get.
+struct NameCase {
+    name: &'static str,
+    addr: Ipv4Addr,
+    expected: Verdict,
+    why: &'static str,
+}
+
+const NAME_CASES: &[NameCase] = &[
+    NameCase {
+        name: "updates.axis.example",
+        addr: Ipv4Addr::new(192, 0, 2, 20),
+        expected: Allowed,
+        why: "its vendor's update server by name (cams-updates)",
+    },
+    NameCase {
+        name: "updates-axis.example",
+        addr: Ipv4Addr::new(192, 0, 2, 21),
+        expected: Denied,
+        why: "a look-alike name: no rule names it",
+    },
+];
+
 /// TCP servers the cases connect to (a denied flow must not be "denied" for want of a server).
 const LISTENERS: &[(DeviceSpec, u16)] = &[
     (PRINTER, 9100),
@@ -362,6 +388,7 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
 
     let site = build_site()?;
     let listeners = start_listeners(&site)?;
+    let dns_server = start_names(&site)?;
     check_baseline(&site)?;
 
     let args = daemon_args(&site, &policy, state_dir);
@@ -390,7 +417,7 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
         site.router_ns()
     );
 
-    let wrong = flow_step(&site) + router_step(&site);
+    let wrong = flow_step(&site) + router_step(&site) + names_step(&site);
     println!();
 
     if let Some(st) = daemon.try_wait()? {
@@ -412,8 +439,9 @@ fn demo(bin: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
     drop(daemon);
     drop(detach_guard);
     drop(listeners);
+    drop(dns_server);
     drop(site);
-    let flows = CASES.len() + ROUTER_CASES.len();
+    let flows = CASES.len() + ROUTER_CASES.len() + NAME_CASES.len();
     if wrong > 0 {
         bail!("{wrong} of {flows} flows did not get the expected verdict");
     }
@@ -474,6 +502,119 @@ fn start_listeners(site: &Site) -> Result<Vec<netns::Proc>> {
         listeners.push(l);
     }
     Ok(listeners)
+}
+
+/// The demo internet's DNS server (dnsmasq, answering [`NAME_CASES`] and nothing else) and the
+/// addresses the names point to; the camera reaches both before the enforcer runs.
+fn start_names(site: &Site) -> Result<netns::Proc> {
+    let wan = site.ns(WAN.name);
+    for case in NAME_CASES {
+        netns::run(Command::new("ip").args([
+            "-n",
+            wan,
+            "addr",
+            "add",
+            &format!("{}/24", case.addr),
+            "dev",
+            netns::DEVICE_IFACE,
+        ]))?;
+    }
+    let mut args: Vec<String> = [
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--port=53",
+        "--pid-file",
+    ]
+    .map(str::to_owned)
+    .into();
+    args.push(format!("--listen-address={}", WAN.v4));
+    args.extend(
+        NAME_CASES
+            .iter()
+            .map(|c| format!("--address=/{}/{}", c.name, c.addr)),
+    );
+    let server = netns::serve_udp(wan, "dnsmasq", &args, 53).context("start dnsmasq")?;
+    let pgid = server.id();
+    with_cleanup(|c| c.listeners.push(pgid));
+    let cam = site.ns(CAMERA.name);
+    for case in NAME_CASES {
+        if !netns::tcp_connects(cam, IpAddr::V4(case.addr), 443, PROBE_TIMEOUT) {
+            bail!(
+                "the site itself does not carry {} -> {}:443 (before any enforcement)",
+                CAMERA.name,
+                case.addr
+            );
+        }
+    }
+    Ok(server)
+}
+
+/// The camera looks each name of [`NAME_CASES`] up through the router's resolver, then connects
+/// to the answer; prints the rows as [`flow_step`] does and returns how many were wrong.
+fn names_step(site: &Site) -> usize {
+    let cam = site.ns(CAMERA.name);
+    let mut wrong = 0;
+    for case in NAME_CASES {
+        halt_if_interrupted();
+        let answer = lookup(cam, CAMERA.router_v4, case.name);
+        let observed = match answer {
+            Some(a) if a == IpAddr::V4(case.addr) => {
+                if netns::tcp_connects(cam, a, 443, PROBE_TIMEOUT) {
+                    Allowed
+                } else {
+                    Denied
+                }
+            }
+            _ => {
+                println!(
+                    "  {:<6} {:<6} the router's resolver answered {} with {answer:?}, not {}",
+                    CAMERA.name, "dns", case.name, case.addr
+                );
+                wrong += 1;
+                continue;
+            }
+        };
+        let mark = if observed == case.expected {
+            "ok"
+        } else {
+            wrong += 1;
+            "FAIL"
+        };
+        println!(
+            "  {:<6} {:<6} {:<13} {:<9} {:<9} {:<4} {} {} ({})",
+            CAMERA.name,
+            WAN.name,
+            "tcp/443 v4",
+            case.expected.as_str(),
+            observed.as_str(),
+            mark,
+            case.name,
+            case.why,
+            case.addr
+        );
+    }
+    wrong
+}
+
+/// `dig @server name A` in `ns`: the first address of the answer.
+fn lookup(ns: &str, server: Ipv4Addr, name: &str) -> Option<IpAddr> {
+    let out = netns::in_ns(ns, "dig")
+        .args([
+            "+short",
+            "+time=2",
+            "+tries=2",
+            &format!("@{server}"),
+            name,
+            "A",
+        ])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
 }
 
 /// Every flow must get through before the enforcer runs, or a verdict later proves nothing.

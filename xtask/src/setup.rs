@@ -38,6 +38,11 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "ping (tests, demo)"),
     ("socat", "listeners and TCP/UDP probes (tests, demo)"),
     (
+        "dnsmasq-base",
+        "the demo internet's DNS server (the binary only, no service)",
+    ),
+    ("bind9-dnsutils", "dig: the demo camera's lookups (demo)"),
+    (
         "curl",
         "fetching /metrics inside the router namespace (tests, demo)",
     ),

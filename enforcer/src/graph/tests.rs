@@ -69,8 +69,21 @@ fn a_deny_inside_a_wider_allow_says_what_it_carves_out_of() {
 fn a_zone_graph_keeps_only_what_touches_the_zone() {
     let g = Graph::of_zone(&demo_view(), "cameras").unwrap_or_else(|e| panic!("{e}"));
     let rules: Vec<&str> = g.edges.iter().filter_map(|e| e.rule.as_deref()).collect();
-    assert_eq!(rules, ["cams-stream", "no-lateral-cameras", "nvr-pull"]);
+    assert_eq!(
+        rules,
+        [
+            "cams-stream",
+            "cams-updates",
+            "no-lateral-cameras",
+            "nvr-pull"
+        ]
+    );
     assert!(g.node("zone:guests").is_none());
+    // The camera's update server by name is a node of its own.
+    assert!(matches!(
+        g.node("dns:updates.axis.example").map(|n| &n.kind),
+        Some(NodeKind::Name)
+    ));
     assert!(g.node("zone:office").is_some());
     assert!(matches!(
         Graph::of_zone(&demo_view(), "nowhere"),
