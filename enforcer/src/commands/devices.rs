@@ -64,19 +64,19 @@ struct Listed {
 }
 
 /// One live name binding of a device.
-#[derive(Clone, Serialize)]
-struct NameBound {
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct NameBound {
     /// `dns:PATTERN` as the rules name it.
-    name: String,
-    address: String,
+    pub name: String,
+    pub address: String,
     /// RFC 3339, and seconds from now.
-    expires: String,
-    expires_in_s: u64,
+    pub expires: String,
+    pub expires_in_s: u64,
 }
 
 /// The live name bindings of each device (by id), from the `BINDINGS` map pinned in `pin_dir`;
 /// none when the policy has no `dns:` names.
-fn bindings_by_device(
+pub(crate) fn bindings_by_device(
     pin_dir: &std::path::Path,
     st: &Status,
     now: (u64, u64),

@@ -9,7 +9,7 @@ use std::{net::IpAddr, path::PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Refusal, running_status, test::may_load_bpf};
+use super::{Refusal, devices::NameBound, running_status, test::may_load_bpf};
 use crate::{
     cli::{Output, Paths},
     daemon::error_chain,
@@ -39,6 +39,10 @@ struct ExplainReport<'a> {
     dst_addr: IpAddr,
     /// `running` or the candidate's paths.
     policy: String,
+    /// Against the running policy: the source device's live `dns:` bindings of the destination
+    /// address, which the verdict took into account (docs/names.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bindings: Vec<NameBound>,
     #[serde(flatten)]
     answer: &'a Answer,
 }
@@ -68,6 +72,11 @@ pub fn run(q: &Question, policies: &[PathBuf], output: Output, paths: &Paths) ->
         Ok(a) => a,
         Err(refusal) => return Ok(refusal.report(output)),
     };
+    let bindings = if policies.is_empty() {
+        bound_names(&q.from, dst, paths)
+    } else {
+        Vec::new()
+    };
     let flow = format!("{} ({src}) -> {} ({dst}) {service}", q.from, q.to);
     #[expect(clippy::print_stdout, reason = "CLI output")]
     match output {
@@ -84,12 +93,43 @@ pub fn run(q: &Question, policies: &[PathBuf], output: Output, paths: &Paths) ->
                 } else {
                     policy::shown_paths(policies)
                 },
+                bindings,
                 answer: &answer,
             })?
         ),
-        Output::Text => print!("{}", render::answer(&flow, &answer)),
+        Output::Text => {
+            print!("{}", render::answer(&flow, &answer));
+            for b in &bindings {
+                println!(
+                    "  {} is bound to {} for {} (expires in {} s)",
+                    b.address, b.name, q.from, b.expires_in_s
+                );
+            }
+        }
     }
     Ok(exit::OK)
+}
+
+/// The live name bindings of `dst` for the device `from` names (`device:NAME`), read from the
+/// running daemon's pinned map; none for other sources or when they cannot be read.
+fn bound_names(from: &str, dst: IpAddr, paths: &Paths) -> Vec<NameBound> {
+    let Some(name) = from.strip_prefix("device:") else {
+        return Vec::new();
+    };
+    let Ok(Ok(st)) = running_status(&paths.state_dir) else {
+        return Vec::new();
+    };
+    let Some(id) = st.devices.iter().find(|d| d.name == name).map(|d| d.id) else {
+        return Vec::new();
+    };
+    let now = (crate::datapath::monotonic_ns(), crate::time::unix_now());
+    super::devices::bindings_by_device(&paths.pin_dir, &st, now)
+        .ok()
+        .and_then(|mut by| by.remove(&id))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| b.address == dst.to_string())
+        .collect()
 }
 
 type Answered = std::result::Result<(IpAddr, IpAddr, Answer), Refusal>;
