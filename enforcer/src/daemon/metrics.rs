@@ -770,4 +770,32 @@ mod tests {
             assert!(page.contains(&series), "{series} missing");
         }
     }
+
+    #[test]
+    fn a_binding_counts_for_every_rule_that_names_its_pattern_as_written() {
+        let to = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(names_dest(
+            &to(&["dns:Updates.Axis.Example."]),
+            "dns:updates.axis.example"
+        ));
+        assert!(names_dest(
+            &to(&["network:internet", "dns:*.pool.ntp.org"]),
+            "dns:*.pool.ntp.org"
+        ));
+        assert!(!names_dest(
+            &to(&["dns:pool.ntp.org"]),
+            "dns:*.pool.ntp.org"
+        ));
+        assert!(!names_dest(&to(&["zone:cams"]), "dns:updates.axis.example"));
+    }
+
+    #[test]
+    fn every_dns_query_result_is_exported_from_the_start() {
+        let m = Metrics::register(DEFAULT_MAX_DEVICES).unwrap_or_else(|e| panic!("{e}"));
+        let page = m.encode().unwrap_or_else(|e| panic!("{e}"));
+        for r in crate::daemon::resolver::QueryResult::ALL {
+            let series = format!("enforcer_dns_queries_total{{result=\"{}\"}} 0", r.as_str());
+            assert!(page.contains(&series), "{series} missing");
+        }
+    }
 }
