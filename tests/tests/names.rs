@@ -709,6 +709,8 @@ fn an_aaaa_answer_binds_the_ipv6_address() {
 // Done when 10: 1,000 resolve-then-connect rounds, no first packet lost.
 
 const ROUNDS: u32 = 1_000;
+/// Well under the 1 s after which Linux sends a lost SYN again.
+const SLOW: Duration = Duration::from_millis(500);
 
 fn round_ip(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(
@@ -789,29 +791,35 @@ fn a_thousand_resolve_then_connect_rounds_lose_no_first_packet() {
     // stub resolver uses) per query, then a TCP connect to the answer's address, which no
     // earlier round bound.
     let rounds = in_netns(&cam, || {
-        (0..ROUNDS)
-            .map(|i| -> Result<(Duration, Duration), String> {
-                let name = format!("r{i}.cloud.example");
-                let t = Instant::now();
-                let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("bind: {e}"))?;
-                let a = dns::ask_udp(&sock, res, &name, RecordType::A, ANSWER)
-                    .map_err(|e| format!("{name}: {e:#}"))?;
-                let resolved = t.elapsed();
-                let ip = match dns::addresses(&a).as_slice() {
-                    [IpAddr::V4(ip)] if *ip == round_ip(i) => *ip,
-                    other => return Err(format!("{name}: answered {other:?}")),
-                };
-                let t = Instant::now();
-                let s = TcpStream::connect_timeout(
-                    &SocketAddr::new(IpAddr::V4(ip), 443),
-                    Duration::from_secs(3),
-                )
+        let round = |i: u32| -> Result<(Duration, Duration), String> {
+            let name = format!("r{i}.cloud.example");
+            let t = Instant::now();
+            let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("bind: {e}"))?;
+            let a = dns::ask_udp(&sock, res, &name, RecordType::A, ANSWER)
+                .map_err(|e| format!("{name}: {e:#}"))?;
+            let resolved = t.elapsed();
+            let ip = match dns::addresses(&a).as_slice() {
+                [IpAddr::V4(ip)] if *ip == round_ip(i) => *ip,
+                other => return Err(format!("{name}: answered {other:?}")),
+            };
+            let t = Instant::now();
+            // A first SYN dropped is sent again after 1 s: a connect not done in half that
+            // lost its first packet.
+            let s = TcpStream::connect_timeout(&SocketAddr::new(IpAddr::V4(ip), 443), SLOW)
                 .map_err(|e| format!("{name} ({ip}): connect: {e}"))?;
-                let connected = t.elapsed();
-                drop(s);
-                Ok((resolved, connected))
-            })
-            .collect::<Vec<_>>()
+            let connected = t.elapsed();
+            drop(s);
+            Ok((resolved, connected))
+        };
+        let mut out = Vec::new();
+        for i in 0..ROUNDS {
+            out.push(round(i));
+            // A regression fails in seconds, not in a thousand retransmissions.
+            if out.iter().filter(|r| r.is_err()).count() >= 3 {
+                break;
+            }
+        }
+        out
     })
     .expect("enter the camera's namespace");
     let elapsed = started.elapsed();
@@ -832,7 +840,8 @@ fn a_thousand_resolve_then_connect_rounds_lose_no_first_packet() {
     let pct = |v: &[Duration], p: usize| v.get(v.len().saturating_sub(1) * p / 100).copied();
     let cam_denied = n.denied("cam-1");
     eprintln!(
-        "{ROUNDS} resolve-then-connect rounds in {elapsed:?}: {} failed; resolve p50 {:?} p99 {:?} max {:?}; connect p50 {:?} p99 {:?} max {:?}; cam-1 denied packets {cam_denied}; dns_bypass {}; flow_quota_exceeded {}",
+        "{} of {ROUNDS} resolve-then-connect rounds run in {elapsed:?}: {} failed; resolve p50 {:?} p99 {:?} max {:?}; connect p50 {:?} p99 {:?} max {:?}; cam-1 denied packets {cam_denied}; dns_bypass {}; flow_quota_exceeded {}",
+        rounds.len(),
         failed.len(),
         pct(&resolves, 50),
         pct(&resolves, 99),
@@ -843,7 +852,10 @@ fn a_thousand_resolve_then_connect_rounds_lose_no_first_packet() {
         n.datapath("dns_bypass"),
         n.datapath("flow_quota_exceeded"),
     );
-    assert!(failed.is_empty(), "rounds failed: {failed:?}");
+    assert!(
+        failed.is_empty() && rounds.len() == ROUNDS as usize,
+        "rounds failed: {failed:?}"
+    );
     assert!(
         n.server.queries() - upstream_before >= u64::from(ROUNDS),
         "every round's query went upstream through the router's resolver"
@@ -854,7 +866,7 @@ fn a_thousand_resolve_then_connect_rounds_lose_no_first_packet() {
     );
     let slowest = connects.last().copied().unwrap_or_default();
     assert!(
-        slowest < Duration::from_millis(500),
+        slowest < SLOW,
         "every connect completed well under the 1 s SYN retransmission ({slowest:?}): no first SYN was lost"
     );
 
