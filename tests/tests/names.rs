@@ -282,6 +282,41 @@ fn a_camera_that_resolved_its_cloud_through_the_router_connects() {
         n.connects(&CAMERA, v4(CLOUD)),
         "after the router's answer, the camera reaches its cloud on tcp/443"
     );
+    // What the operator sees of it: the resolver's counters, the binding by rule, the device's
+    // live bindings, and explain taking the binding into account.
+    assert!(
+        n.metric("enforcer_dns_queries_total", &[("result", "relayed")]) >= 1.0,
+        "the relayed query is counted"
+    );
+    assert!(
+        n.metric("enforcer_dns_bindings", &[("rule", "cams-cloud")]) >= 1.0,
+        "the live binding is counted for its rule"
+    );
+    let (code, out, err) = n.w.cli(&["devices", "--output", "json"]);
+    assert_eq!(code, 0, "devices: {err}");
+    let devices: serde_json::Value = serde_json::from_str(&out).expect("devices JSON");
+    let cam = devices["listed"]
+        .as_array()
+        .and_then(|l| l.iter().find(|d| d["name"] == "cam-1"))
+        .unwrap_or_else(|| panic!("cam-1 listed: {out}"));
+    assert_eq!(cam["bindings"][0]["name"], "dns:cloud.example", "{cam:#}");
+    assert_eq!(cam["bindings"][0]["address"], CLOUD.to_string(), "{cam:#}");
+    let cloud = CLOUD.to_string();
+    let (code, out, err) = n.w.cli(&[
+        "explain",
+        "--from",
+        "device:cam-1",
+        "--to",
+        &cloud,
+        "--service",
+        "tcp/443",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "explain: {err}");
+    let why: serde_json::Value = serde_json::from_str(&out).expect("explain JSON");
+    assert_eq!(why["rule"], "cams-cloud", "{why:#}");
+    assert_eq!(why["bindings"][0]["name"], "dns:cloud.example", "{why:#}");
 }
 
 #[test]
