@@ -577,23 +577,13 @@ fn names_step(site: &Site) -> usize {
                 continue;
             }
         };
-        let mark = if observed == case.expected {
-            "ok"
-        } else {
-            wrong += 1;
-            "FAIL"
-        };
-        println!(
-            "  {:<6} {:<6} {:<13} {:<9} {:<9} {:<4} {} {} ({})",
+        wrong += row(
             CAMERA.name,
             WAN.name,
             "tcp/443 v4",
-            case.expected.as_str(),
-            observed.as_str(),
-            mark,
-            case.name,
-            case.why,
-            case.addr
+            case.expected,
+            observed,
+            &format!("{} {} ({})", case.name, case.why, case.addr),
         );
     }
     wrong
@@ -667,26 +657,35 @@ fn flow_step(site: &Site) -> usize {
     for case in CASES {
         let observed = observe(site, case);
         halt_if_interrupted();
-        let mark = if observed == case.expected {
-            "ok"
-        } else {
-            "FAIL"
-        };
-        if observed != case.expected {
-            wrong += 1;
-        }
-        println!(
-            "  {:<6} {:<6} {:<13} {:<9} {:<9} {:<4} {}",
+        wrong += row(
             case.from.name,
             case.to.name,
-            service_name(case),
-            case.expected.as_str(),
-            observed.as_str(),
-            mark,
-            case.why
+            &service_name(case),
+            case.expected,
+            observed,
+            case.why,
         );
     }
     wrong
+}
+
+/// Prints one row of the verdict table; 1 when `observed` is not `expected`, else 0.
+fn row(
+    from: &str,
+    to: &str,
+    service: &str,
+    expected: Verdict,
+    observed: Verdict,
+    why: &str,
+) -> usize {
+    let ok = observed == expected;
+    println!(
+        "  {from:<6} {to:<6} {service:<13} {:<9} {:<9} {:<4} {why}",
+        expected.as_str(),
+        observed.as_str(),
+        if ok { "ok" } else { "FAIL" }
+    );
+    usize::from(!ok)
 }
 
 /// A few lines of the daemon's `/metrics`.
@@ -820,21 +819,13 @@ fn router_step(site: &Site) -> usize {
             Ping => netns::ping_within(site.router_ns(), to, PROBE_TIMEOUT),
         };
         let observed = if passed { Allowed } else { Denied };
-        let mark = if observed == case.expected {
-            "ok"
-        } else {
-            wrong += 1;
-            "FAIL"
-        };
-        println!(
-            "  {:<6} {:<6} {:<13} {:<9} {:<9} {:<4} {}",
+        wrong += row(
             "router",
             case.to.name,
-            family_service(case.service, case.v6),
-            case.expected.as_str(),
-            observed.as_str(),
-            mark,
-            case.why
+            &family_service(case.service, case.v6),
+            case.expected,
+            observed,
+            case.why,
         );
     }
     wrong
