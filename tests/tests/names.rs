@@ -915,3 +915,83 @@ fn a_thousand_resolve_then_connect_rounds_lose_no_first_packet() {
         "and counted as cam-1's denied packets"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 18's name-based MUD profile, applied: a plug that talks to its cloud and NTP by name.
+
+/// The rules `enforcer import mud` makes of `tests/mud/plug.json` for `device`, indented as
+/// [`POLICY`]'s `{RULES}` are.
+fn plug_rules(device: &str) -> String {
+    let fixture = format!("{}/mud/plug.json", env!("CARGO_MANIFEST_DIR"));
+    let (code, yaml, err) =
+        enforcer_tests::world::run(&["import", "mud", &fixture, "--device", device]);
+    assert_eq!(code, 0, "import mud: {err}");
+    let rules = yaml
+        .split_once("rules:\n")
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("no rules: {yaml}"));
+    rules.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+#[test]
+fn a_mud_profile_by_name_applied_allows_exactly_its_flows() {
+    if !require_root("a_mud_profile_by_name_applied_allows_exactly_its_flows") {
+        return;
+    }
+    const PLUG_CLOUD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 30);
+    const PLUG_NTP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 31);
+    let rules = plug_rules("cam-1");
+    let n = site(
+        "nm-mud",
+        "",
+        &rules,
+        Zone::new()
+            .a("cloud.plug.example.com", 300, PLUG_CLOUD)
+            .a("pool.ntp.org", 300, PLUG_NTP),
+    );
+    assert!(
+        !n.connects(&CAMERA, v4(PLUG_CLOUD)),
+        "its cloud is nothing before the plug resolved it"
+    );
+    assert_eq!(
+        n.resolve(&CAMERA, "cloud.plug.example.com"),
+        [v4(PLUG_CLOUD)]
+    );
+    assert!(
+        n.connects(&CAMERA, v4(PLUG_CLOUD)),
+        "the profile's cloud on tcp/443, by name"
+    );
+    assert_eq!(n.resolve(&CAMERA, "pool.ntp.org"), [v4(PLUG_NTP)]);
+    let ntp_rule = || {
+        n.metric(
+            "enforcer_rule_packets_total",
+            &[("rule", "mud-cam-1-ntp0-frdev")],
+        )
+    };
+    let before = ntp_rule();
+    in_netns(n.ns(&CAMERA), || {
+        UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"ntp?", (PLUG_NTP, 123)))
+    })
+    .expect("setns")
+    .expect("send to NTP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ntp_rule() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "NTP by name passes under the profile's rule"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing the profile does not name: tcp/443 to the NTP server's address, and another
+    // service to its cloud.
+    let denied = n.denied("cam-1");
+    assert!(
+        !n.connects(&CAMERA, v4(PLUG_NTP)),
+        "tcp/443 to the NTP server is not in the profile"
+    );
+    assert!(!tcp_connects(n.ns(&CAMERA), v4(PLUG_CLOUD), 80, PROBE));
+    assert!(
+        n.denied("cam-1") >= denied + 2.0,
+        "both were denied by the enforcer, not refused by a server"
+    );
+}
