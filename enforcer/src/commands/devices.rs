@@ -85,22 +85,39 @@ pub(crate) fn bindings_by_device(
     if st.names.is_empty() {
         return Ok(out);
     }
-    let (now_mono, now_unix) = now;
-    let names: BTreeMap<u32, &str> = st.names.iter().map(|(id, p)| (*id, p.as_str())).collect();
+    let names = NameBound::patterns(st);
     let map = datapath::names::Bindings::open_pinned(pin_dir)?;
-    for b in map.live(now_mono) {
-        let Some(pattern) = names.get(&b.name) else {
-            continue;
-        };
+    for b in map.live(now.0) {
+        if let Some(shown) = NameBound::of(&b, &names, now) {
+            out.entry(b.device).or_default().push(shown);
+        }
+    }
+    Ok(out)
+}
+
+impl NameBound {
+    /// The running policy's name patterns by id, as the status records them.
+    pub(crate) fn patterns(st: &Status) -> BTreeMap<u32, &str> {
+        st.names.iter().map(|(id, p)| (*id, p.as_str())).collect()
+    }
+
+    /// Binding `b` as shown, its name id read through `patterns` (`None` for a name the running
+    /// policy no longer has); `now` is (monotonic ns, Unix seconds).
+    pub(crate) fn of(
+        b: &datapath::names::Binding,
+        patterns: &BTreeMap<u32, &str>,
+        now: (u64, u64),
+    ) -> Option<Self> {
+        let (now_mono, now_unix) = now;
+        let pattern = patterns.get(&b.name)?;
         let left = b.expires_ns.saturating_sub(now_mono) / 1_000_000_000;
-        out.entry(b.device).or_default().push(NameBound {
+        Some(Self {
             name: format!("dns:{pattern}"),
             address: b.addr.to_string(),
             expires: crate::time::rfc3339(now_unix.saturating_add(left)),
             expires_in_s: left,
-        });
+        })
     }
-    Ok(out)
 }
 
 #[derive(Serialize)]

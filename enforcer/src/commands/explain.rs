@@ -123,12 +123,12 @@ fn bound_names(from: &str, dst: IpAddr, paths: &Paths) -> Vec<NameBound> {
         return Vec::new();
     };
     let now = (crate::datapath::monotonic_ns(), crate::time::unix_now());
-    super::devices::bindings_by_device(&paths.pin_dir, &st, now)
-        .ok()
-        .and_then(|mut by| by.remove(&id))
+    let patterns = NameBound::patterns(&st);
+    crate::datapath::names::Bindings::open_pinned(&paths.pin_dir)
+        .and_then(|map| map.live_of(id, dst, now.0))
         .unwrap_or_default()
-        .into_iter()
-        .filter(|b| b.address == dst.to_string())
+        .iter()
+        .filter_map(|b| NameBound::of(b, &patterns, now))
         .collect()
 }
 

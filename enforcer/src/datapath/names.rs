@@ -105,19 +105,46 @@ impl Bindings {
     pub fn live(&self, now: u64) -> Vec<Binding> {
         let mut out = Vec::new();
         for (k, v) in self.map.iter().filter_map(Result::ok) {
-            for b in v.names {
-                if b.name != 0 && b.expires_ns > now {
-                    out.push(Binding {
-                        device: k.device,
-                        addr: key_addr(&k),
-                        name: b.name,
-                        expires_ns: b.expires_ns,
-                    });
-                }
-            }
+            push_live(&k, &v, now, &mut out);
         }
         out.sort_by_key(|b| (b.device, b.addr, b.name));
         out
+    }
+
+    /// The names bound to `addr` for `device`, still live at `now`: one lookup, not a walk of
+    /// the map.
+    ///
+    /// # Errors
+    /// When the kernel refuses the lookup (no binding is no error).
+    pub fn live_of(
+        &self,
+        device: u32,
+        addr: IpAddr,
+        now: u64,
+    ) -> Result<Vec<Binding>, DatapathError> {
+        let key = binding_key(device, addr);
+        let mut out = Vec::new();
+        match self.map.get(&key, 0) {
+            Ok(v) => push_live(&key, &v, now, &mut out),
+            Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(e)),
+        }
+        out.sort_by_key(|b| b.name);
+        Ok(out)
+    }
+}
+
+/// The names of entry `(k, v)` still live at `now`, appended to `out`.
+fn push_live(k: &BindingKey, v: &BindingValue, now: u64, out: &mut Vec<Binding>) {
+    for b in v.names {
+        if b.name != 0 && b.expires_ns > now {
+            out.push(Binding {
+                device: k.device,
+                addr: key_addr(k),
+                name: b.name,
+                expires_ns: b.expires_ns,
+            });
+        }
     }
 }
 
