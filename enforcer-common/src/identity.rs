@@ -136,6 +136,18 @@ pub const fn octets(w: [u32; 4]) -> [u8; 16] {
     ]
 }
 
+/// An address kept as [`words`] as the `IpAddr` it is: `family` is `FAMILY_V4` (the first word)
+/// or `FAMILY_V6`. For userspace; the programs compare words.
+#[must_use]
+pub fn ip_addr(family: u8, w: [u32; 4]) -> core::net::IpAddr {
+    let o = octets(w);
+    if family == crate::FAMILY_V4 {
+        core::net::IpAddr::V4(core::net::Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+    } else {
+        core::net::IpAddr::V6(core::net::Ipv6Addr::from(o))
+    }
+}
+
 /// The address belongs to a listed device.
 pub const ADDR_KIND_DEVICE: u8 = 0;
 /// The address is one of the router's own.

@@ -940,6 +940,46 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// Sends `count` IPv4 packets of protocol `proto` (no payload of note) from namespace `ns` to
+/// `dst` through a raw IP socket: traffic of a protocol no flow is made for (GRE, say). Returns how
+/// many the kernel took.
+///
+/// # Errors
+/// When the namespace or the socket cannot be had.
+pub fn send_ip_packets(ns: &str, dst: Ipv4Addr, proto: u8, count: usize) -> Result<usize> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    in_netns(ns, || -> Result<usize> {
+        // SAFETY: plain socket(2); the fd is owned below.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, i32::from(proto)) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error()).context("raw IP socket");
+        }
+        // SAFETY: `raw` is a fresh fd nobody else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_in is plain data, valid all zero.
+        let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        to.sin_family = u16::try_from(libc::AF_INET).unwrap_or_default();
+        to.sin_addr.s_addr = u32::from(dst).to_be();
+        let payload = [0u8; 16];
+        let mut sent = 0;
+        for _ in 0..count {
+            // SAFETY: the buffer and the address are valid for the lengths given, for the call.
+            let n = unsafe {
+                libc::sendto(
+                    sock.as_raw_fd(),
+                    payload.as_ptr().cast(),
+                    payload.len(),
+                    0,
+                    (&raw const to).cast(),
+                    u32::try_from(size_of::<libc::sockaddr_in>()).unwrap_or_default(),
+                )
+            };
+            sent += usize::from(usize::try_from(n).is_ok_and(|n| n == payload.len()));
+        }
+        Ok(sent)
+    })?
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw frames
 

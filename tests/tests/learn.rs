@@ -1,6 +1,7 @@
 //! Least privilege from observation (docs/learn.md), end to end: a zone in audit on a site in
 //! network namespaces, real TCP, UDP and ICMP from it, the daemon's observation store, and
-//! `enforcer learn` proposing the rules that then enforce exactly that traffic.
+//! `enforcer learn` proposing the rules that then enforce exactly that traffic. GRE, which makes no
+//! flow, is observed from the audit events.
 
 #![allow(
     clippy::expect_used,
@@ -17,7 +18,8 @@ use enforcer::observe::{Filter, STORE_FILE, Store};
 use enforcer_tests::{
     netns::{
         self, CAMERA, DeviceSpec, OFFICE_PC, PRINTER, RECORDER, enforcer_bin, fetch_metrics,
-        listen_tcp, listen_udp_echo, ping_within, require_root, tcp_connects, udp_echo,
+        listen_tcp, listen_udp_echo, ping_within, require_root, send_ip_packets, tcp_connects,
+        udp_echo,
     },
     world::{World, metrics_addr as addr},
 };
@@ -25,6 +27,7 @@ use enforcer_tests::{
 use {anyhow as _, aya as _, enforcer_common as _, ipnet as _, libc as _};
 
 const PROBE: Duration = Duration::from_secs(2);
+const GRE: u8 = 47;
 
 /// The printers in audit; nothing allows them anything. `{MODE}` switches them.
 const POLICY: &str = r#"
@@ -143,17 +146,24 @@ fn a_zone_in_audit_is_learnt_from_server_ports_only_and_its_rules_enforce_what_w
     ];
     let mut d = w.start();
     assert!(drive(&w, 20), "in audit, the printer's traffic passes");
+    // A protocol the program makes no flow for: seen only in its audit events, which the
+    // program budgets per device (`EVENTS_PER_DEVICE_PER_SEC`), and the burst above spent this
+    // second's budget.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        send_ip_packets(w.ns("prn1"), CAMERA.v4, GRE, 3).expect("send GRE"),
+        3
+    );
     let (_, devices, _) = w.cli(&["devices", "--output", "json"]);
     assert!(
         devices.contains(r#""mode": "audit""#),
         "devices shows the audit: {devices}"
     );
 
-    // The observer scans every few seconds; wait for all five services.
+    // The observer scans every few seconds; wait for all six services.
     eventually("the observations", Duration::from_secs(30), || {
-        w.learn_json(&["--zone", "printers"])["rules"]
-            .as_array()
-            .is_some_and(|r| r.len() == 4)
+        let rules = rules_of(&w.learn_json(&["--zone", "printers"]));
+        rules.len() == 4 && rules.iter().map(|r| r.2.len()).sum::<usize>() == 6
     });
     let learnt = w.learn_json(&["--zone", "printers"]);
     let mut rules = rules_of(&learnt);
@@ -165,7 +175,7 @@ fn a_zone_in_audit_is_learnt_from_server_ports_only_and_its_rules_enforce_what_w
             (
                 "zone:printers".into(),
                 "device:cam-1".into(),
-                vec!["tcp/443".to_owned()]
+                vec!["tcp/443".to_owned(), "any".to_owned()]
             ),
             (
                 "zone:printers".into(),
@@ -192,6 +202,16 @@ fn a_zone_in_audit_is_learnt_from_server_ports_only_and_its_rules_enforce_what_w
         .find(|r| r["to"] == "device:nvr-1")
         .expect("the recorder's rule")["flows"];
     assert!(storm.as_u64().is_some_and(|n| n >= 20), "{learnt:#}");
+    assert!(
+        learnt["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .any(|w| w
+                .as_str()
+                .is_some_and(|w| w.starts_with("proto/47 from zone:printers to device:cam-1"))),
+        "GRE can only be allowed as `any`, and learn says so: {learnt:#}"
+    );
 
     // The YAML beside the policy, the zone enforcing: it checks, the same traffic passes, and
     // a flow not seen before is denied.

@@ -6,16 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
-use enforcer_common::{FAMILY_V4, FAMILY_V6, state::QuarantineReason};
+use enforcer_common::{FAMILY_V4, FAMILY_V6, identity::ip_addr, state::QuarantineReason};
 use serde::Serialize;
 
 use crate::{
     cli::{DevicesOutput, Output, Paths},
     commands::table,
-    daemon::{
-        events::{event_addr, ifname},
-        state::Status,
-    },
+    daemon::{events::ifname, state::Status},
     datapath::{self, PinnedMaps},
     exit,
     inventory::{
@@ -231,14 +228,14 @@ fn discovered(maps: &PinnedMaps, now: (u64, u64), store: &Store) -> Result<Vec<D
             mac: mac_text(&mac),
             // A DHCPDISCOVER's 0.0.0.0 is no address of the device's.
             ipv4: (d.has_v4 != 0 && d.v4 != 0)
-                .then(|| event_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string()),
-            ipv6: (d.has_v6 != 0).then(|| event_addr(FAMILY_V6, d.v6).to_string()),
+                .then(|| ip_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string()),
+            ipv6: (d.has_v6 != 0).then(|| ip_addr(FAMILY_V6, d.v6).to_string()),
             interface: ifname(d.ifindex),
             vlan: d.vlan,
             first_seen: crate::time::wall_of_monotonic(d.first_seen_ns, now_mono, now_unix),
             last_seen: crate::time::wall_of_monotonic(d.last_seen_ns, now_mono, now_unix),
             packets: d.packets,
-            last_destination: event_addr(d.last_family, d.last_dst).to_string(),
+            last_destination: ip_addr(d.last_family, d.last_dst).to_string(),
             last_port: d.last_dport,
             last_protocol: d.last_proto,
             observed: Observed::of(mac, store.get(mac)),

@@ -6,7 +6,6 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
@@ -15,7 +14,7 @@ use aya::maps::{MapData, RingBuf};
 use enforcer_common::{
     FAMILY_V4, Verdict,
     event::{DenyEvent, DenyReason, EVENT_QUARANTINE},
-    identity::octets,
+    identity::ip_addr,
     state::QuarantineReason,
 };
 use tokio::{io::unix::AsyncFd, sync::broadcast};
@@ -53,17 +52,6 @@ impl Labels {
             rules: p.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
             unknown_zone: p.unknown_zone().to_owned(),
         }
-    }
-}
-
-/// An event's address as an `IpAddr`.
-#[must_use]
-pub fn event_addr(family: u8, words: [u32; 4]) -> IpAddr {
-    let o = octets(words);
-    if family == FAMILY_V4 {
-        IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(o))
     }
 }
 
@@ -117,8 +105,8 @@ fn describe(e: &DenyEvent, labels: &Labels) -> WatchEvent {
         device: device.to_owned(),
         zone: zone.to_owned(),
         proto: Some(proto_name(e.proto)),
-        src: Some(event_addr(e.family, e.src).to_string()),
-        dst: Some(event_addr(e.family, e.dst).to_string()),
+        src: Some(ip_addr(e.family, e.src).to_string()),
+        dst: Some(ip_addr(e.family, e.dst).to_string()),
         sport: Some(e.sport),
         dport: Some(e.dport),
         rule,
@@ -258,6 +246,8 @@ fn log_suppressed(s: &Suppressed, labels: &Labels) {
 pub struct Sinks {
     pub metrics: Arc<super::metrics::Metrics>,
     pub watchers: broadcast::Sender<WatchEvent>,
+    /// Audit events, for the observer (`enforcer learn`).
+    pub audits: super::observe::AuditEvents,
 }
 
 fn handle(e: &DenyEvent, labels: &Labels, sinks: &Sinks, cap: &mut DenyLog) {
@@ -278,6 +268,10 @@ fn handle(e: &DenyEvent, labels: &Labels, sinks: &Sinks, cap: &mut DenyLog) {
             log_event(&w);
         } else {
             sinks.metrics.shed.deny_events_suppressed.inc();
+        }
+        // A full backlog drops the event: the observer says how many it got per scan.
+        if e.verdict == Verdict::Audit as u8 {
+            let _full = sinks.audits.try_send(*e);
         }
     }
     // Nobody watching is the common case: then this is a no-op (an error, ignored).
@@ -419,9 +413,8 @@ pub(crate) async fn watch_discoveries(
                 continue;
             }
             let mac_s = crate::policy::model::fmt_mac(mac);
-            let v4 = (d.has_v4 != 0).then(|| event_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string());
-            let v6 =
-                (d.has_v6 != 0).then(|| event_addr(enforcer_common::FAMILY_V6, d.v6).to_string());
+            let v4 = (d.has_v4 != 0).then(|| ip_addr(FAMILY_V4, [d.v4, 0, 0, 0]).to_string());
+            let v6 = (d.has_v6 != 0).then(|| ip_addr(enforcer_common::FAMILY_V6, d.v6).to_string());
             if watchers.receiver_count() > 0 {
                 let _gone = watchers.send(WatchEvent {
                     time: crate::time::rfc3339(crate::time::unix_now()),
@@ -429,7 +422,7 @@ pub(crate) async fn watch_discoveries(
                     device: "unknown".to_owned(),
                     zone: zone.clone(),
                     src: v4.clone().or_else(|| v6.clone()),
-                    dst: Some(event_addr(d.last_family, d.last_dst).to_string()),
+                    dst: Some(ip_addr(d.last_family, d.last_dst).to_string()),
                     dport: Some(d.last_dport),
                     reason: Some("new unknown device".to_owned()),
                     iface: ifname(d.ifindex),
@@ -450,7 +443,7 @@ pub(crate) async fn watch_discoveries(
                 ipv6 = v6.as_deref().unwrap_or("-"),
                 iface = %ifname(d.ifindex),
                 vlan = d.vlan,
-                tried = %event_addr(d.last_family, d.last_dst),
+                tried = %ip_addr(d.last_family, d.last_dst),
                 dport = d.last_dport,
                 "new unknown device: in the unknown zone until the policy lists it"
             );

@@ -743,6 +743,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     info!(socket = %cfg.control_socket.display(), "serving the control socket");
     let (watchers, _) = tokio::sync::broadcast::channel(control::WATCH_BUFFER);
     let (operations, operations_rx) = mpsc::channel(1);
+    let (audits, audits_rx) = observe::audit_channel();
     let page = status_page::Page::start(&cfg, status_tcp, &watchers);
     let tasks = [
         tokio::spawn(http::serve(
@@ -757,6 +758,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             events::Sinks {
                 metrics: Arc::clone(&metrics),
                 watchers: watchers.clone(),
+                audits,
             },
         ))
         .abort_handle(),
@@ -767,7 +769,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .abort_handle(),
         tokio::spawn(control::serve(control, watchers, operations, page)).abort_handle(),
         tokio::spawn(inventory).abort_handle(),
-        tokio::spawn(observe::run(Arc::clone(&shared), cfg.state_dir.clone())).abort_handle(),
+        tokio::spawn(observe::run(
+            Arc::clone(&shared),
+            cfg.state_dir.clone(),
+            audits_rx,
+        ))
+        .abort_handle(),
     ];
     let follow = resolver
         .map(|r| tokio::spawn(resolver::follow_policy(r, Arc::clone(&shared))).abort_handle());

@@ -153,6 +153,12 @@ pub fn propose(observations: &[Observation], m: &Membership, req: &Request) -> P
         let mut seen = Seen::default();
         for (service, s) in &services {
             seen.merge(s);
+            if service.proto_name().is_none() {
+                warnings.push(format!(
+                    "{service} from {from} to {to} can only be allowed as `any`, which allows \
+                     every protocol and port to {to}: keep it only if that is acceptable"
+                ));
+            }
             if s.flows == 1 {
                 warnings.push(format!(
                     "{service} from {from} to {to} was seen once ({}): make sure it is needed",

@@ -211,3 +211,22 @@ fn the_yaml_passes_check_beside_the_policy() {
         "{yaml}"
     );
 }
+
+#[test]
+fn a_protocol_no_rule_can_name_is_allowed_as_any_with_a_warning() {
+    const GRE: u8 = 47;
+    let o = vec![
+        obs("prn-1", nvr(), 6, 9100, 3),
+        obs("prn-1", nvr(), GRE, 0, 3),
+    ];
+    let p = propose(&o, &site(), &req(Scope::Zone("printers".into())));
+    assert_eq!(p.rules.len(), 1, "{p:?}");
+    assert_eq!(p.rules[0].allow, ["tcp/9100", "any"]);
+    assert!(
+        p.warnings.iter().any(|w| w.starts_with(
+            "proto/47 from zone:printers to device:nvr-1 can only be allowed as `any`"
+        )),
+        "{:?}",
+        p.warnings
+    );
+}

@@ -7,9 +7,10 @@ use std::{
 };
 
 use enforcer_common::{
-    FAMILY_V4, NETWORK_DEVICE_BASE, PROTO_TCP, PROTO_UDP, ROUTER_DEVICE,
+    NETWORK_DEVICE_BASE, PROTO_TCP, PROTO_UDP, ROUTER_DEVICE, UNKNOWN_DEVICE,
+    event::DenyEvent,
     flow::{FLOW_F_AUDIT, FlowKey, FlowValue},
-    identity::{ADDR_KIND_ROUTER, octets},
+    identity::{ADDR_KIND_DEVICE, ADDR_KIND_ROUTER, ip_addr},
     is_listed_device,
 };
 use ipnet::IpNet;
@@ -45,6 +46,9 @@ pub struct Resolver {
     /// Every network's CIDRs, longest first (the datapath's longest-prefix match).
     cidrs: Vec<(IpNet, String)>,
     router: Vec<IpAddr>,
+    /// Listed devices' addresses to their ids (the datapath's `ADDRS`), for a peer known only by
+    /// its address (an audit event names the source's device, not the destination's).
+    device_addrs: HashMap<IpAddr, u32>,
     /// `dns:` name patterns by id.
     names: HashMap<u32, String>,
     /// Live name bindings: (device id, address) to the ids of the names bound (`BINDINGS`).
@@ -65,24 +69,34 @@ impl Resolver {
             })
             .collect();
         cidrs.sort_by_key(|(c, _)| std::cmp::Reverse(c.prefix_len()));
-        let v4 = p
+        let addrs = p
             .maps
             .addrs_v4
             .iter()
-            .filter(|(_, e)| e.kind == ADDR_KIND_ROUTER)
-            .map(|(a, _)| IpAddr::V4(Ipv4Addr::from(*a)));
-        let v6 = p
-            .maps
-            .addrs_v6
-            .iter()
-            .filter(|(_, e)| e.kind == ADDR_KIND_ROUTER)
-            .map(|(a, _)| IpAddr::V6(Ipv6Addr::from(*a)));
+            .map(|(a, e)| (IpAddr::V4(Ipv4Addr::from(*a)), e))
+            .chain(
+                p.maps
+                    .addrs_v6
+                    .iter()
+                    .map(|(a, e)| (IpAddr::V6(Ipv6Addr::from(*a)), e)),
+            );
+        let (mut router, mut device_addrs) = (Vec::new(), HashMap::new());
+        for (addr, e) in addrs {
+            match e.kind {
+                ADDR_KIND_ROUTER => router.push(addr),
+                ADDR_KIND_DEVICE => {
+                    device_addrs.insert(addr, e.device);
+                }
+                _ => {}
+            }
+        }
         Self {
             devices: p.devices.iter().map(|d| (d.id, d.name.clone())).collect(),
             networks: p.networks.iter().map(|n| (n.id, n.name.clone())).collect(),
             rules: p.rules.iter().map(|r| (r.id, r.name.clone())).collect(),
             cidrs,
-            router: v4.chain(v6).collect(),
+            router,
+            device_addrs,
             names: p
                 .names
                 .iter()
@@ -112,14 +126,7 @@ impl Resolver {
     /// endpoint the current policy no longer names by the id the flow holds).
     #[must_use]
     pub fn sample(&self, k: &FlowKey, v: &FlowValue) -> Option<FlowSample> {
-        let addr = |w: [u32; 4]| -> IpAddr {
-            let o = octets(w);
-            if k.family == FAMILY_V4 {
-                IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
-            } else {
-                IpAddr::V6(Ipv6Addr::from(o))
-            }
-        };
+        let addr = |w| ip_addr(k.family, w);
         // The responder's port is the server's; the initiator's is ephemeral and never kept.
         let (init, resp, resp_port) = if v.init_is_lo != 0 {
             (addr(k.lo_addr), addr(k.hi_addr), k.hi_port)
@@ -163,6 +170,45 @@ impl Resolver {
             first_seen_ns: v.first_seen_ns,
             last_seen_ns: v.last_seen_ns,
         })
+    }
+
+    /// An audit event (a packet the policy would have denied, passed because its source is in
+    /// audit) as a one-packet observation of its own, for a packet the flow table does not hold:
+    /// protocols without flows (GRE, ICMP other than echo), or a flow the table refused or already
+    /// dropped. The event carries no length, so it adds no bytes. `None` for a denial, a
+    /// quarantine, or an audit of what starts nothing (a sender passed for spoofing or while
+    /// quarantined, a packet continuing no flow).
+    #[must_use]
+    pub fn audit_sample(&self, e: &DenyEvent) -> Option<FlowSample> {
+        use enforcer_common::event::{DenyReason, EVENT_DENY};
+        if e.kind != EVENT_DENY
+            || e.verdict != enforcer_common::Verdict::Audit as u8
+            || !matches!(
+                DenyReason::from_u8(e.reason),
+                Some(DenyReason::Rule | DenyReason::Default)
+            )
+        {
+            return None;
+        }
+        let (key, src_is_lo) =
+            FlowKey::canonical(e.family, e.proto, e.src, e.sport, e.dst, e.dport);
+        let dst = ip_addr(e.family, e.dst);
+        let value = FlowValue {
+            rule: e.rule,
+            init_device: e.device,
+            resp_device: self
+                .device_addrs
+                .get(&dst)
+                .copied()
+                .unwrap_or(UNKNOWN_DEVICE),
+            init_is_lo: u8::from(src_is_lo),
+            first_seen_ns: e.timestamp_ns,
+            last_seen_ns: e.timestamp_ns,
+            packets: 1,
+            observed: FLOW_F_AUDIT,
+            ..FlowValue::default()
+        };
+        self.sample(&key, &value)
     }
 
     /// The `dns:` name bound, for the device with id `device`, to `addr` (the lowest name id
