@@ -469,6 +469,17 @@ impl Diags {
         }
     }
 
+    /// Takes in everything `other` collected (another file read on its own), as if pushed here.
+    pub fn absorb(&mut self, other: Self) {
+        let found = self.found + other.found;
+        for d in other.list {
+            self.push(d);
+        }
+        self.found = found;
+        self.omitted.errors += other.omitted.errors;
+        self.omitted.warnings += other.omitted.warnings;
+    }
+
     /// Problems pushed so far, including those no longer kept.
     pub fn found(&self) -> usize {
         self.found

@@ -65,6 +65,23 @@ pub fn parse_str(name: &str, text: &str) -> Result<Policy, PolicyError> {
     from_sources(&display, &[source])
 }
 
+/// Parse a policy held in memory as the files of one directory: `(name, text)`, in name order.
+/// As [`parse_str`], the size caps of [`load`] do not apply.
+///
+/// # Errors
+/// [`PolicyError::Invalid`] with every problem found.
+pub fn parse_files(files: &[(String, String)]) -> Result<Policy, PolicyError> {
+    let sources: Vec<Source> = files
+        .iter()
+        .map(|(name, text)| Source {
+            rel: name.clone(),
+            display: Arc::from(name.as_str()),
+            bytes: text.as_bytes().to_vec(),
+        })
+        .collect();
+    from_sources(&Arc::from("."), &sources)
+}
+
 fn io(path: &Path, source: std::io::Error) -> PolicyError {
     PolicyError::Io {
         path: path.to_path_buf(),
@@ -254,15 +271,10 @@ pub(crate) fn from_sources(root: &Arc<str>, sources: &[Source]) -> Result<Policy
     let mut diags = Diags::default();
     let mut gaps = Gaps::default();
     let mut docs = Vec::with_capacity(sources.len());
-    for source in sources {
-        let before = diags.found();
-        let tree = yaml::parse(&source.display, &source.bytes, &mut diags);
-        // Any YAML error (even one the reader steps over, such as an alias) leaves the file
-        // read in part or not at all; an empty file is no gap.
-        gaps.unread_file |= diags.found() > before;
-        if let Some(tree) = tree {
-            docs.push(model::file_doc(tree.root(), &mut diags));
-        }
+    for read in read_files(sources) {
+        gaps.unread_file |= read.unread;
+        diags.absorb(read.diags);
+        docs.extend(read.doc);
     }
     for doc in &mut docs {
         gaps.unreadable.extend(doc.unreadable.drain(..));
@@ -278,6 +290,63 @@ pub(crate) fn from_sources(root: &Arc<str>, sources: &[Source]) -> Result<Policy
     validate::validate(&policy, &gaps, &mut diags);
     let warnings = diags.finish()?;
     Ok(Policy { warnings, ..policy })
+}
+
+/// One file read on its own: its document (`None` when it holds none or is not YAML), what
+/// reading it found, and whether the YAML reader left part of it unread.
+struct FileRead {
+    doc: Option<FileDoc>,
+    diags: Diags,
+    unread: bool,
+}
+
+fn read_file(source: &Source) -> FileRead {
+    let mut diags = Diags::default();
+    let tree = yaml::parse(&source.display, &source.bytes, &mut diags);
+    // Any YAML error (even one the reader steps over, such as an alias) leaves the file read in
+    // part or not at all; an empty file is no gap.
+    let unread = diags.found() > 0;
+    let doc = tree.map(|tree| model::file_doc(tree.root(), &mut diags));
+    FileRead { doc, diags, unread }
+}
+
+/// Every file read, in order. Files are independent until they are merged, so a policy split over
+/// several files (as a big site's must be: [`MAX_FILE_BYTES`]) is read on every CPU at once: most
+/// of loading 100,000 devices is reading YAML. Memory stays within one tree per CPU besides the
+/// documents.
+fn read_files(sources: &[Source]) -> Vec<FileRead> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let workers = cpus.min(sources.len());
+    if workers <= 1 {
+        return sources.iter().map(read_file).collect();
+    }
+    // Contiguous runs of files, one per worker, balanced by bytes; joined back in file order.
+    let total: usize = sources.iter().map(|s| s.bytes.len()).sum();
+    let share = total.div_ceil(workers).max(1);
+    let mut runs: Vec<&[Source]> = Vec::with_capacity(workers);
+    let (mut start, mut bytes) = (0, 0);
+    for (i, source) in sources.iter().enumerate() {
+        bytes += source.bytes.len();
+        if bytes >= share && runs.len() + 1 < workers {
+            runs.push(&sources[start..=i]);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    runs.push(&sources[start..]);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|run| scope.spawn(|| run.iter().map(read_file).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                // A worker's panic is this thread's, as it would have been without workers.
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// sha256 over each file's name, length and bytes, in read order; hex.
@@ -480,294 +549,4 @@ fn insert_unique<T>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn source(name: &str, text: &str) -> Source {
-        Source {
-            rel: name.to_owned(),
-            display: Arc::from(name),
-            bytes: text.as_bytes().to_vec(),
-        }
-    }
-
-    pub(super) const ZONES: &str = "zones: {cameras: {}, office: {}, quarantine: {}}\n";
-    pub(super) const DEVICES: &str = "devices:\n  fishtank: {zone: office, addresses: [10.0.0.9]}\n  cam-1: {zone: cameras, addresses: [10.0.0.10]}\n";
-    pub(super) const RULES: &str =
-        "rules:\n  - {name: r, from: device:fishtank, to: zone:cameras, allow: [tcp/554]}\n";
-
-    #[test]
-    fn a_file_that_fails_to_parse_is_the_only_error_reported() {
-        let tabbed = DEVICES.replacen("  fishtank", "\tfishtank", 1);
-        let sources = [
-            source("00-zones.yaml", ZONES),
-            source("10-devices.yaml", &tabbed),
-            source("20-rules.yaml", RULES),
-        ];
-        let err = from_sources(&Arc::from("p"), &sources)
-            .map(|_| ())
-            .expect_err("a tab");
-        let all = err.diagnostics();
-        assert_eq!(all.len(), 1, "{err}");
-        assert_eq!(
-            all[0].to_string(),
-            "10-devices.yaml:2:1: error: tab used for indentation"
-        );
-    }
-
-    #[test]
-    fn a_definition_whose_body_fails_is_no_undefined_reference() {
-        // An invalid zone name drops the device; the rule naming it must not add "undefined".
-        let broken = DEVICES.replacen("zone: office,", "zone: Office,", 1);
-        let sources = [
-            source("00-zones.yaml", ZONES),
-            source("10-devices.yaml", &broken),
-            source("20-rules.yaml", RULES),
-        ];
-        let err = from_sources(&Arc::from("p"), &sources)
-            .map(|_| ())
-            .expect_err("bad zone name");
-        let all = err.diagnostics();
-        assert_eq!(all.len(), 1, "{err}");
-        assert!(
-            all[0].message.contains("invalid zone name `Office`"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn the_same_policy_without_the_fault_loads() {
-        let sources = [
-            source("00-zones.yaml", ZONES),
-            source("10-devices.yaml", DEVICES),
-            source("20-rules.yaml", RULES),
-        ];
-        let policy = from_sources(&Arc::from("p"), &sources).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(policy.devices.len(), 2);
-    }
-
-    /// A directory of its own under the system temp dir, removed on drop.
-    pub(super) struct TempDir(pub(super) PathBuf);
-
-    impl TempDir {
-        pub(super) fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!(
-                "enforcer-load-{name}-{}-{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    #[test]
-    fn a_fifo_as_the_policy_path_is_an_error_naming_it_and_does_not_block() {
-        let dir = TempDir::new("fifo");
-        let fifo = dir.0.join("policy.yaml");
-        nix::unistd::mkfifo(
-            &fifo,
-            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
-        )
-        .unwrap_or_else(|e| panic!("mkfifo: {e}"));
-        // No writer ever opens it: a blocking open or read would hang this test.
-        let err = load(&fifo).map(|_| ()).expect_err("a FIFO is no policy");
-        assert!(
-            matches!(err, PolicyError::NotRegular { kind: "a FIFO", .. }),
-            "{err}"
-        );
-        let shown = err.to_string();
-        assert!(shown.contains(&fifo.display().to_string()), "{shown}");
-        assert!(shown.contains("not a regular file (a FIFO)"), "{shown}");
-        assert_eq!(err.errors()[0].file, fifo.display().to_string());
-    }
-
-    #[test]
-    fn a_character_device_as_the_policy_path_is_an_error() {
-        let err = load(Path::new("/dev/zero"))
-            .map(|_| ())
-            .expect_err("a device is no policy");
-        assert!(
-            err.to_string()
-                .contains("/dev/zero: not a regular file (a character device)"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_fifo_inside_a_policy_directory_is_skipped() {
-        let dir = TempDir::new("fifo-in-dir");
-        fs::write(dir.0.join("00-zones.yaml"), ZONES).unwrap_or_else(|e| panic!("{e}"));
-        fs::write(dir.0.join("10-devices.yaml"), DEVICES).unwrap_or_else(|e| panic!("{e}"));
-        nix::unistd::mkfifo(&dir.0.join("20-rules.yaml"), nix::sys::stat::Mode::S_IRUSR)
-            .unwrap_or_else(|e| panic!("mkfifo: {e}"));
-        let policy = load(&dir.0).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(policy.devices.len(), 2);
-        assert!(policy.rules.is_empty());
-    }
-
-    /// Parse a generated hostile input; it must be rejected.
-    fn rejected(text: &str) -> PolicyError {
-        parse_str("hostile.yaml", text)
-            .map(|_| ())
-            .expect_err("hostile input must be rejected")
-    }
-
-    fn assert_bounded(err: &PolicyError) {
-        let diags = err.diagnostics();
-        assert!(diags.iter().filter(|d| d.is_error()).count() <= crate::policy::MAX_REPORTED);
-        for d in &diags {
-            assert!(
-                d.message.chars().count() <= crate::policy::MAX_MESSAGE_CHARS + 3,
-                "{d}"
-            );
-        }
-        // Display (what a log or a terminal shows) stays small whatever the input.
-        assert!(
-            err.to_string().len() < 200_000,
-            "{} bytes",
-            err.to_string().len()
-        );
-        assert!(err.summary(20).lines().count() <= 21);
-    }
-
-    #[test]
-    fn an_alias_bomb_reports_a_hundred_errors_and_counts_the_rest() {
-        // `x: &a [*a, *a, ...]`, 200,000 aliases on one line (the 6 MB attack file holds 1.5 M).
-        let aliases = 200_000;
-        let text = format!("x: &a [{}]\n", vec!["*a"; aliases].join(", "));
-        let err = rejected(&text);
-        assert_bounded(&err);
-        let errors = err.errors();
-        assert_eq!(errors.len(), crate::policy::MAX_REPORTED);
-        // Every alias, the anchor and the unknown key `x` are each one problem.
-        assert_eq!(
-            err.omitted().errors,
-            aliases + 2 - crate::policy::MAX_REPORTED
-        );
-        assert_eq!(errors[0].message, "unknown key `x` in the policy file");
-        assert!(errors[1].message.contains("YAML anchors"), "{}", errors[1]);
-        // Kept in place order: the first aliases of the line.
-        assert!(errors[2].message.contains("YAML aliases"), "{}", errors[2]);
-        assert_eq!((errors[2].line, errors[2].col), (1, 8));
-        let summary = err.summary(20);
-        assert!(
-            summary.ends_with(&format!("and {} more errors", aliases + 2 - 19)),
-            "{summary}"
-        );
-    }
-
-    #[test]
-    fn an_alias_bomb_over_many_lines_renders_quickly_bounded() {
-        let text = format!("x: &a [\n{}]\n", "  *a,\n".repeat(100_000));
-        let dir = TempDir::new("bomb-lines");
-        let file = dir.0.join("bomb.yaml");
-        fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
-        let err = load(&file).map(|_| ()).expect_err("aliases");
-        assert_bounded(&err);
-        let rendered = crate::policy::render_all(&err.diagnostics());
-        assert_eq!(rendered.len(), crate::policy::MAX_REPORTED);
-        assert!(rendered[5].contains("  *a,"), "{}", rendered[5]);
-    }
-
-    #[test]
-    fn deep_nesting_is_one_error() {
-        let text = format!("zones: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
-        let err = rejected(&text);
-        assert_bounded(&err);
-        assert_eq!(err.errors().len(), 1, "{err}");
-        assert!(err.to_string().contains("nesting deeper than 16"), "{err}");
-    }
-
-    #[test]
-    fn a_huge_plain_key_is_a_syntax_error() {
-        // YAML caps implicit keys at 1024 characters.
-        let text = format!("{}: 1\n", "k".repeat(1 << 20));
-        let err = rejected(&text);
-        assert_bounded(&err);
-        assert_eq!(err.errors().len(), 1, "{err}");
-        assert!(err.errors()[0].message.starts_with("invalid YAML"), "{err}");
-    }
-
-    #[test]
-    fn a_huge_value_is_reported_with_a_bounded_message() {
-        let text = format!(
-            "{ZONES}devices:\n  cam-1: {{zone: cameras, addresses: [10.0.0.1], vendor: \"{}\"}}\n",
-            "v".repeat(1 << 20)
-        );
-        let err = rejected(&text);
-        assert_bounded(&err);
-        assert_eq!(err.errors().len(), 1, "{err}");
-        assert!(
-            err.errors()[0].message.contains("value longer than 1024"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_huge_device_name_is_reported_with_a_bounded_message() {
-        // An explicit key (`? `) may be longer than 1024 characters.
-        let text = format!(
-            "{ZONES}devices:\n  ? {}\n  : {{zone: cameras, addresses: [10.0.0.1]}}\n",
-            "d".repeat(1 << 20)
-        );
-        let err = rejected(&text);
-        assert_bounded(&err);
-        assert_eq!(err.errors().len(), 1, "{err}");
-        assert!(
-            err.errors()[0].message.contains("longer than 1024"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_million_tiny_list_items_are_one_error() {
-        // 1,000,000 items in a list where a mapping of zones belongs: one type error, no cascade.
-        let text = format!("zones: [{}]\n", vec!["a"; 1_000_000].join(","));
-        let err = rejected(&text);
-        assert_bounded(&err);
-        // The list, and (there being no zones) the default zone `quarantine` undefined.
-        assert_eq!(err.errors().len(), 2, "{err}");
-        assert!(err.errors()[1].message.contains("found a list"), "{err}");
-    }
-
-    #[test]
-    fn a_million_duplicate_keys_report_a_hundred_and_count_the_rest() {
-        let text = format!("zones:\n{}", "  a: {}\n".repeat(300_000));
-        let err = rejected(&text);
-        assert_bounded(&err);
-        let errors = err.errors();
-        assert_eq!(errors.len(), crate::policy::MAX_REPORTED);
-        assert_eq!(err.omitted().errors + errors.len(), 300_000 - 1);
-        assert_eq!(
-            errors[0].message,
-            "duplicate key `a` (first defined at hostile.yaml:2:3)"
-        );
-        assert_eq!(errors[0].line, 3);
-    }
-
-    #[test]
-    fn a_long_line_of_unknown_keys_is_bounded() {
-        // One 2 MB line of a flow mapping with 200,000 unknown keys.
-        let keys: Vec<String> = (0..200_000).map(|i| format!("k{i}: 1")).collect();
-        let text = format!("zones: {{cameras: {{{}}}}}\n", keys.join(", "));
-        let dir = TempDir::new("long-line");
-        let file = dir.0.join("long.yaml");
-        fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
-        let err = load(&file).map(|_| ()).expect_err("unknown keys");
-        assert_bounded(&err);
-        // Every key, and the default zone `quarantine` undefined.
-        assert_eq!(err.errors().len() + err.omitted().errors, 200_001);
-        let shown = crate::policy::render_all(&err.errors()[..1]).concat();
-        assert!(shown.contains("k0: 1"), "{shown}");
-        // The snippet shows a window of the line, not 2 MB of it.
-        assert!(shown.len() < 2_000, "{} bytes", shown.len());
-    }
-}
+mod tests;

@@ -27,7 +27,7 @@ pub use diag::{
 };
 pub use load::{
     MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, PolicySnapshot, SnapshotFile, load, load_all,
-    load_snapshot, parse_str, shown_paths,
+    load_snapshot, parse_files, parse_str, shown_paths,
 };
 pub use model::Policy;
 pub use plan::{PlanDiff, PlanView, diff};

@@ -94,11 +94,9 @@ pub fn generate(devices: usize, rules: usize) -> String {
         "# Synthetic policy: {devices} devices, {rules} rules (enforcer::policy::synth)."
     );
     write_zones_and_networks(&mut y, zones);
-    write_devices(&mut y, devices, zones);
+    write_devices(&mut y, 0..devices, zones);
     write_rules(&mut y, devices, rules, zones);
-    y.push_str(
-        "defaults:\n  action: deny\n  mode: enforce\n  unknown: quarantine\n  spoofed: deny\nquarantine:\n  zone: quarantine\n  when:\n    denied_packets: {count: 50, within: 10s}\n    spoofing: true\n    touches: [network:honeypot]\n  release_after: 1h\n",
-    );
+    y.push_str(DEFAULTS);
     y
 }
 
@@ -122,8 +120,38 @@ fn write_zones_and_networks(y: &mut String, zones: usize) {
     }
 }
 
-/// `devices:`: every `SERVER_EVERY`th a server, the rest spread over the plain zones.
-fn write_devices(y: &mut String, devices: usize, zones: usize) {
+/// Devices per file of [`generate_files`]: some 3.5 MB, well under the loader's 8 MiB a file.
+pub const DEVICES_PER_FILE: usize = 25_000;
+
+/// The policy of [`generate`] as the files of a policy directory, as a site this big must keep it
+/// (the loader caps a file at 8 MiB): `00-site.yaml` with zones, networks, rules and defaults,
+/// then `10-devices-NNN.yaml` of [`DEVICES_PER_FILE`] devices each. `(name, text)` in name order.
+#[must_use]
+pub fn generate_files(devices: usize, rules: usize) -> Vec<(String, String)> {
+    let zones = zone_count(devices);
+    let mut site = String::with_capacity(rules * 120 + 4096);
+    let _ = writeln!(
+        site,
+        "# Synthetic policy: {devices} devices, {rules} rules (enforcer::policy::synth)."
+    );
+    write_zones_and_networks(&mut site, zones);
+    write_rules(&mut site, devices, rules, zones);
+    site.push_str(DEFAULTS);
+    let mut files = vec![("00-site.yaml".to_owned(), site)];
+    for (n, start) in (0..devices).step_by(DEVICES_PER_FILE).enumerate() {
+        let end = (start + DEVICES_PER_FILE).min(devices);
+        let mut y = String::with_capacity((end - start) * 130);
+        write_devices(&mut y, start..end, zones);
+        files.push((format!("10-devices-{n:03}.yaml"), y));
+    }
+    files
+}
+
+const DEFAULTS: &str = "defaults:\n  action: deny\n  mode: enforce\n  unknown: quarantine\n  spoofed: deny\nquarantine:\n  zone: quarantine\n  when:\n    denied_packets: {count: 50, within: 10s}\n    spoofing: true\n    touches: [network:honeypot]\n  release_after: 1h\n";
+
+/// `devices:` for the devices numbered `range`: every `SERVER_EVERY`th a server, the rest spread
+/// over the plain zones.
+fn write_devices(y: &mut String, range: std::ops::Range<usize>, zones: usize) {
     y.push_str("devices:\n");
     let vendors = [
         "Axis",
@@ -134,7 +162,7 @@ fn write_devices(y: &mut String, devices: usize, zones: usize) {
         "Philips",
     ];
     let risks = ["low", "medium", "high", "critical"];
-    for i in 0..devices {
+    for i in range {
         let zone = if i % SERVER_EVERY == 0 {
             format!("servers-{}", (i / SERVER_EVERY) % SERVER_ZONES)
         } else {

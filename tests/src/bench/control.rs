@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use enforcer::{
     datapath::{Datapath, bench as dpb},
-    policy::{CompileOptions, CompiledPolicy, compile, parse_str, synth},
+    policy::{CompileOptions, CompiledPolicy, compile, parse_files, synth},
 };
 use serde_json::{Value, json};
 
@@ -26,6 +26,9 @@ pub const POLICY_MAPS: [&str; 7] = [
     "MACS", "ADDRS_V4", "ADDRS_V6", "NETS_V4", "NETS_V6", "PAIRS", "PORTS",
 ];
 
+/// A policy directory in memory: `(name, text)` in name order.
+pub type Files = Vec<(String, String)>;
+
 /// Rules of the synthetic policy for a device count.
 pub fn rules_for(devices: usize) -> usize {
     (devices / 10).clamp(10, 10_000)
@@ -35,15 +38,18 @@ pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e4).round() / 10.0
 }
 
-pub fn build(devices: usize) -> Result<(String, CompiledPolicy, Duration, Duration)> {
-    let text = synth::generate(devices, rules_for(devices));
+/// The synthetic policy as a directory's files (`synth::generate_files`: a site this size must
+/// split its devices over files, each under the loader's cap), parsed and compiled, with the time
+/// each took.
+pub fn build(devices: usize) -> Result<(Files, CompiledPolicy, Duration, Duration)> {
+    let files = synth::generate_files(devices, rules_for(devices));
     let t = Instant::now();
-    let parsed = parse_str("synth.yaml", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let parsed = parse_files(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
     let parse = t.elapsed();
     let t = Instant::now();
     let compiled =
         compile(&parsed, &CompileOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((text, compiled, parse, t.elapsed()))
+    Ok((files, compiled, parse, t.elapsed()))
 }
 
 fn policy_memory() -> u64 {
@@ -96,7 +102,7 @@ fn raw_test_run(prog_fd: i32, frame: &[u8], repeat: u32) -> Option<u32> {
 
 /// Everything for one size, with a fresh datapath.
 pub fn run(devices: usize, reloads: usize) -> Result<Value> {
-    let (text, compiled, parse, comp) = build(devices)?;
+    let (files, compiled, parse, comp) = build(devices)?;
     let before = policy_memory();
     let t = Instant::now();
     let mut dp = Datapath::load_for_bench().context("load the object")?;
@@ -108,7 +114,10 @@ pub fn run(devices: usize, reloads: usize) -> Result<Value> {
     let both_slots = policy_memory().saturating_sub(before).saturating_sub(base);
 
     // Reload under traffic: a denied packet until the new policy (default allow) is live.
-    let changed = text.replace("defaults:\n  action: deny", "defaults:\n  action: allow");
+    let mut changed = files.clone();
+    for (_, text) in &mut changed {
+        *text = text.replace("defaults:\n  action: deny", "defaults:\n  action: allow");
+    }
     let probe = {
         // dev-1 to dev-2 on a port no synthetic rule names: denied by default only.
         let (s, d) = (1usize.min(devices - 1), 2usize.min(devices - 1));
@@ -126,7 +135,7 @@ pub fn run(devices: usize, reloads: usize) -> Result<Value> {
     let prog_fd = dp.bench_program_fd(dpb::ENFORCER)?;
     for (k, generation) in (0..reloads).zip(3u64..) {
         // Even: to the changed policy (the probe passes); odd: back (it is dropped again).
-        let to = if k % 2 == 0 { &changed } else { &text };
+        let to = if k % 2 == 0 { &changed } else { &files };
         let want = if k % 2 == 0 { 2 } else { 1 };
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(AtomicU64::new(0));
@@ -151,7 +160,7 @@ pub fn run(devices: usize, reloads: usize) -> Result<Value> {
         };
         std::thread::sleep(Duration::from_millis(50));
         let t0 = epoch.elapsed();
-        let parsed = parse_str("synth.yaml", to).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let parsed = parse_files(to).map_err(|e| anyhow::anyhow!("{e}"))?;
         let c = compile(&parsed, &CompileOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let r = dp.apply(&c, generation)?;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -171,7 +180,8 @@ pub fn run(devices: usize, reloads: usize) -> Result<Value> {
     Ok(json!({
         "devices": devices,
         "rules": rules_for(devices),
-        "policy_yaml_bytes": text.len(),
+        "policy_yaml_bytes": files.iter().map(|(_, t)| t.len()).sum::<usize>(),
+        "policy_files": files.len(),
         "parse_ms": ms(parse),
         "compile_ms": ms(comp),
         "parse_compile_ms": ms(parse + comp),
