@@ -424,7 +424,7 @@ impl Datapath {
         batch::hash_fd(self.map(name)?).ok_or(DatapathError::NoMap(name))
     }
 
-    fn batch_insert<K: aya::Pod + Sync, V: aya::Pod + Sync>(
+    fn batch_insert<K: aya::Pod, V: aya::Pod>(
         &self,
         name: &'static str,
         entries: impl Iterator<Item = (K, V)>,
@@ -486,7 +486,7 @@ trait SlotStore<V: Pod>: Sized {
     fn occupancy(src: &impl MapSource, name: &'static str) -> Result<[usize; 2], DatapathError>;
 }
 
-impl<K: HashKey, V: Pod + Sync> SlotStore<V> for K {
+impl<K: HashKey, V: Pod> SlotStore<V> for K {
     fn insert(
         dp: &mut Datapath,
         name: &'static str,

@@ -61,46 +61,13 @@ fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
 ///
 /// `K` and `V` must be exactly the map's key and value types (`repr(C)`, no implicit padding:
 /// the types of `enforcer-common`).
-///
-/// A large image is written from every CPU at once: the kernel's hash map locks a bucket, not the
-/// map, and allocates elements from per-CPU caches, so inserts scale with the threads, and
-/// inserting is most of applying a 100,000-device policy.
-pub(super) fn update<K: aya::Pod + Sync, V: aya::Pod + Sync>(
+pub(super) fn update<K: aya::Pod, V: aya::Pod>(
     fd: RawFd,
     keys: &[K],
     values: &[V],
 ) -> io::Result<()> {
     debug_assert_eq!(keys.len(), values.len());
     let fd = u32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let workers = cpus.min(keys.len() / PARALLEL_FROM).max(1);
-    if workers == 1 {
-        return update_run(fd, keys, values);
-    }
-    let share = keys.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let runs: Vec<_> = keys
-            .chunks(share)
-            .zip(values.chunks(share))
-            .map(|(k, v)| scope.spawn(move || update_run(fd, k, v)))
-            .collect();
-        // Every run is joined before the first error is returned: nothing is left writing.
-        let results: Vec<io::Result<()>> = runs
-            .into_iter()
-            .map(|run| {
-                run.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect();
-        results.into_iter().collect()
-    })
-}
-
-/// Entries per writer at least before a map is written from several threads: below this one
-/// thread's syscalls cost less than starting another.
-const PARALLEL_FROM: usize = 2 * CHUNK;
-
-fn update_run<K: aya::Pod, V: aya::Pod>(fd: u32, keys: &[K], values: &[V]) -> io::Result<()> {
     for (k, v) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
         let mut attr = BatchAttr {
             keys: k.as_ptr() as u64,

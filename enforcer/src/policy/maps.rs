@@ -37,7 +37,7 @@ pub trait PolicyMap {
 }
 
 /// A stored key of a policy hash map (written and deleted in batches): its slot, for scans.
-pub trait HashKey: aya::Pod + Sync {
+pub trait HashKey: aya::Pod {
     fn slot(&self) -> u8;
 }
 
