@@ -12,6 +12,9 @@ pub const DROP: &str = "bench_drop";
 pub const SPREAD: &str = "bench_spread";
 /// Rewrites the frame from `BENCH_TABLE`, then redirects to `BenchConfig::ifindex` (live frames).
 pub const GEN: &str = "bench_gen";
+/// Finds an untagged IPv4 TCP frame's flow in `FLOWS` and nothing else (passes on a hit): the
+/// floor under the allowed-reply class.
+pub const FLOOR: &str = "bench_floor";
 
 /// `Array<BenchConfig>`, one entry.
 pub const CONFIG_MAP: &str = "BENCH_CONFIG";

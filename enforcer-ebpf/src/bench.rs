@@ -10,6 +10,9 @@
 //!   which keeps every lookup in cache; the driver spreads the keys over the policy's devices.
 //! - `bench_gen`: the same rewrite, then `bpf_redirect` to `BENCH_CONFIG.ifindex`; run with live
 //!   frames (`BPF_F_TEST_XDP_LIVE_FRAMES`) it is a bounded in-kernel packet generator.
+//! - `bench_floor`: the least any stateful enforcer does for an allowed reply: read an untagged
+//!   IPv4 TCP frame's 5-tuple and find its flow in `FLOWS`. No identity, no MAC check, no epoch,
+//!   no counters: the floor under the allowed-reply class, measured beside it.
 //!
 //! Maps here are not pinned, and sized to one entry in the object: the benchmark raises
 //! `BENCH_TABLE`'s capacity at load time, so the daemon pays nothing for them.
@@ -21,9 +24,13 @@ use aya_ebpf::{
     maps::{Array, ProgramArray},
     programs::{TcContext, XdpContext},
 };
-use enforcer_common::bench::{
-    BenchConfig, BenchEntry, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT,
+use enforcer_common::{
+    FAMILY_V4, PROTO_TCP,
+    bench::{BenchConfig, BenchEntry, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT},
+    flow::FlowKey,
 };
+
+use crate::maps::FLOWS;
 
 #[map]
 static BENCH_CONFIG: Array<BenchConfig> = Array::with_max_entries(1, 0);
@@ -77,6 +84,49 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
     };
     // SAFETY: a helper taking plain integers.
     unsafe { bpf_redirect(cfg.ifindex, 0) as u32 }
+}
+
+/// Benchmark floor (never attached by the daemon): an untagged IPv4 TCP frame's flow lookup and
+/// nothing else. Passes a frame whose flow is in `FLOWS`, drops any other (so the benchmark can
+/// check that it measured hits).
+#[xdp]
+pub fn bench_floor(ctx: XdpContext) -> u32 {
+    const ETH: usize = 14;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    // Ethernet, a 20-byte IPv4 header (the benchmark's frames have no options), the TCP ports.
+    if start + ETH + 20 + 4 > end {
+        return xdp_action::XDP_DROP;
+    }
+    // SAFETY: every read below lies inside `[start, start + ETH + 24)`, checked above.
+    let (ethertype, ip_head, proto, src, dst, sport, dport) = unsafe {
+        let at = |off: usize| start + off;
+        (
+            core::ptr::read_unaligned(at(12) as *const [u8; 2]),
+            *(at(ETH) as *const u8),
+            *(at(ETH + 9) as *const u8),
+            core::ptr::read_unaligned(at(ETH + 12) as *const u32),
+            core::ptr::read_unaligned(at(ETH + 16) as *const u32),
+            u16::from_be_bytes(core::ptr::read_unaligned(at(ETH + 20) as *const [u8; 2])),
+            u16::from_be_bytes(core::ptr::read_unaligned(at(ETH + 22) as *const [u8; 2])),
+        )
+    };
+    if ethertype != [0x08, 0x00] || ip_head != 0x45 || proto != PROTO_TCP {
+        return xdp_action::XDP_DROP;
+    }
+    let (key, _) = FlowKey::canonical(
+        FAMILY_V4,
+        PROTO_TCP,
+        [src, 0, 0, 0],
+        sport,
+        [dst, 0, 0, 0],
+        dport,
+    );
+    // SAFETY: the value is only tested for presence.
+    if unsafe { FLOWS.get(&key) }.is_some() {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
 }
 
 #[inline(always)]

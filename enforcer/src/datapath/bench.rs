@@ -11,8 +11,8 @@ use aya::{
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 pub use enforcer_common::bench::{
-    BenchConfig, BenchEntry, DROP, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT, GEN,
-    PASS, SPREAD, TC_PASS,
+    BenchConfig, BenchEntry, DROP, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT, FLOOR,
+    GEN, PASS, SPREAD, TC_PASS,
 };
 use enforcer_common::{
     MAX_DEVICES, PROGRAM,
@@ -65,7 +65,7 @@ impl Datapath {
             .map_err(DatapathError::Load);
         fs::remove_dir_all(&dir).map_err(pin_err)?;
         let mut ebpf = loaded?;
-        for name in [ENFORCER, PASS, DROP, SPREAD, GEN] {
+        for name in [ENFORCER, PASS, DROP, SPREAD, GEN, FLOOR] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::NoProgram)?

@@ -362,6 +362,9 @@ struct Case {
     empty: Vec<f64>,
     driver_pass: Vec<f64>,
     ratio: Vec<f64>,
+    /// The allowed reply's floor (`bench_floor`: its flow lookup alone), net ns and ratio.
+    floor: Vec<f64>,
+    floor_ratio: Vec<f64>,
 }
 
 /// Runs per measurement. A hot new flow rotates only the 16-bit source port, and `FLOWS` holds
@@ -415,6 +418,26 @@ fn prepare(dp: &mut Datapath, c: &Case) -> Result<()> {
         dp.bench_reset_counter()?;
     }
     Ok(())
+}
+
+/// The allowed reply's frame through `bench_floor` (its flow lookup and nothing else), the way the
+/// case runs the enforcer (through the driver or not): the kernel-timed ns per packet, the
+/// driver's included. The run's last packet must have found its flow (and the samples checked
+/// before anything is timed all did).
+fn floor(dp: &mut Datapath, c: &Case, repeat: u32) -> Result<f64> {
+    let (rv, t) = if c.driver {
+        dp.bench_target(dpb::FLOOR)?;
+        dp.bench_reset_counter()?;
+        let run = dp.bench_run(dpb::SPREAD, &c.frame, repeat);
+        dp.bench_target(dpb::ENFORCER)?;
+        run?
+    } else {
+        dp.bench_run(dpb::FLOOR, &c.frame, repeat)?
+    };
+    if rv != XDP_PASS {
+        bail!("the floor missed the reply's flow (verdict {rv})");
+    }
+    Ok(ns(t))
 }
 
 /// Measures every class and pattern at one policy size; returns one JSON object per case.
@@ -472,6 +495,8 @@ pub fn run(
                 empty: vec![],
                 driver_pass: vec![],
                 ratio: vec![],
+                floor: vec![],
+                floor_ratio: vec![],
             });
         }
     }
@@ -491,6 +516,12 @@ pub fn run(
                     p,
                     c.class.expect()
                 );
+            }
+            if c.class == Class::V4Reply {
+                let (rv, _) = dp.bench_run(dpb::FLOOR, &frame(c.class, *p), 1)?;
+                if rv != XDP_PASS {
+                    bail!("{devices} devices, the floor missed {p:?}'s flow (verdict {rv})");
+                }
             }
         }
     }
@@ -513,13 +544,20 @@ pub fn run(
                 );
             }
             let mut net = ns(t);
+            let mut driver = 0.0;
             if c.driver {
                 dp.bench_target(dpb::PASS)?;
                 dp.bench_reset_counter()?;
                 let (_, d) = dp.bench_run(dpb::SPREAD, &c.frame, repeat)?;
                 dp.bench_target(dpb::ENFORCER)?;
                 c.driver_pass.push(ns(d));
-                net = net - ns(d) + ns(empty);
+                driver = ns(d);
+                net = net - driver + ns(empty);
+            }
+            if c.class == Class::V4Reply {
+                let floor = floor(dp, c, repeat)? - driver + ns(empty);
+                c.floor.push(floor);
+                c.floor_ratio.push(floor / ns(empty).max(1.0));
             }
             if c.class == Class::V4Denied {
                 // A denying device trips quarantine (as it should); lift it so the next cases
@@ -557,6 +595,12 @@ pub fn run(
             "driver_to_pass_ns": if c.driver { stats::summary(&c.driver_pass) } else { Value::Null },
             "ratio_median": (stats::median(&c.ratio) * 100.0).round() / 100.0,
             "ratios": c.ratio.iter().map(|r| (r * 100.0).round() / 100.0).collect::<Vec<_>>(),
+            "floor_ns": if c.floor.is_empty() { Value::Null } else { stats::summary(&c.floor) },
+            "floor_ratio_median": if c.floor.is_empty() {
+                Value::Null
+            } else {
+                json!((stats::median(&c.floor_ratio) * 100.0).round() / 100.0)
+            },
         }));
     }
     Ok(out)
