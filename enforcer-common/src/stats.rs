@@ -1,9 +1,20 @@
 //! Per-CPU counters. The program only ever adds; userspace sums the CPUs when it reads.
 
-/// `DEVICE_STATS`: `PerCpuArray<DeviceStats>`, [`crate::MAX_DEVICES`] rows indexed by device id
-/// (row 0 = unknown sources). Program writes, userspace reads (and zeroes a row when an id is
-/// reused for a new device name).
+/// `DEVICE_STATS`: `Array<DeviceStats>` of [`crate::MAX_DEVICES`] rows per CPU, CPU-major: the row
+/// of device `id` on CPU `c` is [`device_stats_row`]`(c, id)` (device row 0 = unknown sources); its
+/// capacity, `MAX_DEVICES` times the possible CPUs, is set at load. Each CPU writes only its own
+/// rows, as in a per-CPU array, but reaching one is a single access where a per-CPU array's first
+/// reads the row's per-CPU pointer: at 100,000 devices that pointer is itself a cache miss on every
+/// packet (the per-packet cost issue; BENCHMARKS.md). Program writes, userspace sums the CPUs'
+/// rows when it reads (and zeroes a device's rows when its id is reused for a new device name).
 pub const DEVICE_STATS_MAP: &str = "DEVICE_STATS";
+
+/// The `DEVICE_STATS` row of device `id` on CPU `cpu` (`id < MAX_DEVICES`).
+#[must_use]
+#[inline(always)]
+pub const fn device_stats_row(cpu: u32, id: u32) -> u32 {
+    cpu.wrapping_mul(crate::MAX_DEVICES).wrapping_add(id)
+}
 /// `RULE_STATS`: `PerCpuArray<RuleStats>`, [`crate::MAX_RULES`] rows indexed by rule id (row 0 =
 /// the default verdict).
 pub const RULE_STATS_MAP: &str = "RULE_STATS";

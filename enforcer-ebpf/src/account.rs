@@ -1,15 +1,16 @@
 //! Accounting: per-CPU counters, per-device and per-rule statistics, rate-limited deny events and
 //! the discovery record of unlisted sources. Nothing here changes a verdict.
 
+use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use enforcer_common::{
-    DEFAULT_RULE, Verdict,
+    DEFAULT_RULE, MAX_DEVICES, Verdict,
     event::{DenyEvent, EVENT_DENY, EVENT_NO_VERDICT, EVENT_QUARANTINE},
     identity::MacKey,
     state::{
         DiscoveredDevice, EVENTS_PER_CPU_PER_SEC, EVENTS_PER_DEVICE_PER_SEC, EventBudget,
         QuarantineReason,
     },
-    stats::Counter,
+    stats::{Counter, device_stats_row},
 };
 use enforcer_ebpf::out_of_line;
 
@@ -34,8 +35,15 @@ pub fn count(c: Counter) {
 /// Counts one packet a device sent, by verdict.
 #[inline(always)]
 pub fn device(device: u32, verdict: Verdict, bytes: u32, spoofed: bool, now: u64) {
-    if let Some(s) = DEVICE_STATS.get_ptr_mut(device) {
-        // SAFETY: per-CPU slot of this CPU.
+    // An id past the rows of one CPU would count on the next CPU's rows.
+    if device >= MAX_DEVICES {
+        return;
+    }
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if let Some(s) = DEVICE_STATS.get_ptr_mut(device_stats_row(cpu, device)) {
+        // SAFETY: this CPU's row of the device: only this CPU writes it, and not concurrently
+        // (a program runs to completion on its CPU).
         let s = unsafe { &mut *s };
         let i = verdict as usize;
         if i < Verdict::COUNT {

@@ -94,9 +94,11 @@ pub static FLOW_SWEEP: Array<u32> = Array::pinned(1, 0);
 #[map]
 pub static FRAGS: LruHashMap<FragKey, FragValue> = LruHashMap::pinned(MAX_FRAGS, 0);
 
-/// Per-device packets and bytes: `enforcer_common::stats::DEVICE_STATS_MAP`, [`DeviceStats`].
+/// Per-device packets and bytes: `enforcer_common::stats::DEVICE_STATS_MAP`, [`DeviceStats`], one
+/// row per (CPU, device) (`stats::device_stats_row`). One row in the object: userspace sets the
+/// capacity (`MAX_DEVICES` per possible CPU) at load.
 #[map]
-pub static DEVICE_STATS: PerCpuArray<DeviceStats> = PerCpuArray::pinned(MAX_DEVICES, 0);
+pub static DEVICE_STATS: Array<DeviceStats> = Array::pinned(1, 0);
 /// Per-rule packets and bytes: `enforcer_common::stats::RULE_STATS_MAP`, [`RuleStats`].
 #[map]
 pub static RULE_STATS: PerCpuArray<RuleStats> = PerCpuArray::pinned(MAX_RULES, 0);

@@ -2704,10 +2704,15 @@ fn crowd(devices: std::ops::RangeInclusive<u8>) -> impl Iterator<Item = (u8, u16
 
 /// Pins the calling test thread to CPU 0, so per-CPU state is one CPU's.
 fn run_on_cpu_0() {
+    run_on_cpu(0);
+}
+
+/// Pins the calling test thread to CPU `cpu`.
+fn run_on_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it.
     let pinned = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
     };
     assert_eq!(
@@ -3100,4 +3105,50 @@ cases! {
         from(CAM1_MAC).ipv4(CAM1, OUTSIDE_RESOLVER).udp(40000, 53) => DROP by rule("default"),
         check |h| { h.assert_counter(Counter::DnsBypass, 0); },
     ];
+}
+
+/// `DEVICE_STATS` keeps a row per CPU and device: a device counted on every CPU reads as the sum
+/// of its rows, read in one batch per CPU, in the order asked, with ids far apart (the router's)
+/// and the same id twice; and no other device's rows moved.
+#[test]
+fn device_counters_sum_the_rows_of_every_cpu_in_the_order_asked() {
+    let name = "device_counters_sum_the_rows_of_every_cpu_in_the_order_asked";
+    let Some(mut h) = Harness::new(name, Setup::from(FIXTURE)) else {
+        return;
+    };
+    // SAFETY: sysconf with a valid name.
+    let cpus = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1);
+    let syn = from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn();
+    let mut sent = 0u64;
+    for cpu in 0..cpus {
+        run_on_cpu(cpu);
+        // A different number on each CPU, so a row counted twice or missed shows in the sum.
+        for _ in 0..=cpu {
+            assert_eq!(h.send("cam-1's stream, again", &syn), PASS);
+            sent += 1;
+        }
+    }
+    let (cam, nvr) = (h.device_id("cam-1"), h.device_id("nvr-1"));
+    let ids = [nvr, cam, enforcer_common::ROUTER_DEVICE, cam];
+    let read = datapath::device_counters(&h.dp, ids).expect("device counters");
+    let order: Vec<u32> = read.iter().map(|(id, _)| *id).collect();
+    assert_eq!(order, ids, "in the order asked");
+    let cam_counted = read[1].1;
+    assert_eq!(
+        cam_counted.packets,
+        [sent, 0, 0],
+        "{cpus} CPUs: every CPU's packets, once"
+    );
+    assert!(cam_counted.bytes[0] > 0 && cam_counted.last_seen_ns > 0);
+    assert_eq!(read[3].1, cam_counted, "the same id twice reads the same");
+    assert_eq!(
+        read[0].1,
+        DeviceCounters::default(),
+        "the recorder sent nothing"
+    );
+    assert_eq!(
+        read[2].1,
+        DeviceCounters::default(),
+        "the router sent nothing"
+    );
 }

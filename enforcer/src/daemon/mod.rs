@@ -25,7 +25,7 @@ pub mod status_page;
 use std::{
     future::Future,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
@@ -513,32 +513,6 @@ fn flow_table_resize(dp: &Datapath, flows: u32) -> Option<(u32, u32)> {
             None
         }
     }
-}
-
-/// Watches every policy path; sends a tick on every change.
-fn watch(paths: &[PathBuf], tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
-    use notify::Watcher as _;
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| !e.kind.is_access()) {
-            // A full channel already holds a pending reload; dropping this tick loses nothing.
-            let _ignored = tx.try_send(());
-        }
-    })?;
-    for path in paths {
-        // A file is watched through its directory: editors replace files by renaming over them.
-        let (target, mode) = if path.is_dir() {
-            (path.clone(), notify::RecursiveMode::Recursive)
-        } else {
-            (
-                path.parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-                notify::RecursiveMode::NonRecursive,
-            )
-        };
-        watcher.watch(&target, mode)?;
-    }
-    Ok(watcher)
 }
 
 /// What start-up checks and takes before anything on the machine changes.

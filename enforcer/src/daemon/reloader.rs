@@ -4,6 +4,7 @@
 
 use std::{
     future::Future,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
@@ -13,7 +14,7 @@ use tracing::{error, info, warn};
 
 use super::{
     Applied, Change, Config, DaemonError, Inner, attach, confirm, control, error_chain, events,
-    host, metrics, notify_systemd, reload, watch,
+    host, metrics, notify_systemd, reload,
 };
 use crate::policy;
 
@@ -287,4 +288,30 @@ fn refusal(e: &DaemonError) -> control::OperationAnswer {
         errors,
         ..control::OperationAnswer::default()
     }
+}
+
+/// Watches every policy path; sends a tick on every change.
+fn watch(paths: &[PathBuf], tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| !e.kind.is_access()) {
+            // A full channel already holds a pending reload; dropping this tick loses nothing.
+            let _ignored = tx.try_send(());
+        }
+    })?;
+    for path in paths {
+        // A file is watched through its directory: editors replace files by renaming over them.
+        let (target, mode) = if path.is_dir() {
+            (path.clone(), notify::RecursiveMode::Recursive)
+        } else {
+            (
+                path.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+                notify::RecursiveMode::NonRecursive,
+            )
+        };
+        watcher.watch(&target, mode)?;
+    }
+    Ok(watcher)
 }

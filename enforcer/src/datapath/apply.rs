@@ -21,7 +21,7 @@ use enforcer_common::{
         PolicyConfig,
     },
     state::{DEVICE_STATE_MAP, DeviceState},
-    stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats},
+    stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats, device_stats_row},
 };
 
 use super::{Datapath, DatapathError, MapSource, batch, read::monotonic_ns};
@@ -366,15 +366,15 @@ impl Datapath {
         }
         let ncpus = aya::util::nr_cpus().map_or(1, |n| n.max(1));
         let name = DEVICE_STATS_MAP;
-        let mut stats: aya::maps::PerCpuArray<&mut MapData, DeviceStats> =
-            aya::maps::PerCpuArray::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        let cpus = super::possible_cpus()?;
+        let mut stats: Array<&mut MapData, DeviceStats> =
+            Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for id in &devices {
-            let zero = aya::maps::PerCpuValues::try_from(vec![DeviceStats::default(); ncpus])
-                .map_err(|e| DatapathError::Map {
-                    name,
-                    source: MapError::IoError(e),
-                })?;
-            stats.set(*id, zero, 0).map_err(map_err(name))?;
+            for cpu in 0..cpus {
+                stats
+                    .set(device_stats_row(cpu, *id), DeviceStats::default(), 0)
+                    .map_err(map_err(name))?;
+            }
         }
         let name = DEVICE_STATE_MAP;
         let mut state: Array<&mut MapData, DeviceState> =

@@ -1,5 +1,5 @@
-//! Batched map writes (`BPF_MAP_UPDATE_BATCH`, `BPF_MAP_DELETE_BATCH`, Linux 5.6+), which aya 0.14
-//! does not wrap. A 100,000-device policy is some 340,000 entries: one syscall each costs about half
+//! Batched map operations (`BPF_MAP_UPDATE_BATCH`, `BPF_MAP_DELETE_BATCH`, `BPF_MAP_LOOKUP_BATCH`,
+//! Linux 5.6+), which aya 0.14 does not wrap. A 100,000-device policy is some 340,000 entries: one syscall each costs about half
 //! a second, a few hundred batches a fraction of that. Hash maps only (LPM tries have no batch
 //! operations; they hold few entries).
 
@@ -14,6 +14,7 @@ use aya::maps::Map;
 /// temporary copy of keys and values.
 const CHUNK: usize = 8192;
 
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
@@ -35,6 +36,14 @@ struct BatchAttr {
 pub(super) fn hash_fd(map: &Map) -> Option<RawFd> {
     match map {
         Map::HashMap(m) | Map::LruHashMap(m) => Some(m.fd().as_fd().as_raw_fd()),
+        _ => None,
+    }
+}
+
+/// The fd of an array map.
+pub(super) fn array_fd(map: &Map) -> Option<RawFd> {
+    match map {
+        Map::Array(m) => Some(m.fd().as_fd().as_raw_fd()),
         _ => None,
     }
 }
@@ -105,4 +114,53 @@ pub(super) fn delete<K: aya::Pod>(fd: RawFd, keys: &[K]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rows `start .. start + count` of an array map whose values are `V` (exactly the map's value
+/// type), in CHUNK-row syscalls: for reading many rows, one copy each instead of one call each.
+pub(super) fn lookup_rows<V: aya::Pod>(fd: RawFd, start: u32, count: u32) -> io::Result<Vec<V>> {
+    let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
+    let fd = u32::try_from(fd).map_err(|_| invalid())?;
+    let total = usize::try_from(count).map_err(|_| invalid())?;
+    let mut values: Vec<V> = Vec::with_capacity(total);
+    let mut keys = vec![0u32; CHUNK.min(total)];
+    let mut buf: Vec<V> = Vec::with_capacity(CHUNK.min(total));
+    let mut next = start;
+    while values.len() < total {
+        let want = (total - values.len()).min(CHUNK);
+        // The batch resumes after the key in `in_batch` (an array's next key is the index plus
+        // one); the first row of the map has no key before it.
+        let mut before = next.wrapping_sub(1);
+        let mut after = 0u32;
+        let mut attr = BatchAttr {
+            in_batch: if next == 0 {
+                0
+            } else {
+                std::ptr::from_mut(&mut before) as u64
+            },
+            out_batch: std::ptr::from_mut(&mut after) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: buf.as_mut_ptr() as u64,
+            count: u32::try_from(want).map_err(|_| invalid())?,
+            map_fd: fd,
+            ..BatchAttr::default()
+        };
+        let done = match call(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+            Ok(()) => attr.count,
+            // The end of the map: what was copied before it is valid.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => attr.count,
+            Err(e) => return Err(e),
+        };
+        let done = usize::try_from(done).map_err(|_| invalid())?.min(want);
+        if done == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        // SAFETY: the kernel wrote `done` whole values of the map's value size (= `V`'s, which
+        // any bit pattern makes valid: `Pod`) at the start of `buf`'s capacity.
+        unsafe { buf.set_len(done) };
+        values.extend_from_slice(&buf);
+        buf.clear();
+        next = next.wrapping_add(u32::try_from(done).map_err(|_| invalid())?);
+    }
+    Ok(values)
 }

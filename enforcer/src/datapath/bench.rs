@@ -61,6 +61,10 @@ impl Datapath {
         let loaded = EbpfLoader::new()
             .default_map_pin_directory(&dir)
             .map_max_entries(TABLE_MAP, TABLE_CAPACITY)
+            .map_max_entries(
+                enforcer_common::stats::DEVICE_STATS_MAP,
+                super::device_stats_capacity()?,
+            )
             .load(OBJECT)
             .map_err(DatapathError::Load);
         fs::remove_dir_all(&dir).map_err(pin_err)?;

@@ -64,7 +64,11 @@ impl Explainer {
         loader
             .default_map_pin_directory(pin_dir)
             .map_max_entries(FLOWS_MAP, flows)
-            .map_max_entries(FLOW_RING_MAP, flows);
+            .map_max_entries(FLOW_RING_MAP, flows)
+            .map_max_entries(
+                enforcer_common::stats::DEVICE_STATS_MAP,
+                super::device_stats_capacity()?,
+            );
         let loaded = loader.load(OBJECT).map_err(DatapathError::Load);
         // The loader pins any map it did not find (one a newer program declares): that would be
         // a change to the running daemon's pin directory, so what this load pinned goes again.

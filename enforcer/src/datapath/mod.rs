@@ -76,6 +76,12 @@ pub enum DatapathError {
          run `enforcer detach --pin-dir {dir}` with the binary that made them, then start again"
     )]
     LayoutMismatch { dir: String, found: u32 },
+    #[error("read the possible CPUs from {path}")]
+    Cpus {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{dir} is not on a bpffs mount; mount one with `mount -t bpf bpf /sys/fs/bpf`")]
     NotBpffs { dir: String },
     #[error("prepare pin directory {dir}")]
@@ -173,6 +179,19 @@ impl std::fmt::Debug for Datapath {
             .field("pin_dir", &self.pin_dir)
             .finish_non_exhaustive()
     }
+}
+
+/// CPUs the kernel may run the program on (`/sys/devices/system/cpu/possible`), as aya counts
+/// them for per-CPU maps: the CPUs `DEVICE_STATS` keeps rows for.
+pub(crate) fn possible_cpus() -> Result<u32, DatapathError> {
+    aya::util::nr_cpus()
+        .map_err(|(path, source)| DatapathError::Cpus { path, source })
+        .map(|n| u32::try_from(n.max(1)).unwrap_or(u32::MAX))
+}
+
+/// `DEVICE_STATS`' capacity, set at every load: [`enforcer_common::MAX_DEVICES`] rows per CPU.
+pub(crate) fn device_stats_capacity() -> Result<u32, DatapathError> {
+    Ok(possible_cpus()?.saturating_mul(enforcer_common::MAX_DEVICES))
 }
 
 /// Whether `dir` (or the nearest existing parent) is on a bpffs mount.
@@ -292,6 +311,10 @@ impl Datapath {
             .default_map_pin_directory(dir)
             .map_max_entries(FLOWS_MAP, flows)
             .map_max_entries(FLOW_RING_MAP, flows)
+            .map_max_entries(
+                enforcer_common::stats::DEVICE_STATS_MAP,
+                device_stats_capacity()?,
+            )
             .override_global(FLOW_CAPACITY_GLOBAL, &flows, true);
         if new_flow_maps {
             for name in FLOW_TABLE_MAPS {
