@@ -15,6 +15,9 @@ pub const GEN: &str = "bench_gen";
 /// Finds an untagged IPv4 TCP frame's flow in `FLOWS` and nothing else (passes on a hit): the
 /// floor under the allowed-reply class.
 pub const FLOOR: &str = "bench_floor";
+/// Finds an untagged IPv4 TCP frame's flow missing from `FLOWS` and inserts it (passes when it
+/// did): the floor under the new-flow classes.
+pub const FLOOR_NEW: &str = "bench_floor_new";
 
 /// `Array<BenchConfig>`, one entry.
 pub const CONFIG_MAP: &str = "BENCH_CONFIG";

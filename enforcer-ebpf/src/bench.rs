@@ -12,13 +12,15 @@
 //!   frames (`BPF_F_TEST_XDP_LIVE_FRAMES`) it is a bounded in-kernel packet generator.
 //! - `bench_floor`: the least any stateful enforcer does for an allowed reply: read an untagged
 //!   IPv4 TCP frame's 5-tuple and find its flow in `FLOWS`. No identity, no MAC check, no epoch,
-//!   no counters: the floor under the allowed-reply class, measured beside it.
+//!   no counters: the floor under the allowed-reply class, measured beside it. `bench_floor_new`:
+//!   the same lookup missing, then the flow inserted with an empty value: the floor under the
+//!   new-flow classes.
 //!
 //! Maps here are not pinned, and sized to one entry in the object: the benchmark raises
 //! `BENCH_TABLE`'s capacity at load time, so the daemon pays nothing for them.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_UNSPEC, xdp_action},
+    bindings::{BPF_NOEXIST, TC_ACT_UNSPEC, xdp_action},
     helpers::bpf_redirect,
     macros::{classifier, map, xdp},
     maps::{Array, ProgramArray},
@@ -27,7 +29,7 @@ use aya_ebpf::{
 use enforcer_common::{
     FAMILY_V4, PROTO_TCP,
     bench::{BenchConfig, BenchEntry, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT},
-    flow::FlowKey,
+    flow::{FlowKey, FlowValue},
 };
 
 use crate::maps::FLOWS;
@@ -91,11 +93,46 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
 /// check that it measured hits).
 #[xdp]
 pub fn bench_floor(ctx: XdpContext) -> u32 {
+    let Some(key) = flow_key(&ctx) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: the value is only tested for presence.
+    if unsafe { FLOWS.get(&key) }.is_some() {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// Benchmark floor (never attached by the daemon): what remembering a new flow cannot do without:
+/// the frame's flow looked up (a miss) and inserted, with an empty value. Passes when it inserted.
+#[xdp]
+pub fn bench_floor_new(ctx: XdpContext) -> u32 {
+    let Some(key) = flow_key(&ctx) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: the value is only tested for presence.
+    if unsafe { FLOWS.get(&key) }.is_some() {
+        return xdp_action::XDP_DROP;
+    }
+    if FLOWS
+        .insert(&key, &FlowValue::default(), u64::from(BPF_NOEXIST))
+        .is_ok()
+    {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// An untagged IPv4 TCP frame's flow key, as the enforcer keys `FLOWS`; `None` for any other frame.
+#[inline(always)]
+fn flow_key(ctx: &XdpContext) -> Option<FlowKey> {
     const ETH: usize = 14;
     let (start, end) = (ctx.data(), ctx.data_end());
     // Ethernet, a 20-byte IPv4 header (the benchmark's frames have no options), the TCP ports.
     if start + ETH + 20 + 4 > end {
-        return xdp_action::XDP_DROP;
+        return None;
     }
     // SAFETY: every read below lies inside `[start, start + ETH + 24)`, checked above.
     let (ethertype, ip_head, proto, src, dst, sport, dport) = unsafe {
@@ -111,7 +148,7 @@ pub fn bench_floor(ctx: XdpContext) -> u32 {
         )
     };
     if ethertype != [0x08, 0x00] || ip_head != 0x45 || proto != PROTO_TCP {
-        return xdp_action::XDP_DROP;
+        return None;
     }
     let (key, _) = FlowKey::canonical(
         FAMILY_V4,
@@ -121,12 +158,7 @@ pub fn bench_floor(ctx: XdpContext) -> u32 {
         [dst, 0, 0, 0],
         dport,
     );
-    // SAFETY: the value is only tested for presence.
-    if unsafe { FLOWS.get(&key) }.is_some() {
-        xdp_action::XDP_PASS
-    } else {
-        xdp_action::XDP_DROP
-    }
+    Some(key)
 }
 
 #[inline(always)]

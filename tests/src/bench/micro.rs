@@ -362,7 +362,7 @@ struct Case {
     empty: Vec<f64>,
     driver_pass: Vec<f64>,
     ratio: Vec<f64>,
-    /// The allowed reply's floor (`bench_floor`: its flow lookup alone), net ns and ratio.
+    /// The class's floor (`floor`), net ns and ratio: allowed replies and hot new flows.
     floor: Vec<f64>,
     floor_ratio: Vec<f64>,
 }
@@ -420,22 +420,26 @@ fn prepare(dp: &mut Datapath, c: &Case) -> Result<()> {
     Ok(())
 }
 
-/// The allowed reply's frame through `bench_floor` (its flow lookup and nothing else), the way the
-/// case runs the enforcer (through the driver or not): the kernel-timed ns per packet, the
-/// driver's included. The run's last packet must have found its flow (and the samples checked
-/// before anything is timed all did).
-fn floor(dp: &mut Datapath, c: &Case, repeat: u32) -> Result<f64> {
+/// The case's frame through a floor program (`bench_floor`: a reply's flow lookup alone;
+/// `bench_floor_new`: a new flow's lookup and insert, into a table emptied first as the case's
+/// is), the way the case runs the enforcer (through the driver or not): the kernel-timed ns per
+/// packet, the driver's included. The run's last packet must have passed (and for replies the
+/// samples checked before anything is timed all did).
+fn floor(dp: &mut Datapath, c: &Case, program: &str, repeat: u32) -> Result<f64> {
+    if c.class.new_flow() {
+        dp.bench_clear_flows()?;
+    }
     let (rv, t) = if c.driver {
-        dp.bench_target(dpb::FLOOR)?;
+        dp.bench_target(program)?;
         dp.bench_reset_counter()?;
         let run = dp.bench_run(dpb::SPREAD, &c.frame, repeat);
         dp.bench_target(dpb::ENFORCER)?;
         run?
     } else {
-        dp.bench_run(dpb::FLOOR, &c.frame, repeat)?
+        dp.bench_run(program, &c.frame, repeat)?
     };
     if rv != XDP_PASS {
-        bail!("the floor missed the reply's flow (verdict {rv})");
+        bail!("{program} did not pass {} (verdict {rv})", c.class.name());
     }
     Ok(ns(t))
 }
@@ -554,8 +558,15 @@ pub fn run(
                 driver = ns(d);
                 net = net - driver + ns(empty);
             }
-            if c.class == Class::V4Reply {
-                let floor = floor(dp, c, repeat)? - driver + ns(empty);
+            // The floors: a reply's flow lookup alone; a new flow's lookup and insert (hot only:
+            // spread, the insert would find the table full once the rotation passed its size).
+            let floor_program = match (c.class, c.spread) {
+                (Class::V4Reply, _) => Some(dpb::FLOOR),
+                (Class::V4New, false) => Some(dpb::FLOOR_NEW),
+                _ => None,
+            };
+            if let Some(program) = floor_program {
+                let floor = floor(dp, c, program, repeat)? - driver + ns(empty);
                 c.floor.push(floor);
                 c.floor_ratio.push(floor / ns(empty).max(1.0));
             }

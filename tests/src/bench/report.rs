@@ -187,9 +187,25 @@ fn per_packet_targets(doc: &Value, s: &mut String) {
             );
         }
     }
-    // The floor under the allowed reply: its flow lookup alone.
-    for pattern in ["hot", "spread"] {
-        let rows = rows_of(doc, "ipv4_allowed_reply", pattern);
+    // The floors: what the class cannot do without, measured beside it.
+    for (class, pattern, what) in [
+        (
+            "ipv4_allowed_reply",
+            "hot",
+            "an allowed reply, hot: the frame's flow lookup alone (`bench_floor`)",
+        ),
+        (
+            "ipv4_allowed_reply",
+            "spread",
+            "an allowed reply, spread: the frame's flow lookup alone (`bench_floor`)",
+        ),
+        (
+            "ipv4_allowed_new_flow",
+            "hot",
+            "a new flow, hot: the frame's flow looked up and inserted (`bench_floor_new`)",
+        ),
+    ] {
+        let rows = rows_of(doc, class, pattern);
         let Some(r) = rows
             .iter()
             .filter(|r| r["floor_ns"].is_object())
@@ -199,7 +215,7 @@ fn per_packet_targets(doc: &Value, s: &mut String) {
         };
         let _ = writeln!(
             s,
-            "| (context) floor of an allowed reply, {pattern}: the frame's flow lookup alone (`bench_floor`), {} devices | {:.0} ns = {:.1}x empty; the enforcer's reply {:.0} ns = {:.1}x | - |",
+            "| (context) floor of {what}, {} devices | {:.0} ns = {:.1}x empty; the enforcer {:.0} ns = {:.1}x | - |",
             r["devices"],
             f(&r["floor_ns"]["median"]),
             f(&r["floor_ratio_median"]),
