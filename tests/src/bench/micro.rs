@@ -32,7 +32,7 @@ const XDP_PASS: u32 = 2;
 const SPORT: u16 = 40_000;
 /// Destination ports the pair search tries (the synthetic policy's TCP services).
 const PORTS: [u16; 7] = [443, 80, 8000, 22, 1883, 8883, 554];
-/// `FLOWS` holds 65,536 and `FRAGS` 8,192 entries: tables that need a remembered entry per pair
+/// `FLOWS` holds 262,144 and `FRAGS` 8,192 entries: tables that need a remembered entry per pair
 /// stay below that, or the measurement would silently change class.
 const MAX_REPLY_PAIRS: usize = 60_000;
 const MAX_FRAG_PAIRS: usize = 8_000;
@@ -362,21 +362,28 @@ struct Case {
     empty: Vec<f64>,
     driver_pass: Vec<f64>,
     ratio: Vec<f64>,
-    /// The class's floor (`floor`), net ns and ratio: allowed replies and hot new flows.
+    /// The class's floor (`floor`), net ns and ratio: allowed replies and IPv4 new flows.
     floor: Vec<f64>,
     floor_ratio: Vec<f64>,
 }
 
-/// Runs per measurement. A hot new flow rotates only the 16-bit source port, and `FLOWS` holds
-/// 65,536 entries: past 64,000 packets the ports would come round again while their flows are
-/// still remembered, and the run would measure flow hits. So it stops short of that.
+/// Runs per measurement. A hot new flow rotates only the 16-bit source port: past 64,000 packets
+/// the ports would come round again while their flows are still remembered, and the run would
+/// measure flow hits. A spread new flow inserts a flow a packet into `FLOWS`, which holds
+/// `DEFAULT_FLOWS` (262,144) and evicts no live flow: past that the run would measure refusals. So
+/// each stops short.
 fn repeat_for(c: &Case, prm: &Params) -> u32 {
     match (c.spread, c.class.new_flow()) {
-        (true, _) => prm.repeat_spread,
+        (true, true) => prm.repeat_spread.min(NEW_FLOWS_PER_RUN),
+        (true, false) => prm.repeat_spread,
         (false, true) => prm.repeat_hot.min(60_000),
         (false, false) => prm.repeat_hot,
     }
 }
+
+/// New flows one spread run may start: below `FLOWS`' capacity.
+const NEW_FLOWS_PER_RUN: u32 = 250_000;
+const _: () = assert!(NEW_FLOWS_PER_RUN < enforcer_common::flow::DEFAULT_FLOWS);
 
 fn ns(d: std::time::Duration) -> f64 {
     d.as_nanos() as f64
@@ -558,11 +565,10 @@ pub fn run(
                 driver = ns(d);
                 net = net - driver + ns(empty);
             }
-            // The floors: a reply's flow lookup alone; a new flow's lookup and insert (hot only:
-            // spread, the insert would find the table full once the rotation passed its size).
-            let floor_program = match (c.class, c.spread) {
-                (Class::V4Reply, _) => Some(dpb::FLOOR),
-                (Class::V4New, false) => Some(dpb::FLOOR_NEW),
+            // The floors: a reply's flow lookup alone; a new flow's lookup and insert.
+            let floor_program = match c.class {
+                Class::V4Reply => Some(dpb::FLOOR),
+                Class::V4New => Some(dpb::FLOOR_NEW),
                 _ => None,
             };
             if let Some(program) = floor_program {

@@ -204,6 +204,11 @@ fn per_packet_targets(doc: &Value, s: &mut String) {
             "hot",
             "a new flow, hot: the frame's flow looked up and inserted (`bench_floor_new`)",
         ),
+        (
+            "ipv4_allowed_new_flow",
+            "spread",
+            "a new flow, spread: the frame's flow looked up and inserted (`bench_floor_new`)",
+        ),
     ] {
         let rows = rows_of(doc, class, pattern);
         let Some(r) = rows
