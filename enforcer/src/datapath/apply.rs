@@ -364,9 +364,8 @@ impl Datapath {
         if devices.is_empty() && rules.is_empty() {
             return Ok(());
         }
-        let ncpus = aya::util::nr_cpus().map_or(1, |n| n.max(1));
-        let name = DEVICE_STATS_MAP;
         let cpus = super::possible_cpus()?;
+        let name = DEVICE_STATS_MAP;
         let mut stats: Array<&mut MapData, DeviceStats> =
             Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for id in &devices {
@@ -388,7 +387,7 @@ impl Datapath {
         let mut rstats: aya::maps::PerCpuArray<&mut MapData, RuleStats> =
             aya::maps::PerCpuArray::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for id in &rules {
-            let zero = aya::maps::PerCpuValues::try_from(vec![RuleStats::default(); ncpus])
+            let zero = aya::maps::PerCpuValues::try_from(vec![RuleStats::default(); cpus as usize])
                 .map_err(|e| DatapathError::Map {
                     name,
                     source: MapError::IoError(e),

@@ -1,7 +1,8 @@
 //! Batched map operations (`BPF_MAP_UPDATE_BATCH`, `BPF_MAP_DELETE_BATCH`, `BPF_MAP_LOOKUP_BATCH`,
-//! Linux 5.6+), which aya 0.14 does not wrap. A 100,000-device policy is some 340,000 entries: one syscall each costs about half
-//! a second, a few hundred batches a fraction of that. Hash maps only (LPM tries have no batch
-//! operations; they hold few entries).
+//! Linux 5.6+), which aya 0.14 does not wrap. A 100,000-device policy is some 340,000 entries: one
+//! syscall each costs about half a second, a few hundred batches a fraction of that. Writes go to
+//! hash maps (LPM tries have no batch operations; they hold few entries); reads come from arrays
+//! (`DEVICE_STATS`' rows of many devices).
 
 use std::{
     io,

@@ -41,6 +41,17 @@ pub(crate) struct Source {
     pub bytes: Vec<u8>,
 }
 
+impl Source {
+    /// A file held in memory, named `name` both ways.
+    fn in_memory(name: &str, text: &str) -> Self {
+        Self {
+            rel: name.to_owned(),
+            display: Arc::from(name),
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+}
+
 /// Read, cap, parse, validate and merge a policy file or directory.
 ///
 /// # Errors
@@ -56,13 +67,8 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
 /// # Errors
 /// [`PolicyError::Invalid`] with every problem found.
 pub fn parse_str(name: &str, text: &str) -> Result<Policy, PolicyError> {
-    let display: Arc<str> = Arc::from(name);
-    let source = Source {
-        rel: name.to_owned(),
-        display: Arc::clone(&display),
-        bytes: text.as_bytes().to_vec(),
-    };
-    from_sources(&display, &[source])
+    let source = Source::in_memory(name, text);
+    from_sources(&Arc::clone(&source.display), &[source])
 }
 
 /// Parse a policy held in memory as the files of one directory: `(name, text)`, in name order.
@@ -73,11 +79,7 @@ pub fn parse_str(name: &str, text: &str) -> Result<Policy, PolicyError> {
 pub fn parse_files(files: &[(String, String)]) -> Result<Policy, PolicyError> {
     let sources: Vec<Source> = files
         .iter()
-        .map(|(name, text)| Source {
-            rel: name.clone(),
-            display: Arc::from(name.as_str()),
-            bytes: text.as_bytes().to_vec(),
-        })
+        .map(|(name, text)| Source::in_memory(name, text))
         .collect();
     from_sources(&Arc::from("."), &sources)
 }

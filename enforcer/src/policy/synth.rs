@@ -86,18 +86,23 @@ impl Lcg {
 /// rules (when there are that many) let each server zone reach the internet.
 #[must_use]
 pub fn generate(devices: usize, rules: usize) -> String {
-    let zones = zone_count(devices);
     let mut y = String::with_capacity(devices * 130 + rules * 120 + 4096);
+    write_site(&mut y, devices, rules);
+    write_devices(&mut y, 0..devices, zone_count(devices));
+    y
+}
+
+/// Everything but `devices:`: zones, networks, rules, defaults and quarantine.
+fn write_site(y: &mut String, devices: usize, rules: usize) {
+    let zones = zone_count(devices);
     // Writing to a String cannot fail; the results are ignored on purpose.
     let _ = writeln!(
         y,
         "# Synthetic policy: {devices} devices, {rules} rules (enforcer::policy::synth)."
     );
-    write_zones_and_networks(&mut y, zones);
-    write_devices(&mut y, 0..devices, zones);
-    write_rules(&mut y, devices, rules, zones);
+    write_zones_and_networks(y, zones);
+    write_rules(y, devices, rules, zones);
     y.push_str(DEFAULTS);
-    y
 }
 
 /// `zones:` (quarantine, the server racks, `zones` plain zones) and `networks:`.
@@ -130,13 +135,7 @@ pub const DEVICES_PER_FILE: usize = 25_000;
 pub fn generate_files(devices: usize, rules: usize) -> Vec<(String, String)> {
     let zones = zone_count(devices);
     let mut site = String::with_capacity(rules * 120 + 4096);
-    let _ = writeln!(
-        site,
-        "# Synthetic policy: {devices} devices, {rules} rules (enforcer::policy::synth)."
-    );
-    write_zones_and_networks(&mut site, zones);
-    write_rules(&mut site, devices, rules, zones);
-    site.push_str(DEFAULTS);
+    write_site(&mut site, devices, rules);
     let mut files = vec![("00-site.yaml".to_owned(), site)];
     for (n, start) in (0..devices).step_by(DEVICES_PER_FILE).enumerate() {
         let end = (start + DEVICES_PER_FILE).min(devices);

@@ -426,6 +426,21 @@ fn prepare(dp: &mut Datapath, c: &Case) -> Result<()> {
     Ok(())
 }
 
+/// `frame` through the driver into `program`, from the rotation's start, `repeat` times; the
+/// driver's target goes back to the enforcer after.
+fn through_driver(
+    dp: &mut Datapath,
+    program: &str,
+    frame: &[u8],
+    repeat: u32,
+) -> Result<(u32, std::time::Duration)> {
+    dp.bench_target(program)?;
+    dp.bench_reset_counter()?;
+    let run = dp.bench_run(dpb::SPREAD, frame, repeat);
+    dp.bench_target(dpb::ENFORCER)?;
+    Ok(run?)
+}
+
 /// The case's frame through a floor program (`bench_floor`: a reply's flow lookup alone;
 /// `bench_floor_new`: a new flow's lookup and insert, into a table emptied first as the case's
 /// is), the way the case runs the enforcer (through the driver or not): the kernel-timed ns per
@@ -436,11 +451,7 @@ fn floor(dp: &mut Datapath, c: &Case, program: &str, repeat: u32) -> Result<f64>
         dp.bench_clear_flows()?;
     }
     let (rv, t) = if c.driver {
-        dp.bench_target(program)?;
-        dp.bench_reset_counter()?;
-        let run = dp.bench_run(dpb::SPREAD, &c.frame, repeat);
-        dp.bench_target(dpb::ENFORCER)?;
-        run?
+        through_driver(dp, program, &c.frame, repeat)?
     } else {
         dp.bench_run(program, &c.frame, repeat)?
     };
@@ -556,10 +567,7 @@ pub fn run(
             let mut net = ns(t);
             let mut driver = 0.0;
             if c.driver {
-                dp.bench_target(dpb::PASS)?;
-                dp.bench_reset_counter()?;
-                let (_, d) = dp.bench_run(dpb::SPREAD, &c.frame, repeat)?;
-                dp.bench_target(dpb::ENFORCER)?;
+                let (_, d) = through_driver(dp, dpb::PASS, &c.frame, repeat)?;
                 c.driver_pass.push(ns(d));
                 driver = ns(d);
                 net = net - driver + ns(empty);

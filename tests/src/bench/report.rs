@@ -188,46 +188,44 @@ fn per_packet_targets(doc: &Value, s: &mut String) {
         }
     }
     // The floors: what the class cannot do without, measured beside it.
-    for (class, pattern, what) in [
+    let floors = [
         (
             "ipv4_allowed_reply",
-            "hot",
-            "an allowed reply, hot: the frame's flow lookup alone (`bench_floor`)",
-        ),
-        (
-            "ipv4_allowed_reply",
-            "spread",
-            "an allowed reply, spread: the frame's flow lookup alone (`bench_floor`)",
+            "an allowed reply",
+            "the frame's flow lookup alone (`bench_floor`)",
         ),
         (
             "ipv4_allowed_new_flow",
-            "hot",
-            "a new flow, hot: the frame's flow looked up and inserted (`bench_floor_new`)",
+            "a new flow",
+            "the frame's flow looked up and inserted (`bench_floor_new`)",
         ),
-        (
-            "ipv4_allowed_new_flow",
-            "spread",
-            "a new flow, spread: the frame's flow looked up and inserted (`bench_floor_new`)",
-        ),
-    ] {
-        let rows = rows_of(doc, class, pattern);
-        let Some(r) = rows
-            .iter()
-            .filter(|r| r["floor_ns"].is_object())
-            .max_by(|a, b| f(&a["floor_ratio_median"]).total_cmp(&f(&b["floor_ratio_median"])))
-        else {
-            continue;
-        };
-        let _ = writeln!(
-            s,
-            "| (context) floor of {what}, {} devices | {:.0} ns = {:.1}x empty; the enforcer {:.0} ns = {:.1}x | - |",
-            r["devices"],
-            f(&r["floor_ns"]["median"]),
-            f(&r["floor_ratio_median"]),
-            f(&r["enforcer_ns"]["median"]),
-            f(&r["ratio_median"]),
-        );
+    ];
+    for (class, of, how) in floors {
+        for pattern in ["hot", "spread"] {
+            floor_row(doc, class, pattern, &format!("{of}, {pattern}: {how}"), s);
+        }
     }
+}
+
+/// The context row of `class`'s floor measured with `pattern`, if it was.
+fn floor_row(doc: &Value, class: &str, pattern: &str, what: &str, s: &mut String) {
+    let rows = rows_of(doc, class, pattern);
+    let Some(r) = rows
+        .iter()
+        .filter(|r| r["floor_ns"].is_object())
+        .max_by(|a, b| f(&a["floor_ratio_median"]).total_cmp(&f(&b["floor_ratio_median"])))
+    else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "| (context) floor of {what}, {} devices | {:.0} ns = {:.1}x empty; the enforcer {:.0} ns = {:.1}x | - |",
+        r["devices"],
+        f(&r["floor_ns"]["median"]),
+        f(&r["floor_ratio_median"]),
+        f(&r["enforcer_ns"]["median"]),
+        f(&r["ratio_median"]),
+    );
 }
 
 /// The targets, each with the measured value and met / MISSED.

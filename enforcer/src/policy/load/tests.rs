@@ -1,13 +1,5 @@
 use super::*;
 
-fn source(name: &str, text: &str) -> Source {
-    Source {
-        rel: name.to_owned(),
-        display: Arc::from(name),
-        bytes: text.as_bytes().to_vec(),
-    }
-}
-
 pub(super) const ZONES: &str = "zones: {cameras: {}, office: {}, quarantine: {}}\n";
 pub(super) const DEVICES: &str = "devices:\n  fishtank: {zone: office, addresses: [10.0.0.9]}\n  cam-1: {zone: cameras, addresses: [10.0.0.10]}\n";
 pub(super) const RULES: &str =
@@ -17,9 +9,9 @@ pub(super) const RULES: &str =
 fn a_file_that_fails_to_parse_is_the_only_error_reported() {
     let tabbed = DEVICES.replacen("  fishtank", "\tfishtank", 1);
     let sources = [
-        source("00-zones.yaml", ZONES),
-        source("10-devices.yaml", &tabbed),
-        source("20-rules.yaml", RULES),
+        Source::in_memory("00-zones.yaml", ZONES),
+        Source::in_memory("10-devices.yaml", &tabbed),
+        Source::in_memory("20-rules.yaml", RULES),
     ];
     let err = from_sources(&Arc::from("p"), &sources)
         .map(|_| ())
@@ -37,9 +29,9 @@ fn a_definition_whose_body_fails_is_no_undefined_reference() {
     // An invalid zone name drops the device; the rule naming it must not add "undefined".
     let broken = DEVICES.replacen("zone: office,", "zone: Office,", 1);
     let sources = [
-        source("00-zones.yaml", ZONES),
-        source("10-devices.yaml", &broken),
-        source("20-rules.yaml", RULES),
+        Source::in_memory("00-zones.yaml", ZONES),
+        Source::in_memory("10-devices.yaml", &broken),
+        Source::in_memory("20-rules.yaml", RULES),
     ];
     let err = from_sources(&Arc::from("p"), &sources)
         .map(|_| ())
@@ -55,9 +47,9 @@ fn a_definition_whose_body_fails_is_no_undefined_reference() {
 #[test]
 fn the_same_policy_without_the_fault_loads() {
     let sources = [
-        source("00-zones.yaml", ZONES),
-        source("10-devices.yaml", DEVICES),
-        source("20-rules.yaml", RULES),
+        Source::in_memory("00-zones.yaml", ZONES),
+        Source::in_memory("10-devices.yaml", DEVICES),
+        Source::in_memory("20-rules.yaml", RULES),
     ];
     let policy = from_sources(&Arc::from("p"), &sources).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(policy.devices.len(), 2);
@@ -292,9 +284,9 @@ fn a_long_line_of_unknown_keys_is_bounded() {
 fn files_read_in_parallel_give_what_reading_them_in_turn_gives() {
     // Thirteen files, three of them with errors, so each worker meets some.
     let mut sources = vec![
-        source("00-zones.yaml", ZONES),
-        source("01-devices.yaml", DEVICES),
-        source("99-rules.yaml", RULES),
+        Source::in_memory("00-zones.yaml", ZONES),
+        Source::in_memory("01-devices.yaml", DEVICES),
+        Source::in_memory("99-rules.yaml", RULES),
     ];
     for i in 0..10 {
         let text = match i {
@@ -305,7 +297,10 @@ fn files_read_in_parallel_give_what_reading_them_in_turn_gives() {
             7 => "devices: [\n".to_owned(),
             _ => format!("devices:\n  dev-{i}: {{zone: office, addresses: [10.1.0.{i}]}}\n"),
         };
-        sources.insert(2 + i, source(&format!("{:02}-devices.yaml", 10 + i), &text));
+        sources.insert(
+            2 + i,
+            Source::in_memory(&format!("{:02}-devices.yaml", 10 + i), &text),
+        );
     }
     let parallel = read_files(&sources);
     let in_turn: Vec<FileRead> = sources.iter().map(read_file).collect();
