@@ -118,3 +118,49 @@ fn each_apply_leaves_only_the_live_slot_filled() {
         "still enforcing after four switches"
     );
 }
+
+/// Maps a new process adopts from their pins may hold the slot the previous process left live;
+/// only maps a load creates are known empty. The first apply after adopting clears what it
+/// found, so no stale entry of the previous policy lingers in the slot left behind.
+#[test]
+fn an_apply_after_adopting_pinned_maps_clears_the_previous_processes_slot() {
+    if !require_root("an_apply_after_adopting_pinned_maps_clears_the_previous_processes_slot") {
+        return;
+    }
+    let dir = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/enforcer-smoke-adopt-{}",
+        std::process::id()
+    ));
+    let _absent_is_fine = std::fs::remove_dir_all(&dir);
+    let p = policy();
+    let per_policy: usize = p.map_sizes().values().sum();
+    {
+        let mut first = Datapath::load(Some(&dir)).unwrap_or_else(|e| panic!("load: {e:?}"));
+        let report = first.apply(&p, 1).expect("apply");
+        assert_eq!(report.cleared, 0, "maps just created hold nothing to clear");
+    }
+    let mut second = Datapath::load(Some(&dir)).unwrap_or_else(|e| panic!("adopt: {e:?}"));
+    let smaller = parse_str(
+        "smaller.yaml",
+        "zones: {cameras: {}, quarantine: {}}\n\
+         devices: {cam: {zone: cameras, mac: \"02:00:00:00:01:10\", addresses: [10.1.1.10]}}\n",
+    )
+    .unwrap_or_else(|e| panic!("fixture: {e}"));
+    let smaller =
+        compile(&smaller, &CompileOptions::default()).unwrap_or_else(|e| panic!("compile: {e}"));
+    let report = second.apply(&smaller, 2).expect("apply after adopting");
+    assert_eq!(
+        report.cleared, per_policy,
+        "the previous process's policy, found by scanning, was cleared"
+    );
+    let occupancy = enforcer::datapath::slot_occupancy(&second).expect("occupancy");
+    let live = usize::from(report.slot);
+    assert_eq!(occupancy[1 - live], 0, "nothing of the old policy is left");
+    assert_eq!(
+        occupancy[live],
+        smaller.map_sizes().values().sum::<usize>(),
+        "the live slot holds the new policy"
+    );
+    drop(second);
+    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("remove {}: {e}", dir.display()));
+}

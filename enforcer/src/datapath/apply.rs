@@ -50,6 +50,12 @@ macro_rules! slot_operations {
             }
         }
 
+        /// Whether none of the policy maps is pinned in `dir`: a load there creates them all,
+        /// empty.
+        pub(super) fn none_pinned(dir: &std::path::Path) -> bool {
+            true $(&& !dir.join(<$map as PolicyMap>::NAME).exists())*
+        }
+
         impl Datapath {
             /// Writes every map's image into `slot`; returns the entries written.
             fn write_slot(&mut self, slot: u8, p: &PolicyMaps) -> Result<usize, DatapathError> {
@@ -106,6 +112,26 @@ pub(super) struct SlotContents {
     slots: [Option<SlotKeys>; 2],
     /// Ids of the policy last applied by this process.
     ids: Option<IdTable>,
+}
+
+impl SlotContents {
+    /// Both slots empty, as in maps this process has just created: nothing to scan before the
+    /// first apply, nor after its switch. (Scanning costs a system call per entry of both slots.)
+    pub(super) fn empty() -> Self {
+        Self {
+            slots: [Some(SlotKeys::default()), Some(SlotKeys::default())],
+            ids: None,
+        }
+    }
+
+    /// [`Self::empty`] for maps just created, unknown for maps adopted from their pins.
+    pub(super) fn for_maps(created: bool) -> Self {
+        if created {
+            Self::empty()
+        } else {
+            Self::default()
+        }
+    }
 }
 
 /// How long after the switch the previous slot is cleared (see `apply`).

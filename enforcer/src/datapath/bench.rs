@@ -81,7 +81,7 @@ impl Datapath {
         let mut dp = Self {
             ebpf,
             pin_dir: None,
-            slots: SlotContents::default(),
+            slots: SlotContents::empty(),
             flow_resize: None,
         };
         dp.bench_target(ENFORCER)?;

@@ -306,6 +306,8 @@ impl Datapath {
         } else {
             fs::create_dir_all(dir.join(LINKS_DIR)).map_err(pin_err)?;
         }
+        // Known before the load adopts or creates them: maps it creates hold no policy yet.
+        let created = apply::none_pinned(dir);
         let mut loader = EbpfLoader::new();
         loader
             .default_map_pin_directory(dir)
@@ -338,7 +340,7 @@ impl Datapath {
         let dp = Self {
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),
-            slots: apply::SlotContents::default(),
+            slots: apply::SlotContents::for_maps(created),
             flow_resize: None,
         };
         let control = dp.control()?;
