@@ -126,6 +126,9 @@ pub(crate) struct Inner {
     pending: Option<confirm::Pending>,
     /// The highest generation given so far (a reverted candidate's included), so none is reused.
     spent_generation: u64,
+    /// What reading each policy file gave at the last load, so a reload reads only the files
+    /// that changed.
+    reads: policy::ReadCache,
 }
 
 impl Inner {
@@ -293,7 +296,10 @@ fn reload(
     };
     let mut compiled_with = None;
     let result = host.map_err(DaemonError::from).and_then(|host| {
-        let (policy, files) = policy::load_snapshot(&change.paths).map_err(DaemonError::Policy)?;
+        let (policy, files) = inner
+            .reads
+            .load_snapshot(&change.paths)
+            .map_err(DaemonError::Policy)?;
         let (host, relisted) = interfaces::follow(&inner.enforced, &policy, host)?;
         let compiled = compile(&policy, &host, Some(inner.policy.ids.clone()))?;
         check_guards(&policy, &compiled, inner.generation, metrics)?;
@@ -529,6 +535,8 @@ struct Preflight {
     policy: policy::Policy,
     /// Its files as read, kept when it becomes the confirmed policy.
     files: policy::PolicySnapshot,
+    /// What reading them gave, handed to the daemon's state for its reloads.
+    reads: policy::ReadCache,
     /// `cfg` with the interfaces to enforce on resolved.
     cfg: Config,
 }
@@ -541,7 +549,10 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
         return Err(DaemonError::NotRoot);
     }
     http::raise_open_file_limit();
-    let (policy, files) = policy::load_snapshot(&cfg.policies).map_err(DaemonError::Policy)?;
+    let mut reads = policy::ReadCache::default();
+    let (policy, files) = reads
+        .load_snapshot(&cfg.policies)
+        .map_err(DaemonError::Policy)?;
     let cfg = &resolve_interfaces(cfg, &policy)?;
     // An interface the policy lists may come later (attached when it appears); one named by
     // --iface for a quick try must be there.
@@ -574,6 +585,7 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
         previous_ids,
         policy,
         files,
+        reads,
         cfg: cfg.clone(),
     })
 }
@@ -582,7 +594,7 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
 /// enforces. Under `--confirm-window` the policy is the last confirmed one
 /// ([`confirm::starting_point`]) and policy files that hold another are switched in
 /// provisionally after it, with a fresh window.
-fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
+fn start_enforcing(pre: &mut Preflight) -> Result<Inner, DaemonError> {
     let cfg = &pre.cfg;
     if !pre.host.uplinks.is_empty() {
         let how = match cfg.uplinks {
@@ -637,6 +649,7 @@ fn start_enforcing(pre: &Preflight) -> Result<Inner, DaemonError> {
         }),
         pending: None,
         spent_generation: generation,
+        reads: std::mem::take(&mut pre.reads),
     };
     if let Some((policy, files)) = start.candidate {
         confirm::start_candidate(cfg, &pre.host, &mut inner, &policy, files);
@@ -693,8 +706,8 @@ fn log_warnings(compiled: &CompiledPolicy) {
 /// Runs until `shutdown` completes. Enforcement outlives the return (pinned links and maps).
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let status_tcp = status_page::bind(cfg.status_addr).await?;
-    let pre = preflight(&cfg).await?;
-    let mut inner = start_enforcing(&pre)?;
+    let mut pre = preflight(&cfg).await?;
+    let mut inner = start_enforcing(&mut pre)?;
     let resolver = resolver::start_for(&inner, &pre.metrics).await?;
     let Preflight {
         lock: _lock,

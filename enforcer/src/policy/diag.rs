@@ -431,7 +431,7 @@ impl fmt::Display for DisplayList<'_> {
 ///
 /// The list is compacted (sorted, cut) whenever it holds twice the cap, so memory stays bounded
 /// and the work is O(n log cap) for n problems however many there are.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Diags {
     pub list: Vec<Diagnostic>,
     /// Errors and warnings dropped by compaction.

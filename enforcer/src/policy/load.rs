@@ -12,6 +12,7 @@ use std::{
     sync::Arc,
 };
 
+pub use cache::ReadCache;
 use enforcer_common::{Action, Mode};
 pub use paths::{PolicySnapshot, SnapshotFile, load_all, load_snapshot, shown_paths};
 use sha2::{Digest as _, Sha256};
@@ -32,6 +33,7 @@ pub const MAX_TOTAL_BYTES: u64 = 32 * 1024 * 1024;
 /// Most policy files in a directory.
 pub const MAX_FILES: usize = 256;
 
+mod cache;
 mod paths;
 
 /// One source: the name it is hashed under, the name diagnostics show, and its bytes.
@@ -68,7 +70,7 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
 /// [`PolicyError::Invalid`] with every problem found.
 pub fn parse_str(name: &str, text: &str) -> Result<Policy, PolicyError> {
     let source = Source::in_memory(name, text);
-    from_sources(&Arc::clone(&source.display), &[source])
+    from_sources(&Arc::clone(&source.display), &[source], None)
 }
 
 /// Parse a policy held in memory as the files of one directory: `(name, text)`, in name order.
@@ -77,11 +79,14 @@ pub fn parse_str(name: &str, text: &str) -> Result<Policy, PolicyError> {
 /// # Errors
 /// [`PolicyError::Invalid`] with every problem found.
 pub fn parse_files(files: &[(String, String)]) -> Result<Policy, PolicyError> {
-    let sources: Vec<Source> = files
+    from_sources(&Arc::from("."), &in_memory_sources(files), None)
+}
+
+fn in_memory_sources(files: &[(String, String)]) -> Vec<Source> {
+    files
         .iter()
         .map(|(name, text)| Source::in_memory(name, text))
-        .collect();
-    from_sources(&Arc::from("."), &sources)
+        .collect()
 }
 
 fn io(path: &Path, source: std::io::Error) -> PolicyError {
@@ -268,12 +273,21 @@ fn list_dir(
     Ok(files)
 }
 
-/// Parse every source (all of them, even after errors), merge and validate.
-pub(crate) fn from_sources(root: &Arc<str>, sources: &[Source]) -> Result<Policy, PolicyError> {
+/// Parse every source (all of them, even after errors), merge and validate; through `cache`, only
+/// the sources it does not hold as they are.
+pub(crate) fn from_sources(
+    root: &Arc<str>,
+    sources: &[Source],
+    cache: Option<&mut ReadCache>,
+) -> Result<Policy, PolicyError> {
     let mut diags = Diags::default();
     let mut gaps = Gaps::default();
     let mut docs = Vec::with_capacity(sources.len());
-    for read in read_files(sources) {
+    let reads = match cache {
+        Some(cache) => cache.read(sources),
+        None => read_files(&sources.iter().collect::<Vec<_>>()),
+    };
+    for read in reads {
         gaps.unread_file |= read.unread;
         diags.absorb(read.diags);
         docs.extend(read.doc);
@@ -296,6 +310,7 @@ pub(crate) fn from_sources(root: &Arc<str>, sources: &[Source]) -> Result<Policy
 
 /// One file read on its own: its document (`None` when it holds none or is not YAML), what
 /// reading it found, and whether the YAML reader left part of it unread.
+#[derive(Clone)]
 struct FileRead {
     doc: Option<FileDoc>,
     diags: Diags,
@@ -316,29 +331,39 @@ fn read_file(source: &Source) -> FileRead {
 /// several files (as a big site's must be: [`MAX_FILE_BYTES`]) is read on every CPU at once: most
 /// of loading 100,000 devices is reading YAML. Memory stays within one tree per CPU besides the
 /// documents.
-fn read_files(sources: &[Source]) -> Vec<FileRead> {
+fn read_files(sources: &[&Source]) -> Vec<FileRead> {
+    per_file(sources, |s| s.bytes.len(), |s| read_file(s))
+}
+
+/// `work` on every item, on every CPU at once, in contiguous runs balanced by `weight` (a file's
+/// bytes); the results in item order.
+fn per_file<T: Sync, R: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let workers = cpus.min(sources.len());
+    let workers = cpus.min(items.len());
     if workers <= 1 {
-        return sources.iter().map(read_file).collect();
+        return items.iter().map(work).collect();
     }
-    // Contiguous runs of files, one per worker, balanced by bytes; joined back in file order.
-    let total: usize = sources.iter().map(|s| s.bytes.len()).sum();
+    let total: usize = items.iter().map(&weight).sum();
     let share = total.div_ceil(workers).max(1);
-    let mut runs: Vec<&[Source]> = Vec::with_capacity(workers);
-    let (mut start, mut bytes) = (0, 0);
-    for (i, source) in sources.iter().enumerate() {
-        bytes += source.bytes.len();
-        if bytes >= share && runs.len() + 1 < workers {
-            runs.push(&sources[start..=i]);
-            (start, bytes) = (i + 1, 0);
+    let mut runs: Vec<&[T]> = Vec::with_capacity(workers);
+    let (mut start, mut sum) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        sum += weight(item);
+        if sum >= share && runs.len() + 1 < workers {
+            runs.push(&items[start..=i]);
+            (start, sum) = (i + 1, 0);
         }
     }
-    runs.push(&sources[start..]);
+    runs.push(&items[start..]);
+    let work = &work;
     std::thread::scope(|scope| {
         let handles: Vec<_> = runs
             .iter()
-            .map(|run| scope.spawn(|| run.iter().map(read_file).collect::<Vec<_>>()))
+            .map(|run| scope.spawn(move || run.iter().map(work).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()

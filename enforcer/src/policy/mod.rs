@@ -26,8 +26,8 @@ pub use diag::{
     Diagnostic, Loc, MAX_MESSAGE_CHARS, MAX_REPORTED, Omitted, PolicyError, Severity, render_all,
 };
 pub use load::{
-    MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, PolicySnapshot, SnapshotFile, load, load_all,
-    load_snapshot, parse_files, parse_str, shown_paths,
+    MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, PolicySnapshot, ReadCache, SnapshotFile, load,
+    load_all, load_snapshot, parse_files, parse_str, shown_paths,
 };
 pub use model::Policy;
 pub use plan::{PlanDiff, PlanView, diff};

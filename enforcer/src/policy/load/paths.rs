@@ -17,7 +17,7 @@ use super::{
 /// As [`load`].
 pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Policy, PolicyError> {
     let (root, sources) = read_all(paths)?;
-    from_sources(&root, &sources)
+    from_sources(&root, &sources, None)
 }
 
 /// As [`load_all`], also returning the bytes read, so what was validated can be kept and loaded
@@ -26,8 +26,16 @@ pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Policy, PolicyError> {
 /// # Errors
 /// As [`load`].
 pub fn load_snapshot<P: AsRef<Path>>(paths: &[P]) -> Result<(Policy, PolicySnapshot), PolicyError> {
+    load_snapshot_with(paths, None)
+}
+
+/// [`load_snapshot`], through `cache` when given ([`super::ReadCache::load_snapshot`]).
+pub(super) fn load_snapshot_with<P: AsRef<Path>>(
+    paths: &[P],
+    cache: Option<&mut super::ReadCache>,
+) -> Result<(Policy, PolicySnapshot), PolicyError> {
     let (root, sources) = read_all(paths)?;
-    let policy = from_sources(&root, &sources)?;
+    let policy = from_sources(&root, &sources, cache)?;
     let snapshot = PolicySnapshot {
         root: root.to_string(),
         files: sources
@@ -77,7 +85,7 @@ impl PolicySnapshot {
                 bytes: f.text.as_bytes().to_vec(),
             })
             .collect();
-        from_sources(&Arc::from(self.root.as_str()), &sources)
+        from_sources(&Arc::from(self.root.as_str()), &sources, None)
     }
 }
 

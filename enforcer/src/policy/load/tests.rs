@@ -13,7 +13,7 @@ fn a_file_that_fails_to_parse_is_the_only_error_reported() {
         Source::in_memory("10-devices.yaml", &tabbed),
         Source::in_memory("20-rules.yaml", RULES),
     ];
-    let err = from_sources(&Arc::from("p"), &sources)
+    let err = from_sources(&Arc::from("p"), &sources, None)
         .map(|_| ())
         .expect_err("a tab");
     let all = err.diagnostics();
@@ -33,7 +33,7 @@ fn a_definition_whose_body_fails_is_no_undefined_reference() {
         Source::in_memory("10-devices.yaml", &broken),
         Source::in_memory("20-rules.yaml", RULES),
     ];
-    let err = from_sources(&Arc::from("p"), &sources)
+    let err = from_sources(&Arc::from("p"), &sources, None)
         .map(|_| ())
         .expect_err("bad zone name");
     let all = err.diagnostics();
@@ -51,7 +51,7 @@ fn the_same_policy_without_the_fault_loads() {
         Source::in_memory("10-devices.yaml", DEVICES),
         Source::in_memory("20-rules.yaml", RULES),
     ];
-    let policy = from_sources(&Arc::from("p"), &sources).unwrap_or_else(|e| panic!("{e}"));
+    let policy = from_sources(&Arc::from("p"), &sources, None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(policy.devices.len(), 2);
 }
 
@@ -302,7 +302,7 @@ fn files_read_in_parallel_give_what_reading_them_in_turn_gives() {
             Source::in_memory(&format!("{:02}-devices.yaml", 10 + i), &text),
         );
     }
-    let parallel = read_files(&sources);
+    let parallel = read_files(&sources.iter().collect::<Vec<_>>());
     let in_turn: Vec<FileRead> = sources.iter().map(read_file).collect();
     assert_eq!(parallel.len(), sources.len());
     for (p, t) in parallel.iter().zip(&in_turn) {
@@ -311,7 +311,7 @@ fn files_read_in_parallel_give_what_reading_them_in_turn_gives() {
             (t.doc.is_some(), t.unread, t.diags.found(), &t.diags.list)
         );
     }
-    let err = from_sources(&Arc::from("p"), &sources)
+    let err = from_sources(&Arc::from("p"), &sources, None)
         .map(|_| ())
         .expect_err("three broken files");
     let text = err.to_string();
@@ -325,7 +325,7 @@ fn files_read_in_parallel_give_what_reading_them_in_turn_gives() {
             !["12-devices.yaml", "15-devices.yaml", "17-devices.yaml"].contains(&s.rel.as_str())
         })
         .collect();
-    let policy = from_sources(&Arc::from("p"), &good).unwrap_or_else(|e| panic!("{e}"));
+    let policy = from_sources(&Arc::from("p"), &good, None).unwrap_or_else(|e| panic!("{e}"));
     let mut names: Vec<&str> = policy.devices.keys().map(String::as_str).collect();
     names.sort_unstable();
     assert_eq!(

@@ -253,7 +253,7 @@ impl Default for Limits {
 }
 
 /// What one file declares, before merging.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct FileDoc {
     pub zones: Vec<Zone>,
     pub networks: Vec<Network>,
@@ -274,7 +274,7 @@ pub(crate) struct FileDoc {
     pub dns: Option<crate::policy::names::DnsSettings>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct PartialDefaults {
     pub action: Option<Action>,
     pub mode: Option<Mode>,
