@@ -199,6 +199,11 @@ fn per_packet_targets(doc: &Value, s: &mut String) {
             "a new flow",
             "the frame's flow looked up and inserted (`bench_floor_new`)",
         ),
+        (
+            "ipv4_denied",
+            "a denied packet",
+            "the flow lookup missing, both ends' identities and the class pair (`bench_floor_denied`)",
+        ),
     ];
     for (class, of, how) in floors {
         for pattern in ["hot", "spread"] {
