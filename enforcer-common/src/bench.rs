@@ -18,6 +18,10 @@ pub const FLOOR: &str = "bench_floor";
 /// Finds an untagged IPv4 TCP frame's flow missing from `FLOWS` and inserts it (passes when it
 /// did): the floor under the new-flow classes.
 pub const FLOOR_NEW: &str = "bench_floor_new";
+/// Finds an untagged IPv4 TCP frame's flow missing from `FLOWS`, both ends' identities in the
+/// live slot and their class pair, then drops (passes anything else): the floor under the denied
+/// class.
+pub const FLOOR_DENIED: &str = "bench_floor_denied";
 
 /// `Array<BenchConfig>`, one entry.
 pub const CONFIG_MAP: &str = "BENCH_CONFIG";

@@ -14,7 +14,11 @@
 //!   IPv4 TCP frame's 5-tuple and find its flow in `FLOWS`. No identity, no MAC check, no epoch,
 //!   no counters: the floor under the allowed-reply class, measured beside it. `bench_floor_new`:
 //!   the same lookup missing, then the flow inserted with an empty value: the floor under the
-//!   new-flow classes.
+//!   new-flow classes. `bench_floor_denied`: what deciding to deny such a frame cannot do
+//!   without: its flow missing from `FLOWS`, the live slot from `CONTROL`, the source's identity
+//!   (`MACS`), the destination's (`ADDRS_V4`) and the class pair (`PAIRS`, where a miss is the
+//!   default action), then the drop. No quarantine, counters or events: the floor under the
+//!   denied class.
 //!
 //! Maps here are not pinned, and sized to one entry in the object: the benchmark raises
 //! `BENCH_TABLE`'s capacity at load time, so the daemon pays nothing for them.
@@ -29,10 +33,13 @@ use aya_ebpf::{
 use enforcer_common::{
     FAMILY_V4, PROTO_TCP,
     bench::{BenchConfig, BenchEntry, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT},
+    control::slot_of,
     flow::{FlowKey, FlowValue},
+    identity::{AddrKeyV4, MacKey},
+    rules::PairKey,
 };
 
-use crate::maps::FLOWS;
+use crate::maps::{ADDRS_V4, CONTROL, FLOWS, MACS, PAIRS};
 
 #[map]
 static BENCH_CONFIG: Array<BenchConfig> = Array::with_max_entries(1, 0);
@@ -125,9 +132,77 @@ pub fn bench_floor_new(ctx: XdpContext) -> u32 {
     }
 }
 
-/// An untagged IPv4 TCP frame's flow key, as the enforcer keys `FLOWS`; `None` for any other frame.
+/// Benchmark floor (never attached by the daemon): what denying an untagged IPv4 TCP frame cannot
+/// do without, and nothing more: the flow lookup (a packet of an open flow must pass), both ends'
+/// identities in the live slot and their class pair. Drops only a frame of no open flow between
+/// two listed devices; passes any other, so the benchmark can check that it measured lookups that
+/// found their devices (on the veth path a pass is forwarded, and shows).
+#[xdp]
+pub fn bench_floor_denied(ctx: XdpContext) -> u32 {
+    let Some(f) = v4_tcp(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: the value is only tested for presence.
+    if unsafe { FLOWS.get(&f.flow_key()) }.is_some() {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(control) = CONTROL.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let slot = slot_of(control.epoch);
+    // SAFETY: as in `identity::lookup_addr`: userspace never deletes a live slot's entries while
+    // packets can read them, and the class is copied out at once.
+    let Some(src) = (unsafe { MACS.get(&MacKey::new(slot, f.src_mac)) }).map(|m| m.class) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: as above.
+    let Some(dst) =
+        (unsafe { ADDRS_V4.get(&AddrKeyV4::new(slot, f.dst.to_ne_bytes())) }).map(|a| a.class)
+    else {
+        return xdp_action::XDP_PASS;
+    };
+    // Found or not (a miss is the default action), the lookup is what a verdict costs; consumed so
+    // the compiler keeps it.
+    // SAFETY: the value is only tested for presence.
+    core::hint::black_box(unsafe { PAIRS.get(&PairKey::new(slot, src, dst)) }.is_some());
+    xdp_action::XDP_DROP
+}
+
+/// What the floors read of an untagged IPv4 TCP frame; addresses as the enforcer keeps them (wire
+/// order in a native `u32`).
+struct V4Tcp {
+    src_mac: [u8; 6],
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+}
+
+impl V4Tcp {
+    /// The frame's flow key, as the enforcer keys `FLOWS`.
+    #[inline(always)]
+    fn flow_key(&self) -> FlowKey {
+        let (key, _) = FlowKey::canonical(
+            FAMILY_V4,
+            PROTO_TCP,
+            [self.src, 0, 0, 0],
+            self.sport,
+            [self.dst, 0, 0, 0],
+            self.dport,
+        );
+        key
+    }
+}
+
+/// An untagged IPv4 TCP frame's flow key; `None` for any other frame.
 #[inline(always)]
 fn flow_key(ctx: &XdpContext) -> Option<FlowKey> {
+    v4_tcp(ctx).map(|f| f.flow_key())
+}
+
+/// The fields of an untagged IPv4 TCP frame; `None` for any other frame.
+#[inline(always)]
+fn v4_tcp(ctx: &XdpContext) -> Option<V4Tcp> {
     const ETH: usize = 14;
     let (start, end) = (ctx.data(), ctx.data_end());
     // Ethernet, a 20-byte IPv4 header (the benchmark's frames have no options), the TCP ports.
@@ -135,9 +210,10 @@ fn flow_key(ctx: &XdpContext) -> Option<FlowKey> {
         return None;
     }
     // SAFETY: every read below lies inside `[start, start + ETH + 24)`, checked above.
-    let (ethertype, ip_head, proto, src, dst, sport, dport) = unsafe {
+    let (src_mac, ethertype, ip_head, proto, src, dst, sport, dport) = unsafe {
         let at = |off: usize| start + off;
         (
+            core::ptr::read_unaligned(at(6) as *const [u8; 6]),
             core::ptr::read_unaligned(at(12) as *const [u8; 2]),
             *(at(ETH) as *const u8),
             *(at(ETH + 9) as *const u8),
@@ -150,15 +226,13 @@ fn flow_key(ctx: &XdpContext) -> Option<FlowKey> {
     if ethertype != [0x08, 0x00] || ip_head != 0x45 || proto != PROTO_TCP {
         return None;
     }
-    let (key, _) = FlowKey::canonical(
-        FAMILY_V4,
-        PROTO_TCP,
-        [src, 0, 0, 0],
+    Some(V4Tcp {
+        src_mac,
+        src,
+        dst,
         sport,
-        [dst, 0, 0, 0],
         dport,
-    );
-    Some(key)
+    })
 }
 
 #[inline(always)]

@@ -12,7 +12,7 @@ use aya::{
 };
 pub use enforcer_common::bench::{
     BenchConfig, BenchEntry, DROP, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT, FLOOR,
-    FLOOR_NEW, GEN, PASS, SPREAD, TC_PASS,
+    FLOOR_DENIED, FLOOR_NEW, GEN, PASS, SPREAD, TC_PASS,
 };
 use enforcer_common::{
     MAX_DEVICES, PROGRAM,
@@ -69,7 +69,16 @@ impl Datapath {
             .map_err(DatapathError::Load);
         fs::remove_dir_all(&dir).map_err(pin_err)?;
         let mut ebpf = loaded?;
-        for name in [ENFORCER, PASS, DROP, SPREAD, GEN, FLOOR, FLOOR_NEW] {
+        for name in [
+            ENFORCER,
+            PASS,
+            DROP,
+            SPREAD,
+            GEN,
+            FLOOR,
+            FLOOR_NEW,
+            FLOOR_DENIED,
+        ] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::NoProgram)?

@@ -82,6 +82,17 @@ impl Class {
             _ => XDP_PASS,
         }
     }
+
+    /// The floor measured beside the class (`floor`): what it cannot do without. Each returns
+    /// the class's verdict when it did all of it.
+    fn floor_program(self) -> Option<&'static str> {
+        match self {
+            Self::V4Reply => Some(dpb::FLOOR),
+            Self::V4New => Some(dpb::FLOOR_NEW),
+            Self::V4Denied => Some(dpb::FLOOR_DENIED),
+            _ => None,
+        }
+    }
 }
 
 /// A source, a destination and a TCP port, by device index, with a known verdict.
@@ -362,7 +373,7 @@ struct Case {
     empty: Vec<f64>,
     driver_pass: Vec<f64>,
     ratio: Vec<f64>,
-    /// The class's floor (`floor`), net ns and ratio: allowed replies and IPv4 new flows.
+    /// The class's floor (`floor`), net ns and ratio: allowed replies, IPv4 new flows and denied.
     floor: Vec<f64>,
     floor_ratio: Vec<f64>,
 }
@@ -443,9 +454,10 @@ fn through_driver(
 
 /// The case's frame through a floor program (`bench_floor`: a reply's flow lookup alone;
 /// `bench_floor_new`: a new flow's lookup and insert, into a table emptied first as the case's
-/// is), the way the case runs the enforcer (through the driver or not): the kernel-timed ns per
-/// packet, the driver's included. The run's last packet must have passed (and for replies the
-/// samples checked before anything is timed all did).
+/// is; `bench_floor_denied`: a denied packet's flow miss, identities and class pair), the way the
+/// case runs the enforcer (through the driver or not): the kernel-timed ns per packet, the
+/// driver's included. The run's last packet must have had the class's verdict (and for replies
+/// and denied packets the samples checked before anything is timed all did).
 fn floor(dp: &mut Datapath, c: &Case, program: &str, repeat: u32) -> Result<f64> {
     if c.class.new_flow() {
         dp.bench_clear_flows()?;
@@ -455,8 +467,8 @@ fn floor(dp: &mut Datapath, c: &Case, program: &str, repeat: u32) -> Result<f64>
     } else {
         dp.bench_run(program, &c.frame, repeat)?
     };
-    if rv != XDP_PASS {
-        bail!("{program} did not pass {} (verdict {rv})", c.class.name());
+    if rv != c.class.expect() {
+        bail!("{program} on {}: verdict {rv}", c.class.name());
     }
     Ok(ns(t))
 }
@@ -538,10 +550,14 @@ pub fn run(
                     c.class.expect()
                 );
             }
-            if c.class == Class::V4Reply {
-                let (rv, _) = dp.bench_run(dpb::FLOOR, &frame(c.class, *p), 1)?;
-                if rv != XDP_PASS {
-                    bail!("{devices} devices, the floor missed {p:?}'s flow (verdict {rv})");
+            // The floors that find what the enforcer left or was given: the reply's flow; a
+            // denied packet's two devices. (A new flow's floor would find the flow just judged.)
+            if matches!(c.class, Class::V4Reply | Class::V4Denied)
+                && let Some(program) = c.class.floor_program()
+            {
+                let (rv, _) = dp.bench_run(program, &frame(c.class, *p), 1)?;
+                if rv != c.class.expect() {
+                    bail!("{devices} devices, the floor missed {p:?} ({program}, verdict {rv})");
                 }
             }
         }
@@ -572,13 +588,7 @@ pub fn run(
                 driver = ns(d);
                 net = net - driver + ns(empty);
             }
-            // The floors: a reply's flow lookup alone; a new flow's lookup and insert.
-            let floor_program = match c.class {
-                Class::V4Reply => Some(dpb::FLOOR),
-                Class::V4New => Some(dpb::FLOOR_NEW),
-                _ => None,
-            };
-            if let Some(program) = floor_program {
+            if let Some(program) = c.class.floor_program() {
                 let floor = floor(dp, c, program, repeat)? - driver + ns(empty);
                 c.floor.push(floor);
                 c.floor_ratio.push(floor / ns(empty).max(1.0));

@@ -199,6 +199,11 @@ fn per_packet_targets(doc: &Value, s: &mut String) {
             "a new flow",
             "the frame's flow looked up and inserted (`bench_floor_new`)",
         ),
+        (
+            "ipv4_denied",
+            "a denied packet",
+            "the flow lookup missing, both ends' identities and the class pair (`bench_floor_denied`)",
+        ),
     ];
     for (class, of, how) in floors {
         for pattern in ["hot", "spread"] {
@@ -272,15 +277,44 @@ fn veth_targets(doc: &Value, v: &[Value], s: &mut String) {
         drop,
         verdict(x <= 3.0)
     );
-    let own = med("enforcer_allowed") - med("no_program_allowed");
-    let share = own / med("no_program_allowed");
+    // Runs of before the floors were measured have no such scenario (NaN): no row.
+    let floor = med("floor_denied");
+    if !floor.is_nan() {
+        let _ = writeln!(
+            s,
+            "| (context) veth: floor of a denied packet, the flow lookup missing, both ends' identities and the class pair (`bench_floor_denied`) | {floor:.0} ns vs {drop:.0} ns = {:.1}x | - |",
+            floor / drop,
+        );
+    }
+    let forwarding = med("no_program_allowed");
+    let own = med("enforcer_allowed") - forwarding;
+    let share = own / forwarding;
     let _ = writeln!(
         s,
-        "| veth: the enforcer's own cost on the allowed path (enforcer_allowed - no_program_allowed) <= 10% of the kernel's forwarding (no_program_allowed) | {own:.0} ns of {:.0} ns = {:.0}% | {} |",
-        med("no_program_allowed"),
+        "| veth: the enforcer's own cost on the allowed path (enforcer_allowed - no_program_allowed) <= 10% of the kernel's forwarding (no_program_allowed) | {own:.0} ns of {forwarding:.0} ns = {:.0}% | {} |",
         share * 100.0,
         verdict(share <= 0.10)
     );
+    for (name, what) in [
+        (
+            "xdp_pass_all_allowed",
+            "any XDP program that passes (`bench_pass`)",
+        ),
+        (
+            "floor_allowed",
+            "floor of an allowed packet, the flow lookup alone (`bench_floor`)",
+        ),
+    ] {
+        let own = med(name) - forwarding;
+        if own.is_nan() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| (context) veth: {what}, own cost ({name} - no_program_allowed) | {own:.0} ns of {forwarding:.0} ns = {:.0}% | - |",
+            own / forwarding * 100.0,
+        );
+    }
     for (e, n) in [
         ("enforcer_denied", "nftables_denied"),
         ("enforcer_allowed", "nftables_allowed"),

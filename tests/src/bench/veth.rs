@@ -8,9 +8,12 @@
 //! delivers nothing without an XDP program or GRO); `s1` runs `bench_drop` on its own NAPI thread
 //! (pinned to CPU 0) so forwarded packets cost the receiver only the forward and the enqueue.
 //!
-//! Scenarios: no program (kernel forwarding), `bench_drop`, the enforcer (allowed established
-//! traffic; denied traffic), and nftables with the equivalent policy in the forward hook (same
-//! two mixes), interleaved per round.
+//! Scenarios: no program (kernel forwarding), `bench_pass` (what any XDP program that passes
+//! adds to it), `bench_drop`, the enforcer (allowed established traffic; denied traffic), the
+//! floors of those two (`bench_floor`, the allowed traffic's flow lookup alone, right after the
+//! enforcer opened the flows; `bench_floor_denied`, a denied packet's flow miss, identities and
+//! class pair), and nftables with the equivalent policy in the forward hook (same two mixes),
+//! interleaved per round.
 
 use std::{
     fs,
@@ -349,8 +352,8 @@ fn frame(r0_mac: [u8; 6], s: usize, d: usize, port: u16) -> Vec<u8> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rx {
     None,
-    Drop,
-    Enforcer,
+    /// A program of the object, attached to `r0` (native XDP).
+    Xdp(&'static str),
     Nft,
 }
 
@@ -427,28 +430,25 @@ fn run_inner(ns: &str, quick: bool) -> Result<Value> {
     let deny = traffic(&dp, &compiled, r0_mac, false, g0)?;
     let packets: u32 = if quick { 300_000 } else { 2_000_000 };
     let rounds = if quick { 2 } else { 5 };
-    let scenarios: [(&str, Rx, bool); 6] = [
+    let scenarios: [(&str, Rx, bool); 9] = [
         ("no_program_allowed", Rx::None, true),
-        ("xdp_drop_all", Rx::Drop, false),
-        ("enforcer_allowed", Rx::Enforcer, true),
-        ("enforcer_denied", Rx::Enforcer, false),
+        ("xdp_pass_all_allowed", Rx::Xdp(dpb::PASS), true),
+        ("xdp_drop_all", Rx::Xdp(dpb::DROP), false),
+        ("enforcer_allowed", Rx::Xdp(dpb::ENFORCER), true),
+        // Right after the enforcer: its allowed traffic's flows are in `FLOWS`.
+        ("floor_allowed", Rx::Xdp(dpb::FLOOR), true),
+        ("enforcer_denied", Rx::Xdp(dpb::ENFORCER), false),
+        ("floor_denied", Rx::Xdp(dpb::FLOOR_DENIED), false),
         ("nftables_allowed", Rx::Nft, true),
         ("nftables_denied", Rx::Nft, false),
     ];
     let mut res: Vec<(Vec<f64>, u64, u64)> = vec![(vec![], 0, 0); scenarios.len()];
     for round in 0..rounds {
-        for (k, (_, rx, allowed)) in scenarios.iter().enumerate() {
+        for (k, (name, rx, allowed)) in scenarios.iter().enumerate() {
             let t = if *allowed { &allow } else { &deny };
             dp.bench_clear_device_state(0..u32::try_from(DEVICES + 1)?)?;
             let link = match rx {
-                Rx::Drop => Some((
-                    dpb::DROP,
-                    dp.bench_attach(dpb::DROP, "r0", XdpMode::Driver)?,
-                )),
-                Rx::Enforcer => Some((
-                    dpb::ENFORCER,
-                    dp.bench_attach(dpb::ENFORCER, "r0", XdpMode::Driver)?,
-                )),
+                Rx::Xdp(prog) => Some((*prog, dp.bench_attach(prog, "r0", XdpMode::Driver)?)),
                 Rx::None => None,
                 Rx::Nft => {
                     nft::load(ns, &ruleset)?;
@@ -468,6 +468,15 @@ fn run_inner(ns: &str, quick: bool) -> Result<Value> {
                 );
             }
             let (ns_pp, rx_n, fwd) = m?;
+            // A floor's verdict depends on state set up here (the flows the enforcer opened, the
+            // policy's devices): one that missed would time a cheaper path than it names, and
+            // forward what it should drop or the reverse.
+            if matches!(rx, Rx::Xdp(p) if [dpb::FLOOR, dpb::FLOOR_DENIED].contains(p)) {
+                let want = if *allowed { rx_n } else { 0 };
+                if fwd.abs_diff(want) > rx_n / 100 {
+                    bail!("{name}: forwarded {fwd} of {rx_n} packets received");
+                }
+            }
             res[k].0.push(ns_pp);
             res[k].1 += rx_n;
             res[k].2 += fwd;
@@ -475,7 +484,10 @@ fn run_inner(ns: &str, quick: bool) -> Result<Value> {
         eprintln!("  veth: round {}/{rounds} done", round + 1);
     }
     dp.bench_detach(dpb::DROP, s1_link)?;
-    let drop_med = stats::median(&res[1].0);
+    let drop_med = scenarios
+        .iter()
+        .position(|(name, _, _)| *name == "xdp_drop_all")
+        .map_or(f64::NAN, |k| stats::median(&res[k].0));
     let mut rows = Vec::new();
     for (k, (name, _, _)) in scenarios.iter().enumerate() {
         let med = stats::median(&res[k].0);
