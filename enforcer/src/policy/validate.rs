@@ -5,7 +5,7 @@
 //! router's addresses or the compiled maps (capacity, shadowed rules) are done by `compile`.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map::Entry},
     net::IpAddr,
 };
 
@@ -54,15 +54,21 @@ pub(crate) fn validate(p: &Policy, gaps: &Gaps, diags: &mut Diags) {
 
 /// Every name used is defined, and every zone a rule names has devices (a warning).
 fn check_references(p: &Policy, gaps: &Gaps, diags: &mut Diags) {
-    check_zone_ref(p, gaps, &p.defaults.unknown, "defaults.unknown", diags);
+    check_zone_ref(p, gaps, &p.defaults.unknown, &"defaults.unknown", diags);
     if let Some(q) = &p.quarantine {
-        check_zone_ref(p, gaps, &q.zone, "quarantine.zone", diags);
+        check_zone_ref(p, gaps, &q.zone, &"quarantine.zone", diags);
         for t in &q.touches {
             check_endpoint(p, gaps, t, diags);
         }
     }
     for d in p.devices.values() {
-        check_zone_ref(p, gaps, &d.zone, &format!("device `{}`", d.name), diags);
+        check_zone_ref(
+            p,
+            gaps,
+            &d.zone,
+            &format_args!("device `{}`", d.name),
+            diags,
+        );
     }
     let populated: HashSet<&str> = p.devices.values().map(|d| d.zone.value.as_str()).collect();
     // A device that could not be read may have been the one in the zone.
@@ -90,36 +96,44 @@ fn check_references(p: &Policy, gaps: &Gaps, diags: &mut Diags) {
 
 /// No address, MAC or CIDR is claimed twice.
 fn check_claims(p: &Policy, diags: &mut Diags) {
-    let mut addrs: HashMap<IpAddr, (&str, &Loc)> = HashMap::new();
-    let mut macs: HashMap<[u8; 6], (&str, &Loc)> = HashMap::new();
+    let mut addrs: HashMap<IpAddr, (&str, &Loc)> = HashMap::with_capacity(p.devices.len());
+    let mut macs: HashMap<[u8; 6], (&str, &Loc)> = HashMap::with_capacity(p.devices.len());
     for d in p.devices.values() {
         for a in &d.addresses {
-            if let Some((other, at)) = addrs.get(&a.value) {
-                diags.error(
-                    &a.loc,
-                    format!(
-                        "address {} is claimed by devices `{other}` ({at}) and `{}`",
-                        a.value, d.name
-                    ),
-                    "an address identifies one device; remove one",
-                );
-            } else {
-                addrs.insert(a.value, (&d.name, &a.loc));
+            match addrs.entry(a.value) {
+                Entry::Occupied(first) => {
+                    let (other, at) = first.get();
+                    diags.error(
+                        &a.loc,
+                        format!(
+                            "address {} is claimed by devices `{other}` ({at}) and `{}`",
+                            a.value, d.name
+                        ),
+                        "an address identifies one device; remove one",
+                    );
+                }
+                Entry::Vacant(v) => {
+                    v.insert((&d.name, &a.loc));
+                }
             }
         }
         if let Some(m) = &d.mac {
-            if let Some((other, at)) = macs.get(&m.value) {
-                diags.error(
-                    &m.loc,
-                    format!(
-                        "MAC {} is claimed by devices `{other}` ({at}) and `{}`",
-                        fmt_mac(m.value),
-                        d.name
-                    ),
-                    "a MAC identifies one device; remove one",
-                );
-            } else {
-                macs.insert(m.value, (&d.name, &m.loc));
+            match macs.entry(m.value) {
+                Entry::Occupied(first) => {
+                    let (other, at) = first.get();
+                    diags.error(
+                        &m.loc,
+                        format!(
+                            "MAC {} is claimed by devices `{other}` ({at}) and `{}`",
+                            fmt_mac(m.value),
+                            d.name
+                        ),
+                        "a MAC identifies one device; remove one",
+                    );
+                }
+                Entry::Vacant(v) => {
+                    v.insert((&d.name, &m.loc));
+                }
             }
         }
     }
@@ -142,7 +156,14 @@ fn check_claims(p: &Policy, diags: &mut Diags) {
     }
 }
 
-fn check_zone_ref(p: &Policy, gaps: &Gaps, zone: &Located<String>, whose: &str, diags: &mut Diags) {
+/// `whose` is only formatted for an error: this runs once per device.
+fn check_zone_ref(
+    p: &Policy,
+    gaps: &Gaps,
+    zone: &Located<String>,
+    whose: &dyn std::fmt::Display,
+    diags: &mut Diags,
+) {
     if !p.zones.contains_key(&zone.value)
         && !gaps
             .unreadable

@@ -22,6 +22,32 @@ use crate::policy::{
     model::{Device, Endpoint, Policy},
 };
 
+/// The names `quarantine.touches` lists, by kind: a device or network is looked up by its name
+/// alone, with no `Endpoint` built per device.
+struct Tripwires<'a> {
+    devices: HashSet<&'a str>,
+    networks: HashSet<&'a str>,
+}
+
+impl<'a> Tripwires<'a> {
+    fn of(p: &'a Policy) -> Self {
+        let touches = p.quarantine.iter().flat_map(|q| &q.touches);
+        let named = |kind: fn(&'a Endpoint) -> Option<&'a str>| {
+            touches.clone().filter_map(|t| kind(&t.value)).collect()
+        };
+        Self {
+            devices: named(|e| match e {
+                Endpoint::Device(n) => Some(n),
+                _ => None,
+            }),
+            networks: named(|e| match e {
+                Endpoint::Network(n) => Some(n),
+                _ => None,
+            }),
+        }
+    }
+}
+
 /// The identity maps and the device list.
 #[derive(Default)]
 pub(super) struct Identity {
@@ -43,12 +69,7 @@ impl Identity {
         opts: &CompileOptions,
         diags: &mut Diags,
     ) -> Self {
-        let tripwires: HashSet<&Endpoint> = p
-            .quarantine
-            .iter()
-            .flat_map(|q| &q.touches)
-            .map(|t| &t.value)
-            .collect();
+        let tripwires = Tripwires::of(p);
         let router: BTreeSet<IpAddr> = opts.router_addrs.iter().copied().collect();
         let mut out = Self::default();
         for d in p.devices.values() {
@@ -79,14 +100,14 @@ impl Identity {
         d: &Device,
         ids: &IdTable,
         classes: &Classes,
-        tripwires: &HashSet<&Endpoint>,
+        tripwires: &Tripwires<'_>,
         router: &BTreeSet<IpAddr>,
         diags: &mut Diags,
     ) {
         let id = assigned_id(&ids.devices, "device", &d.name);
         let class = classes.device(&d.name, &d.zone.value);
         let mac = d.mac.as_ref().map(|m| m.value);
-        let flags = if tripwires.contains(&Endpoint::Device(d.name.clone())) {
+        let flags = if tripwires.devices.contains(d.name.as_str()) {
             DST_F_TRIPWIRE
         } else {
             0
@@ -155,10 +176,10 @@ impl Identity {
         p: &Policy,
         ids: &IdTable,
         classes: &Classes,
-        tripwires: &HashSet<&Endpoint>,
+        tripwires: &Tripwires<'_>,
     ) {
         for n in p.networks.values() {
-            let flags = if tripwires.contains(&Endpoint::Network(n.name.clone())) {
+            let flags = if tripwires.networks.contains(n.name.as_str()) {
                 DST_F_TRIPWIRE
             } else {
                 0
@@ -272,15 +293,17 @@ impl Identity {
     /// lets their would-be denials pass as `audit`. Destinations are unaffected: the flag is read
     /// only when the entry resolves a source.
     fn mark_audited(&mut self, p: &Policy) {
+        // The device list was built from `p.devices` in its order (`build`), so the two walk
+        // together: no lookup by name per device.
         let audited: HashSet<u32> = self
             .devices
             .iter_mut()
-            .filter(|d| {
-                p.devices
-                    .get(&d.name)
-                    .is_some_and(|m| p.mode_of_device(m) == Mode::Audit)
+            .zip(p.devices.values())
+            .filter(|(d, m)| {
+                debug_assert_eq!(d.name, m.name);
+                p.mode_of_device(m) == Mode::Audit
             })
-            .map(|d| {
+            .map(|(d, _)| {
                 d.audit = true;
                 d.id
             })
