@@ -132,8 +132,12 @@ fn an_apply_after_adopting_pinned_maps_clears_the_previous_processes_slot() {
         std::process::id()
     ));
     let _absent_is_fine = std::fs::remove_dir_all(&dir);
-    let p = policy();
+    // Thousands of devices: more keys than one batch of the scan reads.
+    let p = parse_str("big.yaml", &enforcer::policy::synth::generate(5_000, 100))
+        .unwrap_or_else(|e| panic!("fixture: {e}"));
+    let p = compile(&p, &CompileOptions::default()).unwrap_or_else(|e| panic!("compile: {e}"));
     let per_policy: usize = p.map_sizes().values().sum();
+    assert!(per_policy > 8_192, "{per_policy} entries");
     {
         let mut first = Datapath::load(Some(&dir)).unwrap_or_else(|e| panic!("load: {e:?}"));
         let report = first.apply(&p, 1).expect("apply");

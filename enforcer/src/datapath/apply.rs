@@ -476,11 +476,9 @@ impl Datapath {
         name: &'static str,
         stale: impl Fn(&K) -> bool,
     ) -> Result<usize, DatapathError> {
-        let m: HashMap<&MapData, K, V> =
-            HashMap::try_from(self.map(name)?).map_err(map_err(name))?;
-        let keys: Vec<K> = m
-            .keys()
-            .filter_map(Result::ok)
+        let keys: Vec<K> = batch::hash_keys::<K, V>(self.hash_fd(name)?)
+            .map_err(|source| DatapathError::Batch { name, source })?
+            .into_iter()
             .filter(|k| stale(k))
             .collect();
         let n = keys.len();

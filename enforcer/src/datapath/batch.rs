@@ -2,7 +2,7 @@
 //! Linux 5.6+), which aya 0.14 does not wrap. A 100,000-device policy is some 340,000 entries: one
 //! syscall each costs about half a second, a few hundred batches a fraction of that. Writes go to
 //! hash maps (LPM tries have no batch operations; they hold few entries); reads come from arrays
-//! (`DEVICE_STATS`' rows of many devices).
+//! (`DEVICE_STATS`' rows of many devices) and hash maps (every key, for a scan).
 
 use std::{
     io,
@@ -164,4 +164,50 @@ pub(super) fn lookup_rows<V: aya::Pod>(fd: RawFd, start: u32, count: u32) -> io:
         next = next.wrapping_add(u32::try_from(done).map_err(|_| invalid())?);
     }
     Ok(values)
+}
+
+/// Every key of a hash map whose keys are `K` and values `V` (exactly the map's types), in
+/// CHUNK-entry syscalls: a scan of 340,000 keys in some 40 calls instead of one call per key.
+/// Entries added or removed while it runs may or may not be seen, as with any walk of a live map.
+pub(super) fn hash_keys<K: aya::Pod, V: aya::Pod>(fd: RawFd) -> io::Result<Vec<K>> {
+    let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
+    let fd = u32::try_from(fd).map_err(|_| invalid())?;
+    let mut out: Vec<K> = Vec::new();
+    let mut keys: Vec<K> = Vec::with_capacity(CHUNK);
+    let mut values: Vec<V> = Vec::with_capacity(CHUNK);
+    // A hash map's batch cursor is a bucket number, opaque here; none before the first call.
+    let (mut cursor, mut next) = (0u32, 0u32);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                std::ptr::from_mut(&mut cursor) as u64
+            },
+            out_batch: std::ptr::from_mut(&mut next) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: u32::try_from(CHUNK).map_err(|_| invalid())?,
+            map_fd: fd,
+            ..BatchAttr::default()
+        };
+        let (done, end) = match call(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+            Ok(()) => (attr.count, false),
+            // The end of the map: what was copied before it is valid.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => (attr.count, true),
+            Err(e) => return Err(e),
+        };
+        let done = usize::try_from(done).map_err(|_| invalid())?.min(CHUNK);
+        // SAFETY: the kernel wrote `done` whole keys of the map's key size (= `K`'s, which any
+        // bit pattern makes valid: `Pod`) at the start of `keys`' capacity.
+        unsafe { keys.set_len(done) };
+        out.extend_from_slice(&keys);
+        keys.clear();
+        if end {
+            return Ok(out);
+        }
+        cursor = next;
+        first = false;
+    }
 }
