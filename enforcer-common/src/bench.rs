@@ -22,6 +22,9 @@ pub const FLOOR_NEW: &str = "bench_floor_new";
 /// live slot and their class pair, then drops (passes anything else): the floor under the denied
 /// class.
 pub const FLOOR_DENIED: &str = "bench_floor_denied";
+/// Finds an untagged IPv4 later fragment's entry in `FRAGS` and nothing else (passes on a hit):
+/// the floor under the later-fragment class.
+pub const FLOOR_FRAGMENT: &str = "bench_floor_fragment";
 
 /// `Array<BenchConfig>`, one entry.
 pub const CONFIG_MAP: &str = "BENCH_CONFIG";

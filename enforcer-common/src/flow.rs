@@ -221,6 +221,23 @@ pub struct FragKey {
 }
 const _: () = assert!(core::mem::size_of::<FragKey>() == 40);
 
+impl FragKey {
+    /// The key of a fragment of the datagram `id` from `src` to `dst`; `proto` is the protocol
+    /// every fragment carries (IPv4's protocol field, the IPv6 Fragment header's next header).
+    #[must_use]
+    #[inline(always)]
+    pub const fn new(family: u8, proto: u8, src: [u32; 4], dst: [u32; 4], id: u32) -> Self {
+        Self {
+            src,
+            dst,
+            id,
+            proto,
+            family,
+            _pad: [0; 2],
+        }
+    }
+}
+
 /// Value of `FRAGS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

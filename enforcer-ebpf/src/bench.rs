@@ -18,7 +18,10 @@
 //!   without: its flow missing from `FLOWS`, the live slot from `CONTROL`, the source's identity
 //!   (`MACS`), the destination's (`ADDRS_V4`) and the class pair (`PAIRS`, where a miss is the
 //!   default action), then the drop. No quarantine, counters or events: the floor under the
-//!   denied class.
+//!   denied class. `bench_floor_fragment`: what passing a later fragment cannot do without: read
+//!   an untagged IPv4 header and find the datagram's first fragment in `FRAGS`, keyed as the
+//!   enforcer keys it. No expiry, no sender check, no counters: the floor under the
+//!   later-fragment class.
 //!
 //! Maps here are not pinned, and sized to one entry in the object: the benchmark raises
 //! `BENCH_TABLE`'s capacity at load time, so the daemon pays nothing for them.
@@ -34,12 +37,15 @@ use enforcer_common::{
     FAMILY_V4, PROTO_TCP,
     bench::{BenchConfig, BenchEntry, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT},
     control::slot_of,
-    flow::{FlowKey, FlowValue},
+    flow::{FlowKey, FlowValue, FragKey},
     identity::{AddrKeyV4, MacKey},
     rules::PairKey,
 };
 
-use crate::maps::{ADDRS_V4, CONTROL, FLOWS, MACS, PAIRS};
+use crate::maps::{ADDRS_V4, CONTROL, FLOWS, FRAGS, MACS, PAIRS};
+
+/// Ethernet header length: the floors read untagged frames only.
+const ETH: usize = 14;
 
 #[map]
 static BENCH_CONFIG: Array<BenchConfig> = Array::with_max_entries(1, 0);
@@ -168,6 +174,57 @@ pub fn bench_floor_denied(ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
+/// Benchmark floor (never attached by the daemon): what passing a later IPv4 fragment cannot do
+/// without, and nothing more: its datagram's entry in `FRAGS`. Passes a fragment whose entry is
+/// there, drops any other frame (so the benchmark can check that it measured hits).
+#[xdp]
+pub fn bench_floor_fragment(ctx: XdpContext) -> u32 {
+    let Some(key) = later_fragment_key(&ctx) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: the value is only tested for presence.
+    if unsafe { FRAGS.get(&key) }.is_some() {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// An untagged IPv4 later fragment's key, as the enforcer keys `FRAGS`; `None` for any other
+/// frame.
+#[inline(always)]
+fn later_fragment_key(ctx: &XdpContext) -> Option<FragKey> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    // Ethernet and a 20-byte IPv4 header (the benchmark's frames have no options).
+    if start + ETH + 20 > end {
+        return None;
+    }
+    // SAFETY: every read below lies inside `[start, start + ETH + 20)`, checked above.
+    let (ethertype, ip_head, id, frag, proto, src, dst) = unsafe {
+        let at = |off: usize| start + off;
+        (
+            core::ptr::read_unaligned(at(12) as *const [u8; 2]),
+            *(at(ETH) as *const u8),
+            u16::from_be_bytes(core::ptr::read_unaligned(at(ETH + 4) as *const [u8; 2])),
+            u16::from_be_bytes(core::ptr::read_unaligned(at(ETH + 6) as *const [u8; 2])),
+            *(at(ETH + 9) as *const u8),
+            core::ptr::read_unaligned(at(ETH + 12) as *const u32),
+            core::ptr::read_unaligned(at(ETH + 16) as *const u32),
+        )
+    };
+    // A later fragment has a non-zero offset (the low 13 bits); a first one is judged on its ports.
+    if ethertype != [0x08, 0x00] || ip_head != 0x45 || frag & 0x1fff == 0 {
+        return None;
+    }
+    Some(FragKey::new(
+        FAMILY_V4,
+        proto,
+        [src, 0, 0, 0],
+        [dst, 0, 0, 0],
+        u32::from(id),
+    ))
+}
+
 /// What the floors read of an untagged IPv4 TCP frame; addresses as the enforcer keeps them (wire
 /// order in a native `u32`).
 struct V4Tcp {
@@ -203,7 +260,6 @@ fn flow_key(ctx: &XdpContext) -> Option<FlowKey> {
 /// The fields of an untagged IPv4 TCP frame; `None` for any other frame.
 #[inline(always)]
 fn v4_tcp(ctx: &XdpContext) -> Option<V4Tcp> {
-    const ETH: usize = 14;
     let (start, end) = (ctx.data(), ctx.data_end());
     // Ethernet, a 20-byte IPv4 header (the benchmark's frames have no options), the TCP ports.
     if start + ETH + 20 + 4 > end {

@@ -639,14 +639,7 @@ out_of_line! {
 
 #[inline(always)]
 fn frag_key(pkt: &Packet) -> FragKey {
-    FragKey {
-        src: pkt.src,
-        dst: pkt.dst,
-        id: pkt.frag_id,
-        proto: pkt.frag_proto,
-        family: pkt.family,
-        _pad: [0; 2],
-    }
+    FragKey::new(pkt.family, pkt.frag_proto, pkt.src, pkt.dst, pkt.frag_id)
 }
 
 out_of_line! {

@@ -12,7 +12,7 @@ use aya::{
 };
 pub use enforcer_common::bench::{
     BenchConfig, BenchEntry, DROP, F_ADDRS, F_CSUM, F_DPORT, F_MAC, F_ROTATE_SPORT, F_SPORT, FLOOR,
-    FLOOR_DENIED, FLOOR_NEW, GEN, PASS, SPREAD, TC_PASS,
+    FLOOR_DENIED, FLOOR_FRAGMENT, FLOOR_NEW, GEN, PASS, SPREAD, TC_PASS,
 };
 use enforcer_common::{
     MAX_DEVICES, PROGRAM,
@@ -78,6 +78,7 @@ impl Datapath {
             FLOOR,
             FLOOR_NEW,
             FLOOR_DENIED,
+            FLOOR_FRAGMENT,
         ] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)

@@ -90,6 +90,7 @@ impl Class {
             Self::V4Reply => Some(dpb::FLOOR),
             Self::V4New => Some(dpb::FLOOR_NEW),
             Self::V4Denied => Some(dpb::FLOOR_DENIED),
+            Self::Fragment => Some(dpb::FLOOR_FRAGMENT),
             _ => None,
         }
     }
@@ -373,7 +374,8 @@ struct Case {
     empty: Vec<f64>,
     driver_pass: Vec<f64>,
     ratio: Vec<f64>,
-    /// The class's floor (`floor`), net ns and ratio: allowed replies, IPv4 new flows and denied.
+    /// The class's floor (`floor`), net ns and ratio: allowed replies, IPv4 new flows, denied and
+    /// later fragments.
     floor: Vec<f64>,
     floor_ratio: Vec<f64>,
 }
@@ -454,10 +456,12 @@ fn through_driver(
 
 /// The case's frame through a floor program (`bench_floor`: a reply's flow lookup alone;
 /// `bench_floor_new`: a new flow's lookup and insert, into a table emptied first as the case's
-/// is; `bench_floor_denied`: a denied packet's flow miss, identities and class pair), the way the
-/// case runs the enforcer (through the driver or not): the kernel-timed ns per packet, the
-/// driver's included. The run's last packet must have had the class's verdict (and for replies
-/// and denied packets the samples checked before anything is timed all did).
+/// is; `bench_floor_denied`: a denied packet's flow miss, identities and class pair;
+/// `bench_floor_fragment`: a later fragment's `FRAGS` lookup, behind the first fragments `prepare`
+/// sent), the way the case runs the enforcer (through the driver or not): the kernel-timed ns per
+/// packet, the driver's included. The run's last packet must have had the class's verdict (and
+/// for replies, denied packets and later fragments the samples checked before anything is timed
+/// all did).
 fn floor(dp: &mut Datapath, c: &Case, program: &str, repeat: u32) -> Result<f64> {
     if c.class.new_flow() {
         dp.bench_clear_flows()?;
@@ -551,8 +555,9 @@ pub fn run(
                 );
             }
             // The floors that find what the enforcer left or was given: the reply's flow; a
-            // denied packet's two devices. (A new flow's floor would find the flow just judged.)
-            if matches!(c.class, Class::V4Reply | Class::V4Denied)
+            // denied packet's two devices; the later fragment's first fragment. (A new flow's
+            // floor would find the flow just judged.)
+            if matches!(c.class, Class::V4Reply | Class::V4Denied | Class::Fragment)
                 && let Some(program) = c.class.floor_program()
             {
                 let (rv, _) = dp.bench_run(program, &frame(c.class, *p), 1)?;

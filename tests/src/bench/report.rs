@@ -204,6 +204,11 @@ fn per_packet_targets(doc: &Value, s: &mut String) {
             "a denied packet",
             "the flow lookup missing, both ends' identities and the class pair (`bench_floor_denied`)",
         ),
+        (
+            "ipv4_later_fragment",
+            "a later fragment",
+            "the fragment's `FRAGS` lookup alone (`bench_floor_fragment`)",
+        ),
     ];
     for (class, of, how) in floors {
         for pattern in ["hot", "spread"] {
