@@ -76,8 +76,12 @@ pub struct Dest {
     pub mac: [u8; 6],
 }
 
+/// Lookups here return references into the map, not copies: a copied `Option<T>` leaves its
+/// payload undefined when `None`, and LLVM may then spill a register it never set, which the
+/// verifier refuses to read back. A reference is a pointer, defined either way, and stays valid
+/// for the run (RCU).
 #[inline(always)]
-fn lookup_addr(slot: u8, family: u8, addr: &[u32; 4]) -> Option<AddrEntry> {
+fn lookup_addr(slot: u8, family: u8, addr: &[u32; 4]) -> Option<&'static AddrEntry> {
     if family == FAMILY_V4 {
         let key = AddrKeyV4 {
             addr: addr[0],
@@ -85,8 +89,8 @@ fn lookup_addr(slot: u8, family: u8, addr: &[u32; 4]) -> Option<AddrEntry> {
             _pad: [0; 3],
         };
         // SAFETY: userspace never deletes a live slot's entries while packets can read them (it
-        // waits past the flip before cleaning the old slot), and the value is copied out at once.
-        unsafe { ADDRS_V4.get(&key) }.copied()
+        // waits past the flip before cleaning the old slot), and nothing here writes them.
+        unsafe { ADDRS_V4.get(&key) }
     } else {
         let key = AddrKeyV6 {
             addr: *addr,
@@ -94,18 +98,18 @@ fn lookup_addr(slot: u8, family: u8, addr: &[u32; 4]) -> Option<AddrEntry> {
             _pad: [0; 3],
         };
         // SAFETY: as above.
-        unsafe { ADDRS_V6.get(&key) }.copied()
+        unsafe { ADDRS_V6.get(&key) }
     }
 }
 
 #[inline(always)]
-fn lookup_net(slot: u8, family: u8, addr: &[u32; 4]) -> Option<NetEntry> {
+fn lookup_net(slot: u8, family: u8, addr: &[u32; 4]) -> Option<&'static NetEntry> {
     if family == FAMILY_V4 {
         let key = Key::new(8 + 32, net_key_v4(slot, addr[0].to_ne_bytes()));
-        NETS_V4.get(&key).copied()
+        NETS_V4.get(&key)
     } else {
         let key = Key::new(8 + 128, net_key_v6(slot, octets(*addr)));
-        NETS_V6.get(&key).copied()
+        NETS_V6.get(&key)
     }
 }
 
@@ -177,7 +181,7 @@ out_of_line! {
 /// Whether `mac` is a listed device bound to its own addresses and the address it announces
 /// (`by_addr`, none when no device holds it) is not one of them.
 #[inline(always)]
-fn announces_anothers(slot: u8, mac: [u8; 6], by_addr: Option<AddrEntry>) -> bool {
+fn announces_anothers(slot: u8, mac: [u8; 6], by_addr: Option<&AddrEntry>) -> bool {
     // SAFETY: as in `lookup_addr`.
     match unsafe { MACS.get(&MacKey::new(slot, mac)) } {
         Some(m) if m.flags & MAC_F_ANY_ADDR == 0 => by_addr.is_none_or(|a| a.device != m.device),
@@ -205,7 +209,7 @@ pub fn resolve_source(
         flags: src_flags(true, unknown_audit),
     };
     // SAFETY: as in `lookup_addr`.
-    let by_mac = unsafe { MACS.get(&MacKey::new(slot, mac)) }.copied();
+    let by_mac = unsafe { MACS.get(&MacKey::new(slot, mac)) };
     if is_link_scoped_source(family, src) {
         return match by_mac {
             Some(m) => Source {

@@ -48,7 +48,7 @@ use crate::{
     flow::Hit,
     maps::{CONFIG, CONTROL, SCRATCH},
     parse::{Fragment, L4, Packet, Quoted, Reject},
-    policy::{Tuple, judge},
+    policy::Tuple,
 };
 
 /// Per-CPU working memory (see `maps::SCRATCH`).
@@ -56,6 +56,9 @@ pub struct Scratch {
     pkt: Packet,
     /// The packet as a new flow.
     tuple: Tuple,
+    /// The judgement of the packet as a new flow. Here, not on the stack: the entry point's
+    /// frame is part of the deepest call chain (through `flow::pickup`), at the 512-byte limit.
+    judgement: policy::Judgement,
     /// A remembered flow's original direction, when it is judged again.
     rejudge: flow::Rejudge,
     discovered: DiscoveredDevice,
@@ -201,6 +204,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     let Scratch {
         pkt,
         tuple: t,
+        judgement: j,
         rejudge,
         discovered,
         quoted,
@@ -244,8 +248,8 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
 
     *t = Tuple::from(pkt);
-    let mut j = judge(slot, cfg, now, t);
-    names::apply(slot, cfg, now, t, &mut j);
+    policy::judge_in(slot, cfg, now, t, j);
+    names::apply(slot, cfg, now, t, j);
     let device = j.src.device;
     if j.src.unknown() {
         account::discovered(ifindex(ctx), pkt, now, discovered);
@@ -272,7 +276,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
 
     if j.allow {
-        if let Some(refused) = flow::remember(pkt, &j, cfg, epoch, now).refusal() {
+        if let Some(refused) = flow::remember(pkt, j, cfg, epoch, now).refusal() {
             account::device(device, Verdict::Deny, pkt.len, j.src.spoofed, now);
             return Outcome::FlowRefused(refused);
         }
@@ -284,8 +288,8 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
         return Outcome::Allowed;
     }
 
-    if flow::may_pick_up(pkt, &j) {
-        match flow::pickup(pkt, cfg, &flow::Clock { epoch, now }, &j, rejudge) {
+    if flow::may_pick_up(pkt, j) {
+        match flow::pickup(pkt, cfg, &flow::Clock { epoch, now }, j, rejudge) {
             flow::Pickup::Passed(hit) => {
                 if pkt.frag == Fragment::First {
                     flow::remember_fragment(pkt, hit.device, hit.rule, now);
@@ -316,8 +320,8 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     }
     // A denied new flow from a source in audit is remembered as such (`FLOW_F_AUDIT`), so its
     // replies pass and the observer sees it; one the table cannot hold still passes.
-    if flow::audits(&j) {
-        let _ = flow::remember(pkt, &j, cfg, epoch, now);
+    if flow::audits(j) {
+        let _ = flow::remember(pkt, j, cfg, epoch, now);
     }
     let verdict = if audit { Verdict::Audit } else { Verdict::Deny };
     account::device(device, verdict, pkt.len, j.src.spoofed, now);
@@ -327,7 +331,7 @@ fn enforce(ctx: &XdpContext, scratch: &mut Scratch) -> Outcome {
     ) {
         account::rule(j.rule, pkt.len);
     }
-    account::deny_event(ifindex(ctx), pkt, &j, verdict, now);
+    account::deny_event(ifindex(ctx), pkt, j, verdict, now);
     if audit {
         Outcome::Audited
     } else {

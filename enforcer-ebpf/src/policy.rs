@@ -167,6 +167,13 @@ fn unjudged() -> Judgement {
     }
 }
 
+/// [`judge_into`] into memory the caller keeps off its stack (a scratch map).
+#[inline(always)]
+pub fn judge_in(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, out: &mut Judgement) {
+    // Consumed, so the compiler cannot drop the return value (`enforcer_ebpf::out_of_line`).
+    core::hint::black_box(judge_into(slot, cfg, now, t, out));
+}
+
 /// [`judge_into`] with a returned value, for callers.
 #[inline(always)]
 pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
