@@ -110,7 +110,10 @@ pub struct PolicyConfig {
     /// Most flows one device (or the unknown sources together, or one network) may hold in
     /// `FLOWS` (`limits.flows_per_device`); 0 means no quota.
     pub flows_per_device: u32,
-    pub _pad: u32,
+    /// `dns.grace` in seconds when [`CONFIG_F_NAMES`] is set. The same as the `NAMES` settings
+    /// entry's, here so a judged packet learns whether name rules apply from the entry it has
+    /// already read, not from a hash lookup.
+    pub dns_grace_s: u32,
 }
 const _: () = assert!(core::mem::size_of::<PolicyConfig>() == 48);
 
@@ -120,3 +123,5 @@ pub const CONFIG_F_QUARANTINE_ON_SPOOF: u32 = 1;
 /// devices carry their own mode on their identity entries (`identity::MAC_F_AUDIT`,
 /// `identity::SRC_F_AUDIT`); networks and the router have `mode` (`defaults.mode`).
 pub const CONFIG_F_UNKNOWN_AUDIT: u32 = 2;
+/// The policy has a `dns:` section: name rules and the `dns_bypass` check apply.
+pub const CONFIG_F_NAMES: u32 = 4;

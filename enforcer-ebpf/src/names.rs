@@ -7,7 +7,7 @@
 
 use enforcer_common::{
     Action, Decision, PROTO_TCP, PROTO_UDP, ROUTER_DEVICE,
-    control::PolicyConfig,
+    control::{CONFIG_F_NAMES, PolicyConfig},
     event::DenyReason,
     names::{BindingKey, NAMES_PER_BINDING, NAMES_SETTINGS, NameKey},
     rules::{PairKey, PortKey},
@@ -35,9 +35,12 @@ pub struct NameScratch {
 /// Whether the name rules have no say on `j`: no `dns:` section (`None`), the router's own
 /// packets, a quarantined sender, or a packet denied as spoofed or as no flow; else `dns.grace`.
 #[inline(always)]
-fn grace_for(slot: u8, cfg: &PolicyConfig, j: &Judgement) -> Option<u32> {
-    // SAFETY: as in `settings` (only the one field is read, nothing copied to the stack).
-    let grace_s = unsafe { NAMES.get(&NameKey::new(slot, NAMES_SETTINGS)) }.map(|s| s.grace_s)?;
+fn grace_for(cfg: &PolicyConfig, j: &Judgement) -> Option<u32> {
+    // From the slot's settings, already read: not a `NAMES` lookup on every judged packet.
+    if cfg.flags & CONFIG_F_NAMES == 0 {
+        return None;
+    }
+    let grace_s = cfg.dns_grace_s;
     let quarantined = cfg.quarantine_class != 0 && j.src.class == cfg.quarantine_class;
     if j.src.device == ROUTER_DEVICE
         || quarantined
@@ -67,7 +70,7 @@ out_of_line! {
     /// callers of `policy::judge` rather than inside it: `judge` is at the bottom of the
     /// program's deepest call chain, which has no stack left for another frame.
     pub fn apply(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, j: &mut Judgement) {
-        let Some(grace_s) = grace_for(slot, cfg, j) else {
+        let Some(grace_s) = grace_for(cfg, j) else {
             return;
         };
         if is_dns(t)
@@ -88,7 +91,7 @@ out_of_line! {
     /// `dns_bypass` check when it began), in a smaller frame, since it runs below the flow
     /// lookup's.
     pub fn apply_again(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, j: &mut Judgement) {
-        let Some(grace_s) = grace_for(slot, cfg, j) else {
+        let Some(grace_s) = grace_for(cfg, j) else {
             return;
         };
         judge_bound(slot, now, t, j, grace_s);

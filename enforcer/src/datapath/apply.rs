@@ -17,9 +17,10 @@ use aya::{
 use enforcer_common::{
     Action, LAYOUT_VERSION, Mode,
     control::{
-        CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_F_UNKNOWN_AUDIT, CONFIG_MAP, CONTROL_MAP, Control,
-        PolicyConfig,
+        CONFIG_F_NAMES, CONFIG_F_QUARANTINE_ON_SPOOF, CONFIG_F_UNKNOWN_AUDIT, CONFIG_MAP,
+        CONTROL_MAP, Control, PolicyConfig,
     },
+    names::NAMES_SETTINGS,
     state::{DEVICE_STATE_MAP, DeviceState},
     stats::{DEVICE_STATS_MAP, DeviceStats, RULE_STATS_MAP, RuleStats, device_stats_row},
 };
@@ -169,6 +170,12 @@ fn check_capacity(usage: &MapUsage) -> Result<(), DatapathError> {
 
 fn config_of(p: &CompiledPolicy, generation: u64) -> PolicyConfig {
     let q = p.quarantine.as_ref();
+    let dns_grace = p
+        .maps
+        .names
+        .iter()
+        .find(|(k, _)| *k == NAMES_SETTINGS)
+        .map(|(_, v)| v.grace_s);
     PolicyConfig {
         generation,
         default: p.default_decision(),
@@ -194,9 +201,13 @@ fn config_of(p: &CompiledPolicy, generation: u64) -> PolicyConfig {
             CONFIG_F_UNKNOWN_AUDIT
         } else {
             0
+        } | if dns_grace.is_some() {
+            CONFIG_F_NAMES
+        } else {
+            0
         },
         flows_per_device: p.limits.flows_per_device,
-        _pad: 0,
+        dns_grace_s: dns_grace.unwrap_or(0),
     }
 }
 
@@ -624,5 +635,27 @@ mod tests {
         assert_eq!(cfg.quarantine_release_s, 3600);
         assert_ne!(cfg.quarantine_class, 0);
         assert_eq!(cfg.generation, 7);
+    }
+
+    #[test]
+    fn the_slot_settings_say_whether_name_rules_apply_and_their_grace() {
+        use enforcer_common::control::CONFIG_F_NAMES;
+        let without = "zones: {a: {}, quarantine: {}}\n\
+                       devices: {d: {zone: a, addresses: [\"10.0.0.2\"]}}\n\
+                       rules: [{name: r, from: zone:a, to: zone:a, allow: [icmp]}]\n";
+        let with = format!("{without}dns: {{upstream: [192.0.2.53], grace: 90s}}\n");
+        let cfg = |yaml: &str| {
+            let policy = parse_str("t.yaml", yaml).expect("valid policy");
+            config_of(
+                &compile(&policy, &CompileOptions::default()).expect("compiles"),
+                1,
+            )
+        };
+        let (off, on) = (cfg(without), cfg(&with));
+        assert_eq!((off.flags & CONFIG_F_NAMES, off.dns_grace_s), (0, 0));
+        assert_eq!(
+            (on.flags & CONFIG_F_NAMES, on.dns_grace_s),
+            (CONFIG_F_NAMES, 90)
+        );
     }
 }
