@@ -245,8 +245,12 @@ pub struct FragValue {
     pub expires_ns: u64,
     pub device: u32,
     pub rule: u32,
+    /// The MAC the first fragment came from: a later fragment from it continues the datagram
+    /// without the sender check's `MACS` lookup (one from another MAC still gets the check).
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<FragValue>() == 16);
+const _: () = assert!(core::mem::size_of::<FragValue>() == 24);
 
 #[cfg(test)]
 mod tests {

@@ -32,7 +32,7 @@ pub const EGRESS_PROGRAM: &str = "enforcer_egress";
 /// Version of this map layout. Pinned maps carry it in [`control::Control::layout`]; a daemon never
 /// adopts pins of another layout (it refuses and says how to detach), so a key-size change can't be
 /// misread silently.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// Number of policy slots (double buffering).
 pub const SLOTS: u32 = 2;

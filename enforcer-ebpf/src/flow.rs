@@ -649,6 +649,8 @@ out_of_line! {
             expires_ns: now + FRAG_TIMEOUT_NS,
             device,
             rule,
+            mac: pkt.src_mac,
+            _pad: [0; 2],
         };
         if FRAGS.insert(&frag_key(pkt), &value, 0).is_err() {
             account::count(Counter::FlowInsertFailed);
@@ -660,15 +662,16 @@ out_of_line! {
     /// A later fragment passes only behind a remembered, unexpired first fragment of the same
     /// (source, destination, protocol, id).
     ///
-    /// The entry holds no MAC (its layout is shared with userspace), so the sender is checked by
-    /// device: a listed device other than the first fragment's sender may not continue it.
+    /// A fragment from the first fragment's MAC is its sender's; from another MAC, the sender is
+    /// checked by device: a listed device other than the first fragment's sender may not
+    /// continue it.
     pub fn later_fragment(pkt: &Packet, cfg: &PolicyConfig, slot: u8, now: u64) -> Option<Hit> {
         // SAFETY: the value is copied out at once.
         let v = unsafe { FRAGS.get(&frag_key(pkt)) }?;
         if v.expires_ns < now {
             return None;
         }
-        if impersonates(slot, cfg, pkt.src_mac, v.device) {
+        if v.mac != pkt.src_mac && impersonates(slot, cfg, pkt.src_mac, v.device) {
             return None;
         }
         Some(Hit {

@@ -1453,6 +1453,15 @@ cases! {
             => DROP by Counter::FragmentOrphan,
         check |h| { h.assert_counter(Counter::FragmentOrphan, 1); },
     ];
+    ipv4_later_fragment_of_the_datagram_from_another_listed_devices_mac_is_dropped: FIXTURE, [
+        first_fragment_v4() => PASS by rule("cams-stream"),
+        // cam-1's datagram (same addresses and id) from cam-2's MAC: not the first fragment's
+        // MAC, so the sender is checked, and cam-2 may not continue cam-1's datagram.
+        from(CAM2_MAC).ipv4(CAM1, NVR).ip_id(7).frag(0x0005).proto(6, &[0xbb; 24])
+            => DROP by Counter::FragmentOrphan,
+        later_fragment_v4(6) => PASS by Counter::FragmentPassed,
+        check |h| { h.assert_counter(Counter::FragmentOrphan, 1); },
+    ];
     ipv4_later_fragment_with_another_id_is_dropped: FIXTURE, [
         first_fragment_v4() => PASS by rule("cams-stream"),
         from(CAM1_MAC).ipv4(CAM1, NVR).ip_id(8).frag(0x0005).proto(6, &[0xbb; 24])
