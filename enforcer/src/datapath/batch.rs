@@ -117,6 +117,53 @@ pub(super) fn delete<K: aya::Pod>(fd: RawFd, keys: &[K]) -> io::Result<()> {
     Ok(())
 }
 
+/// One `BPF_MAP_LOOKUP_BATCH` call: up to `keys.capacity()` entries (at most `want`) copied into
+/// the spare capacity of `keys` and `values` (both empty, `values` at least as large), resuming
+/// after `cursor` (`None`: from the map's start); the next cursor is left in `next`. Returns how
+/// many entries it copied (their lengths set) and whether the map ended there.
+///
+/// `K` and `V` must be exactly the map's key and value types (a cursor is a `u32` for the arrays
+/// and hash maps read here: an index, a bucket).
+fn lookup_batch<K: aya::Pod, V: aya::Pod>(
+    fd: u32,
+    cursor: Option<u32>,
+    next: &mut u32,
+    want: usize,
+    keys: &mut Vec<K>,
+    values: &mut Vec<V>,
+) -> io::Result<(usize, bool)> {
+    let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
+    let want = want.min(keys.capacity()).min(values.capacity());
+    let mut before = cursor.unwrap_or(0);
+    let mut attr = BatchAttr {
+        in_batch: if cursor.is_some() {
+            std::ptr::from_mut(&mut before) as u64
+        } else {
+            0
+        },
+        out_batch: std::ptr::from_mut(next) as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count: u32::try_from(want).map_err(|_| invalid())?,
+        map_fd: fd,
+        ..BatchAttr::default()
+    };
+    let (done, end) = match call(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+        Ok(()) => (attr.count, false),
+        // The end of the map: what was copied before it is valid.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => (attr.count, true),
+        Err(e) => return Err(e),
+    };
+    let done = usize::try_from(done).map_err(|_| invalid())?.min(want);
+    // SAFETY: the kernel wrote `done` whole keys and values of the map's sizes (= `K`'s and `V`'s,
+    // which any bit pattern makes valid: `Pod`) at the start of the buffers' capacity.
+    unsafe {
+        keys.set_len(done);
+        values.set_len(done);
+    }
+    Ok((done, end))
+}
+
 /// Rows `start .. start + count` of an array map whose values are `V` (exactly the map's value
 /// type), in CHUNK-row syscalls: for reading many rows, one copy each instead of one call each.
 pub(super) fn lookup_rows<V: aya::Pod>(fd: RawFd, start: u32, count: u32) -> io::Result<Vec<V>> {
@@ -124,43 +171,21 @@ pub(super) fn lookup_rows<V: aya::Pod>(fd: RawFd, start: u32, count: u32) -> io:
     let fd = u32::try_from(fd).map_err(|_| invalid())?;
     let total = usize::try_from(count).map_err(|_| invalid())?;
     let mut values: Vec<V> = Vec::with_capacity(total);
-    let mut keys = vec![0u32; CHUNK.min(total)];
+    let mut keys: Vec<u32> = Vec::with_capacity(CHUNK.min(total));
     let mut buf: Vec<V> = Vec::with_capacity(CHUNK.min(total));
     let mut next = start;
     while values.len() < total {
-        let want = (total - values.len()).min(CHUNK);
-        // The batch resumes after the key in `in_batch` (an array's next key is the index plus
-        // one); the first row of the map has no key before it.
-        let mut before = next.wrapping_sub(1);
-        let mut after = 0u32;
-        let mut attr = BatchAttr {
-            in_batch: if next == 0 {
-                0
-            } else {
-                std::ptr::from_mut(&mut before) as u64
-            },
-            out_batch: std::ptr::from_mut(&mut after) as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: buf.as_mut_ptr() as u64,
-            count: u32::try_from(want).map_err(|_| invalid())?,
-            map_fd: fd,
-            ..BatchAttr::default()
-        };
-        let done = match call(BPF_MAP_LOOKUP_BATCH, &mut attr) {
-            Ok(()) => attr.count,
-            // The end of the map: what was copied before it is valid.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => attr.count,
-            Err(e) => return Err(e),
-        };
-        let done = usize::try_from(done).map_err(|_| invalid())?.min(want);
+        let want = total - values.len();
+        // The batch resumes after the key given (an array's next key is the index plus one); the
+        // first row of the map has no key before it.
+        let cursor = (next != 0).then(|| next.wrapping_sub(1));
+        let mut after = 0;
+        let (done, _) = lookup_batch(fd, cursor, &mut after, want, &mut keys, &mut buf)?;
         if done == 0 {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
-        // SAFETY: the kernel wrote `done` whole values of the map's value size (= `V`'s, which
-        // any bit pattern makes valid: `Pod`) at the start of `buf`'s capacity.
-        unsafe { buf.set_len(done) };
-        values.extend_from_slice(&buf);
-        buf.clear();
+        values.append(&mut buf);
+        keys.clear();
         next = next.wrapping_add(u32::try_from(done).map_err(|_| invalid())?);
     }
     Ok(values)
@@ -170,44 +195,20 @@ pub(super) fn lookup_rows<V: aya::Pod>(fd: RawFd, start: u32, count: u32) -> io:
 /// CHUNK-entry syscalls: a scan of 340,000 keys in some 40 calls instead of one call per key.
 /// Entries added or removed while it runs may or may not be seen, as with any walk of a live map.
 pub(super) fn hash_keys<K: aya::Pod, V: aya::Pod>(fd: RawFd) -> io::Result<Vec<K>> {
-    let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
-    let fd = u32::try_from(fd).map_err(|_| invalid())?;
+    let fd = u32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut out: Vec<K> = Vec::new();
     let mut keys: Vec<K> = Vec::with_capacity(CHUNK);
     let mut values: Vec<V> = Vec::with_capacity(CHUNK);
     // A hash map's batch cursor is a bucket number, opaque here; none before the first call.
-    let (mut cursor, mut next) = (0u32, 0u32);
-    let mut first = true;
+    let mut cursor = None;
     loop {
-        let mut attr = BatchAttr {
-            in_batch: if first {
-                0
-            } else {
-                std::ptr::from_mut(&mut cursor) as u64
-            },
-            out_batch: std::ptr::from_mut(&mut next) as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: u32::try_from(CHUNK).map_err(|_| invalid())?,
-            map_fd: fd,
-            ..BatchAttr::default()
-        };
-        let (done, end) = match call(BPF_MAP_LOOKUP_BATCH, &mut attr) {
-            Ok(()) => (attr.count, false),
-            // The end of the map: what was copied before it is valid.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => (attr.count, true),
-            Err(e) => return Err(e),
-        };
-        let done = usize::try_from(done).map_err(|_| invalid())?.min(CHUNK);
-        // SAFETY: the kernel wrote `done` whole keys of the map's key size (= `K`'s, which any
-        // bit pattern makes valid: `Pod`) at the start of `keys`' capacity.
-        unsafe { keys.set_len(done) };
-        out.extend_from_slice(&keys);
-        keys.clear();
+        let mut next = 0;
+        let (_, end) = lookup_batch(fd, cursor, &mut next, CHUNK, &mut keys, &mut values)?;
+        out.append(&mut keys);
+        values.clear();
         if end {
             return Ok(out);
         }
-        cursor = next;
-        first = false;
+        cursor = Some(next);
     }
 }

@@ -172,7 +172,9 @@ fn run() -> Result<()> {
     let mut control = Vec::new();
     for &n in sizes.iter().filter(|_| part("control")) {
         eprintln!("control plane: {n} devices");
-        control.push(control::run(n, if a.quick { 2 } else { 6 })?);
+        // Reloads under traffic, then cold starts (the largest size's take seconds each).
+        let (reloads, starts) = if a.quick { (2, 3) } else { (6, 5) };
+        control.push(control::run(n, reloads, starts)?);
     }
     let loader = if part("loader") {
         eprintln!("policy loader");
