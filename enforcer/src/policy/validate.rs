@@ -4,10 +4,7 @@
 //! Per-value checks (syntax of a MAC, a port) are done while reading (`model`); checks that need the
 //! router's addresses or the compiled maps (capacity, shadowed rules) are done by `compile`.
 
-use std::{
-    collections::{HashMap, HashSet, hash_map::Entry},
-    net::IpAddr,
-};
+use std::collections::{HashMap, HashSet, hash_map::Entry};
 
 pub(crate) use super::model::fmt_mac;
 use super::{
@@ -96,61 +93,76 @@ fn check_references(p: &Policy, gaps: &Gaps, diags: &mut Diags) {
 
 /// No address, MAC or CIDR is claimed twice.
 fn check_claims(p: &Policy, diags: &mut Diags) {
-    let mut addrs: HashMap<IpAddr, (&str, &Loc)> = HashMap::with_capacity(p.devices.len());
-    let mut macs: HashMap<[u8; 6], (&str, &Loc)> = HashMap::with_capacity(p.devices.len());
+    let mut addrs = Claims::with_capacity(p.devices.len());
+    let mut macs = Claims::with_capacity(p.devices.len());
     for d in p.devices.values() {
         for a in &d.addresses {
-            match addrs.entry(a.value) {
-                Entry::Occupied(first) => {
-                    let (other, at) = first.get();
-                    diags.error(
-                        &a.loc,
-                        format!(
-                            "address {} is claimed by devices `{other}` ({at}) and `{}`",
-                            a.value, d.name
-                        ),
-                        "an address identifies one device; remove one",
-                    );
-                }
-                Entry::Vacant(v) => {
-                    v.insert((&d.name, &a.loc));
-                }
-            }
+            addrs.claim(a.value, &d.name, &a.loc, diags, |other, at| {
+                (
+                    format!(
+                        "address {} is claimed by devices `{other}` ({at}) and `{}`",
+                        a.value, d.name
+                    ),
+                    "an address identifies one device; remove one",
+                )
+            });
         }
         if let Some(m) = &d.mac {
-            match macs.entry(m.value) {
-                Entry::Occupied(first) => {
-                    let (other, at) = first.get();
-                    diags.error(
-                        &m.loc,
-                        format!(
-                            "MAC {} is claimed by devices `{other}` ({at}) and `{}`",
-                            fmt_mac(m.value),
-                            d.name
-                        ),
-                        "a MAC identifies one device; remove one",
-                    );
-                }
-                Entry::Vacant(v) => {
-                    v.insert((&d.name, &m.loc));
-                }
-            }
+            macs.claim(m.value, &d.name, &m.loc, diags, |other, at| {
+                (
+                    format!(
+                        "MAC {} is claimed by devices `{other}` ({at}) and `{}`",
+                        fmt_mac(m.value),
+                        d.name
+                    ),
+                    "a MAC identifies one device; remove one",
+                )
+            });
         }
     }
-    let mut cidrs: HashMap<ipnet::IpNet, (&str, &Loc)> = HashMap::new();
+    let mut cidrs = Claims::with_capacity(p.networks.len());
     for n in p.networks.values() {
         for c in &n.cidrs {
-            if let Some((other, at)) = cidrs.get(&c.value) {
-                diags.error(
-                    &c.loc,
+            cidrs.claim(c.value, &n.name, &c.loc, diags, |other, at| {
+                (
                     format!(
                         "CIDR {} is listed by networks `{other}` ({at}) and `{}`",
                         c.value, n.name
                     ),
                     "a prefix belongs to one network; remove one",
-                );
-            } else {
-                cidrs.insert(c.value, (&n.name, &c.loc));
+                )
+            });
+        }
+    }
+}
+
+/// Who claimed each key first (an address, a MAC, a CIDR) and where, so a second claim is
+/// reported citing the first: one hash per claim.
+struct Claims<'a, K>(HashMap<K, (&'a str, &'a Loc)>);
+
+impl<'a, K: std::hash::Hash + Eq> Claims<'a, K> {
+    fn with_capacity(n: usize) -> Self {
+        Self(HashMap::with_capacity(n))
+    }
+
+    /// `owner` claims `key` at `at`; when another claimed it first, the error `report(first
+    /// owner, first place)` gives (message, hint) is reported at `at`.
+    fn claim(
+        &mut self,
+        key: K,
+        owner: &'a str,
+        at: &'a Loc,
+        diags: &mut Diags,
+        report: impl FnOnce(&str, &Loc) -> (String, &'static str),
+    ) {
+        match self.0.entry(key) {
+            Entry::Occupied(first) => {
+                let (other, first_at) = *first.get();
+                let (message, hint) = report(other, first_at);
+                diags.error(at, message, hint);
+            }
+            Entry::Vacant(v) => {
+                v.insert((owner, at));
             }
         }
     }
