@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aya::{
     Pod,
-    maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key as LpmKey},
+    maps::{Array, LpmTrie, MapData, MapError, lpm_trie::Key as LpmKey},
 };
 use enforcer_common::{
     Action, LAYOUT_VERSION, Mode,
@@ -487,8 +487,7 @@ impl Datapath {
         name: &'static str,
         stale: impl Fn(&K) -> bool,
     ) -> Result<usize, DatapathError> {
-        let keys: Vec<K> = batch::hash_keys::<K, V>(self.hash_fd(name)?)
-            .map_err(|source| DatapathError::Batch { name, source })?
+        let keys: Vec<K> = hash_keys::<K, V>(self, name)?
             .into_iter()
             .filter(|k| stale(k))
             .collect();
@@ -538,12 +537,20 @@ impl<K: HashKey, V: Pod> SlotStore<V> for K {
     }
 
     fn occupancy(src: &impl MapSource, name: &'static str) -> Result<[usize; 2], DatapathError> {
-        let m: HashMap<&MapData, K, V> =
-            HashMap::try_from(src.map_data(name)?).map_err(map_err(name))?;
         Ok(count_slots(
-            m.keys().filter_map(Result::ok).map(|k| k.slot()),
+            hash_keys::<K, V>(src, name)?.iter().map(HashKey::slot),
         ))
     }
+}
+
+/// Every key of hash map `name` (keys `K`, values `V`), read in batches: the one walk of a hash
+/// map's keys, for clearing a slot and for counting what each slot holds.
+fn hash_keys<K: Pod, V: Pod>(
+    src: &impl MapSource,
+    name: &'static str,
+) -> Result<Vec<K>, DatapathError> {
+    let fd = batch::hash_fd(src.map_data(name)?).ok_or(DatapathError::NoMap(name))?;
+    batch::hash_keys::<K, V>(fd).map_err(|source| DatapathError::Batch { name, source })
 }
 
 /// Entries per slot, from the slots of a map's keys.
