@@ -1934,6 +1934,26 @@ fn fd_count(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 
+/// The calling thread's namespace's `TcpExtListenOverflows`: connections its listeners' full
+/// accept queues refused (dropped SYNs or handshake ACKs, retransmitted seconds later).
+fn listen_overflows() -> u64 {
+    let netstat = fs::read_to_string("/proc/thread-self/net/netstat").unwrap_or_default();
+    let mut lines = netstat.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if let Some(at) = names
+            .split_whitespace()
+            .position(|n| n == "ListenOverflows")
+        {
+            return values
+                .split_whitespace()
+                .nth(at)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
 /// The generation `status.json` records.
 fn status_generation(w: &World) -> u64 {
     fs::read_to_string(w.state_dir.join("status.json"))
@@ -2051,7 +2071,14 @@ fn slowloris_on_the_metrics_port_with_1024_open_files_does_not_stop_reloads() {
         }
     }
     let closed_after = opened_at.elapsed();
-    assert_eq!(still_open, 0, "idle connections the daemon kept open");
+    // A connection the kernel's full accept queue held back is accepted late, and its header
+    // timeout starts late: name that cause if it ever shows.
+    let overflows =
+        netns::in_netns(w.site.router_ns(), listen_overflows).expect("router namespace");
+    assert_eq!(
+        still_open, 0,
+        "idle connections the daemon kept open ({overflows} listen-queue overflows in the router namespace)"
+    );
     let s = w.scrape();
     let rejected = value(&s, "enforcer_metrics_connections_rejected_total", &[]);
     let after = fd_count(pid);

@@ -31,11 +31,30 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection's whole life (headers, the scrape, writing the answer), so a client that reads
 /// the answer slowly cannot hold its slot either. Prometheus' default scrape timeout is as long.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The listening socket's accept queue (the kernel caps it at `net.core.somaxconn`, 4,096 by
+/// default). A connection flood fills the queue faster than the accept loop can close what is
+/// beyond the cap; once the queue is full the kernel drops SYNs and handshake ACKs, so a scraper's
+/// connection waits for a retransmission (1 s, then 3 s, 7 s) and is accepted seconds late. The
+/// queue holds no descriptor, so a deep one costs the daemon nothing.
+pub const LISTEN_BACKLOG: u32 = 4_096;
 /// The pause after an accept error that is not the client's (`EMFILE`, `ENFILE`, `ENOBUFS`):
 /// the pending connection stays queued, so retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At most one warning about failing accepts in this interval.
 const ACCEPT_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Listens on `addr` with an accept queue of [`LISTEN_BACKLOG`].
+pub(crate) fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted daemon binds while the old one's sockets linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Serves `/metrics` and `/health` on `listener` until the task is dropped.
 pub(crate) async fn serve(

@@ -563,12 +563,10 @@ async fn preflight(cfg: &Config) -> Result<Preflight, DaemonError> {
     }
     let lock = state::lock(&cfg.state_dir)?;
     let metrics = Arc::new(metrics::Metrics::register(cfg.metrics_max_devices)?);
-    let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
-        .await
-        .map_err(|source| DaemonError::MetricsServer {
-            addr: cfg.metrics_addr,
-            source,
-        })?;
+    let listener = http::listen(cfg.metrics_addr).map_err(|source| DaemonError::MetricsServer {
+        addr: cfg.metrics_addr,
+        source,
+    })?;
     let control = control::bind(&cfg.control_socket).await?;
     let host = host::HostContext::read(&cfg.ifaces, &cfg.uplinks).await?;
     host::ensure_bpffs(&cfg.pin_dir).map_err(DaemonError::Bpffs)?;

@@ -115,9 +115,7 @@ pub async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, PageE
     let Some(addr) = addr else {
         return Ok(None);
     };
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| PageError::Bind { addr, source })?;
+    let listener = super::http::listen(addr).map_err(|source| PageError::Bind { addr, source })?;
     info!(%addr, "serving the status page");
     Ok(Some(listener))
 }
