@@ -144,15 +144,44 @@ fn ifindex(ctx: &XdpContext) -> u32 {
     ctx.ingress_ifindex() as u32
 }
 
+/// This CPU's last reading of the coarse clock (`maps::CLOCK`).
+pub struct TickClock {
+    /// `jiffies_64` when `ns` was read; 0 before the first reading (jiffies start near 2^32).
+    jiffies: u64,
+    ns: u64,
+}
+
 /// CLOCK_MONOTONIC at tick resolution. Every timer here (flow and fragment timeouts, the one-second
 /// event budget, quarantine windows and their end, last seen) is in milliseconds or more, and the
 /// coarse clock is a memory read where the precise one reads the clock source: the difference is
 /// most of a hash lookup on every packet in a VM. Same time base as userspace's CLOCK_MONOTONIC,
 /// which writes quarantine deadlines.
+///
+/// The coarse clock moves only when the tick moves `jiffies_64` too (`tick_do_update_jiffies64`
+/// bumps jiffies, then advances timekeeping), so it is read once per jiffy on each CPU and kept.
+/// `bpf_jiffies64` the verifier turns into one load, where `bpf_ktime_get_coarse_ns` is a call
+/// (and a return through the return thunk): on the allowed reply path that call was about a tenth
+/// of the program. A reading taken between the two updates lags by a tick until the next jiffy,
+/// as one after a time set or a clock source switch can: a tick or two, where the shortest timer
+/// here (the one-second event budget) is a second.
 #[inline(always)]
 fn now_ns() -> u64 {
-    // SAFETY: a helper without arguments, available to every program type since Linux 5.11.
-    unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
+    // SAFETY: helpers without arguments: `bpf_jiffies64` since Linux 5.5, the coarse clock since
+    // 5.11.
+    let jiffies = unsafe { aya_ebpf::helpers::bpf_jiffies64() };
+    let Some(clock) = maps::CLOCK.get_ptr_mut(0) else {
+        // SAFETY: as above.
+        return unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() };
+    };
+    // SAFETY: this CPU's slot. Programs run to completion on a CPU with bottom halves off, so no
+    // other program writes it meanwhile.
+    let clock = unsafe { &mut *clock };
+    if clock.jiffies != jiffies {
+        clock.jiffies = jiffies;
+        // SAFETY: as above.
+        clock.ns = unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() };
+    }
+    clock.ns
 }
 
 /// The epoch that judges a packet now (`Control::epoch_at`): with nothing pending, one compare

@@ -145,6 +145,11 @@ pub static EVIDENCE_BUDGET_CPU: PerCpuArray<EventBudget> = PerCpuArray::pinned(1
 #[map]
 pub static SCRATCH: PerCpuArray<crate::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// This CPU's last reading of the coarse clock, and the jiffy it was read in (`crate::now_ns`).
+/// Not pinned: a program that starts with it empty reads the clock once.
+#[map]
+pub static CLOCK: PerCpuArray<crate::TickClock> = PerCpuArray::with_max_entries(1, 0);
+
 /// The explain program's answer: `enforcer_common::explain::EXPLAIN_MAP`, one [`Explanation`].
 /// Not pinned: each loaded instance has its own, so no probe ever reads another's answer and the
 /// pin directory holds nothing of it.

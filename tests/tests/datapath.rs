@@ -2406,9 +2406,10 @@ impl Harness {
         deadline
     }
 
-    /// Waits until the program's clock (a tick coarser than the precise one) is past `deadline`.
+    /// Waits until the program's clock is past `deadline`: the coarse clock, which each CPU reads
+    /// once a jiffy, so up to two ticks (20 ms at 100 Hz) behind userspace's coarse clock.
     fn wait_past(&self, deadline: u64) {
-        while datapath::monotonic_ns() <= deadline + 1_000_000 {
+        while datapath::monotonic_ns() <= deadline + 25_000_000 {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
@@ -2998,6 +2999,42 @@ fn the_sweep_removes_an_expired_flow_and_frees_its_owners_quota() {
     assert_eq!(live_flows(&h), 1);
 }
 
+/// The program reads the coarse clock once a jiffy on each CPU and keeps it (`now_ns`): what it
+/// stamps on a flow must still follow userspace's coarse clock as ticks go by, within two ticks.
+/// A reading kept past its jiffy would leave the flow's last seen where the first packet put it.
+#[test]
+fn a_flows_last_seen_follows_the_coarse_clock_tick_by_tick() {
+    let name = "a_flows_last_seen_follows_the_coarse_clock_tick_by_tick";
+    let Some(mut h) = Harness::new(name, Setup::from(FIXTURE)) else {
+        return;
+    };
+    // Two ticks at 100 Hz, the slowest tick Linux offers.
+    const SLACK_NS: u64 = 20_000_000;
+    let frame = from(OFFICE_MAC).ipv4(OFFICE, WEB).udp(40000, 53);
+    let mut stamps = Vec::new();
+    for round in 0..6 {
+        let before = datapath::monotonic_ns();
+        assert_eq!(
+            h.send("a packet of the flow", &frame),
+            PASS,
+            "round {round}"
+        );
+        let after = datapath::monotonic_ns();
+        let flows = datapath::flows(&h.dp).expect("flows");
+        let [(_, v)] = flows.as_slice() else {
+            panic!("round {round}: {} flows, not one", flows.len());
+        };
+        assert!(
+            v.last_seen_ns + SLACK_NS >= before && v.last_seen_ns <= after,
+            "round {round}: last seen {} outside [{before} - {SLACK_NS}, {after}]",
+            v.last_seen_ns
+        );
+        stamps.push(v.last_seen_ns);
+        sleep_ms(30);
+    }
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+}
+
 // ----- DNS names: per-device bindings, grace, dns_bypass (docs/names.md) -------------------------
 
 /// The fixture with a `dns:` section (grace 1 s, so the tests can outlive it) and name rules; the
@@ -3062,7 +3099,7 @@ cases! {
         from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443).syn() => PASS by rule("cams-cloud"),
     ];
     names_an_expired_binding_allows_no_new_flow: names_fixture(), [
-        check |h| { bind(h, "cam-1", CLOUD, "updates.axis.example", -1); },
+        check |h| { bind(h, "cam-1", CLOUD, "updates.axis.example", -1_000); },
         from(CAM1_MAC).ipv4(CAM1, CLOUD).tcp(40000, 443).syn() => DROP by rule("default"),
     ];
     names_a_flow_outlives_its_binding_by_the_grace_and_no_longer: names_fixture(), [
