@@ -32,7 +32,7 @@ use crate::{
     account,
     maps::{FLOW_COUNT, FLOW_RING, FLOW_SWEEP, FLOWS, FRAGS, MACS},
     parse::{L4, Packet, Quoted, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    policy::{Judgement, Tuple, judge, judge_into, judge_router_into},
+    policy::{Judgement, Tuple, judge_in, judge_into, judge_router_into},
 };
 
 /// `BPF_NOEXIST`: an insert that never replaces an entry (the count of its owner would drift).
@@ -383,6 +383,9 @@ fn name_deadline(j: &Judgement) -> u32 {
 /// judged again: its original direction and the judgement on it, and for loose pickup the flow
 /// value it stores.
 pub struct Rejudge {
+    /// The key [`lookup`] looks for: here, not in the entry frame, which `lookup` is inlined into
+    /// and which is part of the deepest call chain (through loose pickup).
+    pub key: FlowKey,
     pub tuple: Tuple,
     pub judgement: Judgement,
     pub flow: FlowValue,
@@ -394,119 +397,135 @@ pub fn is_stateful(l4: L4) -> bool {
     matches!(l4, L4::Ports | L4::EchoRequest | L4::EchoReply)
 }
 
+/// Looks the packet up in the flow table.
+///
+/// A hit needs a fresh entry and, where the policy binds one, the MAC the sender must use. An
+/// entry made under an older epoch (the policy or a quarantine changed since) is judged again in
+/// its original direction ([`judged_again`]): still allowed, it is refreshed and the packet passes;
+/// no longer allowed, the packet is judged as the start of a new flow by the caller.
+///
+/// Inline: this is every reply's path, and a call (with its return through the return thunk) and
+/// the result packed into a word cost an allowed reply more than its checks. Judging again, rare and
+/// deep, stays out of line (`out_of_line!`), so the program's deepest call chain keeps within the
+/// 512-byte BPF stack.
+#[inline(always)]
+pub fn lookup(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, work: &mut Rejudge) -> Option<Hit> {
+    let Clock { epoch, now } = *clock;
+    let slot = (epoch & 1) as u8;
+    let src_is_lo;
+    (work.key, src_is_lo) = FlowKey::canonical(
+        pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
+    );
+    let key = &work.key;
+    let entry = FLOWS.get_ptr_mut(key)?;
+    // SAFETY: the pointer comes from a successful lookup and stays valid under RCU for this run;
+    // concurrent writers on other CPUs only race on refresh fields, which is harmless.
+    let v = unsafe { &mut *entry };
+    if is_stale(v, pkt.proto, now) {
+        let owner = v.owner;
+        expire(key, owner);
+        return None;
+    }
+    let from_initiator = src_is_lo == (v.init_is_lo != 0);
+    // Both directions of a ping share one key (the identifier is both "ports"), but only the
+    // initiator asks and only the responder answers: a request back along the flow is a new ping
+    // the policy must allow on its own, and a "reply" from the initiator is forged.
+    if (pkt.l4 == L4::EchoRequest && !from_initiator) || (pkt.l4 == L4::EchoReply && from_initiator)
+    {
+        return None;
+    }
+    speaker(v, from_initiator, pkt.src_mac, slot, cfg)?;
+    if pkt.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
+        && !tcp_control(v, from_initiator, pkt.tcp_flags, now)
+    {
+        return None;
+    }
+    // A flow a name binding allowed is judged again at the binding's deadline: it goes on only if
+    // the binding was renewed (or another rule allows it).
+    if v.epoch != epoch || crate::names::flow_due(v.name_until_s, now) {
+        let (init, resp, resp_port) = if v.init_is_lo != 0 {
+            (key.lo_addr, key.hi_addr, key.hi_port)
+        } else {
+            (key.hi_addr, key.lo_addr, key.lo_port)
+        };
+        let t = &mut work.tuple;
+        t.family = pkt.family;
+        t.proto = pkt.proto;
+        t.l4 = if pkt.l4 == L4::Ports {
+            L4::Ports
+        } else {
+            L4::EchoRequest
+        };
+        t.src = init;
+        t.dst = resp;
+        t.dport = resp_port;
+        t.src_mac = v.init_mac;
+        t.again = 1;
+        if !judged_again(v, cfg, epoch, now, work) {
+            return None;
+        }
+    }
+    // A closing flow keeps the expiry its close set.
+    if v.tcp_state & FLOW_CLOSING == 0 {
+        v.last_seen_ns = now;
+    }
+    v.packets = v.packets.wrapping_add(1);
+    v.bytes = v.bytes.wrapping_add(u64::from(pkt.len));
+    Some(Hit {
+        device: if from_initiator {
+            v.init_device
+        } else {
+            v.resp_device
+        },
+        rule: v.rule,
+        // Only the audited initiator's own packets are its audit; the replies are the
+        // responder's, which its mode does not touch.
+        audit: from_initiator && v.observed & FLOW_F_AUDIT != 0,
+    })
+}
+
 out_of_line! {
-    /// Looks the packet up in the flow table.
-    ///
-    /// A hit needs a fresh entry and, where the policy binds one, the MAC the sender must use. An
-    /// entry made under an older epoch (the policy or a quarantine changed since) is judged again
-    /// in its original direction: still allowed, it is refreshed and the packet passes; no longer
-    /// allowed, the packet is judged as the start of a new flow by the caller.
-    ///
-    /// Out of line, as are the other table operations here (`out_of_line!`): each gets its own
-    /// stack frame, so the program's deepest call chain stays within the 512-byte BPF stack.
-    pub fn lookup(
-        pkt: &Packet,
+    /// Judges flow `v` again in its original direction (`work.tuple`, which the caller fills)
+    /// under `epoch`; whether it goes on. Going on, its entry takes the new judgement's rule,
+    /// devices and name deadline.
+    fn judged_again(
+        v: &mut FlowValue,
         cfg: &PolicyConfig,
-        clock: &Clock,
+        epoch: u64,
+        now: u64,
         work: &mut Rejudge,
-    ) -> Option<Hit> {
+    ) -> bool {
+        let slot = (epoch & 1) as u8;
         let Rejudge {
             tuple: t,
-            judgement,
+            judgement: j,
             ..
         } = work;
-        let Clock { epoch, now } = *clock;
-        let slot = (epoch & 1) as u8;
-        let (key, src_is_lo) = FlowKey::canonical(
-            pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
-        );
-        let entry = FLOWS.get_ptr_mut(&key)?;
-        // SAFETY: the pointer comes from a successful lookup and stays valid under RCU for this
-        // run; concurrent writers on other CPUs only race on refresh fields, which is harmless.
-        let v = unsafe { &mut *entry };
-        if is_stale(v, pkt.proto, now) {
-            let owner = v.owner;
-            expire(&key, owner);
-            return None;
+        // A flow the router started is the router's again, not a packet forging its address. The
+        // judgement is written to the scratch map, not this frame: with the name rules' frame
+        // below it, this is the program's deepest call chain.
+        if v.init_device == enforcer_common::ROUTER_DEVICE {
+            core::hint::black_box(judge_router_into(slot, cfg, now, t, j));
+        } else {
+            core::hint::black_box(judge_into(slot, cfg, now, t, j));
+            crate::names::apply_again(slot, cfg, now, t, j);
         }
-        let from_initiator = src_is_lo == (v.init_is_lo != 0);
-        // Both directions of a ping share one key (the identifier is both "ports"), but only the
-        // initiator asks and only the responder answers: a request back along the flow is a new
-        // ping the policy must allow on its own, and a "reply" from the initiator is forged.
-        if (pkt.l4 == L4::EchoRequest && !from_initiator)
-            || (pkt.l4 == L4::EchoReply && from_initiator)
-        {
-            return None;
+        let j = &*j;
+        if !j.allow && !audits(j) {
+            return false;
         }
-        speaker(v, from_initiator, pkt.src_mac, slot, cfg)?;
-        if pkt.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
-            && !tcp_control(v, from_initiator, pkt.tcp_flags, now)
-        {
-            return None;
-        }
-        // A flow a name binding allowed is judged again at the binding's deadline: it goes on
-        // only if the binding was renewed (or another rule allows it).
-        if v.epoch != epoch || crate::names::flow_due(v.name_until_s, now) {
-            let (init, resp, resp_port) = if v.init_is_lo != 0 {
-                (key.lo_addr, key.hi_addr, key.hi_port)
-            } else {
-                (key.hi_addr, key.lo_addr, key.lo_port)
-            };
-            t.family = pkt.family;
-            t.proto = pkt.proto;
-            t.l4 = if pkt.l4 == L4::Ports {
-                L4::Ports
-            } else {
-                L4::EchoRequest
-            };
-            t.src = init;
-            t.dst = resp;
-            t.dport = resp_port;
-            t.src_mac = v.init_mac;
-            t.again = 1;
-            // A flow the router started is the router's again, not a packet forging its address.
-            // The judgement is written to the scratch map, not this frame: with the name rules'
-            // frame below it, this is the program's deepest call chain.
-            let j = judgement;
-            if v.init_device == enforcer_common::ROUTER_DEVICE {
-                core::hint::black_box(judge_router_into(slot, cfg, now, t, j));
-            } else {
-                core::hint::black_box(judge_into(slot, cfg, now, t, j));
-                crate::names::apply_again(slot, cfg, now, t, j);
-            }
-            let j = &*j;
-            if !j.allow && !audits(j) {
-                return None;
-            }
-            v.observed = if j.allow {
-                v.observed & !FLOW_F_AUDIT
-            } else {
-                v.observed | FLOW_F_AUDIT
-            };
-            v.epoch = epoch;
-            v.rule = j.rule;
-            v.init_device = j.src.device;
-            v.resp_device = j.dst.device;
-            v.resp_mac = j.dst.mac;
-            v.name_until_s = name_deadline(j);
-        }
-        // A closing flow keeps the expiry its close set.
-        if v.tcp_state & FLOW_CLOSING == 0 {
-            v.last_seen_ns = now;
-        }
-        v.packets = v.packets.wrapping_add(1);
-        v.bytes = v.bytes.wrapping_add(u64::from(pkt.len));
-        Some(Hit {
-            device: if from_initiator {
-                v.init_device
-            } else {
-                v.resp_device
-            },
-            rule: v.rule,
-            // Only the audited initiator's own packets are its audit; the replies are the
-            // responder's, which its mode does not touch.
-            audit: from_initiator && v.observed & FLOW_F_AUDIT != 0,
-        })
+        v.observed = if j.allow {
+            v.observed & !FLOW_F_AUDIT
+        } else {
+            v.observed | FLOW_F_AUDIT
+        };
+        v.epoch = epoch;
+        v.rule = j.rule;
+        v.init_device = j.src.device;
+        v.resp_device = j.dst.device;
+        v.resp_mac = j.dst.mac;
+        v.name_until_s = name_deadline(j);
+        true
     }
 }
 
@@ -569,6 +588,7 @@ out_of_line! {
         let Clock { epoch, now } = *clock;
         let Rejudge {
             tuple: t,
+            judgement: j,
             flow: value,
             ..
         } = work;
@@ -581,14 +601,17 @@ out_of_line! {
         t.dport = pkt.sport;
         t.src_mac = fwd.dst.mac;
         t.again = 0;
-        let j = judge(slot, cfg, now, t);
+        // Into the scratch map, not this frame, which sits between the entry's and
+        // `judge_into`'s on the program's deepest call chain.
+        judge_in(slot, cfg, now, t, j);
+        let j = &*j;
         if !j.allow {
             return Pickup::NoFlow;
         }
         let (key, src_is_lo) = FlowKey::canonical(
             pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
         );
-        *value = new_flow(&j, fwd.dst.mac, !src_is_lo, pkt.len, clock);
+        *value = new_flow(j, fwd.dst.mac, !src_is_lo, pkt.len, clock);
         match store(&key, value, cfg, now) {
             Remembered::Yes => Pickup::Passed(Hit {
                 device: j.dst.device,
