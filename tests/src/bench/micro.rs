@@ -360,6 +360,8 @@ pub struct Params {
     pub rounds: usize,
     pub repeat_hot: u32,
     pub repeat_spread: u32,
+    /// Classes to measure by name; all when empty.
+    pub classes: Vec<String>,
 }
 
 /// One measured case: a class, a pattern, its pairs and frames.
@@ -505,6 +507,9 @@ pub fn run(
     };
     let mut cases = Vec::new();
     for class in Class::ALL {
+        if !prm.classes.is_empty() && !prm.classes.iter().any(|c| c == class.name()) {
+            continue;
+        }
         let base = if class == Class::V4Denied {
             &denied
         } else {

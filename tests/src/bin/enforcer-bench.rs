@@ -2,7 +2,7 @@
 //! and renders `BENCHMARKS.md` from it.
 //!
 //! `enforcer-bench [--quick] [--out BENCHMARKS.json] [--md BENCHMARKS.md] [--skip-veth] [--parts a,b]
-//! [--devices n,m]`
+//! [--devices n,m] [--classes a,b]`
 //! `enforcer-bench --render BENCHMARKS.json --md BENCHMARKS.md` re-renders without measuring.
 //! (`enforcer-bench --loader-child BIN FILE` is the loader part's own helper, see `bench/loader.rs`.)
 #![expect(
@@ -49,6 +49,9 @@ struct Args {
     /// Policy sizes to measure (of 10, 1000, 100000); all by default. With `--parts test-run`,
     /// `--devices 100000` is the verdict table's worst case alone, in a fraction of the time.
     devices: Vec<usize>,
+    /// Per-packet classes to measure (`ipv4_allowed_reply`, ...); all by default. For comparing
+    /// two builds on one class, or profiling it; the verdict table then lacks the others.
+    classes: Vec<String>,
     /// Only render `--md` from this JSON (no measurement).
     render: Option<PathBuf>,
 }
@@ -61,6 +64,7 @@ fn args() -> Result<Args> {
         skip_veth: false,
         parts: vec![],
         devices: vec![],
+        classes: vec![],
         render: None,
     };
     let mut it = std::env::args().skip(1);
@@ -87,6 +91,21 @@ fn args() -> Result<Args> {
                             .with_context(|| format!("--devices: {n} is no number"))
                     })
                     .collect::<Result<_>>()?;
+            }
+            "--classes" => {
+                a.classes = it
+                    .next()
+                    .context("--classes needs a list")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
+                if let Some(c) = a
+                    .classes
+                    .iter()
+                    .find(|c| !micro::Class::ALL.iter().any(|k| k.name() == c.as_str()))
+                {
+                    anyhow::bail!("--classes: no class {c}");
+                }
             }
             "--render" => a.render = Some(it.next().context("--render needs a JSON path")?.into()),
             "--md" => a.md = Some(it.next().context("--md needs a path")?.into()),
@@ -152,12 +171,14 @@ fn run() -> Result<()> {
             rounds: 3,
             repeat_hot: 100_000,
             repeat_spread: 200_000,
+            classes: a.classes.clone(),
         }
     } else {
         micro::Params {
             rounds: 7,
             repeat_hot: 500_000,
             repeat_spread: 1_000_000,
+            classes: a.classes.clone(),
         }
     };
     if let Some(n) = std::env::var("ENFB_DUMP_NFT")
