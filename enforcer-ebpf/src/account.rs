@@ -104,14 +104,21 @@ fn cpu_may_send(now: u64) -> bool {
     spend(unsafe { &mut *b }, EVENTS_PER_CPU_PER_SEC, now)
 }
 
+/// Sends a deny (or audit) event to userspace, within the device's budget. A device past its
+/// budget (a flood) is counted here, without the call that sending takes.
+#[inline(always)]
+pub fn deny_event(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) {
+    if device_may_send(j.src.device, now) {
+        send_deny_event(ifindex, pkt, j, verdict, now);
+    } else {
+        count(Counter::EventsRateLimited);
+    }
+}
+
 out_of_line! {
-    /// Sends a deny (or audit) event to userspace, within the device's budget.
-    pub fn deny_event(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) {
+    /// [`deny_event`] within the device's budget: within the CPU's too, sends it.
+    fn send_deny_event(ifindex: u32, pkt: &Packet, j: &Judgement, verdict: Verdict, now: u64) {
         let device = j.src.device;
-        if !device_may_send(device, now) {
-            count(Counter::EventsRateLimited);
-            return;
-        }
         if !cpu_may_send(now) {
             count(Counter::EventsGlobalLimited);
             return;

@@ -63,13 +63,23 @@ fn judge_bound(slot: u8, now: u64, t: &Tuple, j: &mut Judgement, grace_s: u32) {
     }
 }
 
+/// The name rules' say on a new flow's judgement `j` (of tuple `t`), when the policy has a `dns:`
+/// section: DNS past the resolver is denied as `dns_bypass`, and for its own sender an address
+/// bound to a name is judged as that name first (`decide_bound`). Applied by the callers of
+/// `policy::judge` rather than inside it: `judge` is at the bottom of the program's deepest call
+/// chain, which has no stack left for another frame.
+///
+/// Without a `dns:` section nothing is called: every new flow and every denied packet comes here.
+#[inline(always)]
+pub fn apply(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, j: &mut Judgement) {
+    if cfg.flags & CONFIG_F_NAMES != 0 {
+        apply_names(slot, cfg, now, t, j);
+    }
+}
+
 out_of_line! {
-    /// The name rules' say on a new flow's judgement `j` (of tuple `t`), when the policy has a
-    /// `dns:` section: DNS past the resolver is denied as `dns_bypass`, and for its own sender an
-    /// address bound to a name is judged as that name first (`decide_bound`). Applied by the
-    /// callers of `policy::judge` rather than inside it: `judge` is at the bottom of the
-    /// program's deepest call chain, which has no stack left for another frame.
-    pub fn apply(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, j: &mut Judgement) {
+    /// [`apply`]'s work, in a frame of its own.
+    fn apply_names(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, j: &mut Judgement) {
         let Some(grace_s) = grace_for(cfg, j) else {
             return;
         };
