@@ -460,7 +460,7 @@ impl Datapath {
         batch::hash_fd(self.map(name)?).ok_or(DatapathError::NoMap(name))
     }
 
-    fn batch_insert<K: aya::Pod, V: aya::Pod>(
+    fn batch_insert<K: aya::Pod + Sync, V: aya::Pod + Sync>(
         &self,
         name: &'static str,
         entries: impl Iterator<Item = (K, V)>,
@@ -471,7 +471,7 @@ impl Datapath {
         Ok(keys.len())
     }
 
-    fn batch_remove<K: aya::Pod>(
+    fn batch_remove<K: aya::Pod + Sync>(
         &self,
         name: &'static str,
         keys: impl Iterator<Item = K>,
@@ -482,7 +482,7 @@ impl Datapath {
     }
 
     /// Removes (in batches) every key of hash map `name` for which `stale` holds; returns how many.
-    pub(super) fn scan_remove<K: aya::Pod, V: aya::Pod>(
+    pub(super) fn scan_remove<K: aya::Pod + Sync, V: aya::Pod>(
         &self,
         name: &'static str,
         stale: impl Fn(&K) -> bool,
@@ -519,7 +519,7 @@ trait SlotStore<V: Pod>: Sized {
     fn occupancy(src: &impl MapSource, name: &'static str) -> Result<[usize; 2], DatapathError>;
 }
 
-impl<K: HashKey, V: Pod> SlotStore<V> for K {
+impl<K: HashKey, V: Pod + Sync> SlotStore<V> for K {
     fn insert(
         dp: &mut Datapath,
         name: &'static str,

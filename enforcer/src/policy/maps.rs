@@ -29,7 +29,7 @@ pub trait PolicyMap {
     /// The key without its slot, as the compiler produces it. Images are sorted by it.
     type Key: Copy + Ord + Debug;
     /// The value, stored as is.
-    type Value: aya::Pod + Copy + Debug + PartialEq;
+    type Value: aya::Pod + Copy + Debug + PartialEq + Sync;
     /// The key as the kernel stores it: a [`HashKey`] or an LPM trie key.
     type Stored: Copy;
     /// The stored key of `key` in slot `slot`.
@@ -37,7 +37,7 @@ pub trait PolicyMap {
 }
 
 /// A stored key of a policy hash map (written and deleted in batches): its slot, for scans.
-pub trait HashKey: aya::Pod {
+pub trait HashKey: aya::Pod + Sync {
     fn slot(&self) -> u8;
 }
 
