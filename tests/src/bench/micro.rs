@@ -362,6 +362,8 @@ pub struct Params {
     pub repeat_spread: u32,
     /// Classes to measure by name; all when empty.
     pub classes: Vec<String>,
+    /// Patterns to measure (`hot`, `spread`); both when empty.
+    pub patterns: Vec<String>,
 }
 
 /// One measured case: a class, a pattern, its pairs and frames.
@@ -516,6 +518,10 @@ pub fn run(
             &allowed
         };
         for spread in [false, true] {
+            let pattern = if spread { "spread" } else { "hot" };
+            if !prm.patterns.is_empty() && !prm.patterns.iter().any(|p| p == pattern) {
+                continue;
+            }
             if spread && class == Class::Malformed {
                 continue; // rejected before any lookup: nothing to spread
             }

@@ -2,7 +2,7 @@
 //! and renders `BENCHMARKS.md` from it.
 //!
 //! `enforcer-bench [--quick] [--out BENCHMARKS.json] [--md BENCHMARKS.md] [--skip-veth] [--parts a,b]
-//! [--devices n,m] [--classes a,b]`
+//! [--devices n,m] [--classes a,b] [--patterns hot|spread] [--repeat n]`
 //! `enforcer-bench --render BENCHMARKS.json --md BENCHMARKS.md` re-renders without measuring.
 //! (`enforcer-bench --loader-child BIN FILE` is the loader part's own helper, see `bench/loader.rs`.)
 #![expect(
@@ -52,6 +52,11 @@ struct Args {
     /// Per-packet classes to measure (`ipv4_allowed_reply`, ...); all by default. For comparing
     /// two builds on one class, or profiling it; the verdict table then lacks the others.
     classes: Vec<String>,
+    /// `hot` or `spread` alone; both by default.
+    patterns: Vec<String>,
+    /// Packets per timed run, for every class and pattern (within each class's own limits), in
+    /// place of the defaults: a profile (`profile.py`) wants the program running for seconds.
+    repeat: Option<u32>,
     /// Only render `--md` from this JSON (no measurement).
     render: Option<PathBuf>,
 }
@@ -65,6 +70,8 @@ fn args() -> Result<Args> {
         parts: vec![],
         devices: vec![],
         classes: vec![],
+        patterns: vec![],
+        repeat: None,
         render: None,
     };
     let mut it = std::env::args().skip(1);
@@ -106,6 +113,30 @@ fn args() -> Result<Args> {
                 {
                     anyhow::bail!("--classes: no class {c}");
                 }
+            }
+            "--patterns" => {
+                a.patterns = it
+                    .next()
+                    .context("--patterns needs a list")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
+                if let Some(p) = a
+                    .patterns
+                    .iter()
+                    .find(|p| !["hot", "spread"].contains(&p.as_str()))
+                {
+                    anyhow::bail!("--patterns: no pattern {p} (hot, spread)");
+                }
+            }
+            "--repeat" => {
+                let n = it.next().context("--repeat needs a number")?;
+                a.repeat = Some(
+                    n.parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .with_context(|| format!("--repeat: {n} is no positive number"))?,
+                );
             }
             "--render" => a.render = Some(it.next().context("--render needs a JSON path")?.into()),
             "--md" => a.md = Some(it.next().context("--md needs a path")?.into()),
@@ -166,12 +197,13 @@ fn run() -> Result<()> {
         .into_iter()
         .filter(|n| a.devices.is_empty() || a.devices.contains(n))
         .collect();
-    let prm = if a.quick {
+    let mut prm = if a.quick {
         micro::Params {
             rounds: 3,
             repeat_hot: 100_000,
             repeat_spread: 200_000,
             classes: a.classes.clone(),
+            patterns: a.patterns.clone(),
         }
     } else {
         micro::Params {
@@ -179,8 +211,13 @@ fn run() -> Result<()> {
             repeat_hot: 500_000,
             repeat_spread: 1_000_000,
             classes: a.classes.clone(),
+            patterns: a.patterns.clone(),
         }
     };
+    if let Some(n) = a.repeat {
+        prm.repeat_hot = n;
+        prm.repeat_spread = n;
+    }
     if let Some(n) = std::env::var("ENFB_DUMP_NFT")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
