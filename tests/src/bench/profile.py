@@ -62,7 +62,8 @@ def line_table(fd, info):
     fill = bytearray(INFO_SIZE)
     struct.pack_into("IIQQ", fill, 104, n_ksyms, n_lens,
                      ctypes.addressof(ksyms), ctypes.addressof(lens))
-    struct.pack_into("IQQ", fill, 148, n_lines, ctypes.addressof(lines), ctypes.addressof(jited))
+    struct.pack_into("I", fill, 148, n_lines)
+    struct.pack_into("QQ", fill, 152, ctypes.addressof(lines), ctypes.addressof(jited))
     struct.pack_into("III", fill, 168, n_jited, 16, 8)
     prog_info(fd, bytes(fill))
     funcs = list(zip(struct.unpack(f"{n_ksyms}Q", ksyms.raw), struct.unpack(f"{n_lens}I", lens.raw)))
