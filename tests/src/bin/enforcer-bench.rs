@@ -80,14 +80,7 @@ fn args() -> Result<Args> {
             "--quick" => a.quick = true,
             "--skip-veth" => a.skip_veth = true,
             "--out" => a.out = it.next().context("--out needs a path")?.into(),
-            "--parts" => {
-                a.parts = it
-                    .next()
-                    .context("--parts needs a list")?
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect()
-            }
+            "--parts" => a.parts = list(&mut it, "--parts", None)?,
             "--devices" => {
                 a.devices = it
                     .next()
@@ -100,35 +93,10 @@ fn args() -> Result<Args> {
                     .collect::<Result<_>>()?;
             }
             "--classes" => {
-                a.classes = it
-                    .next()
-                    .context("--classes needs a list")?
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect();
-                if let Some(c) = a
-                    .classes
-                    .iter()
-                    .find(|c| !micro::Class::ALL.iter().any(|k| k.name() == c.as_str()))
-                {
-                    anyhow::bail!("--classes: no class {c}");
-                }
+                let names = micro::Class::ALL.map(micro::Class::name);
+                a.classes = list(&mut it, "--classes", Some(&names))?;
             }
-            "--patterns" => {
-                a.patterns = it
-                    .next()
-                    .context("--patterns needs a list")?
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect();
-                if let Some(p) = a
-                    .patterns
-                    .iter()
-                    .find(|p| !["hot", "spread"].contains(&p.as_str()))
-                {
-                    anyhow::bail!("--patterns: no pattern {p} (hot, spread)");
-                }
-            }
+            "--patterns" => a.patterns = list(&mut it, "--patterns", Some(&["hot", "spread"]))?,
             "--repeat" => {
                 let n = it.next().context("--repeat needs a number")?;
                 a.repeat = Some(
@@ -144,6 +112,26 @@ fn args() -> Result<Args> {
         }
     }
     Ok(a)
+}
+
+/// The comma-separated list after `flag`, each item one of `known` when given.
+fn list(
+    it: &mut impl Iterator<Item = String>,
+    flag: &str,
+    known: Option<&[&str]>,
+) -> Result<Vec<String>> {
+    let items: Vec<String> = it
+        .next()
+        .with_context(|| format!("{flag} needs a list"))?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    if let Some(known) = known
+        && let Some(bad) = items.iter().find(|i| !known.contains(&i.as_str()))
+    {
+        anyhow::bail!("{flag}: no {bad} (one of {})", known.join(", "));
+    }
+    Ok(items)
 }
 
 fn sh(cmd: &str, args: &[&str]) -> String {
