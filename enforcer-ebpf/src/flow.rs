@@ -16,7 +16,7 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use enforcer_common::{
     Action, PROTO_TCP,
-    control::PolicyConfig,
+    control::{PolicyConfig, slot_of},
     event::DenyReason,
     flow::{
         DEFAULT_FLOWS, FLOW_CLOSING, FLOW_F_AUDIT, FLOW_FIN_INIT, FLOW_FIN_RESP, FLOW_SWEEP_PROBES,
@@ -32,7 +32,7 @@ use crate::{
     account,
     maps::{FLOW_COUNT, FLOW_RING, FLOW_SWEEP, FLOWS, FRAGS, MACS},
     parse::{L4, Packet, Quoted, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    policy::{Judgement, Tuple, judge_in, judge_into, judge_router_into},
+    policy::{Judgement, Tuple, judge_in, judge_router_into},
 };
 
 /// `BPF_NOEXIST`: an insert that never replaces an entry (the count of its owner would drift).
@@ -380,8 +380,8 @@ fn name_deadline(j: &Judgement) -> u32 {
 }
 
 /// Per-CPU working memory (in the program's scratch map, not on the 512-byte stack) for a flow
-/// judged again: its original direction and the judgement on it, and for loose pickup the flow
-/// value it stores.
+/// judged again: the key looked up, its original direction and the judgement on it; and for
+/// loose pickup, the reply's judgement and the flow value it stores.
 pub struct Rejudge {
     /// The key [`lookup`] looks for: here, not in the entry frame, which `lookup` is inlined into
     /// and which is part of the deepest call chain (through loose pickup).
@@ -411,7 +411,7 @@ pub fn is_stateful(l4: L4) -> bool {
 #[inline(always)]
 pub fn lookup(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, work: &mut Rejudge) -> Option<Hit> {
     let Clock { epoch, now } = *clock;
-    let slot = (epoch & 1) as u8;
+    let slot = slot_of(epoch);
     let src_is_lo;
     (work.key, src_is_lo) = FlowKey::canonical(
         pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
@@ -495,7 +495,7 @@ out_of_line! {
         now: u64,
         work: &mut Rejudge,
     ) -> bool {
-        let slot = (epoch & 1) as u8;
+        let slot = slot_of(epoch);
         let Rejudge {
             tuple: t,
             judgement: j,
@@ -507,7 +507,7 @@ out_of_line! {
         if v.init_device == enforcer_common::ROUTER_DEVICE {
             core::hint::black_box(judge_router_into(slot, cfg, now, t, j));
         } else {
-            core::hint::black_box(judge_into(slot, cfg, now, t, j));
+            judge_in(slot, cfg, now, t, j);
             crate::names::apply_again(slot, cfg, now, t, j);
         }
         let j = &*j;
@@ -592,7 +592,7 @@ out_of_line! {
             flow: value,
             ..
         } = work;
-        let slot = (epoch & 1) as u8;
+        let slot = slot_of(epoch);
         t.family = pkt.family;
         t.proto = pkt.proto;
         t.l4 = L4::Ports;

@@ -167,7 +167,8 @@ fn unjudged() -> Judgement {
     }
 }
 
-/// [`judge_into`] into memory the caller keeps off its stack (a scratch map).
+/// [`judge_into`] into `out`: for callers that keep the judgement off their stack (in a scratch
+/// map), and for [`judge`].
 #[inline(always)]
 pub fn judge_in(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, out: &mut Judgement) {
     // Consumed, so the compiler cannot drop the return value (`enforcer_ebpf::out_of_line`).
@@ -178,8 +179,7 @@ pub fn judge_in(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple, out: &mut Jud
 #[inline(always)]
 pub fn judge(slot: u8, cfg: &PolicyConfig, now: u64, t: &Tuple) -> Judgement {
     let mut j = unjudged();
-    // Consumed, so the compiler cannot drop the return value (`enforcer_ebpf::out_of_line`).
-    core::hint::black_box(judge_into(slot, cfg, now, t, &mut j));
+    judge_in(slot, cfg, now, t, &mut j);
     j
 }
 

@@ -456,17 +456,13 @@ impl Datapath {
         M::Stored::remove(self, M::NAME, keys)
     }
 
-    fn hash_fd(&self, name: &'static str) -> Result<std::os::fd::RawFd, DatapathError> {
-        batch::hash_fd(self.map(name)?).ok_or(DatapathError::NoMap(name))
-    }
-
     fn batch_insert<K: aya::Pod + Sync, V: aya::Pod + Sync>(
         &self,
         name: &'static str,
         entries: impl Iterator<Item = (K, V)>,
     ) -> Result<usize, DatapathError> {
         let (keys, values): (Vec<K>, Vec<V>) = entries.unzip();
-        batch::update(self.hash_fd(name)?, &keys, &values)
+        batch::update(hash_fd(self, name)?, &keys, &values)
             .map_err(|source| DatapathError::Batch { name, source })?;
         Ok(keys.len())
     }
@@ -477,7 +473,7 @@ impl Datapath {
         keys: impl Iterator<Item = K>,
     ) -> Result<(), DatapathError> {
         let keys: Vec<K> = keys.collect();
-        batch::delete(self.hash_fd(name)?, &keys)
+        batch::delete(hash_fd(self, name)?, &keys)
             .map_err(|source| DatapathError::Batch { name, source })
     }
 
@@ -549,8 +545,13 @@ fn hash_keys<K: Pod, V: Pod>(
     src: &impl MapSource,
     name: &'static str,
 ) -> Result<Vec<K>, DatapathError> {
-    let fd = batch::hash_fd(src.map_data(name)?).ok_or(DatapathError::NoMap(name))?;
-    batch::hash_keys::<K, V>(fd).map_err(|source| DatapathError::Batch { name, source })
+    batch::hash_keys::<K, V>(hash_fd(src, name)?)
+        .map_err(|source| DatapathError::Batch { name, source })
+}
+
+/// The fd of hash map `name`.
+fn hash_fd(src: &impl MapSource, name: &'static str) -> Result<std::os::fd::RawFd, DatapathError> {
+    batch::hash_fd(src.map_data(name)?).ok_or(DatapathError::NoMap(name))
 }
 
 /// Entries per slot, from the slots of a map's keys.

@@ -49,6 +49,11 @@ pub(super) fn array_fd(map: &Map) -> Option<RawFd> {
     }
 }
 
+/// A count or fd that does not fit the `bpf_attr` field it goes in.
+fn invalid<E>(_: E) -> io::Error {
+    io::Error::from(io::ErrorKind::InvalidInput)
+}
+
 fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
     // SAFETY: `attr` is a valid, initialised `bpf_attr` batch member of the size we pass; the
     // pointers in it refer to live buffers of `count` keys (and values) of the map's sizes.
@@ -80,14 +85,13 @@ pub(super) fn update<K: aya::Pod + Sync, V: aya::Pod + Sync>(
     values: &[V],
 ) -> io::Result<()> {
     debug_assert_eq!(keys.len(), values.len());
-    let fd = u32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fd = u32::try_from(fd).map_err(invalid)?;
     let chunks: Vec<(&[K], &[V])> = keys.chunks(CHUNK).zip(values.chunks(CHUNK)).collect();
     on_every_cpu(&chunks, |(k, v)| {
         let mut attr = BatchAttr {
             keys: k.as_ptr() as u64,
             values: v.as_ptr() as u64,
-            count: u32::try_from(k.len())
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+            count: u32::try_from(k.len()).map_err(invalid)?,
             map_fd: fd,
             ..BatchAttr::default()
         };
@@ -121,15 +125,14 @@ fn on_every_cpu<T: Sync>(
 /// Deletes every key; keys already absent are skipped. Chunks go out from one thread per CPU, as
 /// in [`update`].
 pub(super) fn delete<K: aya::Pod + Sync>(fd: RawFd, keys: &[K]) -> io::Result<()> {
-    let fd = u32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fd = u32::try_from(fd).map_err(invalid)?;
     let chunks: Vec<&[K]> = keys.chunks(CHUNK).collect();
     on_every_cpu(&chunks, |chunk| {
         let mut rest = *chunk;
         while !rest.is_empty() {
             let mut attr = BatchAttr {
                 keys: rest.as_ptr() as u64,
-                count: u32::try_from(rest.len())
-                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+                count: u32::try_from(rest.len()).map_err(invalid)?,
                 map_fd: fd,
                 ..BatchAttr::default()
             };
@@ -162,7 +165,6 @@ fn lookup_batch<K: aya::Pod, V: aya::Pod>(
     keys: &mut Vec<K>,
     values: &mut Vec<V>,
 ) -> io::Result<(usize, bool)> {
-    let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
     let want = want.min(keys.capacity()).min(values.capacity());
     let mut before = cursor.unwrap_or(0);
     let mut attr = BatchAttr {
@@ -174,7 +176,7 @@ fn lookup_batch<K: aya::Pod, V: aya::Pod>(
         out_batch: std::ptr::from_mut(next) as u64,
         keys: keys.as_mut_ptr() as u64,
         values: values.as_mut_ptr() as u64,
-        count: u32::try_from(want).map_err(|_| invalid())?,
+        count: u32::try_from(want).map_err(invalid)?,
         map_fd: fd,
         ..BatchAttr::default()
     };
@@ -184,7 +186,7 @@ fn lookup_batch<K: aya::Pod, V: aya::Pod>(
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => (attr.count, true),
         Err(e) => return Err(e),
     };
-    let done = usize::try_from(done).map_err(|_| invalid())?.min(want);
+    let done = usize::try_from(done).map_err(invalid)?.min(want);
     // SAFETY: the kernel wrote `done` whole keys and values of the map's sizes (= `K`'s and `V`'s,
     // which any bit pattern makes valid: `Pod`) at the start of the buffers' capacity.
     unsafe {
@@ -197,9 +199,8 @@ fn lookup_batch<K: aya::Pod, V: aya::Pod>(
 /// Rows `start .. start + count` of an array map whose values are `V` (exactly the map's value
 /// type), in CHUNK-row syscalls: for reading many rows, one copy each instead of one call each.
 pub(super) fn lookup_rows<V: aya::Pod>(fd: RawFd, start: u32, count: u32) -> io::Result<Vec<V>> {
-    let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
-    let fd = u32::try_from(fd).map_err(|_| invalid())?;
-    let total = usize::try_from(count).map_err(|_| invalid())?;
+    let fd = u32::try_from(fd).map_err(invalid)?;
+    let total = usize::try_from(count).map_err(invalid)?;
     let mut values: Vec<V> = Vec::with_capacity(total);
     let mut keys: Vec<u32> = Vec::with_capacity(CHUNK.min(total));
     let mut buf: Vec<V> = Vec::with_capacity(CHUNK.min(total));
@@ -216,7 +217,7 @@ pub(super) fn lookup_rows<V: aya::Pod>(fd: RawFd, start: u32, count: u32) -> io:
         }
         values.append(&mut buf);
         keys.clear();
-        next = next.wrapping_add(u32::try_from(done).map_err(|_| invalid())?);
+        next = next.wrapping_add(u32::try_from(done).map_err(invalid)?);
     }
     Ok(values)
 }
@@ -225,7 +226,7 @@ pub(super) fn lookup_rows<V: aya::Pod>(fd: RawFd, start: u32, count: u32) -> io:
 /// CHUNK-entry syscalls: a scan of 340,000 keys in some 40 calls instead of one call per key.
 /// Entries added or removed while it runs may or may not be seen, as with any walk of a live map.
 pub(super) fn hash_keys<K: aya::Pod, V: aya::Pod>(fd: RawFd) -> io::Result<Vec<K>> {
-    let fd = u32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fd = u32::try_from(fd).map_err(invalid)?;
     let mut out: Vec<K> = Vec::new();
     let mut keys: Vec<K> = Vec::with_capacity(CHUNK);
     let mut values: Vec<V> = Vec::with_capacity(CHUNK);
