@@ -366,6 +366,16 @@ pub struct Params {
     pub patterns: Vec<String>,
 }
 
+/// Whether `name` is one of `chosen`, or nothing was chosen (everything is measured).
+fn wanted(chosen: &[String], name: &str) -> bool {
+    chosen.is_empty() || chosen.iter().any(|c| c == name)
+}
+
+/// A pattern's name, as reports and `--patterns` say it.
+pub fn pattern(spread: bool) -> &'static str {
+    if spread { "spread" } else { "hot" }
+}
+
 /// One measured case: a class, a pattern, its pairs and frames.
 struct Case {
     class: Class,
@@ -509,7 +519,7 @@ pub fn run(
     };
     let mut cases = Vec::new();
     for class in Class::ALL {
-        if !prm.classes.is_empty() && !prm.classes.iter().any(|c| c == class.name()) {
+        if !wanted(&prm.classes, class.name()) {
             continue;
         }
         let base = if class == Class::V4Denied {
@@ -518,8 +528,7 @@ pub fn run(
             &allowed
         };
         for spread in [false, true] {
-            let pattern = if spread { "spread" } else { "hot" };
-            if !prm.patterns.is_empty() && !prm.patterns.iter().any(|p| p == pattern) {
+            if !wanted(&prm.patterns, pattern(spread)) {
                 continue;
             }
             if spread && class == Class::Malformed {
@@ -635,7 +644,7 @@ pub fn run(
         out.push(json!({
             "devices": devices,
             "class": c.class.name(),
-            "pattern": if c.spread { "spread" } else { "hot" },
+            "pattern": pattern(c.spread),
             "pairs": c.pairs.len(),
             "distinct_sources": distinct_src,
             "via_driver": c.driver,

@@ -96,7 +96,10 @@ fn args() -> Result<Args> {
                 let names = micro::Class::ALL.map(micro::Class::name);
                 a.classes = list(&mut it, "--classes", Some(&names))?;
             }
-            "--patterns" => a.patterns = list(&mut it, "--patterns", Some(&["hot", "spread"]))?,
+            "--patterns" => {
+                let names = [false, true].map(micro::pattern);
+                a.patterns = list(&mut it, "--patterns", Some(&names))?;
+            }
             "--repeat" => {
                 let n = it.next().context("--repeat needs a number")?;
                 a.repeat = Some(
@@ -185,27 +188,18 @@ fn run() -> Result<()> {
         .into_iter()
         .filter(|n| a.devices.is_empty() || a.devices.contains(n))
         .collect();
-    let mut prm = if a.quick {
-        micro::Params {
-            rounds: 3,
-            repeat_hot: 100_000,
-            repeat_spread: 200_000,
-            classes: a.classes.clone(),
-            patterns: a.patterns.clone(),
-        }
+    let (rounds, repeat_hot, repeat_spread) = if a.quick {
+        (3, 100_000, 200_000)
     } else {
-        micro::Params {
-            rounds: 7,
-            repeat_hot: 500_000,
-            repeat_spread: 1_000_000,
-            classes: a.classes.clone(),
-            patterns: a.patterns.clone(),
-        }
+        (7, 500_000, 1_000_000)
     };
-    if let Some(n) = a.repeat {
-        prm.repeat_hot = n;
-        prm.repeat_spread = n;
-    }
+    let prm = micro::Params {
+        rounds,
+        repeat_hot: a.repeat.unwrap_or(repeat_hot),
+        repeat_spread: a.repeat.unwrap_or(repeat_spread),
+        classes: a.classes.clone(),
+        patterns: a.patterns.clone(),
+    };
     if let Some(n) = std::env::var("ENFB_DUMP_NFT")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
