@@ -85,8 +85,8 @@ impl ReadCache {
             }
         }
         let reads: Vec<FileRead> = reads.into_iter().flatten().collect();
-        // The copies kept are made on every CPU too: copying 100,000 devices' documents is a
-        // tenth of reading them.
+        // The copies kept are made on every CPU too. Devices are shared, not copied (see
+        // `FileDoc::devices`); what is copied is the rest: rules, zones, networks, tests.
         let both: Vec<(&Source, &FileRead)> = sources.iter().zip(&reads).collect();
         let kept = per_file(
             &both,

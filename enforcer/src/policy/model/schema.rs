@@ -118,7 +118,8 @@ pub(crate) fn file_doc(root: Node<'_>, diags: &mut Diags) -> FileDoc {
                     "devices",
                     &mut doc.unreadable,
                     |cx, name, loc, body| {
-                        doc.devices.push(cx.device(name, loc, body)?);
+                        doc.devices
+                            .push(std::sync::Arc::new(cx.device(name, loc, body)?));
                         Some(())
                     },
                 );
