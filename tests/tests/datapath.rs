@@ -2483,7 +2483,8 @@ fn past_its_deadline_the_program_judges_with_the_confirmed_slot_and_rejudges_the
     // keeps its one packet; the confirmed default took the denials.
     h.assert_rule("nvr-ping", 1);
     h.assert_rule("default", 2);
-    // The daemon makes it permanent: the same slot, now for good, the candidate's slot cleared.
+    // The daemon makes it permanent: the same slot, now for good; the candidate's slot keeps the
+    // candidate, for the next apply to rewrite.
     let replaced =
         h.dp.revert_provisional()
             .expect("revert")
@@ -2493,9 +2494,10 @@ fn past_its_deadline_the_program_judges_with_the_confirmed_slot_and_rejudges_the
     assert_eq!(control.revert_at_ns, 0);
     assert_eq!(h.live_generation(), 1);
     assert_eq!(
-        datapath::slot_occupancy(&h.dp).expect("occupancy")[usize::from(1 - control.slot())],
+        datapath::slot_differences(&h.dp, 1 - control.slot(), &h.compiled.maps)
+            .expect("differences"),
         0,
-        "the candidate's slot is cleared"
+        "the candidate's slot holds the candidate"
     );
     steps!(h;
         from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40002, 8000) => PASS by Counter::FlowHit,
@@ -2511,16 +2513,18 @@ fn a_confirmed_candidate_keeps_enforcing_past_its_deadline() {
     ) else {
         return;
     };
+    let confirmed = h.compiled.maps.clone();
     let deadline = h.apply_provisional(&switch_p2());
     steps!(h; from(CAM1_MAC).ipv4(CAM1, NVR).tcp(40000, 554).syn() => PASS by rule("cams-stream"));
     assert_eq!(
         h.dp.confirm_provisional().expect("confirm"),
         datapath::Confirmation::Confirmed
     );
+    let left = 1 - h.dp.control().expect("control").slot();
     assert_eq!(
-        h.occupied_slots(),
-        1,
-        "the previous policy's slot is cleared"
+        datapath::slot_differences(&h.dp, left, &confirmed).expect("differences"),
+        0,
+        "the previous policy stays in the slot left behind, for the next apply to rewrite"
     );
     h.wait_past(deadline);
     assert_eq!(h.live_generation(), 2);

@@ -1,5 +1,6 @@
 //! First light: the program loads, verifies, and a policy compiled from YAML gives both verdicts;
-//! repeated applies alternate slots and say truthfully what they wrote and cleared.
+//! repeated applies alternate slots, write only what changed and say truthfully what they wrote
+//! and removed.
 
 #![allow(
     clippy::expect_used,
@@ -66,46 +67,97 @@ fn program_loads_and_judges_both_ways() {
     assert_eq!(rv, 2, "reply of the allowed flow passes");
 }
 
+/// [`POLICY`] changed the way an edit changes a policy: a rule gone (with its name), a port
+/// added, a device added.
+fn edited() -> CompiledPolicy {
+    let yaml = POLICY
+        .replace("allow: [tcp/554]", "allow: [tcp/554, tcp/8000]")
+        .replace(
+            "  - {name: cameras-cloud, from: zone:cameras, to: dns:cloud.example, allow: [tcp/443]}\n",
+            "",
+        )
+        .replace(
+            "dns:",
+            "  cam2: {zone: cameras, mac: \"02:00:00:00:01:11\", addresses: [10.1.1.11]}\ndns:",
+        );
+    let edited = parse_str("edited.yaml", &yaml).unwrap_or_else(|e| panic!("fixture: {e}"));
+    compile(&edited, &CompileOptions::default()).unwrap_or_else(|e| panic!("compile: {e}"))
+}
+
+/// Every apply leaves the live slot holding exactly its policy and the slot left behind the one
+/// before; it writes only the entries that slot did not hold as the policy has them, and removes
+/// only those the policy lacks.
 #[test]
-fn each_apply_leaves_only_the_live_slot_filled() {
-    if !require_root("each_apply_leaves_only_the_live_slot_filled") {
+fn each_apply_writes_only_what_the_slot_it_rewrites_lacks() {
+    if !require_root("each_apply_writes_only_what_the_slot_it_rewrites_lacks") {
         return;
     }
     let mut dp = Datapath::load(None).unwrap_or_else(|e| panic!("load: {e:?}"));
-    let p = policy();
+    let (p, q) = (policy(), edited());
     let sizes = p.map_sizes();
-    let per_policy: usize = sizes.values().sum();
     assert!(
         sizes.values().all(|n| *n > 0),
         "the fixture fills every policy map: {sizes:?}"
     );
-    let mut previous_slot = None;
-    for generation in 1..=4 {
-        let report = dp.apply(&p, generation).expect("apply");
-        assert_eq!(report.generation, generation);
-        assert_eq!(
-            report.entries, per_policy,
-            "every entry of every map written"
+    let size = |c: &CompiledPolicy| c.map_sizes().values().sum::<usize>();
+    // (policy, what the slot written held before: none, or which policy)
+    let steps: [(&CompiledPolicy, Option<&CompiledPolicy>); 5] = [
+        (&p, None),
+        (&p, None),
+        (&q, Some(&p)),
+        (&q, Some(&p)),
+        (&p, Some(&q)),
+    ];
+    let mut previous: Option<(u8, &CompiledPolicy)> = None;
+    for ((policy, held), generation) in steps.into_iter().zip(1u64..) {
+        let report = dp.apply(policy, generation).expect("apply");
+        let at = format!("generation {generation}");
+        assert_eq!(report.entries, size(policy), "{at}: the policy's entries");
+        match held {
+            None => {
+                assert_eq!(
+                    report.written,
+                    size(policy),
+                    "{at}: an empty slot is written whole"
+                );
+                assert_eq!(
+                    report.cleared, 0,
+                    "{at}: nothing to remove from an empty slot"
+                );
+            }
+            Some(_) => {
+                assert!(
+                    report.written > 0 && report.written < report.entries,
+                    "{at}: only the edit is written ({} of {})",
+                    report.written,
+                    report.entries
+                );
+                assert!(
+                    report.cleared > 0,
+                    "{at}: what the other policy has alone is removed"
+                );
+            }
+        }
+        let live = enforcer::datapath::live_config(&dp).expect("live").0.slot();
+        assert_eq!(live, report.slot, "{at}: the written slot is live");
+        assert_ne!(
+            Some(report.slot),
+            previous.map(|(s, _)| s),
+            "{at}: slots alternate"
         );
-        let cleared = if generation == 1 { 0 } else { per_policy };
         assert_eq!(
-            report.cleared, cleared,
-            "generation {generation}: the previous policy's entries, and only those, were cleared"
-        );
-        assert_ne!(Some(report.slot), previous_slot, "slots alternate");
-        previous_slot = Some(report.slot);
-        let live = usize::from(enforcer::datapath::live_config(&dp).expect("live").0.slot());
-        assert_eq!(live, usize::from(report.slot), "the written slot is live");
-        let occupancy = enforcer::datapath::slot_occupancy(&dp).expect("occupancy");
-        assert_eq!(
-            occupancy[live], per_policy,
-            "generation {generation}: live slot holds the policy"
-        );
-        assert_eq!(
-            occupancy[1 - live],
+            enforcer::datapath::slot_differences(&dp, live, &policy.maps).expect("differences"),
             0,
-            "generation {generation}: the previous slot was cleared"
+            "{at}: the live slot holds exactly the policy"
         );
+        if let Some((left, before)) = previous {
+            assert_eq!(
+                enforcer::datapath::slot_differences(&dp, left, &before.maps).expect("differences"),
+                0,
+                "{at}: the slot left behind holds the policy before"
+            );
+        }
+        previous = Some((live, policy));
     }
     let allowed = Frame::eth(CAM)
         .ipv4("10.1.1.10", "10.1.2.10")
@@ -115,16 +167,17 @@ fn each_apply_leaves_only_the_live_slot_filled() {
     assert_eq!(
         dp.test_run(&allowed).expect("run").0,
         2,
-        "still enforcing after four switches"
+        "still enforcing after five switches"
     );
 }
 
-/// Maps a new process adopts from their pins may hold the slot the previous process left live;
-/// only maps a load creates are known empty. The first apply after adopting clears what it
-/// found, so no stale entry of the previous policy lingers in the slot left behind.
+/// Maps a new process adopts from their pins may hold anything in either slot (the previous
+/// process's policies, or a half-written slot after a crash); only maps a load creates are known
+/// empty. An apply clears the slot it writes by scanning when it does not know what it holds, so
+/// after two applies nothing of the previous process's policies lingers in either slot.
 #[test]
-fn an_apply_after_adopting_pinned_maps_clears_the_previous_processes_slot() {
-    if !require_root("an_apply_after_adopting_pinned_maps_clears_the_previous_processes_slot") {
+fn applies_after_adopting_pinned_maps_clear_what_the_previous_process_left() {
+    if !require_root("applies_after_adopting_pinned_maps_clear_what_the_previous_process_left") {
         return;
     }
     let dir = std::path::PathBuf::from(format!(
@@ -140,8 +193,15 @@ fn an_apply_after_adopting_pinned_maps_clears_the_previous_processes_slot() {
     assert!(per_policy > 8_192, "{per_policy} entries");
     {
         let mut first = Datapath::load(Some(&dir)).unwrap_or_else(|e| panic!("load: {e:?}"));
-        let report = first.apply(&p, 1).expect("apply");
-        assert_eq!(report.cleared, 0, "maps just created hold nothing to clear");
+        for generation in 1..=2 {
+            let report = first.apply(&p, generation).expect("apply");
+            assert_eq!(report.cleared, 0, "maps just created hold nothing to clear");
+        }
+        assert_eq!(
+            enforcer::datapath::slot_occupancy(&first).expect("occupancy"),
+            [per_policy; 2],
+            "both slots hold the policy"
+        );
     }
     let mut second = Datapath::load(Some(&dir)).unwrap_or_else(|e| panic!("adopt: {e:?}"));
     let smaller = parse_str(
@@ -152,19 +212,27 @@ fn an_apply_after_adopting_pinned_maps_clears_the_previous_processes_slot() {
     .unwrap_or_else(|e| panic!("fixture: {e}"));
     let smaller =
         compile(&smaller, &CompileOptions::default()).unwrap_or_else(|e| panic!("compile: {e}"));
-    let report = second.apply(&smaller, 2).expect("apply after adopting");
-    assert_eq!(
-        report.cleared, per_policy,
-        "the previous process's policy, found by scanning, was cleared"
-    );
-    let occupancy = enforcer::datapath::slot_occupancy(&second).expect("occupancy");
-    let live = usize::from(report.slot);
-    assert_eq!(occupancy[1 - live], 0, "nothing of the old policy is left");
-    assert_eq!(
-        occupancy[live],
-        smaller.map_sizes().values().sum::<usize>(),
-        "the live slot holds the new policy"
-    );
+    for generation in 3..=4 {
+        let report = second
+            .apply(&smaller, generation)
+            .expect("apply after adopting");
+        assert_eq!(
+            report.cleared, per_policy,
+            "generation {generation}: the previous process's policy, found by scanning, was cleared"
+        );
+        assert_eq!(
+            report.written, report.entries,
+            "generation {generation}: a scanned slot is written whole"
+        );
+    }
+    for slot in 0..=1 {
+        assert_eq!(
+            enforcer::datapath::slot_differences(&second, slot, &smaller.maps)
+                .expect("differences"),
+            0,
+            "slot {slot} holds the new policy and nothing of the old"
+        );
+    }
     drop(second);
     std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("remove {}: {e}", dir.display()));
 }

@@ -403,6 +403,8 @@ fn applied(
             generation = report.generation,
             slot = report.slot,
             entries = report.entries,
+            written = report.written,
+            removed = report.cleared,
             ms = report.duration.as_millis(),
             digest = %inner.policy.digest,
             origin = p.origin,
@@ -414,6 +416,8 @@ fn applied(
             generation = report.generation,
             slot = report.slot,
             entries = report.entries,
+            written = report.written,
+            removed = report.cleared,
             ms = report.duration.as_millis(),
             digest = %inner.policy.digest,
             "policy applied"

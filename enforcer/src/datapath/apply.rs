@@ -1,18 +1,23 @@
-//! Applying a compiled policy: write it whole into the idle slot, then flip the live-slot word.
+//! Applying a compiled policy: make the idle slot hold it, then flip the live-slot word.
 //!
 //! Until the flip nothing the program reads has changed, so any failure before it leaves the old
 //! policy enforcing untouched. The flip is one store of the word; the program reads the word once
-//! per packet, so a packet sees the old policy or the new one, never a mix. The slot left behind
-//! is cleared right after, long after any packet could still be reading it, unless the policy
-//! applied is provisional: then the slot left behind is the last confirmed policy, which the
-//! program goes back to by itself at the deadline (`Control::epoch_at`), and it is kept until the
-//! candidate is confirmed or reverted.
+//! per packet, so a packet sees the old policy or the new one, never a mix.
+//!
+//! The slot left behind keeps the policy it held, and this process remembers that image: the next
+//! apply writes into it only what differs (a reload that changes a rule or a default rewrites a
+//! handful of the 100,000-device policy's 340,000 entries, not all of them), and never sooner than
+//! [`OLD_SLOT_GRACE`] after the flip, long after any packet could still be reading it. Behind a
+//! provisional policy the slot left behind is the last confirmed policy, which the program goes
+//! back to by itself at the deadline (`Control::epoch_at`); an apply is refused until the
+//! candidate is confirmed or reverted. A slot this process does not know (pinned maps it adopted,
+//! or an apply that failed half-way) is cleared by scanning before it is written whole.
 
 use std::time::{Duration, Instant};
 
 use aya::{
     Pod,
-    maps::{Array, LpmTrie, MapData, MapError, lpm_trie::Key as LpmKey},
+    maps::{Array, HashMap as AyaHashMap, LpmTrie, MapData, MapError, lpm_trie::Key as LpmKey},
 };
 use enforcer_common::{
     Action, LAYOUT_VERSION, Mode,
@@ -28,29 +33,11 @@ use enforcer_common::{
 use super::{Datapath, DatapathError, MapSource, batch, read::monotonic_ns};
 use crate::policy::{
     CompiledPolicy, IdTable,
-    maps::{HashKey, MapUsage, PolicyMap, PolicyMaps, lpm_slot, policy_maps},
+    maps::{HashKey, MapUsage, PolicyMap, PolicyMaps, image_diff, lpm_slot, policy_maps},
 };
 
 macro_rules! slot_operations {
     ($($field:ident: $map:ty),* $(,)?) => {
-        /// The keys one slot holds, so they can be deleted without scanning the maps.
-        #[derive(Clone, Debug, Default)]
-        struct SlotKeys {
-            $($field: Vec<<$map as PolicyMap>::Key>,)*
-        }
-
-        impl SlotKeys {
-            fn of(p: &PolicyMaps) -> Self {
-                Self {
-                    $($field: p.$field.iter().map(|(k, _)| *k).collect(),)*
-                }
-            }
-
-            fn len(&self) -> usize {
-                0 $(+ self.$field.len())*
-            }
-        }
-
         /// Whether none of the policy maps is pinned in `dir`: a load there creates them all,
         /// empty.
         pub(super) fn none_pinned(dir: &std::path::Path) -> bool {
@@ -58,17 +45,23 @@ macro_rules! slot_operations {
         }
 
         impl Datapath {
-            /// Writes every map's image into `slot`; returns the entries written.
-            fn write_slot(&mut self, slot: u8, p: &PolicyMaps) -> Result<usize, DatapathError> {
-                let mut n = 0;
-                $(n += self.write_map::<$map>(slot, &p.$field)?;)*
-                Ok(n)
-            }
-
-            /// Deletes the keys `k` from `slot`; returns how many.
-            fn delete_slot(&mut self, slot: u8, k: &SlotKeys) -> Result<usize, DatapathError> {
-                $(self.delete_map::<$map>(slot, &k.$field)?;)*
-                Ok(k.len())
+            /// Turns `slot`, which holds `held`, into one holding `new`: removes the keys `new`
+            /// lacks, then writes the entries it adds or changes (see [`image_diff`]). Returns
+            /// (entries written, entries removed).
+            fn rewrite_slot(
+                &mut self,
+                slot: u8,
+                held: &PolicyMaps,
+                new: &PolicyMaps,
+            ) -> Result<(usize, usize), DatapathError> {
+                let (mut written, mut removed) = (0, 0);
+                $(
+                    let (stale, fresh) = image_diff(&held.$field, &new.$field);
+                    removed += stale.len();
+                    self.delete_map::<$map>(slot, &stale)?;
+                    written += self.write_map::<$map>(slot, &fresh)?;
+                )*
+                Ok((written, removed))
             }
 
             /// Clears a slot whose contents this process does not know (pinned maps it adopted,
@@ -89,7 +82,8 @@ policy_maps!(slot_operations);
 
 macro_rules! occupancy {
     ($($field:ident: $map:ty),* $(,)?) => {
-        /// Entries per slot over every policy map: after an apply only the live slot holds any.
+        /// Entries per slot over every policy map: after an apply the live slot holds the policy
+        /// applied, the other the one before it (or nothing).
         pub fn slot_occupancy(src: &impl MapSource) -> Result<[usize; 2], DatapathError> {
             let mut out = [0; 2];
             $(
@@ -106,22 +100,59 @@ macro_rules! occupancy {
 }
 policy_maps!(occupancy);
 
+macro_rules! differences {
+    ($($field:ident: $map:ty),* $(,)?) => {
+        /// How far `slot` is from holding exactly `maps`: the entries of `maps` it lacks or holds
+        /// with another value, plus those it holds beyond them. 0 when an apply of `maps` left
+        /// that slot as it should.
+        ///
+        /// # Errors
+        /// A policy map missing or unreadable.
+        pub fn slot_differences(
+            src: &impl MapSource,
+            slot: u8,
+            maps: &PolicyMaps,
+        ) -> Result<usize, DatapathError> {
+            let mut held = 0;
+            let mut off = 0;
+            $(
+                for (k, v) in &maps.$field {
+                    match <<$map as PolicyMap>::Stored as SlotStore<<$map as PolicyMap>::Value>>::lookup(
+                        src,
+                        <$map as PolicyMap>::NAME,
+                        &<$map as PolicyMap>::stamp(slot, k),
+                    )? {
+                        Some(found) if found == *v => held += 1,
+                        _ => off += 1,
+                    }
+                }
+            )*
+            let occupied = slot_occupancy(src)?[usize::from(slot & 1)];
+            Ok(off + occupied.saturating_sub(held))
+        }
+    };
+}
+policy_maps!(differences);
+
 /// What each slot holds; `None` = unknown (a fresh process adopting pinned maps), so the slot is
 /// cleared by scanning.
 #[derive(Debug, Default)]
 pub(super) struct SlotContents {
-    slots: [Option<SlotKeys>; 2],
+    slots: [Option<PolicyMaps>; 2],
     /// Ids of the policy last applied by this process.
     ids: Option<IdTable>,
+    /// When this process last moved the program to the other slot.
+    flipped: Option<Instant>,
 }
 
 impl SlotContents {
     /// Both slots empty, as in maps this process has just created: nothing to scan before the
-    /// first apply, nor after its switch. (Scanning costs a system call per entry of both slots.)
+    /// first apply. (Scanning costs a system call per entry of both slots.)
     pub(super) fn empty() -> Self {
         Self {
-            slots: [Some(SlotKeys::default()), Some(SlotKeys::default())],
+            slots: [Some(PolicyMaps::default()), Some(PolicyMaps::default())],
             ids: None,
+            flipped: None,
         }
     }
 
@@ -135,7 +166,9 @@ impl SlotContents {
     }
 }
 
-/// How long after the switch the previous slot is cleared (see `apply`).
+/// How long after a flip the slot left behind is first written again. A packet that read the
+/// old slot before the flip finishes within microseconds (XDP runs to completion under RCU); the
+/// grace is orders of magnitude longer. Only back-to-back applies ever wait for it.
 const OLD_SLOT_GRACE: Duration = Duration::from_millis(20);
 
 /// What an apply did.
@@ -143,13 +176,16 @@ const OLD_SLOT_GRACE: Duration = Duration::from_millis(20);
 pub struct ApplyReport {
     pub generation: u64,
     pub slot: u8,
-    /// Entries written.
+    /// Entries the slot now holds: the policy's, over every map.
     pub entries: usize,
-    /// Entries removed (stale ones in the slot written, and the previous policy's after the switch).
+    /// Entries written: those the slot did not hold as the policy has them.
+    pub written: usize,
+    /// Entries removed from the slot written: what it held that the policy lacks (all of it, for
+    /// a slot found by scanning).
     pub cleared: usize,
     /// From the call to the switch: when the new policy started enforcing.
     pub switched: Duration,
-    /// The whole apply, clean-up of the previous slot included.
+    /// The whole apply.
     pub duration: Duration,
 }
 
@@ -263,16 +299,24 @@ impl Datapath {
         if control.revert_at_ns != 0 {
             return Err(DatapathError::Pending);
         }
-        let live = control.slot();
-        let idle = 1 - live;
-        // The idle slot is empty whenever this process cleaned it after its last switch; only a
-        // fresh process (adopting pinned maps, maybe left half-written by a crash) scans it.
-        let cleared = match self.slots.slots[usize::from(idle)].take() {
-            Some(keys) => self.delete_slot(idle, &keys)?,
-            None => self.scan_clear_slot(idle)?,
+        let idle = 1 - control.slot();
+        if let Some(wait) = self
+            .slots
+            .flipped
+            .and_then(|at| OLD_SLOT_GRACE.checked_sub(at.elapsed()))
+        {
+            std::thread::sleep(wait);
+        }
+        // Taken, so that a failure from here leaves the slot unknown, to be scanned next time.
+        // Only a fresh process (adopting pinned maps, maybe left half-written by a crash) finds
+        // it unknown now.
+        let (held, scanned) = match self.slots.slots[usize::from(idle)].take() {
+            Some(held) => (held, 0),
+            None => (PolicyMaps::default(), self.scan_clear_slot(idle)?),
         };
         self.reset_reassigned_ids(policy)?;
-        let entries = self.write_slot(idle, &policy.maps)?;
+        let (written, removed) = self.rewrite_slot(idle, &held, &policy.maps)?;
+        drop(held);
 
         let name = CONFIG_MAP;
         let mut config: Array<&mut MapData, PolicyConfig> =
@@ -289,50 +333,23 @@ impl Datapath {
             revert_at_ns,
         })?;
         let switched = started.elapsed();
-        self.slots.slots[usize::from(idle)] = Some(SlotKeys::of(&policy.maps));
+        self.slots.flipped = Some(Instant::now());
+        self.slots.slots[usize::from(idle)] = Some(policy.maps.clone());
         self.slots.ids = Some(policy.ids.clone());
-
-        let cleared_old = if revert_at_ns == 0 {
-            self.clear_left(live)
-        } else {
-            0
-        };
         Ok(ApplyReport {
             generation,
             slot: idle,
-            entries,
-            cleared: cleared + cleared_old,
+            entries: policy.maps.usage().iter().map(|u| u.entries).sum(),
+            written,
+            cleared: scanned + removed,
             switched,
             duration: started.elapsed(),
         })
     }
 
-    /// Clears `slot`, just left by a switch, so the next apply only writes; returns the entries
-    /// removed. A packet that read the old slot before the switch finishes within microseconds
-    /// (XDP runs to completion under RCU); the grace period is orders of magnitude longer. A
-    /// failure here is no failure of the switch (the new policy enforces): the slot is marked
-    /// unknown and scanned next time.
-    fn clear_left(&mut self, slot: u8) -> usize {
-        std::thread::sleep(OLD_SLOT_GRACE);
-        let old = self.slots.slots[usize::from(slot)].take();
-        let cleared = match old {
-            Some(keys) => self.delete_slot(slot, &keys),
-            None => self.scan_clear_slot(slot),
-        };
-        match cleared {
-            Ok(n) => {
-                self.slots.slots[usize::from(slot)] = Some(SlotKeys::default());
-                n
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, slot, "could not clear the previous policy slot; it will be cleared at the next apply");
-                0
-            }
-        }
-    }
-
     /// Makes a pending provisional policy permanent: the deadline is cleared in the same word
-    /// (the epoch is kept, so its flows stay valid) and the previous policy's slot is cleared.
+    /// (the epoch is kept, so its flows stay valid). The previous policy's slot keeps it, for the
+    /// next apply to rewrite.
     /// A candidate whose deadline has passed is not confirmed: the program already went back.
     pub fn confirm_provisional(&mut self) -> Result<Confirmation, DatapathError> {
         let control = self.control()?;
@@ -346,14 +363,13 @@ impl Datapath {
             revert_at_ns: 0,
             ..control
         })?;
-        self.clear_left(1 - control.slot());
         Ok(Confirmation::Confirmed)
     }
 
     /// Makes the previous policy live for good, as the program does by itself at the deadline:
     /// its slot in the epoch, after every epoch used so far (so flows opened under the candidate
-    /// are judged again), and no deadline; the candidate's slot is cleared. Returns the word it
-    /// replaced, or `None` when nothing was pending.
+    /// are judged again), and no deadline; the candidate's slot keeps it, for the next apply to
+    /// rewrite. Returns the word it replaced, or `None` when nothing was pending.
     pub fn revert_provisional(&mut self) -> Result<Option<Control>, DatapathError> {
         let control = self.control()?;
         if control.revert_at_ns == 0 {
@@ -370,7 +386,7 @@ impl Datapath {
             _pad: 0,
             revert_at_ns: 0,
         })?;
-        self.clear_left(candidate);
+        self.slots.flipped = Some(Instant::now());
         Ok(Some(control))
     }
 
@@ -494,10 +510,7 @@ impl Datapath {
 }
 
 fn ignore_missing(r: Result<(), MapError>, name: &'static str) -> Result<(), DatapathError> {
-    match r {
-        Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
-        Err(source) => Err(DatapathError::Map { name, source }),
-    }
+    absent_is_none(r, name).map(|_| ())
 }
 
 /// How a policy map's stored keys are written, removed and cleared by slot: hash maps in batches,
@@ -513,6 +526,12 @@ trait SlotStore<V: Pod>: Sized {
     fn clear_slot(dp: &mut Datapath, name: &'static str, slot: u8) -> Result<usize, DatapathError>;
     /// Entries per slot.
     fn occupancy(src: &impl MapSource, name: &'static str) -> Result<[usize; 2], DatapathError>;
+    /// The value stored under `key`, if any.
+    fn lookup(
+        src: &impl MapSource,
+        name: &'static str,
+        key: &Self,
+    ) -> Result<Option<V>, DatapathError>;
 }
 
 impl<K: HashKey, V: Pod + Sync> SlotStore<V> for K {
@@ -536,6 +555,16 @@ impl<K: HashKey, V: Pod + Sync> SlotStore<V> for K {
         Ok(count_slots(
             hash_keys::<K, V>(src, name)?.iter().map(HashKey::slot),
         ))
+    }
+
+    fn lookup(
+        src: &impl MapSource,
+        name: &'static str,
+        key: &Self,
+    ) -> Result<Option<V>, DatapathError> {
+        let map: AyaHashMap<&MapData, K, V> =
+            AyaHashMap::try_from(src.map_data(name)?).map_err(map_err(name))?;
+        absent_is_none(map.get(key, 0), name)
     }
 }
 
@@ -603,6 +632,28 @@ impl<const N: usize, V: Pod> SlotStore<V> for LpmKey<[u8; N]> {
         Ok(count_slots(
             trie.keys().filter_map(Result::ok).map(|k| lpm_slot(&k)),
         ))
+    }
+
+    fn lookup(
+        src: &impl MapSource,
+        name: &'static str,
+        key: &Self,
+    ) -> Result<Option<V>, DatapathError> {
+        let trie: LpmTrie<&MapData, [u8; N], V> =
+            LpmTrie::try_from(src.map_data(name)?).map_err(map_err(name))?;
+        absent_is_none(trie.get(key, 0), name)
+    }
+}
+
+/// A lookup's value; a missing key is `None`, not an error.
+fn absent_is_none<V>(
+    r: Result<V, MapError>,
+    name: &'static str,
+) -> Result<Option<V>, DatapathError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(source) => Err(DatapathError::Map { name, source }),
     }
 }
 

@@ -20,7 +20,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use apply::{ApplyReport, Confirmation, mode_name, slot_occupancy};
+pub use apply::{ApplyReport, Confirmation, mode_name, slot_differences, slot_occupancy};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, Map},
@@ -252,8 +252,9 @@ impl Datapath {
         self.flow_resize
     }
 
-    /// Takes over what `previous` knows of the policy slots, so the next apply clears exactly what
-    /// they hold (a reload that re-created the flow table loads a second datapath).
+    /// Takes over what `previous` knows of the policy slots, so the next apply rewrites only what
+    /// differs from what they hold (a reload that re-created the flow table loads a second
+    /// datapath).
     pub fn take_slots_from(&mut self, previous: &mut Self) {
         self.slots = std::mem::take(&mut previous.slots);
     }

@@ -248,3 +248,99 @@ macro_rules! define_images {
     };
 }
 policy_maps!(define_images);
+
+/// What turns a slot holding image `held` into one holding image `new` (both sorted by key with no
+/// duplicate key, as every image is): the keys `new` lacks, to remove, and the entries `new` adds
+/// or gives another value, to write. One merge of the two sorted images; an entry both hold alike
+/// is in neither list.
+pub fn image_diff<K: Ord + Copy, V: PartialEq + Copy>(
+    held: &[(K, V)],
+    new: &[(K, V)],
+) -> (Vec<K>, Vec<(K, V)>) {
+    let (mut stale, mut fresh) = (Vec::new(), Vec::new());
+    let (mut h, mut n) = (held.iter().peekable(), new.iter().peekable());
+    loop {
+        match (h.peek(), n.peek()) {
+            (Some((hk, hv)), Some((nk, nv))) => match hk.cmp(nk) {
+                std::cmp::Ordering::Less => {
+                    stale.push(*hk);
+                    h.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    fresh.push((*nk, *nv));
+                    n.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if hv != nv {
+                        fresh.push((*nk, *nv));
+                    }
+                    h.next();
+                    n.next();
+                }
+            },
+            (Some((hk, _)), None) => {
+                stale.push(*hk);
+                h.next();
+            }
+            (None, Some(entry)) => {
+                fresh.push(**entry);
+                n.next();
+            }
+            (None, None) => return (stale, fresh),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_diff;
+
+    #[test]
+    fn an_image_diff_removes_what_is_gone_and_writes_only_what_is_new_or_changed() {
+        let held = [(1, 'a'), (3, 'c'), (5, 'e'), (7, 'g')];
+        let new = [(2, 'b'), (3, 'c'), (5, 'E'), (8, 'h'), (9, 'i')];
+        let (stale, fresh) = image_diff(&held, &new);
+        assert_eq!(stale, [1, 7]);
+        assert_eq!(fresh, [(2, 'b'), (5, 'E'), (8, 'h'), (9, 'i')]);
+    }
+
+    #[test]
+    fn an_image_diff_from_or_to_nothing_is_the_whole_image() {
+        let image = [(1, 'a'), (2, 'b')];
+        assert_eq!(image_diff(&[], &image), (vec![], image.to_vec()));
+        assert_eq!(image_diff(&image, &[]), (vec![1, 2], vec![]));
+        assert_eq!(image_diff(&image, &image), (vec![], vec![]));
+    }
+
+    /// Applying the diff to `held` as a map gives `new`, for images drawn from a small key space
+    /// (so that keys are often shared, added and removed).
+    #[test]
+    fn applying_an_image_diff_to_the_held_image_gives_the_new_one() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200 {
+            let mut image = || {
+                let mut m = std::collections::BTreeMap::new();
+                for _ in 0..next() % 24 {
+                    m.insert(next() % 32, next() % 3);
+                }
+                m.into_iter().collect::<Vec<_>>()
+            };
+            let (held, new) = (image(), image());
+            let (stale, fresh) = image_diff(&held, &new);
+            let mut slot: std::collections::BTreeMap<_, _> = held.iter().copied().collect();
+            for k in &stale {
+                assert!(slot.remove(k).is_some(), "{k} removed but not held");
+            }
+            for (k, v) in &fresh {
+                assert_ne!(slot.insert(*k, *v), Some(*v), "{k} written unchanged");
+            }
+            assert_eq!(slot.into_iter().collect::<Vec<_>>(), new);
+        }
+    }
+}

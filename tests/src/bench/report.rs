@@ -375,7 +375,7 @@ fn control_targets(cp: &Value, s: &mut String) {
     let per_device = f(&cp["bytes_per_device"]);
     let _ = writeln!(
         s,
-        "| policy maps <= 300 B per device (one slot; both slots {:.0}) | {per_device:.0} B | {} |",
+        "| policy maps <= 300 B per device (one slot; both slots, as kept between applies, {:.0}) | {per_device:.0} B | {} |",
         f(&cp["policy_map_bytes_both_slots"]) / 100_000.0,
         verdict(per_device <= 300.0)
     );
