@@ -21,6 +21,7 @@ pub mod learn;
 pub mod logging;
 pub mod mud;
 pub mod observe;
+mod parallel;
 pub mod policy;
 pub mod probe;
 pub mod time;

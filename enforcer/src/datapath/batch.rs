@@ -99,27 +99,15 @@ pub(super) fn update<K: aya::Pod + Sync, V: aya::Pod + Sync>(
     })
 }
 
-/// Runs `work` on every item, spread over one thread per CPU (item `i` on thread `i % threads`);
-/// the first error any thread met, if one did. A single item runs on the calling thread.
+/// Runs `work` on every item, spread over one thread per CPU; the first error any thread met, if
+/// one did. A single item runs on the calling thread.
 fn on_every_cpu<T: Sync>(
     items: &[T],
     work: impl Fn(&T) -> io::Result<()> + Sync,
 ) -> io::Result<()> {
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let threads = cpus.min(items.len());
-    if threads <= 1 {
-        return items.iter().try_for_each(work);
-    }
-    let work = &work;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| scope.spawn(move || items.iter().skip(t).step_by(threads).try_for_each(work)))
-            .collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(io::Error::other("a batch thread panicked")))
-        })
-    })
+    crate::parallel::in_runs(items, |_| 1, |run| run.iter().try_for_each(&work))
+        .into_iter()
+        .collect()
 }
 
 /// Deletes every key; keys already absent are skipped. Chunks go out from one thread per CPU, as

