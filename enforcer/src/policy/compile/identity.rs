@@ -71,7 +71,17 @@ impl Identity {
     ) -> Self {
         let tripwires = Tripwires::of(p);
         let router: BTreeSet<IpAddr> = opts.router_addrs.iter().copied().collect();
-        let mut out = Self::default();
+        // Sized for one entry of each kind per device, the common case: 100,000 devices' images
+        // grown by doubling were copied over and over, into fresh pages each time. What a site
+        // without IPv6 leaves unused is never touched.
+        let n = p.devices.len();
+        let mut out = Self {
+            macs: Vec::with_capacity(n),
+            addrs_v4: Vec::with_capacity(n),
+            addrs_v6: Vec::with_capacity(n),
+            devices: Vec::with_capacity(n),
+            ..Self::default()
+        };
         for d in p.devices.values() {
             out.add_device(d, ids, classes, &tripwires, &router, diags);
         }
@@ -293,6 +303,10 @@ impl Identity {
     /// lets their would-be denials pass as `audit`. Destinations are unaffected: the flag is read
     /// only when the entry resolves a source.
     fn mark_audited(&mut self, p: &Policy) {
+        // Without an audited zone (nor an audit default) only a device's own `mode:` can make it
+        // audited: no zone is looked up per device.
+        let zones_audit =
+            p.defaults.mode == Mode::Audit || p.zones.values().any(|z| z.mode == Some(Mode::Audit));
         // The device list was built from `p.devices` in its order (`build`), so the two walk
         // together: no lookup by name per device.
         let audited: HashSet<u32> = self
@@ -301,7 +315,11 @@ impl Identity {
             .zip(p.devices.values())
             .filter(|(d, m)| {
                 debug_assert_eq!(d.name, m.name);
-                p.mode_of_device(m) == Mode::Audit
+                if zones_audit {
+                    p.mode_of_device(m) == Mode::Audit
+                } else {
+                    m.mode == Some(Mode::Audit)
+                }
             })
             .map(|(d, _)| {
                 d.audit = true;
@@ -335,6 +353,60 @@ mod tests {
 
     use super::super::test_support::{ZONES, class, compile_yaml};
     use crate::policy::{CompileOptions, compile, maps::Prefix, parse_str};
+
+    /// A device is audited by its own `mode:`, or else by its zone's, or else by the default's;
+    /// each row names which. Its MAC entry, its address entries and its device row say so, and
+    /// nothing else's does.
+    #[test]
+    fn what_an_audited_device_sends_is_flagged_whichever_mode_made_it_audited() {
+        use enforcer_common::identity::{MAC_F_AUDIT, SRC_F_AUDIT};
+        let devices = "devices:\n  da: {zone: a, mac: '02:00:00:00:00:01', addresses: [10.0.0.1]}\n  db: {zone: b, mac: '02:00:00:00:00:02', addresses: [10.0.0.2]}\nrules: [{name: r, from: zone:a, to: zone:b, allow: [tcp/443]}]\n";
+        let cases = [
+            (
+                "the device's own mode",
+                "zones: {a: {}, b: {}, quarantine: {}}\n",
+                "da: {zone: a,",
+                "da: {zone: a, mode: audit,",
+                [true, false],
+            ),
+            (
+                "its zone's mode",
+                "zones: {a: {}, b: {mode: audit}, quarantine: {}}\n",
+                "",
+                "",
+                [false, true],
+            ),
+            (
+                "the default, over a device's own enforce",
+                "zones: {a: {}, b: {}, quarantine: {}}\ndefaults: {mode: audit}\n",
+                "db: {zone: b,",
+                "db: {zone: b, mode: enforce,",
+                [true, false],
+            ),
+        ];
+        for (why, zones, from, to, want) in cases {
+            let yaml = format!("{zones}{devices}").replace(from, to);
+            let c = compile_yaml(&yaml, &CompileOptions::default());
+            for (last, audited) in [1u8, 2].into_iter().zip(want) {
+                let mac = c.maps.macs.iter().find(|e| e.0 == [2, 0, 0, 0, 0, last]);
+                let addr = c.maps.addrs_v4.iter().find(|e| e.0 == [10, 0, 0, last]);
+                let row = c
+                    .devices
+                    .iter()
+                    .find(|d| d.name == format!("d{}", ['a', 'b'][usize::from(last - 1)]));
+                let flags = (
+                    mac.map(|e| e.1.flags & MAC_F_AUDIT != 0),
+                    addr.map(|e| e.1.flags & SRC_F_AUDIT != 0),
+                    row.map(|d| d.audit),
+                );
+                assert_eq!(
+                    flags,
+                    (Some(audited), Some(audited), Some(audited)),
+                    "{why}: device {last}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_mac_entry_names_its_devices_own_ipv4_address_and_nothing_else() {
