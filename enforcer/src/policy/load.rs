@@ -4,7 +4,7 @@
 //! The bytes are read once and hashed as read, so the digest names exactly what was validated.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, btree_map},
     fs,
     io::Read as _,
     os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _},
@@ -536,15 +536,19 @@ fn insert_unique<T>(
 ) {
     for item in items {
         let (name, loc) = name_and_loc(&item);
-        if let Some(first) = map.get(name) {
-            let (_, first_loc) = name_and_loc(first);
-            diags.error(
-                loc,
-                format!("{kind} `{name}` is defined twice (first at {first_loc})"),
-                format!("{kind} names are unique across all files; remove or rename one"),
-            );
-        } else {
-            map.insert(name.clone(), item);
+        // One walk of the map per item, not a look-up and then an insert.
+        match map.entry(name.clone()) {
+            btree_map::Entry::Occupied(first) => {
+                let (_, first_loc) = name_and_loc(first.get());
+                diags.error(
+                    loc,
+                    format!("{kind} `{name}` is defined twice (first at {first_loc})"),
+                    format!("{kind} names are unique across all files; remove or rename one"),
+                );
+            }
+            btree_map::Entry::Vacant(slot) => {
+                slot.insert(item);
+            }
         }
     }
 }
