@@ -35,13 +35,15 @@ pub(super) fn assign_ids<'a>(
         .copied()
         .filter(|id| (1..limit).contains(id))
         .collect();
-    let mut out = BTreeMap::new();
+    // Collected in two runs sorted by name (the names kept, then the new ones) and built into the
+    // map at once: inserting 100,000 names in order walks the map's right edge each time.
+    let mut out = Vec::with_capacity(names.len());
     let mut taken = HashSet::new();
     let mut fresh = Vec::new();
     for name in names {
         match previous.get(name) {
             Some(id) if (1..limit).contains(id) && taken.insert(*id) => {
-                out.insert(name.clone(), *id);
+                out.push((name.clone(), *id));
             }
             _ => fresh.push(name),
         }
@@ -53,12 +55,12 @@ pub(super) fn assign_ids<'a>(
         }
         if next >= limit {
             diags.error(at, format!("no free {kind} id: {kind} ids needs more entries, capacity {}", limit - 1), "ids of names removed since the last apply stay reserved for one reload; apply once without them, then again");
-            return out;
+            break;
         }
-        out.insert(name.clone(), next);
+        out.push((name.clone(), next));
         next += 1;
     }
-    out
+    out.into_iter().collect()
 }
 
 #[cfg(test)]
