@@ -110,8 +110,16 @@ fn each_apply_writes_only_what_the_slot_it_rewrites_lacks() {
     ];
     let mut previous: Option<(u8, &CompiledPolicy)> = None;
     for ((policy, held), generation) in steps.into_iter().zip(1u64..) {
-        let report = dp.apply(policy, generation).expect("apply");
         let at = format!("generation {generation}");
+        let idle = 1 - enforcer::datapath::live_config(&dp).expect("live").0.slot();
+        let off = match held {
+            None => enforcer::datapath::slot_occupancy(&dp).expect("occupancy")[usize::from(idle)],
+            Some(held) => {
+                enforcer::datapath::slot_differences(&dp, idle, &held.maps).expect("differences")
+            }
+        };
+        assert_eq!(off, 0, "{at}: the slot to write holds what the step says");
+        let report = dp.apply(policy, generation).expect("apply");
         assert_eq!(report.entries, size(policy), "{at}: the policy's entries");
         match held {
             None => {

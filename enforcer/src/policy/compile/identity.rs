@@ -387,13 +387,11 @@ mod tests {
         for (why, zones, from, to, want) in cases {
             let yaml = format!("{zones}{devices}").replace(from, to);
             let c = compile_yaml(&yaml, &CompileOptions::default());
-            for (last, audited) in [1u8, 2].into_iter().zip(want) {
+            // (name, last byte of its MAC and address)
+            for ((name, last), audited) in [("da", 1u8), ("db", 2)].into_iter().zip(want) {
                 let mac = c.maps.macs.iter().find(|e| e.0 == [2, 0, 0, 0, 0, last]);
                 let addr = c.maps.addrs_v4.iter().find(|e| e.0 == [10, 0, 0, last]);
-                let row = c
-                    .devices
-                    .iter()
-                    .find(|d| d.name == format!("d{}", ['a', 'b'][usize::from(last - 1)]));
+                let row = c.devices.iter().find(|d| d.name == name);
                 let flags = (
                     mac.map(|e| e.1.flags & MAC_F_AUDIT != 0),
                     addr.map(|e| e.1.flags & SRC_F_AUDIT != 0),
@@ -402,7 +400,7 @@ mod tests {
                 assert_eq!(
                     flags,
                     (Some(audited), Some(audited), Some(audited)),
-                    "{why}: device {last}"
+                    "{why}: {name}"
                 );
             }
         }
