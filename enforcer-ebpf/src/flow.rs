@@ -412,9 +412,8 @@ pub fn is_stateful(l4: L4) -> bool {
 pub fn lookup(pkt: &Packet, cfg: &PolicyConfig, clock: &Clock, work: &mut Rejudge) -> Option<Hit> {
     let Clock { epoch, now } = *clock;
     let slot = slot_of(epoch);
-    let src_is_lo;
-    (work.key, src_is_lo) = FlowKey::canonical(
-        pkt.family, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
+    let src_is_lo = work.key.set_canonical(
+        pkt.family, pkt.proto, &pkt.src, pkt.sport, &pkt.dst, pkt.dport,
     );
     let key = &work.key;
     let entry = FLOWS.get_ptr_mut(key)?;
