@@ -253,6 +253,17 @@ impl Datapath {
             })
     }
 
+    /// How many times the kernel ran `program`, and their total run time. Both stay zero unless
+    /// run statistics are on (`aya::sys::enable_stats`), which costs every BPF program two clock
+    /// reads a run while on.
+    pub fn bench_run_stats(&self, program: &str) -> Result<(u64, Duration), DatapathError> {
+        let info = self
+            .bench_prog(program)?
+            .info()
+            .map_err(DatapathError::Verify)?;
+        Ok((info.run_count(), info.run_time()))
+    }
+
     pub fn bench_detach(&mut self, program: &str, link: XdpLinkId) -> Result<(), DatapathError> {
         let p: &mut Xdp = self
             .ebpf

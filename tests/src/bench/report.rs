@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use super::stats;
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -63,21 +65,27 @@ pub fn tables(doc: &Value) -> String {
     if let Some(v) = doc["veth"]["scenarios"].as_array() {
         let _ = writeln!(
             s,
-            "### veth path, {} devices (receiver NAPI thread CPU ns per packet received, {} rounds)\n",
+            "### veth path, {} devices (receiver NAPI thread CPU ns per packet received, {} rounds; vs drop-all = median of per-round ratios)\n",
             doc["veth"]["devices"], doc["veth"]["rounds"]
         );
-        s.push_str("| scenario | min | median | p90 | Mpps per core | vs drop-all | received | forwarded |\n");
-        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| scenario | min | median | p90 | Mpps per core | vs drop-all | program ns/run (kernel-timed) | received | forwarded |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in v {
+            let run = &r["program_ns_per_run"]["median"];
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2}x | {} | {} |",
+                "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2}x | {} | {} | {} |",
                 r["scenario"].as_str().unwrap_or(""),
                 f(&r["receiver_ns_per_packet"]["min"]),
                 f(&r["receiver_ns_per_packet"]["median"]),
                 f(&r["receiver_ns_per_packet"]["p90"]),
                 f(&r["mpps_per_core"]),
                 f(&r["vs_drop_all"]),
+                if run.is_null() {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0}", f(run))
+                },
                 r["packets_received"],
                 r["packets_forwarded"],
             );
@@ -267,16 +275,25 @@ pub fn targets(doc: &Value) -> String {
 }
 
 fn veth_targets(doc: &Value, v: &[Value], s: &mut String) {
-    let med = |name: &str| {
+    let samples = |name: &str| -> Vec<f64> {
         v.iter()
             .find(|r| r["scenario"] == name)
-            .map_or(f64::NAN, |r| f(&r["receiver_ns_per_packet"]["median"]))
+            .and_then(|r| r["receiver_ns_per_packet"]["samples"].as_array())
+            .map(|a| a.iter().map(f).collect())
+            .unwrap_or_default()
+    };
+    let med = |name: &str| stats::median(&samples(name));
+    // Each round measures every scenario in turn: a ratio of two scenarios is the median of the
+    // rounds' own ratios, as the test runs' are (a run without per-round samples: of the medians).
+    let ratio = |a: &str, b: &str| {
+        let r = stats::paired_ratio(&samples(a), &samples(b));
+        if r.is_nan() { med(a) / med(b) } else { r }
     };
     let drop = med("xdp_drop_all");
-    let x = med("enforcer_denied") / drop;
+    let x = ratio("enforcer_denied", "xdp_drop_all");
     let _ = writeln!(
         s,
-        "| veth: enforcer_denied <= 3x drop-all ({} devices) | {:.0} ns vs {:.0} ns = {x:.1}x | {} |",
+        "| veth: enforcer_denied <= 3x drop-all ({} devices) | {x:.1}x (medians {:.0} ns vs {:.0} ns) | {} |",
         doc["veth"]["devices"],
         med("enforcer_denied"),
         drop,
@@ -287,17 +304,17 @@ fn veth_targets(doc: &Value, v: &[Value], s: &mut String) {
     if !floor.is_nan() {
         let _ = writeln!(
             s,
-            "| (context) veth: floor of a denied packet, the flow lookup missing, both ends' identities and the class pair (`bench_floor_denied`) | {floor:.0} ns vs {drop:.0} ns = {:.1}x | - |",
-            floor / drop,
+            "| (context) veth: floor of a denied packet, the flow lookup missing, both ends' identities and the class pair (`bench_floor_denied`) | {:.1}x (medians {floor:.0} ns vs {drop:.0} ns) | - |",
+            ratio("floor_denied", "xdp_drop_all"),
         );
     }
     let forwarding = med("no_program_allowed");
-    let own = med("enforcer_allowed") - forwarding;
-    let share = own / forwarding;
+    let share = ratio("enforcer_allowed", "no_program_allowed") - 1.0;
     let _ = writeln!(
         s,
-        "| veth: the enforcer's own cost on the allowed path (enforcer_allowed - no_program_allowed) <= 10% of the kernel's forwarding (no_program_allowed) | {own:.0} ns of {forwarding:.0} ns = {:.0}% | {} |",
+        "| veth: the enforcer's own cost on the allowed path (enforcer_allowed - no_program_allowed) <= 10% of the kernel's forwarding (no_program_allowed) | {:.0}% (medians {:.0} ns and {forwarding:.0} ns) | {} |",
         share * 100.0,
+        med("enforcer_allowed"),
         verdict(share <= 0.10)
     );
     for (name, what) in [
@@ -310,24 +327,39 @@ fn veth_targets(doc: &Value, v: &[Value], s: &mut String) {
             "floor of an allowed packet, the flow lookup alone (`bench_floor`)",
         ),
     ] {
-        let own = med(name) - forwarding;
-        if own.is_nan() {
+        let m = med(name);
+        if m.is_nan() {
             continue;
         }
         let _ = writeln!(
             s,
-            "| (context) veth: {what}, own cost ({name} - no_program_allowed) | {own:.0} ns of {forwarding:.0} ns = {:.0}% | - |",
-            own / forwarding * 100.0,
+            "| (context) veth: {what}, own cost ({name} - no_program_allowed) | {:.0}% (medians {m:.0} ns and {forwarding:.0} ns) | - |",
+            (ratio(name, "no_program_allowed") - 1.0) * 100.0,
+        );
+    }
+    // The programs alone, as the kernel timed each of their runs on this path: what the enforcer
+    // itself adds, and what its floor does, without the path's noise around them.
+    for r in v {
+        let Some(run) = r["program_ns_per_run"]["samples"].as_array() else {
+            continue;
+        };
+        let run: Vec<f64> = run.iter().map(f).collect();
+        let _ = writeln!(
+            s,
+            "| (context) veth: {}, the program's own run time as the kernel times it (`bpf_stats`) | {:.0} ns a packet = {:.0}% of no_program_allowed | - |",
+            r["scenario"].as_str().unwrap_or(""),
+            stats::median(&run),
+            stats::paired_ratio(&run, &samples("no_program_allowed")) * 100.0,
         );
     }
     for (e, n) in [
         ("enforcer_denied", "nftables_denied"),
         ("enforcer_allowed", "nftables_allowed"),
     ] {
-        let pps = med(n) / med(e);
+        let pps = ratio(n, e);
         let _ = writeln!(
             s,
-            "| veth: {e} >= 2x packets/s of {n} | {:.2} vs {:.2} Mpps per core = {pps:.1}x | {} |",
+            "| veth: {e} >= 2x packets/s of {n} | {pps:.1}x (medians {:.2} vs {:.2} Mpps per core) | {} |",
             1e3 / med(e),
             1e3 / med(n),
             verdict(pps >= 2.0)

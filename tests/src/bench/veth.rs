@@ -357,8 +357,11 @@ enum Rx {
     Nft,
 }
 
-/// One measured run: receiver CPU ns per packet received, and packets.
-fn measure(dp: &mut Datapath, ns: &str, t: &Traffic, packets: u32) -> Result<(f64, u64, u64)> {
+/// One measured run: receiver CPU ns per packet received, packets received and forwarded.
+type Run = (f64, u64, u64);
+
+/// One measured run (see [`Run`]).
+fn measure(dp: &mut Datapath, ns: &str, t: &Traffic, packets: u32) -> Result<Run> {
     dp.bench_table(&t.table)?;
     dp.bench_config(t.cfg)?;
     dp.bench_reset_counter()?;
@@ -398,6 +401,40 @@ fn measure(dp: &mut Datapath, ns: &str, t: &Traffic, packets: u32) -> Result<(f6
     Ok((cpu as f64 / rx as f64, rx, fwd))
 }
 
+/// What the rounds of one scenario measured.
+#[derive(Clone, Default)]
+struct Measured {
+    /// Receiver CPU ns per packet received, a sample per round.
+    receiver_ns: Vec<f64>,
+    /// The program's own ns per run as the kernel timed it, a sample per round (timed runs only).
+    program_ns: Vec<f64>,
+    received: u64,
+    forwarded: u64,
+}
+
+/// [`measure`] with the kernel's run statistics on: also the mean run time of `prog` over the
+/// measured run, from its run count and total run time (`bpf_prog_info`), which exclude the
+/// path around it.
+fn timed_measure(
+    dp: &mut Datapath,
+    prog: &str,
+    ns: &str,
+    t: &Traffic,
+    packets: u32,
+) -> Result<(Result<Run>, f64)> {
+    let stats_on = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?;
+    let (runs0, time0) = dp.bench_run_stats(prog)?;
+    let m = measure(dp, ns, t, packets);
+    let (runs1, time1) = dp.bench_run_stats(prog)?;
+    drop(stats_on);
+    let runs = runs1.saturating_sub(runs0);
+    if runs == 0 {
+        bail!("{prog}: the kernel counted no run with statistics on");
+    }
+    let time = time1.saturating_sub(time0);
+    Ok((m, time.as_nanos() as f64 / runs as f64))
+}
+
 fn run_inner(ns: &str, quick: bool) -> Result<Value> {
     topology(ns)?;
     let (_, compiled, _, _) = control::build(DEVICES)?;
@@ -430,21 +467,26 @@ fn run_inner(ns: &str, quick: bool) -> Result<Value> {
     let deny = traffic(&dp, &compiled, r0_mac, false, g0)?;
     let packets: u32 = if quick { 300_000 } else { 2_000_000 };
     let rounds = if quick { 2 } else { 5 };
-    let scenarios: [(&str, Rx, bool); 9] = [
-        ("no_program_allowed", Rx::None, true),
-        ("xdp_pass_all_allowed", Rx::Xdp(dpb::PASS), true),
-        ("xdp_drop_all", Rx::Xdp(dpb::DROP), false),
-        ("enforcer_allowed", Rx::Xdp(dpb::ENFORCER), true),
+    // (name, receiver, allowed traffic, program timed by the kernel). A timed run is a scenario
+    // of its own: run statistics cost every program two clock reads a run, which would weigh on
+    // the path the untimed scenarios compare.
+    let scenarios: [(&str, Rx, bool, bool); 11] = [
+        ("no_program_allowed", Rx::None, true, false),
+        ("xdp_pass_all_allowed", Rx::Xdp(dpb::PASS), true, false),
+        ("xdp_drop_all", Rx::Xdp(dpb::DROP), false, false),
+        ("enforcer_allowed", Rx::Xdp(dpb::ENFORCER), true, false),
+        ("enforcer_allowed_timed", Rx::Xdp(dpb::ENFORCER), true, true),
         // Right after the enforcer: its allowed traffic's flows are in `FLOWS`.
-        ("floor_allowed", Rx::Xdp(dpb::FLOOR), true),
-        ("enforcer_denied", Rx::Xdp(dpb::ENFORCER), false),
-        ("floor_denied", Rx::Xdp(dpb::FLOOR_DENIED), false),
-        ("nftables_allowed", Rx::Nft, true),
-        ("nftables_denied", Rx::Nft, false),
+        ("floor_allowed", Rx::Xdp(dpb::FLOOR), true, false),
+        ("floor_allowed_timed", Rx::Xdp(dpb::FLOOR), true, true),
+        ("enforcer_denied", Rx::Xdp(dpb::ENFORCER), false, false),
+        ("floor_denied", Rx::Xdp(dpb::FLOOR_DENIED), false, false),
+        ("nftables_allowed", Rx::Nft, true, false),
+        ("nftables_denied", Rx::Nft, false, false),
     ];
-    let mut res: Vec<(Vec<f64>, u64, u64)> = vec![(vec![], 0, 0); scenarios.len()];
+    let mut res: Vec<Measured> = vec![Measured::default(); scenarios.len()];
     for round in 0..rounds {
-        for (k, (name, rx, allowed)) in scenarios.iter().enumerate() {
+        for (k, (name, rx, allowed, timed)) in scenarios.iter().enumerate() {
             let t = if *allowed { &allow } else { &deny };
             dp.bench_clear_device_state(0..u32::try_from(DEVICES + 1)?)?;
             let link = match rx {
@@ -457,7 +499,13 @@ fn run_inner(ns: &str, quick: bool) -> Result<Value> {
             };
             // Warm-up pass (flows, conntrack, caches), then the measured run.
             let _ = measure(&mut dp, ns, t, u32::try_from(t.table.len() * 4)?);
-            let m = measure(&mut dp, ns, t, packets);
+            let (m, run_ns) = match (rx, timed) {
+                (Rx::Xdp(prog), true) => {
+                    let (m, run_ns) = timed_measure(&mut dp, prog, ns, t, packets)?;
+                    (m, Some(run_ns))
+                }
+                _ => (measure(&mut dp, ns, t, packets), None),
+            };
             if let Some((prog, l)) = link {
                 dp.bench_detach(prog, l)?;
             }
@@ -477,28 +525,34 @@ fn run_inner(ns: &str, quick: bool) -> Result<Value> {
                     bail!("{name}: forwarded {fwd} of {rx_n} packets received");
                 }
             }
-            res[k].0.push(ns_pp);
-            res[k].1 += rx_n;
-            res[k].2 += fwd;
+            res[k].receiver_ns.push(ns_pp);
+            res[k].program_ns.extend(run_ns);
+            res[k].received += rx_n;
+            res[k].forwarded += fwd;
         }
         eprintln!("  veth: round {}/{rounds} done", round + 1);
     }
     dp.bench_detach(dpb::DROP, s1_link)?;
-    let drop_med = scenarios
+    let drop = scenarios
         .iter()
-        .position(|(name, _, _)| *name == "xdp_drop_all")
-        .map_or(f64::NAN, |k| stats::median(&res[k].0));
+        .position(|(name, ..)| *name == "xdp_drop_all")
+        .map_or(&[][..], |k| &res[k].receiver_ns[..]);
     let mut rows = Vec::new();
-    for (k, (name, _, _)) in scenarios.iter().enumerate() {
-        let med = stats::median(&res[k].0);
-        rows.push(json!({
+    for (k, (name, ..)) in scenarios.iter().enumerate() {
+        let m = &res[k];
+        let med = stats::median(&m.receiver_ns);
+        let mut row = json!({
             "scenario": name,
-            "receiver_ns_per_packet": stats::summary(&res[k].0),
+            "receiver_ns_per_packet": stats::summary(&m.receiver_ns),
             "mpps_per_core": ((1e3 / med) * 100.0).round() / 100.0,
-            "vs_drop_all": ((med / drop_med) * 100.0).round() / 100.0,
-            "packets_received": res[k].1,
-            "packets_forwarded": res[k].2,
-        }));
+            "vs_drop_all": (stats::paired_ratio(&m.receiver_ns, drop) * 100.0).round() / 100.0,
+            "packets_received": m.received,
+            "packets_forwarded": m.forwarded,
+        });
+        if !m.program_ns.is_empty() {
+            row["program_ns_per_run"] = stats::summary(&m.program_ns);
+        }
+        rows.push(row);
     }
     Ok(json!({
         "devices": DEVICES,
