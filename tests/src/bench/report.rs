@@ -187,7 +187,7 @@ fn per_packet_targets(doc: &Value, s: &mut String) {
             };
             let _ = writeln!(
                 s,
-                "| {what}, {pattern}: <= {cap}x empty | worst {ratio:.1}x ({}, {place}: {:.0} ns, empty {:.0} ns) | {} |",
+                "| {what}, {pattern}: <= {cap}x empty | worst {ratio:.2}x ({}, {place}: {:.0} ns, empty {:.0} ns) | {} |",
                 worst["class"].as_str().unwrap_or(""),
                 f(&worst["enforcer_ns"]["median"]),
                 f(&worst["empty_ns"]["median"]),
@@ -293,7 +293,7 @@ fn veth_targets(doc: &Value, v: &[Value], s: &mut String) {
     let x = ratio("enforcer_denied", "xdp_drop_all");
     let _ = writeln!(
         s,
-        "| veth: enforcer_denied <= 3x drop-all ({} devices) | {x:.1}x (medians {:.0} ns vs {:.0} ns) | {} |",
+        "| veth: enforcer_denied <= 3x drop-all ({} devices) | {x:.2}x (medians {:.0} ns vs {:.0} ns) | {} |",
         doc["veth"]["devices"],
         med("enforcer_denied"),
         drop,
