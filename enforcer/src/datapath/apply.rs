@@ -13,7 +13,10 @@
 //! candidate is confirmed or reverted. A slot this process does not know (pinned maps it adopted,
 //! or an apply that failed half-way) is cleared by scanning before it is written whole.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use aya::{
     Pod,
@@ -138,7 +141,7 @@ policy_maps!(differences);
 /// cleared by scanning.
 #[derive(Debug, Default)]
 pub(super) struct SlotContents {
-    slots: [Option<PolicyMaps>; 2],
+    slots: [Option<Arc<PolicyMaps>>; 2],
     /// Ids of the policy last applied by this process.
     ids: Option<IdTable>,
     /// When this process last moved the program to the other slot.
@@ -150,7 +153,7 @@ impl SlotContents {
     /// first apply. (Scanning costs a system call per entry of both slots.)
     pub(super) fn empty() -> Self {
         Self {
-            slots: [Some(PolicyMaps::default()), Some(PolicyMaps::default())],
+            slots: [Some(Arc::default()), Some(Arc::default())],
             ids: None,
             flipped: None,
         }
@@ -312,7 +315,7 @@ impl Datapath {
         // it unknown now.
         let (held, scanned) = match self.slots.slots[usize::from(idle)].take() {
             Some(held) => (held, 0),
-            None => (PolicyMaps::default(), self.scan_clear_slot(idle)?),
+            None => (Arc::default(), self.scan_clear_slot(idle)?),
         };
         self.reset_reassigned_ids(policy)?;
         let (written, removed) = self.rewrite_slot(idle, &held, &policy.maps)?;
@@ -334,7 +337,7 @@ impl Datapath {
         })?;
         let switched = started.elapsed();
         self.slots.flipped = Some(Instant::now());
-        self.slots.slots[usize::from(idle)] = Some(policy.maps.clone());
+        self.slots.slots[usize::from(idle)] = Some(Arc::clone(&policy.maps));
         self.slots.ids = Some(policy.ids.clone());
         Ok(ApplyReport {
             generation,

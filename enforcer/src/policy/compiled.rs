@@ -6,7 +6,7 @@
 //! here is already resolved: deny precedence is applied, classes are expanded, ports of ranges are
 //! listed one by one. The datapath does no policy reasoning.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use enforcer_common::{Action, Decision, Mode};
 use serde::{Deserialize, Serialize};
@@ -158,8 +158,10 @@ pub struct CompiledPolicy {
     /// `limits:` (the per-device flow quota goes to `CONFIG`).
     pub limits: super::model::Limits,
 
-    /// The image of every policy map, without slots (see [`super::maps`]).
-    pub maps: PolicyMaps,
+    /// The image of every policy map, without slots (see [`super::maps`]). Shared with the
+    /// datapath, which keeps the image each slot holds to rewrite only what the next policy
+    /// changes: a pointer, not a copy of the 100,000-device policy's 340,000 entries.
+    pub maps: Arc<PolicyMaps>,
 
     // Names behind the ids.
     pub ids: IdTable,

@@ -16,6 +16,8 @@ mod shadowing;
 mod test_support;
 mod verdicts;
 
+use std::sync::Arc;
+
 use enforcer_common::{
     MAX_CLASSES, MAX_NETWORKS, MAX_RULES, NETWORK_DEVICE_BASE, names::MAX_NAMES,
 };
@@ -87,7 +89,7 @@ pub fn compile_with_diagnostics(
         return Err(diags.into_error());
     }
     let compiled = CompiledPolicy {
-        maps,
+        maps: Arc::new(maps),
         devices,
         rules: rule_infos(policy, &rule_ids),
         ..settings_and_names(policy, &classes, ids)
@@ -185,7 +187,7 @@ fn settings_and_names(policy: &Policy, classes: &Classes, ids: IdTable) -> Compi
             release_after_s: q.release_after_s,
         }),
         limits: policy.limits,
-        maps: PolicyMaps::default(),
+        maps: Arc::default(),
         classes: classes.info.clone(),
         zones: policy
             .zones
