@@ -10,6 +10,13 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
 
+/// The numbers of a JSON array (none when `v` is no array).
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .map(|a| a.iter().map(f).collect())
+        .unwrap_or_default()
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**MISSED**" }
 }
@@ -278,8 +285,7 @@ fn veth_targets(doc: &Value, v: &[Value], s: &mut String) {
     let samples = |name: &str| -> Vec<f64> {
         v.iter()
             .find(|r| r["scenario"] == name)
-            .and_then(|r| r["receiver_ns_per_packet"]["samples"].as_array())
-            .map(|a| a.iter().map(f).collect())
+            .map(|r| numbers(&r["receiver_ns_per_packet"]["samples"]))
             .unwrap_or_default()
     };
     let med = |name: &str| stats::median(&samples(name));
@@ -340,10 +346,10 @@ fn veth_targets(doc: &Value, v: &[Value], s: &mut String) {
     // The programs alone, as the kernel timed each of their runs on this path: what the enforcer
     // itself adds, and what its floor does, without the path's noise around them.
     for r in v {
-        let Some(run) = r["program_ns_per_run"]["samples"].as_array() else {
+        let run = numbers(&r["program_ns_per_run"]["samples"]);
+        if run.is_empty() {
             continue;
-        };
-        let run: Vec<f64> = run.iter().map(f).collect();
+        }
         let _ = writeln!(
             s,
             "| (context) veth: {}, the program's own run time as the kernel times it (`bpf_stats`) | {:.0} ns a packet = {:.0}% of no_program_allowed | - |",
@@ -391,10 +397,7 @@ fn control_targets(cp: &Value, s: &mut String) {
         f(&cp["apply_first_ms"]),
         verdict(t <= 1_000.0)
     );
-    let mut lat: Vec<f64> = cp["reload_under_traffic"]["command_to_enforced_ms"]
-        .as_array()
-        .map(|a| a.iter().map(f).collect())
-        .unwrap_or_default();
+    let mut lat = numbers(&cp["reload_under_traffic"]["command_to_enforced_ms"]);
     lat.sort_by(f64::total_cmp);
     if let Some(median) = lat.get(lat.len() / 2) {
         let _ = writeln!(
